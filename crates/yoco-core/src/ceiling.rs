@@ -1,0 +1,121 @@
+//! This machine's ceilings, measured in the same run as the figures quoted against them:
+//! peak f32 FMA throughput and memory copy bandwidth, on every core rayon uses.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+/// Median of `values` (sorted in place); NaN for an empty slice.
+pub fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        0.5 * (values[n / 2 - 1] + values[n / 2])
+    }
+}
+
+/// The CPU ceilings.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuCeilings {
+    /// Threads used (rayon's pool).
+    pub threads: usize,
+    /// Peak f32 FMA rate, GFLOP/s (an FMA counts 2 FLOPs), all threads.
+    pub fma_gflops: f64,
+    /// Memory copy bandwidth, GB/s of bytes read plus bytes written, all threads.
+    pub copy_gbs: f64,
+}
+
+impl CpuCeilings {
+    /// Measures both ceilings (about a second).
+    pub fn measure() -> Self {
+        CpuCeilings { threads: rayon::current_num_threads(), fma_gflops: fma_gflops(), copy_gbs: copy_bandwidth_gbs(256 << 20) }
+    }
+}
+
+/// Independent FMA chains per thread: enough to cover the FMA latency (4 cycles) on two ports.
+const CHAINS: usize = 12;
+const LANES: usize = 8;
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_chains_avx2(iters: u64) -> f32 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm256_set1_ps(1.0); CHAINS];
+    let a = _mm256_set1_ps(0.999_999);
+    let b = _mm256_set1_ps(1e-7);
+    for _ in 0..iters {
+        for r in acc.iter_mut() {
+            *r = _mm256_fmadd_ps(*r, a, b);
+        }
+    }
+    let mut out = [0f32; LANES];
+    let mut sum = _mm256_setzero_ps();
+    for r in acc {
+        sum = _mm256_add_ps(sum, r);
+    }
+    _mm256_storeu_ps(out.as_mut_ptr(), sum);
+    out.iter().sum()
+}
+
+fn fma_chains_portable(iters: u64) -> f32 {
+    let mut acc = [[1.0f32; LANES]; CHAINS];
+    for _ in 0..iters {
+        for chain in acc.iter_mut() {
+            for lane in chain.iter_mut() {
+                *lane = lane.mul_add(0.999_999, 1e-7);
+            }
+        }
+    }
+    acc.iter().flatten().sum()
+}
+
+fn fma_chains(iters: u64) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports the features the function is compiled for (checked above).
+        return unsafe { fma_chains_avx2(iters) };
+    }
+    fma_chains_portable(iters)
+}
+
+/// Peak f32 FMA GFLOP/s on all of rayon's threads (AVX2 FMA where the CPU has it): the best of
+/// five ~50 ms rounds, each thread running independent chains.
+pub fn fma_gflops() -> f64 {
+    let threads = rayon::current_num_threads();
+    let iters: u64 = 4_000_000;
+    let flops_per_thread = (iters as usize * CHAINS * LANES * 2) as f64;
+    let mut best = 0.0f64;
+    for _ in 0..5 {
+        let start = Instant::now();
+        let sink: f32 = (0..threads).into_par_iter().map(|_| fma_chains(black_box(iters))).sum();
+        black_box(sink);
+        let secs = start.elapsed().as_secs_f64();
+        best = best.max(flops_per_thread * threads as f64 / secs / 1e9);
+    }
+    best
+}
+
+/// Copy bandwidth in GB/s (read + write bytes) of a `bytes`-sized buffer copied by all of
+/// rayon's threads in contiguous pieces; median of seven copies after a warm-up. Use a buffer
+/// far larger than the last-level cache.
+pub fn copy_bandwidth_gbs(bytes: usize) -> f64 {
+    let n = bytes / 4;
+    let src: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let mut dst = vec![0f32; n];
+    let piece = n.div_ceil(rayon::current_num_threads() * 4).max(1);
+    let mut copy = || {
+        let start = Instant::now();
+        dst.par_chunks_mut(piece).zip(src.par_chunks(piece)).for_each(|(d, s)| d.copy_from_slice(s));
+        black_box(&mut dst);
+        start.elapsed().as_secs_f64()
+    };
+    copy();
+    let mut times: Vec<f64> = (0..7).map(|_| copy()).collect();
+    2.0 * (n * 4) as f64 / median(&mut times) / 1e9
+}

@@ -1,0 +1,143 @@
+//! The CUDA device: context, the one stream all work goes on, loaded modules, cuBLAS handle.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cudarc::cublas::CudaBlas;
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
+
+use super::module::KernelModule;
+use crate::memory::MemoryTracker;
+use crate::{Error, Result};
+
+/// A CUDA device with its primary context and one stream. Cheap to clone (an `Arc`).
+///
+/// All work goes on one stream, so kernels, copies and cuBLAS calls are ordered without events.
+#[derive(Clone)]
+pub struct CudaDevice {
+    inner: Arc<Inner>,
+    tracker: Arc<MemoryTracker>,
+}
+
+struct Inner {
+    ordinal: usize,
+    name: String,
+    compute_capability: (i32, i32),
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
+    blas: Mutex<Option<Arc<CudaBlas>>>,
+}
+
+impl CudaDevice {
+    /// Opens device `ordinal`. `CudaContext::new` panics when libcuda is missing, so its presence
+    /// is checked first; every other failure is a [`Error::CudaUnavailable`] with the reason.
+    pub fn new(ordinal: usize) -> Result<Self> {
+        // SAFETY: only tries to dlopen libcuda; no CUDA call is made.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(Error::CudaUnavailable("no CUDA driver found (libcuda.so could not be loaded)".into()));
+        }
+        let count = CudaContext::device_count()
+            .map_err(|e| Error::CudaUnavailable(format!("the driver could not list devices: {e}")))?;
+        if ordinal >= count.max(0) as usize {
+            return Err(Error::CudaUnavailable(format!("device {ordinal} requested, {count} present")));
+        }
+        let ctx = CudaContext::new(ordinal)
+            .map_err(|e| Error::CudaUnavailable(format!("could not create a context on device {ordinal}: {e}")))?;
+        let name = ctx.name().map_err(|e| Error::cuda("CudaDevice::new", e))?;
+        let compute_capability = ctx.compute_capability().map_err(|e| Error::cuda("CudaDevice::new", e))?;
+        let stream = ctx.default_stream();
+        Ok(CudaDevice {
+            inner: Arc::new(Inner {
+                ordinal,
+                name,
+                compute_capability,
+                ctx,
+                stream,
+                modules: Mutex::new(HashMap::new()),
+                blas: Mutex::new(None),
+            }),
+            tracker: MemoryTracker::new(),
+        })
+    }
+
+    pub fn ordinal(&self) -> usize {
+        self.inner.ordinal
+    }
+
+    /// The card's name as the driver reports it.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    pub fn compute_capability(&self) -> (i32, i32) {
+        self.inner.compute_capability
+    }
+
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.inner.ctx
+    }
+
+    /// The stream every yoco kernel, copy and GEMM on this device is queued on.
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.inner.stream
+    }
+
+    pub(crate) fn tracker(&self) -> &Arc<MemoryTracker> {
+        &self.tracker
+    }
+
+    /// Free and total device memory in bytes, from the driver (all processes' allocations).
+    pub fn mem_info(&self) -> Result<(usize, usize)> {
+        self.inner.ctx.mem_get_info().map_err(|e| Error::cuda("CudaDevice::mem_info", e))
+    }
+
+    pub fn synchronize(&self) -> Result<()> {
+        self.inner.stream.synchronize().map_err(|e| Error::cuda("CudaDevice::synchronize", e))
+    }
+
+    /// The kernel `entry` of `module`, loading the module on first use. The cubin built for
+    /// sm_90a is used on compute capability 9.0; anywhere else, or if the driver refuses the
+    /// cubin, the embedded PTX is JIT-compiled.
+    pub fn function(&self, module: &'static KernelModule, entry: &'static str) -> Result<CudaFunction> {
+        if !module.entries.contains(&entry) {
+            return Err(Error::Cuda {
+                op: "CudaDevice::function",
+                message: format!("module {} has no kernel {entry} (it has {:?})", module.name, module.entries),
+            });
+        }
+        let loaded = {
+            let mut modules = self.inner.modules.lock().unwrap_or_else(|p| p.into_inner());
+            match modules.get(module.name) {
+                Some(m) => Arc::clone(m),
+                None => {
+                    let m = module.load(&self.inner.ctx, self.inner.compute_capability)?;
+                    modules.insert(module.name, Arc::clone(&m));
+                    m
+                }
+            }
+        };
+        loaded.load_function(entry).map_err(|e| Error::cuda("CudaDevice::function", format!("{entry}: {e}")))
+    }
+
+    /// The cuBLAS handle of this device's stream, created on first use.
+    pub fn blas(&self) -> Result<Arc<CudaBlas>> {
+        let mut blas = self.inner.blas.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = blas.as_ref() {
+            return Ok(Arc::clone(b));
+        }
+        // SAFETY: only tries to dlopen libcublas; CudaBlas::new panics when it is missing.
+        if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+            return Err(Error::CudaUnavailable("cuBLAS not found (libcublas.so could not be loaded)".into()));
+        }
+        let b = Arc::new(CudaBlas::new(Arc::clone(&self.inner.stream)).map_err(|e| Error::cuda("cublas create", e))?);
+        *blas = Some(Arc::clone(&b));
+        Ok(b)
+    }
+}
+
+impl std::fmt::Debug for CudaDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cuda:{} ({})", self.inner.ordinal, self.inner.name)
+    }
+}

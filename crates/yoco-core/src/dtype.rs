@@ -1,0 +1,177 @@
+//! Element types: f32, bf16 and f16 storage. Arithmetic is always done in f32 (statistics,
+//! accumulators) whatever the storage type; [`Element`] is the bridge.
+
+use half::{bf16, f16};
+use std::fmt;
+
+#[cfg(feature = "cuda")]
+use crate::tensor::CudaStorage;
+use crate::tensor::CpuStorage;
+
+/// The storage type of a tensor's elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32,
+    BF16,
+    F16,
+}
+
+impl DType {
+    /// Every dtype, for tests and benches that sweep them.
+    pub const ALL: [DType; 3] = [DType::F32, DType::BF16, DType::F16];
+
+    /// Bytes per element.
+    pub const fn size_in_bytes(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::BF16 | DType::F16 => 2,
+        }
+    }
+
+    /// Rounds an f64 value to this dtype and back: what storing it would keep.
+    pub fn round(self, v: f64) -> f64 {
+        match self {
+            DType::F32 => v as f32 as f64,
+            DType::BF16 => bf16::from_f64(v).to_f64(),
+            DType::F16 => f16::from_f64(v).to_f64(),
+        }
+    }
+
+    /// The short lowercase name used in kernel entry names and bench ids.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::BF16 => "bf16",
+            DType::F16 => "f16",
+        }
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a tensor element must also be in a build with CUDA: copyable to the device and valid
+/// as all-zero bits. Nothing in a CPU-only build.
+#[cfg(feature = "cuda")]
+pub trait DeviceElement: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits {}
+#[cfg(feature = "cuda")]
+impl<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits> DeviceElement for T {}
+/// What a tensor element must also be in a build with CUDA: nothing in a CPU-only build.
+#[cfg(not(feature = "cuda"))]
+pub trait DeviceElement {}
+#[cfg(not(feature = "cuda"))]
+impl<T> DeviceElement for T {}
+
+/// A Rust type that can be a tensor element.
+pub trait Element: DeviceElement + Copy + Send + Sync + Default + fmt::Debug + PartialEq + 'static {
+    /// The matching [`DType`].
+    const DTYPE: DType;
+    fn to_f32(self) -> f32;
+    fn from_f32(v: f32) -> Self;
+    fn to_f64(self) -> f64;
+    /// Rounds to nearest even, directly from f64 (no double rounding through f32).
+    fn from_f64(v: f64) -> Self;
+
+    /// Wraps a vector as CPU storage of this type.
+    fn into_cpu_storage(v: Vec<Self>) -> CpuStorage;
+    /// The elements of `s` if it holds this type.
+    fn cpu_slice(s: &CpuStorage) -> Option<&[Self]>;
+    /// The elements of `s` if it holds this type, mutably.
+    fn cpu_slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]>;
+    #[cfg(feature = "cuda")]
+    fn into_cuda_storage(v: cudarc::driver::CudaSlice<Self>) -> CudaStorage;
+    #[cfg(feature = "cuda")]
+    fn cuda_slice(s: &CudaStorage) -> Option<&cudarc::driver::CudaSlice<Self>>;
+    #[cfg(feature = "cuda")]
+    fn cuda_slice_mut(s: &mut CudaStorage) -> Option<&mut cudarc::driver::CudaSlice<Self>>;
+}
+
+/// Implements the storage accessors of [`Element`] for one type and its storage variant.
+macro_rules! storage_access {
+    ($variant:ident) => {
+        fn into_cpu_storage(v: Vec<Self>) -> CpuStorage {
+            CpuStorage::$variant(v)
+        }
+        fn cpu_slice(s: &CpuStorage) -> Option<&[Self]> {
+            match s {
+                CpuStorage::$variant(v) => Some(v),
+                _ => None,
+            }
+        }
+        fn cpu_slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
+            match s {
+                CpuStorage::$variant(v) => Some(v),
+                _ => None,
+            }
+        }
+        #[cfg(feature = "cuda")]
+        fn into_cuda_storage(v: cudarc::driver::CudaSlice<Self>) -> CudaStorage {
+            CudaStorage::$variant(v)
+        }
+        #[cfg(feature = "cuda")]
+        fn cuda_slice(s: &CudaStorage) -> Option<&cudarc::driver::CudaSlice<Self>> {
+            match s {
+                CudaStorage::$variant(v) => Some(v),
+                _ => None,
+            }
+        }
+        #[cfg(feature = "cuda")]
+        fn cuda_slice_mut(s: &mut CudaStorage) -> Option<&mut cudarc::driver::CudaSlice<Self>> {
+            match s {
+                CudaStorage::$variant(v) => Some(v),
+                _ => None,
+            }
+        }
+    };
+}
+
+impl Element for f32 {
+    const DTYPE: DType = DType::F32;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    #[inline(always)]
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+    storage_access!(F32);
+}
+
+macro_rules! half_element {
+    ($t:ty, $d:expr, $variant:ident) => {
+        impl Element for $t {
+            const DTYPE: DType = $d;
+            #[inline(always)]
+            fn to_f32(self) -> f32 {
+                <$t>::to_f32(self)
+            }
+            #[inline(always)]
+            fn from_f32(v: f32) -> Self {
+                <$t>::from_f32(v)
+            }
+            #[inline(always)]
+            fn to_f64(self) -> f64 {
+                <$t>::to_f64(self)
+            }
+            #[inline(always)]
+            fn from_f64(v: f64) -> Self {
+                <$t>::from_f64(v)
+            }
+            storage_access!($variant);
+        }
+    };
+}
+half_element!(bf16, DType::BF16, BF16);
+half_element!(f16, DType::F16, F16);

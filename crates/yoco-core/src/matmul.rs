@@ -1,0 +1,117 @@
+//! CPU matrix products for the fast CPU paths, on the `gemm` crate (multithreaded on rayon,
+//! AVX2/AVX-512 kernels chosen at run time). `benches/matmul.rs` measures it against
+//! matrixmultiply on the FFN's shapes; gemm won there, which is why it is the one used.
+
+use gemm::Parallelism;
+
+use crate::{Error, Result};
+
+fn check_len(op: &'static str, what: &'static str, len: usize, need: usize) -> Result<()> {
+    if len == need {
+        Ok(())
+    } else {
+        Err(Error::ShapeMismatch { op, what, expected: format!("{need} elements"), got: len.to_string() })
+    }
+}
+
+fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
+    // Below ~1 MFLOP the fork-join costs more than it saves.
+    if m * n * k < (1 << 20) {
+        Parallelism::None
+    } else {
+        Parallelism::Rayon(0)
+    }
+}
+
+/// `c[m, n] = a[m, k] · b[n, k]ᵀ`, row-major: a linear layer `x Wᵀ` with W stored `[out, in]`.
+pub fn matmul_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<()> {
+    const OP: &str = "matmul_nt";
+    check_len(OP, "a", a.len(), m * k)?;
+    check_len(OP, "b", b.len(), n * k)?;
+    check_len(OP, "c", c.len(), m * n)?;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    // SAFETY: the lengths were checked above; strides describe a row-major a [m, k] (row stride
+    // k), b read as its transpose [k, n] (element (i, j) at j*k + i) and a row-major c [m, n].
+    unsafe {
+        gemm::gemm(
+            m, n, k,
+            c.as_mut_ptr(), 1, n as isize,
+            false,
+            a.as_ptr(), 1, k as isize,
+            b.as_ptr(), k as isize, 1,
+            0.0, 1.0,
+            false, false, false,
+            parallelism(m, n, k),
+        );
+    }
+    Ok(())
+}
+
+/// `c[m, n] = a[m, k] · b[k, n]`, row-major.
+pub fn matmul_nn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<()> {
+    const OP: &str = "matmul_nn";
+    check_len(OP, "a", a.len(), m * k)?;
+    check_len(OP, "b", b.len(), k * n)?;
+    check_len(OP, "c", c.len(), m * n)?;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    // SAFETY: lengths checked above; all three matrices are dense row-major.
+    unsafe {
+        gemm::gemm(
+            m, n, k,
+            c.as_mut_ptr(), 1, n as isize,
+            false,
+            a.as_ptr(), 1, k as isize,
+            b.as_ptr(), 1, n as isize,
+            0.0, 1.0,
+            false, false, false,
+            parallelism(m, n, k),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn naive_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Vec<f64> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| a[i * k + p] as f64 * b[j * k + p] as f64).sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn nt_and_nn_match_naive_on_odd_shapes() {
+        let mut rng = Rng::new(11);
+        for &(m, n, k) in &[(1, 1, 1), (7, 13, 5), (65, 33, 130), (128, 96, 257)] {
+            let a: Vec<f32> = (0..m * k).map(|_| rng.normal() as f32).collect();
+            let b: Vec<f32> = (0..n * k).map(|_| rng.normal() as f32).collect();
+            let want = naive_nt(m, n, k, &a, &b);
+            let mut c = vec![f32::NAN; m * n];
+            matmul_nt(m, n, k, &a, &b, &mut c).unwrap();
+            let c64: Vec<f64> = c.iter().map(|&v| v as f64).collect();
+            assert!(crate::testing::rel_l2(&c64, &want) < 1e-6, "nt {m}x{n}x{k}");
+            // b as [k, n] is the transpose of b as [n, k].
+            let bt: Vec<f32> = (0..k * n).map(|idx| b[(idx % n) * k + idx / n]).collect();
+            let mut c2 = vec![f32::NAN; m * n];
+            matmul_nn(m, n, k, &a, &bt, &mut c2).unwrap();
+            let c64: Vec<f64> = c2.iter().map(|&v| v as f64).collect();
+            assert!(crate::testing::rel_l2(&c64, &want) < 1e-6, "nn {m}x{n}x{k}");
+        }
+    }
+
+    #[test]
+    fn wrong_lengths_are_errors() {
+        let mut c = vec![0.0; 4];
+        assert!(matches!(matmul_nt(2, 2, 2, &[0.0; 3], &[0.0; 4], &mut c), Err(Error::ShapeMismatch { what: "a", .. })));
+    }
+}

@@ -1,0 +1,308 @@
+//! The tensor: dense, row-major, on one device, charged to that device's memory tracker.
+
+use half::{bf16, f16};
+
+use crate::memory::{MemoryCategory, MemoryCharge};
+use crate::{DType, Device, Element, Error, Result, Shape};
+
+#[cfg(feature = "cuda")]
+fn not_on(kind: crate::DeviceKind, op: &'static str, expected: &str) -> Error {
+    Error::DeviceMismatch { op, what: "tensor", expected: expected.into(), got: kind.to_string() }
+}
+
+/// Host storage, one vector per dtype.
+#[derive(Clone, Debug)]
+pub enum CpuStorage {
+    F32(Vec<f32>),
+    BF16(Vec<bf16>),
+    F16(Vec<f16>),
+}
+
+/// Device storage, one buffer per dtype.
+#[cfg(feature = "cuda")]
+#[derive(Debug)]
+pub enum CudaStorage {
+    F32(cudarc::driver::CudaSlice<f32>),
+    BF16(cudarc::driver::CudaSlice<bf16>),
+    F16(cudarc::driver::CudaSlice<f16>),
+}
+
+#[derive(Debug)]
+enum Storage {
+    Cpu(CpuStorage),
+    #[cfg(feature = "cuda")]
+    Cuda(CudaStorage),
+}
+
+/// A dense row-major tensor of f32, bf16 or f16 on the CPU or a CUDA device.
+///
+/// Its bytes are charged to its device's tracker under its [`MemoryCategory`] for as long as it
+/// lives, so the accounting sees every allocation without any bookkeeping at the call sites.
+#[derive(Debug)]
+pub struct Tensor {
+    shape: Shape,
+    dtype: DType,
+    device: Device,
+    storage: Storage,
+    charge: MemoryCharge,
+}
+
+impl Tensor {
+    /// A tensor of zeros.
+    pub fn zeros(shape: impl Into<Shape>, dtype: DType, device: &Device, category: MemoryCategory) -> Result<Tensor> {
+        let shape = shape.into();
+        let n = shape.numel();
+        match device {
+            Device::Cpu(_) => {
+                let storage = match dtype {
+                    DType::F32 => CpuStorage::F32(vec![0.0; n]),
+                    DType::BF16 => CpuStorage::BF16(vec![bf16::ZERO; n]),
+                    DType::F16 => CpuStorage::F16(vec![f16::ZERO; n]),
+                };
+                Ok(Self::assemble(shape, dtype, device, Storage::Cpu(storage), category))
+            }
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => {
+                let stream = d.stream();
+                let err = |e| Error::cuda("Tensor::zeros", e);
+                // cuMemAlloc refuses zero bytes; an empty tensor still gets a (one-element) buffer.
+                let len = n.max(1);
+                let storage = match dtype {
+                    DType::F32 => CudaStorage::F32(stream.alloc_zeros::<f32>(len).map_err(err)?),
+                    DType::BF16 => CudaStorage::BF16(stream.alloc_zeros::<bf16>(len).map_err(err)?),
+                    DType::F16 => CudaStorage::F16(stream.alloc_zeros::<f16>(len).map_err(err)?),
+                };
+                Ok(Self::assemble(shape, dtype, device, Storage::Cuda(storage), category))
+            }
+        }
+    }
+
+    /// Takes ownership of `data` (CPU) or uploads it (CUDA).
+    pub fn from_vec<T: Element>(data: Vec<T>, shape: impl Into<Shape>, device: &Device, category: MemoryCategory) -> Result<Tensor> {
+        let shape = shape.into();
+        if data.len() != shape.numel() {
+            return Err(Error::ElementCount { len: data.len(), shape: shape.to_string(), expected: shape.numel() });
+        }
+        match device {
+            Device::Cpu(_) => Ok(Self::assemble(shape, T::DTYPE, device, Storage::Cpu(T::into_cpu_storage(data)), category)),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => {
+                let mut data = data;
+                if data.is_empty() {
+                    data.push(T::default());
+                }
+                let slice = d.stream().clone_htod(&data).map_err(|e| Error::cuda("Tensor::from_vec", e))?;
+                Ok(Self::assemble(shape, T::DTYPE, device, Storage::Cuda(T::into_cuda_storage(slice)), category))
+            }
+        }
+    }
+
+    /// Rounds f64 values to `dtype` (directly, no double rounding) and places them on `device`.
+    pub fn from_f64(data: &[f64], shape: impl Into<Shape>, dtype: DType, device: &Device, category: MemoryCategory) -> Result<Tensor> {
+        fn convert<T: Element>(data: &[f64]) -> Vec<T> {
+            data.iter().map(|&v| T::from_f64(v)).collect()
+        }
+        match dtype {
+            DType::F32 => Self::from_vec(convert::<f32>(data), shape, device, category),
+            DType::BF16 => Self::from_vec(convert::<bf16>(data), shape, device, category),
+            DType::F16 => Self::from_vec(convert::<f16>(data), shape, device, category),
+        }
+    }
+
+    /// Rounds f32 values to `dtype` and places them on `device`.
+    pub fn from_f32(data: &[f32], shape: impl Into<Shape>, dtype: DType, device: &Device, category: MemoryCategory) -> Result<Tensor> {
+        match dtype {
+            DType::F32 => Self::from_vec(data.to_vec(), shape, device, category),
+            DType::BF16 => Self::from_vec(data.iter().map(|&v| bf16::from_f32(v)).collect(), shape, device, category),
+            DType::F16 => Self::from_vec(data.iter().map(|&v| f16::from_f32(v)).collect(), shape, device, category),
+        }
+    }
+
+    fn assemble(shape: Shape, dtype: DType, device: &Device, storage: Storage, category: MemoryCategory) -> Tensor {
+        let bytes = shape.numel() * dtype.size_in_bytes();
+        let charge = device.tracker().charge(category, bytes);
+        Tensor { shape, dtype, device: device.clone(), storage, charge }
+    }
+
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+
+    pub fn dims(&self) -> &[usize] {
+        self.shape.dims()
+    }
+
+    pub fn numel(&self) -> usize {
+        self.shape.numel()
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn category(&self) -> MemoryCategory {
+        self.charge.category()
+    }
+
+    /// Bytes of element storage (what the tracker is charged).
+    pub fn size_in_bytes(&self) -> usize {
+        self.charge.bytes()
+    }
+
+    /// Moves this tensor's bytes to another accounting category.
+    pub fn set_category(&mut self, category: MemoryCategory) {
+        self.charge.recategorize(category);
+    }
+
+    /// The same elements under another shape with the same element count.
+    pub fn reshape(mut self, shape: impl Into<Shape>) -> Result<Tensor> {
+        let shape = shape.into();
+        if shape.numel() != self.numel() {
+            return Err(Error::ShapeMismatch {
+                op: "Tensor::reshape",
+                what: "new shape",
+                expected: format!("{} elements", self.numel()),
+                got: format!("{shape} ({} elements)", shape.numel()),
+            });
+        }
+        self.shape = shape;
+        Ok(self)
+    }
+
+    /// The host elements, if this tensor is on the CPU and holds `T`.
+    pub fn as_slice<T: Element>(&self) -> Result<&[T]> {
+        self.expect_dtype("Tensor::as_slice", "tensor", T::DTYPE)?;
+        match &self.storage {
+            Storage::Cpu(s) => Ok(T::cpu_slice(s).expect("dtype checked above")),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => Err(not_on(self.device.kind(), "Tensor::as_slice", "cpu")),
+        }
+    }
+
+    /// The host elements, mutably, if this tensor is on the CPU and holds `T`.
+    pub fn as_mut_slice<T: Element>(&mut self) -> Result<&mut [T]> {
+        self.expect_dtype("Tensor::as_mut_slice", "tensor", T::DTYPE)?;
+        #[cfg(feature = "cuda")]
+        let kind = self.device.kind();
+        match &mut self.storage {
+            Storage::Cpu(s) => Ok(T::cpu_slice_mut(s).expect("dtype checked above")),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => Err(not_on(kind, "Tensor::as_mut_slice", "cpu")),
+        }
+    }
+
+    /// The device buffer, if this tensor is on a CUDA device and holds `T`. It may be longer than
+    /// [`numel`](Self::numel) (an empty tensor keeps a one-element buffer).
+    #[cfg(feature = "cuda")]
+    pub fn cuda_slice<T: Element>(&self) -> Result<&cudarc::driver::CudaSlice<T>> {
+        self.expect_dtype("Tensor::cuda_slice", "tensor", T::DTYPE)?;
+        match &self.storage {
+            Storage::Cuda(s) => Ok(T::cuda_slice(s).expect("dtype checked above")),
+            Storage::Cpu(_) => Err(not_on(self.device.kind(), "Tensor::cuda_slice", "cuda")),
+        }
+    }
+
+    /// The device buffer, mutably.
+    #[cfg(feature = "cuda")]
+    pub fn cuda_slice_mut<T: Element>(&mut self) -> Result<&mut cudarc::driver::CudaSlice<T>> {
+        self.expect_dtype("Tensor::cuda_slice_mut", "tensor", T::DTYPE)?;
+        let kind = self.device.kind();
+        match &mut self.storage {
+            Storage::Cuda(s) => Ok(T::cuda_slice_mut(s).expect("dtype checked above")),
+            Storage::Cpu(_) => Err(not_on(kind, "Tensor::cuda_slice_mut", "cuda")),
+        }
+    }
+
+    /// The elements as `T`, copied to the host; the dtype must match.
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        self.expect_dtype("Tensor::to_vec", "tensor", T::DTYPE)?;
+        match &self.storage {
+            Storage::Cpu(s) => Ok(T::cpu_slice(s).expect("dtype checked above").to_vec()),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(s) => {
+                let d = self.device.as_cuda("Tensor::to_vec")?;
+                let slice = T::cuda_slice(s).expect("dtype checked above");
+                let mut v = d.stream().clone_dtoh(slice).map_err(|e| Error::cuda("Tensor::to_vec", e))?;
+                v.truncate(self.numel());
+                Ok(v)
+            }
+        }
+    }
+
+    /// The elements widened to f64, copied to the host: what tests compare against references.
+    pub fn to_f64_vec(&self) -> Result<Vec<f64>> {
+        fn widen<T: Element>(t: &Tensor) -> Result<Vec<f64>> {
+            Ok(t.to_vec::<T>()?.into_iter().map(T::to_f64).collect())
+        }
+        match self.dtype {
+            DType::F32 => widen::<f32>(self),
+            DType::BF16 => widen::<bf16>(self),
+            DType::F16 => widen::<f16>(self),
+        }
+    }
+
+    /// The elements widened to f32, copied to the host.
+    pub fn to_f32_vec(&self) -> Result<Vec<f32>> {
+        Ok(self.to_f64_vec()?.into_iter().map(|v| v as f32).collect())
+    }
+
+    /// A copy on `device`, charged to its tracker under this tensor's category.
+    pub fn to_device(&self, device: &Device) -> Result<Tensor> {
+        fn copy<T: Element>(t: &Tensor, device: &Device) -> Result<Tensor> {
+            Tensor::from_vec(t.to_vec::<T>()?, t.shape.clone(), device, t.category())
+        }
+        match self.dtype {
+            DType::F32 => copy::<f32>(self, device),
+            DType::BF16 => copy::<bf16>(self, device),
+            DType::F16 => copy::<f16>(self, device),
+        }
+    }
+
+    /// A copy in `dtype` on the same device (rounded to nearest even). On CUDA this goes through
+    /// the host: it is for loading and tests, not for hot paths.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        Tensor::from_f64(&self.to_f64_vec()?, self.shape.clone(), dtype, &self.device, self.category())
+    }
+
+    // ---- checks the public APIs run before any work -----------------------------------------
+
+    /// Errors unless this tensor holds `dtype`.
+    pub fn expect_dtype(&self, op: &'static str, what: &'static str, dtype: DType) -> Result<()> {
+        if self.dtype == dtype {
+            Ok(())
+        } else {
+            Err(Error::DTypeMismatch { op, what, expected: dtype, got: self.dtype })
+        }
+    }
+
+    /// Errors unless this tensor has exactly `dims`.
+    pub fn expect_dims(&self, op: &'static str, what: &'static str, dims: &[usize]) -> Result<()> {
+        if self.dims() == dims {
+            Ok(())
+        } else {
+            Err(Error::ShapeMismatch { op, what, expected: Shape::from(dims).to_string(), got: self.shape.to_string() })
+        }
+    }
+
+    /// Errors unless this tensor is on the same device as `other` (same kind and ordinal).
+    pub fn expect_device_of(&self, op: &'static str, what: &'static str, other: &Tensor) -> Result<()> {
+        if self.device.kind() == other.device.kind() {
+            Ok(())
+        } else {
+            Err(Error::DeviceMismatch { op, what, expected: other.device.to_string(), got: self.device.to_string() })
+        }
+    }
+
+    /// Errors if this tensor has no elements or no dimensions.
+    pub fn expect_nonempty(&self, op: &'static str, what: &'static str) -> Result<()> {
+        if self.numel() == 0 || self.shape.rank() == 0 {
+            Err(Error::Empty { op, what, shape: self.shape.to_string() })
+        } else {
+            Ok(())
+        }
+    }
+}

@@ -32,6 +32,7 @@ pub mod testing;
 pub mod cuda;
 
 pub use device::{Device, DeviceKind};
+pub use half;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use memory::{MemoryCategory, MemorySnapshot, MemoryTracker};

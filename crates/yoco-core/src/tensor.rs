@@ -217,6 +217,29 @@ impl Tensor {
         }
     }
 
+    /// The raw device address of this tensor's buffer, for a kernel's parameter struct, whatever
+    /// the dtype. The buffer stays valid while the tensor lives; all work is on the device's one
+    /// stream, so a kernel queued with this address is ordered before the buffer's release.
+    #[cfg(feature = "cuda")]
+    pub fn device_ptr(&self) -> Result<*const std::ffi::c_void> {
+        use cudarc::driver::DevicePtr;
+        let d = self.device.as_cuda("Tensor::device_ptr")?;
+        let stream = d.stream();
+        let ptr = match &self.storage {
+            Storage::Cuda(CudaStorage::F32(s)) => s.device_ptr(stream).0,
+            Storage::Cuda(CudaStorage::BF16(s)) => s.device_ptr(stream).0,
+            Storage::Cuda(CudaStorage::F16(s)) => s.device_ptr(stream).0,
+            Storage::Cpu(_) => return Err(not_on(self.device.kind(), "Tensor::device_ptr", "cuda")),
+        };
+        Ok(ptr as usize as *const std::ffi::c_void)
+    }
+
+    /// The raw device address of this tensor's buffer, for a kernel that writes it.
+    #[cfg(feature = "cuda")]
+    pub fn device_ptr_mut(&mut self) -> Result<*mut std::ffi::c_void> {
+        Ok(self.device_ptr()? as *mut std::ffi::c_void)
+    }
+
     /// The elements as `T`, copied to the host; the dtype must match.
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
         self.expect_dtype("Tensor::to_vec", "tensor", T::DTYPE)?;

@@ -1,0 +1,79 @@
+//! The fast CPU path: rows in parallel on rayon, f32 statistics with eight independent partial
+//! sums (so the loop vectorises to one AVX2 register and is not bound by the add latency), any
+//! storage dtype converted to f32 on the fly.
+
+use rayon::prelude::*;
+use yoco_core::half::{bf16, f16};
+use yoco_core::{DType, Element, Result, Tensor};
+
+/// Rows handed to one rayon task: enough work (~16K elements) to amortise the fork-join.
+fn rows_per_task(width: usize) -> usize {
+    (16 * 1024 / width.max(1)).max(1)
+}
+
+/// Shapes are checked by the caller (the public API in lib.rs).
+pub(crate) fn rms_norm(x: &Tensor, residual: Option<&Tensor>, weight: &Tensor, eps: f32, y: &mut Tensor, h: Option<&mut Tensor>) -> Result<()> {
+    match x.dtype() {
+        DType::F32 => typed::<f32>(x, residual, weight, eps, y, h),
+        DType::BF16 => typed::<bf16>(x, residual, weight, eps, y, h),
+        DType::F16 => typed::<f16>(x, residual, weight, eps, y, h),
+    }
+}
+
+fn typed<T: Element>(x: &Tensor, residual: Option<&Tensor>, weight: &Tensor, eps: f32, y: &mut Tensor, h: Option<&mut Tensor>) -> Result<()> {
+    let width = weight.numel();
+    let x = x.as_slice::<T>()?;
+    let w = weight.as_slice::<T>()?;
+    let y = y.as_mut_slice::<T>()?;
+    let chunk = rows_per_task(width) * width;
+    match (residual, h) {
+        (Some(r), Some(h)) => {
+            let r = r.as_slice::<T>()?;
+            let h = h.as_mut_slice::<T>()?;
+            x.par_chunks(chunk).zip(r.par_chunks(chunk)).zip(h.par_chunks_mut(chunk)).zip(y.par_chunks_mut(chunk)).for_each(
+                |(((xc, rc), hc), yc)| {
+                    for (((xr, rr), hr), yr) in xc.chunks(width).zip(rc.chunks(width)).zip(hc.chunks_mut(width)).zip(yc.chunks_mut(width)) {
+                        add_rows(xr, rr, hr);
+                        normalize_row(hr, w, eps, yr);
+                    }
+                },
+            );
+        }
+        _ => {
+            x.par_chunks(chunk).zip(y.par_chunks_mut(chunk)).for_each(|(xc, yc)| {
+                for (xr, yr) in xc.chunks(width).zip(yc.chunks_mut(width)) {
+                    normalize_row(xr, w, eps, yr);
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+/// h = x + r, rounded to the storage type.
+fn add_rows<T: Element>(x: &[T], r: &[T], h: &mut [T]) {
+    for ((hv, xv), rv) in h.iter_mut().zip(x).zip(r) {
+        *hv = T::from_f32(xv.to_f32() + rv.to_f32());
+    }
+}
+
+/// Sum of squares in f32 with eight partial sums.
+fn sum_squares<T: Element>(row: &[T]) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut packs = row.chunks_exact(8);
+    for pack in &mut packs {
+        for (a, v) in acc.iter_mut().zip(pack) {
+            let v = v.to_f32();
+            *a = v.mul_add(v, *a);
+        }
+    }
+    let tail: f32 = packs.remainder().iter().map(|v| v.to_f32() * v.to_f32()).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+fn normalize_row<T: Element>(x: &[T], w: &[T], eps: f32, y: &mut [T]) {
+    let inv_rms = 1.0 / (sum_squares(x) / x.len() as f32 + eps).sqrt();
+    for ((yv, xv), wv) in y.iter_mut().zip(x).zip(w) {
+        *yv = T::from_f32(xv.to_f32() * inv_rms * wv.to_f32());
+    }
+}

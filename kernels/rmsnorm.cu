@@ -1,0 +1,131 @@
+// RMSNorm, and RMSNorm fused with the residual add that precedes it in every pre-norm block.
+//
+//   y = x * rsqrt(mean(x^2) + eps) * w          statistics in f32 whatever the storage type
+//   h = x + r;  y = RMSNorm(h)                  residual variant: h is stored (rounded to the
+//                                               storage type) and y normalises the stored h,
+//                                               so the next residual add sees what y saw
+//
+// Storage f32, bf16 or f16; entries rmsnorm[_residual]_{warp,block}_{f32,bf16,f16}.
+//
+// Versions (one promoted here; see crates/rmsnorm/benches for the measurements):
+//   warp per row  — RMSNORM_THREADS/32 rows per block, a row's sum of squares is one warp
+//                   shuffle reduction, no shared memory and no __syncthreads. Used for rows of
+//                   at most RMSNORM_WARP_MAX_ROW_BYTES, where a block per row would leave most
+//                   threads idle.
+//   block per row — wide rows (d = 3072..8192 in the YOCO configs): the whole block shares the
+//                   row, so each thread issues only a few 16-byte loads; block_sum reduces.
+// Both read the row twice: pass 1 for the sum of squares, pass 2 to scale. Pass 2 hits L1/L2
+// (a row is at most tens of KiB), so DRAM sees one read of x (and r) and one write of y (and h):
+// the byte count the bench divides by. Loads are 16-byte packs when the host says the rows are
+// aligned (`vectorized`), element by element otherwise (odd widths such as 4095).
+#include "rmsnorm.h"
+#include "yoco_common.cuh"
+
+namespace {
+
+using yoco::from_f32;
+using yoco::to_f32;
+
+// Pass 1 over this thread's share of one row: returns the partial sum of squares. In the
+// residual variant also writes h = x + r, rounded to T, and sums the squares of the rounded h.
+template <typename T, bool RESIDUAL>
+__device__ __forceinline__ float row_sum_squares(const RmsNormParams& p, int64_t row, int tid, int nthreads) {
+    const int64_t base = row * p.width;
+    const T* x = static_cast<const T*>(p.x) + base;
+    const T* r = static_cast<const T*>(p.residual) + base;
+    T* h = static_cast<T*>(p.h) + base;
+    float acc = 0.0f;
+    if (p.vectorized) {
+        constexpr int N = yoco::Pack<T>::N;
+        const int packs = p.width / N;
+        for (int i = tid; i < packs; i += nthreads) {
+            yoco::Pack<T> xv = yoco::load_pack(x, i);
+            if constexpr (RESIDUAL) {
+                const yoco::Pack<T> rv = yoco::load_pack(r, i);
+#pragma unroll
+                for (int j = 0; j < N; ++j) xv.v[j] = from_f32<T>(to_f32(xv.v[j]) + to_f32(rv.v[j]));
+                yoco::store_pack(h, i, xv);
+            }
+#pragma unroll
+            for (int j = 0; j < N; ++j) {
+                const float v = to_f32(xv.v[j]);
+                acc = fmaf(v, v, acc);
+            }
+        }
+    } else {
+        for (int i = tid; i < p.width; i += nthreads) {
+            T xv = x[i];
+            if constexpr (RESIDUAL) {
+                xv = from_f32<T>(to_f32(xv) + to_f32(r[i]));
+                h[i] = xv;
+            }
+            const float v = to_f32(xv);
+            acc = fmaf(v, v, acc);
+        }
+    }
+    return acc;
+}
+
+// Pass 2: y = src * inv_rms * w over this thread's share, where src is h (residual) or x. Each
+// thread reads back exactly the h elements it wrote in pass 1, so no barrier is needed.
+template <typename T, bool RESIDUAL>
+__device__ __forceinline__ void row_scale(const RmsNormParams& p, int64_t row, int tid, int nthreads, float inv_rms) {
+    const int64_t base = row * p.width;
+    const T* src = static_cast<const T*>(RESIDUAL ? p.h : p.x) + base;
+    const T* w = static_cast<const T*>(p.weight);
+    T* y = static_cast<T*>(p.y) + base;
+    if (p.vectorized) {
+        constexpr int N = yoco::Pack<T>::N;
+        const int packs = p.width / N;
+        for (int i = tid; i < packs; i += nthreads) {
+            const yoco::Pack<T> sv = yoco::load_pack(src, i);
+            const yoco::Pack<T> wv = yoco::load_pack(w, i);
+            yoco::Pack<T> out;
+#pragma unroll
+            for (int j = 0; j < N; ++j) out.v[j] = from_f32<T>(to_f32(sv.v[j]) * inv_rms * to_f32(wv.v[j]));
+            yoco::store_pack(y, i, out);
+        }
+    } else {
+        for (int i = tid; i < p.width; i += nthreads) y[i] = from_f32<T>(to_f32(src[i]) * inv_rms * to_f32(w[i]));
+    }
+}
+
+template <typename T, bool RESIDUAL>
+__device__ __forceinline__ void rmsnorm_warp(const RmsNormParams& p) {
+    const int lane = threadIdx.x & 31;
+    const int64_t row = static_cast<int64_t>(blockIdx.x) * (RMSNORM_THREADS / 32) + (threadIdx.x >> 5);
+    if (row >= p.rows) return;  // whole warps exit together: the shuffles below stay full-warp
+    const float ss = yoco::warp_sum(row_sum_squares<T, RESIDUAL>(p, row, lane, 32));
+    const float inv_rms = rsqrtf(ss / static_cast<float>(p.width) + p.eps);
+    row_scale<T, RESIDUAL>(p, row, lane, 32, inv_rms);
+}
+
+template <typename T, bool RESIDUAL>
+__device__ __forceinline__ void rmsnorm_block(const RmsNormParams& p) {
+    __shared__ float scratch[32];
+    const int64_t row = blockIdx.x;
+    const float ss = yoco::block_sum(row_sum_squares<T, RESIDUAL>(p, row, threadIdx.x, RMSNORM_THREADS), scratch);
+    const float inv_rms = rsqrtf(ss / static_cast<float>(p.width) + p.eps);
+    row_scale<T, RESIDUAL>(p, row, threadIdx.x, RMSNORM_THREADS, inv_rms);
+}
+
+}  // namespace
+
+// Thin extern "C" entries, one per (variant, storage type): the names the Rust side loads.
+#define YOCO_RMSNORM_ENTRIES(suffix, T)                                                              \
+    extern "C" __global__ void __launch_bounds__(RMSNORM_THREADS) rmsnorm_warp_##suffix(const RmsNormParams p) { \
+        rmsnorm_warp<T, false>(p);                                                                   \
+    }                                                                                                \
+    extern "C" __global__ void __launch_bounds__(RMSNORM_THREADS) rmsnorm_block_##suffix(const RmsNormParams p) { \
+        rmsnorm_block<T, false>(p);                                                                  \
+    }                                                                                                \
+    extern "C" __global__ void __launch_bounds__(RMSNORM_THREADS) rmsnorm_residual_warp_##suffix(const RmsNormParams p) { \
+        rmsnorm_warp<T, true>(p);                                                                    \
+    }                                                                                                \
+    extern "C" __global__ void __launch_bounds__(RMSNORM_THREADS) rmsnorm_residual_block_##suffix(const RmsNormParams p) { \
+        rmsnorm_block<T, true>(p);                                                                   \
+    }
+
+YOCO_RMSNORM_ENTRIES(f32, float)
+YOCO_RMSNORM_ENTRIES(bf16, __nv_bfloat16)
+YOCO_RMSNORM_ENTRIES(f16, __half)

@@ -1,0 +1,48 @@
+// The gate of the SwiGLU FFN: out = silu(gate) * up, elementwise, silu in f32.
+//
+//   FFN(x) = W2 · (silu(W1 x) ⊙ (W3 x)):  the three projections are cuBLAS GEMMs (crates/swiglu
+//   src/cuda.rs); this kernel is the fused middle, which a plain implementation would do in three
+//   passes (silu, round, multiply) over memory.
+//
+// Storage f32, bf16 or f16; entries silu_mul_{f32,bf16,f16}. Memory-bound: per element it reads
+// two values and writes one, 3 · sizeof(T) bytes, which is what the bench divides by. One version:
+// a grid-stride loop over 16-byte packs (element by element when the host says the buffers are
+// not pack-aligned, e.g. n = 4095).
+#include "swiglu.h"
+#include "yoco_common.cuh"
+
+namespace {
+
+template <typename T>
+__device__ __forceinline__ void silu_mul(const SiluMulParams& p) {
+    const T* gate = static_cast<const T*>(p.gate);
+    const T* up = static_cast<const T*>(p.up);
+    T* out = static_cast<T*>(p.out);
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * SWIGLU_THREADS;
+    const int64_t first = static_cast<int64_t>(blockIdx.x) * SWIGLU_THREADS + threadIdx.x;
+    if (p.vectorized) {
+        constexpr int N = yoco::Pack<T>::N;
+        const int64_t packs = p.n / N;
+        for (int64_t i = first; i < packs; i += stride) {
+            const yoco::Pack<T> g = yoco::load_pack(gate, i);
+            const yoco::Pack<T> u = yoco::load_pack(up, i);
+            yoco::Pack<T> o;
+#pragma unroll
+            for (int j = 0; j < N; ++j) o.v[j] = yoco::from_f32<T>(yoco::silu(yoco::to_f32(g.v[j])) * yoco::to_f32(u.v[j]));
+            yoco::store_pack(out, i, o);
+        }
+    } else {
+        for (int64_t i = first; i < p.n; i += stride) out[i] = yoco::from_f32<T>(yoco::silu(yoco::to_f32(gate[i])) * yoco::to_f32(up[i]));
+    }
+}
+
+}  // namespace
+
+#define YOCO_SILU_MUL_ENTRY(suffix, T)                                                                   \
+    extern "C" __global__ void __launch_bounds__(SWIGLU_THREADS) silu_mul_##suffix(const SiluMulParams p) { \
+        silu_mul<T>(p);                                                                                  \
+    }
+
+YOCO_SILU_MUL_ENTRY(f32, float)
+YOCO_SILU_MUL_ENTRY(bf16, __nv_bfloat16)
+YOCO_SILU_MUL_ENTRY(f16, __half)

@@ -82,3 +82,31 @@ pub fn cuda_device_or_skip(test: &str) -> Option<Device> {
         }
     }
 }
+
+/// The base seed of this test run: `YOCO_TEST_SEED` if set, otherwise drawn from the clock so
+/// every run sees fresh inputs. Failure messages print it; set the variable to replay a failure.
+pub fn run_seed() -> u64 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| {
+        std::env::var("YOCO_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+        })
+    })
+}
+
+/// A generator for one test case, derived from the run seed and the case's name.
+pub fn case_rng(case: &str) -> crate::rng::Rng {
+    // FNV-1a of the case name, so that cases draw different inputs from the same run seed.
+    let h = case.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x1000_0000_01b3));
+    crate::rng::Rng::new(run_seed() ^ h)
+}
+
+/// The floor of the reduced-precision rule for `dtype`: half its unit roundoff (relative errors
+/// below this are rounding noise whatever the algorithm).
+pub fn rounding_floor(dtype: DType) -> f64 {
+    match dtype {
+        DType::F32 => 1e-7,
+        DType::BF16 => 0.5 * 2f64.powi(-8),
+        DType::F16 => 0.5 * 2f64.powi(-11),
+    }
+}

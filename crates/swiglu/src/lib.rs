@@ -1,0 +1,76 @@
+//! SwiGLU: the fused gate `silu(gate) ⊙ up` (silu in f32), and the whole feed-forward block
+//! `FFN(x) = W2 · (silu(W1 x) ⊙ (W3 x))` with W1, W3: d→F and W2: F→d, stored `[out, in]`.
+//!
+//! The rooms, as in every primitive crate: this file is the API (checks, typed errors, dispatch
+//! by device); [`reference`] the f64 oracle; [`cpu`] the fast CPU path (the GEMMs on
+//! `yoco_core::matmul`); `cuda` the launcher of `kernels/swiglu.cu` and the cuBLAS GEMMs.
+
+pub mod cpu;
+#[cfg(feature = "cuda")]
+mod cuda;
+pub mod reference;
+
+use yoco_core::{DType, Device, Error, MemoryCategory, Result, Tensor};
+
+/// `silu(gate) ⊙ up`, elementwise; `gate` and `up` of the same shape, dtype and device.
+pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    let mut out = Tensor::zeros(gate.shape().clone(), gate.dtype(), gate.device(), MemoryCategory::Activations)?;
+    silu_mul_into(gate, up, &mut out)?;
+    Ok(out)
+}
+
+/// [`silu_mul`] into a preallocated `out`.
+pub fn silu_mul_into(gate: &Tensor, up: &Tensor, out: &mut Tensor) -> Result<()> {
+    const OP: &str = "silu_mul";
+    gate.expect_nonempty(OP, "gate")?;
+    expect_like(OP, "up", up, gate)?;
+    expect_like(OP, "out", out, gate)?;
+    match gate.device() {
+        Device::Cpu(_) => cpu::silu_mul(gate, up, out),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => cuda::silu_mul(gate, up, out),
+    }
+}
+
+/// The SwiGLU FFN's weights: `w1`, `w3`: `[ffn_dim, model_dim]`, `w2`: `[model_dim, ffn_dim]`.
+pub struct FfnWeights<'a> {
+    pub w1: &'a Tensor,
+    pub w3: &'a Tensor,
+    pub w2: &'a Tensor,
+}
+
+/// `W2 · (silu(W1 x) ⊙ (W3 x))` for `x` of shape `[.., model_dim]`; returns the same shape.
+///
+/// On the CPU this is the f32 fast path (other dtypes are refused: convert first); on CUDA any
+/// dtype, with cuBLAS GEMMs accumulating in f32.
+pub fn ffn(x: &Tensor, w: &FfnWeights<'_>) -> Result<Tensor> {
+    const OP: &str = "ffn";
+    x.expect_nonempty(OP, "x")?;
+    let d = x.shape().last_dim();
+    let f = w.w1.dims().first().copied().unwrap_or(0);
+    if f == 0 {
+        return Err(Error::Empty { op: OP, what: "w1", shape: w.w1.shape().to_string() });
+    }
+    for (what, t, dims) in [("w1", w.w1, [f, d]), ("w3", w.w3, [f, d]), ("w2", w.w2, [d, f])] {
+        t.expect_dims(OP, what, &dims)?;
+        t.expect_dtype(OP, what, x.dtype())?;
+        t.expect_device_of(OP, what, x)?;
+    }
+    match x.device() {
+        Device::Cpu(_) => {
+            if x.dtype() != DType::F32 {
+                return Err(Error::Unsupported { op: OP, what: format!("{} on the CPU: the CPU FFN is f32 (convert with Tensor::to_dtype)", x.dtype()) });
+            }
+            cpu::ffn(x, w, d, f)
+        }
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => cuda::ffn(x, w, d, f),
+    }
+}
+
+/// Errors unless `t` has the shape, dtype and device of `like`.
+fn expect_like(op: &'static str, what: &'static str, t: &Tensor, like: &Tensor) -> Result<()> {
+    t.expect_dims(op, what, like.dims())?;
+    t.expect_dtype(op, what, like.dtype())?;
+    t.expect_device_of(op, what, like)
+}

@@ -1,0 +1,50 @@
+//! The f64 reference: plain loops, obviously right. Dense row-major slices.
+
+use yoco_core::DType;
+
+/// silu(v) = v · sigmoid(v).
+pub fn silu(v: f64) -> f64 {
+    v / (1.0 + (-v).exp())
+}
+
+/// `silu(gate) ⊙ up`. gate, up: [n] → [n].
+pub fn silu_mul(gate: &[f64], up: &[f64]) -> Vec<f64> {
+    gate.iter().zip(up).map(|(&g, &u)| silu(g) * u).collect()
+}
+
+/// What a plain (unfused) implementation in `dtype` computes: silu rounded to the storage type,
+/// then the product rounded.
+pub fn silu_mul_plain(gate: &[f64], up: &[f64], dtype: DType) -> Vec<f64> {
+    gate.iter().zip(up).map(|(&g, &u)| dtype.round(dtype.round(silu(g)) * u)).collect()
+}
+
+/// `y[m, n] = x[m, k] · w[n, k]ᵀ`, f64 accumulation.
+pub fn linear(x: &[f64], w: &[f64], k: usize) -> Vec<f64> {
+    let n = w.len() / k;
+    let mut y = Vec::with_capacity(x.len() / k * n);
+    for xr in x.chunks(k) {
+        for wr in w.chunks(k) {
+            y.push(xr.iter().zip(wr).map(|(a, b)| a * b).sum());
+        }
+    }
+    y
+}
+
+/// `W2 · (silu(W1 x) ⊙ (W3 x))`. x: [rows, d], w1, w3: [f, d], w2: [d, f] → [rows, d].
+pub fn ffn(x: &[f64], w1: &[f64], w3: &[f64], w2: &[f64], d: usize) -> Vec<f64> {
+    let f = w1.len() / d;
+    let gate = linear(x, w1, d);
+    let up = linear(x, w3, d);
+    linear(&silu_mul(&gate, &up), w2, f)
+}
+
+/// The FFN as a plain implementation in `dtype` storage computes it: every GEMM output rounded
+/// (f32 accumulation inside is closer to f64 than to the rounding, so it is modelled as exact),
+/// and the unfused gate of [`silu_mul_plain`].
+pub fn ffn_plain(x: &[f64], w1: &[f64], w3: &[f64], w2: &[f64], d: usize, dtype: DType) -> Vec<f64> {
+    let f = w1.len() / d;
+    let round = |v: Vec<f64>| -> Vec<f64> { v.into_iter().map(|e| dtype.round(e)).collect() };
+    let gate = round(linear(x, w1, d));
+    let up = round(linear(x, w3, d));
+    round(linear(&silu_mul_plain(&gate, &up, dtype), w2, f))
+}

@@ -1,1 +1,120 @@
-fn main() {}
+//! RMSNorm benches: every path (CPU f32/bf16, CUDA f32/bf16/f16 where a GPU is present), plain
+//! and fused-residual, with Throughput in bytes, then one line per bench quoting the median as a
+//! fraction of the copy bandwidth measured in this same run.
+//!
+//! Bytes per call (the minimum a kernel must move): read x (and r), write y (and h), read the
+//! weight once: rows·width·s·(2 or 4) + width·s, s = bytes per element.
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use yoco_core::bench::{bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::rng::Rng;
+use yoco_core::{DType, Device, MemoryCategory, Tensor};
+use yoco_rmsnorm::{rms_norm_into, rms_norm_residual_into, DEFAULT_EPS};
+
+fn shapes(device: &Device) -> &'static [(usize, usize)] {
+    // Model widths (768, 3072); big enough to leave the last-level cache on each device.
+    if device.is_cpu() {
+        &[(2048, 3072), (16384, 768)]
+    } else {
+        &[(32768, 3072), (131072, 768)]
+    }
+}
+
+fn dtypes(device: &Device) -> &'static [DType] {
+    if device.is_cpu() {
+        &[DType::F32, DType::BF16]
+    } else {
+        &DType::ALL
+    }
+}
+
+fn random(rng: &mut Rng, shape: &[usize], dtype: DType, device: &Device) -> Tensor {
+    let vals = rng.normal_vec(shape.iter().product());
+    Tensor::from_f64(&vals, shape.to_vec(), dtype, device, MemoryCategory::Activations).unwrap()
+}
+
+/// One call's buffers. Benches rotate over several sets so that every call reads from DRAM, not
+/// from a cache that the previous call warmed (which would beat the copy ceiling).
+struct Operands {
+    x: Tensor,
+    r: Tensor,
+    y: Tensor,
+    h: Tensor,
+}
+
+/// Enough operand sets to cover at least 256 MiB, the size the copy ceiling is measured over.
+fn operand_sets(rng: &mut Rng, rows: usize, width: usize, dtype: DType, device: &Device) -> Vec<Operands> {
+    let set_bytes = 4 * rows * width * dtype.size_in_bytes();
+    let count = (256usize << 20).div_ceil(set_bytes).clamp(1, 16);
+    (0..count)
+        .map(|_| Operands {
+            x: random(rng, &[rows, width], dtype, device),
+            r: random(rng, &[rows, width], dtype, device),
+            y: Tensor::zeros([rows, width], dtype, device, MemoryCategory::Activations).unwrap(),
+            h: Tensor::zeros([rows, width], dtype, device, MemoryCategory::Activations).unwrap(),
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut lines = Vec::new();
+    let log = SampleLog::new();
+    let mut rng = Rng::new(1);
+    for device in bench_devices() {
+        let ceiling = copy_ceiling_gbs(&device).unwrap();
+        lines.push(format!("{device}: copy ceiling {ceiling:.1} GB/s"));
+        let mut group = c.benchmark_group("rmsnorm");
+        group.sample_size(20).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
+        for &dtype in dtypes(&device) {
+            for &(rows, width) in shapes(&device) {
+                let s = dtype.size_in_bytes();
+                let mut sets = operand_sets(&mut rng, rows, width, dtype, &device);
+                let w = random(&mut rng, &[width], dtype, &device);
+                let n_sets = sets.len();
+                let mut next = 0usize;
+                let shape = format!("{rows}x{width}");
+
+                let bytes = (rows * width * s * 2 + width * s) as u64;
+                let id = format!("{device}-{dtype}");
+                group.throughput(Throughput::Bytes(bytes));
+                group.bench_function(BenchmarkId::new(&id, &shape), |b| {
+                    b.iter_custom(|iters| log.record(iters, time_on(&device, iters, || {
+                        let o = &mut sets[next % n_sets];
+                        next += 1;
+                        rms_norm_into(&o.x, &w, DEFAULT_EPS, &mut o.y).unwrap()
+                    })))
+                });
+                let bound = Bound::Memory { bytes: bytes as f64, ceiling_gbs: ceiling };
+                lines.push(fraction_line(&format!("rmsnorm/{id}/{shape}"), log.take_median(), bound));
+
+                let bytes = (rows * width * s * 4 + width * s) as u64;
+                let id = format!("{device}-{dtype}-residual");
+                group.throughput(Throughput::Bytes(bytes));
+                group.bench_function(BenchmarkId::new(&id, &shape), |b| {
+                    b.iter_custom(|iters| {
+                        log.record(
+                            iters,
+                            time_on(&device, iters, || {
+                                let o = &mut sets[next % n_sets];
+                                next += 1;
+                                rms_norm_residual_into(&o.x, &o.r, &w, DEFAULT_EPS, &mut o.h, &mut o.y).unwrap()
+                            }),
+                        )
+                    })
+                });
+                let bound = Bound::Memory { bytes: bytes as f64, ceiling_gbs: ceiling };
+                lines.push(fraction_line(&format!("rmsnorm/{id}/{shape}"), log.take_median(), bound));
+            }
+        }
+        group.finish();
+    }
+    println!("\n== RMSNorm against the ceilings measured in this run ==");
+    for line in lines {
+        println!("{line}");
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

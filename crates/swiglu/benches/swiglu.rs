@@ -1,1 +1,89 @@
-fn main() {}
+//! SwiGLU benches: the fused gate on every path (bytes: read gate and up, write out, 3·s per
+//! element) against the copy ceiling, and the whole FFN (FLOPs: 3 GEMMs, 6·rows·d·F) against the
+//! CPU FMA ceiling or, on a GPU, the cuBLAS bf16 GEMM rate — all measured in this same run.
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use yoco_core::bench::{bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::rng::Rng;
+use yoco_core::{DType, Device, MemoryCategory, Tensor};
+use yoco_swiglu::{ffn, silu_mul_into, FfnWeights};
+
+fn random(rng: &mut Rng, shape: &[usize], scale: f64, dtype: DType, device: &Device) -> Tensor {
+    let vals: Vec<f64> = rng.normal_vec(shape.iter().product()).into_iter().map(|v| v * scale).collect();
+    Tensor::from_f64(&vals, shape.to_vec(), dtype, device, MemoryCategory::Activations).unwrap()
+}
+
+/// The arithmetic ceiling for the FFN on `device`, GFLOP/s, and what it is.
+fn compute_ceiling(device: &Device, rows: usize, d: usize, f: usize) -> (f64, &'static str) {
+    match device {
+        Device::Cpu(_) => (yoco_core::ceiling::fma_gflops(), "FMA"),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(g) => (1e3 * yoco_core::cuda::cublas_gemm_tflops(g, rows, f, d, 20).unwrap(), "cuBLAS bf16 GEMM"),
+    }
+}
+
+fn bench_silu_mul(c: &mut Criterion, device: &Device, rng: &mut Rng, log: &SampleLog, lines: &mut Vec<String>) {
+    let ceiling = copy_ceiling_gbs(device).unwrap();
+    lines.push(format!("{device}: copy ceiling {ceiling:.1} GB/s"));
+    let (rows, f) = if device.is_cpu() { (2048, 8192) } else { (32768, 8192) };
+    let dtypes: &[DType] = if device.is_cpu() { &[DType::F32, DType::BF16] } else { &DType::ALL };
+    let mut group = c.benchmark_group("silu_mul");
+    group.sample_size(20).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
+    for &dtype in dtypes {
+        let gate = random(rng, &[rows, f], 2.0, dtype, device);
+        let up = random(rng, &[rows, f], 1.0, dtype, device);
+        let mut out = Tensor::zeros([rows, f], dtype, device, MemoryCategory::Activations).unwrap();
+        let bytes = (3 * rows * f * dtype.size_in_bytes()) as u64;
+        let id = format!("{device}-{dtype}");
+        let shape = format!("{rows}x{f}");
+        group.throughput(Throughput::Bytes(bytes));
+        group.bench_function(BenchmarkId::new(&id, &shape), |b| {
+            b.iter_custom(|iters| log.record(iters, time_on(device, iters, || silu_mul_into(&gate, &up, &mut out).unwrap())))
+        });
+        lines.push(fraction_line(&format!("silu_mul/{id}/{shape}"), log.take_median(), Bound::Memory { bytes: bytes as f64, ceiling_gbs: ceiling }));
+    }
+    group.finish();
+}
+
+fn bench_ffn(c: &mut Criterion, device: &Device, rng: &mut Rng, log: &SampleLog, lines: &mut Vec<String>) {
+    // YOCO-160M's FFN on the CPU (d 768, F 2048); YOCO-3B's on a GPU (d 3072, F 8192).
+    let (rows, d, f, dtype) = if device.is_cpu() { (512, 768, 2048, DType::F32) } else { (8192, 3072, 8192, DType::BF16) };
+    let (ceiling, what) = compute_ceiling(device, rows, d, f);
+    lines.push(format!("{device}: {what} ceiling {ceiling:.1} GFLOP/s"));
+    let x = random(rng, &[rows, d], 1.0, dtype, device);
+    let w1 = random(rng, &[f, d], (d as f64).powf(-0.5), dtype, device);
+    let w3 = random(rng, &[f, d], (d as f64).powf(-0.5), dtype, device);
+    let w2 = random(rng, &[d, f], (f as f64).powf(-0.5), dtype, device);
+    let weights = FfnWeights { w1: &w1, w3: &w3, w2: &w2 };
+    let flops = 6.0 * rows as f64 * d as f64 * f as f64;
+    let mut group = c.benchmark_group("ffn");
+    group.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(3));
+    let id = format!("{device}-{dtype}");
+    let shape = format!("{rows}x{d}x{f}");
+    group.throughput(Throughput::Elements(flops as u64));
+    group.bench_function(BenchmarkId::new(&id, &shape), |b| {
+        b.iter_custom(|iters| log.record(iters, time_on(device, iters, || drop(ffn(&x, &weights).unwrap()))))
+    });
+    group.finish();
+    let line = fraction_line(&format!("ffn/{id}/{shape} (FLOPs = 6·rows·d·F)"), log.take_median(), Bound::Compute { flops, ceiling_gflops: ceiling });
+    lines.push(line.replace("FMA ceiling", &format!("{what} ceiling")));
+}
+
+fn bench(c: &mut Criterion) {
+    let mut lines = Vec::new();
+    let log = SampleLog::new();
+    let mut rng = Rng::new(2);
+    for device in bench_devices() {
+        bench_silu_mul(c, &device, &mut rng, &log, &mut lines);
+        bench_ffn(c, &device, &mut rng, &log, &mut lines);
+    }
+    println!("\n== SwiGLU against the ceilings measured in this run ==");
+    for line in lines {
+        println!("{line}");
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

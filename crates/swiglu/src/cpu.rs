@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 use yoco_core::half::{bf16, f16};
+use yoco_core::math::silu;
 use yoco_core::matmul::matmul_nt;
 use yoco_core::{DType, Element, MemoryCategory, Result, Tensor};
 
@@ -10,11 +11,6 @@ use crate::FfnWeights;
 
 /// Elements per rayon task.
 const CHUNK: usize = 16 * 1024;
-
-#[inline(always)]
-fn silu(v: f32) -> f32 {
-    v / (1.0 + (-v).exp())
-}
 
 pub(crate) fn silu_mul(gate: &Tensor, up: &Tensor, out: &mut Tensor) -> Result<()> {
     fn typed<T: Element>(gate: &Tensor, up: &Tensor, out: &mut Tensor) -> Result<()> {

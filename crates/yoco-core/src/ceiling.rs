@@ -63,6 +63,25 @@ unsafe fn fma_chains_avx2(iters: u64) -> f32 {
     out.iter().sum()
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_chains_avx512(iters: u64) -> f32 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_set1_ps(1.0); CHAINS];
+    let a = _mm512_set1_ps(0.999_999);
+    let b = _mm512_set1_ps(1e-7);
+    for _ in 0..iters {
+        for r in acc.iter_mut() {
+            *r = _mm512_fmadd_ps(*r, a, b);
+        }
+    }
+    let mut sum = _mm512_setzero_ps();
+    for r in acc {
+        sum = _mm512_add_ps(sum, r);
+    }
+    _mm512_reduce_add_ps(sum)
+}
+
 fn fma_chains_portable(iters: u64) -> f32 {
     let mut acc = [[1.0f32; LANES]; CHAINS];
     for _ in 0..iters {
@@ -75,21 +94,30 @@ fn fma_chains_portable(iters: u64) -> f32 {
     acc.iter().flatten().sum()
 }
 
-fn fma_chains(iters: u64) -> f32 {
+/// The widest FMA the CPU has, and the f32 lanes it processes per instruction.
+fn widest_fma() -> (fn(u64) -> f32, usize) {
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports the features the function is compiled for (checked above).
-        return unsafe { fma_chains_avx2(iters) };
+    {
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked above).
+            return (|iters| unsafe { fma_chains_avx512(iters) }, 16);
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports AVX2 and FMA (checked above).
+            return (|iters| unsafe { fma_chains_avx2(iters) }, 8);
+        }
     }
-    fma_chains_portable(iters)
+    (fma_chains_portable, LANES)
 }
 
-/// Peak f32 FMA GFLOP/s on all of rayon's threads (AVX2 FMA where the CPU has it): the best of
-/// five ~50 ms rounds, each thread running independent chains.
+/// Peak f32 FMA GFLOP/s on all of rayon's threads with the widest FMA the CPU has (AVX-512,
+/// else AVX2): the best of five ~50 ms rounds, each thread running independent chains. The GEMM
+/// crates use AVX-512 where it exists, so a lower ISA's peak would not be a ceiling.
 pub fn fma_gflops() -> f64 {
     let threads = rayon::current_num_threads();
     let iters: u64 = 4_000_000;
-    let flops_per_thread = (iters as usize * CHAINS * LANES * 2) as f64;
+    let (fma_chains, lanes) = widest_fma();
+    let flops_per_thread = (iters as usize * CHAINS * lanes * 2) as f64;
     let mut best = 0.0f64;
     for _ in 0..5 {
         let start = Instant::now();

@@ -17,10 +17,12 @@
 //!   cubin/PTX that yoco-build embeds, launching, cuBLAS, and a CUDA-event timer.
 //! * [`testing`]: random inputs and the tolerance rules that every crate's tests share.
 
+pub mod bench;
 pub mod ceiling;
 pub mod device;
 pub mod dtype;
 pub mod error;
+pub mod math;
 pub mod matmul;
 pub mod memory;
 pub mod rng;

@@ -1,6 +1,15 @@
-//! CPU matrix products for the fast CPU paths, on the `gemm` crate (multithreaded on rayon,
-//! AVX2/AVX-512 kernels chosen at run time). `benches/matmul.rs` measures it against
-//! matrixmultiply on the FFN's shapes; gemm won there, which is why it is the one used.
+//! CPU matrix products for the fast CPU paths, on two GEMM crates chosen by shape from
+//! measurements (`benches/matmul.rs`, this 2-core AVX-512 machine, FMA ceiling 517 GFLOP/s):
+//!
+//! | m × n × k | gemm | matrixmultiply |
+//! |---|---|---|
+//! | 512 × 2048 × 768 (prefill) | 241 GFLOP/s | 349 GFLOP/s |
+//! | 32 × 2048 × 768 | 156 | 83 |
+//! | 8 × 2048 × 768 | 73 | 33 |
+//! | 1 × 8192 × 3072 (decode row) | 20 (memory-bound) | 2.8 |
+//!
+//! So many-row products (prefill) go to matrixmultiply and few-row ones (decode, small batches)
+//! to gemm, which also parallelises a single row over the output columns.
 
 use gemm::Parallelism;
 
@@ -13,6 +22,9 @@ fn check_len(op: &'static str, what: &'static str, len: usize, need: usize) -> R
         Err(Error::ShapeMismatch { op, what, expected: format!("{need} elements"), got: len.to_string() })
     }
 }
+
+/// Rows from which matrixmultiply is the faster crate (between the measured 32 and 512).
+const MANY_ROWS: usize = 128;
 
 fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
     // Below ~1 MFLOP the fork-join costs more than it saves.
@@ -30,6 +42,14 @@ pub fn matmul_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f3
     check_len(OP, "b", b.len(), n * k)?;
     check_len(OP, "c", c.len(), m * n)?;
     if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if m >= MANY_ROWS {
+        // SAFETY: lengths checked above; a is [m, k] row-major (row stride k, column stride 1),
+        // b [n, k] row-major read as [k, n] (row stride 1, column stride k), c [m, n] row-major.
+        unsafe {
+            matrixmultiply::sgemm(m, k, n, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), 1, k as isize, 0.0, c.as_mut_ptr(), n as isize, 1);
+        }
         return Ok(());
     }
     // SAFETY: the lengths were checked above; strides describe a row-major a [m, k] (row stride
@@ -56,6 +76,13 @@ pub fn matmul_nn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f3
     check_len(OP, "b", b.len(), k * n)?;
     check_len(OP, "c", c.len(), m * n)?;
     if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if m >= MANY_ROWS {
+        // SAFETY: lengths checked above; all three matrices are dense row-major.
+        unsafe {
+            matrixmultiply::sgemm(m, k, n, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), n as isize, 1, 0.0, c.as_mut_ptr(), n as isize, 1);
+        }
         return Ok(());
     }
     // SAFETY: lengths checked above; all three matrices are dense row-major.
@@ -92,7 +119,7 @@ mod tests {
     #[test]
     fn nt_and_nn_match_naive_on_odd_shapes() {
         let mut rng = Rng::new(11);
-        for &(m, n, k) in &[(1, 1, 1), (7, 13, 5), (65, 33, 130), (128, 96, 257)] {
+        for &(m, n, k) in &[(1, 1, 1), (7, 13, 5), (65, 33, 130), (128, 96, 257), (300, 17, 64)] {
             let a: Vec<f32> = (0..m * k).map(|_| rng.normal() as f32).collect();
             let b: Vec<f32> = (0..n * k).map(|_| rng.normal() as f32).collect();
             let want = naive_nt(m, n, k, &a, &b);

@@ -1,0 +1,67 @@
+//! Which GEMM crate the fast CPU paths use for which shape: `gemm` against `matrixmultiply` on
+//! the shapes the models run (the table in src/matmul.rs comes from here) — the FFN's projections at prefill (many rows)
+//! and decode (one row) — as GFLOP/s and a fraction of the FMA ceiling measured in this run.
+//! FLOPs per call: 2·m·n·k.
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use yoco_core::bench::{fraction_line, Bound, SampleLog};
+use yoco_core::rng::Rng;
+
+fn matrixmultiply_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    // SAFETY: a is [m, k] row-major, b [n, k] row-major read as [k, n] through its strides,
+    // c [m, n] row-major; the slices hold exactly those many elements.
+    unsafe {
+        matrixmultiply::sgemm(m, k, n, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), 1, k as isize, 0.0, c.as_mut_ptr(), n as isize, 1);
+    }
+}
+
+fn gemm_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    // SAFETY: as above, with gemm's (column stride, row stride) order.
+    unsafe {
+        gemm::gemm(m, n, k, c.as_mut_ptr(), 1, n as isize, false, a.as_ptr(), 1, k as isize, b.as_ptr(), k as isize, 1, 0.0, 1.0, false, false, false, gemm::Parallelism::Rayon(0));
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let ceiling = yoco_core::ceiling::fma_gflops();
+    let log = SampleLog::new();
+    let mut lines = vec![format!("cpu: FMA ceiling {ceiling:.1} GFLOP/s on {} threads", rayon::current_num_threads())];
+    let mut rng = Rng::new(3);
+    let mut group = c.benchmark_group("matmul_nt");
+    group.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
+    // (m, n, k): prefill FFN up-projection of YOCO-160M, its down-projection, small batches of
+    // rows (where the crates cross over), a decode row of YOCO-3B.
+    for &(m, n, k) in &[(512, 2048, 768), (512, 768, 2048), (128, 2048, 768), (32, 2048, 768), (8, 2048, 768), (1, 8192, 3072)] {
+        let a: Vec<f32> = (0..m * k).map(|_| rng.normal() as f32).collect();
+        let b: Vec<f32> = (0..n * k).map(|_| rng.normal() as f32).collect();
+        let mut out = vec![0f32; m * n];
+        let flops = 2.0 * (m * n * k) as f64;
+        let shape = format!("{m}x{n}x{k}");
+        group.throughput(Throughput::Elements(flops as u64));
+        for name in ["gemm", "matrixmultiply"] {
+            group.bench_function(BenchmarkId::new(name, &shape), |bch| {
+                bch.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        match name {
+                            "gemm" => gemm_nt(m, n, k, &a, &b, &mut out),
+                            _ => matrixmultiply_nt(m, n, k, &a, &b, &mut out),
+                        }
+                    }
+                    log.record(iters, start.elapsed())
+                })
+            });
+            lines.push(fraction_line(&format!("matmul_nt/{name}/{shape}"), log.take_median(), Bound::Compute { flops, ceiling_gflops: ceiling }));
+        }
+    }
+    group.finish();
+    println!("\n== CPU GEMM crates against the FMA ceiling measured in this run ==");
+    for line in lines {
+        println!("{line}");
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,109 @@
+//! Helpers the criterion benches of every crate share: a log of the samples criterion takes (so
+//! that each bench can quote its median as a fraction of a ceiling without timing anything a
+//! second time), and the line that says it.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::ceiling::median;
+
+/// Per-iteration times of the samples one benchmark took, recorded from `iter_custom`.
+#[derive(Default)]
+pub struct SampleLog {
+    seconds_per_iter: Mutex<Vec<f64>>,
+}
+
+impl SampleLog {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records one sample of `iters` iterations that took `elapsed`; returns `elapsed` so that it
+    /// can end an `iter_custom` closure.
+    pub fn record(&self, iters: u64, elapsed: Duration) -> Duration {
+        if iters > 0 {
+            self.seconds_per_iter.lock().unwrap_or_else(|p| p.into_inner()).push(elapsed.as_secs_f64() / iters as f64);
+        }
+        elapsed
+    }
+
+    /// Median seconds per iteration over the recorded samples, and forgets them.
+    pub fn take_median(&self) -> f64 {
+        let mut v = std::mem::take(&mut *self.seconds_per_iter.lock().unwrap_or_else(|p| p.into_inner()));
+        median(&mut v)
+    }
+}
+
+/// What a kernel is up against: memory bandwidth or arithmetic.
+#[derive(Clone, Copy, Debug)]
+pub enum Bound {
+    /// Bytes moved per call, against a bandwidth ceiling in GB/s.
+    Memory { bytes: f64, ceiling_gbs: f64 },
+    /// FLOPs per call, against an arithmetic ceiling in GFLOP/s.
+    Compute { flops: f64, ceiling_gflops: f64 },
+}
+
+/// One line: the bench's median, its rate, and the rate as a fraction of the ceiling.
+pub fn fraction_line(label: &str, seconds: f64, bound: Bound) -> String {
+    if !seconds.is_finite() {
+        return format!("{label}: not run (filtered out)");
+    }
+    match bound {
+        Bound::Memory { bytes, ceiling_gbs } => {
+            let gbs = bytes / seconds / 1e9;
+            format!("{label}: {:.3} ms, {gbs:.1} GB/s = {:.0}% of the {ceiling_gbs:.1} GB/s copy ceiling", seconds * 1e3, 100.0 * gbs / ceiling_gbs)
+        }
+        Bound::Compute { flops, ceiling_gflops } => {
+            let gflops = flops / seconds / 1e9;
+            format!(
+                "{label}: {:.3} ms, {gflops:.1} GFLOP/s = {:.0}% of the {ceiling_gflops:.1} GFLOP/s FMA ceiling",
+                seconds * 1e3,
+                100.0 * gflops / ceiling_gflops
+            )
+        }
+    }
+}
+
+/// Runs `f` `iters` times on `device` and returns the elapsed time: wall-clock on the CPU, CUDA
+/// events around the queued launches on a GPU (so the launches' host overhead overlaps).
+pub fn time_on(device: &crate::Device, iters: u64, mut f: impl FnMut()) -> Duration {
+    match device {
+        crate::Device::Cpu(_) => {
+            let start = std::time::Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            start.elapsed()
+        }
+        #[cfg(feature = "cuda")]
+        crate::Device::Cuda(d) => {
+            let timer = crate::cuda::EventTimer::new(d).expect("creating CUDA events");
+            timer.start().expect("recording a CUDA event");
+            for _ in 0..iters {
+                f();
+            }
+            let ms = timer.stop_ms().expect("timing with CUDA events");
+            Duration::from_secs_f64(ms * 1e-3)
+        }
+    }
+}
+
+/// The memory ceiling of `device` in GB/s, measured now: host copy bandwidth over 256 MiB, or
+/// device-to-device copy bandwidth over 1 GiB (far past any L2).
+pub fn copy_ceiling_gbs(device: &crate::Device) -> crate::Result<f64> {
+    match device {
+        crate::Device::Cpu(_) => Ok(crate::ceiling::copy_bandwidth_gbs(256 << 20)),
+        #[cfg(feature = "cuda")]
+        crate::Device::Cuda(d) => crate::cuda::device_copy_bandwidth(d, 1 << 30, 20),
+    }
+}
+
+/// The devices a bench runs on: the CPU, and CUDA device 0 when there is one (else a line why).
+pub fn bench_devices() -> Vec<crate::Device> {
+    let mut devices = vec![crate::Device::cpu()];
+    match crate::Device::cuda(0) {
+        Ok(d) => devices.push(d),
+        Err(e) => println!("CUDA benches skipped: {e}"),
+    }
+    devices
+}

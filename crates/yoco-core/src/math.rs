@@ -1,0 +1,59 @@
+//! Elementwise f32 math that LLVM can vectorise. `f32::exp` is a libm call per element, which
+//! stops the loops around it from vectorising and left the CPU SwiGLU gate at a fifth of memory
+//! speed; [`exp`] is branch-free arithmetic that compiles to AVX2 in a plain loop.
+
+/// e^x in f32, relative error under 2e-7 over the whole clamped range (Cephes' `expf`
+/// polynomial after reduction by ln 2). Inputs are clamped to [-87, 88] so that the result is a
+/// normal float: `exp(-1000)` gives ~1.6e-38 instead of 0, `exp(1000)` ~1.7e38 instead of ∞,
+/// which is what the callers (silu, softmax with a subtracted maximum) need.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 split in two so that n·ln2 is exact in the first part.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E + 0.5).floor();
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4f32;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 5.000_000_1e-1);
+    let e = (p * r).mul_add(r, r) + 1.0;
+    // 2^n from its exponent bits; n is in [-126, 127] after the clamp.
+    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// silu(x) = x · sigmoid(x) = x / (1 + e^-x), vectorisable.
+#[inline(always)]
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + exp(-x))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_accurate_over_its_range() {
+        let mut worst = 0.0f64;
+        let mut x = -87.0f64;
+        while x <= 88.0 {
+            let got = exp(x as f32) as f64;
+            let want = (x as f32 as f64).exp();
+            worst = worst.max(((got - want) / want).abs());
+            x += 0.001_7;
+        }
+        assert!(worst < 2e-7, "worst relative error {worst:e}");
+    }
+
+    #[test]
+    fn exp_saturates_instead_of_overflowing() {
+        assert!(exp(-1000.0) > 0.0 && exp(-1000.0) < 1e-37);
+        assert!(exp(1000.0).is_finite() && exp(1000.0) > 1e38);
+        assert!((silu(-1000.0)).abs() < 1e-30);
+        assert_eq!(silu(1000.0), 1000.0);
+    }
+}

@@ -4,8 +4,10 @@
 //!
 //! The rooms, as in every primitive crate: this file is the API (shapes, dtypes, devices and
 //! `eps` checked, typed errors, dispatch by device); [`reference`] is the f64 oracle; [`cpu`] the
-//! fast CPU path; `cuda` the launcher of `kernels/rmsnorm.cu` (feature `cuda`).
+//! fast CPU path; `cuda` the launcher of `kernels/rmsnorm.cu` (feature `cuda`); [`check`] the
+//! validation against the reference that the tests and `yoco check` share.
 
+pub mod check;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;

@@ -3,8 +3,10 @@
 //!
 //! The rooms, as in every primitive crate: this file is the API (checks, typed errors, dispatch
 //! by device); [`reference`] the f64 oracle; [`cpu`] the fast CPU path (the GEMMs on
-//! `yoco_core::matmul`); `cuda` the launcher of `kernels/swiglu.cu` and the cuBLAS GEMMs.
+//! `yoco_core::matmul`); `cuda` the launcher of `kernels/swiglu.cu` and the cuBLAS GEMMs;
+//! [`check`] the validation against the reference that the tests and `yoco check` share.
 
+pub mod check;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;

@@ -1,0 +1,72 @@
+//! Validation against the reference on fresh random inputs, shared by `tests/` (every device the
+//! build and machine have) and `yoco check` (which runs it on a GPU machine at larger shapes).
+
+use yoco_core::testing::{case_rng, judge, Outcome};
+use yoco_core::{DType, Device, MemoryCategory, Result, Tensor};
+
+use crate::{reference, rms_norm_into, rms_norm_residual_into, DEFAULT_EPS};
+
+/// (rows, width): widths 1, 7, 4095 and 8193 (odd, just past pack and block multiples), the
+/// model widths, one row and many.
+pub const SHAPES: &[(usize, usize)] = &[(1, 1), (3, 7), (1, 4095), (5, 4095), (2, 8193), (1, 3072), (33, 768), (1000, 64), (257, 128), (4, 8192)];
+
+/// Shapes that fill a GPU: YOCO-3B's width over a 32K-token prefill, and wide odd rows.
+pub const LARGE_SHAPES: &[(usize, usize)] = &[(32768, 3072), (4096, 8193), (65536, 768)];
+
+fn tensor(values: &[f64], shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+    Tensor::from_f64(values, shape.to_vec(), dtype, device, MemoryCategory::Activations)
+}
+
+/// A tensor full of NaN: an element the kernel fails to write fails the comparison.
+fn poisoned(shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+    tensor(&vec![f64::NAN; shape.iter().product()], shape, dtype, device)
+}
+
+/// One case: RMSNorm (and, with `residual`, the fused variant: outcomes for h and y) on fresh
+/// random inputs, compared with the reference run on the same rounded inputs.
+pub fn case(device: &Device, dtype: DType, rows: usize, width: usize, residual: bool) -> Result<Vec<Outcome>> {
+    let name = if residual { "rms_norm_residual" } else { "rms_norm" };
+    let label = format!("{name} {device} {dtype} rows={rows} width={width}");
+    let mut rng = case_rng(&label);
+    // Scales away from 1 so that the normalisation does something.
+    let scale = rng.uniform_in(0.1, 10.0);
+    let x_vals: Vec<f64> = rng.normal_vec(rows * width).into_iter().map(|v| v * scale).collect();
+    let r_vals: Vec<f64> = rng.normal_vec(rows * width).into_iter().map(|v| v * scale).collect();
+    let w_vals: Vec<f64> = (0..width).map(|_| 1.0 + 0.2 * rng.normal()).collect();
+    let x = tensor(&x_vals, &[rows, width], dtype, device)?;
+    let w = tensor(&w_vals, &[width], dtype, device)?;
+    let mut y = poisoned(&[rows, width], dtype, device)?;
+    // The reference sees the inputs as the path saw them: already rounded to dtype.
+    let (x64, w64) = (x.to_f64_vec()?, w.to_f64_vec()?);
+    let eps = DEFAULT_EPS as f64;
+    if residual {
+        let r = tensor(&r_vals, &[rows, width], dtype, device)?;
+        let mut h = poisoned(&[rows, width], dtype, device)?;
+        rms_norm_residual_into(&x, &r, &w, DEFAULT_EPS, &mut h, &mut y)?;
+        let r64 = r.to_f64_vec()?;
+        let (want_h, want_y) = reference::rms_norm_residual(&x64, &r64, &w64, eps);
+        let (plain_h, plain_y) = reference::rms_norm_residual_plain(&x64, Some(&r64), &w64, eps, dtype);
+        Ok(vec![
+            judge(format!("{label} h"), dtype, &h.to_f64_vec()?, &plain_h, &want_h),
+            judge(format!("{label} y"), dtype, &y.to_f64_vec()?, &plain_y, &want_y),
+        ])
+    } else {
+        rms_norm_into(&x, &w, DEFAULT_EPS, &mut y)?;
+        let want = reference::rms_norm(&x64, &w64, eps);
+        let (_, plain) = reference::rms_norm_residual_plain(&x64, None, &w64, eps, dtype);
+        Ok(vec![judge(label, dtype, &y.to_f64_vec()?, &plain, &want)])
+    }
+}
+
+/// Every dtype × `shapes` × {plain, residual} on `device`.
+pub fn sweep(device: &Device, shapes: &[(usize, usize)]) -> Result<Vec<Outcome>> {
+    let mut outcomes = Vec::new();
+    for dtype in DType::ALL {
+        for &(rows, width) in shapes {
+            for residual in [false, true] {
+                outcomes.extend(case(device, dtype, rows, width, residual)?);
+            }
+        }
+    }
+    Ok(outcomes)
+}

@@ -1,0 +1,76 @@
+//! yoco-core on every device this build and machine have: tensors round-trip through every
+//! dtype, constructors and views refuse bad input, and the accounting sees every byte.
+
+use yoco_core::testing::test_devices;
+use yoco_core::{DType, Device, Error, MemoryCategory, Tensor};
+
+#[test]
+fn tensors_round_trip_through_every_dtype() {
+    for device in test_devices("tensors_round_trip_through_every_dtype") {
+        // Values exactly representable in every dtype survive unchanged.
+        let vals = [0.0, 1.0, -2.5, 0.125, 1024.0, -0.75];
+        for dtype in DType::ALL {
+            let t = Tensor::from_f64(&vals, [2, 3], dtype, &device, MemoryCategory::Activations).unwrap();
+            assert_eq!(t.dims(), &[2, 3]);
+            assert_eq!(t.to_f64_vec().unwrap(), vals);
+            assert_eq!(t.to_device(&Device::cpu()).unwrap().to_f64_vec().unwrap(), vals);
+            for other in DType::ALL {
+                assert_eq!(t.to_dtype(other).unwrap().to_f64_vec().unwrap(), vals, "{dtype} -> {other} on {device}");
+            }
+        }
+        // Rounding is to nearest: 1 + 2^-9 is below bf16's half-ulp at 1 and rounds down.
+        let t = Tensor::from_f64(&[1.0 + 2f64.powi(-9)], [1], DType::BF16, &device, MemoryCategory::Activations).unwrap();
+        assert_eq!(t.to_f64_vec().unwrap(), [1.0]);
+    }
+}
+
+#[test]
+fn bad_constructions_are_typed_errors() {
+    let cpu = Device::cpu();
+    let err = Tensor::from_vec(vec![1.0f32; 5], [2, 3], &cpu, MemoryCategory::Weights).unwrap_err();
+    assert!(matches!(err, Error::ElementCount { len: 5, expected: 6, .. }), "{err}");
+    let t = Tensor::from_vec(vec![1.0f32; 6], [2, 3], &cpu, MemoryCategory::Weights).unwrap();
+    assert!(matches!(t.as_slice::<yoco_core::half::bf16>(), Err(Error::DTypeMismatch { .. })));
+    assert!(matches!(t.reshape([4, 2]), Err(Error::ShapeMismatch { .. })));
+    assert!(matches!(Device::parse("tpu"), Err(Error::InvalidArgument { .. })));
+}
+
+#[test]
+fn every_allocation_is_accounted_by_category() {
+    for device in test_devices("every_allocation_is_accounted_by_category") {
+        let start = device.memory();
+        assert_eq!(start.total_current, 0, "a fresh device starts at zero");
+        let w = Tensor::zeros([1024, 16], DType::BF16, &device, MemoryCategory::Weights).unwrap();
+        let mut kv = Tensor::zeros([256], DType::F32, &device, MemoryCategory::Activations).unwrap();
+        kv.set_category(MemoryCategory::KvCache);
+        let a = Tensor::zeros([100, 10], DType::F16, &device, MemoryCategory::Activations).unwrap();
+        let s = device.memory();
+        assert_eq!(s.current(MemoryCategory::Weights), 1024 * 16 * 2);
+        assert_eq!(s.current(MemoryCategory::KvCache), 256 * 4);
+        assert_eq!(s.current(MemoryCategory::Activations), 100 * 10 * 2);
+        assert_eq!(s.total_current, 32768 + 1024 + 2000);
+        drop(a);
+        let s = device.memory();
+        assert_eq!(s.current(MemoryCategory::Activations), 0);
+        assert_eq!(s.peak(MemoryCategory::Activations), 2000);
+        assert_eq!(s.total_peak, 32768 + 1024 + 2000);
+        // A copy elsewhere is charged there, under the same category.
+        let cpu = Device::cpu();
+        let w_cpu = w.to_device(&cpu).unwrap();
+        assert_eq!(cpu.memory().current(MemoryCategory::Weights), 32768);
+        drop((w, kv, w_cpu));
+        assert_eq!(device.memory().total_current, 0);
+        assert_eq!(cpu.memory().total_current, 0);
+    }
+}
+
+#[test]
+fn cuda_without_a_gpu_is_an_error_not_a_panic() {
+    // On this machine (no driver) or in a CPU-only build, Device::cuda must return an error
+    // saying why; on a GPU machine it opens the device.
+    match Device::cuda(0) {
+        Ok(d) => assert_eq!(d.kind(), yoco_core::DeviceKind::Cuda(0)),
+        Err(e) => assert!(matches!(e, Error::CudaUnavailable(_) | Error::CudaNotCompiled), "{e}"),
+    }
+    assert!(Device::cuda(10_000).is_err());
+}

@@ -142,3 +142,98 @@ mod tests {
         assert!(matches!(matmul_nt(2, 2, 2, &[0.0; 3], &[0.0; 4], &mut c), Err(Error::ShapeMismatch { what: "a", .. })));
     }
 }
+
+/// A strided f32 matrix: element (i, j) at `data[i * row_stride + j * col_stride]`, so a
+/// transpose is the same data with the strides swapped.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A dense row-major `[rows, cols]` matrix.
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        MatRef { data, rows, cols, row_stride: cols, col_stride: 1 }
+    }
+
+    /// The transpose (no copy).
+    pub fn t(self) -> Self {
+        MatRef { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
+    }
+}
+
+/// A dense row-major `[rows, cols]` output matrix.
+#[derive(Debug)]
+pub struct MatMut<'a> {
+    pub data: &'a mut [f32],
+    pub rows: usize,
+    pub cols: usize,
+}
+
+fn fits(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
+    rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
+}
+
+/// `c = a · b`, or `c += a · b` with `accumulate`, on the calling thread only: for callers that
+/// are already parallel (one task per head) and multiply small matrices (one chunk).
+pub fn gemm_serial(c: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, accumulate: bool) -> Result<()> {
+    const OP: &str = "gemm_serial";
+    if a.cols != b.rows || a.rows != c.rows || b.cols != c.cols {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            what: "operands",
+            expected: format!("a [m, k] · b [k, n] = c [m, n] with c [{}, {}]", c.rows, c.cols),
+            got: format!("a [{}, {}], b [{}, {}]", a.rows, a.cols, b.rows, b.cols),
+        });
+    }
+    for (what, ok) in [
+        ("a", fits(a.data.len(), a.rows, a.cols, a.row_stride, a.col_stride)),
+        ("b", fits(b.data.len(), b.rows, b.cols, b.row_stride, b.col_stride)),
+        ("c", fits(c.data.len(), c.rows, c.cols, c.cols, 1)),
+    ] {
+        if !ok {
+            return Err(Error::ShapeMismatch { op: OP, what, expected: "strides inside the buffer".into(), got: "a view past its end".into() });
+        }
+    }
+    if c.rows == 0 || c.cols == 0 {
+        return Ok(());
+    }
+    // SAFETY: every index the strides describe was checked to lie inside its buffer above.
+    unsafe {
+        gemm::gemm(
+            c.rows, c.cols, a.cols,
+            c.data.as_mut_ptr(), 1, c.cols as isize,
+            accumulate,
+            a.data.as_ptr(), a.col_stride as isize, a.row_stride as isize,
+            b.data.as_ptr(), b.col_stride as isize, b.row_stride as isize,
+            1.0, 1.0,
+            false, false, false,
+            Parallelism::None,
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod serial_tests {
+    use super::*;
+
+    #[test]
+    fn gemm_serial_handles_transposes_and_accumulation() {
+        // a = [[1, 2], [3, 4]], b = [[5, 6], [7, 8]]
+        let a = [1.0, 2.0, 3.0, 4.0];
+        let b = [5.0, 6.0, 7.0, 8.0];
+        let mut c = [0.0; 4];
+        gemm_serial(MatMut { data: &mut c, rows: 2, cols: 2 }, MatRef::row_major(&a, 2, 2), MatRef::row_major(&b, 2, 2), false).unwrap();
+        assert_eq!(c, [19.0, 22.0, 43.0, 50.0]);
+        // aᵀ · b = [[26, 30], [38, 44]], added to c.
+        gemm_serial(MatMut { data: &mut c, rows: 2, cols: 2 }, MatRef::row_major(&a, 2, 2).t(), MatRef::row_major(&b, 2, 2), true).unwrap();
+        assert_eq!(c, [45.0, 52.0, 81.0, 94.0]);
+        let err = gemm_serial(MatMut { data: &mut c, rows: 2, cols: 2 }, MatRef::row_major(&a, 2, 2), MatRef::row_major(&b[..3], 1, 3), false);
+        assert!(err.is_err());
+    }
+}

@@ -1,0 +1,3 @@
+fn main() {
+    yoco_build::Kernels::new("gated_retention").build_or_exit();
+}

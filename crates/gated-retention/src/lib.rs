@@ -1,0 +1,153 @@
+//! Gated retention (gRet), YOCO's default self-decoder token mixer: linear attention with a
+//! data-dependent scalar decay per head and token, whose cache is a fixed `D × D` state per head
+//! instead of a K/V cache that grows with the context.
+//!
+//! `S_n = γ_n S_{n−1} + (s·k_n)ᵀ v_n`, `o_n = q_n S_n`, with `log γ ≤ 0` given per (token, head)
+//! and `s` the key scale (1/√D by default). Prefill runs the chunkwise form (intra-chunk as matrix
+//! products, the state carried between chunks); decode runs the recurrent step in place.
+//!
+//! Layout: q, k, v, o `[batch, seq, heads, dim]` (any storage dtype on the CPU; bf16/f16 on CUDA,
+//! the tensor-core kernel's inputs); log-decay `[batch, seq, heads]` f32 (gates stay in f32 and
+//! in log space, so no exponent is ever positive); state `[batch, heads, dim, dim]` f32.
+//!
+//! The q/k/v/g/γ projections, RoPE, per-head norm and output gate around this op live with the
+//! model (the root crate): they are GEMMs and elementwise work shared with the attention layers,
+//! and keeping them there keeps this crate free of sibling dependencies.
+//!
+//! Rooms: this file is the API; [`reference`] the f64 oracle in three forms; [`cpu`] the fast
+//! chunkwise path and the decode step; `cuda` the launchers of `kernels/gated_retention.cu`;
+//! [`check`] the validation shared by the tests and `yoco check`.
+
+pub mod check;
+pub mod cpu;
+#[cfg(feature = "cuda")]
+mod cuda;
+pub mod reference;
+
+use yoco_core::{DType, Device, Error, MemoryCategory, Result, Tensor};
+
+/// Head dims the kernels are built for.
+pub const SUPPORTED_HEAD_DIMS: [usize; 3] = [64, 128, 256];
+
+/// Chunk length of the chunkwise prefill when none is given (flash-linear-attention's).
+pub const DEFAULT_CHUNK: usize = 64;
+
+/// How to run the op.
+#[derive(Clone, Copy, Debug)]
+pub struct RetentionOptions {
+    /// Multiplies k; `None` for 1/√D.
+    pub scale: Option<f32>,
+    /// Chunk length of the chunkwise form (CPU: any positive length; CUDA: 64).
+    pub chunk: usize,
+}
+
+impl Default for RetentionOptions {
+    fn default() -> Self {
+        RetentionOptions { scale: None, chunk: DEFAULT_CHUNK }
+    }
+}
+
+/// The sizes of one call, read off q and checked against everything else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetentionShape {
+    pub batch: usize,
+    pub seq: usize,
+    pub heads: usize,
+    pub dim: usize,
+}
+
+/// Prefill (or any span of tokens): returns `(o, state_out)`, `o` like `q`, `state_out`
+/// `[batch, heads, dim, dim]` f32 charged as recurrent state. `state` is the incoming state
+/// (zeros if `None`), so a long prompt can be fed in pieces.
+pub fn gated_retention(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, state: Option<&Tensor>, options: &RetentionOptions) -> Result<(Tensor, Tensor)> {
+    const OP: &str = "gated_retention";
+    let shape = validate(OP, q, k, v, log_decay)?;
+    if options.chunk == 0 {
+        return Err(Error::invalid(OP, "chunk", "0: expected a positive chunk length"));
+    }
+    let state_dims = [shape.batch, shape.heads, shape.dim, shape.dim];
+    if let Some(s) = state {
+        expect_state(OP, s, q, &state_dims)?;
+    }
+    let scale = key_scale(OP, options, shape.dim)?;
+    let mut o = Tensor::zeros(q.shape().clone(), q.dtype(), q.device(), MemoryCategory::Activations)?;
+    let mut state_out = match state {
+        Some(s) => s.to_device(q.device())?,
+        None => Tensor::zeros(state_dims, DType::F32, q.device(), MemoryCategory::RecurrentState)?,
+    };
+    state_out.set_category(MemoryCategory::RecurrentState);
+    match q.device() {
+        Device::Cpu(_) => cpu::chunkwise(q, k, v, log_decay, &mut state_out, &mut o, shape, scale, options.chunk)?,
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => {
+            if options.chunk != cuda::CHUNK {
+                return Err(Error::Unsupported { op: OP, what: format!("chunk {} on CUDA: the kernel's chunk is {}", options.chunk, cuda::CHUNK) });
+            }
+            cuda::chunkwise(q, k, v, log_decay, &mut state_out, &mut o, shape, scale)?
+        }
+    }
+    Ok((o, state_out))
+}
+
+/// One decode step per sequence (q, k, v `[batch, 1, heads, dim]`, log-decay `[batch, 1,
+/// heads]`): updates `state` in place (`S ← γ S + kᵀ v`) and returns `o = q S`.
+pub fn gated_retention_step(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, state: &mut Tensor, scale: Option<f32>) -> Result<Tensor> {
+    const OP: &str = "gated_retention_step";
+    let shape = validate(OP, q, k, v, log_decay)?;
+    if shape.seq != 1 {
+        return Err(Error::ShapeMismatch { op: OP, what: "q", expected: "one token per sequence ([batch, 1, heads, dim])".into(), got: q.shape().to_string() });
+    }
+    expect_state(OP, state, q, &[shape.batch, shape.heads, shape.dim, shape.dim])?;
+    let scale = key_scale(OP, &RetentionOptions { scale, chunk: 1 }, shape.dim)?;
+    let mut o = Tensor::zeros(q.shape().clone(), q.dtype(), q.device(), MemoryCategory::Activations)?;
+    match q.device() {
+        Device::Cpu(_) => cpu::step(q, k, v, log_decay, state, &mut o, shape, scale)?,
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => cuda::step(q, k, v, log_decay, state, &mut o, shape, scale)?,
+    }
+    Ok(o)
+}
+
+fn key_scale(op: &'static str, options: &RetentionOptions, dim: usize) -> Result<f32> {
+    let scale = options.scale.unwrap_or(1.0 / (dim as f32).sqrt());
+    if scale.is_finite() {
+        Ok(scale)
+    } else {
+        Err(Error::invalid(op, "scale", format!("{scale}: expected a finite number")))
+    }
+}
+
+/// Checks q, k, v and log-decay against each other; returns the sizes.
+fn validate(op: &'static str, q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor) -> Result<RetentionShape> {
+    q.expect_nonempty(op, "q")?;
+    let [batch, seq, heads, dim] = match *q.dims() {
+        [b, n, h, d] => [b, n, h, d],
+        _ => return Err(Error::ShapeMismatch { op, what: "q", expected: "[batch, seq, heads, dim]".into(), got: q.shape().to_string() }),
+    };
+    if !SUPPORTED_HEAD_DIMS.contains(&dim) {
+        return Err(Error::Unsupported { op, what: format!("head dim {dim}: supported head dims are {SUPPORTED_HEAD_DIMS:?}") });
+    }
+    for (what, t) in [("k", k), ("v", v)] {
+        t.expect_dims(op, what, q.dims())?;
+        t.expect_dtype(op, what, q.dtype())?;
+        t.expect_device_of(op, what, q)?;
+    }
+    log_decay.expect_dims(op, "log_decay", &[batch, seq, heads])?;
+    log_decay.expect_dtype(op, "log_decay", DType::F32)?;
+    log_decay.expect_device_of(op, "log_decay", q)?;
+    // Gates are decays: log γ ≤ 0. A positive (or NaN) entry would make exponents positive and the
+    // state grow without bound, so it is refused here rather than producing inf/NaN downstream.
+    // On CUDA this reads the gates back to the host: [batch, seq, heads] floats, small next to q.
+    let gates = log_decay.to_vec::<f32>()?;
+    if let Some(pos) = gates.iter().position(|g| !(*g <= 0.0)) {
+        let (b, n, h) = (pos / (seq * heads), pos / heads % seq, pos % heads);
+        return Err(Error::invalid(op, "log_decay", format!("entry [{b}, {n}, {h}] is {}: every log-decay must be <= 0", gates[pos])));
+    }
+    Ok(RetentionShape { batch, seq, heads, dim })
+}
+
+fn expect_state(op: &'static str, state: &Tensor, q: &Tensor, dims: &[usize]) -> Result<()> {
+    state.expect_dims(op, "state", dims)?;
+    state.expect_dtype(op, "state", DType::F32)?;
+    state.expect_device_of(op, "state", q)
+}

@@ -1,0 +1,133 @@
+//! Gated retention: the three reference forms agree; the fast paths match the reference on every
+//! device (sweep in `check`), over a long sequence, with state handoff and decode; bad input is a
+//! typed error.
+
+use yoco_core::testing::{assert_all_passed, case_rng, check_rel_l2, rel_l2, test_devices};
+use yoco_core::{DType, Device, Error, MemoryCategory, Tensor};
+use yoco_gated_retention::check::{self, problem, Case, Gates, Inputs};
+use yoco_gated_retention::{gated_retention, gated_retention_step, reference, RetentionOptions};
+
+#[test]
+fn parallel_recurrent_and_chunkwise_forms_agree_in_f64() {
+    for (seq, chunk, with_state) in [(1, 4, false), (17, 4, true), (40, 7, true), (64, 64, false), (65, 16, true)] {
+        for gates in [Gates::Model, Gates::NearZero, Gates::NearOne] {
+            let case = Case { batch: 2, seq, heads: 3, dim: 64, chunk, gates, with_state };
+            let mut rng = case_rng(&format!("forms {case:?}"));
+            let inputs = Inputs::draw(&mut rng, &case, DType::F32, &Device::cpu()).unwrap();
+            let vals = inputs.to_f64().unwrap();
+            let p = problem(&case, &vals);
+            let (ro, rs) = reference::recurrent(&p);
+            let (po, ps) = reference::parallel(&p);
+            let (co, cs) = reference::chunkwise(&p, chunk);
+            for (what, a, b) in [("parallel o", &po, &ro), ("chunkwise o", &co, &ro), ("parallel state", &ps, &rs), ("chunkwise state", &cs, &rs)] {
+                let err = rel_l2(a, b);
+                assert!(err < 1e-10, "{what} vs recurrent: {err:e} for {case:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn fast_paths_match_reference() {
+    for device in test_devices("fast_paths_match_reference") {
+        assert_all_passed(&check::sweep(&device, false).unwrap());
+    }
+}
+
+#[test]
+fn long_sequence_matches_recurrent_reference() {
+    // 8K tokens through the CPU chunkwise path at the three chunk sizes, against the recurrent form.
+    let case = Case { batch: 1, seq: 8192, heads: 1, dim: 64, chunk: 64, gates: Gates::Model, with_state: false };
+    let mut rng = case_rng("long");
+    let inputs = Inputs::draw(&mut rng, &case, DType::F32, &Device::cpu()).unwrap();
+    let vals = inputs.to_f64().unwrap();
+    let (want_o, want_s) = reference::recurrent(&problem(&case, &vals));
+    for chunk in [64, 128, 256] {
+        let options = RetentionOptions { scale: None, chunk };
+        let (o, s) = gated_retention(&inputs.q, &inputs.k, &inputs.v, &inputs.log_decay, None, &options).unwrap();
+        check_rel_l2(&format!("8K chunk {chunk} o"), &o.to_f64_vec().unwrap(), &want_o, 1e-5).unwrap();
+        check_rel_l2(&format!("8K chunk {chunk} state"), &s.to_f64_vec().unwrap(), &want_s, 1e-5).unwrap();
+    }
+}
+
+#[test]
+fn prefill_in_pieces_equals_one_prefill() {
+    for device in test_devices("prefill_in_pieces_equals_one_prefill") {
+        let dtype = if device.is_cpu() { DType::F32 } else { DType::BF16 };
+        let case = Case { batch: 2, seq: 150, heads: 2, dim: 64, chunk: 64, gates: Gates::Model, with_state: false };
+        let mut rng = case_rng(&format!("pieces {device}"));
+        let inputs = Inputs::draw(&mut rng, &case, dtype, &device).unwrap();
+        let vals = inputs.to_f64().unwrap();
+        let options = RetentionOptions::default();
+        let (o_full, s_full) = gated_retention(&inputs.q, &inputs.k, &inputs.v, &inputs.log_decay, None, &options).unwrap();
+        // The same tokens in pieces of 70 and 80, the state handed from one to the next.
+        let piece = |from: usize, to: usize, width: usize, v: &[f64]| -> Vec<f64> {
+            (0..2).flat_map(|b| v[(b * 150 + from) * width..(b * 150 + to) * width].to_vec()).collect()
+        };
+        let t = |v: Vec<f64>, dims: Vec<usize>, dt| Tensor::from_f64(&v, dims, dt, &device, MemoryCategory::Activations).unwrap();
+        let mut state = None;
+        let mut outs = Vec::new();
+        for (from, to) in [(0, 70), (70, 150)] {
+            let len = to - from;
+            let q = t(piece(from, to, 128, &vals[0]), vec![2, len, 2, 64], dtype);
+            let k = t(piece(from, to, 128, &vals[1]), vec![2, len, 2, 64], dtype);
+            let v = t(piece(from, to, 128, &vals[2]), vec![2, len, 2, 64], dtype);
+            let g = t(piece(from, to, 2, &vals[3]), vec![2, len, 2], DType::F32);
+            let (o, s) = gated_retention(&q, &k, &v, &g, state.as_ref(), &options).unwrap();
+            outs.push(o.to_f64_vec().unwrap());
+            state = Some(s);
+        }
+        let full = o_full.to_f64_vec().unwrap();
+        let joined: Vec<f64> = (0..2).flat_map(|b| [&outs[0][b * 70 * 128..(b + 1) * 70 * 128], &outs[1][b * 80 * 128..(b + 1) * 80 * 128]].concat()).collect();
+        let bound = if dtype == DType::F32 { 1e-5 } else { 1e-2 };
+        check_rel_l2(&format!("{device} pieces o"), &joined, &full, bound).unwrap();
+        check_rel_l2(&format!("{device} pieces state"), &state.unwrap().to_f64_vec().unwrap(), &s_full.to_f64_vec().unwrap(), bound).unwrap();
+    }
+}
+
+#[test]
+fn decode_steps_continue_a_prefill() {
+    for device in test_devices("decode_steps_continue_a_prefill") {
+        let dtype = if device.is_cpu() { DType::F32 } else { DType::BF16 };
+        let case = Case { batch: 3, seq: 40, heads: 2, dim: 128, chunk: 64, gates: Gates::Model, with_state: false };
+        assert_all_passed(&check::decode_case(&device, dtype, &case, 8).unwrap());
+        // The single-token step is also the whole story for a one-token prompt.
+        let one = Case { seq: 1, ..case };
+        assert_all_passed(&check::decode_case(&device, dtype, &one, 1).unwrap());
+    }
+}
+
+#[test]
+fn bad_input_is_a_typed_error() {
+    let cpu = Device::cpu();
+    let t = |dims: &[usize], dt, val: f64| Tensor::from_f64(&vec![val; dims.iter().product()], dims.to_vec(), dt, &cpu, MemoryCategory::Activations).unwrap();
+    let q = t(&[1, 4, 2, 64], DType::F32, 0.1);
+    let g = t(&[1, 4, 2], DType::F32, -0.1);
+    let o = RetentionOptions::default();
+    let run = |q: &Tensor, k: &Tensor, v: &Tensor, g: &Tensor, s: Option<&Tensor>, o: &RetentionOptions| gated_retention(q, k, v, g, s, o).map(|_| ());
+
+    assert!(matches!(run(&q, &q, &q, &t(&[1, 4, 2], DType::F32, 0.5), None, &o), Err(Error::InvalidArgument { what: "log_decay", .. })));
+    assert!(matches!(run(&q, &q, &q, &t(&[1, 4, 2], DType::F32, f64::NAN), None, &o), Err(Error::InvalidArgument { what: "log_decay", .. })));
+    assert!(matches!(run(&q, &t(&[1, 4, 2, 32], DType::F32, 0.1), &q, &g, None, &o), Err(Error::ShapeMismatch { what: "k", .. })));
+    assert!(matches!(run(&q, &q, &t(&[1, 4, 2, 64], DType::BF16, 0.1), &g, None, &o), Err(Error::DTypeMismatch { what: "v", .. })));
+    assert!(matches!(run(&q, &q, &q, &t(&[1, 4, 2], DType::BF16, -0.1), None, &o), Err(Error::DTypeMismatch { what: "log_decay", .. })));
+    assert!(matches!(run(&q, &q, &q, &g, Some(&t(&[1, 2, 64, 32], DType::F32, 0.0)), &o), Err(Error::ShapeMismatch { what: "state", .. })));
+    assert!(matches!(run(&q, &q, &q, &g, None, &RetentionOptions { scale: None, chunk: 0 }), Err(Error::InvalidArgument { what: "chunk", .. })));
+    let q48 = t(&[1, 4, 2, 48], DType::F32, 0.1);
+    let err = run(&q48, &q48, &q48, &g, None, &o).unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }) && err.to_string().contains("[64, 128, 256]"), "{err}");
+    assert!(matches!(run(&t(&[1, 0, 2, 64], DType::F32, 0.0), &q, &q, &g, None, &o), Err(Error::Empty { .. })));
+    let mut state = t(&[1, 2, 64, 64], DType::F32, 0.0);
+    assert!(matches!(gated_retention_step(&q, &q, &q, &g, &mut state, None), Err(Error::ShapeMismatch { what: "q", .. })));
+    let msg = run(&q, &q, &q, &t(&[1, 4, 2], DType::F32, 0.5), None, &o).unwrap_err().to_string();
+    assert!(msg.contains("[0, 0, 0]") && msg.contains("<= 0"), "{msg}");
+}
+
+#[test]
+fn outputs_are_accounted() {
+    let cpu = Device::cpu();
+    let case = Case { batch: 1, seq: 8, heads: 2, dim: 64, chunk: 64, gates: Gates::Model, with_state: false };
+    let inputs = Inputs::draw(&mut case_rng("acct"), &case, DType::F32, &cpu).unwrap();
+    let (_o, _s) = gated_retention(&inputs.q, &inputs.k, &inputs.v, &inputs.log_decay, None, &RetentionOptions::default()).unwrap();
+    assert_eq!(cpu.memory().current(MemoryCategory::RecurrentState), 2 * 64 * 64 * 4);
+}

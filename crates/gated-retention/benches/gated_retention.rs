@@ -1,1 +1,97 @@
-fn main() {}
+//! Gated retention benches: chunkwise prefill at 2K..32K tokens and the decode step, on every
+//! device. Prefill FLOPs are the chunkwise form's (per chunk of C tokens and head:
+//! 2C²D for Q·Kᵀ, 2C²D for A·V, 2CD² for Q·S, 2CD² for Kᵀ·V), quoted against the FMA ceiling
+//! (CPU) measured in this run; the decode step moves the state (read + write, 8·D² bytes per
+//! head) and is quoted against the copy ceiling. The last lines check linearity: time(32K) /
+//! time(16K) (target ≤ 2.3).
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use yoco_core::bench::{bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::rng::Rng;
+use yoco_core::{DType, Device, MemoryCategory, Tensor};
+use yoco_gated_retention::{gated_retention, gated_retention_step, RetentionOptions};
+
+const HEADS: usize = 8;
+const DIM: usize = 128;
+
+fn tensor(rng: &mut Rng, dims: &[usize], dtype: DType, device: &Device, gates: bool) -> Tensor {
+    let n = dims.iter().product();
+    let vals: Vec<f64> = if gates { (0..n).map(|_| -(1.0 + (-2.0 * rng.normal()).exp()).ln() / 16.0).collect() } else { rng.normal_vec(n) };
+    Tensor::from_f64(&vals, dims.to_vec(), dtype, device, MemoryCategory::Activations).unwrap()
+}
+
+fn chunkwise_flops(seq: usize, chunk: usize, heads: usize, dim: usize) -> f64 {
+    let full = seq / chunk;
+    let rest = seq % chunk;
+    let per_chunk = |c: usize| (4 * c * c * dim + 4 * c * dim * dim) as f64;
+    heads as f64 * (full as f64 * per_chunk(chunk) + per_chunk(rest))
+}
+
+fn bench(c: &mut Criterion) {
+    let mut lines = Vec::new();
+    let log = SampleLog::new();
+    let mut rng = Rng::new(4);
+    for device in bench_devices() {
+        let (dtype, ceiling, what) = match &device {
+            Device::Cpu(_) => (DType::F32, yoco_core::ceiling::fma_gflops(), "FMA"),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(g) => (DType::BF16, 1e3 * yoco_core::cuda::cublas_gemm_tflops(g, 8192, 8192, 8192, 10).unwrap(), "cuBLAS bf16 GEMM"),
+        };
+        lines.push(format!("{device}: {what} ceiling {ceiling:.1} GFLOP/s"));
+        let chunks: &[usize] = if device.is_cpu() { &[64, 128, 256] } else { &[64] };
+        let mut group = c.benchmark_group("gated_retention_prefill");
+        group.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(3));
+        for &chunk in chunks {
+            let mut medians = Vec::new();
+            for seq in [2048, 4096, 8192, 16384, 32768] {
+                let dims = [1, seq, HEADS, DIM];
+                let (q, k, v) = (tensor(&mut rng, &dims, dtype, &device, false), tensor(&mut rng, &dims, dtype, &device, false), tensor(&mut rng, &dims, dtype, &device, false));
+                let g = tensor(&mut rng, &[1, seq, HEADS], DType::F32, &device, true);
+                let options = RetentionOptions { scale: None, chunk };
+                let flops = chunkwise_flops(seq, chunk, HEADS, DIM);
+                let id = format!("{device}-{dtype}-chunk{chunk}");
+                group.throughput(Throughput::Elements(seq as u64));
+                group.bench_function(BenchmarkId::new(&id, seq), |b| {
+                    b.iter_custom(|iters| log.record(iters, time_on(&device, iters, || drop(gated_retention(&q, &k, &v, &g, None, &options).unwrap()))))
+                });
+                let secs = log.take_median();
+                medians.push(secs);
+                let line = fraction_line(&format!("gated_retention/prefill/{id}/H{HEADS}xD{DIM}/N={seq} ({:.0} tokens/s)", seq as f64 / secs), secs, Bound::Compute { flops, ceiling_gflops: ceiling });
+                lines.push(line.replace("FMA ceiling", &format!("{what} ceiling")));
+            }
+            if let [.., t16, t32] = medians[..] {
+                lines.push(format!("gated_retention/prefill/{device}-chunk{chunk}: time(32K) / time(16K) = {:.2} (linear is 2.0, target ≤ 2.3)", t32 / t16));
+            }
+        }
+        group.finish();
+
+        let copy = copy_ceiling_gbs(&device).unwrap();
+        lines.push(format!("{device}: copy ceiling {copy:.1} GB/s"));
+        let mut group = c.benchmark_group("gated_retention_step");
+        group.sample_size(20).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
+        // Batch 1: the state (1.5 MiB) stays in cache, as in real decoding; batch 64 (96 MiB) does not.
+        for batch in [1, 64] {
+            let dims = [batch, 1, 24, DIM];
+            let (q, k, v) = (tensor(&mut rng, &dims, dtype, &device, false), tensor(&mut rng, &dims, dtype, &device, false), tensor(&mut rng, &dims, dtype, &device, false));
+            let g = tensor(&mut rng, &[batch, 1, 24], DType::F32, &device, true);
+            let mut state = Tensor::zeros([batch, 24, DIM, DIM], DType::F32, &device, MemoryCategory::RecurrentState).unwrap();
+            let bytes = (batch * 24 * DIM * DIM * 8) as f64;
+            let id = format!("{device}-{dtype}-H24xD{DIM}");
+            group.throughput(Throughput::Bytes(bytes as u64));
+            group.bench_function(BenchmarkId::new(&id, format!("batch{batch}")), |b| {
+                b.iter_custom(|iters| log.record(iters, time_on(&device, iters, || drop(gated_retention_step(&q, &k, &v, &g, &mut state, None).unwrap()))))
+            });
+            lines.push(fraction_line(&format!("gated_retention/step/{id}/batch{batch}"), log.take_median(), Bound::Memory { bytes, ceiling_gbs: copy }));
+        }
+        group.finish();
+    }
+    println!("\n== Gated retention against the ceilings measured in this run ==");
+    for line in lines {
+        println!("{line}");
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

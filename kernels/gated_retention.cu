@@ -1,0 +1,250 @@
+// Gated retention: chunkwise prefill on tensor cores, and the recurrent decode step.
+//
+//   S_n = γ_n S_{n−1} + (s·k_n)ᵀ v_n,  o_n = q_n S_n,  log γ ≤ 0, state S (D × D per head) in f32.
+//
+// Chunkwise prefill (entries gret_chunkwise_{bf16,f16}_d{64,128,256}). One CTA per (value block
+// of GRET_BLOCK_V columns, head, batch) walks the sequence chunk by chunk (GRET_CHUNK tokens),
+// carrying its D × GRET_BLOCK_V slice of the state in shared memory in f32. Per chunk, with b the
+// cumsum of log γ restarted in the chunk (every exponent below is ≤ 0):
+//   1. A  = s · Q Kᵀ                     (C×C, tensor cores, f32 accumulate)
+//   2. Ab = A ⊙ M, M[t,u] = e^(b_t−b_u)·[u ≤ t], rounded to the storage type
+//      Qd = Q ⊙ e^b,  Kd = s · K ⊙ e^(b_last − b),  Sb = S — all rounded to the storage type
+//   3. O  = Ab V + Qd Sb                  (C×BV, tensor cores) → rounded, stored
+//   4. S  = e^(b_last) S + Kdᵀ V          (D×BV, tensor cores, accumulated onto the f32 state)
+// Those roundings are exactly where flash-linear-attention's chunk_simple_gla rounds; the tests'
+// "plain" reference (reference::chunkwise_plain) rounds at the same places.
+// Matrix products use the WMMA API (16×16×16 bf16/f16 fragments, f32 accumulators), one output
+// tile per warp at a time so that no more than one accumulator fragment is live (no spills at
+// D = 256). Value-dimension split: D / GRET_BLOCK_V CTAs per head recompute A — redundant work
+// of (D/BV − 1) · 2C²D per chunk, accepted for 2–4× more CTAs on a sequential-in-chunks problem.
+//
+// Versions: this is the first. Not yet measured on a GPU (no GPU on the machines it was written
+// on); a mma.sync version with register-resident fragments and a two-phase (states, then outputs
+// in parallel over chunks) schedule are the next steps if it falls short of chunk_simple_gla.
+//
+// Decode step (entries gret_step_{f32,bf16,f16}): one CTA per (head, batch, 32 value columns);
+// each thread owns one column j and a quarter of the rows i, so every warp reads and writes 32
+// consecutive floats of a state row: S[i][j] = γ S[i][j] + s k_i v_j, o_j = Σ_i q_i S[i][j].
+// Memory-bound on the state: 8 D² bytes per head (read + write).
+#include <mma.h>
+
+#include "gated_retention.h"
+#include "yoco_common.cuh"
+
+namespace {
+
+using namespace nvcuda;
+using yoco::from_f32;
+using yoco::to_f32;
+
+constexpr int C = GRET_CHUNK;
+constexpr int BV = GRET_BLOCK_V;
+constexpr int WARPS = GRET_THREADS / 32;
+
+// Shared-memory layout of the chunkwise kernel, in bytes, every region 128-byte aligned:
+//   sQ [C][D] T, sK [C][D] T, sV [C][BV] T, sA [C][C] f32 (also the O staging [C][BV] f32),
+//   sAb [C][C] T, sS [D][BV] f32, sSb [D][BV] T, sCum [C] f32.
+template <typename T, int D>
+struct Layout {
+    static constexpr int q = 0;
+    static constexpr int k = q + C * D * (int)sizeof(T);
+    static constexpr int v = k + C * D * (int)sizeof(T);
+    static constexpr int a = v + C * BV * (int)sizeof(T);
+    static constexpr int ab = a + C * C * 4;
+    static constexpr int s = ab + C * C * (int)sizeof(T);
+    static constexpr int sb = s + D * BV * 4;
+    static constexpr int cum = sb + D * BV * (int)sizeof(T);
+    static constexpr int bytes = cum + C * 4;
+    static_assert(C * BV <= C * C, "the O staging reuses sA");
+};
+
+// Copies `rows` rows of `cols` elements (a multiple of 8) from global (row stride `stride`
+// elements) into shared [rows][cols], in 16-byte packs; rows from `valid` on are zero-filled.
+template <typename T>
+__device__ __forceinline__ void load_rows(T* dst, const T* src, int64_t stride, int rows, int cols, int valid) {
+    constexpr int N = 16 / sizeof(T);
+    const int packs_per_row = cols / N;
+    for (int idx = threadIdx.x; idx < rows * packs_per_row; idx += GRET_THREADS) {
+        const int r = idx / packs_per_row;
+        const int c = idx % packs_per_row;
+        uint4 value = make_uint4(0, 0, 0, 0);
+        if (r < valid) value = *reinterpret_cast<const uint4*>(src + r * stride + c * N);
+        *reinterpret_cast<uint4*>(dst + r * cols + c * N) = value;
+    }
+}
+
+template <typename T, int D>
+__device__ void gret_chunkwise(const GretChunkParams& p) {
+    using L = Layout<T, D>;
+    extern __shared__ __align__(128) unsigned char smem[];
+    if (p.smem_bytes != L::bytes) __trap();  // the host's layout must be this one
+    T* sQ = reinterpret_cast<T*>(smem + L::q);
+    T* sK = reinterpret_cast<T*>(smem + L::k);
+    T* sV = reinterpret_cast<T*>(smem + L::v);
+    float* sA = reinterpret_cast<float*>(smem + L::a);
+    T* sAb = reinterpret_cast<T*>(smem + L::ab);
+    float* sS = reinterpret_cast<float*>(smem + L::s);
+    T* sSb = reinterpret_cast<T*>(smem + L::sb);
+    float* sCum = reinterpret_cast<float*>(smem + L::cum);
+
+    const int v0 = blockIdx.x * BV;
+    const int h = blockIdx.y;
+    const int b = blockIdx.z;
+    const int warp = threadIdx.x / 32;
+    const int64_t row_stride = static_cast<int64_t>(p.heads) * D;  // between tokens
+    const T* q = static_cast<const T*>(p.q);
+    const T* k = static_cast<const T*>(p.k);
+    const T* v = static_cast<const T*>(p.v);
+    T* o = static_cast<T*>(p.o);
+    float* state = p.state + (static_cast<int64_t>(b) * p.heads + h) * D * D;
+
+    for (int idx = threadIdx.x; idx < D * BV; idx += GRET_THREADS) sS[idx] = state[(idx / BV) * D + v0 + idx % BV];
+
+    for (int start = 0; start < p.seq; start += C) {
+        const int len = min(C, p.seq - start);
+        const int64_t first = (static_cast<int64_t>(b) * p.seq + start) * p.heads + h;  // (b, start, h)
+        load_rows(sQ, q + first * D, row_stride, C, D, len);
+        load_rows(sK, k + first * D, row_stride, C, D, len);
+        load_rows(sV, v + first * D + v0, row_stride, C, BV, len);
+        if (threadIdx.x == 0) {
+            // Inclusive cumsum of the chunk's gates; padding tokens add 0, so sCum[C−1] = b_last.
+            float acc = 0.0f;
+            for (int t = 0; t < C; ++t) {
+                if (t < len) acc += p.log_decay[first + static_cast<int64_t>(t) * p.heads];
+                sCum[t] = acc;
+            }
+        }
+        __syncthreads();
+
+        // 1. A = s · Q Kᵀ: warp w owns rows [16w, 16w + 16).
+        for (int tile = warp; tile < (C / 16) * (C / 16); tile += WARPS) {
+            const int r0 = (tile / (C / 16)) * 16, c0 = (tile % (C / 16)) * 16;
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            wmma::fill_fragment(acc, 0.0f);
+            for (int kk = 0; kk < D; kk += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> fb;  // Kᵀ
+                wmma::load_matrix_sync(fa, sQ + r0 * D + kk, D);
+                wmma::load_matrix_sync(fb, sK + c0 * D + kk, D);
+                wmma::mma_sync(acc, fa, fb, acc);
+            }
+            wmma::store_matrix_sync(sA + r0 * C + c0, acc, C, wmma::mem_row_major);
+        }
+        __syncthreads();
+
+        // 2. The masked, decayed scores and the decayed operands, rounded to the storage type.
+        const float last = sCum[C - 1];
+        for (int idx = threadIdx.x; idx < C * C; idx += GRET_THREADS) {
+            const int t = idx / C, u = idx % C;
+            const float m = u <= t ? expf(sCum[t] - sCum[u]) : 0.0f;
+            sAb[idx] = from_f32<T>(sA[idx] * p.scale * m);
+        }
+        for (int idx = threadIdx.x; idx < C * D; idx += GRET_THREADS) {
+            const int t = idx / D;
+            sQ[idx] = from_f32<T>(to_f32(sQ[idx]) * expf(sCum[t]));
+            sK[idx] = from_f32<T>(to_f32(sK[idx]) * (p.scale * expf(last - sCum[t])));
+        }
+        for (int idx = threadIdx.x; idx < D * BV; idx += GRET_THREADS) sSb[idx] = from_f32<T>(sS[idx]);
+        __syncthreads();
+
+        // 3. O = Ab V + Qd Sb, staged in sA as f32 (A is no longer needed), then stored.
+        for (int tile = warp; tile < (C / 16) * (BV / 16); tile += WARPS) {
+            const int r0 = (tile / (BV / 16)) * 16, c0 = (tile % (BV / 16)) * 16;
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            wmma::fill_fragment(acc, 0.0f);
+            for (int kk = 0; kk < C; kk += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
+                wmma::load_matrix_sync(fa, sAb + r0 * C + kk, C);
+                wmma::load_matrix_sync(fb, sV + kk * BV + c0, BV);
+                wmma::mma_sync(acc, fa, fb, acc);
+            }
+            for (int kk = 0; kk < D; kk += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
+                wmma::load_matrix_sync(fa, sQ + r0 * D + kk, D);
+                wmma::load_matrix_sync(fb, sSb + kk * BV + c0, BV);
+                wmma::mma_sync(acc, fa, fb, acc);
+            }
+            wmma::store_matrix_sync(sA + r0 * BV + c0, acc, BV, wmma::mem_row_major);
+        }
+        // 4. S = e^(b_last) S + Kdᵀ V: reads sK, sV, sS only, none of which step 3 writes.
+        const float decay = expf(last);
+        for (int tile = warp; tile < (D / 16) * (BV / 16); tile += WARPS) {
+            const int r0 = (tile / (BV / 16)) * 16, c0 = (tile % (BV / 16)) * 16;
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            wmma::load_matrix_sync(acc, sS + r0 * BV + c0, BV, wmma::mem_row_major);
+            for (int e = 0; e < acc.num_elements; ++e) acc.x[e] *= decay;
+            for (int kk = 0; kk < C; kk += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::col_major> fa;  // Kdᵀ
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
+                wmma::load_matrix_sync(fa, sK + kk * D + r0, D);
+                wmma::load_matrix_sync(fb, sV + kk * BV + c0, BV);
+                wmma::mma_sync(acc, fa, fb, acc);
+            }
+            wmma::store_matrix_sync(sS + r0 * BV + c0, acc, BV, wmma::mem_row_major);
+        }
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < len * BV; idx += GRET_THREADS) {
+            const int t = idx / BV, j = idx % BV;
+            o[(first + static_cast<int64_t>(t) * p.heads) * D + v0 + j] = from_f32<T>(sA[idx]);
+        }
+        __syncthreads();  // the next chunk overwrites every region
+    }
+    for (int idx = threadIdx.x; idx < D * BV; idx += GRET_THREADS) state[(idx / BV) * D + v0 + idx % BV] = sS[idx];
+}
+
+template <typename T, int D>
+__device__ void gret_step(const GretStepParams& p) {
+    __shared__ float partial[GRET_STEP_THREADS / 32][32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int bh = blockIdx.x;  // b * heads + h: with one token, also the row of q, k, v, o
+    const int j = blockIdx.y * GRET_STEP_COLUMNS + lane;
+    const T* q = static_cast<const T*>(p.q) + static_cast<int64_t>(bh) * D;
+    const T* k = static_cast<const T*>(p.k) + static_cast<int64_t>(bh) * D;
+    const T* v = static_cast<const T*>(p.v) + static_cast<int64_t>(bh) * D;
+    float* s = p.state + static_cast<int64_t>(bh) * D * D;
+    const float gamma = expf(p.log_decay[bh]);
+    const float vj = to_f32(v[j]);
+    float acc = 0.0f;
+    for (int i = warp; i < D; i += GRET_STEP_THREADS / 32) {
+        const float updated = fmaf(gamma, s[i * D + j], p.scale * to_f32(k[i]) * vj);
+        s[i * D + j] = updated;
+        acc = fmaf(to_f32(q[i]), updated, acc);
+    }
+    partial[warp][lane] = acc;
+    __syncthreads();
+    if (warp == 0) {
+        float sum = 0.0f;
+#pragma unroll
+        for (int w = 0; w < GRET_STEP_THREADS / 32; ++w) sum += partial[w][lane];
+        static_cast<T*>(p.o)[static_cast<int64_t>(bh) * D + j] = from_f32<T>(sum);
+    }
+}
+
+}  // namespace
+
+#define YOCO_GRET_CHUNKWISE(suffix, T, D)                                                                  \
+    extern "C" __global__ void __launch_bounds__(GRET_THREADS) gret_chunkwise_##suffix##_d##D(const GretChunkParams p) { \
+        gret_chunkwise<T, D>(p);                                                                           \
+    }
+#define YOCO_GRET_STEP(suffix, T, D)                                                                       \
+    extern "C" __global__ void __launch_bounds__(GRET_STEP_THREADS) gret_step_##suffix##_d##D(const GretStepParams p) { \
+        gret_step<T, D>(p);                                                                                \
+    }
+
+YOCO_GRET_CHUNKWISE(bf16, __nv_bfloat16, 64)
+YOCO_GRET_CHUNKWISE(bf16, __nv_bfloat16, 128)
+YOCO_GRET_CHUNKWISE(bf16, __nv_bfloat16, 256)
+YOCO_GRET_CHUNKWISE(f16, __half, 64)
+YOCO_GRET_CHUNKWISE(f16, __half, 128)
+YOCO_GRET_CHUNKWISE(f16, __half, 256)
+YOCO_GRET_STEP(f32, float, 64)
+YOCO_GRET_STEP(f32, float, 128)
+YOCO_GRET_STEP(f32, float, 256)
+YOCO_GRET_STEP(bf16, __nv_bfloat16, 64)
+YOCO_GRET_STEP(bf16, __nv_bfloat16, 128)
+YOCO_GRET_STEP(bf16, __nv_bfloat16, 256)
+YOCO_GRET_STEP(f16, __half, 64)
+YOCO_GRET_STEP(f16, __half, 128)
+YOCO_GRET_STEP(f16, __half, 256)

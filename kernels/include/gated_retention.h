@@ -1,0 +1,41 @@
+/* Parameters of kernels/gated_retention.cu, shared with crates/gated-retention through bindgen.
+ * Plain C. Layout: q, k, v, o [batch, seq, heads, dim] dense; log_decay [batch, seq, heads] f32;
+ * state [batch, heads, dim, dim] f32, S[i][j] pairing key component i with value component j. */
+#pragma once
+#include <stdint.h>
+
+/* Chunkwise prefill: tokens per chunk, value columns per CTA, threads per CTA. */
+#define GRET_CHUNK 64
+#define GRET_BLOCK_V 64
+#define GRET_THREADS 128
+/* Decode step: value columns per CTA (one warp's width), threads per CTA. */
+#define GRET_STEP_COLUMNS 32
+#define GRET_STEP_THREADS 128
+
+typedef struct GretChunkParams {
+    const void* q;
+    const void* k;
+    const void* v;
+    const float* log_decay;
+    float* state; /* read as the incoming state, overwritten with the outgoing one */
+    void* o;
+    int32_t batch;
+    int32_t seq;
+    int32_t heads;
+    float scale; /* multiplies k */
+    /* Dynamic shared memory the host allocated; the kernel checks it equals its own layout's
+     * size (gret_smem_bytes in the .cu, gret_smem_bytes in crates/gated-retention/src/cuda.rs). */
+    int32_t smem_bytes;
+} GretChunkParams;
+
+typedef struct GretStepParams {
+    const void* q; /* [batch, 1, heads, dim] */
+    const void* k;
+    const void* v;
+    const float* log_decay; /* [batch, 1, heads] */
+    float* state;           /* updated in place */
+    void* o;
+    int32_t batch;
+    int32_t heads;
+    float scale;
+} GretStepParams;

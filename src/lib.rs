@@ -6,6 +6,7 @@
 //! ([`cli::ceilings`]). The models, caches and the comparison harness build on them.
 
 pub mod cli;
+pub mod harness;
 pub mod model;
 
 /// What built this binary: commit, profile, and whether the CUDA kernels are embedded.

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# The GPU check in one call: correctness against the CPU reference at GPU-filling shapes,
+# compute-sanitizer over every kernel, the kernel benches beside the ceilings, and the peers.
+#
+#   scripts/gpu-check.sh prepare   here (no GPU): build the release binaries with the kernels
+#                                  embedded (--features cuda) and stage what travels in stage/
+#                                  (git-ignored): the yoco binary, the bench executables, the
+#                                  peers script, and the flash-linear-attention wheels
+#   scripts/gpu-check.sh run       on the GPU machine (CUDA, PyTorch, Triton; no Rust), from the
+#                                  repository root with `carry: ["stage"]`: every step under its
+#                                  own time limit, results to $OUT (at most 8 files come back)
+#   scripts/gpu-check.sh --dry-run here: prepare, then run with the CPU standing in for the GPU,
+#                                  so the script itself is tested in CI
+#
+# The device tool call, once prepared:  run(command="bash scripts/gpu-check.sh run",
+#                                           carry=["stage"], timeout_s=540)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+stage="$root/stage"
+
+prepare() {
+    bash scripts/setup-cuda.sh >/dev/null
+    YOCO_DENY_SPILLS=1 cargo build --release --features cuda
+    # The bench executables: cargo prints their paths; each is a standalone criterion binary.
+    cargo bench --workspace --features cuda --no-run --message-format=json 2>/dev/null \
+        | python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and "bench" in m["target"]["kind"]:
+        print(m["target"]["name"], m["executable"])' > "$root/target/bench-executables.txt"
+    rm -rf "$stage"
+    mkdir -p "$stage/benches" "$stage/wheels"
+    cp target/release/yoco "$stage/yoco"
+    while read -r name path; do cp "$path" "$stage/benches/$name"; done < "$root/target/bench-executables.txt"
+    strip "$stage/yoco" "$stage"/benches/* 2>/dev/null || true
+    cp scripts/gpu/peers.py "$stage/peers.py"
+    # flash-linear-attention for the gated-retention peer (pure Python; Triton and PyTorch are there).
+    pip download --quiet --no-deps -d "$stage/wheels" fla-core==0.6.0 einops \
+        || echo "gpu-check: could not download the fla wheels; the gated-retention peer will be skipped"
+    du -sh "$stage"
+    local bytes
+    bytes=$(du -sb "$stage" | cut -f1)
+    if [ "$bytes" -gt $((48 << 20)) ]; then
+        echo "gpu-check: stage/ is $bytes bytes, over the 48 MiB this script allows itself (64 MiB travel limit)" >&2
+        exit 1
+    fi
+}
+
+# Runs one step under a time limit, appending its output to a file; a failure or a timeout is
+# recorded and the next step still runs.
+step() {
+    local limit=$1 file=$2
+    shift 2
+    echo "== $* (limit ${limit}s)" >> "$file"
+    local rc=0
+    timeout --kill-after=10 "$limit" "$@" >> "$file" 2>&1 || rc=$?
+    echo "== exit $rc" >> "$file"
+}
+
+run() {
+    local out="${OUT:-$root/target/gpu-check-out}" device="${1:-cuda}"
+    mkdir -p "$out"
+    [ -x "$stage/yoco" ] || { echo "gpu-check: $stage/yoco missing: run 'scripts/gpu-check.sh prepare' first" >&2; exit 1; }
+    # cudarc loads libcublas at run time: find it in the CUDA toolkit or PyTorch's wheels.
+    local extra
+    extra=$(python3 - <<'PY' 2>/dev/null || true
+import glob, os
+dirs = set()
+for pattern in ["/usr/local/cuda/lib64/libcublas.so*", "/usr/local/cuda*/lib64/libcublas.so*"]:
+    dirs.update(os.path.dirname(p) for p in glob.glob(pattern))
+try:
+    import nvidia, pkgutil
+    for base in nvidia.__path__:
+        dirs.update(os.path.dirname(p) for p in glob.glob(os.path.join(base, "*", "lib", "libcublas*.so*")))
+except Exception:
+    pass
+print(":".join(sorted(dirs)))
+PY
+)
+    export LD_LIBRARY_PATH="${extra}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export CRITERION_HOME="${TMPDIR:-/tmp}/yoco-criterion"
+    {
+        date -u
+        "$stage/yoco" --version
+        nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 || echo "no nvidia-smi"
+        nvcc --version 2>&1 | tail -n 1 || true
+        python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2>&1 || true
+    } > "$out/machine.txt"
+
+    # On the GPU: GPU-filling shapes and full criterion runs. In the dry run: the small shapes and
+    # criterion's test mode (each bench once), which exercises the same code in seconds.
+    local large=--large bench_args="--bench --noplot"
+    if [ "$device" != cuda ]; then large=""; bench_args=""; fi
+    step 240 "$out/check.txt" "$stage/yoco" check --device "$device" $large
+    step 60 "$out/check.txt" "$stage/yoco" ceilings --device "$device"
+    if [ "$device" = cuda ] && command -v compute-sanitizer >/dev/null; then
+        step 150 "$out/sanitizer.txt" compute-sanitizer --tool memcheck --error-exitcode 9 "$stage/yoco" check --device cuda
+        step 150 "$out/sanitizer.txt" compute-sanitizer --tool racecheck --error-exitcode 9 "$stage/yoco" check --device cuda
+    else
+        echo "compute-sanitizer not run (device $device, or not installed)" > "$out/sanitizer.txt"
+    fi
+    for bench in "$stage"/benches/*; do
+        # shellcheck disable=SC2086
+        step 150 "$out/benches.txt" "$bench" $bench_args
+    done
+    if [ "$device" = cuda ]; then
+        pip install --quiet --no-deps --no-index "$stage"/wheels/*.whl >> "$out/peers.txt" 2>&1 || echo "fla wheels not installed" >> "$out/peers.txt"
+        step 300 "$out/peers.txt" python3 "$stage/peers.py"
+    else
+        echo "peers not run on device $device" > "$out/peers.txt"
+    fi
+    # One summary: every bench fraction line and every peer line, for the commit under reports/gpu/.
+    grep -hE "^(check|cuda|cpu|peer/|[a-z_]+/.*(GB/s|GFLOP/s|TFLOP/s)|== exit)" "$out"/*.txt > "$out/summary.txt" || true
+    echo "gpu-check: results in $out"
+}
+
+case "${1:-}" in
+    prepare) prepare ;;
+    run) run cuda ;;
+    --dry-run)
+        prepare
+        # The same steps with the CPU standing in for the GPU, benches filtered to a quick subset.
+        OUT="$root/target/gpu-check-dry-run" run cpu
+        ls -la "$root/target/gpu-check-dry-run"
+        ;;
+    *) echo "usage: scripts/gpu-check.sh prepare | run | --dry-run" >&2; exit 2 ;;
+esac

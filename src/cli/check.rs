@@ -18,6 +18,9 @@ pub fn run_device(device: &Device, scale: Scale) -> Result<Vec<Outcome>> {
     let mut outcomes = yoco_rmsnorm::check::sweep(device, yoco_rmsnorm::check::SHAPES)?;
     outcomes.extend(yoco_swiglu::check::sweep(device, yoco_swiglu::check::GATE_SHAPES, yoco_swiglu::check::FFN_SHAPES)?);
     outcomes.extend(yoco_gated_retention::check::sweep(device, scale == Scale::Large)?);
+    outcomes.extend(yoco_rope::check::sweep(device, yoco_rope::check::SHAPES)?);
+    outcomes.extend(yoco_gqa::check::sweep(device, yoco_gqa::check::SHAPES)?);
+    outcomes.extend(yoco_gqa::check::sweep(device, &yoco_gqa::check::window_cases())?);
     if scale == Scale::Large {
         outcomes.extend(yoco_rmsnorm::check::sweep(device, yoco_rmsnorm::check::LARGE_SHAPES)?);
         outcomes.extend(yoco_swiglu::check::sweep(device, yoco_swiglu::check::LARGE_GATE_SHAPES, yoco_swiglu::check::LARGE_FFN_SHAPES)?);

@@ -291,6 +291,49 @@ impl Tensor {
         Tensor::from_f64(&self.to_f64_vec()?, self.shape.clone(), dtype, &self.device, self.category())
     }
 
+    /// Copies elements `src_start .. src_start + len` of `src` (flat, row-major) over elements
+    /// `dst_start ..` of this tensor: same dtype, same device (a device-to-device copy on CUDA,
+    /// queued on the device's stream). How caches write new positions into their buffers.
+    pub fn copy_range_from(&mut self, dst_start: usize, src: &Tensor, src_start: usize, len: usize) -> Result<()> {
+        const OP: &str = "Tensor::copy_range_from";
+        src.expect_dtype(OP, "src", self.dtype)?;
+        src.expect_device_of(OP, "src", self)?;
+        let fits = |start: usize, numel: usize| start.checked_add(len).is_some_and(|end| end <= numel);
+        if !fits(src_start, src.numel()) || !fits(dst_start, self.numel()) {
+            return Err(Error::invalid(
+                OP,
+                "range",
+                format!("{len} elements from {src_start} of {} into {dst_start} of {}", src.numel(), self.numel()),
+            ));
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        fn copy<T: Element>(dst: &mut Tensor, dst_start: usize, src: &Tensor, src_start: usize, len: usize) -> Result<()> {
+            match (&mut dst.storage, &src.storage) {
+                (Storage::Cpu(d), Storage::Cpu(s)) => {
+                    let (d, s) = (T::cpu_slice_mut(d).expect("dtype checked above"), T::cpu_slice(s).expect("dtype checked above"));
+                    d[dst_start..dst_start + len].copy_from_slice(&s[src_start..src_start + len]);
+                    Ok(())
+                }
+                #[cfg(feature = "cuda")]
+                (Storage::Cuda(d), Storage::Cuda(s)) => {
+                    let stream = dst.device.as_cuda(OP)?.stream().clone();
+                    let s = T::cuda_slice(s).expect("dtype checked above").slice(src_start..src_start + len);
+                    let mut d = T::cuda_slice_mut(d).expect("dtype checked above").slice_mut(dst_start..dst_start + len);
+                    stream.memcpy_dtod(&s, &mut d).map_err(|e| Error::cuda(OP, e))
+                }
+                #[cfg(feature = "cuda")]
+                _ => Err(Error::DeviceMismatch { op: OP, what: "src", expected: dst.device.to_string(), got: src.device.to_string() }),
+            }
+        }
+        match self.dtype {
+            DType::F32 => copy::<f32>(self, dst_start, src, src_start, len),
+            DType::BF16 => copy::<bf16>(self, dst_start, src, src_start, len),
+            DType::F16 => copy::<f16>(self, dst_start, src, src_start, len),
+        }
+    }
+
     // ---- checks the public APIs run before any work -----------------------------------------
 
     /// Errors unless this tensor holds `dtype`.

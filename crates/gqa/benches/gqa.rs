@@ -1,0 +1,105 @@
+//! Attention benches on every device: prefill in TFLOP/s (GFLOP/s on the CPU) and decode in
+//! GB/s of K/V read, each quoted as a fraction of a ceiling measured in this same run.
+//!
+//! FLOPs of a prefill: `4 · B · H · D · (visible (query, key) pairs)` — two FLOPs per
+//! multiply-add in Q Kᵀ and in P V. That is `4·B·H·Nq·Nk·D` without a mask, about half of it
+//! for a causal square mask, and only the unmasked work for a sliding window (what a kernel that
+//! skips masked tiles must do). Ceiling: the FMA rate (CPU), the cuBLAS bf16 GEMM rate (GPU).
+//! Bytes of a decode step: K and V of every visible position, read once:
+//! `2 · B · H_kv · D · (visible keys) · sizeof(dtype)`. Ceiling: copy bandwidth.
+//!
+//! `YOCO_BENCH_QUICK=1` keeps only the CPU prefill target shape (N = 4096, D = 64).
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use yoco_core::bench::{bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::rng::Rng;
+use yoco_core::{DType, Device, MemoryCategory, Tensor};
+use yoco_gqa::{attention_into, AttentionOptions, Mask};
+
+/// (batch, q_len, kv_len, heads, kv_heads, head_dim, mask)
+type Shape = (usize, usize, usize, usize, usize, usize, Mask);
+
+fn prefill_shapes(device: &Device) -> Vec<Shape> {
+    if device.is_cpu() {
+        let mut v = vec![(1, 4096, 4096, 8, 8, 64, Mask::Causal)];
+        if std::env::var_os("YOCO_BENCH_QUICK").is_none() {
+            v.extend([(1, 4096, 4096, 4, 4, 128, Mask::Causal), (1, 8192, 8192, 4, 2, 64, Mask::Window(1024)), (1, 16384, 16384, 4, 2, 64, Mask::Window(1024))]);
+        }
+        v
+    } else {
+        vec![
+            (1, 16384, 16384, 24, 8, 128, Mask::Causal),
+            (2, 8192, 8192, 32, 8, 64, Mask::Causal),
+            (1, 8192, 8192, 24, 8, 128, Mask::None),
+            (1, 8192, 8192, 24, 8, 128, Mask::Window(1024)),
+            (1, 16384, 16384, 24, 8, 128, Mask::Window(1024)),
+        ]
+    }
+}
+
+fn decode_shapes(device: &Device) -> Vec<Shape> {
+    if std::env::var_os("YOCO_BENCH_QUICK").is_some() {
+        return vec![];
+    }
+    if device.is_cpu() {
+        vec![(1, 1, 32768, 24, 8, 128, Mask::Causal)]
+    } else {
+        vec![(1, 1, 131_072, 24, 8, 128, Mask::Causal), (8, 1, 32768, 24, 8, 128, Mask::Causal), (1, 4, 131_072, 32, 8, 128, Mask::Causal)]
+    }
+}
+
+fn random(rng: &mut Rng, dims: &[usize], dtype: DType, device: &Device) -> Tensor {
+    let vals = rng.normal_vec(dims.iter().product());
+    Tensor::from_f64(&vals, dims.to_vec(), dtype, device, MemoryCategory::Activations).unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut lines = Vec::new();
+    let log = SampleLog::new();
+    let mut rng = Rng::new(1);
+    for device in bench_devices() {
+        let (dtype, compute_ceiling) = match &device {
+            Device::Cpu(_) => (DType::F32, yoco_core::ceiling::fma_gflops()),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => (DType::BF16, 1e3 * yoco_core::cuda::cublas_gemm_tflops(d, 8192, 8192, 8192, 10).unwrap()),
+        };
+        let copy_ceiling = copy_ceiling_gbs(&device).unwrap();
+        lines.push(format!("{device}: FMA/GEMM ceiling {compute_ceiling:.1} GFLOP/s, copy ceiling {copy_ceiling:.1} GB/s"));
+        let mut group = c.benchmark_group("attention");
+        group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+        for (what, shapes) in [("prefill", prefill_shapes(&device)), ("decode", decode_shapes(&device))] {
+            for (b, nq, nk, h, hkv, d, mask) in shapes {
+                let q = random(&mut rng, &[b, nq, h, d], dtype, &device);
+                let k = random(&mut rng, &[b, nk, hkv, d], dtype, &device);
+                let v = random(&mut rng, &[b, nk, hkv, d], dtype, &device);
+                let mut out = Tensor::zeros(vec![b, nq, h, d], dtype, &device, MemoryCategory::Activations).unwrap();
+                let options = AttentionOptions { mask, scale: None };
+                let id = format!("{what}-{device}-{dtype}");
+                let shape = format!("B{b}-Nq{nq}-Nk{nk}-H{h}/{hkv}-D{d}-{}", mask.label());
+                group.bench_function(BenchmarkId::new(&id, &shape), |bencher| {
+                    bencher.iter_custom(|iters| log.record(iters, time_on(&device, iters, || attention_into(&q, &k, &v, options, &mut out).unwrap())))
+                });
+                let pairs = mask.visible_pairs(nq, nk) as f64;
+                let bound = if what == "prefill" {
+                    Bound::Compute { flops: 4.0 * (b * h * d) as f64 * pairs, ceiling_gflops: compute_ceiling }
+                } else {
+                    // Keys read per sequence: those any of its queries sees.
+                    let keys = (0..nq).map(|i| mask.key_range(i, nq, nk)).fold((nk, 0), |(lo, hi), (l, h)| (lo.min(l), hi.max(h)));
+                    let bytes = 2.0 * (b * hkv * d * (keys.1 - keys.0) * dtype.size_in_bytes()) as f64;
+                    Bound::Memory { bytes, ceiling_gbs: copy_ceiling }
+                };
+                lines.push(fraction_line(&format!("attention/{id}/{shape}"), log.take_median(), bound));
+            }
+        }
+        group.finish();
+    }
+    println!("\n== Attention against the ceilings measured in this run ==");
+    for line in lines {
+        println!("{line}");
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

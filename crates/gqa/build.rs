@@ -1,0 +1,3 @@
+fn main() {
+    yoco_build::Kernels::new("attention").build_or_exit();
+}

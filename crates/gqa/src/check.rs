@@ -1,0 +1,194 @@
+//! Validation against the reference on fresh random inputs, shared by `tests/` (every device the
+//! build and machine have), the SWA and cross-attention crates, and `yoco check` (which runs it
+//! on a GPU machine at larger shapes too).
+
+use yoco_core::testing::{case_rng, judge, Outcome};
+use yoco_core::{DType, Device, MemoryCategory, Result, Tensor};
+
+use crate::{attention_into, reference, AttentionOptions, Dims, KvCache, Mask};
+
+/// One attention problem: sizes and mask.
+#[derive(Clone, Copy, Debug)]
+pub struct Case {
+    pub dims: Dims,
+    pub mask: Mask,
+}
+
+/// Shorthand for a [`Case`]: (batch, q_len, kv_len, heads, kv_heads, head_dim, mask).
+pub const fn case_of(batch: usize, q_len: usize, kv_len: usize, heads: usize, kv_heads: usize, head_dim: usize, mask: Mask) -> Case {
+    Case { dims: Dims { batch, q_len, kv_len, heads, kv_heads, head_dim }, mask }
+}
+
+/// The test sweep: head dims 64/128/256; GQA ratios 1/2/3/8; one token; lengths just above tile
+/// multiples (65, 129); chunks after a prefix and decode steps (q_len < kv_len); no mask.
+/// Windows get their own sweep ([`window_cases`]).
+pub const SHAPES: &[Case] = &[
+    case_of(1, 1, 1, 1, 1, 64, Mask::Causal),
+    case_of(2, 65, 65, 4, 2, 64, Mask::Causal),
+    case_of(1, 129, 129, 3, 1, 128, Mask::Causal),
+    case_of(1, 70, 70, 2, 1, 256, Mask::Causal),
+    case_of(1, 33, 100, 8, 1, 64, Mask::Causal),
+    case_of(2, 1, 200, 2, 2, 128, Mask::Causal),
+    case_of(1, 1, 300, 8, 1, 64, Mask::Causal),
+    case_of(1, 3, 77, 6, 2, 256, Mask::Causal),
+    case_of(1, 40, 40, 2, 1, 64, Mask::None),
+    case_of(1, 5, 67, 3, 3, 128, Mask::None),
+];
+
+/// GPU-filling shapes: YOCO-3B's heads (24 over 8, D = 128) causal over 16K tokens; D = 64 at
+/// 8K; a sliding window of 1024 over 16K; a batch of chunks after a prefix.
+pub const LARGE_SHAPES: &[Case] = &[
+    case_of(1, 16384, 16384, 24, 8, 128, Mask::Causal),
+    case_of(2, 8192, 8192, 16, 16, 64, Mask::Causal),
+    case_of(1, 16384, 16384, 24, 8, 128, Mask::Window(1024)),
+    case_of(4, 1000, 5000, 8, 2, 256, Mask::Causal),
+];
+
+/// GPU decode shapes: one query (and a few) over a 128K-token cache, YOCO-3B's heads.
+pub const LARGE_DECODE_SHAPES: &[Case] =
+    &[case_of(1, 1, 131_072, 24, 8, 128, Mask::Causal), case_of(4, 2, 65_537, 32, 8, 128, Mask::Causal), case_of(1, 1, 131_072, 16, 16, 64, Mask::Window(1024))];
+
+/// Sliding windows around the sequence length (W−1, W, W+1 with W = N), around the tile size,
+/// and narrow, for prefill, a chunk after a prefix, and decode.
+pub fn window_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    let n = 100;
+    for w in [n - 1, n, n + 1, 1, 16] {
+        cases.push(case_of(1, n, n, 4, 2, 64, Mask::Window(w)));
+    }
+    for w in [63, 64, 65] {
+        cases.push(case_of(1, 150, 150, 2, 1, 128, Mask::Window(w)));
+    }
+    for w in [129, 130, 131, 7] {
+        cases.push(case_of(1, 1, 130, 2, 1, 64, Mask::Window(w)));
+    }
+    cases.push(case_of(2, 17, 130, 3, 1, 256, Mask::Window(40)));
+    cases
+}
+
+/// The dtypes a device runs attention in: the CPU all three; CUDA bf16 and f16 (tensor cores).
+pub fn dtypes(device: &Device) -> &'static [DType] {
+    if device.is_cpu() {
+        &DType::ALL
+    } else {
+        &[DType::BF16, DType::F16]
+    }
+}
+
+/// Random q, k, v on `device` for `dims` (dense), and their values as the path sees them.
+pub struct Inputs {
+    pub q: Tensor,
+    pub k: Tensor,
+    pub v: Tensor,
+    pub q64: Vec<f64>,
+    pub k64: Vec<f64>,
+    pub v64: Vec<f64>,
+}
+
+impl Inputs {
+    /// Fresh inputs for the case named `label`. Queries are scaled so that scores spread over a
+    /// few units: the softmax is neither uniform nor one-hot.
+    pub fn random(label: &str, dims: Dims, dtype: DType, device: &Device) -> Result<Inputs> {
+        let mut rng = case_rng(label);
+        let Dims { batch, q_len, kv_len, heads, kv_heads, head_dim } = dims;
+        let qv: Vec<f64> = rng.normal_vec(batch * q_len * heads * head_dim).into_iter().map(|x| 1.5 * x).collect();
+        let kv = rng.normal_vec(batch * kv_len * kv_heads * head_dim);
+        let vv = rng.normal_vec(batch * kv_len * kv_heads * head_dim);
+        let t = |vals: &[f64], dims: Vec<usize>| Tensor::from_f64(vals, dims, dtype, device, MemoryCategory::Activations);
+        let q = t(&qv, vec![batch, q_len, heads, head_dim])?;
+        let k = t(&kv, vec![batch, kv_len, kv_heads, head_dim])?;
+        let v = t(&vv, vec![batch, kv_len, kv_heads, head_dim])?;
+        let (q64, k64, v64) = (q.to_f64_vec()?, k.to_f64_vec()?, v.to_f64_vec()?);
+        Ok(Inputs { q, k, v, q64, k64, v64 })
+    }
+
+    /// The reference output and the plain same-precision one.
+    pub fn expected(&self, dims: Dims, mask: Mask, dtype: DType) -> (Vec<f64>, Vec<f64>) {
+        let scale = 1.0 / (dims.head_dim as f64).sqrt();
+        let want = reference::attention(&self.q64, &self.k64, &self.v64, dims, mask, scale);
+        let plain = reference::attention_plain(&self.q64, &self.k64, &self.v64, dims, mask, scale, dtype);
+        (want, plain)
+    }
+}
+
+/// A tensor full of NaN: an element the kernel fails to write fails the comparison.
+pub fn poisoned(dims: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+    Tensor::from_f64(&vec![f64::NAN; dims.iter().product()], dims.to_vec(), dtype, device, MemoryCategory::Activations)
+}
+
+/// Label of a case: what, where, sizes, mask.
+pub fn label(what: &str, device: &Device, dtype: DType, c: &Case) -> String {
+    let d = c.dims;
+    format!(
+        "{what} {device} {dtype} B={} Nq={} Nk={} H={}/{} D={} mask={}",
+        d.batch,
+        d.q_len,
+        d.kv_len,
+        d.heads,
+        d.kv_heads,
+        d.head_dim,
+        c.mask.label()
+    )
+}
+
+/// One attention call on fresh inputs into a NaN-poisoned output, judged against the reference.
+pub fn case(device: &Device, dtype: DType, c: &Case) -> Result<Outcome> {
+    let label = label("attention", device, dtype, c);
+    let x = Inputs::random(&label, c.dims, dtype, device)?;
+    let mut out = poisoned(x.q.dims(), dtype, device)?;
+    attention_into(&x.q, &x.k, &x.v, AttentionOptions { mask: c.mask, scale: None }, &mut out)?;
+    let (want, plain) = x.expected(c.dims, c.mask, dtype);
+    Ok(judge(label, dtype, &out.to_f64_vec()?, &plain, &want))
+}
+
+/// Every dtype of `device` × `cases`.
+pub fn sweep(device: &Device, cases: &[Case]) -> Result<Vec<Outcome>> {
+    let mut outcomes = Vec::new();
+    for &dtype in dtypes(device) {
+        for c in cases {
+            outcomes.push(case(device, dtype, c)?);
+        }
+    }
+    Ok(outcomes)
+}
+
+/// Rows `[q_len − rows, q_len)` of every (batch, query, head) of `full` `[batch, q_len, heads, D]`.
+pub fn last_rows(full: &[f64], dims: Dims, rows: usize) -> Vec<f64> {
+    let row = dims.heads * dims.head_dim;
+    (0..dims.batch).flat_map(|b| full[(b * dims.q_len + dims.q_len - rows) * row..(b + 1) * dims.q_len * row].iter().copied()).collect()
+}
+
+/// Prefill of `prefix` positions through a [`KvCache`], then one decode step per remaining
+/// position (append, attend), each step judged against the last row of the reference over the
+/// whole sequence: a cached decode equals a full forward. `c.dims.q_len` is ignored.
+pub fn kv_cache_case(device: &Device, dtype: DType, c: &Case, prefix: usize) -> Result<Vec<Outcome>> {
+    let d = c.dims;
+    let full = Dims { q_len: d.kv_len, ..d };
+    let label = label(&format!("kv_cache prefix={prefix}"), device, dtype, c);
+    let x = Inputs::random(&label, full, dtype, device)?;
+    let (want, plain) = x.expected(full, c.mask, dtype);
+    let options = AttentionOptions { mask: c.mask, scale: None };
+    let mut cache = KvCache::new(d.batch, d.kv_len, d.kv_heads, d.head_dim, dtype, device)?;
+    let mut outcomes = Vec::new();
+    let mut pos = 0;
+    for step in std::iter::once(prefix).chain(std::iter::repeat_n(1, d.kv_len - prefix)) {
+        let (q, k, v) = (slice_positions(&x.q, pos, step)?, slice_positions(&x.k, pos, step)?, slice_positions(&x.v, pos, step)?);
+        let out = cache.append_and_attend(&q, &k, &v, options)?;
+        pos += step;
+        let row = d.heads * d.head_dim;
+        let rows = |vals: &[f64]| -> Vec<f64> { (0..d.batch).flat_map(|b| vals[(b * d.kv_len + pos - step) * row..(b * d.kv_len + pos) * row].to_vec()).collect() };
+        outcomes.push(judge(format!("{label} step to {pos}"), dtype, &out.to_f64_vec()?, &rows(&plain), &rows(&want)));
+    }
+    Ok(outcomes)
+}
+
+/// Positions `start .. start + n` of `t` `[batch, len, heads, D]` as a new tensor.
+pub fn slice_positions(t: &Tensor, start: usize, n: usize) -> Result<Tensor> {
+    let d = t.dims();
+    let row = d[2] * d[3];
+    let mut out = Tensor::zeros(vec![d[0], n, d[2], d[3]], t.dtype(), t.device(), MemoryCategory::Activations)?;
+    for b in 0..d[0] {
+        out.copy_range_from(b * n * row, t, (b * d[1] + start) * row, n * row)?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,205 @@
+//! The fast CPU path: f32 online softmax over blocks of keys, multi-threaded on rayon over
+//! (batch, head, block of [`BR`] queries), the most loaded blocks (last under a causal mask)
+//! first.
+//!
+//! A block of more than [`ROWS_PATH_MAX`] queries goes to [`tiles`]: register-blocked
+//! micro-kernels for `S = Q Kᵀ` and `O += P V` on packed f32 tiles, laid out so that every inner
+//! loop runs along contiguous memory and vectorises (AVX-512 when the CPU has it, chosen at run
+//! time; AVX2 + FMA otherwise, the build's baseline). Fewer queries (decode, the tail of a
+//! prefill) go to [`rows`], which reads the keys where they lie: a query-wide tile would be
+//! mostly padding there, and decode is bound by reading the cache anyway.
+
+mod rows;
+mod simd;
+mod tiles;
+
+use rayon::prelude::*;
+use yoco_core::half::{bf16, f16};
+use yoco_core::{DType, Element, Result, Tensor};
+
+use crate::Problem;
+
+/// Queries per task (the rows of a tile).
+pub const BR: usize = 64;
+/// Keys per tile.
+pub const BC: usize = 64;
+/// Blocks of at most this many queries take the row path.
+pub const ROWS_PATH_MAX: usize = 4;
+
+/// Shapes are checked by the caller (lib.rs).
+pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, p: &Problem, out: &mut Tensor) -> Result<()> {
+    match q.dtype() {
+        DType::F32 => typed::<f32>(q.as_slice()?, k.as_slice()?, v.as_slice()?, p, out.as_mut_slice()?),
+        DType::BF16 => typed::<bf16>(q.as_slice()?, k.as_slice()?, v.as_slice()?, p, out.as_mut_slice()?),
+        DType::F16 => typed::<f16>(q.as_slice()?, k.as_slice()?, v.as_slice()?, p, out.as_mut_slice()?),
+    }
+    Ok(())
+}
+
+/// The inputs of one call and the row addressing of its layouts.
+struct Inputs<'a, T> {
+    q: &'a [T],
+    k: &'a [T],
+    v: &'a [T],
+    p: Problem,
+}
+
+impl<T> Inputs<'_, T> {
+    fn q_row(&self, b: usize, i: usize, h: usize) -> &[T] {
+        let d = &self.p.dims;
+        &self.q[((b * d.q_len + i) * d.heads + h) * d.head_dim..][..d.head_dim]
+    }
+
+    fn kv_offset(&self, b: usize, j: usize, hk: usize) -> usize {
+        let d = &self.p.dims;
+        ((b * self.p.kv_capacity + j) * d.kv_heads + hk) * d.head_dim
+    }
+
+    fn k_row(&self, b: usize, j: usize, hk: usize) -> &[T] {
+        &self.k[self.kv_offset(b, j, hk)..][..self.p.dims.head_dim]
+    }
+
+    fn v_row(&self, b: usize, j: usize, hk: usize) -> &[T] {
+        &self.v[self.kv_offset(b, j, hk)..][..self.p.dims.head_dim]
+    }
+}
+
+/// The output, shared by the tasks. Each task writes only the rows `(b, i, h)` of its own
+/// (batch, head, query block), and the rows of different tasks are disjoint, so handing every
+/// task the same base pointer is sound; [`OutRows::row`] is the one place that relies on it.
+#[derive(Clone, Copy)]
+struct OutRows<T> {
+    ptr: *mut T,
+    len: usize,
+    q_len: usize,
+    heads: usize,
+    head_dim: usize,
+}
+
+// SAFETY: the pointer is only dereferenced through `row`, whose callers (one task per
+// (b, h, query block)) write disjoint rows; T is Send + Sync (Element).
+unsafe impl<T: Element> Send for OutRows<T> {}
+// SAFETY: as above.
+unsafe impl<T: Element> Sync for OutRows<T> {}
+
+impl<T: Element> OutRows<T> {
+    /// Writes `values / denom` to row `(b, i, h)`.
+    fn write(&self, b: usize, i: usize, h: usize, values: &[f32], denom: f32) {
+        let start = ((b * self.q_len + i) * self.heads + h) * self.head_dim;
+        assert!(start + self.head_dim <= self.len, "output row out of bounds");
+        // SAFETY: in bounds (asserted above); no other task writes row (b, i, h) (see the type's
+        // comment), and nothing reads the output while the tasks run.
+        let row = unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), self.head_dim) };
+        let inv = 1.0 / denom;
+        for (o, v) in row.iter_mut().zip(values) {
+            *o = T::from_f32(v * inv);
+        }
+    }
+}
+
+/// The vector ISA the micro-kernels are compiled for, detected once per call.
+#[derive(Clone, Copy)]
+enum Isa {
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    Baseline,
+}
+
+impl Isa {
+    /// AVX-512 where the CPU has it, unless `YOCO_CPU_ISA=avx2` asks for the baseline (how the
+    /// AVX2 kernels are tested on an AVX-512 machine).
+    fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") && std::env::var("YOCO_CPU_ISA").map_or(true, |v| v != "avx2") {
+            return Isa::Avx512;
+        }
+        Isa::Baseline
+    }
+}
+
+/// Per-thread scratch: the packed tiles and the running softmax state of one task.
+pub(crate) struct Scratch {
+    /// Qᵀ of the block, pre-scaled: [head_dim][BR].
+    qt: Vec<f32>,
+    /// K and V tiles: [BC][head_dim].
+    k: Vec<f32>,
+    v: Vec<f32>,
+    /// Scores, then probabilities, transposed: [BC][BR].
+    st: Vec<f32>,
+    /// Unnormalised output: [BR][head_dim].
+    o: Vec<f32>,
+    /// Running max, running sum, per-tile correction: [BR].
+    m: Vec<f32>,
+    l: Vec<f32>,
+    corr: Vec<f32>,
+    /// Visible key range [lo, hi) per query of the block.
+    lo: Vec<usize>,
+    hi: Vec<usize>,
+}
+
+impl Scratch {
+    fn new(head_dim: usize) -> Self {
+        Scratch {
+            qt: vec![0.0; head_dim * BR],
+            k: vec![0.0; BC * head_dim],
+            v: vec![0.0; BC * head_dim],
+            st: vec![0.0; BC * BR],
+            o: vec![0.0; BR * head_dim],
+            m: vec![0.0; BR],
+            l: vec![0.0; BR],
+            corr: vec![0.0; BR],
+            lo: vec![0; BR],
+            hi: vec![0; BR],
+        }
+    }
+}
+
+fn typed<T: Element>(q: &[T], k: &[T], v: &[T], p: &Problem, out: &mut [T]) {
+    let d = p.dims;
+    let x = Inputs { q, k, v, p: *p };
+    let rows = OutRows { ptr: out.as_mut_ptr(), len: out.len(), q_len: d.q_len, heads: d.heads, head_dim: d.head_dim };
+    let blocks = d.q_len.div_ceil(BR);
+    let isa = Isa::detect();
+    (0..d.batch * d.heads * blocks).into_par_iter().for_each_init(
+        || Scratch::new(d.head_dim),
+        |s, t| {
+            // Last blocks first: under a causal mask they have the most keys.
+            let block = blocks - 1 - t % blocks;
+            let (b, h) = ((t / blocks) / d.heads, (t / blocks) % d.heads);
+            task(isa, &x, s, b, h, block, rows);
+        },
+    );
+}
+
+/// One (batch, head, query block).
+fn task<T: Element>(isa: Isa, x: &Inputs<T>, s: &mut Scratch, b: usize, h: usize, block: usize, out: OutRows<T>) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX-512F and AVX-512VL (Isa::detect).
+        Isa::Avx512 => unsafe { task_avx512(x, s, b, h, block, out) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Baseline => task_body::<T, simd::Avx2, 4, 2>(x, s, b, h, block, out),
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Baseline => task_body::<T, simd::Scalar, 4, 1>(x, s, b, h, block, out),
+    }
+}
+
+/// The task compiled with AVX-512 enabled: 512-bit vectors, 32 registers, so the micro-kernels
+/// hold 8 × 2 vectors of accumulators.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+unsafe fn task_avx512<T: Element>(x: &Inputs<T>, s: &mut Scratch, b: usize, h: usize, block: usize, out: OutRows<T>) {
+    task_body::<T, simd::Avx512, 8, 2>(x, s, b, h, block, out)
+}
+
+/// `R` × `NV`: the register block of the micro-kernels (rows broadcast × vectors of `V`).
+#[inline(always)]
+fn task_body<T: Element, V: simd::Simd, const R: usize, const NV: usize>(x: &Inputs<T>, s: &mut Scratch, b: usize, h: usize, block: usize, out: OutRows<T>) {
+    let i0 = block * BR;
+    let n = (x.p.dims.q_len - i0).min(BR);
+    if n <= ROWS_PATH_MAX {
+        rows::attend(x, s, b, h, i0, n, out);
+    } else {
+        tiles::attend::<T, V, R, NV>(x, s, b, h, i0, n, out);
+    }
+}

@@ -1,0 +1,64 @@
+//! The row path: each of a few queries (a decode step, the tail of a prefill) streams over its
+//! own visible keys where they lie, in tiles of [`BC`]: dot products along the head dim with
+//! sixteen partial sums, then the online-softmax update, then `o += p · v` along the head dim.
+//! Bound by reading K and V, which is what a decode step is up against anyway.
+
+use yoco_core::math::exp;
+use yoco_core::Element;
+
+use super::{Inputs, OutRows, Scratch, BC};
+
+/// Lanes of the partial sums: two AVX2 registers or one AVX-512 register; divides every
+/// supported head dim.
+const LANES: usize = 16;
+
+pub(super) fn attend<T: Element>(x: &Inputs<T>, s: &mut Scratch, b: usize, h: usize, i0: usize, n: usize, out: OutRows<T>) {
+    let p = &x.p;
+    let (d, hk) = (p.dims.head_dim, h / p.dims.group());
+    // The scratch's tiles, reused: the query row, the output row, the tile's scores.
+    let (q, o, sc) = (&mut s.qt[..d], &mut s.o[..d], &mut s.st[..BC]);
+    for i in i0..i0 + n {
+        for (dst, src) in q.iter_mut().zip(x.q_row(b, i, h)) {
+            *dst = src.to_f32() * p.scale;
+        }
+        o.fill(0.0);
+        let (lo, hi) = p.mask.key_range(i, p.dims.q_len, p.dims.kv_len);
+        let (mut m, mut l) = (f32::NEG_INFINITY, 0.0f32);
+        let mut j0 = lo;
+        while j0 < hi {
+            let count = (hi - j0).min(BC);
+            for (jj, s) in sc[..count].iter_mut().enumerate() {
+                *s = dot(q, x.k_row(b, j0 + jj, hk));
+            }
+            // Every key in [lo, hi) is visible, so the tile max is finite.
+            let m_new = sc[..count].iter().fold(m, |a, &v| if v > a { v } else { a });
+            let corr = exp(m - m_new);
+            l *= corr;
+            for od in o.iter_mut() {
+                *od *= corr;
+            }
+            for (jj, &sj) in sc[..count].iter().enumerate() {
+                let pj = exp(sj - m_new);
+                l += pj;
+                for (od, vd) in o.iter_mut().zip(x.v_row(b, j0 + jj, hk)) {
+                    *od = pj.mul_add(vd.to_f32(), *od);
+                }
+            }
+            m = m_new;
+            j0 += count;
+        }
+        out.write(b, i, h, o, l);
+    }
+}
+
+/// q · k in f32 with LANES independent partial sums.
+#[inline(always)]
+fn dot<T: Element>(q: &[f32], k: &[T]) -> f32 {
+    let mut acc = [0f32; LANES];
+    for (qc, kc) in q.chunks_exact(LANES).zip(k.chunks_exact(LANES)) {
+        for l in 0..LANES {
+            acc[l] = qc[l].mul_add(kc[l].to_f32(), acc[l]);
+        }
+    }
+    acc.iter().sum()
+}

@@ -1,0 +1,200 @@
+//! The tiled path: a block of up to [`BR`] queries against tiles of [`BC`] keys, in f32.
+//!
+//! Layouts are chosen so that every inner loop is contiguous and vectorises along queries or
+//! along the head dim, never along a reduction (which would need horizontal sums):
+//! `Qᵀ [D][BR]` (pre-scaled), `K, V [BC][D]`, scores and then probabilities transposed
+//! `Sᵀ [BC][BR]`, output `O [BR][D]`. Then
+//! * `Sᵀ = K Qᵀ`: broadcast `K[j][d]`, multiply the vector `Qᵀ[d][i..i+C]`;
+//! * the softmax statistics per query are element-wise maxima and sums over the rows of `Sᵀ`;
+//! * `O = corr ⊙ O + Pᵀᵀ V`: broadcast `Sᵀ[j][i]`, multiply the vector `V[j][c..c+C]`.
+//! Each micro-kernel keeps an `R × NV` block of vector accumulators in registers over its whole
+//! reduction (8 × 2 with AVX-512: 16 of the 32 zmm registers; 4 × 2 with AVX2).
+
+use yoco_core::math::exp;
+use yoco_core::Element;
+
+use super::simd::Simd;
+use super::{Inputs, OutRows, Scratch, BC, BR};
+
+/// Inlined into the caller, so that it is compiled with the caller's target features (the
+/// AVX-512 intrinsics are only inlined into functions that have them).
+#[inline(always)]
+pub(super) fn attend<T: Element, V: Simd, const R: usize, const NV: usize>(x: &Inputs<T>, s: &mut Scratch, b: usize, h: usize, i0: usize, n: usize, out: OutRows<T>) {
+    let p = &x.p;
+    let (d, hk) = (p.dims.head_dim, h / p.dims.group());
+    pack_queries(x, s, b, h, i0, n);
+    // Key ranges per query; padding rows copy the last real one, so that classifying a tile
+    // over all BR rows is the same as over the real rows.
+    for r in 0..BR {
+        let (lo, hi) = p.mask.key_range(i0 + r.min(n - 1), p.dims.q_len, p.dims.kv_len);
+        (s.lo[r], s.hi[r]) = (lo, hi);
+    }
+    s.m.fill(f32::NEG_INFINITY);
+    s.l.fill(0.0);
+    s.o.fill(0.0);
+    // Both bounds are monotone in the query: the block needs keys [lo of its first query,
+    // hi of its last); tiles outside the mask are never visited.
+    let (first, end) = (s.lo[0], s.hi[BR - 1]);
+    let mut j0 = first;
+    while j0 < end {
+        let count = (end - j0).min(BC);
+        pack_keys(x, s, b, hk, j0, count);
+        scores::<V, R, NV>(&s.qt, &s.k, &mut s.st, d);
+        // Every key of the tile visible to every query: no per-element mask.
+        let full = j0 + BC <= s.hi[0] && j0 >= s.lo[BR - 1];
+        if !full {
+            mask_tile(&mut s.st, j0, &s.lo, &s.hi);
+        }
+        softmax_update(s, full);
+        accumulate::<V, R, NV>(&s.st, &s.v, &mut s.o, &s.corr, d);
+        j0 += count;
+    }
+    for r in 0..n {
+        out.write(b, i0 + r, h, &s.o[r * d..][..d], s.l[r]);
+    }
+}
+
+/// Qᵀ of the block, scaled, zero in the padding columns.
+#[inline(always)]
+fn pack_queries<T: Element>(x: &Inputs<T>, s: &mut Scratch, b: usize, h: usize, i0: usize, n: usize) {
+    let d = x.p.dims.head_dim;
+    s.qt.fill(0.0);
+    for r in 0..n {
+        for (c, v) in x.q_row(b, i0 + r, h).iter().enumerate() {
+            s.qt[c * BR + r] = v.to_f32() * x.p.scale;
+        }
+    }
+    debug_assert_eq!(s.qt.len(), d * BR);
+}
+
+/// Keys and values `j0 .. j0 + count` of K/V head `hk` as f32 rows. Rows past `count` keep
+/// whatever finite values an earlier tile left: they are masked, so their probability is 0.
+#[inline(always)]
+fn pack_keys<T: Element>(x: &Inputs<T>, s: &mut Scratch, b: usize, hk: usize, j0: usize, count: usize) {
+    let d = x.p.dims.head_dim;
+    for jj in 0..count {
+        for (dst, src) in s.k[jj * d..][..d].iter_mut().zip(x.k_row(b, j0 + jj, hk)) {
+            *dst = src.to_f32();
+        }
+        for (dst, src) in s.v[jj * d..][..d].iter_mut().zip(x.v_row(b, j0 + jj, hk)) {
+            *dst = src.to_f32();
+        }
+    }
+}
+
+/// Sᵀ[BC][BR] = K[BC][D] · Qᵀ[D][BR]: blocks of R keys × NV vectors of queries.
+#[inline(always)]
+pub(super) fn scores<V: Simd, const R: usize, const NV: usize>(qt: &[f32], k: &[f32], st: &mut [f32], d: usize) {
+    let width = NV * V::LANES;
+    for jb in (0..BC).step_by(R) {
+        let mut krows: [&[f32]; R] = [&[]; R];
+        for (r, row) in krows.iter_mut().enumerate() {
+            *row = &k[(jb + r) * d..][..d];
+        }
+        for ib in (0..BR).step_by(width) {
+            let mut acc = [[V::splat(0.0); NV]; R];
+            for dd in 0..d {
+                let qrow = &qt[dd * BR + ib..][..width];
+                let mut qv = [V::splat(0.0); NV];
+                for n in 0..NV {
+                    qv[n] = V::load(&qrow[n * V::LANES..]);
+                }
+                for r in 0..R {
+                    let kv = V::splat(krows[r][dd]);
+                    for n in 0..NV {
+                        acc[r][n] = acc[r][n].fma(kv, qv[n]);
+                    }
+                }
+            }
+            for r in 0..R {
+                for n in 0..NV {
+                    acc[r][n].store(&mut st[(jb + r) * BR + ib + n * V::LANES..]);
+                }
+            }
+        }
+    }
+}
+
+/// −∞ where key `j0 + jj` is outside query `i`'s range (the diagonal and window-edge tiles).
+#[inline(always)]
+fn mask_tile(st: &mut [f32], j0: usize, lo: &[usize], hi: &[usize]) {
+    for (jj, row) in st.chunks_exact_mut(BR).enumerate() {
+        let j = j0 + jj;
+        for ((v, &l), &h) in row.iter_mut().zip(lo).zip(hi) {
+            if j < l || j >= h {
+                *v = f32::NEG_INFINITY;
+            }
+        }
+    }
+}
+
+/// Online softmax over one tile: new running max per query, the correction of what was
+/// accumulated so far, and the probabilities (in place of the scores). A query that has seen no
+/// visible key yet keeps m = −∞ and gets probabilities 0 (computed against 0, not −∞, to avoid
+/// −∞ − −∞).
+#[inline(always)]
+fn softmax_update(s: &mut Scratch, full: bool) {
+    let mut tile_max = [f32::NEG_INFINITY; BR];
+    for row in s.st.chunks_exact(BR) {
+        for (t, &v) in tile_max.iter_mut().zip(row) {
+            *t = if v > *t { v } else { *t };
+        }
+    }
+    let mut base = [0f32; BR];
+    for i in 0..BR {
+        let m_new = if tile_max[i] > s.m[i] { tile_max[i] } else { s.m[i] };
+        base[i] = if m_new == f32::NEG_INFINITY { 0.0 } else { m_new };
+        s.corr[i] = exp(s.m[i] - base[i]);
+        s.l[i] *= s.corr[i];
+        s.m[i] = m_new;
+    }
+    let mut sums = [0f32; BR];
+    for row in s.st.chunks_exact_mut(BR) {
+        for ((v, &m), sum) in row.iter_mut().zip(&base).zip(sums.iter_mut()) {
+            let e = exp(*v - m);
+            // exp saturates at ~1e-38 rather than 0; masked entries must weigh exactly nothing.
+            let e = if full || *v != f32::NEG_INFINITY { e } else { 0.0 };
+            *v = e;
+            *sum += e;
+        }
+    }
+    for (l, sum) in s.l.iter_mut().zip(sums) {
+        *l += sum;
+    }
+}
+
+/// O[BR][D] = corr ⊙ O + Pᵀᵀ · V, with Pᵀ = `pt` [BC][BR] and V [BC][D]: blocks of R queries
+/// × NV vectors of the head dim.
+#[inline(always)]
+pub(super) fn accumulate<V: Simd, const R: usize, const NV: usize>(pt: &[f32], v: &[f32], o: &mut [f32], corr: &[f32], d: usize) {
+    let width = NV * V::LANES;
+    for ib in (0..BR).step_by(R) {
+        for cb in (0..d).step_by(width) {
+            let mut acc = [[V::splat(0.0); NV]; R];
+            for r in 0..R {
+                let c = V::splat(corr[ib + r]);
+                for n in 0..NV {
+                    acc[r][n] = V::load(&o[(ib + r) * d + cb + n * V::LANES..]).mul(c);
+                }
+            }
+            for (prow, vrow) in pt.chunks_exact(BR).zip(v.chunks_exact(d)) {
+                let mut vv = [V::splat(0.0); NV];
+                for n in 0..NV {
+                    vv[n] = V::load(&vrow[cb + n * V::LANES..]);
+                }
+                let pv = &prow[ib..ib + R];
+                for r in 0..R {
+                    let p = V::splat(pv[r]);
+                    for n in 0..NV {
+                        acc[r][n] = acc[r][n].fma(p, vv[n]);
+                    }
+                }
+            }
+            for r in 0..R {
+                for n in 0..NV {
+                    acc[r][n].store(&mut o[(ib + r) * d + cb + n * V::LANES..]);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Attention against the f64 reference on every device this build and machine have (the sweeps
+//! in `check`), decode against prefill, the growing cache against a full forward, the
+//! accounting of the cache, and every kind of bad input.
+
+use yoco_core::testing::{assert_all_passed, check_rel_l2, test_devices, F32_REL_L2_BOUND};
+use yoco_core::{DType, Device, Error, MemoryCategory, Tensor};
+use yoco_gqa::check::{self, case_of, last_rows, Inputs};
+use yoco_gqa::{attention, attention_prefix_into, AttentionOptions, KvCache, Mask};
+
+fn zeros(dims: &[usize], dtype: DType, device: &Device) -> Tensor {
+    Tensor::zeros(dims.to_vec(), dtype, device, MemoryCategory::Activations).unwrap()
+}
+
+#[test]
+fn attention_matches_reference() {
+    for device in test_devices("attention_matches_reference") {
+        assert_all_passed(&check::sweep(&device, check::SHAPES).unwrap());
+    }
+}
+
+#[test]
+fn sliding_windows_match_reference_at_every_edge() {
+    for device in test_devices("sliding_windows_match_reference_at_every_edge") {
+        assert_all_passed(&check::sweep(&device, &check::window_cases()).unwrap());
+    }
+}
+
+/// One query over the cache equals the last row of the full prefill, for every mask.
+#[test]
+fn decode_equals_last_row_of_prefill() {
+    for device in test_devices("decode_equals_last_row_of_prefill") {
+        for mask in [Mask::Causal, Mask::Window(50), Mask::Window(1)] {
+            let c = case_of(2, 131, 131, 6, 2, 128, mask);
+            let dims = c.dims;
+            let x = Inputs::random(&check::label("decode vs prefill", &device, DType::F32, &c), dims, DType::F32, &device).unwrap();
+            let full = attention(&x.q, &x.k, &x.v, AttentionOptions { mask, scale: None }).unwrap();
+            let q_last = check::slice_positions(&x.q, dims.q_len - 1, 1).unwrap();
+            let decode = attention(&q_last, &x.k, &x.v, AttentionOptions { mask, scale: None }).unwrap();
+            let want = last_rows(&full.to_f64_vec().unwrap(), dims, 1);
+            check_rel_l2(&format!("{device} {mask:?}"), &decode.to_f64_vec().unwrap(), &want, F32_REL_L2_BOUND).unwrap();
+        }
+    }
+}
+
+#[test]
+fn cached_prefill_then_decode_equals_full_forward() {
+    for device in test_devices("cached_prefill_then_decode_equals_full_forward") {
+        for &dtype in check::dtypes(&device) {
+            let c = case_of(2, 0, 80, 4, 1, 64, Mask::Causal);
+            assert_all_passed(&check::kv_cache_case(&device, dtype, &c, 70).unwrap());
+        }
+    }
+}
+
+#[test]
+fn an_explicit_scale_is_used() {
+    let cpu = Device::cpu();
+    let c = case_of(1, 9, 9, 2, 2, 64, Mask::Causal);
+    let x = Inputs::random("explicit scale", c.dims, DType::F32, &cpu).unwrap();
+    let out = attention(&x.q, &x.k, &x.v, AttentionOptions::causal().with_scale(0.3)).unwrap();
+    let want = yoco_gqa::reference::attention(&x.q64, &x.k64, &x.v64, c.dims, Mask::Causal, 0.3f32 as f64);
+    check_rel_l2("scale 0.3", &out.to_f64_vec().unwrap(), &want, F32_REL_L2_BOUND).unwrap();
+}
+
+#[test]
+fn the_cache_is_charged_as_kv_cache() {
+    let cpu = Device::cpu();
+    let before = cpu.memory().current(MemoryCategory::KvCache);
+    let cache = KvCache::new(2, 16, 2, 64, DType::BF16, &cpu).unwrap();
+    assert_eq!(cpu.memory().current(MemoryCategory::KvCache) - before, 2 * (2 * 16 * 2 * 64 * 2));
+    assert_eq!(cache.size_in_bytes(), 2 * (2 * 16 * 2 * 64 * 2));
+    drop(cache);
+    assert_eq!(cpu.memory().current(MemoryCategory::KvCache), before);
+}
+
+/// Positions past kv_len hold NaN: attention over a prefix must not read them.
+#[test]
+fn attention_over_a_prefix_reads_only_the_prefix() {
+    for device in test_devices("attention_over_a_prefix_reads_only_the_prefix") {
+        let dtype = check::dtypes(&device)[0];
+        let c = case_of(2, 3, 70, 4, 2, 64, Mask::Causal);
+        let x = Inputs::random("prefix", c.dims, dtype, &device).unwrap();
+        let (cap, row) = (100, 2 * 64);
+        let mut k = check::poisoned(&[2, cap, 2, 64], dtype, &device).unwrap();
+        let mut v = check::poisoned(&[2, cap, 2, 64], dtype, &device).unwrap();
+        for b in 0..2 {
+            k.copy_range_from(b * cap * row, &x.k, b * 70 * row, 70 * row).unwrap();
+            v.copy_range_from(b * cap * row, &x.v, b * 70 * row, 70 * row).unwrap();
+        }
+        let mut out = check::poisoned(&[2, 3, 4, 64], dtype, &device).unwrap();
+        attention_prefix_into(&x.q, &k, &v, 70, AttentionOptions::causal(), &mut out).unwrap();
+        let (want, plain) = x.expected(c.dims, c.mask, dtype);
+        let o = yoco_core::testing::judge(format!("prefix {device}"), dtype, &out.to_f64_vec().unwrap(), &plain, &want);
+        assert!(o.passed(), "{}", o.line());
+    }
+}
+
+#[test]
+fn bad_input_is_a_typed_error() {
+    let cpu = Device::cpu();
+    let t = |dims: &[usize], dtype: DType| zeros(dims, dtype, &cpu);
+    let q = t(&[1, 4, 6, 64], DType::F32);
+    let k = t(&[1, 4, 4, 64], DType::F32);
+    let k2 = t(&[1, 4, 2, 64], DType::F32);
+    // H not a multiple of H_kv.
+    assert!(matches!(attention(&q, &k, &k, AttentionOptions::causal()), Err(Error::InvalidArgument { what: "kv_heads", .. })));
+    // Unsupported head dim: the message lists the supported ones.
+    let q96 = t(&[1, 4, 2, 96], DType::F32);
+    let k96 = t(&[1, 4, 2, 96], DType::F32);
+    let err = attention(&q96, &k96, &k96, AttentionOptions::causal()).unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }) && err.to_string().contains("[64, 128, 256]"), "{err}");
+    // dtype mismatch.
+    let k_bf16 = t(&[1, 4, 2, 64], DType::BF16);
+    assert!(matches!(attention(&q, &k_bf16, &k_bf16, AttentionOptions::causal()), Err(Error::DTypeMismatch { what: "k", .. })));
+    assert!(matches!(attention(&q, &k2, &k_bf16, AttentionOptions::causal()), Err(Error::ShapeMismatch { .. }) | Err(Error::DTypeMismatch { what: "v", .. })));
+    // Window of 0.
+    assert!(matches!(attention(&q, &k2, &k2, AttentionOptions::window(0)), Err(Error::InvalidArgument { what: "window", .. })));
+    // Causal with more queries than keys.
+    let q_long = t(&[1, 5, 6, 64], DType::F32);
+    assert!(matches!(attention(&q_long, &k2, &k2, AttentionOptions::causal()), Err(Error::InvalidArgument { what: "q", .. })));
+    // Shapes: batch, head dim, rank.
+    assert!(matches!(attention(&q, &t(&[2, 4, 2, 64], DType::F32), &k2, AttentionOptions::causal()), Err(Error::ShapeMismatch { what: "k", .. })));
+    assert!(matches!(attention(&t(&[4, 6, 64], DType::F32), &k2, &k2, AttentionOptions::causal()), Err(Error::ShapeMismatch { what: "q", .. })));
+    // Bad scale, bad kv_len, wrong output.
+    assert!(matches!(attention(&q, &k2, &k2, AttentionOptions::causal().with_scale(f32::NAN)), Err(Error::InvalidArgument { what: "scale", .. })));
+    let mut out = t(&[1, 4, 6, 64], DType::F32);
+    assert!(matches!(attention_prefix_into(&q, &k2, &k2, 5, AttentionOptions::causal(), &mut out), Err(Error::InvalidArgument { what: "kv_len", .. })));
+    let mut out_bad = t(&[1, 4, 6, 128], DType::F32);
+    assert!(matches!(attention_prefix_into(&q, &k2, &k2, 4, AttentionOptions::causal(), &mut out_bad), Err(Error::ShapeMismatch { what: "out", .. })));
+    // A cache that would overflow refuses, and keeps what it had.
+    let mut cache = KvCache::new(1, 6, 2, 64, DType::F32, &cpu).unwrap();
+    cache.append(&k2, &k2).unwrap();
+    assert!(matches!(cache.append(&k2, &k2), Err(Error::InvalidArgument { what: "k", .. })));
+    assert_eq!(cache.len(), 4);
+    assert!(matches!(cache.append(&t(&[1, 1, 3, 64], DType::F32), &t(&[1, 1, 3, 64], DType::F32)), Err(Error::ShapeMismatch { what: "k", .. })));
+    assert!(matches!(KvCache::new(1, 0, 2, 64, DType::F32, &cpu), Err(Error::InvalidArgument { .. })));
+    if let Some(gpu) = yoco_core::testing::cuda_device_or_skip("bad_input_is_a_typed_error") {
+        let k_gpu = k2.to_device(&gpu).unwrap();
+        assert!(matches!(attention(&q, &k_gpu, &k_gpu, AttentionOptions::causal()), Err(Error::DeviceMismatch { what: "k", .. })));
+    }
+}

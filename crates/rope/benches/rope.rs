@@ -1,0 +1,51 @@
+//! RoPE benches: every path, both variants, bytes per call = read x + write x (the table is a
+//! few hundred bytes), quoted as a fraction of the copy bandwidth measured in this same run.
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use yoco_core::bench::{bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::rng::Rng;
+use yoco_core::{DType, MemoryCategory, Tensor};
+use yoco_rope::{Rope, RopeVariant, DEFAULT_THETA};
+
+fn bench(c: &mut Criterion) {
+    let mut lines = Vec::new();
+    let log = SampleLog::new();
+    let mut rng = Rng::new(1);
+    for device in bench_devices() {
+        let ceiling = copy_ceiling_gbs(&device).unwrap();
+        lines.push(format!("{device}: copy ceiling {ceiling:.1} GB/s"));
+        // YOCO-3B's 24 query heads of 128 over a prefill chunk: 4096 tokens (CPU), 32K (GPU).
+        let seq = if device.is_cpu() { 4096 } else { 32768 };
+        let dims = [1, seq, 24, 128];
+        let dtypes: &[DType] = if device.is_cpu() { &[DType::F32, DType::BF16] } else { &DType::ALL };
+        let mut group = c.benchmark_group("rope");
+        group.sample_size(20).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
+        for &dtype in dtypes {
+            for variant in RopeVariant::ALL {
+                let rope = Rope::new(variant, 128, DEFAULT_THETA, &device).unwrap();
+                let n: usize = dims.iter().product();
+                let x = Tensor::from_f64(&rng.normal_vec(n), dims.to_vec(), dtype, &device, MemoryCategory::Activations).unwrap();
+                let mut out = Tensor::zeros(dims.to_vec(), dtype, &device, MemoryCategory::Activations).unwrap();
+                let bytes = (2 * n * dtype.size_in_bytes()) as u64;
+                let id = format!("{device}-{dtype}-{}", variant.name());
+                let shape = format!("{}x{}x{}x{}", dims[0], dims[1], dims[2], dims[3]);
+                group.throughput(Throughput::Bytes(bytes));
+                group.bench_function(BenchmarkId::new(&id, &shape), |b| {
+                    b.iter_custom(|iters| log.record(iters, time_on(&device, iters, || rope.apply_into(&x, 1000, &mut out).unwrap())))
+                });
+                let bound = Bound::Memory { bytes: bytes as f64, ceiling_gbs: ceiling };
+                lines.push(fraction_line(&format!("rope/{id}/{shape}"), log.take_median(), bound));
+            }
+        }
+        group.finish();
+    }
+    println!("\n== RoPE against the ceilings measured in this run ==");
+    for line in lines {
+        println!("{line}");
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,10 +1,11 @@
-//! The root crate's build script. The root crate has no kernels of its own yet (the model's
-//! embedding, RoPE and argmax kernels will be compiled here with yoco-build); today it records
-//! what built the binary, so that every report the harness writes can say so.
+//! The root crate's build script: compiles the root crate's own kernels (`kernels/model.cu`:
+//! embedding, the gated-retention decay) with yoco-build, and records what built the binary so
+//! that every report the harness writes can say so.
 
 use std::process::Command;
 
 fn main() {
+    yoco_build::Kernels::new("model").build_or_exit();
     let commit = Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .output()

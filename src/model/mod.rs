@@ -1,6 +1,16 @@
 //! The two models the paper compares, and what they are made of.
 
+pub mod blocks;
 pub mod config;
+#[cfg(feature = "cuda")]
+mod cuda_ops;
+pub mod ops;
+pub mod transformer;
 pub mod weights;
+pub mod yoco;
 
 pub use config::{preset, presets, Architecture, ModelConfig, ParameterCount, SelfDecoder};
+pub use ops::{Backend, Ops};
+pub use transformer::{Transformer, TransformerCache};
+pub use weights::Weights;
+pub use yoco::{Yoco, YocoCache};

@@ -1,0 +1,187 @@
+//! The operations the models are made of, on one of two backends:
+//!
+//! * [`Backend::Fast`]: the primitive crates' fast paths, on whatever device the tensors are
+//!   (CPU f32, or CUDA in any storage dtype with cuBLAS for the projections);
+//! * [`Backend::Reference`]: each operation through its crate's f64 reference, with f32 tensors
+//!   between operations, on the CPU. Slow and simple: the oracle of the model tests.
+//!
+//! Both take and return [`Tensor`]s, so the model code above is written once.
+
+use yoco_core::{DType, Device, Error, MemoryCategory, Result, Tensor};
+use yoco_gated_retention::{reference as gret_ref, RetentionOptions};
+use yoco_gqa::{AttentionOptions, Dims, KvCache, Mask};
+use yoco_rope::Rope;
+
+/// Which implementation of every operation a model runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// The fast paths on the model's device.
+    Fast,
+    /// The f64 references (CPU only).
+    Reference,
+}
+
+/// The operations, on one backend.
+#[derive(Clone, Copy, Debug)]
+pub struct Ops {
+    pub backend: Backend,
+}
+
+fn act(values: &[f64], dims: Vec<usize>, device: &Device) -> Result<Tensor> {
+    Tensor::from_f64(values, dims, DType::F32, device, MemoryCategory::Activations)
+}
+
+impl Ops {
+    pub fn new(backend: Backend) -> Self {
+        Ops { backend }
+    }
+
+    /// `x [.., in] · w [out, in]ᵀ → [.., out]`.
+    pub fn linear(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        const OP: &str = "linear";
+        let (k, n) = (x.shape().last_dim(), w.dims()[0]);
+        w.expect_dims(OP, "w", &[n, k])?;
+        let rows = x.shape().rows();
+        let mut dims = x.dims().to_vec();
+        *dims.last_mut().expect("x has a last dim") = n;
+        match (self.backend, x.device()) {
+            (Backend::Reference, _) => act(&yoco_swiglu::reference::linear(&x.to_f64_vec()?, &w.to_f64_vec()?, k), dims, x.device()),
+            (Backend::Fast, Device::Cpu(_)) => {
+                let mut out = Tensor::zeros(dims, DType::F32, x.device(), MemoryCategory::Activations)?;
+                yoco_core::matmul::matmul_nt(rows, n, k, x.as_slice()?, w.as_slice()?, out.as_mut_slice()?)?;
+                Ok(out)
+            }
+            #[cfg(feature = "cuda")]
+            (Backend::Fast, Device::Cuda(d)) => super::cuda_ops::linear(d, x, w, rows, n, k, dims),
+        }
+    }
+
+    /// RMSNorm over the last dim.
+    pub fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+        match self.backend {
+            Backend::Reference => act(&yoco_rmsnorm::reference::rms_norm(&x.to_f64_vec()?, &w.to_f64_vec()?, eps), x.dims().to_vec(), x.device()),
+            Backend::Fast => yoco_rmsnorm::rms_norm(x, w, eps as f32),
+        }
+    }
+
+    /// `h = x + r; y = RMSNorm(h)`: returns `(h, y)`.
+    pub fn add_rms_norm(&self, x: &Tensor, r: &Tensor, w: &Tensor, eps: f64) -> Result<(Tensor, Tensor)> {
+        match self.backend {
+            Backend::Reference => {
+                let (h, y) = yoco_rmsnorm::reference::rms_norm_residual(&x.to_f64_vec()?, &r.to_f64_vec()?, &w.to_f64_vec()?, eps);
+                Ok((act(&h, x.dims().to_vec(), x.device())?, act(&y, x.dims().to_vec(), x.device())?))
+            }
+            Backend::Fast => yoco_rmsnorm::rms_norm_residual(x, r, w, eps as f32),
+        }
+    }
+
+    /// The SwiGLU FFN.
+    pub fn ffn(&self, x: &Tensor, w1: &Tensor, w3: &Tensor, w2: &Tensor) -> Result<Tensor> {
+        match self.backend {
+            Backend::Reference => {
+                let d = x.shape().last_dim();
+                let y = yoco_swiglu::reference::ffn(&x.to_f64_vec()?, &w1.to_f64_vec()?, &w3.to_f64_vec()?, &w2.to_f64_vec()?, d);
+                act(&y, x.dims().to_vec(), x.device())
+            }
+            Backend::Fast => yoco_swiglu::ffn(x, &yoco_swiglu::FfnWeights { w1, w3, w2 }),
+        }
+    }
+
+    /// `silu(gate) ⊙ up`.
+    pub fn silu_mul(&self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+        match self.backend {
+            Backend::Reference => act(&yoco_swiglu::reference::silu_mul(&gate.to_f64_vec()?, &up.to_f64_vec()?), gate.dims().to_vec(), gate.device()),
+            Backend::Fast => yoco_swiglu::silu_mul(gate, up),
+        }
+    }
+
+    /// RoPE of `x [B, N, H, D]` at positions `offset..offset + N`.
+    pub fn rope(&self, rope: &Rope, x: &Tensor, offset: usize) -> Result<Tensor> {
+        match self.backend {
+            Backend::Reference => {
+                let dims: [usize; 4] = x.dims().try_into().map_err(|_| Error::invalid("rope", "x", "expected [batch, seq, heads, head_dim]"))?;
+                act(&yoco_rope::reference::rope(&x.to_f64_vec()?, dims, rope.variant(), rope.inv_freq(), offset), x.dims().to_vec(), x.device())
+            }
+            Backend::Fast => rope.apply(x, offset),
+        }
+    }
+
+    /// `x0 = √d · E[token]` for `tokens [B, N]` (ids checked by the caller): `[B, N, d]`.
+    pub fn embed(&self, table: &Tensor, tokens: &[u32], batch: usize) -> Result<Tensor> {
+        let d = table.dims()[1];
+        let dims = vec![batch, tokens.len() / batch, d];
+        let scale = (d as f64).sqrt();
+        match (self.backend, table.device()) {
+            #[cfg(feature = "cuda")]
+            (Backend::Fast, Device::Cuda(dev)) => super::cuda_ops::embed(dev, table, tokens, dims, scale as f32),
+            _ => {
+                let t = table.to_f32_vec()?;
+                let mut out = Vec::with_capacity(tokens.len() * d);
+                for &id in tokens {
+                    out.extend(t[id as usize * d..(id as usize + 1) * d].iter().map(|&v| v as f64 * scale));
+                }
+                act(&out, dims, table.device())
+            }
+        }
+    }
+
+    /// The gRet decay: `log γ = logsigmoid(z) / 16` elementwise, as f32 (gates stay in f32).
+    pub fn log_decay(&self, z: &Tensor) -> Result<Tensor> {
+        match (self.backend, z.device()) {
+            #[cfg(feature = "cuda")]
+            (Backend::Fast, Device::Cuda(dev)) => super::cuda_ops::log_decay(dev, z),
+            _ => {
+                let v: Vec<f64> = z.to_f64_vec()?.into_iter().map(log_sigmoid_over_16).collect();
+                act(&v, z.dims().to_vec(), z.device())
+            }
+        }
+    }
+
+    /// Gated retention over a span, carrying `state` (replaced by the outgoing state).
+    pub fn gated_retention(&self, q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, state: &mut Tensor, chunk: usize) -> Result<Tensor> {
+        match self.backend {
+            // One token per sequence: the recurrent step, updating the state in place.
+            Backend::Fast if q.dims()[1] == 1 => yoco_gated_retention::gated_retention_step(q, k, v, log_decay, state, None),
+            Backend::Fast => {
+                let (o, s) = yoco_gated_retention::gated_retention(q, k, v, log_decay, Some(state), &RetentionOptions { scale: None, chunk })?;
+                *state = s;
+                Ok(o)
+            }
+            Backend::Reference => {
+                let [batch, seq, heads, dim]: [usize; 4] = q.dims().try_into().map_err(|_| Error::invalid("gated_retention", "q", "expected 4 dims"))?;
+                let (qv, kv, vv, gv, sv) = (q.to_f64_vec()?, k.to_f64_vec()?, v.to_f64_vec()?, log_decay.to_f64_vec()?, state.to_f64_vec()?);
+                let p = gret_ref::Problem { q: &qv, k: &kv, v: &vv, log_decay: &gv, state: Some(&sv), batch, seq, heads, dim, scale: 1.0 / (dim as f64).sqrt() };
+                let (o, s) = gret_ref::recurrent(&p);
+                let mut new_state = Tensor::from_f64(&s, state.dims().to_vec(), DType::F32, state.device(), MemoryCategory::RecurrentState)?;
+                std::mem::swap(state, &mut new_state);
+                act(&o, q.dims().to_vec(), q.device())
+            }
+        }
+    }
+
+    /// Attention of `q` over the first `cache.len()` positions of `cache`.
+    pub fn attend(&self, cache: &KvCache, q: &Tensor, mask: Mask) -> Result<Tensor> {
+        match self.backend {
+            Backend::Fast => cache.attend(q, AttentionOptions { mask, scale: None }),
+            Backend::Reference => {
+                let [batch, q_len, heads, head_dim]: [usize; 4] = q.dims().try_into().map_err(|_| Error::invalid("attend", "q", "expected 4 dims"))?;
+                let kv_heads = cache.keys().dims()[2];
+                let (cap, len) = (cache.capacity(), cache.len());
+                // The first `len` positions of each sequence of the [B, capacity, Hkv, D] buffers.
+                let take = |t: &Tensor| -> Result<Vec<f64>> {
+                    let all = t.to_f64_vec()?;
+                    let row = kv_heads * head_dim;
+                    Ok((0..batch).flat_map(|b| all[b * cap * row..(b * cap + len) * row].to_vec()).collect())
+                };
+                let dims = Dims { batch, q_len, kv_len: len, heads, kv_heads, head_dim };
+                let out = yoco_gqa::reference::attention(&q.to_f64_vec()?, &take(cache.keys())?, &take(cache.values())?, dims, mask, 1.0 / (head_dim as f64).sqrt());
+                act(&out, q.dims().to_vec(), q.device())
+            }
+        }
+    }
+}
+
+/// `logsigmoid(z) / 16`, computed without overflow: `min(z, 0) − log1p(e^−|z|)`.
+pub fn log_sigmoid_over_16(z: f64) -> f64 {
+    (z.min(0.0) - (-z.abs()).exp().ln_1p()) / 16.0
+}

@@ -4,6 +4,7 @@ pub mod blocks;
 pub mod config;
 #[cfg(feature = "cuda")]
 mod cuda_ops;
+pub mod memory;
 pub mod ops;
 pub mod transformer;
 pub mod weights;

@@ -1,0 +1,100 @@
+//! The analytic memory model: the bytes a model allocates, by category, for any config, batch,
+//! cache capacity, prefill span and dtype — without allocating them. It reproduces SPEC.md's
+//! cache formulas, and for the other categories it follows the implementation (which tensors are
+//! live at once), so that `tests/memory.rs` can require the accounting to match it exactly.
+
+use serde::Serialize;
+
+use super::config::{Architecture, ModelConfig, SelfDecoder};
+
+/// Predicted peak bytes by category during prefill (the peak of the whole run: decode's
+/// transient activations are a single token's and lower).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MemoryEstimate {
+    pub weights: usize,
+    pub kv_cache: usize,
+    pub recurrent_state: usize,
+    pub activations: usize,
+}
+
+impl MemoryEstimate {
+    /// An upper bound of the total peak (the category peaks need not coincide).
+    pub fn total(&self) -> usize {
+        self.weights + self.kv_cache + self.recurrent_state + self.activations
+    }
+}
+
+/// What a run looks like to the memory model.
+#[derive(Clone, Copy, Debug)]
+pub struct Workload {
+    /// Sequences in the batch.
+    pub batch: usize,
+    /// Cache capacity: prompt + generated tokens.
+    pub capacity: usize,
+    /// Prompt tokens per sequence.
+    pub prompt: usize,
+    /// Prefill span length (tokens per sequence per step).
+    pub span: usize,
+    /// Bytes per element of weights, activations and K/V (states and gates are f32).
+    pub elem: usize,
+}
+
+/// KV cache bytes per token per sequence (SPEC.md): `2·L·Hkv·D·b` for the Transformer,
+/// `2·Hkv·D·b` for YOCO's one shared cache.
+pub fn kv_bytes_per_token(c: &ModelConfig, elem: usize) -> usize {
+    let layers = if c.is_yoco() { 1 } else { c.n_layers };
+    2 * layers * c.n_kv_heads * c.head_dim * elem
+}
+
+/// Per-sequence state bytes that do not grow with the context: gated-retention states (f32) or
+/// sliding-window rings.
+pub fn state_bytes_per_sequence(c: &ModelConfig, elem: usize) -> usize {
+    match c.architecture {
+        Architecture::Transformer => 0,
+        Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { heads, head_dim } } => c.self_layers() * heads * head_dim * head_dim * 4,
+        Architecture::Yoco { self_decoder: SelfDecoder::SlidingWindow { window } } => c.self_layers() * 2 * window * c.n_kv_heads * c.head_dim * elem,
+    }
+}
+
+/// The predicted peaks of a prefill of `w.prompt` tokens in spans of `w.span`.
+pub fn predict(c: &ModelConfig, w: &Workload) -> MemoryEstimate {
+    let (b, d, f) = (w.batch, c.d_model, c.ffn_dim);
+    let span = w.span.min(w.prompt).max(1);
+    let multi_span = w.prompt > span;
+    // Weights: every parameter, plus what the model builds beside them: the RoPE frequency
+    // tables (f32, head_dim / 2 each) and, for gated retention, the unit weight of its per-head norm.
+    let rope_table = |head_dim: usize| head_dim / 2 * 4;
+    let extra = match c.architecture {
+        Architecture::Transformer => rope_table(c.head_dim),
+        Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { head_dim, .. } } => rope_table(head_dim) + rope_table(c.head_dim) + head_dim * w.elem,
+        Architecture::Yoco { self_decoder: SelfDecoder::SlidingWindow { .. } } => rope_table(c.head_dim),
+    };
+    let weights = c.parameter_count().total() * w.elem + extra;
+    let kv_cache = b * w.capacity * kv_bytes_per_token(c, w.elem);
+    // A prefill span replaces each retention state with a new one: one layer's worth extra.
+    let per_layer_state = if c.self_layers() > 0 { state_bytes_per_sequence(c, w.elem) / c.self_layers() } else { 0 };
+    let recurrent_state = b * (state_bytes_per_sequence(c, w.elem) + per_layer_state);
+
+    // Activations: the most bytes live at once inside one span (see yoco.rs / transformer.rs /
+    // blocks.rs for the tensors counted), plus the previous span's last token that prefill keeps.
+    let e = b * span * d * w.elem; // one [batch, span, d] tensor
+    let ffn = 2 * b * span * f * w.elem; // the FFN's gate and up
+    let carried = if multi_span { b * d * w.elem } else { 0 };
+    let activations = carried
+        + match c.architecture {
+            Architecture::Transformer => {
+                let q = b * span * c.n_heads * c.head_dim * w.elem;
+                // x, y, q, the attention output, the mixer output, then h, y2 and the FFN's tensors.
+                (6 * e + 2 * q + ffn).max(7 * e + 2 * q)
+            }
+            Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { heads, .. } } => {
+                // Retention: x, y, q, k, v, o and the f32 gates; the FFN half as above.
+                (6 * e + b * span * heads * 4).max(6 * e + ffn).max(7 * e)
+            }
+            Architecture::Yoco { self_decoder: SelfDecoder::SlidingWindow { .. } } => {
+                let q = b * span * c.n_heads * c.head_dim * w.elem;
+                (6 * e + 2 * q + ffn).max(7 * e + 2 * q)
+            }
+        };
+    MemoryEstimate { weights, kv_cache, recurrent_state, activations }
+}

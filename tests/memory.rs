@@ -1,0 +1,36 @@
+//! The memory accounting of a real prefill equals the analytic model, category by category.
+
+use yoco::model::memory::{predict, Workload};
+use yoco::model::{preset, Backend, ModelConfig, Ops, Transformer, Weights, Yoco};
+use yoco_core::{DType, Device, MemoryCategory};
+
+fn measure(config: &ModelConfig, batch: usize, prompt: usize, span: usize, capacity: usize) -> [usize; 4] {
+    let device = Device::cpu();
+    let weights = Weights::init(config, 3, DType::F32, &device).unwrap();
+    let tokens: Vec<u32> = (0..batch * prompt).map(|i| (i * 7 % config.vocab_size) as u32).collect();
+    let ops = Ops::new(Backend::Fast);
+    if config.is_yoco() {
+        let m = Yoco::new(config, weights, ops, &device).unwrap();
+        let mut cache = m.new_cache(batch, capacity).unwrap();
+        drop(m.prefill(&mut cache, &tokens, span, 64).unwrap());
+    } else {
+        let m = Transformer::new(config, weights, ops, &device).unwrap();
+        let mut cache = m.new_cache(batch, capacity).unwrap();
+        drop(m.prefill(&mut cache, &tokens, span).unwrap());
+    }
+    let s = device.memory();
+    MemoryCategory::ALL.map(|c| s.peak(c))
+}
+
+#[test]
+fn measured_peaks_equal_the_analytic_model() {
+    let tiny = preset("tiny-yoco").unwrap();
+    for config in [tiny.clone(), tiny.transformer_twin()] {
+        for (batch, prompt, span, capacity) in [(1, 64, 64, 80), (2, 100, 32, 128), (3, 40, 16, 40)] {
+            let measured = measure(&config, batch, prompt, span, capacity);
+            let p = predict(&config, &Workload { batch, capacity, prompt, span, elem: 4 });
+            let predicted = [p.weights, p.kv_cache, p.recurrent_state, p.activations];
+            assert_eq!(measured, predicted, "{} batch {batch} prompt {prompt} span {span}: [weights, kv, state, activations]", config.name);
+        }
+    }
+}

@@ -2,6 +2,8 @@
 
 pub mod ceilings;
 pub mod check;
+pub mod config;
+pub mod generate;
 
 use yoco_core::{Device, Result};
 

@@ -1,5 +1,6 @@
 //! The two models the paper compares, and what they are made of.
 
+pub mod any;
 pub mod blocks;
 pub mod config;
 #[cfg(feature = "cuda")]
@@ -10,6 +11,7 @@ pub mod transformer;
 pub mod weights;
 pub mod yoco;
 
+pub use any::{generate, AnyCache, AnyModel, Generation, Sampler};
 pub use config::{preset, presets, Architecture, ModelConfig, ParameterCount, SelfDecoder};
 pub use ops::{Backend, Ops};
 pub use transformer::{Transformer, TransformerCache};

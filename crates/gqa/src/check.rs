@@ -104,11 +104,17 @@ impl Inputs {
 
     /// The reference output and the plain same-precision one.
     pub fn expected(&self, dims: Dims, mask: Mask, dtype: DType) -> (Vec<f64>, Vec<f64>) {
-        let scale = 1.0 / (dims.head_dim as f64).sqrt();
-        let want = reference::attention(&self.q64, &self.k64, &self.v64, dims, mask, scale);
-        let plain = reference::attention_plain(&self.q64, &self.k64, &self.v64, dims, mask, scale, dtype);
-        (want, plain)
+        expected(&self.q64, &self.k64, &self.v64, dims, mask, dtype)
     }
+}
+
+/// The reference output (default scale) and the plain same-precision one, for inputs as the
+/// path saw them.
+pub fn expected(q64: &[f64], k64: &[f64], v64: &[f64], dims: Dims, mask: Mask, dtype: DType) -> (Vec<f64>, Vec<f64>) {
+    let scale = 1.0 / (dims.head_dim as f64).sqrt();
+    let want = reference::attention(q64, k64, v64, dims, mask, scale);
+    let plain = reference::attention_plain(q64, k64, v64, dims, mask, scale, dtype);
+    (want, plain)
 }
 
 /// A tensor full of NaN: an element the kernel fails to write fails the comparison.
@@ -139,6 +145,47 @@ pub fn case(device: &Device, dtype: DType, c: &Case) -> Result<Outcome> {
     attention_into(&x.q, &x.k, &x.v, AttentionOptions { mask: c.mask, scale: None }, &mut out)?;
     let (want, plain) = x.expected(c.dims, c.mask, dtype);
     Ok(judge(label, dtype, &out.to_f64_vec()?, &plain, &want))
+}
+
+/// The queries a check of a long sequence compares: the ends, both sides of the first tile
+/// edges, the middle, and a few random ones (all of them when there are at most 64).
+pub fn sample_rows(q_len: usize, label: &str) -> Vec<usize> {
+    if q_len <= 64 {
+        return (0..q_len).collect();
+    }
+    let mut rng = case_rng(&format!("{label} rows"));
+    let mut rows: Vec<usize> = [0, 1, 63, 64, 65, 127, 128, q_len / 2, q_len - 2, q_len - 1].into_iter().filter(|&i| i < q_len).collect();
+    rows.extend((0..22).map(|_| rng.below(q_len)));
+    rows.sort_unstable();
+    rows.dedup();
+    rows
+}
+
+/// [`case`] for long sequences: the reference (f64, single-threaded) only for [`sample_rows`].
+pub fn sampled_case(device: &Device, dtype: DType, c: &Case) -> Result<Outcome> {
+    let label = label("attention (sampled rows)", device, dtype, c);
+    let x = Inputs::random(&label, c.dims, dtype, device)?;
+    let mut out = poisoned(x.q.dims(), dtype, device)?;
+    attention_into(&x.q, &x.k, &x.v, AttentionOptions { mask: c.mask, scale: None }, &mut out)?;
+    let rows = sample_rows(c.dims.q_len, &label);
+    let scale = 1.0 / (c.dims.head_dim as f64).sqrt();
+    let want = reference::attention_rows(&x.q64, &x.k64, &x.v64, c.dims, c.mask, scale, &rows);
+    let plain = reference::attention_rows_plain(&x.q64, &x.k64, &x.v64, c.dims, c.mask, scale, &rows, dtype);
+    let all = out.to_f64_vec()?;
+    let row = c.dims.heads * c.dims.head_dim;
+    let got: Vec<f64> = (0..c.dims.batch).flat_map(|b| rows.iter().flat_map(move |&i| (b * c.dims.q_len + i) * row..(b * c.dims.q_len + i + 1) * row)).map(|at| all[at]).collect();
+    Ok(judge(label, dtype, &got, &plain, &want))
+}
+
+/// [`sampled_case`] for every dtype of `device` × `cases`.
+pub fn sampled_sweep(device: &Device, cases: &[Case]) -> Result<Vec<Outcome>> {
+    let mut outcomes = Vec::new();
+    for &dtype in dtypes(device) {
+        for c in cases {
+            outcomes.push(sampled_case(device, dtype, c)?);
+        }
+    }
+    Ok(outcomes)
 }
 
 /// Every dtype of `device` × `cases`.

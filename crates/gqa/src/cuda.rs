@@ -1,9 +1,239 @@
-//! Launchers of `kernels/attention.cu` (feature `cuda`). Placeholder until the kernels land.
+//! Launchers of `kernels/attention.cu`: the flash-attention-2 prefill kernel on tensor cores,
+//! and for a few query rows per K/V head (decode, `q_len · group <= 8`) the split-KV decode
+//! kernel and its combine. Shapes are checked by lib.rs; this file checks what the kernels
+//! assume on top (storage type, 16-byte alignment, 32-bit sizes, grid limits).
 
-use yoco_core::{Error, Result, Tensor};
+use std::ffi::c_void;
 
-use crate::Problem;
+use yoco_core::cuda::cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
+use yoco_core::cuda::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+use yoco_core::cuda::{ceil_div, CudaDevice};
+use yoco_core::{DType, Error, MemoryCategory, Result, Tensor};
 
-pub(crate) fn attention(_q: &Tensor, _k: &Tensor, _v: &Tensor, _p: &Problem, _out: &mut Tensor) -> Result<()> {
-    Err(Error::Unsupported { op: "attention (cuda)", what: "not yet implemented".into() })
+use crate::{Mask, Problem};
+
+#[allow(non_camel_case_types, non_snake_case, non_upper_case_globals, dead_code, clippy::all)]
+mod sys {
+    include!(concat!(env!("OUT_DIR"), "/attention_params.rs"));
+    include!(concat!(env!("OUT_DIR"), "/attention_kernels.rs"));
+}
+use sys::{
+    entry, AttentionParams, ATTN_BLOCK_M, ATTN_BLOCK_N_D256, ATTN_BLOCK_N_SMALL_D, ATTN_COMBINE_THREADS, ATTN_DECODE_MAX_ROWS, ATTN_DECODE_THREADS,
+    ATTN_MASK_CAUSAL, ATTN_MASK_NONE, ATTN_MASK_WINDOW, ATTN_PREFILL_THREADS, ATTN_SMEM_PAD, MODULE,
+};
+
+// SAFETY: a plain C struct (bindgen, layout-tested) passed by value as the kernels declare it.
+unsafe impl DeviceRepr for AttentionParams {}
+
+const OP: &str = "attention (cuda)";
+
+/// Fewest keys a decode split is given: below this the combine costs more than the split saves.
+const MIN_KEYS_PER_SPLIT: usize = 256;
+/// Decode programs to aim for per SM, so that batch 1 still fills the GPU.
+const DECODE_PROGRAMS_PER_SM: usize = 4;
+
+pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, p: &Problem, out: &mut Tensor) -> Result<()> {
+    let dtype = q.dtype();
+    if dtype == DType::F32 {
+        return Err(Error::Unsupported {
+            op: OP,
+            what: "f32 storage on CUDA: the kernels run bf16 or f16 on tensor cores (convert with Tensor::to_dtype)".into(),
+        });
+    }
+    let device = q.device().as_cuda(OP)?.clone();
+    let d = p.dims;
+    let i32_of = |what: &'static str, n: usize| i32::try_from(n).map_err(|_| Error::invalid(OP, what, format!("{n} exceeds {}", i32::MAX)));
+    let mask = match p.mask {
+        Mask::None => ATTN_MASK_NONE,
+        Mask::Causal => ATTN_MASK_CAUSAL,
+        Mask::Window(_) => ATTN_MASK_WINDOW,
+    };
+    // A window wider than the keys is plain causal; clamping keeps the kernel's sums in i32.
+    let window = match p.mask {
+        Mask::Window(w) => w.min(d.kv_len + 1),
+        _ => 0,
+    };
+    let params = AttentionParams {
+        q: q.device_ptr()?,
+        k: k.device_ptr()?,
+        v: v.device_ptr()?,
+        out: out.device_ptr_mut()?,
+        partial_o: std::ptr::null_mut(),
+        partial_ml: std::ptr::null_mut(),
+        kv_batch_stride: (p.kv_capacity * d.kv_heads * d.head_dim) as i64,
+        batch: i32_of("batch", d.batch)?,
+        q_len: i32_of("q_len", d.q_len)?,
+        kv_len: i32_of("kv_len", d.kv_len)?,
+        heads: i32_of("heads", d.heads)?,
+        kv_heads: i32_of("kv_heads", d.kv_heads)?,
+        head_dim: d.head_dim as i32,
+        group: d.group() as i32,
+        mask: mask as i32,
+        window: i32_of("window", window)?,
+        scale_log2: p.scale * std::f32::consts::LOG2_E,
+        rows: 0,
+        splits: 0,
+        keys_per_split: 0,
+        key_begin: 0,
+    };
+    // cp.async and the 16-byte packs read whole 16-byte chunks.
+    for (what, ptr) in [("q", params.q), ("k", params.k), ("v", params.v), ("out", params.out as *const c_void)] {
+        if (ptr as usize) % 16 != 0 {
+            return Err(Error::invalid(OP, what, "the buffer is not 16-byte aligned"));
+        }
+    }
+    if d.batch > 65535 || d.heads > 65535 {
+        return Err(Error::invalid(OP, "q", format!("batch {} and heads {} must each be <= 65535 (grid limits)", d.batch, d.heads)));
+    }
+    if d.q_len * d.group() <= ATTN_DECODE_MAX_ROWS as usize {
+        decode(&device, q.device(), params, dtype, p)
+    } else {
+        prefill(&device, params, dtype, p)
+    }
+}
+
+fn prefill(device: &CudaDevice, params: AttentionParams, dtype: DType, p: &Problem) -> Result<()> {
+    let d = p.dims.head_dim;
+    let bn = if d == 256 { ATTN_BLOCK_N_D256 } else { ATTN_BLOCK_N_SMALL_D } as usize;
+    // Q tile + double-buffered K and V tiles, rows padded by ATTN_SMEM_PAD elements.
+    let smem = (ATTN_BLOCK_M as usize + 4 * bn) * (d + ATTN_SMEM_PAD as usize) * dtype.size_in_bytes();
+    let name = match (d, dtype) {
+        (64, DType::BF16) => entry::ATTENTION_PREFILL_D64_BF16,
+        (128, DType::BF16) => entry::ATTENTION_PREFILL_D128_BF16,
+        (256, DType::BF16) => entry::ATTENTION_PREFILL_D256_BF16,
+        (64, DType::F16) => entry::ATTENTION_PREFILL_D64_F16,
+        (128, DType::F16) => entry::ATTENTION_PREFILL_D128_F16,
+        (256, DType::F16) => entry::ATTENTION_PREFILL_D256_F16,
+        _ => return Err(Error::Unsupported { op: OP, what: format!("head dim {d} in {dtype}") }),
+    };
+    let func = device.function(&MODULE, name)?;
+    // Above 48 KiB of dynamic shared memory a kernel must opt in.
+    func.set_attribute(CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32).map_err(|e| Error::cuda(OP, e))?;
+    let blocks = ceil_div(p.dims.q_len, ATTN_BLOCK_M as usize);
+    let cfg = LaunchConfig {
+        grid_dim: (blocks as u32, p.dims.heads as u32, p.dims.batch as u32),
+        block_dim: (ATTN_PREFILL_THREADS, 1, 1),
+        shared_mem_bytes: smem as u32,
+    };
+    let mut launch = device.stream().launch_builder(&func);
+    launch.arg(&params);
+    // SAFETY: q, k, v and out hold the shapes lib.rs checked ([B, Nq, H, D], [B, capacity,
+    // H_kv, D] read below kv_len), 16-byte aligned (checked above); the grid covers every
+    // (query block, head, batch) once, with the block size and dynamic shared memory the
+    // kernel is written for (the attribute above allows it).
+    unsafe { launch.launch(cfg) }.map_err(|e| Error::cuda(OP, e))?;
+    Ok(())
+}
+
+/// The decode kernel instantiated for `rows` query rows per K/V head (rounded up to 1/2/4/8).
+fn decode_entry(d: usize, rows: usize, dtype: DType) -> Result<(&'static str, usize)> {
+    let r = rows.next_power_of_two();
+    let name = match (dtype, d, r) {
+        (DType::BF16, 64, 1) => entry::ATTENTION_DECODE_D64_R1_BF16,
+        (DType::BF16, 64, 2) => entry::ATTENTION_DECODE_D64_R2_BF16,
+        (DType::BF16, 64, 4) => entry::ATTENTION_DECODE_D64_R4_BF16,
+        (DType::BF16, 64, 8) => entry::ATTENTION_DECODE_D64_R8_BF16,
+        (DType::BF16, 128, 1) => entry::ATTENTION_DECODE_D128_R1_BF16,
+        (DType::BF16, 128, 2) => entry::ATTENTION_DECODE_D128_R2_BF16,
+        (DType::BF16, 128, 4) => entry::ATTENTION_DECODE_D128_R4_BF16,
+        (DType::BF16, 128, 8) => entry::ATTENTION_DECODE_D128_R8_BF16,
+        (DType::BF16, 256, 1) => entry::ATTENTION_DECODE_D256_R1_BF16,
+        (DType::BF16, 256, 2) => entry::ATTENTION_DECODE_D256_R2_BF16,
+        (DType::BF16, 256, 4) => entry::ATTENTION_DECODE_D256_R4_BF16,
+        (DType::BF16, 256, 8) => entry::ATTENTION_DECODE_D256_R8_BF16,
+        (DType::F16, 64, 1) => entry::ATTENTION_DECODE_D64_R1_F16,
+        (DType::F16, 64, 2) => entry::ATTENTION_DECODE_D64_R2_F16,
+        (DType::F16, 64, 4) => entry::ATTENTION_DECODE_D64_R4_F16,
+        (DType::F16, 64, 8) => entry::ATTENTION_DECODE_D64_R8_F16,
+        (DType::F16, 128, 1) => entry::ATTENTION_DECODE_D128_R1_F16,
+        (DType::F16, 128, 2) => entry::ATTENTION_DECODE_D128_R2_F16,
+        (DType::F16, 128, 4) => entry::ATTENTION_DECODE_D128_R4_F16,
+        (DType::F16, 128, 8) => entry::ATTENTION_DECODE_D128_R8_F16,
+        (DType::F16, 256, 1) => entry::ATTENTION_DECODE_D256_R1_F16,
+        (DType::F16, 256, 2) => entry::ATTENTION_DECODE_D256_R2_F16,
+        (DType::F16, 256, 4) => entry::ATTENTION_DECODE_D256_R4_F16,
+        (DType::F16, 256, 8) => entry::ATTENTION_DECODE_D256_R8_F16,
+        _ => return Err(Error::Unsupported { op: OP, what: format!("decode of {rows} rows, head dim {d}, in {dtype}") }),
+    };
+    Ok((name, r))
+}
+
+/// How the keys are cut: (splits, keys per split). About DECODE_PROGRAMS_PER_SM programs per SM
+/// over all (split, K/V head, batch), no split under MIN_KEYS_PER_SPLIT keys, and each split a
+/// whole number of the kernel's block iterations (`step` keys).
+pub(crate) fn plan_splits(span: usize, programs_per_split: usize, sms: usize, step: usize) -> (usize, usize) {
+    let wanted = (DECODE_PROGRAMS_PER_SM * sms).div_ceil(programs_per_split.max(1));
+    let most = span.div_ceil(MIN_KEYS_PER_SPLIT).max(1);
+    let splits = wanted.clamp(1, most);
+    let keys_per_split = span.div_ceil(splits).div_ceil(step) * step;
+    (span.div_ceil(keys_per_split), keys_per_split)
+}
+
+fn decode(device: &CudaDevice, on: &yoco_core::Device, mut params: AttentionParams, dtype: DType, p: &Problem) -> Result<()> {
+    let dims = p.dims;
+    let rows = dims.q_len * dims.group();
+    let (name, rows_t) = decode_entry(dims.head_dim, rows, dtype)?;
+    // Keys any row sees: the masks' ranges are monotone in the query.
+    let begin = p.mask.key_range(0, dims.q_len, dims.kv_len).0;
+    let end = p.mask.key_range(dims.q_len - 1, dims.q_len, dims.kv_len).1;
+    // Keys per block iteration, as the kernel computes them (kernels/attention.cu decode_split).
+    let streams = (ATTN_DECODE_THREADS as usize / 32) * (32 / (dims.head_dim / 8));
+    let step = streams * if rows_t >= 8 { 2 } else { 4 };
+    let sms = device
+        .context()
+        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+        .map_err(|e| Error::cuda(OP, e))? as usize;
+    let (splits, keys_per_split) = plan_splits(end - begin, dims.batch * dims.kv_heads, sms, step);
+
+    let slots = dims.batch * dims.kv_heads * splits * rows;
+    let mut partial_o = Tensor::zeros([slots * dims.head_dim], DType::F32, on, MemoryCategory::Activations)?;
+    let mut partial_ml = Tensor::zeros([slots * 2], DType::F32, on, MemoryCategory::Activations)?;
+    params.partial_o = partial_o.device_ptr_mut()? as *mut f32;
+    params.partial_ml = partial_ml.device_ptr_mut()? as *mut f32;
+    params.rows = rows as i32;
+    params.splits = i32::try_from(splits).map_err(|_| Error::invalid(OP, "kv_len", "too many splits"))?;
+    params.keys_per_split = keys_per_split as i32;
+    params.key_begin = begin as i32;
+
+    let func = device.function(&MODULE, name)?;
+    let cfg = LaunchConfig { grid_dim: (splits as u32, dims.kv_heads as u32, dims.batch as u32), block_dim: (ATTN_DECODE_THREADS, 1, 1), shared_mem_bytes: 0 };
+    let mut launch = device.stream().launch_builder(&func);
+    launch.arg(&params);
+    // SAFETY: as for prefill, plus: partial_o and partial_ml hold [B, H_kv, splits, rows, D] and
+    // [.., 2] f32, exactly what the grid (splits, H_kv, B) writes; rows <= the instantiation's
+    // row count (decode_entry); the kernel's shared memory is static.
+    unsafe { launch.launch(cfg) }.map_err(|e| Error::cuda(OP, e))?;
+
+    let combine = device.function(
+        &MODULE,
+        match dtype {
+            DType::BF16 => entry::ATTENTION_COMBINE_BF16,
+            _ => entry::ATTENTION_COMBINE_F16,
+        },
+    )?;
+    let cfg = LaunchConfig { grid_dim: (rows as u32, dims.kv_heads as u32, dims.batch as u32), block_dim: (ATTN_COMBINE_THREADS, 1, 1), shared_mem_bytes: 0 };
+    let mut launch = device.stream().launch_builder(&combine);
+    launch.arg(&params);
+    // SAFETY: reads the partials the decode launch above wrote (same stream, so ordered after
+    // it) and writes each output row (b, i, h) once: one program per (row, K/V head, batch).
+    unsafe { launch.launch(cfg) }.map_err(|e| Error::cuda(OP, e))?;
+    // The partials are freed stream-ordered, after the combine has read them.
+    drop((partial_o, partial_ml));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plan_splits;
+
+    #[test]
+    fn splits_fill_the_gpu_and_cover_the_keys() {
+        // 128K keys, batch 1, 8 K/V heads, 132 SMs: about 4 programs per SM (66 splits, 64 once
+        // rounded to whole steps), covering the span exactly.
+        let (splits, kps) = plan_splits(131_072, 8, 132, 64);
+        assert!(splits == 64 && kps % 64 == 0 && splits * kps >= 131_072 && (splits - 1) * kps < 131_072);
+        // Short caches are not cut below MIN_KEYS_PER_SPLIT.
+        assert_eq!(plan_splits(300, 1, 132, 64).0, 2);
+        assert_eq!(plan_splits(1, 1, 132, 64), (1, 64));
+    }
 }

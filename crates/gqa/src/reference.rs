@@ -9,7 +9,19 @@ use crate::{Dims, Mask};
 
 /// Attention in f64. q: [B, Nq, H, D], k, v: [B, Nk, Hkv, D] → [B, Nq, H, D].
 pub fn attention(q: &[f64], k: &[f64], v: &[f64], dims: Dims, mask: Mask, scale: f64) -> Vec<f64> {
-    attention_rounded(q, k, v, dims, mask, scale, None)
+    let rows: Vec<usize> = (0..dims.q_len).collect();
+    attention_rounded(q, k, v, dims, mask, scale, &rows, None)
+}
+
+/// [`attention`] for the queries `rows` only (checks of long sequences sample rows):
+/// → [B, rows.len(), H, D].
+pub fn attention_rows(q: &[f64], k: &[f64], v: &[f64], dims: Dims, mask: Mask, scale: f64, rows: &[usize]) -> Vec<f64> {
+    attention_rounded(q, k, v, dims, mask, scale, rows, None)
+}
+
+/// [`attention_plain`] for the queries `rows` only.
+pub fn attention_rows_plain(q: &[f64], k: &[f64], v: &[f64], dims: Dims, mask: Mask, scale: f64, rows: &[usize], dtype: DType) -> Vec<f64> {
+    attention_rounded(q, k, v, dims, mask, scale, rows, Some(dtype))
 }
 
 /// What a plain implementation in `dtype` storage computes (`softmax(q @ kᵀ * scale) @ v` in
@@ -17,19 +29,22 @@ pub fn attention(q: &[f64], k: &[f64], v: &[f64], dims: Dims, mask: Mask, scale:
 /// rounded again, the softmax (computed in f32 by PyTorch) rounded to the storage type, P·V
 /// accumulated wide and rounded once. The yardstick of the reduced-precision tests.
 pub fn attention_plain(q: &[f64], k: &[f64], v: &[f64], dims: Dims, mask: Mask, scale: f64, dtype: DType) -> Vec<f64> {
-    attention_rounded(q, k, v, dims, mask, scale, Some(dtype))
+    let rows: Vec<usize> = (0..dims.q_len).collect();
+    attention_rounded(q, k, v, dims, mask, scale, &rows, Some(dtype))
 }
 
-fn attention_rounded(q: &[f64], k: &[f64], v: &[f64], dims: Dims, mask: Mask, scale: f64, dtype: Option<DType>) -> Vec<f64> {
+#[allow(clippy::too_many_arguments)]
+fn attention_rounded(q: &[f64], k: &[f64], v: &[f64], dims: Dims, mask: Mask, scale: f64, rows: &[usize], dtype: Option<DType>) -> Vec<f64> {
     let Dims { batch, q_len, kv_len, heads, kv_heads, head_dim: d } = dims;
     let r = |x: f64| dtype.map_or(x, |t| t.round(x));
     let group = heads / kv_heads;
-    let mut out = vec![0.0; batch * q_len * heads * d];
+    let n_rows = rows.len();
+    let mut out = vec![0.0; batch * n_rows * heads * d];
     let mut scores = vec![0.0; kv_len];
     for b in 0..batch {
         for h in 0..heads {
             let hk = h / group;
-            for i in 0..q_len {
+            for (ri, &i) in rows.iter().enumerate() {
                 let qi = &q[((b * q_len + i) * heads + h) * d..][..d];
                 let key = |j: usize| &k[((b * kv_len + j) * kv_heads + hk) * d..][..d];
                 let value = |j: usize| &v[((b * kv_len + j) * kv_heads + hk) * d..][..d];
@@ -43,7 +58,7 @@ fn attention_rounded(q: &[f64], k: &[f64], v: &[f64], dims: Dims, mask: Mask, sc
                 }
                 let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let total: f64 = scores.iter().map(|s| (s - max).exp()).sum();
-                let o = &mut out[((b * q_len + i) * heads + h) * d..][..d];
+                let o = &mut out[((b * n_rows + ri) * heads + h) * d..][..d];
                 for (j, s) in scores.iter().enumerate() {
                     let p = r((s - max).exp() / total);
                     if p != 0.0 {

@@ -139,3 +139,12 @@ fn bad_input_is_a_typed_error() {
         assert!(matches!(attention(&q, &k_gpu, &k_gpu, AttentionOptions::causal()), Err(Error::DeviceMismatch { what: "k", .. })));
     }
 }
+
+/// The sampled-row check that `yoco check --large` runs on long sequences.
+#[test]
+fn sampled_rows_check_agrees() {
+    let cpu = Device::cpu();
+    let cases = [case_of(2, 300, 300, 2, 1, 64, Mask::Causal), case_of(1, 200, 260, 4, 2, 128, Mask::Window(70))];
+    assert_all_passed(&check::sampled_sweep(&cpu, &cases).unwrap());
+    assert_eq!(check::sample_rows(5, "x"), vec![0, 1, 2, 3, 4]);
+}

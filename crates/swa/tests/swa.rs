@@ -1,0 +1,42 @@
+//! The SWA ring buffer against windowed attention over the whole sequence, on every device
+//! (the sweep in `check`); its memory is constant in N and charged as recurrent state; bad input.
+
+use yoco_core::testing::{assert_all_passed, test_devices};
+use yoco_core::{DType, Device, Error, MemoryCategory, Tensor};
+use yoco_swa::{check, swa_attention, SwaCache};
+
+#[test]
+fn ring_buffer_equals_attention_over_the_last_w_keys() {
+    for device in test_devices("ring_buffer_equals_attention_over_the_last_w_keys") {
+        assert_all_passed(&check::sweep(&device, &check::ring_cases()).unwrap());
+    }
+}
+
+#[test]
+fn ring_memory_is_constant_and_recurrent_state() {
+    let cpu = Device::cpu();
+    let before = cpu.memory().current(MemoryCategory::RecurrentState);
+    let mut ring = SwaCache::new(1, 8, 2, 64, DType::BF16, &cpu).unwrap();
+    let bytes = 2 * 8 * 2 * 64 * 2;
+    assert_eq!(cpu.memory().current(MemoryCategory::RecurrentState) - before, bytes);
+    let kv = Tensor::zeros([1, 100, 2, 64], DType::BF16, &cpu, MemoryCategory::Activations).unwrap();
+    ring.append(&kv, &kv).unwrap();
+    assert_eq!((ring.len(), ring.positions(), ring.size_in_bytes()), (8, 100, bytes));
+    assert_eq!(cpu.memory().current(MemoryCategory::RecurrentState) - before, bytes);
+}
+
+#[test]
+fn bad_input_is_a_typed_error() {
+    let cpu = Device::cpu();
+    let t = |dims: &[usize]| Tensor::zeros(dims.to_vec(), DType::F32, &cpu, MemoryCategory::Activations).unwrap();
+    let (q, k) = (t(&[1, 4, 2, 64]), t(&[1, 4, 2, 64]));
+    assert!(matches!(swa_attention(&q, &k, &k, 0), Err(Error::InvalidArgument { what: "window", .. })));
+    assert!(matches!(SwaCache::new(1, 0, 2, 64, DType::F32, &cpu), Err(Error::InvalidArgument { what: "window", .. })));
+    let mut ring = SwaCache::new(1, 4, 2, 64, DType::F32, &cpu).unwrap();
+    assert!(matches!(ring.append(&t(&[1, 2, 3, 64]), &t(&[1, 2, 3, 64])), Err(Error::ShapeMismatch { what: "k", .. })));
+    assert!(matches!(ring.forward(&t(&[1, 3, 2, 64]), &k, &k, None), Err(Error::ShapeMismatch { what: "q", .. })));
+    assert!(matches!(ring.recent(1), Err(Error::Empty { .. })));
+    let k_bf16 = Tensor::zeros([1, 4, 2, 64], DType::BF16, &cpu, MemoryCategory::Activations).unwrap();
+    assert!(matches!(ring.append(&k_bf16, &k_bf16), Err(Error::DTypeMismatch { what: "k", .. })));
+    assert_eq!(ring.positions(), 0);
+}

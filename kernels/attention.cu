@@ -1,0 +1,458 @@
+// Attention: out = softmax(scale · Q Kᵀ + mask) V per head, GQA (query head h reads K/V head
+// h / group), masks none / causal bottom-right / sliding window (kernels/include/attention.h).
+// Storage bf16 or f16, f32 accumulation; head dims 64, 128, 256.
+//
+// Versions (all three in the library; crates/gqa/src/cuda.rs picks by shape):
+//   prefill  — flash-attention-2 on tensor cores (mma.sync m16n8k16, ldmatrix, cp.async). One
+//              program per (64-query block, head, batch), 4 warps x 16 queries. Q stays in
+//              registers for D <= 128 (re-read from shared memory per k-step for D = 256, whose
+//              output accumulator alone takes 128 registers per thread). K/V tiles (64 keys;
+//              32 for D = 256) are double-buffered in shared memory with cp.async, so the next
+//              tile streams in while this one is multiplied. Online softmax in exp2 units on the
+//              f32 accumulators; P is rounded to the storage type only as the A operand of P·V
+//              (flash-attention's choice; the row sums use the unrounded P). Only key tiles that
+//              intersect the block's mask are visited, and only tiles that cross a mask edge pay
+//              for the per-element mask: causal costs half, a window W costs O(N·W). Programs
+//              run the longest query blocks (last, under a causal mask) first.
+//   decode   — split-KV (flash-decoding) for a few query rows (q_len · group <= 8) over a long
+//              cache. One program per (split of the keys, K/V head, batch) takes *all* the query
+//              rows that read that K/V head, so the cache is read once whatever the GQA ratio.
+//              Each lane owns one 16-byte pack of the head dim; D/8 lanes share a key, and a
+//              warp covers 32/(D/8) keys per step, several steps unrolled so that 4-8 loads of
+//              16 bytes per lane are in flight. Every lane group keeps its own online-softmax
+//              state; the block merges them in shared memory and writes one partial per split.
+//              The host picks the split count so that about four programs per SM exist even at
+//              batch 1, which is what keeps the GPU busy and the cache read near bandwidth.
+//   combine  — merges the splits of each (row, K/V head, batch): max, rescaled sums, divide.
+//
+// What was tried: this is the first version; it has been compiled (no register spills) but,
+// for lack of a GPU on the development machine, not yet run: `yoco check --large --device cuda`
+// validates every launch configuration against the f64 reference before anything is timed.
+// Not tried yet: wgmma/TMA (sm_90a) for prefill, which would need compute_90a PTX.
+#include <math.h>
+#include <type_traits>
+
+#include "attention.h"
+#include "yoco_common.cuh"
+
+namespace {
+
+using yoco::to_f32;
+
+// The keys query i sees: [lo, hi). Rows past q_len (padding of the last block) get ranges the
+// formula gives; they are clamped to the keys that exist and their outputs are never written.
+struct KeyRange {
+    int lo;
+    int hi;
+};
+
+__device__ __forceinline__ KeyRange key_range(const AttentionParams& p, int i) {
+    if (p.mask == ATTN_MASK_NONE) return {0, p.kv_len};
+    const int hi = min(i + p.kv_len - p.q_len + 1, p.kv_len);
+    const int lo = p.mask == ATTN_MASK_WINDOW ? max(i + p.kv_len - p.q_len + 1 - p.window, 0) : 0;
+    return {lo, hi};
+}
+
+// ---- prefill ----------------------------------------------------------------------------------
+
+// ROWS rows of D elements, rows row0 .. row0+ROWS of `base` (row stride `stride` elements),
+// into shared memory with row stride D + ATTN_SMEM_PAD; rows >= limit are zero-filled (keys past
+// kv_len must weigh nothing and must not bring NaN from unused cache capacity into P·V).
+template <typename T, int ROWS, int D>
+__device__ __forceinline__ void load_tile(T* smem, const T* base, int64_t stride, int row0, int limit) {
+    constexpr int CHUNKS = D / 8;  // 16-byte chunks per row
+    constexpr int SMEM_STRIDE = D + ATTN_SMEM_PAD;
+#pragma unroll
+    for (int c = threadIdx.x; c < ROWS * CHUNKS; c += ATTN_PREFILL_THREADS) {
+        const int row = c / CHUNKS;
+        const int col = (c % CHUNKS) * 8;
+        const bool valid = row0 + row < limit;
+        const T* src = valid ? base + static_cast<int64_t>(row0 + row) * stride + col : base;
+        yoco::cp_async_16(smem + row * SMEM_STRIDE + col, src, valid);
+    }
+}
+
+template <typename T, int D, int BN>
+__device__ __forceinline__ void prefill(const AttentionParams& p) {
+    constexpr int BM = ATTN_BLOCK_M;
+    constexpr int SMEM_STRIDE = D + ATTN_SMEM_PAD;
+    constexpr bool Q_IN_REGS = D <= 128;
+    constexpr int KSTEPS = D / 16;  // k-steps of Q Kᵀ
+    constexpr int NTILES = BN / 8;  // 8-key column tiles of S
+    constexpr int DTILES = D / 8;   // 8-wide column tiles of O
+    static_assert(BN % 16 == 0 && D % 16 == 0, "tile shapes");
+
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    T* sQ = reinterpret_cast<T*>(smem_raw);  // [BM][SMEM_STRIDE]
+    T* sK = sQ + BM * SMEM_STRIDE;           // [2][BN][SMEM_STRIDE]
+    T* sV = sK + 2 * BN * SMEM_STRIDE;       // [2][BN][SMEM_STRIDE]
+
+    const int m_block = gridDim.x - 1 - blockIdx.x;  // longest blocks first
+    const int h = blockIdx.y;
+    const int b = blockIdx.z;
+    const int hk = h / p.group;
+    const int warp = threadIdx.x >> 5;
+    const int lane = threadIdx.x & 31;
+    const int g = lane >> 2;
+    const int tig = lane & 3;
+
+    const int i0 = m_block * BM;
+    const KeyRange first = key_range(p, i0);
+    const KeyRange last = key_range(p, min(i0 + BM, p.q_len) - 1);
+    const int n_begin = first.lo / BN * BN;
+    const int n_tiles = (last.hi - n_begin + BN - 1) / BN;
+
+    const int64_t q_stride = static_cast<int64_t>(p.heads) * D;
+    const int64_t kv_stride = static_cast<int64_t>(p.kv_heads) * D;
+    const T* q = static_cast<const T*>(p.q) + static_cast<int64_t>(b) * p.q_len * q_stride + static_cast<int64_t>(h) * D;
+    const T* k = static_cast<const T*>(p.k) + b * p.kv_batch_stride + static_cast<int64_t>(hk) * D;
+    const T* v = static_cast<const T*>(p.v) + b * p.kv_batch_stride + static_cast<int64_t>(hk) * D;
+
+    load_tile<T, BM, D>(sQ, q, q_stride, i0, p.q_len);
+    load_tile<T, BN, D>(sK, k, kv_stride, n_begin, p.kv_len);
+    load_tile<T, BN, D>(sV, v, kv_stride, n_begin, p.kv_len);
+    yoco::cp_async_commit();
+
+    // This thread's two query rows (C-fragment rows g and g + 8 of its warp's 16).
+    const int qi[2] = {i0 + warp * 16 + g, i0 + warp * 16 + g + 8};
+    const KeyRange range[2] = {key_range(p, qi[0]), key_range(p, qi[1])};
+
+    float o[DTILES][4];
+#pragma unroll
+    for (int dt = 0; dt < DTILES; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY};
+    float l[2] = {0.0f, 0.0f};
+    uint32_t qf[Q_IN_REGS ? KSTEPS : 1][4];
+    const T* q_frag_row = sQ + (warp * 16 + (lane & 15)) * SMEM_STRIDE + (lane >> 4) * 8;
+
+    for (int t = 0; t < n_tiles; ++t) {
+        const int n0 = n_begin + t * BN;
+        const int buf = t & 1;
+        if (t + 1 < n_tiles) {
+            load_tile<T, BN, D>(sK + (buf ^ 1) * BN * SMEM_STRIDE, k, kv_stride, n0 + BN, p.kv_len);
+            load_tile<T, BN, D>(sV + (buf ^ 1) * BN * SMEM_STRIDE, v, kv_stride, n0 + BN, p.kv_len);
+            yoco::cp_async_commit();
+            yoco::cp_async_wait<1>();
+        } else {
+            yoco::cp_async_wait<0>();
+        }
+        __syncthreads();
+        if constexpr (Q_IN_REGS) {
+            if (t == 0) {
+#pragma unroll
+                for (int kk = 0; kk < KSTEPS; ++kk) yoco::ldmatrix_x4(qf[kk], q_frag_row + kk * 16);
+            }
+        }
+        const T* sKb = sK + buf * BN * SMEM_STRIDE;
+        const T* sVb = sV + buf * BN * SMEM_STRIDE;
+
+        // S = Q Kᵀ (raw scores, f32).
+        float s[NTILES][4];
+#pragma unroll
+        for (int nt = 0; nt < NTILES; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < KSTEPS; ++kk) {
+            uint32_t a[4];
+            if constexpr (Q_IN_REGS) {
+                a[0] = qf[kk][0], a[1] = qf[kk][1], a[2] = qf[kk][2], a[3] = qf[kk][3];
+            } else {
+                yoco::ldmatrix_x4(a, q_frag_row + kk * 16);
+            }
+#pragma unroll
+            for (int np = 0; np < NTILES / 2; ++np) {
+                // Keys np*16 + 0..15; r0, r1: B of key tile 2np (d 0-7, 8-15), r2, r3: of 2np+1.
+                uint32_t kb[4];
+                yoco::ldmatrix_x4(kb, sKb + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * SMEM_STRIDE + kk * 16 + ((lane >> 3) & 1) * 8);
+                yoco::mma_m16n8k16<T>(s[2 * np], a, kb[0], kb[1]);
+                yoco::mma_m16n8k16<T>(s[2 * np + 1], a, kb[2], kb[3]);
+            }
+        }
+
+        // The mask, only on tiles that cross one of its edges (or the end of the keys).
+        const bool full = n0 + BN <= first.hi && n0 >= last.lo;
+        if (!full) {
+#pragma unroll
+            for (int nt = 0; nt < NTILES; ++nt) {
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int j = n0 + nt * 8 + 2 * tig + (e & 1);
+                    const KeyRange& r = range[e >> 1];
+                    if (j < r.lo || j >= r.hi) s[nt][e] = -INFINITY;
+                }
+            }
+        }
+
+        // Online softmax. A row's 8-key column tiles are spread over the 4 lanes of a quad.
+        float mx[2] = {m[0], m[1]};
+#pragma unroll
+        for (int nt = 0; nt < NTILES; ++nt) {
+            mx[0] = fmaxf(mx[0], fmaxf(s[nt][0], s[nt][1]));
+            mx[1] = fmaxf(mx[1], fmaxf(s[nt][2], s[nt][3]));
+        }
+        float base[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+            mx[e] = fmaxf(mx[e], __shfl_xor_sync(0xffffffffu, mx[e], 1));
+            mx[e] = fmaxf(mx[e], __shfl_xor_sync(0xffffffffu, mx[e], 2));
+            // A row that has seen no visible key keeps max −∞: subtract 0, not −∞ (−∞ − −∞ = NaN).
+            base[e] = mx[e] == -INFINITY ? 0.0f : mx[e] * p.scale_log2;
+            const float corr = mx[e] == -INFINITY ? 1.0f : exp2f(m[e] * p.scale_log2 - base[e]);
+            m[e] = mx[e];
+            l[e] *= corr;
+#pragma unroll
+            for (int dt = 0; dt < DTILES; ++dt) {
+                o[dt][2 * e] *= corr;
+                o[dt][2 * e + 1] *= corr;
+            }
+        }
+#pragma unroll
+        for (int nt = 0; nt < NTILES; ++nt) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) s[nt][e] = exp2f(fmaf(s[nt][e], p.scale_log2, -base[e >> 1]));
+            l[0] += s[nt][0] + s[nt][1];
+            l[1] += s[nt][2] + s[nt][3];
+        }
+
+        // O += P V: P's C fragments are the A fragments of the next product (two key tiles per k-step).
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; ++kk) {
+            const uint32_t a[4] = {yoco::pack2<T>(s[2 * kk][0], s[2 * kk][1]), yoco::pack2<T>(s[2 * kk][2], s[2 * kk][3]),
+                                   yoco::pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]), yoco::pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+            for (int dp = 0; dp < D / 16; ++dp) {
+                // Keys kk*16 + 0..15, dims dp*16 + 0..15, transposed: r0, r1 for dim tile 2dp, r2, r3 for 2dp+1.
+                uint32_t vb[4];
+                yoco::ldmatrix_x4_trans(vb, sVb + (kk * 16 + (lane & 7) + (((lane >> 3) & 1) << 3)) * SMEM_STRIDE + dp * 16 + (lane >> 4) * 8);
+                yoco::mma_m16n8k16<T>(o[2 * dp], a, vb[0], vb[1]);
+                yoco::mma_m16n8k16<T>(o[2 * dp + 1], a, vb[2], vb[3]);
+            }
+        }
+        // Everyone is done with this buffer before the next iteration refills it.
+        __syncthreads();
+    }
+
+    T* out = static_cast<T*>(p.out) + static_cast<int64_t>(b) * p.q_len * q_stride + static_cast<int64_t>(h) * D;
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+        l[e] += __shfl_xor_sync(0xffffffffu, l[e], 1);
+        l[e] += __shfl_xor_sync(0xffffffffu, l[e], 2);
+        if (qi[e] >= p.q_len) continue;
+        const float inv = l[e] > 0.0f ? 1.0f / l[e] : 0.0f;
+        uint32_t* row = reinterpret_cast<uint32_t*>(out + qi[e] * q_stride);
+#pragma unroll
+        for (int dt = 0; dt < DTILES; ++dt) row[(dt * 8 + 2 * tig) / 2] = yoco::pack2<T>(o[dt][2 * e] * inv, o[dt][2 * e + 1] * inv);
+    }
+}
+
+// ---- decode: split-KV --------------------------------------------------------------------------
+
+template <typename T>
+__device__ __forceinline__ void unpack8(const yoco::Pack<T>& pk, float (&f)[8]) {
+#pragma unroll
+    for (int e = 0; e < 8; ++e) f[e] = to_f32(pk.v[e]);
+}
+
+template <typename T, int D, int ROWS>
+__device__ __forceinline__ void decode_split(const AttentionParams& p) {
+    static_assert(sizeof(T) == 2, "16-bit storage: a pack is 8 elements");
+    constexpr int LPK = D / 8;    // lanes per key, one 16-byte pack each
+    constexpr int KPW = 32 / LPK;  // keys per warp step
+    constexpr int WARPS = ATTN_DECODE_THREADS / 32;
+    constexpr int STREAMS = WARPS * KPW;  // independent online-softmax states in the block
+    constexpr int UNROLL = ROWS >= 8 ? 2 : 4;
+    constexpr int STEP = STREAMS * UNROLL;  // keys per block iteration
+
+    __shared__ float s_o[STREAMS][ROWS][D];
+    __shared__ float s_m[STREAMS][ROWS];
+    __shared__ float s_l[STREAMS][ROWS];
+
+    const int split = blockIdx.x;
+    const int hk = blockIdx.y;
+    const int b = blockIdx.z;
+    const int warp = threadIdx.x >> 5;
+    const int lane = threadIdx.x & 31;
+    const int part = lane % LPK;  // which 8 dims of the head
+    const int stream = warp * KPW + lane / LPK;
+
+    const int64_t q_stride = static_cast<int64_t>(p.heads) * D;
+    const int64_t kv_stride = static_cast<int64_t>(p.kv_heads) * D;
+    const T* k = static_cast<const T*>(p.k) + b * p.kv_batch_stride + static_cast<int64_t>(hk) * D + part * 8;
+    const T* v = static_cast<const T*>(p.v) + b * p.kv_batch_stride + static_cast<int64_t>(hk) * D + part * 8;
+
+    // Row r: query r / group of head hk * group + r % group; rows past p.rows see nothing.
+    float qv[ROWS][8];
+    KeyRange range[ROWS];
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+        if (r < p.rows) {
+            const int i = r / p.group;
+            const int h = hk * p.group + r % p.group;
+            const T* qrow = static_cast<const T*>(p.q) + (static_cast<int64_t>(b) * p.q_len + i) * q_stride + static_cast<int64_t>(h) * D + part * 8;
+            unpack8(*reinterpret_cast<const yoco::Pack<T>*>(qrow), qv[r]);
+#pragma unroll
+            for (int e = 0; e < 8; ++e) qv[r][e] *= p.scale_log2;
+            range[r] = key_range(p, i);
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; ++e) qv[r][e] = 0.0f;
+            range[r] = {0, 0};
+        }
+    }
+
+    float acc[ROWS][8];
+    float m[ROWS];
+    float l[ROWS];
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[r][e] = 0.0f;
+    }
+
+    const int begin = p.key_begin + split * p.keys_per_split;
+    const int end = min(begin + p.keys_per_split, p.kv_len);
+    for (int base = begin; base < end; base += STEP) {
+        yoco::Pack<T> kp[UNROLL], vp[UNROLL];
+        int j[UNROLL];
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            j[u] = base + u * STREAMS + stream;
+            if (j[u] < end) {
+                kp[u] = *reinterpret_cast<const yoco::Pack<T>*>(k + j[u] * kv_stride);
+                vp[u] = *reinterpret_cast<const yoco::Pack<T>*>(v + j[u] * kv_stride);
+            } else {
+#pragma unroll
+                for (int e = 0; e < 8; ++e) kp[u].v[e] = vp[u].v[e] = yoco::from_f32<T>(0.0f);
+            }
+        }
+        float s[UNROLL][ROWS];
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            float kf[8];
+            unpack8(kp[u], kf);
+#pragma unroll
+            for (int r = 0; r < ROWS; ++r) {
+                float d = 0.0f;
+#pragma unroll
+                for (int e = 0; e < 8; ++e) d = fmaf(qv[r][e], kf[e], d);
+                // The LPK lanes of a key are consecutive: xor offsets below LPK stay in the group.
+#pragma unroll
+                for (int off = LPK / 2; off > 0; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
+                const bool visible = j[u] < end && j[u] >= range[r].lo && j[u] < range[r].hi;
+                s[u][r] = visible ? d : -INFINITY;
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < ROWS; ++r) {
+            float mx = m[r];
+#pragma unroll
+            for (int u = 0; u < UNROLL; ++u) mx = fmaxf(mx, s[u][r]);
+            if (mx == -INFINITY) continue;  // nothing visible to this row yet
+            const float corr = exp2f(m[r] - mx);  // m = −∞ gives 0
+            l[r] *= corr;
+#pragma unroll
+            for (int e = 0; e < 8; ++e) acc[r][e] *= corr;
+#pragma unroll
+            for (int u = 0; u < UNROLL; ++u) {
+                const float pu = exp2f(s[u][r] - mx);
+                l[r] += pu;
+                float vf[8];
+                unpack8(vp[u], vf);
+#pragma unroll
+                for (int e = 0; e < 8; ++e) acc[r][e] = fmaf(pu, vf[e], acc[r][e]);
+            }
+            m[r] = mx;
+        }
+    }
+
+    // Merge the block's streams, then write this split's partial.
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) s_o[stream][r][part * 8 + e] = acc[r][e];
+        if (part == 0) {
+            s_m[stream][r] = m[r];
+            s_l[stream][r] = l[r];
+        }
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < p.rows * D; idx += ATTN_DECODE_THREADS) {
+        const int r = idx / D;
+        const int d = idx % D;
+        float mx = -INFINITY;
+#pragma unroll
+        for (int st = 0; st < STREAMS; ++st) mx = fmaxf(mx, s_m[st][r]);
+        float o = 0.0f, lsum = 0.0f;
+        if (mx != -INFINITY) {
+#pragma unroll
+            for (int st = 0; st < STREAMS; ++st) {
+                const float w = exp2f(s_m[st][r] - mx);
+                o = fmaf(w, s_o[st][r][d], o);
+                lsum = fmaf(w, s_l[st][r], lsum);
+            }
+        }
+        const int64_t slot = ((static_cast<int64_t>(b) * p.kv_heads + hk) * p.splits + split) * p.rows + r;
+        p.partial_o[slot * D + d] = o;
+        if (d == 0) {
+            p.partial_ml[slot * 2] = mx;
+            p.partial_ml[slot * 2 + 1] = lsum;
+        }
+    }
+}
+
+// One (row, K/V head, batch) per program: merges the splits and writes the output row.
+template <typename T>
+__device__ __forceinline__ void decode_combine(const AttentionParams& p) {
+    const int head_dim = p.head_dim;
+    const int r = blockIdx.x;
+    const int hk = blockIdx.y;
+    const int b = blockIdx.z;
+    const int64_t first = ((static_cast<int64_t>(b) * p.kv_heads + hk) * p.splits) * p.rows + r;
+    float mx = -INFINITY;
+    for (int s = 0; s < p.splits; ++s) mx = fmaxf(mx, p.partial_ml[(first + static_cast<int64_t>(s) * p.rows) * 2]);
+    float lsum = 0.0f;
+    if (mx != -INFINITY) {
+        for (int s = 0; s < p.splits; ++s) {
+            const int64_t slot = first + static_cast<int64_t>(s) * p.rows;
+            lsum = fmaf(exp2f(p.partial_ml[slot * 2] - mx), p.partial_ml[slot * 2 + 1], lsum);
+        }
+    }
+    const float inv = lsum > 0.0f ? 1.0f / lsum : 0.0f;
+    const int i = r / p.group;
+    const int h = hk * p.group + r % p.group;
+    T* out = static_cast<T*>(p.out) + ((static_cast<int64_t>(b) * p.q_len + i) * p.heads + h) * head_dim;
+    for (int d = threadIdx.x; d < head_dim; d += ATTN_COMBINE_THREADS) {
+        float o = 0.0f;
+        if (mx != -INFINITY) {
+            for (int s = 0; s < p.splits; ++s) {
+                const int64_t slot = first + static_cast<int64_t>(s) * p.rows;
+                o = fmaf(exp2f(p.partial_ml[slot * 2] - mx), p.partial_o[slot * head_dim + d], o);
+            }
+        }
+        out[d] = yoco::from_f32<T>(o * inv);
+    }
+}
+
+}  // namespace
+
+// Entries: attention_prefill_d{64,128,256}_{bf16,f16}, attention_decode_d{D}_r{1,2,4,8}_{dtype},
+// attention_combine_{dtype}.
+#define PREFILL_ENTRY(D, BN, NAME, T) \
+    extern "C" __global__ void __launch_bounds__(ATTN_PREFILL_THREADS) attention_prefill_d##D##_##NAME(AttentionParams p) { prefill<T, D, BN>(p); }
+#define DECODE_ENTRY(D, R, NAME, T) \
+    extern "C" __global__ void __launch_bounds__(ATTN_DECODE_THREADS) attention_decode_d##D##_r##R##_##NAME(AttentionParams p) { decode_split<T, D, R>(p); }
+#define DECODE_ENTRIES(D, NAME, T) DECODE_ENTRY(D, 1, NAME, T) DECODE_ENTRY(D, 2, NAME, T) DECODE_ENTRY(D, 4, NAME, T) DECODE_ENTRY(D, 8, NAME, T)
+#define DTYPE_ENTRIES(NAME, T)                              \
+    PREFILL_ENTRY(64, ATTN_BLOCK_N_SMALL_D, NAME, T)        \
+    PREFILL_ENTRY(128, ATTN_BLOCK_N_SMALL_D, NAME, T)       \
+    PREFILL_ENTRY(256, ATTN_BLOCK_N_D256, NAME, T)          \
+    DECODE_ENTRIES(64, NAME, T)                             \
+    DECODE_ENTRIES(128, NAME, T)                            \
+    DECODE_ENTRIES(256, NAME, T)                            \
+    extern "C" __global__ void __launch_bounds__(ATTN_COMBINE_THREADS) attention_combine_##NAME(AttentionParams p) { \
+        decode_combine<T>(p);                               \
+    }
+
+DTYPE_ENTRIES(bf16, __nv_bfloat16)
+DTYPE_ENTRIES(f16, __half)

@@ -25,7 +25,10 @@ fn measure(config: &ModelConfig, batch: usize, prompt: usize, span: usize, capac
 #[test]
 fn measured_peaks_equal_the_analytic_model() {
     let tiny = preset("tiny-yoco").unwrap();
-    for config in [tiny.clone(), tiny.transformer_twin()] {
+    let mut swa = tiny.clone();
+    swa.architecture = yoco::model::Architecture::Yoco { self_decoder: yoco::model::SelfDecoder::SlidingWindow { window: 24 } };
+    swa.name = "tiny-swa-yoco".into();
+    for config in [tiny.clone(), tiny.transformer_twin(), swa] {
         for (batch, prompt, span, capacity) in [(1, 64, 64, 80), (2, 100, 32, 128), (3, 40, 16, 40)] {
             let measured = measure(&config, batch, prompt, span, capacity);
             let p = predict(&config, &Workload { batch, capacity, prompt, span, elem: 4 });

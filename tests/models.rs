@@ -32,6 +32,40 @@ fn yoco_model(backend: Backend, device: &Device) -> Yoco {
     Yoco::new(&c, Weights::init(&c, 5, DType::F32, device).unwrap(), Ops::new(backend), device).unwrap()
 }
 
+/// The micro YOCO with a sliding-window self-decoder of `window` tokens.
+fn swa_model(backend: Backend, device: &Device, window: usize) -> Yoco {
+    let mut c = micro();
+    c.architecture = yoco::model::Architecture::Yoco { self_decoder: yoco::model::SelfDecoder::SlidingWindow { window } };
+    Yoco::new(&c, Weights::init(&c, 5, DType::F32, device).unwrap(), Ops::new(backend), device).unwrap()
+}
+
+#[test]
+fn sliding_window_yoco_matches_its_reference_and_decodes_consistently() {
+    let cpu = Device::cpu();
+    // Windows below, at and above the prompt length; prefill spans that cross the window.
+    for window in [5, 16, 40] {
+        let (fast, reference) = (swa_model(Backend::Fast, &cpu, window), swa_model(Backend::Reference, &cpu, window));
+        let (batch, prompt, steps) = (2, 23, 4);
+        let n = prompt + steps;
+        let all = tokens(7, batch * n, VOCAB);
+        let mut full_cache = reference.new_cache(batch, n).unwrap();
+        let full = reference.forward_all(&mut full_cache, &all, 16).unwrap().to_f64_vec().unwrap();
+        let prompt_tokens: Vec<u32> = (0..batch).flat_map(|b| all[b * n..b * n + prompt].to_vec()).collect();
+        let mut cache = fast.new_cache(batch, n).unwrap();
+        let first = fast.prefill(&mut cache, &prompt_tokens, 7, 16).unwrap().to_f64_vec().unwrap();
+        for b in 0..batch {
+            check_rel_l2(&format!("W={window} prefill"), &row(&first, b, 1, 0, VOCAB), &row(&full, b, n, prompt - 1, VOCAB), 1e-4).unwrap();
+        }
+        for s in 0..steps {
+            let step: Vec<u32> = (0..batch).map(|b| all[b * n + prompt + s]).collect();
+            let logits = fast.decode(&mut cache, &step).unwrap().to_f64_vec().unwrap();
+            for b in 0..batch {
+                check_rel_l2(&format!("W={window} decode {s}"), &row(&logits, b, 1, 0, VOCAB), &row(&full, b, n, prompt + s, VOCAB), 1e-4).unwrap();
+            }
+        }
+    }
+}
+
 fn transformer_model(backend: Backend, device: &Device) -> Transformer {
     let c = micro().transformer_twin();
     Transformer::new(&c, Weights::init(&c, 5, DType::F32, device).unwrap(), Ops::new(backend), device).unwrap()

@@ -225,7 +225,13 @@ pub const PAPER_VOCAB: usize = 100_288;
 pub fn presets() -> Vec<ModelConfig> {
     let mut v = vec![
         // The project's CPU configs: the same structure, sized to run in seconds on 2 cores.
-        yoco("tiny-yoco", 256, 4, 4, 2, 704, 64, 1024, 4096),
+        yoco("tiny-yoco", 256, 4, 4, 2, 704, 64, 1024, 1 << 17),
+        // The same with a sliding-window self-decoder (the paper's other choice).
+        ModelConfig {
+            name: "tiny-swa-yoco".into(),
+            architecture: Architecture::Yoco { self_decoder: SelfDecoder::SlidingWindow { window: 512 } },
+            ..yoco("tiny-yoco", 256, 4, 4, 2, 704, 64, 1024, 1 << 17)
+        },
         yoco("small-yoco", 512, 8, 8, 4, 1408, 128, 8192, 65_536),
         // YOCO-3B (the inference-efficiency model): 13 gRet + 13 cross layers, GQA 24/8.
         yoco("yoco-3b", 3072, 26, 24, 8, 8192, 128, PAPER_VOCAB, 1 << 20),
@@ -283,6 +289,7 @@ mod tests {
         }
         assert_eq!(preset("yoco-3b-transformer").unwrap().architecture, Architecture::Transformer);
         assert_eq!(preset("tiny-transformer").unwrap().d_model, 256);
+        assert_eq!(preset("tiny-swa-transformer").unwrap().architecture, Architecture::Transformer);
     }
 
     #[test]

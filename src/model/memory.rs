@@ -71,8 +71,12 @@ pub fn predict(c: &ModelConfig, w: &Workload) -> MemoryEstimate {
     };
     let weights = c.parameter_count().total() * w.elem + extra;
     let kv_cache = b * w.capacity * kv_bytes_per_token(c, w.elem);
-    // A prefill span replaces each retention state with a new one: one layer's worth extra.
-    let per_layer_state = if c.self_layers() > 0 { state_bytes_per_sequence(c, w.elem) / c.self_layers() } else { 0 };
+    // A prefill span replaces each retention state with a new one: one layer's worth extra
+    // (sliding-window rings are written in place).
+    let per_layer_state = match c.architecture {
+        Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { .. } } => state_bytes_per_sequence(c, w.elem) / c.self_layers(),
+        _ => 0,
+    };
     let recurrent_state = b * (state_bytes_per_sequence(c, w.elem) + per_layer_state);
 
     // Activations: the most bytes live at once inside one span (see yoco.rs / transformer.rs /
@@ -91,9 +95,23 @@ pub fn predict(c: &ModelConfig, w: &Workload) -> MemoryEstimate {
                 // Retention: x, y, q, k, v, o and the f32 gates; the FFN half as above.
                 (6 * e + b * span * heads * 4).max(6 * e + ffn).max(7 * e)
             }
-            Architecture::Yoco { self_decoder: SelfDecoder::SlidingWindow { .. } } => {
-                let q = b * span * c.n_heads * c.head_dim * w.elem;
-                (6 * e + 2 * q + ffn).max(7 * e + 2 * q)
+            Architecture::Yoco { self_decoder: SelfDecoder::SlidingWindow { window } } => {
+                // The ring lays the last W − 1 held keys and values out in order (`recent`), then
+                // concatenates them with the span's: both copies live during the attention.
+                let kv_row = c.n_kv_heads * c.head_dim * w.elem;
+                let attention = (0..w.prompt)
+                    .step_by(span)
+                    .map(|start| {
+                        let n = span.min(w.prompt - start);
+                        let prefix = start.min(window - 1);
+                        let copies = if prefix > 0 { 2 * b * (2 * prefix + n) * kv_row } else { 0 };
+                        let e = b * n * d * w.elem;
+                        let q = b * n * c.n_heads * c.head_dim * w.elem;
+                        2 * e + 2 * q + 2 * b * n * kv_row + copies
+                    })
+                    .max()
+                    .unwrap_or(0);
+                attention.max(6 * e + ffn).max(7 * e)
             }
         };
     MemoryEstimate { weights, kv_cache, recurrent_state, activations }

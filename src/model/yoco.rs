@@ -1,4 +1,4 @@
-//! YOCO: a self-decoder of gated-retention layers (layers 1..L/2) whose output is projected
+//! YOCO: a self-decoder of gated-retention or sliding-window layers (layers 1..L/2) whose output is projected
 //! once into the shared K̂/V̂ cache, then a cross-decoder (layers L/2+1..L) whose layers attend
 //! to that one cache with their own queries.
 //!
@@ -9,32 +9,49 @@
 
 use yoco_core::{DType, Device, Error, MemoryCategory, Result, Tensor};
 use yoco_gqa::{KvCache, Mask};
+use yoco_swa::SwaCache;
 use yoco_rope::{Rope, RopeVariant};
 
 use super::blocks::{ffn_half, heads, last_token, logits, merge_heads};
 use super::config::{Architecture, ModelConfig, SelfDecoder};
-use super::ops::Ops;
+use super::ops::{Backend, Ops};
 use super::weights::Weights;
 
-/// A YOCO model with gated-retention self-decoder.
+/// The self-decoder's mixer, with what it needs beyond its weights.
+enum Mixer {
+    /// Gated retention: its heads, their RoPE, and the `[head_dim]` ones of its per-head RMSNorm
+    /// (which has no weight).
+    Retention { heads: usize, head_dim: usize, rope: Rope, unit_norm: Tensor },
+    /// Sliding-window attention over the last `window` tokens (the attention heads' RoPE).
+    Window { window: usize },
+}
+
+/// A YOCO model: gated-retention or sliding-window self-decoder, cross-decoder over one cache.
 pub struct Yoco {
     pub config: ModelConfig,
     weights: Weights,
     ops: Ops,
     device: Device,
-    gret_heads: usize,
-    gret_head_dim: usize,
-    /// RoPE for the retention heads and for the attention heads (YOCO's variant for both).
-    gret_rope: Rope,
+    mixer: Mixer,
+    /// RoPE of the attention heads (YOCO's variant).
     attn_rope: Rope,
-    /// `[gret_head_dim]` ones: the per-head RMSNorm of the retention output has no weight.
-    unit_norm: Tensor,
 }
 
-/// What YOCO keeps per batch of sequences between calls: one D×D state per self-decoder layer
-/// and the shared K̂/V̂ cache.
+/// One self-decoder layer's per-sequence state.
+enum SelfState {
+    /// `[batch, heads, head_dim, head_dim]` f32.
+    Retention(Tensor),
+    /// The ring of the last W keys and values (fast backend).
+    Window(SwaCache),
+    /// Every key and value, read through the window mask (reference backend: the oracle needs
+    /// no ring).
+    WindowReference(KvCache),
+}
+
+/// What YOCO keeps per batch of sequences between calls: each self-decoder layer's state (a
+/// D×D retention state or a ring of W keys) and the shared K̂/V̂ cache.
 pub struct YocoCache {
-    states: Vec<Tensor>,
+    states: Vec<SelfState>,
     cross: KvCache,
     batch: usize,
 }
@@ -58,24 +75,23 @@ impl Yoco {
     /// Builds the model from `weights` (whose dtype is the model's) on `device`.
     pub fn new(config: &ModelConfig, weights: Weights, ops: Ops, device: &Device) -> Result<Yoco> {
         config.validate()?;
-        let (gret_heads, gret_head_dim) = match config.architecture {
-            Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { heads, head_dim } } => (heads, head_dim),
-            Architecture::Yoco { self_decoder: SelfDecoder::SlidingWindow { .. } } => {
-                return Err(Error::Unsupported { op: "Yoco::new", what: "a sliding-window self-decoder (gated retention only, for now)".into() })
-            }
+        let mixer = match config.architecture {
+            Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { heads, head_dim } } => Mixer::Retention {
+                heads,
+                head_dim,
+                rope: Rope::new(RopeVariant::Yoco, head_dim, config.rope_theta, device)?,
+                unit_norm: Tensor::from_f64(&vec![1.0; head_dim], [head_dim], weights.dtype(), device, MemoryCategory::Weights)?,
+            },
+            Architecture::Yoco { self_decoder: SelfDecoder::SlidingWindow { window } } => Mixer::Window { window },
             Architecture::Transformer => return Err(Error::invalid("Yoco::new", "architecture", "a Transformer config: use Transformer::new")),
         };
-        let unit_norm = Tensor::from_f64(&vec![1.0; gret_head_dim], [gret_head_dim], weights.dtype(), device, MemoryCategory::Weights)?;
         Ok(Yoco {
-            gret_rope: Rope::new(RopeVariant::Yoco, gret_head_dim, config.rope_theta, device)?,
+            mixer,
             attn_rope: Rope::new(RopeVariant::Yoco, config.head_dim, config.rope_theta, device)?,
             config: config.clone(),
             weights,
             ops,
             device: device.clone(),
-            gret_heads,
-            gret_head_dim,
-            unit_norm,
         })
     }
 
@@ -89,8 +105,17 @@ impl Yoco {
         if capacity > c.max_seq_len {
             return Err(Error::invalid("Yoco::new_cache", "capacity", format!("{capacity} tokens exceed max_seq_len = {}", c.max_seq_len)));
         }
-        let state_dims = [batch, self.gret_heads, self.gret_head_dim, self.gret_head_dim];
-        let states = (0..c.self_layers()).map(|_| Tensor::zeros(state_dims, DType::F32, &self.device, MemoryCategory::RecurrentState)).collect::<Result<_>>()?;
+        let dtype = self.weights.dtype();
+        let new_state = || -> Result<SelfState> {
+            Ok(match (&self.mixer, self.ops.backend) {
+                (Mixer::Retention { heads, head_dim, .. }, _) => {
+                    SelfState::Retention(Tensor::zeros([batch, *heads, *head_dim, *head_dim], DType::F32, &self.device, MemoryCategory::RecurrentState)?)
+                }
+                (Mixer::Window { window }, Backend::Fast) => SelfState::Window(SwaCache::new(batch, *window, c.n_kv_heads, c.head_dim, dtype, &self.device)?),
+                (Mixer::Window { .. }, Backend::Reference) => SelfState::WindowReference(KvCache::new(batch, capacity, c.n_kv_heads, c.head_dim, dtype, &self.device)?),
+            })
+        };
+        let states = (0..c.self_layers()).map(|_| new_state()).collect::<Result<_>>()?;
         let cross = KvCache::new(batch, capacity, c.n_kv_heads, c.head_dim, self.weights.dtype(), &self.device)?;
         Ok(YocoCache { states, cross, batch })
     }
@@ -112,20 +137,40 @@ impl Yoco {
         }
     }
 
-    /// Gated retention mixer of layer `l` on the normed chunk `y` at positions `offset..`.
-    fn retention(&self, l: usize, y: &Tensor, state: &mut Tensor, offset: usize, chunk: usize) -> Result<Tensor> {
-        let (w, ops) = (&self.weights, &self.ops);
-        let p = format!("self.{l}.gret");
-        let (h, d) = (self.gret_heads, self.gret_head_dim);
-        let q = ops.rope(&self.gret_rope, &heads(ops, y, w.get(&format!("{p}.wq"))?, h, d)?, offset)?;
-        let k = ops.rope(&self.gret_rope, &heads(ops, y, w.get(&format!("{p}.wk"))?, h, d)?, offset)?;
-        let v = heads(ops, y, w.get(&format!("{p}.wv"))?, h, d)?;
-        let log_decay = ops.log_decay(&ops.linear(y, w.get(&format!("{p}.wgamma"))?)?)?;
-        let o = ops.gated_retention(&q, &k, &v, &log_decay, state, chunk)?;
-        drop((q, k, v, log_decay));
-        let o = merge_heads(ops.rms_norm(&o, &self.unit_norm, self.config.norm_eps)?)?;
-        let gated = ops.silu_mul(&ops.linear(y, w.get(&format!("{p}.wg"))?)?, &o)?;
-        ops.linear(&gated, w.get(&format!("{p}.wo"))?)
+    /// The self-decoder mixer of layer `l` on the normed span `y` at positions `offset..`.
+    fn mixer(&self, l: usize, y: &Tensor, state: &mut SelfState, offset: usize, chunk: usize) -> Result<Tensor> {
+        let (w, ops, c) = (&self.weights, &self.ops, &self.config);
+        match (&self.mixer, state) {
+            (Mixer::Retention { heads: h, head_dim: d, rope, unit_norm }, SelfState::Retention(state)) => {
+                let p = format!("self.{l}.gret");
+                let q = ops.rope(rope, &heads(ops, y, w.get(&format!("{p}.wq"))?, *h, *d)?, offset)?;
+                let k = ops.rope(rope, &heads(ops, y, w.get(&format!("{p}.wk"))?, *h, *d)?, offset)?;
+                let v = heads(ops, y, w.get(&format!("{p}.wv"))?, *h, *d)?;
+                let log_decay = ops.log_decay(&ops.linear(y, w.get(&format!("{p}.wgamma"))?)?)?;
+                let o = ops.gated_retention(&q, &k, &v, &log_decay, state, chunk)?;
+                drop((q, k, v, log_decay));
+                let o = merge_heads(ops.rms_norm(&o, unit_norm, c.norm_eps)?)?;
+                let gated = ops.silu_mul(&ops.linear(y, w.get(&format!("{p}.wg"))?)?, &o)?;
+                ops.linear(&gated, w.get(&format!("{p}.wo"))?)
+            }
+            (Mixer::Window { window }, state) => {
+                let p = format!("self.{l}.swa");
+                let q = ops.rope(&self.attn_rope, &heads(ops, y, w.get(&format!("{p}.wq"))?, c.n_heads, c.head_dim)?, offset)?;
+                let k = ops.rope(&self.attn_rope, &heads(ops, y, w.get(&format!("{p}.wk"))?, c.n_kv_heads, c.head_dim)?, offset)?;
+                let v = heads(ops, y, w.get(&format!("{p}.wv"))?, c.n_kv_heads, c.head_dim)?;
+                let a = match state {
+                    SelfState::Window(ring) => ring.forward(&q, &k, &v, None)?,
+                    SelfState::WindowReference(cache) => {
+                        cache.append(&k, &v)?;
+                        ops.attend(cache, &q, Mask::Window(*window))?
+                    }
+                    SelfState::Retention(_) => return Err(Error::invalid("Yoco", "state", "a retention state for a windowed layer")),
+                };
+                drop((q, k, v));
+                ops.linear(&merge_heads(a)?, w.get(&format!("{p}.wo"))?)
+            }
+            (Mixer::Retention { .. }, _) => Err(Error::invalid("Yoco", "state", "a window state for a retention layer")),
+        }
     }
 
     /// Runs the self-decoder over one span `tokens` ([batch × n], row-major) at the cache's
@@ -137,7 +182,7 @@ impl Yoco {
         let mut x = ops.embed(w.get("embed")?, tokens, cache.batch)?;
         let mut y = ops.rms_norm(&x, w.get("self.0.mixer_norm")?, c.norm_eps)?;
         for l in 0..c.self_layers() {
-            let m = self.retention(l, &y, &mut cache.states[l], offset, chunk)?;
+            let m = self.mixer(l, &y, &mut cache.states[l], offset, chunk)?;
             (x, y) = ffn_half(ops, w, &format!("self.{l}"), &x, &m, w.get(&self.norm_after_self(l))?, c.norm_eps)?;
         }
         drop(y);

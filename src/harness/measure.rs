@@ -1,0 +1,181 @@
+//! One measurement: a model at one context length — memory (accounting, analytic prediction and
+//! resident memory), prefill latency, decode rate — and its throughput at the largest batch that
+//! fits the memory budget.
+
+use serde::Serialize;
+use yoco_core::rng::Rng;
+use yoco_core::{MemoryCategory, MemorySnapshot, Result};
+
+use super::rss;
+use crate::model::memory::{predict, MemoryEstimate, Workload};
+use crate::model::{generate, AnyModel, Sampler};
+
+/// Bytes by category.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Breakdown {
+    pub weights: usize,
+    pub kv_cache: usize,
+    pub recurrent_state: usize,
+    pub activations: usize,
+    /// The most bytes held at once (not the sum of the category peaks).
+    pub total: usize,
+}
+
+impl Breakdown {
+    fn from_peaks(s: &MemorySnapshot) -> Breakdown {
+        Breakdown {
+            weights: s.peak(MemoryCategory::Weights),
+            kv_cache: s.peak(MemoryCategory::KvCache),
+            recurrent_state: s.peak(MemoryCategory::RecurrentState),
+            activations: s.peak(MemoryCategory::Activations),
+            total: s.total_peak,
+        }
+    }
+
+    fn from_estimate(e: &MemoryEstimate) -> Breakdown {
+        Breakdown { weights: e.weights, kv_cache: e.kv_cache, recurrent_state: e.recurrent_state, activations: e.activations, total: e.total() }
+    }
+
+    /// The parts in report order.
+    pub fn parts(&self) -> [usize; 4] {
+        [self.weights, self.kv_cache, self.recurrent_state, self.activations]
+    }
+}
+
+/// The throughput run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Throughput {
+    /// The largest batch whose predicted peak fits the budget (capped by `max_batch`).
+    pub batch: usize,
+    /// Its predicted peak bytes.
+    pub predicted_bytes: usize,
+    pub prefill_seconds: f64,
+    pub decode_seconds: f64,
+    /// batch × generated tokens / (prefill + decode seconds).
+    pub tokens_per_second: f64,
+}
+
+/// Everything measured for one model at one length.
+#[derive(Clone, Debug, Serialize)]
+pub struct Measurement {
+    pub model: String,
+    pub yoco: bool,
+    /// Prompt + generated tokens.
+    pub length: usize,
+    pub prompt: usize,
+    pub generated: usize,
+    /// Peaks from the accounting, batch 1.
+    pub memory: Breakdown,
+    /// The analytic model's prediction for the same run.
+    pub predicted: Breakdown,
+    /// Peak resident memory of the process during the run minus before it (CPU), or the
+    /// device's used memory (CUDA); `None` where unavailable.
+    pub resident_bytes: Option<u64>,
+    /// Time to first token (prefill + sampling), median over repetitions, batch 1.
+    pub prefill_seconds: f64,
+    pub prefill_samples: Vec<f64>,
+    /// Mean seconds per decode step, batch 1.
+    pub decode_seconds_per_token: f64,
+    pub throughput: Option<Throughput>,
+}
+
+/// How to run a measurement.
+#[derive(Clone, Debug)]
+pub struct RunPlan {
+    pub generated: usize,
+    pub span: usize,
+    pub repetitions: usize,
+    pub budget_bytes: usize,
+    pub max_batch: usize,
+    pub elem: usize,
+    pub seed: u64,
+}
+
+fn random_prompt(rng: &mut Rng, n: usize, vocab: usize) -> Vec<u32> {
+    (0..n).map(|_| rng.below(vocab) as u32).collect()
+}
+
+/// The largest batch (≤ `plan.max_batch`) whose predicted peak fits the budget, and that peak.
+pub fn batch_for_budget(model: &AnyModel, length: usize, plan: &RunPlan) -> Option<(usize, usize)> {
+    let prompt = length - plan.generated;
+    (1..=plan.max_batch)
+        .map(|batch| (batch, predict(model.config(), &Workload { batch, capacity: length, prompt, span: plan.span, elem: plan.elem }).total()))
+        .take_while(|&(_, bytes)| bytes <= plan.budget_bytes)
+        .last()
+}
+
+/// Measures `model` at `length` tokens (the last `plan.generated` of them generated).
+pub fn measure(model: &AnyModel, length: usize, plan: &RunPlan, with_throughput: bool) -> Result<Measurement> {
+    let config = model.config();
+    let prompt = length - plan.generated;
+    let mut rng = Rng::new(plan.seed ^ length as u64);
+    let tokens = random_prompt(&mut rng, prompt, config.vocab_size);
+    let device = model.device();
+
+    let mut prefill_samples = Vec::new();
+    let mut decode = Vec::new();
+    let mut memory = Breakdown::default();
+    let mut resident_bytes = None;
+    for rep in 0..plan.repetitions.max(1) {
+        device.tracker().reset_peaks();
+        let before = resident(device);
+        rss::reset_peak();
+        let g = generate(model, &tokens, 1, plan.generated, &mut Sampler::Greedy, plan.span)?;
+        prefill_samples.push(g.prefill_seconds);
+        decode.push(g.decode_seconds / (plan.generated.max(2) - 1) as f64);
+        if rep == 0 {
+            memory = Breakdown::from_peaks(&device.memory());
+            resident_bytes = resident_peak(device).zip(before).map(|(peak, before)| peak.saturating_sub(before));
+        }
+    }
+    let predicted = Breakdown::from_estimate(&predict(config, &Workload { batch: 1, capacity: length, prompt, span: plan.span, elem: plan.elem }));
+
+    let throughput = match batch_for_budget(model, length, plan) {
+        Some((batch, predicted_bytes)) if with_throughput => {
+            let prompts = random_prompt(&mut rng, batch * prompt, config.vocab_size);
+            let g = generate(model, &prompts, batch, plan.generated, &mut Sampler::Greedy, plan.span)?;
+            Some(Throughput {
+                batch,
+                predicted_bytes,
+                prefill_seconds: g.prefill_seconds,
+                decode_seconds: g.decode_seconds,
+                tokens_per_second: (batch * plan.generated) as f64 / (g.prefill_seconds + g.decode_seconds),
+            })
+        }
+        _ => None,
+    };
+    Ok(Measurement {
+        model: config.name.clone(),
+        yoco: config.is_yoco(),
+        length,
+        prompt,
+        generated: plan.generated,
+        memory,
+        predicted,
+        resident_bytes,
+        prefill_seconds: yoco_core::ceiling::median(&mut prefill_samples.clone()),
+        prefill_samples,
+        decode_seconds_per_token: yoco_core::ceiling::median(&mut decode),
+        throughput,
+    })
+}
+
+/// Bytes in use now: the process's resident set (CPU) or the device's used memory (CUDA).
+fn resident(device: &yoco_core::Device) -> Option<u64> {
+    match device {
+        yoco_core::Device::Cpu(_) => rss::current(),
+        #[cfg(feature = "cuda")]
+        yoco_core::Device::Cuda(d) => d.mem_info().ok().map(|(free, total)| (total - free) as u64),
+    }
+}
+
+/// Peak bytes in use since the reset: the resident high-water mark (CPU); on CUDA the used memory
+/// now, read right after the run while its buffers are still cached by the stream-ordered
+/// allocator (an approximation the report labels as such).
+fn resident_peak(device: &yoco_core::Device) -> Option<u64> {
+    match device {
+        yoco_core::Device::Cpu(_) => rss::peak(),
+        #[cfg(feature = "cuda")]
+        yoco_core::Device::Cuda(_) => resident(device),
+    }
+}

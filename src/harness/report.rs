@@ -1,0 +1,308 @@
+//! Writing a comparison: results.json (everything, with the protocol), results.csv (one row per
+//! measurement), summary.md (the ratio tables beside the paper's), and the plots.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use yoco_core::{Error, Result};
+
+use super::calibrate::Calibration;
+use super::measure::Measurement;
+use super::paper;
+use super::plot::{human, write_bars, write_lines, LineChart, Series, StackedBars};
+use super::projection::{Efficiencies, ProjectedPoint};
+
+/// How the numbers were produced: printed in every report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Protocol {
+    pub date: String,
+    pub machine: String,
+    pub build: String,
+    pub backend: String,
+    pub device: String,
+    pub dtype: String,
+    pub yoco_config: String,
+    pub transformer_config: String,
+    pub lengths: Vec<usize>,
+    pub generated_tokens: usize,
+    pub prefill_span: usize,
+    pub repetitions: usize,
+    pub memory_budget_bytes: usize,
+    pub max_batch: usize,
+    pub notes: Vec<String>,
+}
+
+/// KV cache bytes per token for one model size.
+#[derive(Clone, Debug, Serialize)]
+pub struct KvRow {
+    pub config: String,
+    pub parameters: usize,
+    pub transformer_bytes: usize,
+    pub yoco_bytes: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub protocol: Protocol,
+    pub calibration: Calibration,
+    pub measurements: Vec<Measurement>,
+    pub kv_per_token: Vec<KvRow>,
+    pub projection_efficiencies: Efficiencies,
+    pub projection: Vec<ProjectedPoint>,
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::invalid("report", "output", format!("{}: {e}", path.display()))
+}
+
+impl Report {
+    fn pairs(&self) -> Vec<(&Measurement, &Measurement)> {
+        let yoco: Vec<&Measurement> = self.measurements.iter().filter(|m| m.yoco).collect();
+        yoco.into_iter().filter_map(|y| self.measurements.iter().find(|t| !t.yoco && t.length == y.length).map(|t| (y, t))).collect()
+    }
+
+    /// Writes every file into `dir`, first into a hidden staging folder beside them, then moved
+    /// into place, so that a failure leaves no half-written report behind. Only the report's own
+    /// files are replaced; nothing else in `dir` is touched.
+    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let staging = dir.join(format!(".partial-{}", std::process::id()));
+        std::fs::create_dir_all(&staging).map_err(|e| io(&staging, e))?;
+        let result = self.write_all(&staging);
+        let mut written = Vec::new();
+        if result.is_ok() {
+            for entry in std::fs::read_dir(&staging).map_err(|e| io(&staging, e))? {
+                let from = entry.map_err(|e| io(&staging, e))?.path();
+                let to = dir.join(from.file_name().expect("a file in the staging folder"));
+                std::fs::rename(&from, &to).map_err(|e| io(&to, e))?;
+                written.push(to);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&staging);
+        result.map(|_| {
+            written.sort();
+            written
+        })
+    }
+
+    fn write_all(&self, dir: &Path) -> Result<()> {
+        let json = serde_json::to_string_pretty(self).map_err(|e| io(dir, e))?;
+        std::fs::write(dir.join("results.json"), json).map_err(|e| io(dir, e))?;
+        self.write_csv(&dir.join("results.csv"))?;
+        std::fs::write(dir.join("summary.md"), self.summary()).map_err(|e| io(dir, e))?;
+        self.write_plots(dir)
+    }
+
+    fn write_csv(&self, path: &Path) -> Result<()> {
+        let mut w = csv::Writer::from_path(path).map_err(|e| io(path, e))?;
+        w.write_record([
+            "model", "length", "prompt", "generated", "weights_bytes", "kv_cache_bytes", "recurrent_state_bytes", "activations_bytes", "total_peak_bytes",
+            "predicted_total_bytes", "resident_bytes", "prefill_seconds", "decode_seconds_per_token", "throughput_batch", "throughput_tokens_per_second",
+        ])
+        .map_err(|e| io(path, e))?;
+        for m in &self.measurements {
+            let t = m.throughput.as_ref();
+            w.write_record([
+                m.model.clone(),
+                m.length.to_string(),
+                m.prompt.to_string(),
+                m.generated.to_string(),
+                m.memory.weights.to_string(),
+                m.memory.kv_cache.to_string(),
+                m.memory.recurrent_state.to_string(),
+                m.memory.activations.to_string(),
+                m.memory.total.to_string(),
+                m.predicted.total.to_string(),
+                m.resident_bytes.map(|r| r.to_string()).unwrap_or_default(),
+                format!("{:.6}", m.prefill_seconds),
+                format!("{:.6}", m.decode_seconds_per_token),
+                t.map(|t| t.batch.to_string()).unwrap_or_default(),
+                t.map(|t| format!("{:.3}", t.tokens_per_second)).unwrap_or_default(),
+            ])
+            .map_err(|e| io(path, e))?;
+        }
+        w.flush().map_err(|e| io(path, e))
+    }
+
+    fn summary(&self) -> String {
+        let p = &self.protocol;
+        let c = &self.calibration;
+        let mut s = String::new();
+        let _ = writeln!(s, "# YOCO vs Transformer — measured on {}\n", p.machine);
+        let _ = writeln!(s, "Protocol: {} vs {}, backend `{}` on `{}`, {} storage, lengths {} (prompt = length − {} generated tokens), prefill span {}, {} repetition(s) (median), throughput at the largest batch (≤ {}) whose predicted peak fits {} of memory. {}. {}.\n",
+            p.yoco_config, p.transformer_config, p.backend, p.device, p.dtype,
+            p.lengths.iter().map(|l| human(*l as f64)).collect::<Vec<_>>().join(", "), p.generated_tokens, p.prefill_span, p.repetitions,
+            p.max_batch, bytes(p.memory_budget_bytes), p.build, p.date);
+        let _ = writeln!(s, "Ceilings measured in this run: {} threads, f32 FMA {:.0} GFLOP/s, copy {:.1} GB/s. Kernel rates: GEMM {:.0} GFLOP/s ({:.0}%), causal attention {:.0} GFLOP/s ({:.0}%), gated retention {:.0} GFLOP/s ({:.0}%), RMSNorm {:.1} GB/s ({:.0}%).\n",
+            c.threads, c.fma_gflops, c.copy_gbs, c.gemm_gflops, 100.0 * c.gemm_gflops / c.fma_gflops, c.attention_gflops, 100.0 * c.attention_gflops / c.fma_gflops,
+            c.retention_gflops, 100.0 * c.retention_gflops / c.fma_gflops, c.rmsnorm_gbs, 100.0 * c.rmsnorm_gbs / c.copy_gbs);
+        for note in &p.notes {
+            let _ = writeln!(s, "- {note}");
+        }
+        let _ = writeln!(s, "\n## Measured (Transformer / YOCO)\n");
+        let _ = writeln!(s, "| length | memory T | memory Y | memory ratio | prefill T | prefill Y | prefill ratio | tokens/s T (batch) | tokens/s Y (batch) | throughput ratio Y/T |");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+        for (y, t) in self.pairs() {
+            let tp = |m: &Measurement| m.throughput.as_ref().map(|x| format!("{:.1} ({})", x.tokens_per_second, x.batch)).unwrap_or_else(|| "—".into());
+            let tr = match (&y.throughput, &t.throughput) {
+                (Some(a), Some(b)) => format!("{:.2}×", a.tokens_per_second / b.tokens_per_second),
+                _ => "—".into(),
+            };
+            let _ = writeln!(s, "| {} | {} | {} | {:.2}× | {:.3} s | {:.3} s | {:.2}× | {} | {} | {} |",
+                human(y.length as f64), bytes(t.memory.total), bytes(y.memory.total), t.memory.total as f64 / y.memory.total as f64,
+                t.prefill_seconds, y.prefill_seconds, t.prefill_seconds / y.prefill_seconds, tp(t), tp(y), tr);
+        }
+        let _ = writeln!(s, "\nThe paper (YOCO-3B vs Transformer-3B, H100-80GB), by length:\n");
+        let _ = writeln!(s, "| length | memory ratio | prefill ratio | throughput ratio Y/T |");
+        let _ = writeln!(s, "|---|---|---|---|");
+        for r in paper::RATIOS {
+            let _ = writeln!(s, "| {} | {:.2}× | {:.2}× | {} |", human(r.length as f64), r.memory, r.prefill, r.throughput.map(|v| format!("{v:.2}×")).unwrap_or_else(|| "—".into()));
+        }
+        let _ = writeln!(s, "\n## Memory breakdown, accounting vs analytic model vs resident memory (batch 1)\n");
+        let _ = writeln!(s, "| model | length | weights | K/V cache | state | activations | peak | predicted | resident Δ |");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+        for m in &self.measurements {
+            let _ = writeln!(s, "| {} | {} | {} | {} | {} | {} | {} | {} | {} |", m.model, human(m.length as f64), bytes(m.memory.weights), bytes(m.memory.kv_cache),
+                bytes(m.memory.recurrent_state), bytes(m.memory.activations), bytes(m.memory.total), bytes(m.predicted.total),
+                m.resident_bytes.map(|r| bytes(r as usize)).unwrap_or_else(|| "—".into()));
+        }
+        let _ = writeln!(s, "\n## KV cache per token (analytic, bf16)\n");
+        let _ = writeln!(s, "| config | parameters | Transformer | YOCO | ratio |");
+        let _ = writeln!(s, "|---|---|---|---|---|");
+        for k in &self.kv_per_token {
+            let _ = writeln!(s, "| {} | {} | {} | {} | {:.0}× |", k.config, human(k.parameters as f64), bytes(k.transformer_bytes), bytes(k.yoco_bytes), k.transformer_bytes as f64 / k.yoco_bytes as f64);
+        }
+        let _ = writeln!(s, "\nThe paper: {}.", paper::KV_PER_TOKEN_RATIOS.iter().map(|(m, r)| format!("{r:.0}× at {m}")).collect::<Vec<_>>().join(", "));
+        let e = &self.projection_efficiencies;
+        let _ = writeln!(s, "\n## Projection (not a measurement): YOCO-3B vs Transformer-3B on an H100-80GB\n");
+        let _ = writeln!(s, "Memory from the analytic model (bf16, batch 1); prefill and throughput from a roofline at the H100's nominal peaks (989 TFLOP/s bf16, 3.35 TB/s) scaled by {}: GEMM {:.0}%, attention {:.0}%, retention {:.0}%, bandwidth {:.0}%. Throughput at the largest batch that fits 80 GB, {} tokens generated.\n",
+            e.source, 100.0 * e.gemm, 100.0 * e.attention, 100.0 * e.retention, 100.0 * e.bandwidth, p.generated_tokens);
+        let _ = writeln!(s, "| length | memory T | memory Y | ratio (paper) | prefill T | prefill Y | ratio (paper) | tokens/s T (batch) | tokens/s Y (batch) | ratio Y/T (paper) |");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+        for pt in &self.projection {
+            let pap = paper::RATIOS.iter().find(|r| r.length == pt.length);
+            let fmt = |v: Option<f64>| v.map(|v| format!("{v:.2}×")).unwrap_or_else(|| "—".into());
+            let tr = if pt.transformer_tokens_per_second > 0.0 { format!("{:.2}×", pt.yoco_tokens_per_second / pt.transformer_tokens_per_second) } else { "T does not fit".into() };
+            let _ = writeln!(s, "| {} | {}{} | {} | {:.2}× ({}) | {:.1} s | {:.1} s | {:.2}× ({}) | {:.1} ({}) | {:.1} ({}) | {} ({}) |",
+                human(pt.length as f64), bytes(pt.transformer_bytes), if pt.transformer_fits { "" } else { " (> 80 GB)" }, bytes(pt.yoco_bytes),
+                pt.transformer_bytes as f64 / pt.yoco_bytes as f64, fmt(pap.map(|r| r.memory)),
+                pt.transformer_prefill_seconds, pt.yoco_prefill_seconds, pt.transformer_prefill_seconds / pt.yoco_prefill_seconds, fmt(pap.map(|r| r.prefill)),
+                pt.transformer_tokens_per_second, pt.transformer_batch, pt.yoco_tokens_per_second, pt.yoco_batch, tr, fmt(pap.and_then(|r| r.throughput)));
+        }
+        let _ = writeln!(s, "\nPlots: memory.png, prefill.png, throughput.png, kv_per_token.png, ratios.png, projection.png (each also as SVG).");
+        s
+    }
+
+    fn write_plots(&self, dir: &Path) -> Result<()> {
+        let pairs = self.pairs();
+        let series = |name: &str, yoco: bool, f: &dyn Fn(&Measurement) -> Option<f64>| Series {
+            name: name.to_string(),
+            points: self.measurements.iter().filter(|m| m.yoco == yoco).filter_map(|m| f(m).map(|v| (m.length as f64, v))).collect(),
+            reference: false,
+        };
+        let (yname, tname) = (self.protocol.yoco_config.clone(), self.protocol.transformer_config.clone());
+        let parts = vec!["weights".to_string(), "K/V cache".into(), "recurrent state".into(), "activations".into()];
+        let gib = |v: usize| v as f64 / (1u64 << 20) as f64;
+        write_bars(dir, "memory", &StackedBars {
+            title: format!("Peak memory by category, batch 1 (left {tname}, right {yname})"),
+            y_label: "MiB".into(),
+            x_labels: pairs.iter().map(|(y, _)| human(y.length as f64)).collect(),
+            groups: vec![
+                (tname.clone(), pairs.iter().map(|(_, t)| t.memory.parts().iter().map(|&v| gib(v)).collect()).collect()),
+                (yname.clone(), pairs.iter().map(|(y, _)| y.memory.parts().iter().map(|&v| gib(v)).collect()).collect()),
+            ],
+            parts,
+        })?;
+        write_lines(dir, "prefill", &LineChart {
+            title: "Prefill latency (time to first token), batch 1".into(),
+            x_label: "context length (tokens)".into(),
+            y_label: "seconds".into(),
+            log_x: true,
+            log_y: true,
+            series: vec![series(&tname, false, &|m| Some(m.prefill_seconds)), series(&yname, true, &|m| Some(m.prefill_seconds))],
+        })?;
+        write_lines(dir, "throughput", &LineChart {
+            title: format!("Throughput at the largest batch fitting {}", bytes(self.protocol.memory_budget_bytes)),
+            x_label: "context length (tokens)".into(),
+            y_label: "generated tokens / s".into(),
+            log_x: true,
+            log_y: true,
+            series: vec![
+                series(&tname, false, &|m| m.throughput.as_ref().map(|t| t.tokens_per_second)),
+                series(&yname, true, &|m| m.throughput.as_ref().map(|t| t.tokens_per_second)),
+            ],
+        })?;
+        write_lines(dir, "kv_per_token", &LineChart {
+            title: "KV cache per token (bf16) by model size".into(),
+            x_label: "parameters".into(),
+            y_label: "bytes per token".into(),
+            log_x: true,
+            log_y: true,
+            series: vec![
+                Series { name: "Transformer".into(), points: self.kv_per_token.iter().map(|k| (k.parameters as f64, k.transformer_bytes as f64)).collect(), reference: false },
+                Series { name: "YOCO".into(), points: self.kv_per_token.iter().map(|k| (k.parameters as f64, k.yoco_bytes as f64)).collect(), reference: false },
+            ],
+        })?;
+        let ratio = |name: &str, f: &dyn Fn(&Measurement, &Measurement) -> Option<f64>| Series {
+            name: name.to_string(),
+            points: pairs.iter().filter_map(|(y, t)| f(y, t).map(|v| (y.length as f64, v))).collect(),
+            reference: false,
+        };
+        let paper_series = |name: &str, f: &dyn Fn(&paper::PaperRatios) -> Option<f64>| Series {
+            name: name.to_string(),
+            points: paper::RATIOS.iter().filter_map(|r| f(r).map(|v| (r.length as f64, v))).collect(),
+            reference: true,
+        };
+        write_lines(dir, "ratios", &LineChart {
+            title: "Transformer / YOCO: measured here (solid) and the paper's 3B on H100 (dashed)".into(),
+            x_label: "context length (tokens)".into(),
+            y_label: "ratio".into(),
+            log_x: true,
+            log_y: true,
+            series: vec![
+                ratio("memory (measured)", &|y, t| Some(t.memory.total as f64 / y.memory.total as f64)),
+                ratio("prefill latency (measured)", &|y, t| Some(t.prefill_seconds / y.prefill_seconds)),
+                ratio("throughput Y/T (measured)", &|y, t| Some(y.throughput.as_ref()?.tokens_per_second / t.throughput.as_ref()?.tokens_per_second)),
+                paper_series("memory (paper)", &|r| Some(r.memory)),
+                paper_series("prefill latency (paper)", &|r| Some(r.prefill)),
+                paper_series("throughput Y/T (paper)", &|r| r.throughput),
+            ],
+        })?;
+        let proj = |name: &str, f: &dyn Fn(&ProjectedPoint) -> Option<f64>| Series {
+            name: name.to_string(),
+            points: self.projection.iter().filter_map(|p| f(p).map(|v| (p.length as f64, v))).collect(),
+            reference: false,
+        };
+        write_lines(dir, "projection", &LineChart {
+            title: "PROJECTION of YOCO-3B vs Transformer-3B on H100-80GB (solid) vs the paper (dashed)".into(),
+            x_label: "context length (tokens)".into(),
+            y_label: "Transformer / YOCO".into(),
+            log_x: true,
+            log_y: true,
+            series: vec![
+                proj("memory (projected)", &|p| Some(p.transformer_bytes as f64 / p.yoco_bytes as f64)),
+                proj("prefill latency (projected)", &|p| Some(p.transformer_prefill_seconds / p.yoco_prefill_seconds)),
+                proj("throughput Y/T (projected)", &|p| (p.transformer_tokens_per_second > 0.0).then(|| p.yoco_tokens_per_second / p.transformer_tokens_per_second)),
+                paper_series("memory (paper)", &|r| Some(r.memory)),
+                paper_series("prefill latency (paper)", &|r| Some(r.prefill)),
+                paper_series("throughput Y/T (paper)", &|r| r.throughput),
+            ],
+        })
+    }
+}
+
+/// 1536 → "1.5 KiB" style.
+pub fn bytes(v: usize) -> String {
+    let v = v as f64;
+    let (scaled, unit) = if v >= (1u64 << 30) as f64 {
+        (v / (1u64 << 30) as f64, "GiB")
+    } else if v >= (1u64 << 20) as f64 {
+        (v / (1u64 << 20) as f64, "MiB")
+    } else if v >= 1024.0 {
+        (v / 1024.0, "KiB")
+    } else {
+        (v, "B")
+    };
+    format!("{scaled:.1} {unit}")
+}

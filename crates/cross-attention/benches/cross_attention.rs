@@ -1,1 +1,48 @@
-fn main() {}
+//! Cross-attention bench: one decode step of a cross layer over the shared K̂/V̂ cache (what
+//! every cross-decoder layer does per token), in GB/s of cache read, `2 · B · H_kv · D · N ·
+//! sizeof`, against the copy ceiling measured in this same run.
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use yoco_core::bench::{bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::rng::Rng;
+use yoco_core::{DType, Device, MemoryCategory, Tensor};
+use yoco_cross_attention::SharedKvCache;
+
+fn random(rng: &mut Rng, dims: &[usize], dtype: DType, device: &Device) -> Tensor {
+    Tensor::from_f64(&rng.normal_vec(dims.iter().product()), dims.to_vec(), dtype, device, MemoryCategory::Activations).unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut lines = Vec::new();
+    let log = SampleLog::new();
+    let mut rng = Rng::new(1);
+    for device in bench_devices() {
+        // YOCO-3B's cross-decoder heads: 24 query heads over 8 K/V heads of 128.
+        let (dtype, n) = if device.is_cpu() { (DType::F32, 32768) } else { (DType::BF16, 131_072) };
+        let (heads, kv_heads, d) = (24, 8, 128);
+        let copy = copy_ceiling_gbs(&device).unwrap();
+        lines.push(format!("{device}: copy ceiling {copy:.1} GB/s"));
+        let mut cache = SharedKvCache::new(1, n, kv_heads, d, dtype, &device).unwrap();
+        let kv = random(&mut rng, &[1, n, kv_heads, d], dtype, &device);
+        cache.write(&kv, &kv).unwrap();
+        let q = random(&mut rng, &[1, 1, heads, d], dtype, &device);
+        let mut out = Tensor::zeros(vec![1, 1, heads, d], dtype, &device, MemoryCategory::Activations).unwrap();
+        let mut group = c.benchmark_group("cross_attention");
+        group.sample_size(20).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
+        let id = format!("decode-{device}-{dtype}");
+        let shape = format!("N{n}-H{heads}/{kv_heads}-D{d}");
+        group.bench_function(BenchmarkId::new(&id, &shape), |b| b.iter_custom(|iters| log.record(iters, time_on(&device, iters, || cache.attend_into(&q, &mut out).unwrap()))));
+        let bytes = 2.0 * (kv_heads * d * n * dtype.size_in_bytes()) as f64;
+        lines.push(fraction_line(&format!("cross_attention/{id}/{shape}"), log.take_median(), Bound::Memory { bytes, ceiling_gbs: copy }));
+        group.finish();
+    }
+    println!("\n== Cross-attention against the ceilings measured in this run ==");
+    for line in lines {
+        println!("{line}");
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -25,19 +25,32 @@ fn sliding_windows_match_reference_at_every_edge() {
     }
 }
 
-/// One query over the cache equals the last row of the full prefill, for every mask.
+/// One query over the cache equals the last row of the full prefill, for every mask: on the CPU
+/// to f32 accuracy (rows path vs tiles path); on CUDA (decode kernel vs prefill kernel) both are
+/// judged against the reference row.
 #[test]
 fn decode_equals_last_row_of_prefill() {
     for device in test_devices("decode_equals_last_row_of_prefill") {
+        let dtype = check::dtypes(&device)[0];
         for mask in [Mask::Causal, Mask::Window(50), Mask::Window(1)] {
             let c = case_of(2, 131, 131, 6, 2, 128, mask);
             let dims = c.dims;
-            let x = Inputs::random(&check::label("decode vs prefill", &device, DType::F32, &c), dims, DType::F32, &device).unwrap();
+            let label = check::label("decode vs prefill", &device, dtype, &c);
+            let x = Inputs::random(&label, dims, dtype, &device).unwrap();
             let full = attention(&x.q, &x.k, &x.v, AttentionOptions { mask, scale: None }).unwrap();
             let q_last = check::slice_positions(&x.q, dims.q_len - 1, 1).unwrap();
             let decode = attention(&q_last, &x.k, &x.v, AttentionOptions { mask, scale: None }).unwrap();
-            let want = last_rows(&full.to_f64_vec().unwrap(), dims, 1);
-            check_rel_l2(&format!("{device} {mask:?}"), &decode.to_f64_vec().unwrap(), &want, F32_REL_L2_BOUND).unwrap();
+            let (decode, prefill_last) = (decode.to_f64_vec().unwrap(), last_rows(&full.to_f64_vec().unwrap(), dims, 1));
+            if dtype == DType::F32 {
+                check_rel_l2(&label, &decode, &prefill_last, F32_REL_L2_BOUND).unwrap();
+            }
+            let (want, plain) = x.expected(dims, mask, dtype);
+            let (want, plain) = (last_rows(&want, dims, 1), last_rows(&plain, dims, 1));
+            let outcomes = [
+                yoco_core::testing::judge(format!("{label} decode"), dtype, &decode, &plain, &want),
+                yoco_core::testing::judge(format!("{label} prefill"), dtype, &prefill_last, &plain, &want),
+            ];
+            assert_all_passed(&outcomes);
         }
     }
 }
@@ -137,6 +150,10 @@ fn bad_input_is_a_typed_error() {
     if let Some(gpu) = yoco_core::testing::cuda_device_or_skip("bad_input_is_a_typed_error") {
         let k_gpu = k2.to_device(&gpu).unwrap();
         assert!(matches!(attention(&q, &k_gpu, &k_gpu, AttentionOptions::causal()), Err(Error::DeviceMismatch { what: "k", .. })));
+        // The CUDA kernels are bf16/f16 on tensor cores: f32 is refused, not silently converted.
+        let q_gpu = q.to_device(&gpu).unwrap();
+        let k2_gpu = t(&[1, 4, 3, 64], DType::F32).to_device(&gpu).unwrap();
+        assert!(matches!(attention(&q_gpu, &k2_gpu, &k2_gpu, AttentionOptions::causal()), Err(Error::Unsupported { .. })));
     }
 }
 

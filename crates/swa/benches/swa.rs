@@ -1,1 +1,73 @@
-fn main() {}
+//! SWA benches: windowed prefill at growing lengths (its cost must grow linearly with N: the
+//! 16K / 8K time ratio is printed, target <= 2.3), and a ring-buffer decode step. Prefill FLOPs
+//! count only the unmasked work, `4 · B · H · D · (visible pairs)`, against the FMA ceiling
+//! (CPU) or cuBLAS bf16 GEMM rate (GPU); a decode step reads the ring's K and V once,
+//! `2 · B · H_kv · D · W · sizeof`, against the copy ceiling.
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use yoco_core::bench::{bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::rng::Rng;
+use yoco_core::{DType, Device, MemoryCategory, Tensor};
+use yoco_swa::{swa_attention_into, Mask, SwaCache, PAPER_WINDOW};
+
+fn random(rng: &mut Rng, dims: &[usize], dtype: DType, device: &Device) -> Tensor {
+    Tensor::from_f64(&rng.normal_vec(dims.iter().product()), dims.to_vec(), dtype, device, MemoryCategory::Activations).unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut lines = Vec::new();
+    let log = SampleLog::new();
+    let mut rng = Rng::new(1);
+    let w = PAPER_WINDOW;
+    for device in bench_devices() {
+        let (dtype, ceiling, (heads, kv_heads, d)) = match &device {
+            Device::Cpu(_) => (DType::F32, yoco_core::ceiling::fma_gflops(), (4, 2, 64)),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(dev) => (DType::BF16, 1e3 * yoco_core::cuda::cublas_gemm_tflops(dev, 8192, 8192, 8192, 10).unwrap(), (24, 8, 128)),
+        };
+        let copy = copy_ceiling_gbs(&device).unwrap();
+        lines.push(format!("{device}: FMA/GEMM ceiling {ceiling:.1} GFLOP/s, copy ceiling {copy:.1} GB/s"));
+        let mut group = c.benchmark_group("swa");
+        group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+        let mut medians = Vec::new();
+        for n in [4096, 8192, 16384] {
+            let q = random(&mut rng, &[1, n, heads, d], dtype, &device);
+            let k = random(&mut rng, &[1, n, kv_heads, d], dtype, &device);
+            let v = random(&mut rng, &[1, n, kv_heads, d], dtype, &device);
+            let mut out = Tensor::zeros(vec![1, n, heads, d], dtype, &device, MemoryCategory::Activations).unwrap();
+            let id = format!("prefill-{device}-{dtype}");
+            let shape = format!("N{n}-H{heads}/{kv_heads}-D{d}-W{w}");
+            group.bench_function(BenchmarkId::new(&id, &shape), |b| {
+                b.iter_custom(|iters| log.record(iters, time_on(&device, iters, || swa_attention_into(&q, &k, &v, w, &mut out).unwrap())))
+            });
+            let median = log.take_median();
+            medians.push(median);
+            let flops = 4.0 * (heads * d) as f64 * Mask::Window(w).visible_pairs(n, n) as f64;
+            lines.push(fraction_line(&format!("swa/{id}/{shape}"), median, Bound::Compute { flops, ceiling_gflops: ceiling }));
+        }
+        lines.push(format!("swa/prefill-{device}: time 16K / 8K = {:.2} (linear would be 2.0; target <= 2.3)", medians[2] / medians[1]));
+
+        // A decode step after a 16K prompt: the ring holds the last W keys.
+        let mut ring = SwaCache::new(1, w, kv_heads, d, dtype, &device).unwrap();
+        let prompt_k = random(&mut rng, &[1, 16384, kv_heads, d], dtype, &device);
+        ring.append(&prompt_k, &prompt_k).unwrap();
+        let (q1, k1) = (random(&mut rng, &[1, 1, heads, d], dtype, &device), random(&mut rng, &[1, 1, kv_heads, d], dtype, &device));
+        let id = format!("decode-{device}-{dtype}");
+        let shape = format!("ring-W{w}-H{heads}/{kv_heads}-D{d}");
+        group.bench_function(BenchmarkId::new(&id, &shape), |b| b.iter_custom(|iters| log.record(iters, time_on(&device, iters, || {
+            ring.forward(&q1, &k1, &k1, None).unwrap();
+        }))));
+        let bytes = 2.0 * (kv_heads * d * w * dtype.size_in_bytes()) as f64;
+        lines.push(fraction_line(&format!("swa/{id}/{shape}"), log.take_median(), Bound::Memory { bytes, ceiling_gbs: copy }));
+        group.finish();
+    }
+    println!("\n== SWA against the ceilings measured in this run ==");
+    for line in lines {
+        println!("{line}");
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

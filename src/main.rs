@@ -15,6 +15,9 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Compare YOCO with its Transformer twin (memory, prefill latency, throughput) and write
+    /// the report with plots: the main job.
+    Compare(yoco::harness::compare::CompareArgs),
     /// Check every primitive against the f64 reference on fresh random inputs.
     Check {
         #[arg(long, value_enum, default_value = "all")]
@@ -62,6 +65,7 @@ enum Command {
 fn run(args: Args) -> yoco_core::Result<bool> {
     println!("{}", yoco::build_info());
     match args.command {
+        Some(Command::Compare(args)) => yoco::harness::compare::run(&args).map(|r| print_headline(&r)),
         Some(Command::Check { device, large, verbose }) => {
             let scale = if large { Scale::Large } else { Scale::Small };
             Ok(cli::check::run(&device.open()?, scale, verbose)? == 0)
@@ -76,6 +80,21 @@ fn run(args: Args) -> yoco_core::Result<bool> {
             Ok(passed)
         }
     }
+}
+
+/// The comparison's ratios at each length, on the terminal.
+fn print_headline(report: &yoco::harness::report::Report) -> bool {
+    for y in report.measurements.iter().filter(|m| m.yoco) {
+        if let Some(t) = report.measurements.iter().find(|t| !t.yoco && t.length == y.length) {
+            println!(
+                "{:>7} tokens: memory {:.2}x, prefill {:.2}x (Transformer / YOCO)",
+                y.length,
+                t.memory.total as f64 / y.memory.total as f64,
+                t.prefill_seconds / y.prefill_seconds
+            );
+        }
+    }
+    true
 }
 
 fn main() -> ExitCode {

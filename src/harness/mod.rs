@@ -1,6 +1,7 @@
 //! The comparison harness: YOCO against its Transformer twin, measured and projected.
 
 pub mod calibrate;
+pub mod compare;
 pub mod measure;
 pub mod paper;
 pub mod plot;

@@ -15,6 +15,8 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
     /// Dashed and hollow-marked: the paper's figures, as opposed to measurements.
     pub reference: bool,
+    /// Index into the palette: a measured series and the paper's for the same quantity share it.
+    pub color: usize,
 }
 
 /// A line chart over (usually) context length.
@@ -92,7 +94,8 @@ fn draw_lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &LineCha
                 .draw()
                 .map_err(plot_err)?;
             for (i, s) in chart.series.iter().enumerate() {
-                let color = PALETTE[i % PALETTE.len()];
+                let _ = i;
+                let color = PALETTE[s.color % PALETTE.len()];
                 let pts: Vec<(f64, f64)> = s.points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
                 let style = if s.reference { color.mix(0.7).stroke_width(2) } else { color.stroke_width(3) };
                 if s.reference {
@@ -127,21 +130,20 @@ fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &StackedB
         .y_label_area_size(80)
         .build_cartesian_2d(0.0..slots as f64, 0.0..top.max(1e-9))
         .map_err(plot_err)?;
-    let labels = chart.x_labels.clone();
-    let groups_f = groups as f64;
     ctx.configure_mesh()
         .disable_x_mesh()
-        .x_labels(slots)
-        .x_label_formatter(&|v| {
-            let slot = v.floor() as usize;
-            let within = slot % (groups + 1);
-            if (v - v.floor()).abs() < 1e-6 && within == 0 { labels.get(slot / (groups + 1)).cloned().unwrap_or_default() } else { String::new() }
-        })
+        .x_labels(0)
+        .light_line_style(WHITE)
         .y_desc(chart.y_label.as_str())
         .y_label_formatter(&|v| human(*v))
         .label_style((FONT, 14))
         .draw()
         .map_err(plot_err)?;
+    // The x labels, centred under each group of bars (the mesh's numeric labels would not be).
+    for (xi, label) in chart.x_labels.iter().enumerate() {
+        let centre = (xi * (groups + 1)) as f64 + groups as f64 / 2.0 - 0.2;
+        ctx.draw_series(std::iter::once(Text::new(label.clone(), (centre, -top * 0.045), (FONT, 15)))).map_err(plot_err)?;
+    }
     for (g, (group, xs)) in chart.groups.iter().enumerate() {
         for (xi, parts) in xs.iter().enumerate() {
             let left = (xi * (groups + 1) + g) as f64 + 0.1;
@@ -165,7 +167,6 @@ fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &StackedB
             .label(part.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()));
     }
-    let _ = groups_f;
     ctx.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).label_font((FONT, 15)).position(SeriesLabelPosition::UpperLeft).draw().map_err(plot_err)?;
     root.present().map_err(plot_err)
 }

@@ -200,6 +200,7 @@ impl Report {
             name: name.to_string(),
             points: self.measurements.iter().filter(|m| m.yoco == yoco).filter_map(|m| f(m).map(|v| (m.length as f64, v))).collect(),
             reference: false,
+            color: usize::from(yoco),
         };
         let (yname, tname) = (self.protocol.yoco_config.clone(), self.protocol.transformer_config.clone());
         let parts = vec!["weights".to_string(), "K/V cache".into(), "recurrent state".into(), "activations".into()];
@@ -240,19 +241,21 @@ impl Report {
             log_x: true,
             log_y: true,
             series: vec![
-                Series { name: "Transformer".into(), points: self.kv_per_token.iter().map(|k| (k.parameters as f64, k.transformer_bytes as f64)).collect(), reference: false },
-                Series { name: "YOCO".into(), points: self.kv_per_token.iter().map(|k| (k.parameters as f64, k.yoco_bytes as f64)).collect(), reference: false },
+                Series { name: "Transformer".into(), points: self.kv_per_token.iter().map(|k| (k.parameters as f64, k.transformer_bytes as f64)).collect(), reference: false, color: 0 },
+                Series { name: "YOCO".into(), points: self.kv_per_token.iter().map(|k| (k.parameters as f64, k.yoco_bytes as f64)).collect(), reference: false, color: 1 },
             ],
         })?;
-        let ratio = |name: &str, f: &dyn Fn(&Measurement, &Measurement) -> Option<f64>| Series {
+        let ratio = |name: &str, color: usize, f: &dyn Fn(&Measurement, &Measurement) -> Option<f64>| Series {
             name: name.to_string(),
             points: pairs.iter().filter_map(|(y, t)| f(y, t).map(|v| (y.length as f64, v))).collect(),
             reference: false,
+            color,
         };
-        let paper_series = |name: &str, f: &dyn Fn(&paper::PaperRatios) -> Option<f64>| Series {
+        let paper_series = |name: &str, color: usize, f: &dyn Fn(&paper::PaperRatios) -> Option<f64>| Series {
             name: name.to_string(),
             points: paper::RATIOS.iter().filter_map(|r| f(r).map(|v| (r.length as f64, v))).collect(),
             reference: true,
+            color,
         };
         write_lines(dir, "ratios", &LineChart {
             title: "Transformer / YOCO: measured here (solid) and the paper's 3B on H100 (dashed)".into(),
@@ -261,18 +264,19 @@ impl Report {
             log_x: true,
             log_y: true,
             series: vec![
-                ratio("memory (measured)", &|y, t| Some(t.memory.total as f64 / y.memory.total as f64)),
-                ratio("prefill latency (measured)", &|y, t| Some(t.prefill_seconds / y.prefill_seconds)),
-                ratio("throughput Y/T (measured)", &|y, t| Some(y.throughput.as_ref()?.tokens_per_second / t.throughput.as_ref()?.tokens_per_second)),
-                paper_series("memory (paper)", &|r| Some(r.memory)),
-                paper_series("prefill latency (paper)", &|r| Some(r.prefill)),
-                paper_series("throughput Y/T (paper)", &|r| r.throughput),
+                ratio("memory (measured)", 0, &|y, t| Some(t.memory.total as f64 / y.memory.total as f64)),
+                ratio("prefill latency (measured)", 1, &|y, t| Some(t.prefill_seconds / y.prefill_seconds)),
+                ratio("throughput Y/T (measured)", 2, &|y, t| Some(y.throughput.as_ref()?.tokens_per_second / t.throughput.as_ref()?.tokens_per_second)),
+                paper_series("memory (paper)", 0, &|r| Some(r.memory)),
+                paper_series("prefill latency (paper)", 1, &|r| Some(r.prefill)),
+                paper_series("throughput Y/T (paper)", 2, &|r| r.throughput),
             ],
         })?;
-        let proj = |name: &str, f: &dyn Fn(&ProjectedPoint) -> Option<f64>| Series {
+        let proj = |name: &str, color: usize, f: &dyn Fn(&ProjectedPoint) -> Option<f64>| Series {
             name: name.to_string(),
             points: self.projection.iter().filter_map(|p| f(p).map(|v| (p.length as f64, v))).collect(),
             reference: false,
+            color,
         };
         write_lines(dir, "projection", &LineChart {
             title: "PROJECTION of YOCO-3B vs Transformer-3B on H100-80GB (solid) vs the paper (dashed)".into(),
@@ -281,12 +285,12 @@ impl Report {
             log_x: true,
             log_y: true,
             series: vec![
-                proj("memory (projected)", &|p| Some(p.transformer_bytes as f64 / p.yoco_bytes as f64)),
-                proj("prefill latency (projected)", &|p| Some(p.transformer_prefill_seconds / p.yoco_prefill_seconds)),
-                proj("throughput Y/T (projected)", &|p| (p.transformer_tokens_per_second > 0.0).then(|| p.yoco_tokens_per_second / p.transformer_tokens_per_second)),
-                paper_series("memory (paper)", &|r| Some(r.memory)),
-                paper_series("prefill latency (paper)", &|r| Some(r.prefill)),
-                paper_series("throughput Y/T (paper)", &|r| r.throughput),
+                proj("memory (projected)", 0, &|p| Some(p.transformer_bytes as f64 / p.yoco_bytes as f64)),
+                proj("prefill latency (projected)", 1, &|p| Some(p.transformer_prefill_seconds / p.yoco_prefill_seconds)),
+                proj("throughput Y/T (projected)", 2, &|p| (p.transformer_tokens_per_second > 0.0).then(|| p.yoco_tokens_per_second / p.transformer_tokens_per_second)),
+                paper_series("memory (paper)", 0, &|r| Some(r.memory)),
+                paper_series("prefill latency (paper)", 1, &|r| Some(r.prefill)),
+                paper_series("throughput Y/T (paper)", 2, &|r| r.throughput),
             ],
         })
     }

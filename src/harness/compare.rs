@@ -1,0 +1,197 @@
+//! `yoco compare`: YOCO against its Transformer twin over a list of context lengths, measured
+//! on this machine, written as a report with plots; plus the KV-per-token table of the scaling
+//! series and the projection to the paper's scale.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use yoco_core::{DType, Device, Error, Result};
+
+use super::calibrate::calibrate_cpu;
+use super::measure::{batch_for_budget, measure, RunPlan};
+use super::projection::project;
+use super::report::{bytes, KvRow, Protocol, Report};
+use crate::cli::generate::parse_dtype;
+use crate::model::memory::kv_bytes_per_token;
+use crate::model::{preset, presets, AnyModel, Backend, Ops, Weights};
+
+/// The comparison's settings (the command line's flags).
+#[derive(Clone, Debug, clap::Args)]
+pub struct CompareArgs {
+    /// The YOCO preset (its Transformer twin is derived from it).
+    #[arg(long, default_value = "tiny-yoco")]
+    pub config: String,
+    /// fast or reference.
+    #[arg(long, value_enum, default_value = "fast")]
+    pub backend: Backend,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Storage dtype (f32 on the CPU; bf16 or f16 on CUDA).
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// Context lengths (prompt + generated), comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1024usize, 2048, 4096, 8192, 16384])]
+    pub lengths: Vec<usize>,
+    /// Tokens generated after each prompt.
+    #[arg(long, default_value_t = 32)]
+    pub generate: usize,
+    /// Memory budget for the throughput runs, e.g. 512MiB, 4GiB, 80GB.
+    #[arg(long, default_value = "512MiB")]
+    pub budget: String,
+    /// Largest batch tried for throughput.
+    #[arg(long, default_value_t = 16)]
+    pub max_batch: usize,
+    /// Repetitions of the batch-1 run (the median latency is reported).
+    #[arg(long, default_value_t = 2)]
+    pub repetitions: usize,
+    /// Prefill span (tokens per sequence per step).
+    #[arg(long, default_value_t = 2048)]
+    pub span: usize,
+    /// Output folder: its report files are replaced, nothing else in it is touched.
+    #[arg(long, default_value = "reports")]
+    pub out: PathBuf,
+    /// Seed of the weights and prompts.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// A run under a minute: lengths 512..2048, 8 generated tokens, one repetition.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+/// Parses "512MiB", "4GiB", "80GB", "1000000".
+pub fn parse_bytes(text: &str) -> Result<usize> {
+    let t = text.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.trim().parse().map_err(|_| Error::invalid("--budget", "budget", format!("'{text}': expected a size such as 512MiB or 4GiB")))?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        other => return Err(Error::invalid("--budget", "budget", format!("unknown unit '{other}': use B, KiB, MiB, GiB, KB, MB or GB"))),
+    };
+    if value <= 0.0 || !value.is_finite() {
+        return Err(Error::invalid("--budget", "budget", format!("'{text}': expected a positive size")));
+    }
+    Ok((value * scale) as usize)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{cpu}, {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
+fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}").expect("a valid template"));
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Runs the comparison and writes the report; returns the report.
+pub fn run(args: &CompareArgs) -> Result<Report> {
+    let mut args = args.clone();
+    if args.quick {
+        args.lengths = vec![512, 1024, 2048];
+        args.generate = 8;
+        args.repetitions = 1;
+        args.max_batch = args.max_batch.min(4);
+    }
+    let yoco_config = preset(&args.config)?;
+    if !yoco_config.is_yoco() {
+        return Err(Error::invalid("--config", "config", format!("{} is not a YOCO config (its twin is derived from it)", yoco_config.name)));
+    }
+    let transformer_config = yoco_config.transformer_twin();
+    let device = Device::parse(&args.device)?;
+    let dtype = match &args.dtype {
+        Some(name) => parse_dtype(name)?,
+        None if device.is_cpu() => DType::F32,
+        None => DType::BF16,
+    };
+    let budget = parse_bytes(&args.budget)?;
+    if args.generate == 0 {
+        return Err(Error::invalid("--generate", "generate", "0: expected at least one generated token"));
+    }
+    for &n in &args.lengths {
+        if n <= args.generate || n > yoco_config.max_seq_len {
+            return Err(Error::invalid("--lengths", "length", format!("{n}: expected more than the {} generated tokens and at most max_seq_len = {}", args.generate, yoco_config.max_seq_len)));
+        }
+    }
+    // Fail before measuring anything if the report cannot be written.
+    std::fs::create_dir_all(&args.out).map_err(|e| Error::invalid("--out", "out", format!("{}: {e}", args.out.display())))?;
+    let probe = args.out.join(format!(".write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| Error::invalid("--out", "out", format!("{} is not writable: {e}", args.out.display())))?;
+    let _ = std::fs::remove_file(&probe);
+
+    let started = Instant::now();
+    eprintln!("compare: calibrating this machine's ceilings and kernel rates ...");
+    let calibration = calibrate_cpu()?;
+    let plan = RunPlan { generated: args.generate, span: args.span, repetitions: args.repetitions, budget_bytes: budget, max_batch: args.max_batch, elem: dtype.size_in_bytes(), seed: args.seed };
+    let ops = Ops::new(args.backend);
+    let mut measurements = Vec::new();
+    for config in [&transformer_config, &yoco_config] {
+        // Each model on its own device scope, so that its accounting is its own.
+        let scope = Device::parse(&args.device)?;
+        let model = AnyModel::build(config, Weights::init(config, args.seed, dtype, &scope)?, ops, &scope)?;
+        for &n in &args.lengths {
+            if batch_for_budget(&model, n, &plan).is_none() {
+                eprintln!("compare: {} at {n} tokens does not fit the {} budget even at batch 1: no throughput run", config.name, bytes(budget));
+            }
+        }
+        let bar = progress(args.lengths.len() as u64, &config.name);
+        for &n in &args.lengths {
+            bar.set_message(format!("{} at {n} tokens", config.name));
+            measurements.push(measure(&model, n, &plan, true)?);
+            bar.inc(1);
+        }
+        bar.finish_with_message(format!("{} done", config.name));
+    }
+    let kv_per_token = presets()
+        .into_iter()
+        .filter(|c| c.name.starts_with("yoco-"))
+        .map(|c| KvRow { config: c.name.clone(), parameters: c.parameter_count().total(), transformer_bytes: kv_bytes_per_token(&c.transformer_twin(), 2), yoco_bytes: kv_bytes_per_token(&c, 2) })
+        .collect();
+    let efficiencies = calibration.efficiencies();
+    let projection = project(&[32 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20], 1024, &efficiencies);
+    let report = Report {
+        protocol: Protocol {
+            date: format!("{} s since the Unix epoch", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)),
+            machine: machine(),
+            build: crate::build_info(),
+            backend: format!("{:?}", args.backend).to_lowercase(),
+            device: device.to_string(),
+            dtype: dtype.name().into(),
+            yoco_config: yoco_config.name.clone(),
+            transformer_config: transformer_config.name.clone(),
+            lengths: args.lengths.clone(),
+            generated_tokens: args.generate,
+            prefill_span: args.span,
+            repetitions: args.repetitions,
+            memory_budget_bytes: budget,
+            max_batch: args.max_batch,
+            notes: vec![
+                "memory is the accounting's peak (every tensor the models allocate, by category) for batch 1 over prefill and decode; 'predicted' is the analytic model; 'resident Δ' is the process's peak resident memory during the run minus before it (it also holds untracked scratch and allocator slack)".into(),
+                "prefill latency is the time to the first generated token (prefill with early exit for YOCO, sampling included)".into(),
+                "throughput = batch × generated tokens / (prefill + decode seconds) at the largest batch whose predicted peak fits the budget".into(),
+                format!("whole run: {:.0} s", started.elapsed().as_secs_f64()),
+            ],
+        },
+        calibration,
+        measurements,
+        kv_per_token,
+        projection_efficiencies: efficiencies,
+        projection,
+    };
+    let written = report.write(&args.out)?;
+    eprintln!("compare: wrote {} files to {} in {:.0} s", written.len(), args.out.display(), started.elapsed().as_secs_f64());
+    Ok(report)
+}

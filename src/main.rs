@@ -1,5 +1,5 @@
-//! The `yoco` command line. With no command it runs the main job: today, the correctness check
-//! of every primitive on every device this machine has, then the machine's ceilings.
+//! The `yoco` command line. With no command it runs the main job: `yoco compare` with its
+//! defaults — YOCO against its Transformer twin on this machine, written to reports/.
 
 use std::process::ExitCode;
 
@@ -73,12 +73,11 @@ fn run(args: Args) -> yoco_core::Result<bool> {
         Some(Command::Generate { model, prompt, new_tokens, temperature, span }) => cli::generate::run(&model, &prompt, new_tokens, temperature, span).map(|_| true),
         Some(Command::Config { name, list }) => cli::config::run(name.as_deref(), list).map(|_| true),
         Some(Command::Ceilings { device }) => cli::ceilings::run(&device.open()?).map(|_| true),
-        None => {
-            let devices = DeviceChoice::All.open()?;
-            let passed = cli::check::run(&devices, Scale::Small, false)? == 0;
-            cli::ceilings::run(&devices)?;
-            Ok(passed)
-        }
+        // The main job: the comparison with its defaults.
+        None => match Args::parse_from(["yoco", "compare"]).command {
+            Some(Command::Compare(args)) => yoco::harness::compare::run(&args).map(|r| print_headline(&r)),
+            _ => unreachable!("`yoco compare` parses to the compare command"),
+        },
     }
 }
 

@@ -23,6 +23,7 @@ pub fn run_device(device: &Device, scale: Scale) -> Result<Vec<Outcome>> {
     outcomes.extend(yoco_gqa::check::sweep(device, &yoco_gqa::check::window_cases())?);
     outcomes.extend(yoco_swa::check::sweep(device, &yoco_swa::check::ring_cases())?);
     outcomes.extend(yoco_cross_attention::check::sweep(device, yoco_cross_attention::check::CASES)?);
+    outcomes.extend(crate::model::check::sweep(device)?);
     if scale == Scale::Large {
         outcomes.extend(yoco_rmsnorm::check::sweep(device, yoco_rmsnorm::check::LARGE_SHAPES)?);
         outcomes.extend(yoco_swiglu::check::sweep(device, yoco_swiglu::check::LARGE_GATE_SHAPES, yoco_swiglu::check::LARGE_FFN_SHAPES)?);

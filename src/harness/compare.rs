@@ -32,7 +32,7 @@ pub struct CompareArgs {
     #[arg(long)]
     pub dtype: Option<String>,
     /// Context lengths (prompt + generated), comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [1024usize, 2048, 4096, 8192, 16384])]
+    #[arg(long, value_delimiter = ',', default_values_t = [1024usize, 2048, 4096, 8192, 16384, 32768, 65536])]
     pub lengths: Vec<usize>,
     /// Tokens generated after each prompt.
     #[arg(long, default_value_t = 32)]

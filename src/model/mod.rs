@@ -2,6 +2,7 @@
 
 pub mod any;
 pub mod blocks;
+pub mod check;
 pub mod config;
 #[cfg(feature = "cuda")]
 mod cuda_ops;

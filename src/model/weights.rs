@@ -123,28 +123,37 @@ pub fn tensor_specs(c: &ModelConfig) -> Vec<TensorSpec> {
     out
 }
 
-/// Draws one tensor's values: a generator per tensor, seeded from the model seed and the name,
-/// so that a tensor's values do not depend on which others exist or their order.
+/// Elements drawn from one generator: a tensor's values are drawn in blocks of this many, in
+/// parallel, each block from its own generator, so the values do not depend on the thread count.
+const DRAW_BLOCK: usize = 1 << 20;
+
+/// Draws one tensor's values: generators seeded from the model seed, the tensor's name and the
+/// block index, so that a tensor's values do not depend on which others exist or their order.
 fn draw(spec: &TensorSpec, seed: u64) -> Vec<f64> {
+    use rayon::prelude::*;
     let n: usize = spec.dims.iter().product();
     let name_hash = spec.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x1000_0000_01b3));
-    let mut rng = Rng::new(seed ^ name_hash);
     let (fan_out, fan_in) = match spec.dims[..] {
         [out, inp] => (out as f64, inp as f64),
         _ => (1.0, 1.0),
     };
-    match spec.init {
-        Init::Ones => vec![1.0; n],
-        Init::Normal { std } => (0..n).map(|_| std * rng.normal()).collect(),
-        Init::XavierUniform { gain } => {
-            let bound = gain * (6.0 / (fan_in + fan_out)).sqrt();
-            (0..n).map(|_| rng.uniform_in(-bound, bound)).collect()
+    let mut values = vec![0.0; n];
+    values.par_chunks_mut(DRAW_BLOCK).enumerate().for_each(|(block, out)| {
+        let mut rng = Rng::new(seed ^ name_hash ^ (block as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        match spec.init {
+            Init::Ones => out.fill(1.0),
+            Init::Normal { std } => out.iter_mut().for_each(|v| *v = std * rng.normal()),
+            Init::XavierUniform { gain } => {
+                let bound = gain * (6.0 / (fan_in + fan_out)).sqrt();
+                out.iter_mut().for_each(|v| *v = rng.uniform_in(-bound, bound));
+            }
+            Init::KaimingUniform => {
+                let bound = 1.0 / fan_in.sqrt();
+                out.iter_mut().for_each(|v| *v = rng.uniform_in(-bound, bound));
+            }
         }
-        Init::KaimingUniform => {
-            let bound = 1.0 / fan_in.sqrt();
-            (0..n).map(|_| rng.uniform_in(-bound, bound)).collect()
-        }
-    }
+    });
+    values
 }
 
 /// A model's tensors by name, on one device, in one dtype, charged as weights.
@@ -161,6 +170,16 @@ impl Weights {
         for s in tensor_specs(config) {
             let t = Tensor::from_f64(&draw(&s, seed), s.dims.clone(), dtype, device, MemoryCategory::Weights)?;
             tensors.insert(s.name, t);
+        }
+        Ok(Weights { tensors, dtype })
+    }
+
+    /// A copy of every tensor in `dtype` on `device` (the same values, rounded once more if the
+    /// dtype is narrower).
+    pub fn converted(&self, dtype: DType, device: &Device) -> Result<Weights> {
+        let mut tensors = BTreeMap::new();
+        for (name, t) in &self.tensors {
+            tensors.insert(name.clone(), Tensor::from_f64(&t.to_f64_vec()?, t.dims().to_vec(), dtype, device, MemoryCategory::Weights)?);
         }
         Ok(Weights { tensors, dtype })
     }

@@ -161,7 +161,9 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
         .map(|c| KvRow { config: c.name.clone(), parameters: c.parameter_count().total(), transformer_bytes: kv_bytes_per_token(&c.transformer_twin(), 2), yoco_bytes: kv_bytes_per_token(&c, 2) })
         .collect();
     let efficiencies = calibration.efficiencies();
-    let projection = project(&[32 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20], 1024, &efficiencies);
+    // The paper's protocol: the last 1,024 tokens generated.
+    let projection_generated = 1024;
+    let projection = project(&[32 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20], projection_generated, &efficiencies);
     let report = Report {
         protocol: Protocol {
             date: format!("{} s since the Unix epoch", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)),
@@ -189,6 +191,7 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
         measurements,
         kv_per_token,
         projection_efficiencies: efficiencies,
+        projection_generated,
         projection,
     };
     let written = report.write(&args.out)?;

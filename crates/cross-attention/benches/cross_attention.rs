@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use yoco_core::bench::{bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::bench::{print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
 use yoco_core::rng::Rng;
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_cross_attention::SharedKvCache;
@@ -38,10 +38,7 @@ fn bench(c: &mut Criterion) {
         lines.push(fraction_line(&format!("cross_attention/{id}/{shape}"), log.take_median(), Bound::Memory { bytes, ceiling_gbs: copy }));
         group.finish();
     }
-    println!("\n== Cross-attention against the ceilings measured in this run ==");
-    for line in lines {
-        println!("{line}");
-    }
+    print_summary("Cross-attention against the ceilings measured in this run", &lines);
 }
 
 criterion_group!(benches, bench);

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::bench::{print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
 use yoco_core::rng::Rng;
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_rmsnorm::{rms_norm_into, rms_norm_residual_into, DEFAULT_EPS};
@@ -110,10 +110,7 @@ fn bench(c: &mut Criterion) {
         }
         group.finish();
     }
-    println!("\n== RMSNorm against the ceilings measured in this run ==");
-    for line in lines {
-        println!("{line}");
-    }
+    print_summary("RMSNorm against the ceilings measured in this run", &lines);
 }
 
 criterion_group!(benches, bench);

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::bench::{print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
 use yoco_core::rng::Rng;
 use yoco_core::{DType, MemoryCategory, Tensor};
 use yoco_rope::{Rope, RopeVariant, DEFAULT_THETA};
@@ -41,10 +41,7 @@ fn bench(c: &mut Criterion) {
         }
         group.finish();
     }
-    println!("\n== RoPE against the ceilings measured in this run ==");
-    for line in lines {
-        println!("{line}");
-    }
+    print_summary("RoPE against the ceilings measured in this run", &lines);
 }
 
 criterion_group!(benches, bench);

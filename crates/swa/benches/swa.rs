@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use yoco_core::bench::{bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::bench::{print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
 use yoco_core::rng::Rng;
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_swa::{swa_attention_into, Mask, SwaCache, PAPER_WINDOW};
@@ -63,10 +63,7 @@ fn bench(c: &mut Criterion) {
         lines.push(fraction_line(&format!("swa/{id}/{shape}"), log.take_median(), Bound::Memory { bytes, ceiling_gbs: copy }));
         group.finish();
     }
-    println!("\n== SWA against the ceilings measured in this run ==");
-    for line in lines {
-        println!("{line}");
-    }
+    print_summary("SWA against the ceilings measured in this run", &lines);
 }
 
 criterion_group!(benches, bench);

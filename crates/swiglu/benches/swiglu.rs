@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::bench::{print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
 use yoco_core::rng::Rng;
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_swiglu::{ffn, silu_mul_into, FfnWeights};
@@ -79,10 +79,7 @@ fn bench(c: &mut Criterion) {
         bench_silu_mul(c, &device, &mut rng, &log, &mut lines);
         bench_ffn(c, &device, &mut rng, &log, &mut lines);
     }
-    println!("\n== SwiGLU against the ceilings measured in this run ==");
-    for line in lines {
-        println!("{line}");
-    }
+    print_summary("SwiGLU against the ceilings measured in this run", &lines);
 }
 
 criterion_group!(benches, bench);

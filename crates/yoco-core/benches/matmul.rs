@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{fraction_line, Bound, SampleLog};
+use yoco_core::bench::{print_summary, fraction_line, Bound, SampleLog};
 use yoco_core::rng::Rng;
 
 fn matrixmultiply_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
@@ -57,10 +57,7 @@ fn bench(c: &mut Criterion) {
         }
     }
     group.finish();
-    println!("\n== CPU GEMM crates against the FMA ceiling measured in this run ==");
-    for line in lines {
-        println!("{line}");
-    }
+    print_summary("CPU GEMM crates against the FMA ceiling measured in this run", &lines);
 }
 
 criterion_group!(benches, bench);

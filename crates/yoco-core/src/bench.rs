@@ -107,3 +107,11 @@ pub fn bench_devices() -> Vec<crate::Device> {
     }
     devices
 }
+
+/// Prints a bench's closing block: a title line, then its fraction lines.
+pub fn print_summary(title: &str, lines: &[String]) {
+    println!("\n== {title} ==");
+    for line in lines {
+        println!("{line}");
+    }
+}

@@ -37,62 +37,42 @@ fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
 
 /// `c[m, n] = a[m, k] · b[n, k]ᵀ`, row-major: a linear layer `x Wᵀ` with W stored `[out, in]`.
 pub fn matmul_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<()> {
-    const OP: &str = "matmul_nt";
-    check_len(OP, "a", a.len(), m * k)?;
-    check_len(OP, "b", b.len(), n * k)?;
-    check_len(OP, "c", c.len(), m * n)?;
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    if m >= MANY_ROWS {
-        // SAFETY: lengths checked above; a is [m, k] row-major (row stride k, column stride 1),
-        // b [n, k] row-major read as [k, n] (row stride 1, column stride k), c [m, n] row-major.
-        unsafe {
-            matrixmultiply::sgemm(m, k, n, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), 1, k as isize, 0.0, c.as_mut_ptr(), n as isize, 1);
-        }
-        return Ok(());
-    }
-    // SAFETY: the lengths were checked above; strides describe a row-major a [m, k] (row stride
-    // k), b read as its transpose [k, n] (element (i, j) at j*k + i) and a row-major c [m, n].
-    unsafe {
-        gemm::gemm(
-            m, n, k,
-            c.as_mut_ptr(), 1, n as isize,
-            false,
-            a.as_ptr(), 1, k as isize,
-            b.as_ptr(), k as isize, 1,
-            0.0, 1.0,
-            false, false, false,
-            parallelism(m, n, k),
-        );
-    }
-    Ok(())
+    product("matmul_nt", m, n, k, a, b, true, c)
 }
 
 /// `c[m, n] = a[m, k] · b[k, n]`, row-major.
 pub fn matmul_nn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<()> {
-    const OP: &str = "matmul_nn";
-    check_len(OP, "a", a.len(), m * k)?;
-    check_len(OP, "b", b.len(), k * n)?;
-    check_len(OP, "c", c.len(), m * n)?;
+    product("matmul_nn", m, n, k, a, b, false, c)
+}
+
+/// `c = a · op(b)` with `op(b) = bᵀ` for b stored `[n, k]` (`b_transposed`), else b `[k, n]`;
+/// all row-major. Picks the crate by the number of rows (see the table above).
+#[allow(clippy::too_many_arguments)]
+fn product(op: &'static str, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], b_transposed: bool, c: &mut [f32]) -> Result<()> {
+    check_len(op, "a", a.len(), m * k)?;
+    check_len(op, "b", b.len(), n * k)?;
+    check_len(op, "c", c.len(), m * n)?;
     if m == 0 || n == 0 {
         return Ok(());
     }
+    // op(b)'s (row stride, column stride) as a [k, n] matrix.
+    let (b_rs, b_cs) = if b_transposed { (1, k as isize) } else { (n as isize, 1) };
     if m >= MANY_ROWS {
-        // SAFETY: lengths checked above; all three matrices are dense row-major.
+        // SAFETY: lengths checked above; a is [m, k] row-major, op(b) [k, n] through its strides,
+        // c [m, n] row-major, so every index lies inside its slice.
         unsafe {
-            matrixmultiply::sgemm(m, k, n, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), n as isize, 1, 0.0, c.as_mut_ptr(), n as isize, 1);
+            matrixmultiply::sgemm(m, k, n, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), b_rs, b_cs, 0.0, c.as_mut_ptr(), n as isize, 1);
         }
         return Ok(());
     }
-    // SAFETY: lengths checked above; all three matrices are dense row-major.
+    // SAFETY: as above; gemm takes (column stride, row stride) pairs.
     unsafe {
         gemm::gemm(
             m, n, k,
             c.as_mut_ptr(), 1, n as isize,
             false,
             a.as_ptr(), 1, k as isize,
-            b.as_ptr(), 1, n as isize,
+            b.as_ptr(), b_cs, b_rs,
             0.0, 1.0,
             false, false, false,
             parallelism(m, n, k),

@@ -29,22 +29,35 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and "bench" in m["target"]["kind"]:
         print(m["target"]["name"], m["executable"])' > "$root/target/bench-executables.txt"
-    rm -rf "$stage"
-    mkdir -p "$stage/benches" "$stage/wheels"
-    cp target/release/yoco "$stage/yoco"
-    while read -r name path; do cp "$path" "$stage/benches/$name"; done < "$root/target/bench-executables.txt"
-    strip "$stage/yoco" "$stage"/benches/* 2>/dev/null || true
-    cp scripts/gpu/peers.py "$stage/peers.py"
+    # Assembled in target/, then packed: the binaries embed every kernel's cubin and PTX (about
+    # 60 MiB together) and compress about fourfold, under the 64 MiB the GPU call carries.
+    local build="$root/target/gpu-stage"
+    rm -rf "$build" "$stage"
+    mkdir -p "$build/benches" "$build/wheels" "$stage"
+    cp target/release/yoco "$build/yoco"
+    while read -r name path; do cp "$path" "$build/benches/$name"; done < "$root/target/bench-executables.txt"
+    strip "$build/yoco" "$build"/benches/* 2>/dev/null || true
+    cp scripts/gpu/peers.py "$build/peers.py"
     # flash-linear-attention for the gated-retention peer (pure Python; Triton and PyTorch are there).
-    pip download --quiet --no-deps -d "$stage/wheels" fla-core==0.6.0 einops \
+    pip download --quiet --no-deps -d "$build/wheels" fla-core==0.6.0 einops \
         || echo "gpu-check: could not download the fla wheels; the gated-retention peer will be skipped"
-    du -sh "$stage"
+    tar -c -C "$build" . | xz -T0 -6 > "$stage/payload.tar.xz"
+    du -sh "$build" "$stage"
     local bytes
     bytes=$(du -sb "$stage" | cut -f1)
-    if [ "$bytes" -gt $((48 << 20)) ]; then
-        echo "gpu-check: stage/ is $bytes bytes, over the 48 MiB this script allows itself (64 MiB travel limit)" >&2
+    if [ "$bytes" -gt $((40 << 20)) ]; then
+        echo "gpu-check: stage/ is $bytes bytes, over the 40 MiB this script allows itself (64 MiB travel limit)" >&2
         exit 1
     fi
+}
+
+# Unpacks the payload where the run reads it (a fresh folder each time).
+unpack() {
+    [ -f "$stage/payload.tar.xz" ] || { echo "gpu-check: $stage/payload.tar.xz missing: run 'scripts/gpu-check.sh prepare' first" >&2; exit 1; }
+    bin="${TMPDIR:-/tmp}/yoco-stage-$$"
+    rm -rf "$bin"
+    mkdir -p "$bin"
+    tar -xJf "$stage/payload.tar.xz" -C "$bin"
 }
 
 # Runs one step under a time limit, appending its output to a file; a failure or a timeout is
@@ -61,7 +74,8 @@ step() {
 run() {
     local out="${OUT:-$root/target/gpu-check-out}" device="${1:-cuda}"
     mkdir -p "$out"
-    [ -x "$stage/yoco" ] || { echo "gpu-check: $stage/yoco missing: run 'scripts/gpu-check.sh prepare' first" >&2; exit 1; }
+    rm -f "$out"/*.txt  # steps append: start from empty files
+    unpack
     # cudarc loads libcublas at run time: find it in the CUDA toolkit or PyTorch's wheels.
     local extra
     extra=$(python3 - <<'PY' 2>/dev/null || true
@@ -82,7 +96,7 @@ PY
     export CRITERION_HOME="${TMPDIR:-/tmp}/yoco-criterion"
     {
         date -u
-        "$stage/yoco" --version
+        "$bin/yoco" --version
         nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 || echo "no nvidia-smi"
         nvcc --version 2>&1 | tail -n 1 || true
         python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2>&1 || true
@@ -92,26 +106,27 @@ PY
     # criterion's test mode (each bench once), which exercises the same code in seconds.
     local large=--large bench_args="--bench --noplot"
     if [ "$device" != cuda ]; then large=""; bench_args=""; fi
-    step 240 "$out/check.txt" "$stage/yoco" check --device "$device" $large
-    step 60 "$out/check.txt" "$stage/yoco" ceilings --device "$device"
+    step 240 "$out/check.txt" "$bin/yoco" check --device "$device" $large
+    step 60 "$out/check.txt" "$bin/yoco" ceilings --device "$device"
     if [ "$device" = cuda ] && command -v compute-sanitizer >/dev/null; then
-        step 150 "$out/sanitizer.txt" compute-sanitizer --tool memcheck --error-exitcode 9 "$stage/yoco" check --device cuda
-        step 150 "$out/sanitizer.txt" compute-sanitizer --tool racecheck --error-exitcode 9 "$stage/yoco" check --device cuda
+        step 150 "$out/sanitizer.txt" compute-sanitizer --tool memcheck --error-exitcode 9 "$bin/yoco" check --device cuda
+        step 150 "$out/sanitizer.txt" compute-sanitizer --tool racecheck --error-exitcode 9 "$bin/yoco" check --device cuda
     else
         echo "compute-sanitizer not run (device $device, or not installed)" > "$out/sanitizer.txt"
     fi
-    for bench in "$stage"/benches/*; do
+    for bench in "$bin"/benches/*; do
         # shellcheck disable=SC2086
         step 150 "$out/benches.txt" "$bench" $bench_args
     done
     if [ "$device" = cuda ]; then
-        pip install --quiet --no-deps --no-index "$stage"/wheels/*.whl >> "$out/peers.txt" 2>&1 || echo "fla wheels not installed" >> "$out/peers.txt"
-        step 300 "$out/peers.txt" python3 "$stage/peers.py"
+        pip install --quiet --no-deps --no-index "$bin"/wheels/*.whl >> "$out/peers.txt" 2>&1 || echo "fla wheels not installed" >> "$out/peers.txt"
+        step 300 "$out/peers.txt" python3 "$bin/peers.py"
     else
         echo "peers not run on device $device" > "$out/peers.txt"
     fi
     # One summary: every bench fraction line and every peer line, for the commit under reports/gpu/.
-    grep -hE "^(check|cuda|cpu|peer/|[a-z_]+/.*(GB/s|GFLOP/s|TFLOP/s)|== exit)" "$out"/*.txt > "$out/summary.txt" || true
+    grep -hE "^(check|cuda|cpu|peer/|[a-z_]+/.*(GB/s|GFLOP/s|TFLOP/s)|== exit)" "$out"/{check,sanitizer,benches,peers}.txt > "$out/summary.txt" || true
+    rm -rf "$bin"
     echo "gpu-check: results in $out"
 }
 

@@ -22,22 +22,24 @@ stage="$root/stage"
 run() {
     local device=$1 config=$2 lengths=$3 generate=$4 budget=$5 out="${OUT:-$root/target/gpu-compare-out}"
     mkdir -p "$out"
-    [ -x "$stage/yoco" ] || { echo "gpu-compare: $stage/yoco missing: run 'scripts/gpu-compare.sh prepare' first" >&2; exit 1; }
+    [ -f "$stage/payload.tar.xz" ] || { echo "gpu-compare: $stage/payload.tar.xz missing: run 'scripts/gpu-compare.sh prepare' first" >&2; exit 1; }
+    local bin="${TMPDIR:-/tmp}/yoco-compare-$$"
+    rm -rf "$bin" && mkdir -p "$bin" && tar -xJf "$stage/payload.tar.xz" -C "$bin" ./yoco
     local log="$out/compare.log"
     {
         date -u
-        "$stage/yoco" --version
+        "$bin/yoco" --version
         nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 || echo "no nvidia-smi"
     } > "$log"
     # A short run to time the phases before the long one (its report is kept in the log only).
     echo "== timing run" >> "$log"
-    timeout --kill-after=10 120 "$stage/yoco" compare --device "$device" --config "$config" --lengths 8192 \
+    timeout --kill-after=10 120 "$bin/yoco" compare --device "$device" --config "$config" --lengths 8192 \
         --generate 64 --repetitions 1 --max-batch 1 --budget "$budget" --out "$out/timing" >> "$log" 2>&1 || echo "== timing run exit $?" >> "$log"
     [ -f "$out/timing/summary.md" ] && sed -n '/## Measured/,/^The paper/p' "$out/timing/summary.md" >> "$log"
     rm -rf "$out/timing"
     echo "== comparison at $lengths, $generate generated tokens, budget $budget" >> "$log"
     local rc=0
-    timeout --kill-after=10 "${LIMIT:-420}" "$stage/yoco" compare --device "$device" --config "$config" --lengths "$lengths" \
+    timeout --kill-after=10 "${LIMIT:-420}" "$bin/yoco" compare --device "$device" --config "$config" --lengths "$lengths" \
         --generate "$generate" --repetitions 1 --max-batch 64 --budget "$budget" --out "$out/report" >> "$log" 2>&1 || rc=$?
     echo "== exit $rc" >> "$log"
     if [ -d "$out/report" ]; then

@@ -13,7 +13,7 @@ use super::measure::{batch_for_budget, measure, RunPlan};
 use super::projection::project;
 use super::report::{bytes, KvRow, Protocol, Report};
 use crate::cli::generate::parse_dtype;
-use crate::model::memory::kv_bytes_per_token;
+use crate::model::memory::{kv_bytes_per_token, predict, Workload};
 use crate::model::{preset, presets, AnyModel, Backend, Ops, Weights};
 
 /// The comparison's settings (the command line's flags).
@@ -144,7 +144,8 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
         let model = AnyModel::build(config, Weights::init(config, args.seed, dtype, &scope)?, ops, &scope)?;
         for &n in &args.lengths {
             if batch_for_budget(&model, n, &plan).is_none() {
-                eprintln!("compare: {} at {n} tokens does not fit the {} budget even at batch 1: no throughput run", config.name, bytes(budget));
+                let need = predict(config, &Workload { batch: 1, capacity: n, prompt: n - args.generate, span: args.span, elem: dtype.size_in_bytes() }).total();
+                eprintln!("compare: {} at {n} tokens needs {} at batch 1, more than the {} budget: no throughput run there", config.name, bytes(need), bytes(budget));
             }
         }
         let bar = progress(args.lengths.len() as u64, &config.name);

@@ -95,8 +95,7 @@ fn draw_lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &LineCha
                 .y_label_formatter(&|v| human(*v))
                 .draw()
                 .map_err(plot_err)?;
-            for (i, s) in chart.series.iter().enumerate() {
-                let _ = i;
+            for s in &chart.series {
                 let color = PALETTE[s.color % PALETTE.len()];
                 let pts: Vec<(f64, f64)> = s.points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
                 let style = if s.reference { color.mix(0.7).stroke_width(2) } else { color.stroke_width(3) };

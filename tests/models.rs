@@ -1,6 +1,8 @@
 //! The models' equivalences, on the fast CPU paths (and CUDA where present), against each other
 //! and against the reference backend.
 
+use std::cell::RefCell;
+
 use yoco::model::{config::ModelConfig, preset, Backend, Ops, Transformer, Weights, Yoco};
 use yoco_core::rng::Rng;
 use yoco_core::testing::{check_rel_l2, rel_l2};
@@ -41,28 +43,25 @@ fn swa_model(backend: Backend, device: &Device, window: usize) -> Yoco {
 
 #[test]
 fn sliding_window_yoco_matches_its_reference_and_decodes_consistently() {
+    // The fast model's ring buffer, prefill spans crossing the window, against the reference
+    // model's full cache read through the window mask: windows below, at and above the prompt.
     let cpu = Device::cpu();
-    // Windows below, at and above the prompt length; prefill spans that cross the window.
     for window in [5, 16, 40] {
         let (fast, reference) = (swa_model(Backend::Fast, &cpu, window), swa_model(Backend::Reference, &cpu, window));
         let (batch, prompt, steps) = (2, 23, 4);
-        let n = prompt + steps;
-        let all = tokens(7, batch * n, VOCAB);
-        let mut full_cache = reference.new_cache(batch, n).unwrap();
-        let full = reference.forward_all(&mut full_cache, &all, 16).unwrap().to_f64_vec().unwrap();
-        let prompt_tokens: Vec<u32> = (0..batch).flat_map(|b| all[b * n..b * n + prompt].to_vec()).collect();
-        let mut cache = fast.new_cache(batch, n).unwrap();
-        let first = fast.prefill(&mut cache, &prompt_tokens, 7, 16).unwrap().to_f64_vec().unwrap();
-        for b in 0..batch {
-            check_rel_l2(&format!("W={window} prefill"), &row(&first, b, 1, 0, VOCAB), &row(&full, b, n, prompt - 1, VOCAB), 1e-4).unwrap();
-        }
-        for s in 0..steps {
-            let step: Vec<u32> = (0..batch).map(|b| all[b * n + prompt + s]).collect();
-            let logits = fast.decode(&mut cache, &step).unwrap().to_f64_vec().unwrap();
-            for b in 0..batch {
-                check_rel_l2(&format!("W={window} decode {s}"), &row(&logits, b, 1, 0, VOCAB), &row(&full, b, n, prompt + s, VOCAB), 1e-4).unwrap();
-            }
-        }
+        let all = tokens(7, batch * (prompt + steps), VOCAB);
+        let cache = RefCell::new(fast.new_cache(batch, prompt + steps).unwrap());
+        continuation_equals_forward(
+            &format!("W={window}"),
+            &all,
+            batch,
+            prompt,
+            steps,
+            1e-4,
+            |t| reference.forward_all(&mut reference.new_cache(batch, prompt + steps).unwrap(), t, 16).unwrap().to_f64_vec().unwrap(),
+            |t| fast.prefill(&mut cache.borrow_mut(), t, 7, 16).unwrap().to_f64_vec().unwrap(),
+            |t| fast.decode(&mut cache.borrow_mut(), t).unwrap().to_f64_vec().unwrap(),
+        );
     }
 }
 
@@ -78,30 +77,56 @@ fn row(logits: &[f64], b: usize, n: usize, pos: usize, vocab: usize) -> Vec<f64>
 
 const VOCAB: usize = 97;
 
+/// The shared body of the "prefill then decode equals one forward" tests: `forward` gives the
+/// logits of every position `[batch, n, vocab]` in one pass; `prefill` the last prompt token's;
+/// `decode` one step's. Each step's logits must equal the forward's at that position.
+#[allow(clippy::too_many_arguments)]
+fn continuation_equals_forward(
+    label: &str,
+    all: &[u32],
+    batch: usize,
+    prompt: usize,
+    steps: usize,
+    bound: f64,
+    forward: impl FnOnce(&[u32]) -> Vec<f64>,
+    prefill: impl FnOnce(&[u32]) -> Vec<f64>,
+    mut decode: impl FnMut(&[u32]) -> Vec<f64>,
+) {
+    let n = prompt + steps;
+    let full = forward(all);
+    let prompt_tokens: Vec<u32> = (0..batch).flat_map(|b| all[b * n..b * n + prompt].to_vec()).collect();
+    let first = prefill(&prompt_tokens);
+    for b in 0..batch {
+        check_rel_l2(&format!("{label} prefill"), &row(&first, b, 1, 0, VOCAB), &row(&full, b, n, prompt - 1, VOCAB), bound).unwrap();
+    }
+    for s in 0..steps {
+        let step: Vec<u32> = (0..batch).map(|b| all[b * n + prompt + s]).collect();
+        let logits = decode(&step);
+        for b in 0..batch {
+            check_rel_l2(&format!("{label} decode step {s}"), &row(&logits, b, 1, 0, VOCAB), &row(&full, b, n, prompt + s, VOCAB), bound).unwrap();
+        }
+    }
+}
+
 #[test]
 fn yoco_prefill_then_decode_equals_one_forward() {
+    // The prefill's logits are early exit's: equal to running the whole cross-decoder.
     let cpu = Device::cpu();
     let m = yoco_model(Backend::Fast, &cpu);
     let (batch, prompt, steps) = (2, 37, 6);
     let all = tokens(1, batch * (prompt + steps), VOCAB);
-    let n = prompt + steps;
-    let mut full_cache = m.new_cache(batch, n).unwrap();
-    let full = m.forward_all(&mut full_cache, &all, 16).unwrap().to_f64_vec().unwrap();
-
-    let mut cache = m.new_cache(batch, n).unwrap();
-    let prompt_tokens: Vec<u32> = (0..batch).flat_map(|b| all[b * n..b * n + prompt].to_vec()).collect();
-    let first = m.prefill(&mut cache, &prompt_tokens, 10, 16).unwrap().to_f64_vec().unwrap();
-    for b in 0..batch {
-        // Early exit: the last prompt token's logits equal running the whole cross-decoder.
-        check_rel_l2("early exit", &row(&first, b, 1, 0, VOCAB), &row(&full, b, n, prompt - 1, VOCAB), 1e-5).unwrap();
-    }
-    for s in 0..steps {
-        let step: Vec<u32> = (0..batch).map(|b| all[b * n + prompt + s]).collect();
-        let logits = m.decode(&mut cache, &step).unwrap().to_f64_vec().unwrap();
-        for b in 0..batch {
-            check_rel_l2(&format!("decode step {s}"), &row(&logits, b, 1, 0, VOCAB), &row(&full, b, n, prompt + s, VOCAB), 1e-5).unwrap();
-        }
-    }
+    let cache = RefCell::new(m.new_cache(batch, prompt + steps).unwrap());
+    continuation_equals_forward(
+        "yoco",
+        &all,
+        batch,
+        prompt,
+        steps,
+        1e-5,
+        |t| m.forward_all(&mut m.new_cache(batch, prompt + steps).unwrap(), t, 16).unwrap().to_f64_vec().unwrap(),
+        |t| m.prefill(&mut cache.borrow_mut(), t, 10, 16).unwrap().to_f64_vec().unwrap(),
+        |t| m.decode(&mut cache.borrow_mut(), t).unwrap().to_f64_vec().unwrap(),
+    );
 }
 
 #[test]
@@ -109,23 +134,19 @@ fn transformer_prefill_then_decode_equals_one_forward() {
     let cpu = Device::cpu();
     let m = transformer_model(Backend::Fast, &cpu);
     let (batch, prompt, steps) = (2, 29, 5);
-    let n = prompt + steps;
-    let all = tokens(2, batch * n, VOCAB);
-    let mut full_cache = m.new_cache(batch, n).unwrap();
-    let full = m.forward_all(&mut full_cache, &all).unwrap().to_f64_vec().unwrap();
-    let mut cache = m.new_cache(batch, n).unwrap();
-    let prompt_tokens: Vec<u32> = (0..batch).flat_map(|b| all[b * n..b * n + prompt].to_vec()).collect();
-    let first = m.prefill(&mut cache, &prompt_tokens, 8).unwrap().to_f64_vec().unwrap();
-    for b in 0..batch {
-        check_rel_l2("prefill", &row(&first, b, 1, 0, VOCAB), &row(&full, b, n, prompt - 1, VOCAB), 1e-5).unwrap();
-    }
-    for s in 0..steps {
-        let step: Vec<u32> = (0..batch).map(|b| all[b * n + prompt + s]).collect();
-        let logits = m.decode(&mut cache, &step).unwrap().to_f64_vec().unwrap();
-        for b in 0..batch {
-            check_rel_l2(&format!("decode step {s}"), &row(&logits, b, 1, 0, VOCAB), &row(&full, b, n, prompt + s, VOCAB), 1e-5).unwrap();
-        }
-    }
+    let all = tokens(2, batch * (prompt + steps), VOCAB);
+    let cache = RefCell::new(m.new_cache(batch, prompt + steps).unwrap());
+    continuation_equals_forward(
+        "transformer",
+        &all,
+        batch,
+        prompt,
+        steps,
+        1e-5,
+        |t| m.forward_all(&mut m.new_cache(batch, prompt + steps).unwrap(), t).unwrap().to_f64_vec().unwrap(),
+        |t| m.prefill(&mut cache.borrow_mut(), t, 8).unwrap().to_f64_vec().unwrap(),
+        |t| m.decode(&mut cache.borrow_mut(), t).unwrap().to_f64_vec().unwrap(),
+    );
 }
 
 #[test]

@@ -58,18 +58,57 @@ pub(crate) fn chunkwise(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, 
 
 #[allow(clippy::too_many_arguments)]
 fn chunkwise_typed<T: Element>(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, state: &mut Tensor, o: &mut Tensor, shape: RetentionShape, scale: f32, chunk: usize) -> Result<()> {
-    let RetentionShape { seq, heads, dim, .. } = shape;
+    let RetentionShape { seq, dim, .. } = shape;
     let (q, k, v) = (q.as_slice::<T>()?, k.as_slice::<T>()?, v.as_slice::<T>()?);
     let gates = log_decay.as_slice::<f32>()?;
     let out = SharedOut(o.as_mut_slice::<T>()?.as_mut_ptr());
     let chunk = chunk.min(seq);
-    state.as_mut_slice::<f32>()?.par_chunks_mut(dim * dim).enumerate().try_for_each(|(bh, s)| -> Result<()> {
-        let (b, h) = (bh / heads, bh % heads);
-        let token = |n: usize| ((b * seq + n) * heads + h) * dim;
-        let mut w = Scratch::new(chunk, dim);
-        let mut start = 0;
-        while start < seq {
-            let len = chunk.min(seq - start);
+    // The sequence is walked in segments, all (batch, head) tasks through one segment before the
+    // next: each task reads only its head's slice of every token row, so a segment's rows are read
+    // from memory once and served from the last-level cache to the other heads' tasks. Measured
+    // (H 8, D 128, chunk 64, with huge pages): 28–29% of the FMA ceiling per head-at-a-time,
+    // 31–33% in segments.
+    let segment = chunk * (SEGMENT_TOKENS / chunk).max(1);
+    let states = state.as_mut_slice::<f32>()?;
+    let mut scratch: Vec<Scratch> = (0..states.len() / (dim * dim)).map(|_| Scratch::new(chunk, dim)).collect();
+    for segment_start in (0..seq).step_by(segment) {
+        let segment_end = (segment_start + segment).min(seq);
+        states.par_chunks_mut(dim * dim).zip(scratch.par_iter_mut()).enumerate().try_for_each(|(bh, (s, w))| -> Result<()> {
+            run_segment(q, k, v, gates, &out, s, w, shape, bh, scale, chunk, segment_start, segment_end)
+        })?;
+    }
+    Ok(())
+}
+
+/// Tokens per segment of the sequence (a multiple of the chunk): about 3 MiB of q, k and v per
+/// head-dim-128 head group, so that a segment of every head fits the last-level cache.
+const SEGMENT_TOKENS: usize = 1024;
+
+/// One (batch, head) task over the tokens `start..end` (whole chunks but the last), carrying its
+/// state `s`.
+#[allow(clippy::too_many_arguments)]
+fn run_segment<T: Element>(
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    gates: &[f32],
+    out: &SharedOut<T>,
+    s: &mut [f32],
+    w: &mut Scratch,
+    shape: RetentionShape,
+    bh: usize,
+    scale: f32,
+    chunk: usize,
+    start: usize,
+    end: usize,
+) -> Result<()> {
+    let RetentionShape { seq, heads, dim, .. } = shape;
+    let (b, h) = (bh / heads, bh % heads);
+    let token = |n: usize| ((b * seq + n) * heads + h) * dim;
+    let mut start = start;
+    {
+        while start < end {
+            let len = chunk.min(end - start);
             // Gather the chunk's rows of this head, widened to f32 (k scaled).
             for t in 0..len {
                 let src = token(start + t);
@@ -128,8 +167,8 @@ fn chunkwise_typed<T: Element>(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &T
             gemm_serial(MatMut { data: s, rows: dim, cols: dim }, MatRef::row_major(&w.k[..len * dim], len, dim).t(), MatRef::row_major(&w.v[..len * dim], len, dim), true)?;
             start += len;
         }
-        Ok(())
-    })
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

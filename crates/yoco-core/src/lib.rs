@@ -25,6 +25,7 @@ pub mod error;
 pub mod math;
 pub mod matmul;
 pub mod memory;
+pub mod pages;
 pub mod rng;
 pub mod shape;
 pub mod tensor;

@@ -54,10 +54,17 @@ impl Tensor {
         let n = shape.numel();
         match device {
             Device::Cpu(_) => {
+                // Zeroed by the allocator (a fresh mapping for large sizes, untouched until first
+                // written), so the huge-page advice still applies to every page.
+                fn zeroed<T: Element>(n: usize) -> Vec<T> {
+                    let mut v = vec![T::default(); n];
+                    crate::pages::advise_huge_pages(&mut v);
+                    v
+                }
                 let storage = match dtype {
-                    DType::F32 => CpuStorage::F32(vec![0.0; n]),
-                    DType::BF16 => CpuStorage::BF16(vec![bf16::ZERO; n]),
-                    DType::F16 => CpuStorage::F16(vec![f16::ZERO; n]),
+                    DType::F32 => CpuStorage::F32(zeroed(n)),
+                    DType::BF16 => CpuStorage::BF16(zeroed(n)),
+                    DType::F16 => CpuStorage::F16(zeroed(n)),
                 };
                 Ok(Self::assemble(shape, dtype, device, Storage::Cpu(storage), category))
             }

@@ -156,11 +156,13 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
         }
         bar.finish_with_message(format!("{} done", config.name));
     }
-    let kv_per_token = presets()
+    let mut kv_per_token: Vec<KvRow> = presets()
         .into_iter()
         .filter(|c| c.name.starts_with("yoco-"))
         .map(|c| KvRow { config: c.name.clone(), parameters: c.parameter_count().total(), transformer_bytes: kv_bytes_per_token(&c.transformer_twin(), 2), yoco_bytes: kv_bytes_per_token(&c, 2) })
         .collect();
+    // By size, so the table reads in order and the plot's lines run left to right.
+    kv_per_token.sort_by_key(|k| k.parameters);
     let efficiencies = calibration.efficiencies();
     // The paper's protocol: the last 1,024 tokens generated.
     let projection_generated = 1024;

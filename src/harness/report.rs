@@ -242,10 +242,22 @@ impl Report {
             y_label: "bytes per token".into(),
             log_x: true,
             log_y: true,
-            series: vec![
-                Series { name: "Transformer".into(), points: self.kv_per_token.iter().map(|k| (k.parameters as f64, k.transformer_bytes as f64)).collect(), reference: false, color: 0 },
-                Series { name: "YOCO".into(), points: self.kv_per_token.iter().map(|k| (k.parameters as f64, k.yoco_bytes as f64)).collect(), reference: false, color: 1 },
-            ],
+            // The scaling series (MHA) as lines; YOCO-3B (GQA 24/8) as its own points.
+            series: {
+                let (gqa, mha): (Vec<&KvRow>, Vec<&KvRow>) = self.kv_per_token.iter().partition(|k| k.config == "yoco-3b");
+                let line = |name: &str, rows: &[&KvRow], color: usize, f: fn(&KvRow) -> usize| Series {
+                    name: name.to_string(),
+                    points: rows.iter().map(|k| (k.parameters as f64, f(k) as f64)).collect(),
+                    reference: false,
+                    color,
+                };
+                vec![
+                    line("Transformer, scaling series (MHA)", &mha, 0, |k| k.transformer_bytes),
+                    line("YOCO, scaling series", &mha, 1, |k| k.yoco_bytes),
+                    line("Transformer-3B (GQA 24/8)", &gqa, 2, |k| k.transformer_bytes),
+                    line("YOCO-3B", &gqa, 3, |k| k.yoco_bytes),
+                ]
+            },
         })?;
         let ratio = |name: &str, color: usize, f: &dyn Fn(&Measurement, &Measurement) -> Option<f64>| Series {
             name: name.to_string(),

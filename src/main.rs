@@ -97,6 +97,13 @@ fn print_headline(report: &yoco::harness::report::Report) -> bool {
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` and closed early should end the program quietly, as it does for
+    // every other command-line tool, not make `println!` panic on a broken pipe.
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match run(Args::parse()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {

@@ -7,7 +7,7 @@
 //!
 //! Both take and return [`Tensor`]s, so the model code above is written once.
 
-use yoco_core::{DType, Device, Error, MemoryCategory, Result, Tensor};
+use yoco_core::{DType, Device, Element, Error, MemoryCategory, Result, Tensor};
 use yoco_gated_retention::{reference as gret_ref, RetentionOptions};
 use yoco_gqa::{AttentionOptions, Dims, KvCache, Mask};
 use yoco_rope::Rope;
@@ -114,12 +114,18 @@ impl Ops {
         match (self.backend, table.device()) {
             #[cfg(feature = "cuda")]
             (Backend::Fast, Device::Cuda(dev)) => super::cuda_ops::embed(dev, table, tokens, dims, scale as f32),
+            // On the host: read the rows in place (copying the whole table per step would cost a
+            // vocabulary's worth of bytes for every decoded token).
             _ => {
-                let t = table.to_f32_vec()?;
-                let mut out = Vec::with_capacity(tokens.len() * d);
-                for &id in tokens {
-                    out.extend(t[id as usize * d..(id as usize + 1) * d].iter().map(|&v| v as f64 * scale));
+                fn gather<T: Element>(table: &Tensor, tokens: &[u32], d: usize, scale: f64) -> Result<Vec<f64>> {
+                    let t = table.as_slice::<T>()?;
+                    Ok(tokens.iter().flat_map(|&id| t[id as usize * d..(id as usize + 1) * d].iter().map(move |v| v.to_f64() * scale)).collect())
                 }
+                let out = match table.dtype() {
+                    DType::F32 => gather::<f32>(table, tokens, d, scale)?,
+                    DType::BF16 => gather::<yoco_core::half::bf16>(table, tokens, d, scale)?,
+                    DType::F16 => gather::<yoco_core::half::f16>(table, tokens, d, scale)?,
+                };
                 act(&out, dims, table.device())
             }
         }

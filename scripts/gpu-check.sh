@@ -14,6 +14,7 @@
 #
 # The device tool call, once prepared:  run(command="bash scripts/gpu-check.sh run",
 #                                           carry=["stage"], timeout_s=540)
+# The run ends by itself by DEADLINE seconds (default 480), the most important steps first.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -39,7 +40,7 @@ for line in sys.stdin:
     strip "$build/yoco" "$build"/benches/* 2>/dev/null || true
     cp scripts/gpu/peers.py "$build/peers.py"
     # flash-linear-attention for the gated-retention peer (pure Python; Triton and PyTorch are there).
-    pip download --quiet --no-deps -d "$build/wheels" fla-core==0.6.0 einops \
+    pip download --quiet --no-deps -d "$build/wheels" fla-core==0.6.0 \
         || echo "gpu-check: could not download the fla wheels; the gated-retention peer will be skipped"
     tar -c -C "$build" . | xz -T0 -6 > "$stage/payload.tar.xz"
     du -sh "$build" "$stage"
@@ -60,15 +61,23 @@ unpack() {
     tar -xJf "$stage/payload.tar.xz" -C "$bin"
 }
 
-# Runs one step under a time limit, appending its output to a file; a failure or a timeout is
-# recorded and the next step still runs.
+# Runs one step under its own time limit, cut to what is left of the call's DEADLINE (seconds
+# since the script started, less a reserve for packing the results), appending its output to a
+# file; a failure or a timeout is recorded and the next step still runs. A step with under 10 s
+# left is skipped with a line that says so.
 step() {
     local limit=$1 file=$2
     shift 2
-    echo "== $* (limit ${limit}s)" >> "$file"
-    local rc=0
-    timeout --kill-after=10 "$limit" "$@" >> "$file" 2>&1 || rc=$?
-    echo "== exit $rc" >> "$file"
+    local left=$(( ${DEADLINE:-480} - 15 - SECONDS ))
+    if [ "$left" -lt 10 ]; then
+        echo "== skipped (call deadline reached): $*" >> "$file"
+        return
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
+    echo "== $* (limit ${limit}s, at ${SECONDS}s)" >> "$file"
+    local rc=0 began=$SECONDS
+    timeout --kill-after=5 "$limit" "$@" >> "$file" 2>&1 || rc=$?
+    echo "== exit $rc after $(( SECONDS - began ))s" >> "$file"
 }
 
 run() {
@@ -100,34 +109,44 @@ PY
         nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 || echo "no nvidia-smi"
         nvcc --version 2>&1 | tail -n 1 || true
         python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2>&1 || true
+        echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
     } > "$out/machine.txt"
 
-    # On the GPU: GPU-filling shapes and full criterion runs. In the dry run: the small shapes and
-    # criterion's test mode (each bench once), which exercises the same code in seconds.
+    # In the order of what matters most, so that a call cut short still brings back the first
+    # things: correctness and memcheck, the ceilings, the kernel benches, the peers, then racecheck
+    # (slowest; both sanitizers are refused on some runtimes). On the GPU: GPU-filling shapes, CUDA-only benches at
+    # the short pace. In the dry run: the small shapes and criterion's test mode (each bench once).
     local large=--large bench_args="--bench --noplot"
     if [ "$device" != cuda ]; then large=""; bench_args=""; fi
-    step 240 "$out/check.txt" "$bin/yoco" check --device "$device" $large
-    step 60 "$out/check.txt" "$bin/yoco" ceilings --device "$device"
+    step 150 "$out/check.txt" "$bin/yoco" check --device "$device" $large
+    # memcheck right after the check (at its small shapes): if the check failed, it names the line.
+    local sanitize=no
     if [ "$device" = cuda ] && command -v compute-sanitizer >/dev/null; then
-        step 150 "$out/sanitizer.txt" compute-sanitizer --tool memcheck --error-exitcode 9 "$bin/yoco" check --device cuda
-        step 150 "$out/sanitizer.txt" compute-sanitizer --tool racecheck --error-exitcode 9 "$bin/yoco" check --device cuda
+        sanitize=yes
+        step 90 "$out/sanitizer.txt" compute-sanitizer --tool memcheck --error-exitcode 9 "$bin/yoco" check --device cuda
     else
         echo "compute-sanitizer not run (device $device, or not installed)" > "$out/sanitizer.txt"
     fi
+    step 40 "$out/check.txt" "$bin/yoco" ceilings --device "$device"
     for bench in "$bin"/benches/*; do
         # shellcheck disable=SC2086
-        step 150 "$out/benches.txt" "$bench" $bench_args
+        YOCO_BENCH_DEVICES="$device" YOCO_BENCH_PACE=short step 60 "$out/benches.txt" "$bench" $bench_args
     done
     if [ "$device" = cuda ]; then
-        pip install --quiet --no-deps --no-index "$bin"/wheels/*.whl >> "$out/peers.txt" 2>&1 || echo "fla wheels not installed" >> "$out/peers.txt"
-        step 300 "$out/peers.txt" python3 "$bin/peers.py"
+        # flash-linear-attention travels as a wheel; installed beside the image's packages, not over them.
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$bin/site" "$bin"/wheels/*.whl >> "$out/peers.txt" 2>&1 \
+            || echo "fla wheel not installed" >> "$out/peers.txt"
+        PYTHONPATH="$bin/site" PYTHONUNBUFFERED=1 step 150 "$out/peers.txt" python3 "$bin/peers.py"
     else
         echo "peers not run on device $device" > "$out/peers.txt"
     fi
+    if [ "$sanitize" = yes ]; then
+        step 90 "$out/sanitizer.txt" compute-sanitizer --tool racecheck --error-exitcode 9 "$bin/yoco" check --device cuda
+    fi
     # One summary: every bench fraction line and every peer line, for the commit under reports/gpu/.
-    grep -hE "^(check|cuda|cpu|peer/|[a-z_]+/.*(GB/s|GFLOP/s|TFLOP/s)|== exit)" "$out"/{check,sanitizer,benches,peers}.txt > "$out/summary.txt" || true
+    grep -hE "^(check|cuda|cpu|peer/|[a-z_]+/.*(GB/s|GFLOP/s|TFLOP/s)|== )" "$out"/{check,benches,peers,sanitizer}.txt > "$out/summary.txt" || true
     rm -rf "$bin"
-    echo "gpu-check: results in $out"
+    echo "gpu-check: results in $out after ${SECONDS}s"
 }
 
 case "${1:-}" in

@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 
-use yoco::model::{config::ModelConfig, preset, Backend, Ops, Transformer, Weights, Yoco};
+use yoco::model::{config::ModelConfig, generate, preset, profile, AnyModel, Backend, Ops, Sampler, Transformer, Weights, Yoco};
 use yoco_core::rng::Rng;
 use yoco_core::testing::{check_rel_l2, rel_l2};
 use yoco_core::{DType, Device, Error, Tensor};
@@ -212,6 +212,39 @@ fn fast_models_match_the_reference_models() {
     check_rel_l2("transformer fast vs reference", &f, &r, 1e-4).unwrap();
     // Not trivially equal: the logits vary across the vocabulary.
     assert!(rel_l2(&f, &vec![f[0]; f.len()]) > 0.1);
+}
+
+#[test]
+fn profiling_names_each_models_operations_within_the_wall_time() {
+    // What the harness's per-phase table rests on: every operation of each model is seen, each
+    // call counted once (the FFN's inner projections count toward the FFN), inside the wall time.
+    let cpu = Device::cpu();
+    let prompt = tokens(9, 40, VOCAB);
+    let yoco_config = micro();
+    let models = [
+        (AnyModel::build(&yoco_config, Weights::init(&yoco_config, 5, DType::F32, &cpu).unwrap(), Ops::new(Backend::Fast), &cpu).unwrap(), "gated_retention"),
+        (AnyModel::build(&yoco_config.transformer_twin(), Weights::init(&yoco_config.transformer_twin(), 5, DType::F32, &cpu).unwrap(), Ops::new(Backend::Fast), &cpu).unwrap(), "attention"),
+    ];
+    for (model, mixer) in &models {
+        profile::begin();
+        let g = generate(model, &prompt, 1, 4, &mut Sampler::Greedy, 16).unwrap();
+        assert!(profile::end().is_empty(), "generate takes each phase's times");
+        let layers = model.config().n_layers as u64;
+        for (phase, wall, ops) in [("prefill", g.prefill_seconds, &g.prefill_ops), ("decode", g.decode_seconds, &g.decode_ops)] {
+            let calls = |op: &str| ops.iter().find(|t| t.op == op).map_or(0, |t| t.calls);
+            assert!(calls(mixer) > 0 && calls("ffn") > 0 && calls("sample") > 0, "{phase}: {ops:?}");
+            // 3 spans of prefill (40 tokens, span 16) or 3 decode steps, each through every FFN;
+            // but YOCO's prefill runs its cross-decoder (half the layers) once, for the last
+            // token (early exit).
+            let ffn_calls = if phase == "prefill" && model.config().is_yoco() { 3 * layers / 2 + layers / 2 } else { 3 * layers };
+            assert_eq!(calls("ffn"), ffn_calls, "{phase} of {}: {ops:?}", model.config().name);
+            let sum: f64 = ops.iter().map(|t| t.seconds).sum();
+            assert!(sum <= wall * 1.001 + 1e-4, "{phase}: operations {sum} s in a wall time of {wall} s");
+        }
+    }
+    // Off again: a plain generation records nothing.
+    let g = generate(&models[0].0, &prompt, 1, 2, &mut Sampler::Greedy, 16).unwrap();
+    assert!(g.prefill_ops.is_empty() && g.decode_ops.is_empty());
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! The ceilings of this machine and the fractions of them this project's kernels reach,
-//! measured at the start of every comparison: the report quotes both, and the projection is fed
-//! with the fractions.
+//! The ceilings of the compared device (the CPU, or a GPU) and the fractions of them this
+//! project's kernels reach, measured at the start of every comparison: the report quotes both,
+//! and the projection is fed with the fractions.
 
 use std::time::Instant;
 
@@ -10,72 +10,133 @@ use yoco_core::rng::Rng;
 use yoco_core::{DType, Device, MemoryCategory, Result, Tensor};
 
 use super::projection::Efficiencies;
+use crate::model::{Backend, Ops};
 
 /// What calibration measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct Calibration {
+    /// The device measured ("cpu", or the GPU's name).
+    pub device: String,
+    /// CPU threads (rayon's pool); 0 on a GPU.
     pub threads: usize,
-    pub fma_gflops: f64,
+    /// The arithmetic ceiling: the f32 FMA rate (CPU), or cuBLAS's bf16 GEMM at 8192³ (GPU).
+    pub compute_ceiling: String,
+    pub compute_gflops: f64,
+    /// The bandwidth ceiling: host copy, or device-to-device copy (bytes read plus written).
     pub copy_gbs: f64,
-    /// GEMM (512 × 2048 × 768), causal attention (H 4, N 2048, D 64), gated retention (H 4,
-    /// N 4096, D 64) in GFLOP/s; RMSNorm (16384 × 3072) in GB/s.
+    /// The kernels this project runs, at the shapes named in `shapes`: the projections (GEMM),
+    /// causal attention prefill and gated-retention prefill in GFLOP/s; RMSNorm in GB/s.
     pub gemm_gflops: f64,
     pub attention_gflops: f64,
     pub retention_gflops: f64,
     pub rmsnorm_gbs: f64,
+    pub shapes: String,
 }
 
-fn best_seconds(mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+/// Median seconds of five calls of `f` after one warm-up, each call waited for on `device`.
+fn median_seconds(device: &Device, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     f()?;
+    device.synchronize()?;
     let mut times = Vec::new();
     for _ in 0..5 {
         let start = Instant::now();
         f()?;
+        device.synchronize()?;
         times.push(start.elapsed().as_secs_f64());
     }
     Ok(median(&mut times))
 }
 
-fn random(rng: &mut Rng, dims: &[usize], device: &Device) -> Result<Tensor> {
-    Tensor::from_f64(&rng.normal_vec(dims.iter().product()), dims.to_vec(), DType::F32, device, MemoryCategory::Activations)
+fn random(rng: &mut Rng, dims: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+    Tensor::from_f64(&rng.normal_vec(dims.iter().product()), dims.to_vec(), dtype, device, MemoryCategory::Activations)
 }
 
-/// Measures the CPU's ceilings and the fast CPU kernels' rates (about ten seconds).
-pub fn calibrate_cpu() -> Result<Calibration> {
-    let ceilings = CpuCeilings::measure();
-    let cpu = Device::cpu();
+/// The sizes calibration runs at: a few milliseconds per call on each kind of device.
+struct Sizes {
+    /// (rows, out, in) of the projection.
+    gemm: (usize, usize, usize),
+    /// (tokens, heads, kv heads, head dim) of causal attention.
+    attention: (usize, usize, usize, usize),
+    /// (tokens, heads, head dim) of gated retention.
+    retention: (usize, usize, usize),
+    /// (rows, width) of RMSNorm: far past the last-level cache, as the copy ceiling is.
+    rmsnorm: (usize, usize),
+}
+
+impl Sizes {
+    fn for_device(device: &Device) -> Sizes {
+        if device.is_cpu() {
+            Sizes { gemm: (512, 2048, 768), attention: (2048, 4, 4, 64), retention: (4096, 4, 64), rmsnorm: (16384, 3072) }
+        } else {
+            // YOCO-3B's widths: a 8K-token span through the FFN's up-projection, its attention
+            // heads (24 over 8, D = 128) and retention heads over 8K and 16K tokens.
+            Sizes { gemm: (8192, 8192, 3072), attention: (8192, 24, 8, 128), retention: (16384, 24, 128), rmsnorm: (32768, 3072) }
+        }
+    }
+
+    fn describe(&self) -> String {
+        let (m, n, k) = self.gemm;
+        let (an, ah, akv, ad) = self.attention;
+        let (rn, rh, rd) = self.retention;
+        let (rows, width) = self.rmsnorm;
+        format!("GEMM {m}×{n}×{k}; causal attention N {an}, H {ah}/{akv}, D {ad}; gated retention N {rn}, H {rh}, D {rd}, chunk 64; RMSNorm {rows}×{width}")
+    }
+}
+
+/// The arithmetic and bandwidth ceilings of `device` (threads, label, GFLOP/s, GB/s).
+fn ceilings(device: &Device) -> Result<(usize, String, f64, f64)> {
+    match device {
+        Device::Cpu(_) => {
+            let c = CpuCeilings::measure();
+            Ok((c.threads, "f32 FMA".into(), c.fma_gflops, c.copy_gbs))
+        }
+        #[cfg(feature = "cuda")]
+        Device::Cuda(d) => {
+            let gemm = 1e3 * yoco_core::cuda::cublas_gemm_tflops(d, 8192, 8192, 8192, 10)?;
+            Ok((0, "cuBLAS bf16 GEMM 8192³".into(), gemm, yoco_core::cuda::device_copy_bandwidth(d, 1 << 30, 20)?))
+        }
+    }
+}
+
+/// Measures the ceilings of `device` and the rates this project's kernels reach on it, in
+/// `dtype` (seconds on either kind of device).
+pub fn calibrate(device: &Device, dtype: DType) -> Result<Calibration> {
+    let (threads, compute_ceiling, compute_gflops, copy_gbs) = ceilings(device)?;
+    let sizes = Sizes::for_device(device);
     let mut rng = Rng::new(11);
+    let ops = Ops::new(Backend::Fast);
 
-    let (m, n, k) = (512, 2048, 768);
-    let (a, b) = (random(&mut rng, &[m, k], &cpu)?, random(&mut rng, &[n, k], &cpu)?);
-    let mut c = vec![0f32; m * n];
-    let t = best_seconds(|| yoco_core::matmul::matmul_nt(m, n, k, a.as_slice()?, b.as_slice()?, &mut c))?;
+    let (m, n, k) = sizes.gemm;
+    let (x, w) = (random(&mut rng, &[m, k], dtype, device)?, random(&mut rng, &[n, k], dtype, device)?);
+    let t = median_seconds(device, || ops.linear(&x, &w).map(drop))?;
     let gemm_gflops = 2.0 * (m * n * k) as f64 / t / 1e9;
+    drop((x, w));
 
-    let (h, seq, d) = (4, 2048, 64);
-    let q = random(&mut rng, &[1, seq, h, d], &cpu)?;
-    let kv = random(&mut rng, &[1, seq, h, d], &cpu)?;
-    let t = best_seconds(|| yoco_gqa::attention(&q, &kv, &kv, yoco_gqa::AttentionOptions::causal()).map(drop))?;
+    let (seq, h, hkv, d) = sizes.attention;
+    let q = random(&mut rng, &[1, seq, h, d], dtype, device)?;
+    let kv = random(&mut rng, &[1, seq, hkv, d], dtype, device)?;
+    let t = median_seconds(device, || yoco_gqa::attention(&q, &kv, &kv, yoco_gqa::AttentionOptions::causal()).map(drop))?;
     let attention_gflops = 4.0 * (h * seq * seq * d) as f64 / 2.0 / t / 1e9;
+    drop((q, kv));
 
-    let seq = 4096;
-    let q = random(&mut rng, &[1, seq, h, d], &cpu)?;
-    let gates = Tensor::from_f64(&vec![-0.05; seq * h], vec![1, seq, h], DType::F32, &cpu, MemoryCategory::Activations)?;
+    let (seq, h, d) = sizes.retention;
+    let q = random(&mut rng, &[1, seq, h, d], dtype, device)?;
+    let gates = Tensor::from_f64(&vec![-0.05; seq * h], vec![1, seq, h], DType::F32, device, MemoryCategory::Activations)?;
     let options = yoco_gated_retention::RetentionOptions::default();
-    let t = best_seconds(|| yoco_gated_retention::gated_retention(&q, &q, &q, &gates, None, &options).map(drop))?;
+    let t = median_seconds(device, || yoco_gated_retention::gated_retention(&q, &q, &q, &gates, None, &options).map(drop))?;
     let chunk = options.chunk;
     let retention_gflops = (h * (seq / chunk) * (4 * chunk * chunk * d + 4 * chunk * d * d)) as f64 / t / 1e9;
+    drop((q, gates));
 
-    // 16384 × 3072 f32: 192 MiB in and out, far past the last-level cache, as the copy ceiling is.
-    let (rows, width) = (16384, 3072);
-    let x = random(&mut rng, &[rows, width], &cpu)?;
-    let w = random(&mut rng, &[width], &cpu)?;
-    // Into a preallocated output: a fresh 48 MiB output per call would time the page faults.
-    let mut y = Tensor::zeros([rows, width], DType::F32, &cpu, MemoryCategory::Activations)?;
-    let t = best_seconds(|| yoco_rmsnorm::rms_norm_into(&x, &w, 1e-5, &mut y))?;
-    let rmsnorm_gbs = 2.0 * (rows * width * 4) as f64 / t / 1e9;
+    let (rows, width) = sizes.rmsnorm;
+    let x = random(&mut rng, &[rows, width], dtype, device)?;
+    let w = random(&mut rng, &[width], dtype, device)?;
+    // Into a preallocated output: a fresh output per call would time the page faults (CPU).
+    let mut y = Tensor::zeros([rows, width], dtype, device, MemoryCategory::Activations)?;
+    let t = median_seconds(device, || yoco_rmsnorm::rms_norm_into(&x, &w, 1e-5, &mut y))?;
+    let rmsnorm_gbs = 2.0 * (rows * width * dtype.size_in_bytes()) as f64 / t / 1e9;
 
-    Ok(Calibration { threads: ceilings.threads, fma_gflops: ceilings.fma_gflops, copy_gbs: ceilings.copy_gbs, gemm_gflops, attention_gflops, retention_gflops, rmsnorm_gbs })
+    Ok(Calibration { device: device.to_string(), threads, compute_ceiling, compute_gflops, copy_gbs, gemm_gflops, attention_gflops, retention_gflops, rmsnorm_gbs, shapes: sizes.describe() })
 }
 
 impl Calibration {
@@ -83,11 +144,11 @@ impl Calibration {
     pub fn efficiencies(&self) -> Efficiencies {
         let clamp = |f: f64| f.clamp(0.01, 1.0);
         Efficiencies {
-            gemm: clamp(self.gemm_gflops / self.fma_gflops),
-            attention: clamp(self.attention_gflops / self.fma_gflops),
-            retention: clamp(self.retention_gflops / self.fma_gflops),
+            gemm: clamp(self.gemm_gflops / self.compute_gflops),
+            attention: clamp(self.attention_gflops / self.compute_gflops),
+            retention: clamp(self.retention_gflops / self.compute_gflops),
             bandwidth: clamp(self.rmsnorm_gbs / self.copy_gbs),
-            source: "fractions of the CPU ceilings reached by this project's CPU kernels in this run",
+            source: format!("fractions of the {} ceilings reached by this project's kernels in this run", self.device),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use yoco_core::{DType, Device, Error, Result};
 
-use super::calibrate::calibrate_cpu;
+use super::calibrate::calibrate;
 use super::measure::{batch_for_budget, measure, RunPlan};
 use super::projection::project;
 use super::report::{bytes, KvRow, Protocol, Report};
@@ -58,6 +58,12 @@ pub struct CompareArgs {
     /// A run under a minute: lengths 512..2048, 8 generated tokens, one repetition.
     #[arg(long)]
     pub quick: bool,
+    /// Seconds the whole run may take: a length whose predicted time (the previous length's,
+    /// scaled by the square of the lengths' ratio) would end past it is skipped, with the lengths
+    /// after it, and the report says so. The report is rewritten after every length, so a run
+    /// stopped from outside still leaves the lengths it finished.
+    #[arg(long)]
+    pub deadline: Option<f64>,
 }
 
 /// Parses "512MiB", "4GiB", "80GB", "1000000".
@@ -118,6 +124,14 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
         None => DType::BF16,
     };
     let budget = parse_bytes(&args.budget)?;
+    // Shortest first: the deadline's prediction scales each length from the one before it.
+    args.lengths.sort_unstable();
+    args.lengths.dedup();
+    if let Some(deadline) = args.deadline {
+        if !(deadline > 0.0 && deadline.is_finite()) {
+            return Err(Error::invalid("--deadline", "deadline", format!("{deadline}: expected a positive number of seconds")));
+        }
+    }
     if args.generate == 0 {
         return Err(Error::invalid("--generate", "generate", "0: expected at least one generated token"));
     }
@@ -133,11 +147,11 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
     let _ = std::fs::remove_file(&probe);
 
     let started = Instant::now();
-    eprintln!("compare: calibrating this machine's ceilings and kernel rates ...");
-    let calibration = calibrate_cpu()?;
+    eprintln!("compare: calibrating {device}'s ceilings and kernel rates ...");
+    let calibration = calibrate(&device, dtype)?;
     let plan = RunPlan { generated: args.generate, span: args.span, repetitions: args.repetitions, budget_bytes: budget, max_batch: args.max_batch, elem: dtype.size_in_bytes(), seed: args.seed };
     let ops = Ops::new(args.backend);
-    let mut measurements = Vec::new();
+    let mut models = Vec::new();
     for config in [&transformer_config, &yoco_config] {
         // Each model on its own device scope, so that its accounting is its own.
         let scope = Device::parse(&args.device)?;
@@ -148,13 +162,7 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
                 eprintln!("compare: {} at {n} tokens needs {} at batch 1, more than the {} budget: no throughput run there", config.name, bytes(need), bytes(budget));
             }
         }
-        let bar = progress(args.lengths.len() as u64, &config.name);
-        for &n in &args.lengths {
-            bar.set_message(format!("{} at {n} tokens", config.name));
-            measurements.push(measure(&model, n, &plan, true)?);
-            bar.inc(1);
-        }
-        bar.finish_with_message(format!("{} done", config.name));
+        models.push(model);
     }
     let mut kv_per_token: Vec<KvRow> = presets()
         .into_iter()
@@ -167,7 +175,7 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
     // The paper's protocol: the last 1,024 tokens generated.
     let projection_generated = 1024;
     let projection = project(&[32 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20], projection_generated, &efficiencies);
-    let report = Report {
+    let mut report = Report {
         protocol: Protocol {
             date: format!("{} s since the Unix epoch", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)),
             machine: machine(),
@@ -177,26 +185,63 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
             dtype: dtype.name().into(),
             yoco_config: yoco_config.name.clone(),
             transformer_config: transformer_config.name.clone(),
-            lengths: args.lengths.clone(),
+            lengths: Vec::new(),
             generated_tokens: args.generate,
             prefill_span: args.span,
             repetitions: args.repetitions,
             memory_budget_bytes: budget,
             max_batch: args.max_batch,
-            notes: vec![
-                "memory is the accounting's peak (every tensor the models allocate, by category) for batch 1 over prefill and decode; 'predicted' is the analytic model; 'resident Δ' is the process's peak resident memory during the run minus before it (it also holds untracked scratch and allocator slack)".into(),
-                "prefill latency is the time to the first generated token (prefill with early exit for YOCO, sampling included)".into(),
-                "throughput = batch × generated tokens / (prefill + decode seconds) at the largest batch whose predicted peak fits the budget".into(),
-                format!("whole run: {:.0} s", started.elapsed().as_secs_f64()),
-            ],
+            notes: Vec::new(),
         },
         calibration,
-        measurements,
+        measurements: Vec::new(),
         kv_per_token,
         projection_efficiencies: efficiencies,
         projection_generated,
         projection,
     };
+    let notes = |skipped: &[usize], elapsed: f64| {
+        let mut notes = vec![
+            "memory is the accounting's peak (every tensor the models allocate, by category) for batch 1 over prefill and decode; 'predicted' is the analytic model; 'resident Δ' is the process's peak resident memory during the run minus before it (CPU), or the device's used memory after the run minus before it (CUDA); either also holds untracked scratch and allocator slack".to_string(),
+            "prefill latency is the time to the first generated token (prefill with early exit for YOCO, sampling included)".into(),
+            "throughput = batch × generated tokens / (prefill + decode seconds) at the largest batch whose predicted peak fits the budget".into(),
+            format!("whole run: {elapsed:.0} s"),
+        ];
+        if !skipped.is_empty() {
+            let list = skipped.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
+            notes.push(format!("lengths {list} not measured: their predicted time would have run past the {:.0} s deadline", args.deadline.unwrap_or(0.0)));
+        }
+        notes
+    };
+
+    // Length by length, both models at each, so that a run cut short keeps whole pairs.
+    let bar = progress(args.lengths.len() as u64, "lengths");
+    let mut previous: Option<(usize, f64)> = None;
+    let mut skipped = Vec::new();
+    for &n in &args.lengths {
+        if let (Some(deadline), Some((previous_n, previous_seconds))) = (args.deadline, previous) {
+            let predicted = previous_seconds * (n as f64 / previous_n as f64).powi(2);
+            let left = deadline - started.elapsed().as_secs_f64();
+            if !skipped.is_empty() || predicted > left {
+                eprintln!("compare: {n} tokens skipped: predicted {predicted:.0} s, {left:.0} s left before the deadline");
+                skipped.push(n);
+                bar.inc(1);
+                continue;
+            }
+        }
+        let length_started = Instant::now();
+        for model in &models {
+            bar.set_message(format!("{} at {n} tokens", model.config().name));
+            report.measurements.push(measure(model, n, &plan, true)?);
+        }
+        previous = Some((n, length_started.elapsed().as_secs_f64()));
+        report.protocol.lengths.push(n);
+        report.protocol.notes = notes(&skipped, started.elapsed().as_secs_f64());
+        report.write(&args.out)?;
+        bar.inc(1);
+    }
+    bar.finish_with_message("done");
+    report.protocol.notes = notes(&skipped, started.elapsed().as_secs_f64());
     let written = report.write(&args.out)?;
     eprintln!("compare: wrote {} files to {} in {:.0} s", written.len(), args.out.display(), started.elapsed().as_secs_f64());
     Ok(report)

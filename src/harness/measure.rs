@@ -8,6 +8,7 @@ use yoco_core::{MemoryCategory, MemorySnapshot, Result};
 
 use super::rss;
 use crate::model::memory::{predict, MemoryEstimate, Workload};
+use crate::model::profile::{self, OpTime};
 use crate::model::{generate, AnyModel, Sampler};
 
 /// Bytes by category.
@@ -77,7 +78,26 @@ pub struct Measurement {
     /// Mean seconds per decode step, batch 1.
     pub decode_seconds_per_token: f64,
     pub throughput: Option<Throughput>,
+    /// Where batch 1's time goes, by operation, from a profiled run of its own.
+    pub phases: Phases,
 }
+
+/// A profiled run (batch 1): each operation waited for before and after itself
+/// ([`crate::model::profile`]), so these seconds run longer than the unprofiled timings and are
+/// read as shares. Time outside every operation (cache writes, reshapes, host work) is the
+/// difference between the wall time and the operations' sum.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Phases {
+    pub prefill_seconds: f64,
+    pub prefill: Vec<OpTime>,
+    /// Decode steps profiled (the first `min(generated, 16)` − 1 after the first token).
+    pub decode_steps: usize,
+    pub decode_seconds: f64,
+    pub decode: Vec<OpTime>,
+}
+
+/// Decode steps a profiled run generates: enough for stable shares, few enough to stay cheap.
+const PROFILED_TOKENS: usize = 16;
 
 /// How to run a measurement.
 #[derive(Clone, Debug)]
@@ -128,6 +148,7 @@ pub fn measure(model: &AnyModel, length: usize, plan: &RunPlan, with_throughput:
             resident_bytes = resident_peak(device).zip(before).map(|(peak, before)| peak.saturating_sub(before));
         }
     }
+    let phases = profiled(model, &tokens, plan)?;
     let predicted = Breakdown::from_estimate(&predict(config, &Workload { batch: 1, capacity: length, prompt, span: plan.span, elem: plan.elem }));
 
     let throughput = match batch_for_budget(model, length, plan) {
@@ -157,7 +178,18 @@ pub fn measure(model: &AnyModel, length: usize, plan: &RunPlan, with_throughput:
         prefill_samples,
         decode_seconds_per_token: yoco_core::ceiling::median(&mut decode),
         throughput,
+        phases,
     })
+}
+
+/// One profiled generation of `tokens` at batch 1.
+fn profiled(model: &AnyModel, tokens: &[u32], plan: &RunPlan) -> Result<Phases> {
+    let generated = plan.generated.min(PROFILED_TOKENS);
+    profile::begin();
+    let g = generate(model, tokens, 1, generated, &mut Sampler::Greedy, plan.span);
+    profile::end();
+    let g = g?;
+    Ok(Phases { prefill_seconds: g.prefill_seconds, prefill: g.prefill_ops, decode_steps: generated - 1, decode_seconds: g.decode_seconds, decode: g.decode_ops })
 }
 
 /// Bytes in use now: the process's resident set (CPU) or the device's used memory (CUDA).

@@ -57,7 +57,18 @@ fn plot_err(e: impl std::fmt::Display) -> Error {
     Error::invalid("plot", "output", e.to_string())
 }
 
-const PALETTE: [RGBColor; 6] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(255, 127, 14), RGBColor(148, 103, 189), RGBColor(140, 86, 75)];
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
 
 fn bounds(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
@@ -129,7 +140,8 @@ fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &StackedB
         .margin(16)
         .x_label_area_size(56)
         .y_label_area_size(80)
-        .build_cartesian_2d(0.0..slots as f64, 0.0..top.max(1e-9))
+        // Room on the right for the legend, so that it covers no bar.
+        .build_cartesian_2d(0.0..slots as f64 * 1.3 + 1.0, 0.0..top.max(1e-9))
         .map_err(plot_err)?;
     ctx.configure_mesh()
         .disable_x_mesh()
@@ -168,7 +180,7 @@ fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &StackedB
             .label(part.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()));
     }
-    ctx.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).label_font((FONT, 15)).position(SeriesLabelPosition::UpperLeft).draw().map_err(plot_err)?;
+    ctx.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).label_font((FONT, 15)).position(SeriesLabelPosition::UpperRight).draw().map_err(plot_err)?;
     root.present().map_err(plot_err)
 }
 

@@ -17,7 +17,7 @@ pub const H100_BANDWIDTH: f64 = 3.35e12;
 pub const H100_MEMORY: usize = 80_000_000_000;
 
 /// Fractions of their ceilings the kernel classes reached (measured in this run).
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct Efficiencies {
     /// Projections (GEMM) against the arithmetic ceiling.
     pub gemm: f64,
@@ -28,7 +28,7 @@ pub struct Efficiencies {
     /// Decode (weights and caches streamed) against the bandwidth ceiling.
     pub bandwidth: f64,
     /// Where the fractions were measured.
-    pub source: &'static str,
+    pub source: String,
 }
 
 /// One projected length.

@@ -136,9 +136,10 @@ impl Report {
             p.yoco_config, p.transformer_config, p.backend, p.device, p.dtype,
             p.lengths.iter().map(|l| human(*l as f64)).collect::<Vec<_>>().join(", "), p.generated_tokens, p.prefill_span, p.repetitions,
             p.max_batch, bytes(p.memory_budget_bytes), p.build, p.date);
-        let _ = writeln!(s, "Ceilings measured in this run: {} threads, f32 FMA {:.0} GFLOP/s, copy {:.1} GB/s. Kernel rates: GEMM {:.0} GFLOP/s ({:.0}%), causal attention {:.0} GFLOP/s ({:.0}%), gated retention {:.0} GFLOP/s ({:.0}%), RMSNorm {:.1} GB/s ({:.0}%).\n",
-            c.threads, c.fma_gflops, c.copy_gbs, c.gemm_gflops, 100.0 * c.gemm_gflops / c.fma_gflops, c.attention_gflops, 100.0 * c.attention_gflops / c.fma_gflops,
-            c.retention_gflops, 100.0 * c.retention_gflops / c.fma_gflops, c.rmsnorm_gbs, 100.0 * c.rmsnorm_gbs / c.copy_gbs);
+        let threads = if c.threads > 0 { format!(", {} threads", c.threads) } else { String::new() };
+        let _ = writeln!(s, "Ceilings measured in this run on {}{threads}: {} {:.0} GFLOP/s, copy {:.1} GB/s. Kernel rates ({}): GEMM {:.0} GFLOP/s ({:.0}%), causal attention {:.0} GFLOP/s ({:.0}%), gated retention {:.0} GFLOP/s ({:.0}%), RMSNorm {:.1} GB/s ({:.0}%).\n",
+            c.device, c.compute_ceiling, c.compute_gflops, c.copy_gbs, c.shapes, c.gemm_gflops, 100.0 * c.gemm_gflops / c.compute_gflops, c.attention_gflops, 100.0 * c.attention_gflops / c.compute_gflops,
+            c.retention_gflops, 100.0 * c.retention_gflops / c.compute_gflops, c.rmsnorm_gbs, 100.0 * c.rmsnorm_gbs / c.copy_gbs);
         for note in &p.notes {
             let _ = writeln!(s, "- {note}");
         }
@@ -169,6 +170,7 @@ impl Report {
                 bytes(m.memory.recurrent_state), bytes(m.memory.activations), bytes(m.memory.total), bytes(m.predicted.total),
                 m.resident_bytes.map(|r| bytes(r as usize)).unwrap_or_else(|| "—".into()));
         }
+        self.write_phases(&mut s);
         let _ = writeln!(s, "\n## KV cache per token (analytic, bf16)\n");
         let _ = writeln!(s, "| config | parameters | Transformer | YOCO | ratio |");
         let _ = writeln!(s, "|---|---|---|---|---|");
@@ -192,8 +194,45 @@ impl Report {
                 pt.transformer_prefill_seconds, pt.yoco_prefill_seconds, pt.transformer_prefill_seconds / pt.yoco_prefill_seconds, fmt(pap.map(|r| r.prefill)),
                 pt.transformer_tokens_per_second, pt.transformer_batch, pt.yoco_tokens_per_second, pt.yoco_batch, tr, fmt(pap.and_then(|r| r.throughput)));
         }
-        let _ = writeln!(s, "\nPlots: memory.png, prefill.png, throughput.png, kv_per_token.png, ratios.png, projection.png (each also as SVG).");
+        let _ = writeln!(s, "\nPlots: memory.png, phases.png, prefill.png, throughput.png, kv_per_token.png, ratios.png, projection.png (each also as SVG).");
         s
+    }
+
+    /// The operations of the profiled runs, those with the most time over all runs first.
+    fn profiled_ops(&self) -> Vec<String> {
+        let mut totals: Vec<(String, f64)> = Vec::new();
+        for m in &self.measurements {
+            for t in m.phases.prefill.iter().chain(&m.phases.decode) {
+                match totals.iter_mut().find(|(op, _)| *op == t.op) {
+                    Some(entry) => entry.1 += t.seconds,
+                    None => totals.push((t.op.clone(), t.seconds)),
+                }
+            }
+        }
+        totals.sort_by(|a, b| b.1.total_cmp(&a.1));
+        totals.into_iter().map(|(op, _)| op).collect()
+    }
+
+    /// The per-operation shares of every profiled run, prefill and decode.
+    fn write_phases(&self, s: &mut String) {
+        let ops = self.profiled_ops();
+        let _ = writeln!(s, "\n## Where the time goes (a profiled run of its own, batch 1)\n");
+        let _ = writeln!(s, "Each operation waited for before and after itself, so the profiled wall time runs longer than the timings above; read the shares. 'other' is the wall time outside every operation (cache writes, reshapes, host work). Decode: the first steps after the first token.\n");
+        let _ = writeln!(s, "| model | length | phase | wall (profiled) | {} | other |", ops.join(" | "));
+        let _ = writeln!(s, "|---|---|---|---|{}---|", "---|".repeat(ops.len()));
+        for m in &self.measurements {
+            let p = &m.phases;
+            for (phase, wall, times) in [("prefill", p.prefill_seconds, &p.prefill), ("decode", p.decode_seconds, &p.decode)] {
+                if wall <= 0.0 {
+                    continue;
+                }
+                let share = |seconds: f64| format!("{:.1}%", 100.0 * seconds / wall);
+                let cells: Vec<String> = ops.iter().map(|op| times.iter().find(|t| &t.op == op).map_or("—".into(), |t| share(t.seconds))).collect();
+                let other = (wall - times.iter().map(|t| t.seconds).sum::<f64>()).max(0.0);
+                let label = if phase == "decode" { format!("decode ({} steps)", p.decode_steps) } else { phase.to_string() };
+                let _ = writeln!(s, "| {} | {} | {label} | {:.3} s | {} | {} |", m.model, human(m.length as f64), wall, cells.join(" | "), share(other));
+            }
+        }
     }
 
     fn write_plots(&self, dir: &Path) -> Result<()> {
@@ -216,6 +255,25 @@ impl Report {
                 (yname.clone(), pairs.iter().map(|(y, _)| y.memory.parts().iter().map(|&v| gib(v)).collect()).collect()),
             ],
             parts,
+        })?;
+        // The eight operations with the most time drawn apart (the palette's colours stay
+        // distinct); the rest, and the time outside every operation, as one part.
+        let ops: Vec<String> = self.profiled_ops().into_iter().take(8).collect();
+        let prefill_shares = |m: &Measurement| -> Vec<f64> {
+            let wall = m.phases.prefill_seconds.max(f64::MIN_POSITIVE);
+            let mut shares: Vec<f64> = ops.iter().map(|op| m.phases.prefill.iter().find(|t| &t.op == op).map_or(0.0, |t| 100.0 * t.seconds / wall)).collect();
+            shares.push((100.0 - shares.iter().sum::<f64>()).max(0.0));
+            shares
+        };
+        write_bars(dir, "phases", &StackedBars {
+            title: format!("Prefill time by operation, profiled, batch 1 (left {tname}, right {yname})"),
+            y_label: "% of prefill".into(),
+            x_labels: pairs.iter().map(|(y, _)| human(y.length as f64)).collect(),
+            groups: vec![
+                (tname.clone(), pairs.iter().map(|(_, t)| prefill_shares(t)).collect()),
+                (yname.clone(), pairs.iter().map(|(y, _)| prefill_shares(y)).collect()),
+            ],
+            parts: ops.iter().cloned().chain(["the rest".to_string()]).collect(),
         })?;
         write_lines(dir, "prefill", &LineChart {
             title: "Prefill latency (time to first token), batch 1".into(),

@@ -7,6 +7,7 @@ use yoco_core::{Device, Error, Result, Tensor};
 
 use super::config::ModelConfig;
 use super::ops::Ops;
+use super::profile::{self, OpTime, OpTimer};
 use super::transformer::{Transformer, TransformerCache};
 use super::weights::Weights;
 use super::yoco::{Yoco, YocoCache};
@@ -141,6 +142,17 @@ pub struct Generation {
     pub prefill_seconds: f64,
     /// Seconds of the decode steps that followed.
     pub decode_seconds: f64,
+    /// Where the prefill's and the decode steps' time went, by operation, when this thread was
+    /// profiling ([`super::profile`]); empty otherwise.
+    pub prefill_ops: Vec<OpTime>,
+    pub decode_ops: Vec<OpTime>,
+}
+
+/// One token per sequence from the logits, timed as the operation "sample" when profiling (it
+/// brings the logits to the host).
+fn sample(sampler: &mut Sampler, logits: &Tensor) -> Result<Vec<u32>> {
+    let _timer = OpTimer::start("sample", logits.device());
+    sampler.sample(logits)
 }
 
 /// Prefills `prompt` (`batch` equal-length sequences, row-major) and generates `new_tokens` per
@@ -155,18 +167,19 @@ pub fn generate(model: &AnyModel, prompt: &[u32], batch: usize, new_tokens: usiz
     let mut cache = model.new_cache(batch, prompt.len() / batch + new_tokens)?;
     let start = Instant::now();
     let logits = model.prefill(&mut cache, prompt, span)?;
-    let mut next = sampler.sample(&logits)?;
+    let mut next = sample(sampler, &logits)?;
     model.device().synchronize()?;
     let prefill_seconds = start.elapsed().as_secs_f64();
+    let prefill_ops = profile::take();
     let mut tokens: Vec<Vec<u32>> = next.iter().map(|&t| vec![t]).collect();
     let start = Instant::now();
     for _ in 1..new_tokens {
         let logits = model.decode(&mut cache, &next)?;
-        next = sampler.sample(&logits)?;
+        next = sample(sampler, &logits)?;
         for (seq, &t) in tokens.iter_mut().zip(&next) {
             seq.push(t);
         }
     }
     model.device().synchronize()?;
-    Ok(Generation { tokens, prefill_seconds, decode_seconds: start.elapsed().as_secs_f64() })
+    Ok(Generation { tokens, prefill_seconds, decode_seconds: start.elapsed().as_secs_f64(), prefill_ops, decode_ops: profile::take() })
 }

@@ -8,6 +8,7 @@ pub mod config;
 mod cuda_ops;
 pub mod memory;
 pub mod ops;
+pub mod profile;
 pub mod transformer;
 pub mod weights;
 pub mod yoco;

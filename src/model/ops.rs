@@ -12,6 +12,8 @@ use yoco_gated_retention::{reference as gret_ref, RetentionOptions};
 use yoco_gqa::{AttentionOptions, Dims, KvCache, Mask};
 use yoco_rope::Rope;
 
+use super::profile::OpTimer;
+
 /// Which implementation of every operation a model runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Backend {
@@ -38,6 +40,7 @@ impl Ops {
 
     /// `x [.., in] · w [out, in]ᵀ → [.., out]`.
     pub fn linear(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        let _timer = OpTimer::start("linear", x.device());
         const OP: &str = "linear";
         let (k, n) = (x.shape().last_dim(), w.dims()[0]);
         w.expect_dims(OP, "w", &[n, k])?;
@@ -58,6 +61,7 @@ impl Ops {
 
     /// RMSNorm over the last dim.
     pub fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+        let _timer = OpTimer::start("rms_norm", x.device());
         match self.backend {
             Backend::Reference => act(&yoco_rmsnorm::reference::rms_norm(&x.to_f64_vec()?, &w.to_f64_vec()?, eps), x.dims().to_vec(), x.device()),
             Backend::Fast => yoco_rmsnorm::rms_norm(x, w, eps as f32),
@@ -66,6 +70,7 @@ impl Ops {
 
     /// `h = x + r; y = RMSNorm(h)`: returns `(h, y)`.
     pub fn add_rms_norm(&self, x: &Tensor, r: &Tensor, w: &Tensor, eps: f64) -> Result<(Tensor, Tensor)> {
+        let _timer = OpTimer::start("add_rms_norm", x.device());
         match self.backend {
             Backend::Reference => {
                 let (h, y) = yoco_rmsnorm::reference::rms_norm_residual(&x.to_f64_vec()?, &r.to_f64_vec()?, &w.to_f64_vec()?, eps);
@@ -77,6 +82,7 @@ impl Ops {
 
     /// The SwiGLU FFN.
     pub fn ffn(&self, x: &Tensor, w1: &Tensor, w3: &Tensor, w2: &Tensor) -> Result<Tensor> {
+        let _timer = OpTimer::start("ffn", x.device());
         match self.backend {
             Backend::Reference => {
                 let d = x.shape().last_dim();
@@ -89,6 +95,7 @@ impl Ops {
 
     /// `silu(gate) ⊙ up`.
     pub fn silu_mul(&self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+        let _timer = OpTimer::start("silu_mul", gate.device());
         match self.backend {
             Backend::Reference => act(&yoco_swiglu::reference::silu_mul(&gate.to_f64_vec()?, &up.to_f64_vec()?), gate.dims().to_vec(), gate.device()),
             Backend::Fast => yoco_swiglu::silu_mul(gate, up),
@@ -97,6 +104,7 @@ impl Ops {
 
     /// RoPE of `x [B, N, H, D]` at positions `offset..offset + N`.
     pub fn rope(&self, rope: &Rope, x: &Tensor, offset: usize) -> Result<Tensor> {
+        let _timer = OpTimer::start("rope", x.device());
         match self.backend {
             Backend::Reference => {
                 let dims: [usize; 4] = x.dims().try_into().map_err(|_| Error::invalid("rope", "x", "expected [batch, seq, heads, head_dim]"))?;
@@ -108,6 +116,7 @@ impl Ops {
 
     /// `x0 = √d · E[token]` for `tokens [B, N]` (ids checked by the caller): `[B, N, d]`.
     pub fn embed(&self, table: &Tensor, tokens: &[u32], batch: usize) -> Result<Tensor> {
+        let _timer = OpTimer::start("embed", table.device());
         let d = table.dims()[1];
         let dims = vec![batch, tokens.len() / batch, d];
         let scale = (d as f64).sqrt();
@@ -133,6 +142,7 @@ impl Ops {
 
     /// The gRet decay: `log γ = logsigmoid(z) / 16` elementwise, as f32 (gates stay in f32).
     pub fn log_decay(&self, z: &Tensor) -> Result<Tensor> {
+        let _timer = OpTimer::start("log_decay", z.device());
         match (self.backend, z.device()) {
             #[cfg(feature = "cuda")]
             (Backend::Fast, Device::Cuda(dev)) => super::cuda_ops::log_decay(dev, z),
@@ -145,6 +155,7 @@ impl Ops {
 
     /// Gated retention over a span, carrying `state` (replaced by the outgoing state).
     pub fn gated_retention(&self, q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, state: &mut Tensor, chunk: usize) -> Result<Tensor> {
+        let _timer = OpTimer::start("gated_retention", q.device());
         match self.backend {
             // One token per sequence: the recurrent step, updating the state in place.
             Backend::Fast if q.dims()[1] == 1 => yoco_gated_retention::gated_retention_step(q, k, v, log_decay, state, None),
@@ -167,6 +178,7 @@ impl Ops {
 
     /// Attention of `q` over the first `cache.len()` positions of `cache`.
     pub fn attend(&self, cache: &KvCache, q: &Tensor, mask: Mask) -> Result<Tensor> {
+        let _timer = OpTimer::start("attention", q.device());
         match self.backend {
             Backend::Fast => cache.attend(q, AttentionOptions { mask, scale: None }),
             Backend::Reference => {

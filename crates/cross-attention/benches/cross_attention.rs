@@ -2,10 +2,9 @@
 //! every cross-decoder layer does per token), in GB/s of cache read, `2 · B · H_kv · D · N ·
 //! sizeof`, against the copy ceiling measured in this same run.
 
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use yoco_core::bench::{print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
 use yoco_core::rng::Rng;
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_cross_attention::SharedKvCache;
@@ -30,7 +29,8 @@ fn bench(c: &mut Criterion) {
         let q = random(&mut rng, &[1, 1, heads, d], dtype, &device);
         let mut out = Tensor::zeros(vec![1, 1, heads, d], dtype, &device, MemoryCategory::Activations).unwrap();
         let mut group = c.benchmark_group("cross_attention");
-        group.sample_size(20).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
+        let (samples, warm_up, measurement) = group_timing(false);
+        group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
         let id = format!("decode-{device}-{dtype}");
         let shape = format!("N{n}-H{heads}/{kv_heads}-D{d}");
         group.bench_function(BenchmarkId::new(&id, &shape), |b| b.iter_custom(|iters| log.record(iters, time_on(&device, iters, || cache.attend_into(&q, &mut out).unwrap()))));

@@ -5,10 +5,9 @@
 //! head) and is quoted against the copy ceiling. The last lines check linearity: time(32K) /
 //! time(16K) (target ≤ 2.3).
 
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
 use yoco_core::rng::Rng;
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_gated_retention::{gated_retention, gated_retention_step, RetentionOptions};
@@ -42,7 +41,8 @@ fn bench(c: &mut Criterion) {
         lines.push(format!("{device}: {what} ceiling {ceiling:.1} GFLOP/s"));
         let chunks: &[usize] = if device.is_cpu() { &[64, 128, 256] } else { &[64] };
         let mut group = c.benchmark_group("gated_retention_prefill");
-        group.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(3));
+        let (samples, warm_up, measurement) = group_timing(true);
+        group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
         for &chunk in chunks {
             let mut medians = Vec::new();
             for seq in [2048, 4096, 8192, 16384, 32768] {
@@ -70,7 +70,8 @@ fn bench(c: &mut Criterion) {
         let copy = copy_ceiling_gbs(&device).unwrap();
         lines.push(format!("{device}: copy ceiling {copy:.1} GB/s"));
         let mut group = c.benchmark_group("gated_retention_step");
-        group.sample_size(20).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
+        let (samples, warm_up, measurement) = group_timing(false);
+        group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
         // Batch 1: the state (1.5 MiB) stays in cache, as in real decoding; batch 64 (96 MiB) does not.
         for batch in [1, 64] {
             let dims = [batch, 1, 24, DIM];

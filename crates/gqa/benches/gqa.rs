@@ -10,10 +10,9 @@
 //!
 //! `YOCO_BENCH_QUICK=1` keeps only the CPU prefill target shape (N = 4096, D = 64).
 
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use yoco_core::bench::{print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
 use yoco_core::rng::Rng;
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_gqa::{attention_into, AttentionOptions, Mask};
@@ -68,7 +67,8 @@ fn bench(c: &mut Criterion) {
         let copy_ceiling = copy_ceiling_gbs(&device).unwrap();
         lines.push(format!("{device}: FMA/GEMM ceiling {compute_ceiling:.1} GFLOP/s, copy ceiling {copy_ceiling:.1} GB/s"));
         let mut group = c.benchmark_group("attention");
-        group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+        let (samples, warm_up, measurement) = group_timing(true);
+        group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
         for (what, shapes) in [("prefill", prefill_shapes(&device)), ("decode", decode_shapes(&device))] {
             for (b, nq, nk, h, hkv, d, mask) in shapes {
                 let q = random(&mut rng, &[b, nq, h, d], dtype, &device);

@@ -5,10 +5,9 @@
 //! Bytes per call (the minimum a kernel must move): read x (and r), write y (and h), read the
 //! weight once: rows·width·s·(2 or 4) + width·s, s = bytes per element.
 
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
 use yoco_core::rng::Rng;
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_rmsnorm::{rms_norm_into, rms_norm_residual_into, DEFAULT_EPS};
@@ -66,7 +65,8 @@ fn bench(c: &mut Criterion) {
         let ceiling = copy_ceiling_gbs(&device).unwrap();
         lines.push(format!("{device}: copy ceiling {ceiling:.1} GB/s"));
         let mut group = c.benchmark_group("rmsnorm");
-        group.sample_size(20).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
+        let (samples, warm_up, measurement) = group_timing(false);
+        group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
         for &dtype in dtypes(&device) {
             for &(rows, width) in shapes(&device) {
                 let s = dtype.size_in_bytes();

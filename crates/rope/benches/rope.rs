@@ -1,10 +1,9 @@
 //! RoPE benches: every path, both variants, bytes per call = read x + write x (the table is a
 //! few hundred bytes), quoted as a fraction of the copy bandwidth measured in this same run.
 
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
 use yoco_core::rng::Rng;
 use yoco_core::{DType, MemoryCategory, Tensor};
 use yoco_rope::{Rope, RopeVariant, DEFAULT_THETA};
@@ -21,7 +20,8 @@ fn bench(c: &mut Criterion) {
         let dims = [1, seq, 24, 128];
         let dtypes: &[DType] = if device.is_cpu() { &[DType::F32, DType::BF16] } else { &DType::ALL };
         let mut group = c.benchmark_group("rope");
-        group.sample_size(20).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
+        let (samples, warm_up, measurement) = group_timing(false);
+        group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
         for &dtype in dtypes {
             for variant in RopeVariant::ALL {
                 let rope = Rope::new(variant, 128, DEFAULT_THETA, &device).unwrap();

@@ -4,10 +4,9 @@
 //! (CPU) or cuBLAS bf16 GEMM rate (GPU); a decode step reads the ring's K and V once,
 //! `2 · B · H_kv · D · W · sizeof`, against the copy ceiling.
 
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use yoco_core::bench::{print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
 use yoco_core::rng::Rng;
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_swa::{swa_attention_into, Mask, SwaCache, PAPER_WINDOW};
@@ -30,7 +29,8 @@ fn bench(c: &mut Criterion) {
         let copy = copy_ceiling_gbs(&device).unwrap();
         lines.push(format!("{device}: FMA/GEMM ceiling {ceiling:.1} GFLOP/s, copy ceiling {copy:.1} GB/s"));
         let mut group = c.benchmark_group("swa");
-        group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+        let (samples, warm_up, measurement) = group_timing(true);
+        group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
         let mut medians = Vec::new();
         for n in [4096, 8192, 16384] {
             let q = random(&mut rng, &[1, n, heads, d], dtype, &device);

@@ -2,10 +2,9 @@
 //! element) against the copy ceiling, and the whole FFN (FLOPs: 3 GEMMs, 6·rows·d·F) against the
 //! CPU FMA ceiling or, on a GPU, the cuBLAS bf16 GEMM rate — all measured in this same run.
 
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
 use yoco_core::rng::Rng;
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_swiglu::{ffn, silu_mul_into, FfnWeights};
@@ -30,7 +29,8 @@ fn bench_silu_mul(c: &mut Criterion, device: &Device, rng: &mut Rng, log: &Sampl
     let (rows, f) = if device.is_cpu() { (2048, 8192) } else { (32768, 8192) };
     let dtypes: &[DType] = if device.is_cpu() { &[DType::F32, DType::BF16] } else { &DType::ALL };
     let mut group = c.benchmark_group("silu_mul");
-    group.sample_size(20).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
+    let (samples, warm_up, measurement) = group_timing(false);
+    group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
     for &dtype in dtypes {
         let gate = random(rng, &[rows, f], 2.0, dtype, device);
         let up = random(rng, &[rows, f], 1.0, dtype, device);
@@ -59,7 +59,8 @@ fn bench_ffn(c: &mut Criterion, device: &Device, rng: &mut Rng, log: &SampleLog,
     let weights = FfnWeights { w1: &w1, w3: &w3, w2: &w2 };
     let flops = 6.0 * rows as f64 * d as f64 * f as f64;
     let mut group = c.benchmark_group("ffn");
-    group.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(3));
+    let (samples, warm_up, measurement) = group_timing(true);
+    group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
     let id = format!("{device}-{dtype}");
     let shape = format!("{rows}x{d}x{f}");
     group.throughput(Throughput::Elements(flops as u64));

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{print_summary, fraction_line, Bound, SampleLog};
+use yoco_core::bench::{group_timing, print_summary, fraction_line, Bound, SampleLog};
 use yoco_core::rng::Rng;
 
 fn matrixmultiply_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
@@ -25,12 +25,17 @@ fn gemm_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
 }
 
 fn bench(c: &mut Criterion) {
+    if !yoco_core::bench::device_wanted("cpu") {
+        println!("matmul: CPU GEMM crates only, and YOCO_BENCH_DEVICES leaves out the CPU: skipped");
+        return;
+    }
     let ceiling = yoco_core::ceiling::fma_gflops();
     let log = SampleLog::new();
     let mut lines = vec![format!("cpu: FMA ceiling {ceiling:.1} GFLOP/s on {} threads", rayon::current_num_threads())];
     let mut rng = Rng::new(3);
     let mut group = c.benchmark_group("matmul_nt");
-    group.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
+    let (samples, warm_up, measurement) = group_timing(true);
+    group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
     // (m, n, k): prefill FFN up-projection of YOCO-160M, its down-projection, small batches of
     // rows (where the crates cross over), a decode row of YOCO-3B.
     for &(m, n, k) in &[(512, 2048, 768), (512, 768, 2048), (128, 2048, 768), (32, 2048, 768), (8, 2048, 768), (1, 8192, 3072)] {

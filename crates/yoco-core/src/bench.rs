@@ -55,10 +55,15 @@ pub fn fraction_line(label: &str, seconds: f64, bound: Bound) -> String {
         }
         Bound::Compute { flops, ceiling_gflops } => {
             let gflops = flops / seconds / 1e9;
+            // A GPU's ceiling is the cuBLAS GEMM rate, in the hundreds of TFLOP/s; a CPU's is the
+            // FMA rate, in GFLOP/s. Each is quoted in the unit its size reads best in.
+            let (scale, unit, name) = if ceiling_gflops >= 1e4 { (1e-3, "TFLOP/s", "GEMM") } else { (1.0, "GFLOP/s", "FMA") };
             format!(
-                "{label}: {:.3} ms, {gflops:.1} GFLOP/s = {:.0}% of the {ceiling_gflops:.1} GFLOP/s FMA ceiling",
+                "{label}: {:.3} ms, {:.1} {unit} = {:.0}% of the {:.1} {unit} {name} ceiling",
                 seconds * 1e3,
-                100.0 * gflops / ceiling_gflops
+                gflops * scale,
+                100.0 * gflops / ceiling_gflops,
+                ceiling_gflops * scale
             )
         }
     }
@@ -99,13 +104,41 @@ pub fn copy_ceiling_gbs(device: &crate::Device) -> crate::Result<f64> {
 }
 
 /// The devices a bench runs on: the CPU, and CUDA device 0 when there is one (else a line why).
+/// `YOCO_BENCH_DEVICES=cuda` (or `cpu`) keeps only those named, comma-separated: on a GPU machine
+/// lent for minutes, the CPU benches would only spend its time.
 pub fn bench_devices() -> Vec<crate::Device> {
-    let mut devices = vec![crate::Device::cpu()];
-    match crate::Device::cuda(0) {
-        Ok(d) => devices.push(d),
-        Err(e) => println!("CUDA benches skipped: {e}"),
+    let mut devices = Vec::new();
+    if device_wanted("cpu") {
+        devices.push(crate::Device::cpu());
+    }
+    if device_wanted("cuda") {
+        match crate::Device::cuda(0) {
+            Ok(d) => devices.push(d),
+            Err(e) => println!("CUDA benches skipped: {e}"),
+        }
     }
     devices
+}
+
+/// Whether the benches should run on the device kind `name` ("cpu" or "cuda"): all of them
+/// unless `YOCO_BENCH_DEVICES` names a comma-separated few.
+pub fn device_wanted(name: &str) -> bool {
+    std::env::var("YOCO_BENCH_DEVICES").map_or(true, |wanted| wanted.split(',').any(|w| w.trim().eq_ignore_ascii_case(name)))
+}
+
+/// How long criterion spends on each benchmark of a group: (samples, warm-up, measurement).
+/// `heavy` groups, whose calls take milliseconds or more, take fewer samples over longer.
+/// `YOCO_BENCH_PACE=short` gives every group criterion's minimum of ten samples over half a
+/// second, so that all benches fit a GPU call of a few minutes.
+pub fn group_timing(heavy: bool) -> (usize, Duration, Duration) {
+    if std::env::var("YOCO_BENCH_PACE").is_ok_and(|p| p == "short") {
+        return (10, Duration::from_millis(100), Duration::from_millis(500));
+    }
+    if heavy {
+        (10, Duration::from_millis(500), Duration::from_secs(3))
+    } else {
+        (20, Duration::from_millis(300), Duration::from_secs(2))
+    }
 }
 
 /// Prints a bench's closing block: a title line, then its fraction lines.

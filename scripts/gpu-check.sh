@@ -85,45 +85,63 @@ run() {
     mkdir -p "$out"
     rm -f "$out"/*.txt  # steps append: start from empty files
     unpack
-    # cudarc loads libcublas at run time: find it in the CUDA toolkit or PyTorch's wheels.
+    # cudarc dlopens libcuda and libcublas at run time. It is built for CUDA 13 (cuda-13000) and
+    # tries "libcublas.so" before "libcublas.so.13", so a directory holding the CUDA 13 library
+    # (the toolkit's, or PyTorch's pip wheel: site-packages/nvidia/cu13/lib/libcublas.so.13) goes
+    # first; any other libcublas only when there is no 13. libcuda.so.1 normally resolves through
+    # the loader cache; the driver mount of some containers (/usr/local/nvidia/lib64) is added in
+    # case LD_LIBRARY_PATH does not name it. No CUDA compat/ or stubs/ directory is added: their
+    # libcuda does not drive this machine's GPU.
     local extra
     extra=$(python3 - <<'PY' 2>/dev/null || true
-import glob, os
-dirs = set()
-for pattern in ["/usr/local/cuda/lib64/libcublas.so*", "/usr/local/cuda*/lib64/libcublas.so*"]:
-    dirs.update(os.path.dirname(p) for p in glob.glob(pattern))
+import glob, importlib.util, os
+found = []
+for pattern in ["/usr/local/cuda*/lib64/libcublas.so*", "/usr/local/cuda*/targets/*/lib/libcublas.so*"]:
+    found += glob.glob(pattern)
 try:
-    import nvidia, pkgutil
+    import nvidia  # namespace package of NVIDIA's pip wheels (nvidia/cu13/lib for CUDA 13)
     for base in nvidia.__path__:
-        dirs.update(os.path.dirname(p) for p in glob.glob(os.path.join(base, "*", "lib", "libcublas*.so*")))
+        found += glob.glob(os.path.join(base, "*", "lib", "libcublas.so*"))
 except Exception:
     pass
-print(":".join(sorted(dirs)))
+torch = importlib.util.find_spec("torch")  # wheels that bundle cuBLAS keep it in torch/lib
+if torch is not None and torch.submodule_search_locations:
+    for base in torch.submodule_search_locations:
+        found += glob.glob(os.path.join(base, "lib", "libcublas.so*"))
+cublas13 = sorted({os.path.dirname(p) for p in found if os.path.basename(p).startswith("libcublas.so.13")})
+dirs = cublas13 or sorted({os.path.dirname(p) for p in found})
+dirs += [d for d in ["/usr/local/nvidia/lib64"] if os.path.exists(os.path.join(d, "libcuda.so.1"))]
+print(":".join(dirs))
 PY
 )
     export LD_LIBRARY_PATH="${extra}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    # compute-sanitizer ships with the toolkit, whose bin/ is not always on PATH.
+    local sanitizer
+    sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1 || true)
     export CRITERION_HOME="${TMPDIR:-/tmp}/yoco-criterion"
     {
         date -u
         "$bin/yoco" --version
         nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 || echo "no nvidia-smi"
         nvcc --version 2>&1 | tail -n 1 || true
-        python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2>&1 || true
         echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+        echo "compute-sanitizer: ${sanitizer:-not found}"
+        python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2>&1 || true
     } > "$out/machine.txt"
 
     # In the order of what matters most, so that a call cut short still brings back the first
     # things: correctness and memcheck, the ceilings, the kernel benches, the peers, then racecheck
-    # (slowest; both sanitizers are refused on some runtimes). On the GPU: GPU-filling shapes, CUDA-only benches at
-    # the short pace. In the dry run: the small shapes and criterion's test mode (each bench once).
+    # (slowest; both sanitizers are refused on some runtimes). On the GPU: GPU-filling shapes,
+    # CUDA-only benches at the short pace. In the dry run: the small shapes and criterion's test
+    # mode (each bench once).
     local large=--large bench_args="--bench --noplot"
     if [ "$device" != cuda ]; then large=""; bench_args=""; fi
     step 150 "$out/check.txt" "$bin/yoco" check --device "$device" $large
     # memcheck right after the check (at its small shapes): if the check failed, it names the line.
     local sanitize=no
-    if [ "$device" = cuda ] && command -v compute-sanitizer >/dev/null; then
+    if [ "$device" = cuda ] && [ -n "$sanitizer" ]; then
         sanitize=yes
-        step 90 "$out/sanitizer.txt" compute-sanitizer --tool memcheck --error-exitcode 9 "$bin/yoco" check --device cuda
+        step 90 "$out/sanitizer.txt" "$sanitizer" --tool memcheck --error-exitcode 9 "$bin/yoco" check --device cuda
     else
         echo "compute-sanitizer not run (device $device, or not installed)" > "$out/sanitizer.txt"
     fi
@@ -141,7 +159,7 @@ PY
         echo "peers not run on device $device" > "$out/peers.txt"
     fi
     if [ "$sanitize" = yes ]; then
-        step 90 "$out/sanitizer.txt" compute-sanitizer --tool racecheck --error-exitcode 9 "$bin/yoco" check --device cuda
+        step 90 "$out/sanitizer.txt" "$sanitizer" --tool racecheck --error-exitcode 9 "$bin/yoco" check --device cuda
     fi
     # One summary: every bench fraction line and every peer line, for the commit under reports/gpu/.
     grep -hE "^(check|cuda|cpu|peer/|[a-z_]+/.*(GB/s|GFLOP/s|TFLOP/s)|== )" "$out"/{check,benches,peers,sanitizer}.txt > "$out/summary.txt" || true

@@ -21,16 +21,18 @@ pub struct KernelModule {
 
 impl KernelModule {
     pub(crate) fn load(&'static self, ctx: &Arc<CudaContext>, cc: (i32, i32)) -> Result<Arc<CudaModule>> {
-        let ptx_fallback = || {
+        // Why the cubin was not used, kept for the message if the PTX fails too: on a GPU
+        // machine both reasons are what the one log line has to say.
+        let ptx_fallback = |cubin: String| {
             ctx.load_module(Ptx::from_src(self.ptx))
-                .map_err(|e| Error::cuda("load kernel module", format!("{} (PTX JIT): {e}", self.name)))
+                .map_err(|e| Error::cuda("load kernel module", format!("{} (PTX JIT): {e}; cubin: {cubin}", self.name)))
         };
         if cc == (9, 0) {
             match ctx.load_module(Ptx::from_binary(self.cubin.to_vec())) {
                 Ok(m) => return Ok(m),
-                Err(_) => return ptx_fallback(),
+                Err(e) => return ptx_fallback(format!("refused ({e})")),
             }
         }
-        ptx_fallback()
+        ptx_fallback(format!("not tried (built for sm_90a, device is sm_{}{})", cc.0, cc.1))
     }
 }

@@ -13,8 +13,10 @@
 #                                  so the script itself is tested in CI
 #
 # The device tool call, once prepared:  run(command="bash scripts/gpu-check.sh run",
-#                                           carry=["stage"], timeout_s=540)
-# The run ends by itself by DEADLINE seconds (default 480), the most important steps first.
+#                                           carry=["stage"], timeout_s=420)
+# The run ends by itself by DEADLINE seconds (default 360), the most important steps first. With
+# scripts/gpu-compare.sh's call right after it (300 s) and a machine start (1–2 min), both fit the
+# 15 minutes of device time a task is lent.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -68,7 +70,7 @@ unpack() {
 step() {
     local limit=$1 file=$2
     shift 2
-    local left=$(( ${DEADLINE:-480} - 15 - SECONDS ))
+    local left=$(( ${DEADLINE:-360} - 15 - SECONDS ))
     if [ "$left" -lt 10 ]; then
         echo "== skipped (call deadline reached): $*" >> "$file"
         return
@@ -85,36 +87,8 @@ run() {
     mkdir -p "$out"
     rm -f "$out"/*.txt  # steps append: start from empty files
     unpack
-    # cudarc dlopens libcuda and libcublas at run time. It is built for CUDA 13 (cuda-13000) and
-    # tries "libcublas.so" before "libcublas.so.13", so a directory holding the CUDA 13 library
-    # (the toolkit's, or PyTorch's pip wheel: site-packages/nvidia/cu13/lib/libcublas.so.13) goes
-    # first; any other libcublas only when there is no 13. libcuda.so.1 normally resolves through
-    # the loader cache; the driver mount of some containers (/usr/local/nvidia/lib64) is added in
-    # case LD_LIBRARY_PATH does not name it. No CUDA compat/ or stubs/ directory is added: their
-    # libcuda does not drive this machine's GPU.
-    local extra
-    extra=$(python3 - <<'PY' 2>/dev/null || true
-import glob, importlib.util, os
-found = []
-for pattern in ["/usr/local/cuda*/lib64/libcublas.so*", "/usr/local/cuda*/targets/*/lib/libcublas.so*"]:
-    found += glob.glob(pattern)
-try:
-    import nvidia  # namespace package of NVIDIA's pip wheels (nvidia/cu13/lib for CUDA 13)
-    for base in nvidia.__path__:
-        found += glob.glob(os.path.join(base, "*", "lib", "libcublas.so*"))
-except Exception:
-    pass
-torch = importlib.util.find_spec("torch")  # wheels that bundle cuBLAS keep it in torch/lib
-if torch is not None and torch.submodule_search_locations:
-    for base in torch.submodule_search_locations:
-        found += glob.glob(os.path.join(base, "lib", "libcublas.so*"))
-cublas13 = sorted({os.path.dirname(p) for p in found if os.path.basename(p).startswith("libcublas.so.13")})
-dirs = cublas13 or sorted({os.path.dirname(p) for p in found})
-dirs += [d for d in ["/usr/local/nvidia/lib64"] if os.path.exists(os.path.join(d, "libcuda.so.1"))]
-print(":".join(dirs))
-PY
-)
-    export LD_LIBRARY_PATH="${extra}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    # shellcheck source=scripts/gpu/libraries.sh
+    source "$root/scripts/gpu/libraries.sh"
     # compute-sanitizer ships with the toolkit, whose bin/ is not always on PATH.
     local sanitizer
     sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1 || true)

@@ -58,10 +58,11 @@ pub struct CompareArgs {
     /// A run under a minute: lengths 512..2048, 8 generated tokens, one repetition.
     #[arg(long)]
     pub quick: bool,
-    /// Seconds the whole run may take: a length whose predicted time (the previous length's,
-    /// scaled by the square of the lengths' ratio) would end past it is skipped, with the lengths
-    /// after it, and the report says so. The report is rewritten after every length, so a run
-    /// stopped from outside still leaves the lengths it finished.
+    /// Seconds the whole run may take: a length whose predicted time would end past it is
+    /// skipped, with the lengths after it, and the report says so. The prediction scales the
+    /// previous length's time by the lengths' ratio to the power the last two lengths showed
+    /// (between 1 and 2; 2 after the first length), with a quarter more for safety. The report is
+    /// rewritten after every length, so a run stopped from outside keeps the lengths it finished.
     #[arg(long)]
     pub deadline: Option<f64>,
 }
@@ -101,6 +102,19 @@ fn progress(len: u64, what: &str) -> ProgressBar {
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}").expect("a valid template"));
     bar.set_message(what.to_string());
     bar
+}
+
+/// The predicted seconds of measuring `n` tokens, from the (length, seconds) measured so far
+/// (`None` before the first): the last time scaled by the length ratio to the power the last two
+/// showed, kept between 1 (linear, YOCO and decode) and 2 (quadratic, attention prefill), and 2
+/// with one point only; then a quarter more.
+fn predict_seconds(history: &[(usize, f64)], n: usize) -> Option<f64> {
+    let &(last_n, last_seconds) = history.last()?;
+    let exponent = match history {
+        [.., (n0, t0), (n1, t1)] if *t0 > 0.0 && n1 > n0 => ((t1 / t0).ln() / (*n1 as f64 / *n0 as f64).ln()).clamp(1.0, 2.0),
+        _ => 2.0,
+    };
+    Some(1.25 * last_seconds * (n as f64 / last_n as f64).powf(exponent))
 }
 
 /// Runs the comparison and writes the report; returns the report.
@@ -216,11 +230,10 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
 
     // Length by length, both models at each, so that a run cut short keeps whole pairs.
     let bar = progress(args.lengths.len() as u64, "lengths");
-    let mut previous: Option<(usize, f64)> = None;
+    let mut history: Vec<(usize, f64)> = Vec::new();
     let mut skipped = Vec::new();
     for &n in &args.lengths {
-        if let (Some(deadline), Some((previous_n, previous_seconds))) = (args.deadline, previous) {
-            let predicted = previous_seconds * (n as f64 / previous_n as f64).powi(2);
+        if let (Some(deadline), Some(predicted)) = (args.deadline, predict_seconds(&history, n)) {
             let left = deadline - started.elapsed().as_secs_f64();
             if !skipped.is_empty() || predicted > left {
                 eprintln!("compare: {n} tokens skipped: predicted {predicted:.0} s, {left:.0} s left before the deadline");
@@ -234,7 +247,7 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
             bar.set_message(format!("{} at {n} tokens", model.config().name));
             report.measurements.push(measure(model, n, &plan, true)?);
         }
-        previous = Some((n, length_started.elapsed().as_secs_f64()));
+        history.push((n, length_started.elapsed().as_secs_f64()));
         report.protocol.lengths.push(n);
         report.protocol.notes = notes(&skipped, started.elapsed().as_secs_f64());
         report.write(&args.out)?;
@@ -245,4 +258,21 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
     let written = report.write(&args.out)?;
     eprintln!("compare: wrote {} files to {} in {:.0} s", written.len(), args.out.display(), started.elapsed().as_secs_f64());
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::predict_seconds;
+
+    #[test]
+    fn the_prediction_follows_the_growth_the_lengths_showed() {
+        assert_eq!(predict_seconds(&[], 1024), None);
+        // One point: quadratic.
+        assert!((predict_seconds(&[(1000, 2.0)], 2000).unwrap() - 1.25 * 8.0).abs() < 1e-9);
+        // Linear growth so far: linear.
+        assert!((predict_seconds(&[(1000, 2.0), (2000, 4.0)], 4000).unwrap() - 1.25 * 8.0).abs() < 1e-9);
+        // Faster than quadratic: capped at quadratic; slower than linear: floored at linear.
+        assert!((predict_seconds(&[(1000, 1.0), (2000, 10.0)], 4000).unwrap() - 1.25 * 40.0).abs() < 1e-9);
+        assert!((predict_seconds(&[(1000, 3.0), (2000, 3.0)], 4000).unwrap() - 1.25 * 6.0).abs() < 1e-9);
+    }
 }

@@ -116,7 +116,8 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
         }
         __syncthreads();
 
-        // 1. A = s · Q Kᵀ: warp w owns rows [16w, 16w + 16).
+        // 1. A = s · Q Kᵀ (s applied in step 2): warp w owns the 16×16 tiles w, w + WARPS, … (row-major
+        //    tile order, so the tiles of column block w).
         for (int tile = warp; tile < (C / 16) * (C / 16); tile += WARPS) {
             const int r0 = (tile / (C / 16)) * 16, c0 = (tile % (C / 16)) * 16;
             wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;

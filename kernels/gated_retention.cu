@@ -56,6 +56,9 @@ struct Layout {
     static constexpr int cum = sb + D * BV * (int)sizeof(T);
     static constexpr int bytes = cum + C * 4;
     static_assert(C * BV <= C * C, "the O staging reuses sA");
+    // wmma::load/store_matrix_sync need 256-bit aligned pointers: every region starts 128-aligned.
+    static_assert(k % 128 == 0 && v % 128 == 0 && a % 128 == 0 && ab % 128 == 0 && s % 128 == 0 && sb % 128 == 0 && cum % 128 == 0,
+                  "shared-memory regions must stay 128-byte aligned");
 };
 
 // Copies `rows` rows of `cols` elements (a multiple of 8) from global (row stride `stride`
@@ -116,7 +119,8 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
         }
         __syncthreads();
 
-        // 1. A = s · Q Kᵀ: warp w owns rows [16w, 16w + 16).
+        // 1. A = s · Q Kᵀ (s applied in step 2): warp w owns the 16×16 tiles w, w + WARPS, … (row-major
+        //    tile order, so the tiles of column block w).
         for (int tile = warp; tile < (C / 16) * (C / 16); tile += WARPS) {
             const int r0 = (tile / (C / 16)) * 16, c0 = (tile % (C / 16)) * 16;
             wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;

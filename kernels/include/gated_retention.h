@@ -24,7 +24,7 @@ typedef struct GretChunkParams {
     int32_t heads;
     float scale; /* multiplies k */
     /* Dynamic shared memory the host allocated; the kernel checks it equals its own layout's
-     * size (gret_smem_bytes in the .cu, gret_smem_bytes in crates/gated-retention/src/cuda.rs). */
+     * size (Layout<T, D>::bytes in the .cu, chunkwise_smem_bytes in crates/gated-retention/src/cuda.rs). */
     int32_t smem_bytes;
 } GretChunkParams;
 

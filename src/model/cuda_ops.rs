@@ -41,7 +41,7 @@ fn launch<P: DeviceRepr>(device: &CudaDevice, name: &'static str, params: &P, bl
     Ok(())
 }
 
-/// `√d · E[token]` for token ids already checked against the vocabulary.
+/// `√d · E[token]` for token ids already checked against the table's rows (by `Ops::embed`).
 pub fn embed(device: &CudaDevice, table: &Tensor, tokens: &[u32], dims: Vec<usize>, scale: f32) -> Result<Tensor> {
     const OP: &str = "embed (cuda)";
     // The ids travel as u32 bit patterns in an f32 buffer (tensors have no integer dtype); the

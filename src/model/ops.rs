@@ -114,10 +114,21 @@ impl Ops {
         }
     }
 
-    /// `x0 = √d · E[token]` for `tokens [B, N]` (ids checked by the caller): `[B, N, d]`.
+    /// `x0 = √d · E[token]` for `tokens [B, N]`: `[B, N, d]`.
     pub fn embed(&self, table: &Tensor, tokens: &[u32], batch: usize) -> Result<Tensor> {
         let _timer = OpTimer::start("embed", table.device());
-        let d = table.dims()[1];
+        const OP: &str = "embed";
+        let [rows, d] = *table.dims() else {
+            return Err(Error::invalid(OP, "table", format!("{}: expected [vocab, d]", table.shape())));
+        };
+        if batch == 0 || tokens.len() % batch != 0 {
+            return Err(Error::invalid(OP, "tokens", format!("{} tokens do not split into {batch} equal sequences", tokens.len())));
+        }
+        // The models check ids against their config, but this is public: an id past the table
+        // would be an out-of-bounds read in the CUDA gather (and a panic on the host).
+        if let Some(bad) = tokens.iter().find(|&&t| t as usize >= rows) {
+            return Err(Error::invalid(OP, "tokens", format!("token id {bad} is outside the table's {rows} rows")));
+        }
         let dims = vec![batch, tokens.len() / batch, d];
         let scale = (d as f64).sqrt();
         match (self.backend, table.device()) {

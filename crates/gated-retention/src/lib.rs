@@ -137,11 +137,14 @@ fn validate(op: &'static str, q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Te
     log_decay.expect_device_of(op, "log_decay", q)?;
     // Gates are decays: log γ ≤ 0. A positive (or NaN) entry would make exponents positive and the
     // state grow without bound, so it is refused here rather than producing inf/NaN downstream.
+    // −inf is refused too: the chunkwise forms take differences of cumulative sums, and
+    // (−inf) − (−inf) is NaN, so one γ = 0 would turn the rest of its chunk into NaN (while the
+    // recurrent step would give a finite answer).
     // On CUDA this reads the gates back to the host: [batch, seq, heads] floats, small next to q.
     let gates = log_decay.to_vec::<f32>()?;
-    if let Some(pos) = gates.iter().position(|g| !(*g <= 0.0)) {
+    if let Some(pos) = gates.iter().position(|g| !(*g <= 0.0 && g.is_finite())) {
         let (b, n, h) = (pos / (seq * heads), pos / heads % seq, pos % heads);
-        return Err(Error::invalid(op, "log_decay", format!("entry [{b}, {n}, {h}] is {}: every log-decay must be <= 0", gates[pos])));
+        return Err(Error::invalid(op, "log_decay", format!("entry [{b}, {n}, {h}] is {}: every log-decay must be finite and <= 0", gates[pos])));
     }
     Ok(RetentionShape { batch, seq, heads, dim })
 }

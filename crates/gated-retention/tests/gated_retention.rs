@@ -108,6 +108,7 @@ fn bad_input_is_a_typed_error() {
 
     assert!(matches!(run(&q, &q, &q, &t(&[1, 4, 2], DType::F32, 0.5), None, &o), Err(Error::InvalidArgument { what: "log_decay", .. })));
     assert!(matches!(run(&q, &q, &q, &t(&[1, 4, 2], DType::F32, f64::NAN), None, &o), Err(Error::InvalidArgument { what: "log_decay", .. })));
+    assert!(matches!(run(&q, &q, &q, &t(&[1, 4, 2], DType::F32, f64::NEG_INFINITY), None, &o), Err(Error::InvalidArgument { what: "log_decay", .. })));
     assert!(matches!(run(&q, &t(&[1, 4, 2, 32], DType::F32, 0.1), &q, &g, None, &o), Err(Error::ShapeMismatch { what: "k", .. })));
     assert!(matches!(run(&q, &q, &t(&[1, 4, 2, 64], DType::BF16, 0.1), &g, None, &o), Err(Error::DTypeMismatch { what: "v", .. })));
     assert!(matches!(run(&q, &q, &q, &t(&[1, 4, 2], DType::BF16, -0.1), None, &o), Err(Error::DTypeMismatch { what: "log_decay", .. })));

@@ -280,8 +280,14 @@ impl Tensor {
         Ok(self.to_f64_vec()?.into_iter().map(|v| v as f32).collect())
     }
 
-    /// A copy on `device`, charged to its tracker under this tensor's category.
+    /// A copy on `device`, charged to its tracker under this tensor's category. On the same
+    /// device (kind and ordinal) it is one device-side copy, never a trip through the host.
     pub fn to_device(&self, device: &Device) -> Result<Tensor> {
+        if device.kind() == self.device.kind() {
+            let mut out = Tensor::zeros(self.shape.clone(), self.dtype, device, self.category())?;
+            out.copy_range_from(0, self, 0, self.numel())?;
+            return Ok(out);
+        }
         fn copy<T: Element>(t: &Tensor, device: &Device) -> Result<Tensor> {
             Tensor::from_vec(t.to_vec::<T>()?, t.shape.clone(), device, t.category())
         }

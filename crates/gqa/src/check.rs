@@ -33,6 +33,8 @@ pub const SHAPES: &[Case] = &[
     case_of(1, 3, 77, 6, 2, 256, Mask::Causal),
     case_of(1, 40, 40, 2, 1, 64, Mask::None),
     case_of(1, 5, 67, 3, 3, 128, Mask::None),
+    // A decode group wider than the CPU row path's scratch (64 query heads per K/V head).
+    case_of(1, 2, 50, 130, 1, 64, Mask::Causal),
 ];
 
 /// GPU-filling shapes: YOCO-3B's heads (24 over 8, D = 128) causal over 16K tokens; D = 64 at

@@ -7,7 +7,9 @@
 //! loop runs along contiguous memory and vectorises (AVX-512 when the CPU has it, chosen at run
 //! time; AVX2 + FMA otherwise, the build's baseline). Fewer queries (decode, the tail of a
 //! prefill) go to [`rows`], which reads the keys where they lie: a query-wide tile would be
-//! mostly padding there, and decode is bound by reading the cache anyway.
+//! mostly padding there, and decode is bound by reading the cache anyway. A decode step
+//! (at most [`ROWS_PATH_MAX`] queries in all) runs one task per K/V head, for its whole group of
+//! query heads.
 
 mod rows;
 mod simd;
@@ -158,6 +160,21 @@ fn typed<T: Element>(q: &[T], k: &[T], v: &[T], p: &Problem, out: &mut [T]) {
     let d = p.dims;
     let x = Inputs { q, k, v, p: *p };
     let rows = OutRows { ptr: out.as_mut_ptr(), len: out.len(), q_len: d.q_len, heads: d.heads, head_dim: d.head_dim };
+    if d.q_len <= ROWS_PATH_MAX {
+        // Decode: one task per (batch, K/V head) serves the whole group of query heads, so each
+        // key and value row is read once per step, not once per query head. A group wider than
+        // the scratch's rows (more than BR query heads per K/V head) is served in slices.
+        let (group, slices) = (d.group(), d.group().div_ceil(BR));
+        (0..d.batch * d.kv_heads * slices).into_par_iter().for_each_init(
+            || Scratch::new(d.head_dim),
+            |s, t| {
+                let (b, hk, slice) = (t / (d.kv_heads * slices), t / slices % d.kv_heads, t % slices);
+                let first = hk * group + slice * BR;
+                rows::attend(&x, s, b, first..(first + BR).min((hk + 1) * group), 0, d.q_len, rows);
+            },
+        );
+        return;
+    }
     let blocks = d.q_len.div_ceil(BR);
     let isa = Isa::detect();
     (0..d.batch * d.heads * blocks).into_par_iter().for_each_init(
@@ -198,7 +215,7 @@ fn task_body<T: Element, V: simd::Simd, const R: usize, const NV: usize>(x: &Inp
     let i0 = block * BR;
     let n = (x.p.dims.q_len - i0).min(BR);
     if n <= ROWS_PATH_MAX {
-        rows::attend(x, s, b, h, i0, n, out);
+        rows::attend(x, s, b, h..h + 1, i0, n, out);
     } else {
         tiles::attend::<T, V, R, NV>(x, s, b, h, i0, n, out);
     }

@@ -196,7 +196,7 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
             mx[e] = fmaxf(mx[e], __shfl_xor_sync(0xffffffffu, mx[e], 2));
             // A row that has seen no visible key keeps max −∞: subtract 0, not −∞ (−∞ − −∞ = NaN).
             base[e] = mx[e] == -INFINITY ? 0.0f : mx[e] * p.scale_log2;
-            const float corr = mx[e] == -INFINITY ? 1.0f : exp2f(m[e] * p.scale_log2 - base[e]);
+            const float corr = mx[e] == -INFINITY ? 1.0f : yoco::exp2_ftz(m[e] * p.scale_log2 - base[e]);
             m[e] = mx[e];
             l[e] *= corr;
 #pragma unroll
@@ -208,7 +208,7 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
 #pragma unroll
         for (int nt = 0; nt < NTILES; ++nt) {
 #pragma unroll
-            for (int e = 0; e < 4; ++e) s[nt][e] = exp2f(fmaf(s[nt][e], p.scale_log2, -base[e >> 1]));
+            for (int e = 0; e < 4; ++e) s[nt][e] = yoco::exp2_ftz(fmaf(s[nt][e], p.scale_log2, -base[e >> 1]));
             l[0] += s[nt][0] + s[nt][1];
             l[1] += s[nt][2] + s[nt][3];
         }

@@ -62,13 +62,29 @@ template <typename T, int ROWS, int D>
 __device__ __forceinline__ void load_tile(T* smem, const T* base, int64_t stride, int row0, int limit) {
     constexpr int CHUNKS = D / 8;  // 16-byte chunks per row
     constexpr int SMEM_STRIDE = D + ATTN_SMEM_PAD;
+    constexpr int THREADS = ATTN_PREFILL_THREADS;
+    // A compile-time trip count, and every pass covers whole rows with the same column per
+    // thread: the loop unrolls and only the row advances (by RSTEP) from one pass to the next.
+    static_assert(THREADS % CHUNKS == 0 && ROWS * CHUNKS % THREADS == 0, "a tile is whole passes of whole rows");
+    constexpr int RSTEP = THREADS / CHUNKS;  // rows per pass
+    const int r = threadIdx.x / CHUNKS;
+    const int col = (threadIdx.x % CHUNKS) * 8;
+    const T* src = base + static_cast<int64_t>(row0 + r) * stride + col;  // advanced, not recomputed
+    const int64_t src_step = RSTEP * stride;
+    T* dst = smem + r * SMEM_STRIDE + col;
+    if (row0 + ROWS <= limit) {  // every tile but the last: no row to check (block-uniform)
 #pragma unroll
-    for (int c = threadIdx.x; c < ROWS * CHUNKS; c += ATTN_PREFILL_THREADS) {
-        const int row = c / CHUNKS;
-        const int col = (c % CHUNKS) * 8;
-        const bool valid = row0 + row < limit;
-        const T* src = valid ? base + static_cast<int64_t>(row0 + row) * stride + col : base;
-        yoco::cp_async_16(smem + row * SMEM_STRIDE + col, src, valid);
+        for (int it = 0; it < ROWS / RSTEP; ++it) {
+            yoco::cp_async_16(dst + it * RSTEP * SMEM_STRIDE, src, true);
+            src += src_step;
+        }
+    } else {
+#pragma unroll
+        for (int it = 0; it < ROWS / RSTEP; ++it) {
+            const bool valid = row0 + r + it * RSTEP < limit;
+            yoco::cp_async_16(dst + it * RSTEP * SMEM_STRIDE, valid ? src : base, valid);
+            src += src_step;
+        }
     }
 }
 

@@ -205,22 +205,32 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
             mx[0] = fmaxf(mx[0], fmaxf(s[nt][0], s[nt][1]));
             mx[1] = fmaxf(mx[1], fmaxf(s[nt][2], s[nt][3]));
         }
-        float base[2];
+        float base[2], corr[2];
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
             mx[e] = fmaxf(mx[e], __shfl_xor_sync(0xffffffffu, mx[e], 1));
             mx[e] = fmaxf(mx[e], __shfl_xor_sync(0xffffffffu, mx[e], 2));
             // A row that has seen no visible key keeps max −∞: subtract 0, not −∞ (−∞ − −∞ = NaN).
-            base[e] = mx[e] == -INFINITY ? 0.0f : mx[e] * p.scale_log2;
-            const float corr = mx[e] == -INFINITY ? 1.0f : yoco::exp2_ftz(m[e] * p.scale_log2 - base[e]);
+            // base is the rounded product (no FMA contraction), so the factor between the old
+            // and the new base is exactly 1 when the max has not moved (and 0 from max −∞).
+            base[e] = mx[e] == -INFINITY ? 0.0f : __fmul_rn(mx[e], p.scale_log2);
+            corr[e] = mx[e] == -INFINITY ? 1.0f : yoco::exp2_ftz(__fmul_rn(m[e], p.scale_log2) - base[e]);
             m[e] = mx[e];
-            l[e] *= corr;
+            l[e] *= corr[e];
+        }
+        // Rescale O only if some row of the warp has a new max: past the first tiles the row
+        // maxima rarely move, and multiplying by 1 is 2·DTILES·2 FMULs per thread for nothing.
+        // The vote makes the branch warp-uniform.
+        if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
 #pragma unroll
             for (int dt = 0; dt < DTILES; ++dt) {
-                o[dt][2 * e] *= corr;
-                o[dt][2 * e + 1] *= corr;
+                o[dt][0] *= corr[0];
+                o[dt][1] *= corr[0];
+                o[dt][2] *= corr[1];
+                o[dt][3] *= corr[1];
             }
         }
+
 #pragma unroll
         for (int nt = 0; nt < NTILES; ++nt) {
 #pragma unroll
@@ -228,7 +238,6 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
             l[0] += s[nt][0] + s[nt][1];
             l[1] += s[nt][2] + s[nt][3];
         }
-
         // O += P V: P's C fragments are the A fragments of the next product (two key tiles per k-step).
 #pragma unroll
         for (int kk = 0; kk < BN / 16; ++kk) {
@@ -454,15 +463,22 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
 
 // Entries: attention_prefill_d{64,128,256}_{bf16,f16}, attention_decode_d{D}_r{1,2,4,8}_{dtype},
 // attention_combine_{dtype}.
-#define PREFILL_ENTRY(D, BN, NAME, T) \
-    extern "C" __global__ void __launch_bounds__(ATTN_PREFILL_THREADS) attention_prefill_d##D##_##NAME(AttentionParams p) { prefill<T, D, BN>(p); }
+// MIN_BLOCKS: the programs per SM that shared memory allows (Q tile + double-buffered K and V,
+// row stride D + ATTN_SMEM_PAD): 45 KB at D = 64 -> 4, 85 KB at 128 and 99 KB at 256 -> 2 of
+// the 227 KB. Telling ptxas so keeps D = 64 at <= 128 registers (4 programs) and lets D = 128 use
+// up to 255 where its default heuristic would stop near 170 for an occupancy it cannot reach.
+#define PREFILL_ENTRY(D, BN, MIN_BLOCKS, NAME, T)                                                                      \
+    extern "C" __global__ void __launch_bounds__(ATTN_PREFILL_THREADS, MIN_BLOCKS) attention_prefill_d##D##_##NAME( \
+        AttentionParams p) {                                                                                        \
+        prefill<T, D, BN>(p);                                                                                       \
+    }
 #define DECODE_ENTRY(D, R, NAME, T) \
     extern "C" __global__ void __launch_bounds__(ATTN_DECODE_THREADS) attention_decode_d##D##_r##R##_##NAME(AttentionParams p) { decode_split<T, D, R>(p); }
 #define DECODE_ENTRIES(D, NAME, T) DECODE_ENTRY(D, 1, NAME, T) DECODE_ENTRY(D, 2, NAME, T) DECODE_ENTRY(D, 4, NAME, T) DECODE_ENTRY(D, 8, NAME, T)
 #define DTYPE_ENTRIES(NAME, T)                              \
-    PREFILL_ENTRY(64, ATTN_BLOCK_N_SMALL_D, NAME, T)        \
-    PREFILL_ENTRY(128, ATTN_BLOCK_N_SMALL_D, NAME, T)       \
-    PREFILL_ENTRY(256, ATTN_BLOCK_N_D256, NAME, T)          \
+    PREFILL_ENTRY(64, ATTN_BLOCK_N_SMALL_D, 4, NAME, T)     \
+    PREFILL_ENTRY(128, ATTN_BLOCK_N_SMALL_D, 2, NAME, T)    \
+    PREFILL_ENTRY(256, ATTN_BLOCK_N_D256, 2, NAME, T)       \
     DECODE_ENTRIES(64, NAME, T)                             \
     DECODE_ENTRIES(128, NAME, T)                            \
     DECODE_ENTRIES(256, NAME, T)                            \

@@ -7,9 +7,13 @@
 //              program per (64-query block, head, batch), 4 warps x 16 queries. Q stays in
 //              registers for D <= 128 (re-read from shared memory per k-step for D = 256, whose
 //              output accumulator alone takes 128 registers per thread). K/V tiles (64 keys;
-//              32 for D = 256) are double-buffered in shared memory with cp.async, so the next
-//              tile streams in while this one is multiplied. Online softmax in exp2 units on the
-//              f32 accumulators; P is rounded to the storage type only as the A operand of P·V
+//              32 for D = 256) are double-buffered in shared memory with cp.async, K and V in
+//              separate commit groups: Q Kᵀ waits only for its K tile, P·V for its V tile, and
+//              each copy is issued as soon as its buffer is free (K two tiles ahead, V one), so
+//              loads stream in while the tiles before them are multiplied. Online softmax in
+//              exp2 units (one MUFU.EX2 each, flushing subnormals) on the f32 accumulators; O is
+//              rescaled only when a row of the warp has a new max. P is rounded to the storage
+//              type only as the A operand of P·V
 //              (flash-attention's choice; the row sums use the unrounded P). Only key tiles that
 //              intersect the block's mask are visited, and only tiles that cross a mask edge pay
 //              for the per-element mask: causal costs half, a window W costs O(N·W). Programs
@@ -28,6 +32,9 @@
 // What was tried: this is the first version; it has been compiled (no register spills) but,
 // for lack of a GPU on the development machine, not yet run: `yoco check --large --device cuda`
 // validates every launch configuration against the f64 reference before anything is timed.
+// Reviewed from the SASS alone (sm_90a, D = 128 bf16, one key tile with no mask): exp2 without
+// range fix-ups, a fully unrolled tile loader and the skipped rescale took the loop from ~1080
+// issued instructions per tile to ~480 (HMMA 128 of them); K/V in separate groups costs ~5.
 // Not tried yet: wgmma/TMA (sm_90a) for prefill, which would need compute_90a PTX.
 #include <math.h>
 #include <type_traits>
@@ -55,20 +62,45 @@ __device__ __forceinline__ KeyRange key_range(const AttentionParams& p, int i) {
 
 // ---- prefill ----------------------------------------------------------------------------------
 
-// ROWS rows of D elements, rows row0 .. row0+ROWS of `base` (row stride `stride` elements),
-// into shared memory with row stride D + ATTN_SMEM_PAD; rows >= limit are zero-filled (keys past
-// kv_len must weigh nothing and must not bring NaN from unused cache capacity into P·V).
+// Where this thread's 16-byte chunks of a tile start: row row0 + threadIdx.x / (D/8) of `base`
+// (row stride `stride` elements), column (threadIdx.x % (D/8)) * 8. Callers advance it by
+// ROWS * stride from one tile to the next instead of recomputing it.
+template <typename T, int D>
+__device__ __forceinline__ const T* tile_src(const T* base, int64_t stride, int row0) {
+    constexpr int CHUNKS = D / 8;
+    return base + static_cast<int64_t>(row0 + static_cast<int>(threadIdx.x) / CHUNKS) * stride + (threadIdx.x % CHUNKS) * 8;
+}
+
+// ROWS rows of D elements, rows row0 .. row0+ROWS of `base` (row stride `stride` elements; `src`
+// = tile_src(base, stride, row0)), into shared memory with row stride D + ATTN_SMEM_PAD; rows
+// >= limit are zero-filled (keys past kv_len must weigh nothing and must not bring NaN from
+// unused cache capacity into P·V), their copies reading nothing (`base` stands in as address).
 template <typename T, int ROWS, int D>
-__device__ __forceinline__ void load_tile(T* smem, const T* base, int64_t stride, int row0, int limit) {
+__device__ __forceinline__ void load_tile(T* smem, const T* src, const T* base, int64_t stride, int row0, int limit) {
     constexpr int CHUNKS = D / 8;  // 16-byte chunks per row
     constexpr int SMEM_STRIDE = D + ATTN_SMEM_PAD;
+    constexpr int THREADS = ATTN_PREFILL_THREADS;
+    // A compile-time trip count, and every pass covers whole rows with the same column per
+    // thread: the loop unrolls and only the row advances (by RSTEP) from one pass to the next.
+    static_assert(THREADS % CHUNKS == 0 && ROWS * CHUNKS % THREADS == 0, "a tile is whole passes of whole rows");
+    constexpr int RSTEP = THREADS / CHUNKS;  // rows per pass
+    const int r = threadIdx.x / CHUNKS;
+    const int col = (threadIdx.x % CHUNKS) * 8;
+    const int64_t src_step = RSTEP * stride;
+    T* dst = smem + r * SMEM_STRIDE + col;
+    if (row0 + ROWS <= limit) {  // every tile but the last: no row to check (block-uniform)
 #pragma unroll
-    for (int c = threadIdx.x; c < ROWS * CHUNKS; c += ATTN_PREFILL_THREADS) {
-        const int row = c / CHUNKS;
-        const int col = (c % CHUNKS) * 8;
-        const bool valid = row0 + row < limit;
-        const T* src = valid ? base + static_cast<int64_t>(row0 + row) * stride + col : base;
-        yoco::cp_async_16(smem + row * SMEM_STRIDE + col, src, valid);
+        for (int it = 0; it < ROWS / RSTEP; ++it) {
+            yoco::cp_async_16(dst + it * RSTEP * SMEM_STRIDE, src, true);
+            src += src_step;
+        }
+    } else {
+#pragma unroll
+        for (int it = 0; it < ROWS / RSTEP; ++it) {
+            const bool valid = row0 + r + it * RSTEP < limit;
+            yoco::cp_async_16(dst + it * RSTEP * SMEM_STRIDE, valid ? src : base, valid);
+            src += src_step;
+        }
     }
 }
 
@@ -108,10 +140,30 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
     const T* k = static_cast<const T*>(p.k) + b * p.kv_batch_stride + static_cast<int64_t>(hk) * D;
     const T* v = static_cast<const T*>(p.v) + b * p.kv_batch_stride + static_cast<int64_t>(hk) * D;
 
-    load_tile<T, BM, D>(sQ, q, q_stride, i0, p.q_len);
-    load_tile<T, BN, D>(sK, k, kv_stride, n_begin, p.kv_len);
-    load_tile<T, BN, D>(sV, v, kv_stride, n_begin, p.kv_len);
+    // cp.async pipeline: K and V tiles go in separate commit groups, committed in the order
+    // [Q K0] [V0] [K1] | per tile t: [V(t+1)] after the first barrier, [K(t+2)] after the second
+    // (a group is committed even when empty, so that the counts below are the same every tile).
+    // Before Q Kᵀ of tile t the three newest groups are V(t), K(t+1) and nothing newer: wait
+    // until at most 2 are pending and K(t) is here. Before P·V: V(t), K(t+1), V(t+1): again 2.
+    // Each copy into a buffer is issued after a barrier that every warp passes only once done
+    // reading that buffer's previous tile: K(t+2) overwrites K(t) after the barrier before P·V
+    // of tile t (Q Kᵀ of t is behind every warp), V(t+1) overwrites V(t-1) after the barrier
+    // before Q Kᵀ of tile t (P·V of t-1 is behind every warp). So K has until Q Kᵀ of the tile
+    // after next to land, V until P·V of the next tile, and Q Kᵀ of tile 0 does not wait for V0.
+    // k_src, v_src: this thread's first chunk of the next K, V tile to load.
+    const int64_t tile_step = BN * kv_stride;
+    const T* k_src = tile_src<T, D>(k, kv_stride, n_begin);
+    const T* v_src = tile_src<T, D>(v, kv_stride, n_begin);
+    load_tile<T, BM, D>(sQ, tile_src<T, D>(q, q_stride, i0), q, q_stride, i0, p.q_len);
+    load_tile<T, BN, D>(sK, k_src, k, kv_stride, n_begin, p.kv_len);
     yoco::cp_async_commit();
+    load_tile<T, BN, D>(sV, v_src, v, kv_stride, n_begin, p.kv_len);
+    yoco::cp_async_commit();
+    k_src += tile_step;
+    v_src += tile_step;
+    if (n_tiles > 1) load_tile<T, BN, D>(sK + BN * SMEM_STRIDE, k_src, k, kv_stride, n_begin + BN, p.kv_len);
+    yoco::cp_async_commit();
+    k_src += tile_step;
 
     // This thread's two query rows (C-fragment rows g and g + 8 of its warp's 16).
     const int qi[2] = {i0 + warp * 16 + g, i0 + warp * 16 + g + 8};
@@ -128,14 +180,7 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
     for (int t = 0; t < n_tiles; ++t) {
         const int n0 = n_begin + t * BN;
         const int buf = t & 1;
-        if (t + 1 < n_tiles) {
-            load_tile<T, BN, D>(sK + (buf ^ 1) * BN * SMEM_STRIDE, k, kv_stride, n0 + BN, p.kv_len);
-            load_tile<T, BN, D>(sV + (buf ^ 1) * BN * SMEM_STRIDE, v, kv_stride, n0 + BN, p.kv_len);
-            yoco::cp_async_commit();
-            yoco::cp_async_wait<1>();
-        } else {
-            yoco::cp_async_wait<0>();
-        }
+        yoco::cp_async_wait<2>();  // K(t) (and Q) landed
         __syncthreads();
         if constexpr (Q_IN_REGS) {
             if (t == 0) {
@@ -143,7 +188,10 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
                 for (int kk = 0; kk < KSTEPS; ++kk) yoco::ldmatrix_x4(qf[kk], q_frag_row + kk * 16);
             }
         }
-        const T* sKb = sK + buf * BN * SMEM_STRIDE;
+        if (t + 1 < n_tiles) load_tile<T, BN, D>(sV + (buf ^ 1) * BN * SMEM_STRIDE, v_src, v, kv_stride, n0 + BN, p.kv_len);
+        yoco::cp_async_commit();
+        v_src += tile_step;
+        T* const sKb = sK + buf * BN * SMEM_STRIDE;
         const T* sVb = sV + buf * BN * SMEM_STRIDE;
 
         // S = Q Kᵀ (raw scores, f32).
@@ -189,29 +237,44 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
             mx[0] = fmaxf(mx[0], fmaxf(s[nt][0], s[nt][1]));
             mx[1] = fmaxf(mx[1], fmaxf(s[nt][2], s[nt][3]));
         }
-        float base[2];
+        float base[2], corr[2];
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
             mx[e] = fmaxf(mx[e], __shfl_xor_sync(0xffffffffu, mx[e], 1));
             mx[e] = fmaxf(mx[e], __shfl_xor_sync(0xffffffffu, mx[e], 2));
             // A row that has seen no visible key keeps max −∞: subtract 0, not −∞ (−∞ − −∞ = NaN).
-            base[e] = mx[e] == -INFINITY ? 0.0f : mx[e] * p.scale_log2;
-            const float corr = mx[e] == -INFINITY ? 1.0f : exp2f(m[e] * p.scale_log2 - base[e]);
+            // base is the rounded product (no FMA contraction), so the factor between the old
+            // and the new base is exactly 1 when the max has not moved (and 0 from max −∞).
+            base[e] = mx[e] == -INFINITY ? 0.0f : __fmul_rn(mx[e], p.scale_log2);
+            corr[e] = mx[e] == -INFINITY ? 1.0f : yoco::exp2_ftz(__fmul_rn(m[e], p.scale_log2) - base[e]);
             m[e] = mx[e];
-            l[e] *= corr;
+            l[e] *= corr[e];
+        }
+        // Rescale O only if some row of the warp has a new max: past the first tiles the row
+        // maxima rarely move, and multiplying by 1 is 2·DTILES·2 FMULs per thread for nothing.
+        // The vote makes the branch warp-uniform.
+        if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
 #pragma unroll
             for (int dt = 0; dt < DTILES; ++dt) {
-                o[dt][2 * e] *= corr;
-                o[dt][2 * e + 1] *= corr;
+                o[dt][0] *= corr[0];
+                o[dt][1] *= corr[0];
+                o[dt][2] *= corr[1];
+                o[dt][3] *= corr[1];
             }
         }
+
 #pragma unroll
         for (int nt = 0; nt < NTILES; ++nt) {
 #pragma unroll
-            for (int e = 0; e < 4; ++e) s[nt][e] = exp2f(fmaf(s[nt][e], p.scale_log2, -base[e >> 1]));
+            for (int e = 0; e < 4; ++e) s[nt][e] = yoco::exp2_ftz(fmaf(s[nt][e], p.scale_log2, -base[e >> 1]));
             l[0] += s[nt][0] + s[nt][1];
             l[1] += s[nt][2] + s[nt][3];
         }
+        yoco::cp_async_wait<2>();  // V(t) landed
+        __syncthreads();
+        if (t + 2 < n_tiles) load_tile<T, BN, D>(sKb, k_src, k, kv_stride, n0 + 2 * BN, p.kv_len);
+        yoco::cp_async_commit();
+        k_src += tile_step;
 
         // O += P V: P's C fragments are the A fragments of the next product (two key tiles per k-step).
 #pragma unroll
@@ -227,9 +290,8 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
                 yoco::mma_m16n8k16<T>(o[2 * dp + 1], a, vb[2], vb[3]);
             }
         }
-        // Everyone is done with this buffer before the next iteration refills it.
-        __syncthreads();
     }
+    yoco::cp_async_wait<0>();  // nothing in flight at exit (only empty groups, unless n_tiles <= 0)
 
     T* out = static_cast<T*>(p.out) + static_cast<int64_t>(b) * p.q_len * q_stride + static_cast<int64_t>(h) * D;
 #pragma unroll
@@ -438,15 +500,22 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
 
 // Entries: attention_prefill_d{64,128,256}_{bf16,f16}, attention_decode_d{D}_r{1,2,4,8}_{dtype},
 // attention_combine_{dtype}.
-#define PREFILL_ENTRY(D, BN, NAME, T) \
-    extern "C" __global__ void __launch_bounds__(ATTN_PREFILL_THREADS) attention_prefill_d##D##_##NAME(AttentionParams p) { prefill<T, D, BN>(p); }
+// MIN_BLOCKS: the programs per SM that shared memory allows (Q tile + double-buffered K and V,
+// row stride D + ATTN_SMEM_PAD): 45 KB at D = 64 -> 4, 85 KB at 128 and 99 KB at 256 -> 2 of
+// the 227 KB. Telling ptxas so keeps D = 64 at <= 128 registers (4 programs) and lets D = 128 use
+// up to 255 where its default heuristic would stop near 170 for an occupancy it cannot reach.
+#define PREFILL_ENTRY(D, BN, MIN_BLOCKS, NAME, T)                                                                      \
+    extern "C" __global__ void __launch_bounds__(ATTN_PREFILL_THREADS, MIN_BLOCKS) attention_prefill_d##D##_##NAME( \
+        AttentionParams p) {                                                                                        \
+        prefill<T, D, BN>(p);                                                                                       \
+    }
 #define DECODE_ENTRY(D, R, NAME, T) \
     extern "C" __global__ void __launch_bounds__(ATTN_DECODE_THREADS) attention_decode_d##D##_r##R##_##NAME(AttentionParams p) { decode_split<T, D, R>(p); }
 #define DECODE_ENTRIES(D, NAME, T) DECODE_ENTRY(D, 1, NAME, T) DECODE_ENTRY(D, 2, NAME, T) DECODE_ENTRY(D, 4, NAME, T) DECODE_ENTRY(D, 8, NAME, T)
 #define DTYPE_ENTRIES(NAME, T)                              \
-    PREFILL_ENTRY(64, ATTN_BLOCK_N_SMALL_D, NAME, T)        \
-    PREFILL_ENTRY(128, ATTN_BLOCK_N_SMALL_D, NAME, T)       \
-    PREFILL_ENTRY(256, ATTN_BLOCK_N_D256, NAME, T)          \
+    PREFILL_ENTRY(64, ATTN_BLOCK_N_SMALL_D, 4, NAME, T)     \
+    PREFILL_ENTRY(128, ATTN_BLOCK_N_SMALL_D, 2, NAME, T)    \
+    PREFILL_ENTRY(256, ATTN_BLOCK_N_D256, 2, NAME, T)       \
     DECODE_ENTRIES(64, NAME, T)                             \
     DECODE_ENTRIES(128, NAME, T)                            \
     DECODE_ENTRIES(256, NAME, T)                            \

@@ -5,12 +5,12 @@
 //! A block of more than [`ROWS_PATH_MAX`] queries goes to [`tiles`]: register-blocked
 //! micro-kernels for `S = Q Kᵀ` and `O += P V` on packed f32 tiles, laid out so that every inner
 //! loop runs along contiguous memory and vectorises (AVX-512 when the CPU has it, chosen at run
-//! time; AVX2 + FMA otherwise, the build's baseline). Fewer queries (decode, the tail of a
-//! prefill) go to [`rows`], which reads the keys where they lie: a query-wide tile would be
-//! mostly padding there, and decode is bound by reading the cache anyway. A decode step
-//! (at most [`ROWS_PATH_MAX`] queries in all) runs one task per K/V head, for its whole group of
-//! query heads.
+//! time; AVX2 + FMA otherwise, the build's baseline). A last block of a few queries (the tail of
+//! a prefill) goes to [`rows`], which reads the keys where they lie: a query-wide tile would be
+//! mostly padding there. A decode step (at most [`ROWS_PATH_MAX`] queries per sequence) goes to
+//! [`decode`], which splits the keys, not the heads, among the tasks.
 
+mod decode;
 mod rows;
 mod simd;
 mod tiles;
@@ -67,8 +67,9 @@ impl<T> Inputs<'_, T> {
 }
 
 /// The output, shared by the tasks. Each task writes only the rows `(b, i, h)` of its own
-/// (batch, head, query block), and the rows of different tasks are disjoint, so handing every
-/// task the same base pointer is sound; [`OutRows::row`] is the one place that relies on it.
+/// (batch, head, query block), or of its own sequence (decode's merge), and the rows of
+/// different tasks are disjoint, so handing every task the same base pointer is sound;
+/// [`OutRows::write`] is the one place that relies on it.
 #[derive(Clone, Copy)]
 struct OutRows<T> {
     ptr: *mut T,
@@ -161,18 +162,7 @@ fn typed<T: Element>(q: &[T], k: &[T], v: &[T], p: &Problem, out: &mut [T]) {
     let x = Inputs { q, k, v, p: *p };
     let rows = OutRows { ptr: out.as_mut_ptr(), len: out.len(), q_len: d.q_len, heads: d.heads, head_dim: d.head_dim };
     if d.q_len <= ROWS_PATH_MAX {
-        // Decode: one task per (batch, K/V head) serves the whole group of query heads, so each
-        // key and value row is read once per step, not once per query head. A group wider than
-        // the scratch's rows (more than BR query heads per K/V head) is served in slices.
-        let (group, slices) = (d.group(), d.group().div_ceil(BR));
-        (0..d.batch * d.kv_heads * slices).into_par_iter().for_each_init(
-            || Scratch::new(d.head_dim),
-            |s, t| {
-                let (b, hk, slice) = (t / (d.kv_heads * slices), t / slices % d.kv_heads, t % slices);
-                let first = hk * group + slice * BR;
-                rows::attend(&x, s, b, first..(first + BR).min((hk + 1) * group), 0, d.q_len, rows);
-            },
-        );
+        decode::attend(&x, rows);
         return;
     }
     let blocks = d.q_len.div_ceil(BR);
@@ -215,8 +205,39 @@ fn task_body<T: Element, V: simd::Simd, const R: usize, const NV: usize>(x: &Inp
     let i0 = block * BR;
     let n = (x.p.dims.q_len - i0).min(BR);
     if n <= ROWS_PATH_MAX {
-        rows::attend(x, s, b, h..h + 1, i0, n, out);
+        rows::attend(x, s, b, h, i0, n, out);
     } else {
         tiles::attend::<T, V, R, NV>(x, s, b, h, i0, n, out);
     }
+}
+
+/// q · k in f32 with sixteen independent partial sums (two AVX2 or one AVX-512 register; divides
+/// every supported head dim).
+#[inline(always)]
+fn dot<T: Element>(q: &[f32], k: &[T]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    for (qc, kc) in q.chunks_exact(LANES).zip(k.chunks_exact(LANES)) {
+        for l in 0..LANES {
+            acc[l] = qc[l].mul_add(kc[l].to_f32(), acc[l]);
+        }
+    }
+    acc.iter().sum()
+}
+
+/// Asks for every cache line of `row` to be brought into the (level 2) cache ahead of its use.
+#[inline(always)]
+fn prefetch<T>(row: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        let bytes = std::mem::size_of_val(row);
+        let base = row.as_ptr().cast::<i8>();
+        for line in (0..bytes).step_by(64) {
+            // SAFETY: a prefetch is a hint that never faults; the address lies inside `row`.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(base.add(line)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
 }

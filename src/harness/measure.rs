@@ -69,8 +69,9 @@ pub struct Measurement {
     pub memory: Breakdown,
     /// The analytic model's prediction for the same run.
     pub predicted: Breakdown,
-    /// Peak resident memory of the process during the run minus before it (CPU), or the
-    /// device's used memory (CUDA); `None` where unavailable.
+    /// Peak memory in use during the run minus before it, from outside the accounting: the
+    /// process's resident memory (CPU), or the device allocator's pool (CUDA); `None` where
+    /// unavailable.
     pub resident_bytes: Option<u64>,
     /// Time to first token (prefill + sampling), median over repetitions, batch 1.
     pub prefill_seconds: f64,
@@ -139,7 +140,6 @@ pub fn measure(model: &AnyModel, length: usize, plan: &RunPlan, with_throughput:
     for rep in 0..plan.repetitions.max(1) {
         device.tracker().reset_peaks();
         let before = resident(device);
-        rss::reset_peak();
         let g = generate(model, &tokens, 1, plan.generated, &mut Sampler::Greedy, plan.span)?;
         prefill_samples.push(g.prefill_seconds);
         decode.push(g.decode_seconds / (plan.generated.max(2) - 1) as f64);
@@ -192,22 +192,28 @@ fn profiled(model: &AnyModel, tokens: &[u32], plan: &RunPlan) -> Result<Phases> 
     Ok(Phases { prefill_seconds: g.prefill_seconds, prefill: g.prefill_ops, decode_steps: generated - 1, decode_seconds: g.decode_seconds, decode: g.decode_ops })
 }
 
-/// Bytes in use now: the process's resident set (CPU) or the device's used memory (CUDA).
+/// Bytes in use now, from outside the accounting: the process's resident set (CPU), or the
+/// device allocator's pool (CUDA). Resets the peak that [`resident_peak`] reads.
 fn resident(device: &yoco_core::Device) -> Option<u64> {
     match device {
-        yoco_core::Device::Cpu(_) => rss::current(),
+        yoco_core::Device::Cpu(_) => {
+            rss::reset_peak();
+            rss::current()
+        }
         #[cfg(feature = "cuda")]
-        yoco_core::Device::Cuda(d) => d.mem_info().ok().map(|(free, total)| (total - free) as u64),
+        yoco_core::Device::Cuda(d) => {
+            d.reset_pool_peak().ok()?;
+            d.pool_usage().ok().map(|(now, _)| now)
+        }
     }
 }
 
-/// Peak bytes in use since the reset: the resident high-water mark (CPU); on CUDA the used memory
-/// now, read right after the run while its buffers are still cached by the stream-ordered
-/// allocator (an approximation the report labels as such).
+/// The most bytes in use since [`resident`]: the resident high-water mark (CPU), or the pool's
+/// (CUDA).
 fn resident_peak(device: &yoco_core::Device) -> Option<u64> {
     match device {
         yoco_core::Device::Cpu(_) => rss::peak(),
         #[cfg(feature = "cuda")]
-        yoco_core::Device::Cuda(_) => resident(device),
+        yoco_core::Device::Cuda(d) => d.pool_usage().ok().map(|(_, high)| high),
     }
 }

@@ -3,7 +3,7 @@
 //! and decode (one row) — as GFLOP/s and a fraction of the FMA ceiling measured in this run.
 //! FLOPs per call: 2·m·n·k.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use yoco_core::bench::{group_timing, print_summary, fraction_line, Bound, SampleLog};

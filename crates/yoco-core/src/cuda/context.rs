@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use cudarc::cublas::CudaBlas;
+use cudarc::driver::result::mem_pool;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
 
 use super::module::KernelModule;
@@ -47,6 +48,7 @@ impl CudaDevice {
         let name = ctx.name().map_err(|e| Error::cuda("CudaDevice::new", e))?;
         let compute_capability = ctx.compute_capability().map_err(|e| Error::cuda("CudaDevice::new", e))?;
         let stream = ctx.default_stream();
+        keep_freed_memory_pooled(&ctx);
         Ok(CudaDevice {
             inner: Arc::new(Inner {
                 ordinal,
@@ -92,6 +94,36 @@ impl CudaDevice {
         self.inner.ctx.mem_get_info().map_err(|e| Error::cuda("CudaDevice::mem_info", e))
     }
 
+    /// The allocator's own count of this device's memory: `(in use now, most in use since the
+    /// last [`reset_pool_peak`](Self::reset_pool_peak))` in bytes, over every allocation yoco makes
+    /// (all of them go through the device's stream-ordered pool), independent of the accounting.
+    pub fn pool_usage(&self) -> Result<(u64, u64)> {
+        use cudarc::driver::sys::CUmemPool_attribute::{CU_MEMPOOL_ATTR_USED_MEM_CURRENT, CU_MEMPOOL_ATTR_USED_MEM_HIGH};
+        let pool = self.pool()?;
+        let (mut now, mut high) = (0u64, 0u64);
+        // SAFETY: a valid pool; both attributes are u64 (cuuint64_t).
+        unsafe {
+            mem_pool::get_attribute(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT, (&mut now as *mut u64).cast()).map_err(|e| Error::cuda("CudaDevice::pool_usage", e))?;
+            mem_pool::get_attribute(pool, CU_MEMPOOL_ATTR_USED_MEM_HIGH, (&mut high as *mut u64).cast()).map_err(|e| Error::cuda("CudaDevice::pool_usage", e))?;
+        }
+        Ok((now, high))
+    }
+
+    /// Starts a new high-water mark of [`pool_usage`](Self::pool_usage) from the bytes in use now.
+    pub fn reset_pool_peak(&self) -> Result<()> {
+        let pool = self.pool()?;
+        let mut zero = 0u64;
+        // SAFETY: a valid pool; the attribute is a u64 (cuuint64_t), and 0 resets it to the current use.
+        unsafe { mem_pool::set_attribute(pool, cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH, (&mut zero as *mut u64).cast()) }
+            .map_err(|e| Error::cuda("CudaDevice::reset_pool_peak", e))
+    }
+
+    fn pool(&self) -> Result<cudarc::driver::sys::CUmemoryPool> {
+        self.inner.ctx.bind_to_thread().map_err(|e| Error::cuda("CudaDevice::pool", e))?;
+        // SAFETY: the context's own device.
+        unsafe { cudarc::driver::result::device::get_default_mem_pool(self.inner.ctx.cu_device()) }.map_err(|e| Error::cuda("CudaDevice::pool", e))
+    }
+
     pub fn synchronize(&self) -> Result<()> {
         self.inner.stream.synchronize().map_err(|e| Error::cuda("CudaDevice::synchronize", e))
     }
@@ -133,6 +165,20 @@ impl CudaDevice {
         let b = Arc::new(CudaBlas::new(Arc::clone(&self.inner.stream)).map_err(|e| Error::cuda("cublas create", e))?);
         *blas = Some(Arc::clone(&b));
         Ok(b)
+    }
+}
+
+/// Tells the device's stream-ordered pool to keep freed memory for reuse instead of returning it
+/// to the driver at every synchronisation (its default): a decode step allocates and frees its
+/// activations each token, and re-mapping them each time would cost more than the step's kernels.
+/// A device without pools (or a refusal) leaves the default: only speed depends on it.
+fn keep_freed_memory_pooled(ctx: &CudaContext) {
+    // SAFETY: the context's own device; the attribute is a u64 (cuuint64_t).
+    unsafe {
+        if let Ok(pool) = cudarc::driver::result::device::get_default_mem_pool(ctx.cu_device()) {
+            let mut keep_all = u64::MAX;
+            let _ = mem_pool::set_attribute(pool, cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, (&mut keep_all as *mut u64).cast());
+        }
     }
 }
 

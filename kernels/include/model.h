@@ -21,3 +21,13 @@ typedef struct LogDecayParams {
     float* out;
     int64_t n;
 } LogDecayParams;
+
+/* Greedy sampling on the device: for each row r < rows of x [rows, width], out[2r] = the index of
+ * its largest value (ties: the lowest index) and out[2r + 1] = how many of its values are NaN or
+ * infinite (the host refuses such logits). One block per row. */
+typedef struct ArgmaxParams {
+    const void* x;
+    uint32_t* out;
+    int64_t rows;
+    int32_t width;
+} ArgmaxParams;

@@ -109,12 +109,21 @@ impl Sampler {
         Ok(if temperature == 0.0 { Sampler::Greedy } else { Sampler::Temperature { temperature, rng: Rng::new(seed) } })
     }
 
-    /// One token per sequence from logits `[batch, 1, vocab]`.
+    /// One token per sequence from logits `[batch, 1, vocab]`. Greedy on a GPU picks on the
+    /// device (the same choice: the largest logit, the lowest id on ties).
     pub fn sample(&mut self, logits: &Tensor) -> Result<Vec<u32>> {
+        #[cfg(feature = "cuda")]
+        if let (Sampler::Greedy, yoco_core::Device::Cuda(d)) = (&*self, logits.device()) {
+            let picks = super::cuda_ops::argmax(d, logits)?;
+            if picks.iter().any(|&(_, non_finite)| non_finite > 0) {
+                return Err(non_finite_logits());
+            }
+            return Ok(picks.into_iter().map(|(id, _)| id).collect());
+        }
         let vocab = logits.shape().last_dim();
         let values = logits.to_f64_vec()?;
         if values.iter().any(|v| !v.is_finite()) {
-            return Err(Error::invalid("Sampler::sample", "logits", "a logit is NaN or infinite"));
+            return Err(non_finite_logits());
         }
         Ok(values
             .chunks(vocab)
@@ -132,6 +141,10 @@ impl Sampler {
             })
             .collect())
     }
+}
+
+fn non_finite_logits() -> Error {
+    Error::invalid("Sampler::sample", "logits", "a logit is NaN or infinite")
 }
 
 /// What a generation produced and how long its phases took.

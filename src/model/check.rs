@@ -59,11 +59,40 @@ pub fn case(device: &Device, config: &ModelConfig, prompt: usize, steps: usize) 
     Ok(outcomes)
 }
 
-/// Every config, a prompt that spans several prefill spans and crosses the SWA window.
+/// Greedy sampling on `device` against the same choice made on the host from the same logits
+/// (as `device` stores them): rows of several widths, with planted ties for the top value (the
+/// lowest id must win), in every dtype. Its error is the fraction of rows that disagree.
+pub fn greedy_case(device: &Device, dtype: DType, width: usize) -> Result<Outcome> {
+    let rows = 5;
+    let mut rng = Rng::new(width as u64);
+    let mut values: Vec<f64> = (0..rows * width).map(|_| rng.normal()).collect();
+    for (r, row) in values.chunks_mut(width).enumerate() {
+        // Row r: its maximum planted at r + 1 places (a tie for all but row 0).
+        for k in 0..=r {
+            row[(k * 7919 + r * 31) % width] = 10.0;
+        }
+    }
+    let logits = yoco_core::Tensor::from_f64(&values, vec![rows, 1, width], dtype, device, yoco_core::MemoryCategory::Activations)?;
+    let stored = logits.to_f64_vec()?;
+    let want: Vec<u32> = stored.chunks(width).map(|row| row.iter().enumerate().fold((0, f64::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0 as u32).collect();
+    let got = super::Sampler::Greedy.sample(&logits)?;
+    let wrong = got.iter().zip(&want).filter(|(g, w)| g != w).count();
+    Ok(Outcome { label: format!("greedy sampling {device} {dtype} rows={rows} width={width} (planted ties)"), error: wrong as f64 / rows as f64, plain_error: None, bound: 0.0 })
+}
+
+/// Every config, a prompt that spans several prefill spans and crosses the SWA window; and, on a
+/// GPU, greedy sampling on the device against the host's choice.
 pub fn sweep(device: &Device) -> Result<Vec<Outcome>> {
     let mut outcomes = Vec::new();
     for config in configs() {
         outcomes.extend(case(device, &config, 100, 3)?);
+    }
+    if !device.is_cpu() {
+        for dtype in DType::ALL {
+            for width in [1, 255, 32_000, 100_352] {
+                outcomes.push(greedy_case(device, dtype, width)?);
+            }
+        }
     }
     Ok(outcomes)
 }

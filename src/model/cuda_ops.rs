@@ -11,11 +11,13 @@ mod sys {
     include!(concat!(env!("OUT_DIR"), "/model_params.rs"));
     include!(concat!(env!("OUT_DIR"), "/model_kernels.rs"));
 }
-use sys::{entry, EmbedParams, LogDecayParams, MODEL_THREADS, MODULE};
+use sys::{entry, ArgmaxParams, EmbedParams, LogDecayParams, MODEL_THREADS, MODULE};
 
 // SAFETY: plain C structs (bindgen, layout-tested) passed by value as the kernels declare them.
 unsafe impl DeviceRepr for EmbedParams {}
 unsafe impl DeviceRepr for LogDecayParams {}
+// SAFETY: as above.
+unsafe impl DeviceRepr for ArgmaxParams {}
 
 /// `x [rows, k] · w [n, k]ᵀ` on cuBLAS, in the tensors' dtype with f32 accumulation.
 pub fn linear(device: &CudaDevice, x: &Tensor, w: &Tensor, rows: usize, n: usize, k: usize, dims: Vec<usize>) -> Result<Tensor> {
@@ -79,4 +81,23 @@ pub fn log_decay(device: &CudaDevice, z: &Tensor) -> Result<Tensor> {
     };
     launch(device, name, &params, ceil_div(z.numel(), MODEL_THREADS as usize).min(4096), OP)?;
     Ok(out)
+}
+
+/// Each row's largest value of `x [.., width]` (the lowest index on ties) and its count of NaN or
+/// infinite values, computed on the device: greedy sampling brings back two numbers per row
+/// instead of the row.
+pub fn argmax(device: &CudaDevice, x: &Tensor) -> Result<Vec<(u32, u32)>> {
+    const OP: &str = "argmax (cuda)";
+    let width = x.shape().last_dim();
+    let rows = x.numel() / width;
+    // Results travel as u32 bit patterns in an f32 buffer (tensors have no integer dtype).
+    let mut out = Tensor::zeros([2 * rows], DType::F32, x.device(), MemoryCategory::Activations)?;
+    let params = ArgmaxParams { x: x.device_ptr()?, out: out.device_ptr_mut()? as *mut u32, rows: rows as i64, width: width as i32 };
+    let name = match x.dtype() {
+        DType::F32 => entry::ARGMAX_F32,
+        DType::BF16 => entry::ARGMAX_BF16,
+        DType::F16 => entry::ARGMAX_F16,
+    };
+    launch(device, name, &params, rows, OP)?;
+    Ok(out.to_vec::<f32>()?.chunks_exact(2).map(|pair| (pair[0].to_bits(), pair[1].to_bits())).collect())
 }

@@ -218,7 +218,7 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
         let mut notes = vec![
             "memory is the accounting's peak (every tensor the models allocate, by category) for batch 1 over prefill and decode; 'predicted' is the analytic model; 'resident Δ' is the peak memory in use during the run minus before it, from outside the accounting: the process's resident memory (CPU), or the device allocator's pool, which every yoco allocation goes through (CUDA); it excludes the weights (allocated before) and includes untracked scratch and allocator slack".to_string(),
             "prefill latency is the time to the first generated token (prefill with early exit for YOCO, sampling included)".into(),
-            "throughput = batch × generated tokens / (prefill + decode seconds) at the largest batch whose predicted peak fits the budget".into(),
+            "throughput = batch × generated tokens / (prefill + decode seconds) at the largest batch whose predicted peak fits the budget, up to --max-batch; where the cap binds, the table says how many would have fit".into(),
             format!("whole run: {elapsed:.0} s"),
         ];
         if !skipped.is_empty() {

@@ -100,7 +100,7 @@ impl Report {
         let mut w = csv::Writer::from_path(path).map_err(|e| io(path, e))?;
         w.write_record([
             "model", "length", "prompt", "generated", "weights_bytes", "kv_cache_bytes", "recurrent_state_bytes", "activations_bytes", "total_peak_bytes",
-            "predicted_total_bytes", "resident_bytes", "prefill_seconds", "decode_seconds_per_token", "throughput_batch", "throughput_tokens_per_second",
+            "predicted_total_bytes", "resident_bytes", "prefill_seconds", "decode_seconds_per_token", "throughput_batch", "throughput_batch_that_fits", "throughput_tokens_per_second",
         ])
         .map_err(|e| io(path, e))?;
         for m in &self.measurements {
@@ -120,6 +120,7 @@ impl Report {
                 format!("{:.6}", m.prefill_seconds),
                 format!("{:.6}", m.decode_seconds_per_token),
                 t.map(|t| t.batch.to_string()).unwrap_or_default(),
+                t.map(|t| t.fits.to_string()).unwrap_or_default(),
                 t.map(|t| format!("{:.3}", t.tokens_per_second)).unwrap_or_default(),
             ])
             .map_err(|e| io(path, e))?;
@@ -147,7 +148,12 @@ impl Report {
         let _ = writeln!(s, "| length | memory T | memory Y | memory ratio | prefill T | prefill Y | prefill ratio | tokens/s T (batch) | tokens/s Y (batch) | throughput ratio Y/T |");
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
         for (y, t) in self.pairs() {
-            let tp = |m: &Measurement| m.throughput.as_ref().map(|x| format!("{:.1} ({})", x.tokens_per_second, x.batch)).unwrap_or_else(|| "—".into());
+            let tp = |m: &Measurement| {
+                m.throughput
+                    .as_ref()
+                    .map(|x| if x.fits > x.batch { format!("{:.1} ({}; {} fit)", x.tokens_per_second, x.batch, x.fits) } else { format!("{:.1} ({})", x.tokens_per_second, x.batch) })
+                    .unwrap_or_else(|| "—".into())
+            };
             let tr = match (&y.throughput, &t.throughput) {
                 (Some(a), Some(b)) => format!("{:.2}×", a.tokens_per_second / b.tokens_per_second),
                 _ => "—".into(),

@@ -18,8 +18,15 @@
 // D = 256). Value-dimension split: D / GRET_BLOCK_V CTAs per head recompute A — redundant work
 // of (D/BV − 1) · 2C²D per chunk, accepted for 2–4× more CTAs on a sequential-in-chunks problem.
 //
-// Versions: this is the first. Not yet measured on a GPU (no GPU on the machines it was written
-// on); a mma.sync version with register-resident fragments and a two-phase (states, then outputs
+// Versions (none measured on a GPU yet: the machines they were written on have none; each was
+// checked against a numpy emulation of its exact tiling and the f64 recurrent reference):
+//   1. The first: unpadded shared memory, estimated (by review, from the SASS) at ~20 µs per
+//      chunk on H200, mostly 8-way bank conflicts on every fragment load.
+//   2. Shared-memory rows padded (Layout): conflict-free fragment and accumulator accesses, ~8×
+//      fewer shared-memory wavefronts per chunk (28.7K → 3.6K fragment + 3.1K → 0.8K accumulator
+//      at D = 128).
+// A mma.sync version with register-resident fragments (and ldmatrix for bf16, whose WMMA loads
+// nvcc lowers to generic 32-bit loads plus MOVM transposes) and a two-phase (states, then outputs
 // in parallel over chunks) schedule are the next steps if it falls short of chunk_simple_gla.
 //
 // Decode step (entries gret_step_{f32,bf16,f16}): one CTA per (head, batch, 32 value columns);
@@ -43,28 +50,54 @@ constexpr int WARPS = GRET_THREADS / 32;
 
 // Shared-memory layout of the chunkwise kernel, in bytes, every region 128-byte aligned:
 //   sQ [C][D] T, sK [C][D] T, sV [C][BV] T, sA [C][C] f32 (also the O staging [C][BV] f32),
-//   sAb [C][C] T, sS [D][BV] f32, sSb [D][BV] T, sCum [C] f32.
+//   sAb [C][C] T, sS [D][BV] f32, sSb [D][BV] T, sCum [C] f32,
+// each row followed by padding: `ld_*` below are the row strides in elements.
+//
+// Why the padding (bank conflicts): shared memory has 32 banks of 4 bytes, so addresses 128 bytes
+// apart share banks. A tensor-core fragment load reads 8 rows of a tile per step — ldmatrix (f16:
+// 8 rows × 16 bytes per phase) or 32-bit loads (bf16, which nvcc lowers to generic loads: 8 rows ×
+// 4 lanes × 4 bytes) — and every unpadded row is 128, 256 or 512 bytes long, so those 8 rows all
+// landed on the same 4 banks: 8-way conflicts on every Q, K, V, scores and state operand. With
+// 16 bytes of padding, row r starts at bank 4r (mod 32) and the 8 rows cover all 32 banks once.
+// The f32 accumulator tiles (scores, state, output staging) are loaded and stored as 64-bit pairs,
+// a half-warp (rows g..g+3 × 32 bytes) per step: 32 bytes of padding put those 4 rows on disjoint
+// banks (16 would leave 2-way conflicts). Every row offset a fragment starts at is a multiple of
+// 16 rows × a multiple of 16 bytes, so fragment pointers stay 256-bit aligned, and ldm stays a
+// multiple of 8 (16-bit) or 4 (f32) elements as WMMA requires.
 template <typename T, int D>
 struct Layout {
+    static_assert(sizeof(T) == 2, "the tensor-core operands are 16-bit");
+    static constexpr int ld_qk = D + GRET_PAD_16BIT;   // sQ, sK
+    static constexpr int ld_v = BV + GRET_PAD_16BIT;   // sV
+    static constexpr int ld_a = C + GRET_PAD_F32;      // sA as the scores
+    static constexpr int ld_o = BV + GRET_PAD_F32;     // sA as the O staging
+    static constexpr int ld_ab = C + GRET_PAD_16BIT;   // sAb
+    static constexpr int ld_s = BV + GRET_PAD_F32;     // sS
+    static constexpr int ld_sb = BV + GRET_PAD_16BIT;  // sSb
     static constexpr int q = 0;
-    static constexpr int k = q + C * D * (int)sizeof(T);
-    static constexpr int v = k + C * D * (int)sizeof(T);
-    static constexpr int a = v + C * BV * (int)sizeof(T);
-    static constexpr int ab = a + C * C * 4;
-    static constexpr int s = ab + C * C * (int)sizeof(T);
-    static constexpr int sb = s + D * BV * 4;
-    static constexpr int cum = sb + D * BV * (int)sizeof(T);
+    static constexpr int k = q + C * ld_qk * 2;
+    static constexpr int v = k + C * ld_qk * 2;
+    static constexpr int a = v + C * ld_v * 2;
+    static constexpr int ab = a + C * ld_a * 4;
+    static constexpr int s = ab + C * ld_ab * 2;
+    static constexpr int sb = s + D * ld_s * 4;
+    static constexpr int cum = sb + D * ld_sb * 2;
     static constexpr int bytes = cum + C * 4;
-    static_assert(C * BV <= C * C, "the O staging reuses sA");
-    // wmma::load/store_matrix_sync need 256-bit aligned pointers: every region starts 128-aligned.
+    static_assert(ld_o <= ld_a, "the O staging reuses sA");
+    static_assert(ld_qk % 8 == 0 && ld_v % 8 == 0 && ld_ab % 8 == 0 && ld_sb % 8 == 0 && ld_a % 4 == 0 && ld_o % 4 == 0 && ld_s % 4 == 0,
+                  "WMMA needs ldm a multiple of 16 bytes");
+    // wmma::load/store_matrix_sync need 256-bit aligned pointers: every region starts 128-aligned,
+    // and fragments start at 16-row multiples of a 16-byte-multiple stride (and 16-column offsets).
     static_assert(k % 128 == 0 && v % 128 == 0 && a % 128 == 0 && ab % 128 == 0 && s % 128 == 0 && sb % 128 == 0 && cum % 128 == 0,
                   "shared-memory regions must stay 128-byte aligned");
+    static_assert(bytes <= 227 * 1024, "more shared memory than an sm_90 CTA can have");
 };
 
 // Copies `rows` rows of `cols` elements (a multiple of 8) from global (row stride `stride`
-// elements) into shared [rows][cols], in 16-byte packs; rows from `valid` on are zero-filled.
+// elements) into shared (row stride `ld` elements), in 16-byte packs; rows from `valid` on are
+// zero-filled.
 template <typename T>
-__device__ __forceinline__ void load_rows(T* dst, const T* src, int64_t stride, int rows, int cols, int valid) {
+__device__ __forceinline__ void load_rows(T* dst, int ld, const T* src, int64_t stride, int rows, int cols, int valid) {
     constexpr int N = 16 / sizeof(T);
     const int packs_per_row = cols / N;
     for (int idx = threadIdx.x; idx < rows * packs_per_row; idx += GRET_THREADS) {
@@ -72,7 +105,7 @@ __device__ __forceinline__ void load_rows(T* dst, const T* src, int64_t stride, 
         const int c = idx % packs_per_row;
         uint4 value = make_uint4(0, 0, 0, 0);
         if (r < valid) value = *reinterpret_cast<const uint4*>(src + r * stride + c * N);
-        *reinterpret_cast<uint4*>(dst + r * cols + c * N) = value;
+        *reinterpret_cast<uint4*>(dst + r * ld + c * N) = value;
     }
 }
 
@@ -101,14 +134,14 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
     T* o = static_cast<T*>(p.o);
     float* state = p.state + (static_cast<int64_t>(b) * p.heads + h) * D * D;
 
-    for (int idx = threadIdx.x; idx < D * BV; idx += GRET_THREADS) sS[idx] = state[(idx / BV) * D + v0 + idx % BV];
+    for (int idx = threadIdx.x; idx < D * BV; idx += GRET_THREADS) sS[(idx / BV) * L::ld_s + idx % BV] = state[(idx / BV) * D + v0 + idx % BV];
 
     for (int start = 0; start < p.seq; start += C) {
         const int len = min(C, p.seq - start);
         const int64_t first = (static_cast<int64_t>(b) * p.seq + start) * p.heads + h;  // (b, start, h)
-        load_rows(sQ, q + first * D, row_stride, C, D, len);
-        load_rows(sK, k + first * D, row_stride, C, D, len);
-        load_rows(sV, v + first * D + v0, row_stride, C, BV, len);
+        load_rows(sQ, L::ld_qk, q + first * D, row_stride, C, D, len);
+        load_rows(sK, L::ld_qk, k + first * D, row_stride, C, D, len);
+        load_rows(sV, L::ld_v, v + first * D + v0, row_stride, C, BV, len);
         if (threadIdx.x == 0) {
             // Inclusive cumsum of the chunk's gates; padding tokens add 0, so sCum[C−1] = b_last.
             float acc = 0.0f;
@@ -128,11 +161,11 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
             for (int kk = 0; kk < D; kk += 16) {
                 wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
                 wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> fb;  // Kᵀ
-                wmma::load_matrix_sync(fa, sQ + r0 * D + kk, D);
-                wmma::load_matrix_sync(fb, sK + c0 * D + kk, D);
+                wmma::load_matrix_sync(fa, sQ + r0 * L::ld_qk + kk, L::ld_qk);
+                wmma::load_matrix_sync(fb, sK + c0 * L::ld_qk + kk, L::ld_qk);
                 wmma::mma_sync(acc, fa, fb, acc);
             }
-            wmma::store_matrix_sync(sA + r0 * C + c0, acc, C, wmma::mem_row_major);
+            wmma::store_matrix_sync(sA + r0 * L::ld_a + c0, acc, L::ld_a, wmma::mem_row_major);
         }
         __syncthreads();
 
@@ -141,14 +174,17 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
         for (int idx = threadIdx.x; idx < C * C; idx += GRET_THREADS) {
             const int t = idx / C, u = idx % C;
             const float m = u <= t ? expf(sCum[t] - sCum[u]) : 0.0f;
-            sAb[idx] = from_f32<T>(sA[idx] * p.scale * m);
+            sAb[t * L::ld_ab + u] = from_f32<T>(sA[t * L::ld_a + u] * p.scale * m);
         }
         for (int idx = threadIdx.x; idx < C * D; idx += GRET_THREADS) {
-            const int t = idx / D;
-            sQ[idx] = from_f32<T>(to_f32(sQ[idx]) * expf(sCum[t]));
-            sK[idx] = from_f32<T>(to_f32(sK[idx]) * (p.scale * expf(last - sCum[t])));
+            const int t = idx / D, e = t * L::ld_qk + idx % D;
+            sQ[e] = from_f32<T>(to_f32(sQ[e]) * expf(sCum[t]));
+            sK[e] = from_f32<T>(to_f32(sK[e]) * (p.scale * expf(last - sCum[t])));
         }
-        for (int idx = threadIdx.x; idx < D * BV; idx += GRET_THREADS) sSb[idx] = from_f32<T>(sS[idx]);
+        for (int idx = threadIdx.x; idx < D * BV; idx += GRET_THREADS) {
+            const int i = idx / BV, j = idx % BV;
+            sSb[i * L::ld_sb + j] = from_f32<T>(sS[i * L::ld_s + j]);
+        }
         __syncthreads();
 
         // 3. O = Ab V + Qd Sb, staged in sA as f32 (A is no longer needed), then stored.
@@ -159,43 +195,43 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
             for (int kk = 0; kk < C; kk += 16) {
                 wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
                 wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
-                wmma::load_matrix_sync(fa, sAb + r0 * C + kk, C);
-                wmma::load_matrix_sync(fb, sV + kk * BV + c0, BV);
+                wmma::load_matrix_sync(fa, sAb + r0 * L::ld_ab + kk, L::ld_ab);
+                wmma::load_matrix_sync(fb, sV + kk * L::ld_v + c0, L::ld_v);
                 wmma::mma_sync(acc, fa, fb, acc);
             }
             for (int kk = 0; kk < D; kk += 16) {
                 wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
                 wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
-                wmma::load_matrix_sync(fa, sQ + r0 * D + kk, D);
-                wmma::load_matrix_sync(fb, sSb + kk * BV + c0, BV);
+                wmma::load_matrix_sync(fa, sQ + r0 * L::ld_qk + kk, L::ld_qk);
+                wmma::load_matrix_sync(fb, sSb + kk * L::ld_sb + c0, L::ld_sb);
                 wmma::mma_sync(acc, fa, fb, acc);
             }
-            wmma::store_matrix_sync(sA + r0 * BV + c0, acc, BV, wmma::mem_row_major);
+            wmma::store_matrix_sync(sA + r0 * L::ld_o + c0, acc, L::ld_o, wmma::mem_row_major);
         }
         // 4. S = e^(b_last) S + Kdᵀ V: reads sK, sV, sS only, none of which step 3 writes.
         const float decay = expf(last);
         for (int tile = warp; tile < (D / 16) * (BV / 16); tile += WARPS) {
             const int r0 = (tile / (BV / 16)) * 16, c0 = (tile % (BV / 16)) * 16;
             wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-            wmma::load_matrix_sync(acc, sS + r0 * BV + c0, BV, wmma::mem_row_major);
+            wmma::load_matrix_sync(acc, sS + r0 * L::ld_s + c0, L::ld_s, wmma::mem_row_major);
             for (int e = 0; e < acc.num_elements; ++e) acc.x[e] *= decay;
             for (int kk = 0; kk < C; kk += 16) {
                 wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::col_major> fa;  // Kdᵀ
                 wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
-                wmma::load_matrix_sync(fa, sK + kk * D + r0, D);
-                wmma::load_matrix_sync(fb, sV + kk * BV + c0, BV);
+                wmma::load_matrix_sync(fa, sK + kk * L::ld_qk + r0, L::ld_qk);
+                wmma::load_matrix_sync(fb, sV + kk * L::ld_v + c0, L::ld_v);
                 wmma::mma_sync(acc, fa, fb, acc);
             }
-            wmma::store_matrix_sync(sS + r0 * BV + c0, acc, BV, wmma::mem_row_major);
+            wmma::store_matrix_sync(sS + r0 * L::ld_s + c0, acc, L::ld_s, wmma::mem_row_major);
         }
         __syncthreads();
         for (int idx = threadIdx.x; idx < len * BV; idx += GRET_THREADS) {
             const int t = idx / BV, j = idx % BV;
-            o[(first + static_cast<int64_t>(t) * p.heads) * D + v0 + j] = from_f32<T>(sA[idx]);
+            o[(first + static_cast<int64_t>(t) * p.heads) * D + v0 + j] = from_f32<T>(sA[t * L::ld_o + j]);
         }
         __syncthreads();  // the next chunk overwrites every region
     }
-    for (int idx = threadIdx.x; idx < D * BV; idx += GRET_THREADS) state[(idx / BV) * D + v0 + idx % BV] = sS[idx];
+    for (int idx = threadIdx.x; idx < D * BV; idx += GRET_THREADS) state[(idx / BV) * D + v0 + idx % BV] = sS[(idx / BV) * L::ld_s + idx % BV];
 }
 
 template <typename T, int D>

@@ -8,6 +8,12 @@
 #define GRET_CHUNK 64
 #define GRET_BLOCK_V 64
 #define GRET_THREADS 128
+/* Shared-memory row padding of the chunkwise kernel, in elements: 16-bit rows (Q, K, V, the
+ * rounded scores and state) get 8 more (16 bytes), f32 rows (scores, state, output staging) 8 more
+ * (32 bytes), so that the rows of a tensor-core fragment fall on different banks (see Layout in
+ * the .cu). Part of the layout the host sizes and the kernel checks. */
+#define GRET_PAD_16BIT 8
+#define GRET_PAD_F32 8
 /* Decode step: value columns per CTA (one warp's width), threads per CTA. */
 #define GRET_STEP_COLUMNS 32
 #define GRET_STEP_THREADS 128

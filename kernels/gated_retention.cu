@@ -25,6 +25,9 @@
 //   2. Shared-memory rows padded (Layout): conflict-free fragment and accumulator accesses, ~8×
 //      fewer shared-memory wavefronts per chunk (28.7K → 3.6K fragment + 3.1K → 0.8K accumulator
 //      at D = 128).
+//   3. The chunk's gate cumsum by one warp's shuffle scan (gate_cumsum), its loads issued before
+//      the tile loads, instead of thread 0 summing 64 strided global loads in turn (~2.5 µs per
+//      chunk estimated by review → one load latency, overlapped, plus ~12 shuffles).
 // A mma.sync version with register-resident fragments (and ldmatrix for bf16, whose WMMA loads
 // nvcc lowers to generic 32-bit loads plus MOVM transposes) and a two-phase (states, then outputs
 // in parallel over chunks) schedule are the next steps if it falls short of chunk_simple_gla.
@@ -109,6 +112,45 @@ __device__ __forceinline__ void load_rows(T* dst, int ld, const T* src, int64_t 
     }
 }
 
+// Inclusive cumsum of a chunk's C = 64 gates, by one warp: lane l holds the gates g0, g1 of
+// tokens 2l and 2l + 1 (0 past `len`) and writes sCum[2l], sCum[2l + 1]. A shuffle scan over the
+// pair sums, then the sum before the pair plus g0. Summed in tree order rather than token order,
+// the prefix sums can rise by an ulp where gates are ~0 (the numpy emulation saw it in ~18% of
+// random chunks); a running minimum makes the sequence non-increasing again, as the exact one is,
+// so that every exponent the chunk takes (b_t − b_u for u ≤ t, b_last − b_t, b_t) stays ≤ 0. It
+// moves no value by more than that rounding. Tokens past `len` get exactly b_{len−1}, so
+// sCum[C − 1] = b_last as in the sequential sum.
+__device__ __forceinline__ void gate_cumsum(float* sCum, float g0, float g1, int len) {
+    static_assert(C == 64, "two gates per lane of one warp");
+    constexpr unsigned all = 0xffffffffu;
+    const int lane = threadIdx.x % 32;
+    float pair = g0 + g1;
+#pragma unroll
+    for (int offset = 1; offset < 32; offset <<= 1) {
+        const float other = __shfl_up_sync(all, pair, offset);
+        if (lane >= offset) pair += other;
+    }
+    float before = __shfl_up_sync(all, pair, 1);  // the sum through token 2l − 1
+    if (lane == 0) before = 0.0f;
+    float c0 = before + g0;
+    float c1 = fminf(pair, c0);
+    float running = c1;  // min over this lane's and the earlier lanes' values
+#pragma unroll
+    for (int offset = 1; offset < 32; offset <<= 1) {
+        const float other = __shfl_up_sync(all, running, offset);
+        if (lane >= offset) running = fminf(running, other);
+    }
+    float earlier = __shfl_up_sync(all, running, 1);
+    if (lane == 0) earlier = 0.0f;  // every sum is ≤ 0
+    c0 = fminf(c0, earlier);
+    c1 = fminf(c1, c0);
+    const int last = len - 1;
+    const float b_last = __shfl_sync(all, (last & 1) ? c1 : c0, last >> 1);
+    if (2 * lane >= len) c0 = b_last;
+    if (2 * lane + 1 >= len) c1 = b_last;
+    reinterpret_cast<float2*>(sCum)[lane] = make_float2(c0, c1);
+}
+
 template <typename T, int D>
 __device__ void gret_chunkwise(const GretChunkParams& p) {
     using L = Layout<T, D>;
@@ -126,7 +168,7 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
     const int v0 = blockIdx.x * BV;
     const int h = blockIdx.y;
     const int b = blockIdx.z;
-    const int warp = threadIdx.x / 32;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t row_stride = static_cast<int64_t>(p.heads) * D;  // between tokens
     const T* q = static_cast<const T*>(p.q);
     const T* k = static_cast<const T*>(p.k);
@@ -139,17 +181,18 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
     for (int start = 0; start < p.seq; start += C) {
         const int len = min(C, p.seq - start);
         const int64_t first = (static_cast<int64_t>(b) * p.seq + start) * p.heads + h;  // (b, start, h)
+        // Warp 0 issues the gate loads first (tokens 2·lane and 2·lane + 1) so that their latency
+        // overlaps the tile loads; it scans them after.
+        float g0 = 0.0f, g1 = 0.0f;
+        if (warp == 0) {
+            const int t0 = 2 * lane;
+            if (t0 < len) g0 = p.log_decay[first + static_cast<int64_t>(t0) * p.heads];
+            if (t0 + 1 < len) g1 = p.log_decay[first + static_cast<int64_t>(t0 + 1) * p.heads];
+        }
         load_rows(sQ, L::ld_qk, q + first * D, row_stride, C, D, len);
         load_rows(sK, L::ld_qk, k + first * D, row_stride, C, D, len);
         load_rows(sV, L::ld_v, v + first * D + v0, row_stride, C, BV, len);
-        if (threadIdx.x == 0) {
-            // Inclusive cumsum of the chunk's gates; padding tokens add 0, so sCum[C−1] = b_last.
-            float acc = 0.0f;
-            for (int t = 0; t < C; ++t) {
-                if (t < len) acc += p.log_decay[first + static_cast<int64_t>(t) * p.heads];
-                sCum[t] = acc;
-            }
-        }
+        if (warp == 0) gate_cumsum(sCum, g0, g1, len);
         __syncthreads();
 
         // 1. A = s · Q Kᵀ (s applied in step 2): warp w owns the 16×16 tiles w, w + WARPS, … (row-major

@@ -28,6 +28,10 @@
 //   3. The chunk's gate cumsum by one warp's shuffle scan (gate_cumsum), its loads issued before
 //      the tile loads, instead of thread 0 summing 64 strided global loads in turn (~2.5 µs per
 //      chunk estimated by review → one load latency, overlapped, plus ~12 shuffles).
+//   4. Q/K/V tiles by 16-byte cp.async, the next chunk's into a second stage while this one
+//      computes (D = 64, 128; D = 256 has no room for a second stage and copies at the top of each
+//      chunk), the gates loaded a chunk ahead into registers: takes the tile-load latency (~1–2 µs
+//      per chunk) off the critical path at D ≤ 128.
 // A mma.sync version with register-resident fragments (and ldmatrix for bf16, whose WMMA loads
 // nvcc lowers to generic 32-bit loads plus MOVM transposes) and a two-phase (states, then outputs
 // in parallel over chunks) schedule are the next steps if it falls short of chunk_simple_gla.
@@ -52,9 +56,11 @@ constexpr int BV = GRET_BLOCK_V;
 constexpr int WARPS = GRET_THREADS / 32;
 
 // Shared-memory layout of the chunkwise kernel, in bytes, every region 128-byte aligned:
-//   sQ [C][D] T, sK [C][D] T, sV [C][BV] T, sA [C][C] f32 (also the O staging [C][BV] f32),
-//   sAb [C][C] T, sS [D][BV] f32, sSb [D][BV] T, sCum [C] f32,
-// each row followed by padding: `ld_*` below are the row strides in elements.
+//   sQ [stages][C][D] T, sK [stages][C][D] T, sV [stages][C][BV] T, sA [C][C] f32 (also the O
+//   staging [C][BV] f32), sAb [C][C] T, sS [D][BV] f32, sSb [D][BV] T, sCum [C] f32,
+// each row followed by padding: `ld_*` below are the row strides in elements. Two stages of the
+// Q/K/V tiles (the next chunk's copied in while this one computes) where they fit under
+// GRET_SMEM_LIMIT (D = 64, 128), one where they do not (D = 256: 292 KB with two).
 //
 // Why the padding (bank conflicts): shared memory has 32 banks of 4 bytes, so addresses 128 bytes
 // apart share banks. A tensor-core fragment load reads 8 rows of a tile per step — ldmatrix (f16:
@@ -77,10 +83,14 @@ struct Layout {
     static constexpr int ld_ab = C + GRET_PAD_16BIT;   // sAb
     static constexpr int ld_s = BV + GRET_PAD_F32;     // sS
     static constexpr int ld_sb = BV + GRET_PAD_16BIT;  // sSb
+    static constexpr int tile_qk = C * ld_qk * 2;  // bytes of one stage of sQ (or sK)
+    static constexpr int tile_v = C * ld_v * 2;    // and of sV
+    static constexpr int rest = C * ld_a * 4 + C * ld_ab * 2 + D * ld_s * 4 + D * ld_sb * 2 + C * 4;
+    static constexpr int stages = 2 * (2 * tile_qk + tile_v) + rest <= GRET_SMEM_LIMIT ? 2 : 1;
     static constexpr int q = 0;
-    static constexpr int k = q + C * ld_qk * 2;
-    static constexpr int v = k + C * ld_qk * 2;
-    static constexpr int a = v + C * ld_v * 2;
+    static constexpr int k = q + stages * tile_qk;
+    static constexpr int v = k + stages * tile_qk;
+    static constexpr int a = v + stages * tile_v;
     static constexpr int ab = a + C * ld_a * 4;
     static constexpr int s = ab + C * ld_ab * 2;
     static constexpr int sb = s + D * ld_s * 4;
@@ -91,24 +101,25 @@ struct Layout {
                   "WMMA needs ldm a multiple of 16 bytes");
     // wmma::load/store_matrix_sync need 256-bit aligned pointers: every region starts 128-aligned,
     // and fragments start at 16-row multiples of a 16-byte-multiple stride (and 16-column offsets).
-    static_assert(k % 128 == 0 && v % 128 == 0 && a % 128 == 0 && ab % 128 == 0 && s % 128 == 0 && sb % 128 == 0 && cum % 128 == 0,
+    static_assert(tile_qk % 128 == 0 && tile_v % 128 == 0 && k % 128 == 0 && v % 128 == 0 && a % 128 == 0 && ab % 128 == 0 && s % 128 == 0 &&
+                      sb % 128 == 0 && cum % 128 == 0,
                   "shared-memory regions must stay 128-byte aligned");
-    static_assert(bytes <= 227 * 1024, "more shared memory than an sm_90 CTA can have");
+    static_assert(bytes == stages * (2 * tile_qk + tile_v) + rest && bytes <= GRET_SMEM_LIMIT, "more shared memory than an sm_90 CTA can have");
 };
 
-// Copies `rows` rows of `cols` elements (a multiple of 8) from global (row stride `stride`
-// elements) into shared (row stride `ld` elements), in 16-byte packs; rows from `valid` on are
-// zero-filled.
+// Starts copying C rows of `cols` elements (a multiple of 8) from global (row stride `stride`
+// elements, 16-byte aligned: whole allocations, D and the value block multiples of 8) into shared
+// (row stride `ld` elements) with 16-byte cp.async; rows from `valid` on are zero-filled (src-size
+// 0, reading nothing from row 0's address). The caller commits the group and waits for it.
 template <typename T>
-__device__ __forceinline__ void load_rows(T* dst, int ld, const T* src, int64_t stride, int rows, int cols, int valid) {
+__device__ __forceinline__ void load_rows_async(T* dst, int ld, const T* src, int64_t stride, int cols, int valid) {
     constexpr int N = 16 / sizeof(T);
     const int packs_per_row = cols / N;
-    for (int idx = threadIdx.x; idx < rows * packs_per_row; idx += GRET_THREADS) {
+    for (int idx = threadIdx.x; idx < C * packs_per_row; idx += GRET_THREADS) {
         const int r = idx / packs_per_row;
         const int c = idx % packs_per_row;
-        uint4 value = make_uint4(0, 0, 0, 0);
-        if (r < valid) value = *reinterpret_cast<const uint4*>(src + r * stride + c * N);
-        *reinterpret_cast<uint4*>(dst + r * ld + c * N) = value;
+        const bool in = r < valid;
+        yoco::cp_async_16(dst + r * ld + c * N, src + (in ? r * stride : 0) + c * N, in);
     }
 }
 
@@ -156,9 +167,7 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
     using L = Layout<T, D>;
     extern __shared__ __align__(128) unsigned char smem[];
     if (p.smem_bytes != L::bytes) __trap();  // the host's layout must be this one
-    T* sQ = reinterpret_cast<T*>(smem + L::q);
-    T* sK = reinterpret_cast<T*>(smem + L::k);
-    T* sV = reinterpret_cast<T*>(smem + L::v);
+    constexpr int STAGES = L::stages;
     float* sA = reinterpret_cast<float*>(smem + L::a);
     T* sAb = reinterpret_cast<T*>(smem + L::ab);
     float* sS = reinterpret_cast<float*>(smem + L::s);
@@ -178,21 +187,57 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
 
     for (int idx = threadIdx.x; idx < D * BV; idx += GRET_THREADS) sS[(idx / BV) * L::ld_s + idx % BV] = state[(idx / BV) * D + v0 + idx % BV];
 
-    for (int start = 0; start < p.seq; start += C) {
+    // load_tiles: the Q, K, V tiles of the chunk starting at token `start` into stage `stage`
+    // (copies started, not committed). load_gates: warp 0's two gates of that chunk (tokens
+    // 2·lane, 2·lane + 1; 0 past its end or past the sequence).
+    const auto load_tiles = [&](int start, int stage) {
         const int len = min(C, p.seq - start);
         const int64_t first = (static_cast<int64_t>(b) * p.seq + start) * p.heads + h;  // (b, start, h)
-        // Warp 0 issues the gate loads first (tokens 2·lane and 2·lane + 1) so that their latency
-        // overlaps the tile loads; it scans them after.
-        float g0 = 0.0f, g1 = 0.0f;
-        if (warp == 0) {
-            const int t0 = 2 * lane;
-            if (t0 < len) g0 = p.log_decay[first + static_cast<int64_t>(t0) * p.heads];
-            if (t0 + 1 < len) g1 = p.log_decay[first + static_cast<int64_t>(t0 + 1) * p.heads];
+        load_rows_async(reinterpret_cast<T*>(smem + L::q + stage * L::tile_qk), L::ld_qk, q + first * D, row_stride, D, len);
+        load_rows_async(reinterpret_cast<T*>(smem + L::k + stage * L::tile_qk), L::ld_qk, k + first * D, row_stride, D, len);
+        load_rows_async(reinterpret_cast<T*>(smem + L::v + stage * L::tile_v), L::ld_v, v + first * D + v0, row_stride, BV, len);
+    };
+    const auto load_gates = [&](int start, float& g0, float& g1) {
+        g0 = g1 = 0.0f;
+        if (warp != 0 || start >= p.seq) return;
+        const int len = min(C, p.seq - start), t0 = 2 * lane;
+        const int64_t first = (static_cast<int64_t>(b) * p.seq + start) * p.heads + h;
+        if (t0 < len) g0 = p.log_decay[first + static_cast<int64_t>(t0) * p.heads];
+        if (t0 + 1 < len) g1 = p.log_decay[first + static_cast<int64_t>(t0 + 1) * p.heads];
+    };
+
+    // Pipeline. With two stages the next chunk's tiles are copied into the other stage while this
+    // chunk computes: that stage was last read by the previous chunk's steps 1–4, which every
+    // thread finished before the previous chunk's last barriers, so the copy is issued only after
+    // them (top of the loop). One cp.async group per chunk, committed even when empty (last
+    // chunk), so that wait_group 1 always means "all but the newest group — this chunk's — done";
+    // the barrier after the wait makes every thread's copies visible to all. With one stage the
+    // chunk's own tiles are copied and waited for at the top. The gates are loaded a chunk ahead
+    // into registers, out of the way of the copies.
+    float g0, g1;
+    load_gates(0, g0, g1);
+    if (STAGES == 2) {
+        load_tiles(0, 0);
+        yoco::cp_async_commit();
+    }
+    for (int start = 0, stage = 0; start < p.seq; start += C, stage ^= STAGES - 1) {
+        const int len = min(C, p.seq - start);
+        const int64_t first = (static_cast<int64_t>(b) * p.seq + start) * p.heads + h;  // (b, start, h)
+        if (STAGES == 2) {
+            if (start + C < p.seq) load_tiles(start + C, stage ^ 1);
+        } else {
+            load_tiles(start, 0);
         }
-        load_rows(sQ, L::ld_qk, q + first * D, row_stride, C, D, len);
-        load_rows(sK, L::ld_qk, k + first * D, row_stride, C, D, len);
-        load_rows(sV, L::ld_v, v + first * D + v0, row_stride, C, BV, len);
+        yoco::cp_async_commit();
+        float next_g0, next_g1;
+        load_gates(start + C, next_g0, next_g1);
+        T* sQ = reinterpret_cast<T*>(smem + L::q + stage * L::tile_qk);
+        T* sK = reinterpret_cast<T*>(smem + L::k + stage * L::tile_qk);
+        T* sV = reinterpret_cast<T*>(smem + L::v + stage * L::tile_v);
         if (warp == 0) gate_cumsum(sCum, g0, g1, len);
+        g0 = next_g0;
+        g1 = next_g1;
+        yoco::cp_async_wait<STAGES - 1>();
         __syncthreads();
 
         // 1. A = s · Q Kᵀ (s applied in step 2): warp w owns the 16×16 tiles w, w + WARPS, … (row-major
@@ -272,8 +317,9 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
             const int t = idx / BV, j = idx % BV;
             o[(first + static_cast<int64_t>(t) * p.heads) * D + v0 + j] = from_f32<T>(sA[t * L::ld_o + j]);
         }
-        __syncthreads();  // the next chunk overwrites every region
+        __syncthreads();  // the next chunk overwrites sCum, sA and (one stage) the tiles
     }
+    yoco::cp_async_wait<0>();  // nothing is in flight here (the last group is empty or waited for); say so
     for (int idx = threadIdx.x; idx < D * BV; idx += GRET_THREADS) state[(idx / BV) * D + v0 + idx % BV] = sS[(idx / BV) * L::ld_s + idx % BV];
 }
 

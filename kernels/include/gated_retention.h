@@ -14,6 +14,9 @@
  * the .cu). Part of the layout the host sizes and the kernel checks. */
 #define GRET_PAD_16BIT 8
 #define GRET_PAD_F32 8
+/* The most dynamic shared memory an sm_90 CTA can have (227 KB). The chunkwise kernel keeps two
+ * stages of its Q/K/V tiles (copying the next chunk's while computing) where they fit under it. */
+#define GRET_SMEM_LIMIT 232448
 /* Decode step: value columns per CTA (one warp's width), threads per CTA. */
 #define GRET_STEP_COLUMNS 32
 #define GRET_STEP_THREADS 128

@@ -25,12 +25,16 @@ const BLOCK_V: usize = sys::GRET_BLOCK_V as usize;
 /// Dynamic shared memory of the chunkwise kernel; the same layout as `Layout` in the .cu (the
 /// kernel traps if the two disagree): Q, K [C, D] and V [C, BV] in the storage type, scores
 /// [C, C] f32 and rounded, state [D, BV] f32 and rounded, the gate cumsum [C] f32; every row
-/// padded by GRET_PAD_16BIT (storage type) or GRET_PAD_F32 (f32) elements against bank conflicts.
+/// padded by GRET_PAD_16BIT (storage type) or GRET_PAD_F32 (f32) elements against bank conflicts;
+/// Q, K and V twice (the next chunk's prefetched) where that fits under GRET_SMEM_LIMIT.
 fn chunkwise_smem_bytes(dim: usize, elem: usize) -> usize {
     let (c, bv) = (CHUNK, BLOCK_V);
     let row16 = |cols: usize| (cols + sys::GRET_PAD_16BIT as usize) * elem;
     let row32 = |cols: usize| (cols + sys::GRET_PAD_F32 as usize) * 4;
-    2 * c * row16(dim) + c * row16(bv) + c * row32(c) + c * row16(c) + dim * row32(bv) + dim * row16(bv) + c * 4
+    let tiles = 2 * c * row16(dim) + c * row16(bv);
+    let rest = c * row32(c) + c * row16(c) + dim * row32(bv) + dim * row16(bv) + c * 4;
+    let stages = if 2 * tiles + rest <= sys::GRET_SMEM_LIMIT as usize { 2 } else { 1 };
+    stages * tiles + rest
 }
 
 fn chunkwise_entry(dtype: DType, dim: usize) -> Result<&'static str> {

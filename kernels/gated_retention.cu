@@ -2,10 +2,10 @@
 //
 //   S_n = γ_n S_{n−1} + (s·k_n)ᵀ v_n,  o_n = q_n S_n,  log γ ≤ 0, state S (D × D per head) in f32.
 //
-// Chunkwise prefill (entries gret_chunkwise_{bf16,f16}_d{64,128,256}). One CTA per (value block
-// of GRET_BLOCK_V columns, head, batch) walks the sequence chunk by chunk (GRET_CHUNK tokens),
-// carrying its D × GRET_BLOCK_V slice of the state in shared memory in f32. Per chunk, with b the
-// cumsum of log γ restarted in the chunk (every exponent below is ≤ 0):
+// Chunkwise prefill (entries gret_chunkwise_{bf16,f16}_d{64,128,256}_v{32,64}). One CTA of
+// GRET_THREADS threads per (value block of BV = 32 or 64 columns, head, batch) walks the sequence
+// chunk by chunk (GRET_CHUNK tokens), carrying its D × BV slice of the state in shared memory in
+// f32. Per chunk, with b the cumsum of log γ restarted in the chunk (every exponent below is ≤ 0):
 //   1. A  = s · Q Kᵀ                     (C×C, tensor cores, f32 accumulate)
 //   2. Ab = A ⊙ M, M[t,u] = e^(b_t−b_u)·[u ≤ t], rounded to the storage type
 //      Qd = Q ⊙ e^b,  Kd = s · K ⊙ e^(b_last − b),  Sb = S — all rounded to the storage type
@@ -15,8 +15,9 @@
 // "plain" reference (reference::chunkwise_plain) rounds at the same places.
 // Matrix products use the WMMA API (16×16×16 bf16/f16 fragments, f32 accumulators), one output
 // tile per warp at a time so that no more than one accumulator fragment is live (no spills at
-// D = 256). Value-dimension split: D / GRET_BLOCK_V CTAs per head recompute A — redundant work
-// of (D/BV − 1) · 2C²D per chunk, accepted for 2–4× more CTAs on a sequential-in-chunks problem.
+// D = 256). Value-dimension split: D / BV CTAs per head each recompute A and step 2 — redundant
+// work of (D/BV − 1) · (2C²D FLOPs + C² + 2CD elementwise) per chunk — which buys more CTAs on a
+// problem sequential in chunks; the host takes BV = 32 while its grid fits one wave, else 64.
 //
 // Versions (none measured on a GPU yet: the machines they were written on have none; each was
 // checked against a numpy emulation of its exact tiling and the f64 recurrent reference):
@@ -32,6 +33,17 @@
 //      computes (D = 64, 128; D = 256 has no room for a second stage and copies at the top of each
 //      chunk), the gates loaded a chunk ahead into registers: takes the tile-load latency (~1–2 µs
 //      per chunk) off the critical path at D ≤ 128.
+//   5. 256 threads instead of 128, and a narrow value block (BV = 32) besides the wide one (64),
+//      taken by the host while D/32 × heads × batch CTAs fit one wave. Each CTA walks its chunks
+//      in turn, so with fewer CTAs than SMs a launch lasts one CTA's chain, and that chain was
+//      latency-bound: 4 warps, one per SM sub-partition, each running a dependent chain of MMAs
+//      (k-steps per warp per chunk at D = 128: 112 with 128 threads and BV = 64, 56 with 256
+//      threads, 36 with 256 and BV = 32; ~35 cycles each) and the elementwise step 2 with
+//      nothing to hide its latencies. Estimated per chunk at D = 128: ~5.5 µs (v4) → ~4 µs (256
+//      threads) → ~3.5 µs (and BV = 32), the rest mostly step 2 (~4.5K instructions per sub-
+//      partition per chunk, which neither change reduces). BV = 32 doubles the CTAs (96 at 24
+//      heads, D = 128) but also the recomputed scores and step 2: past one wave that costs ~1.7×
+//      the SM time of BV = 64, hence the host's choice. BV = 16 would cut only steps 3–4 further.
 // A mma.sync version with register-resident fragments (and ldmatrix for bf16, whose WMMA loads
 // nvcc lowers to generic 32-bit loads plus MOVM transposes) and a two-phase (states, then outputs
 // in parallel over chunks) schedule are the next steps if it falls short of chunk_simple_gla.
@@ -52,7 +64,6 @@ using yoco::from_f32;
 using yoco::to_f32;
 
 constexpr int C = GRET_CHUNK;
-constexpr int BV = GRET_BLOCK_V;
 constexpr int WARPS = GRET_THREADS / 32;
 
 // Shared-memory layout of the chunkwise kernel, in bytes, every region 128-byte aligned:
@@ -73,7 +84,7 @@ constexpr int WARPS = GRET_THREADS / 32;
 // banks (16 would leave 2-way conflicts). Every row offset a fragment starts at is a multiple of
 // 16 rows × a multiple of 16 bytes, so fragment pointers stay 256-bit aligned, and ldm stays a
 // multiple of 8 (16-bit) or 4 (f32) elements as WMMA requires.
-template <typename T, int D>
+template <typename T, int D, int BV>
 struct Layout {
     static_assert(sizeof(T) == 2, "the tensor-core operands are 16-bit");
     static constexpr int ld_qk = D + GRET_PAD_16BIT;   // sQ, sK
@@ -106,6 +117,13 @@ struct Layout {
                   "shared-memory regions must stay 128-byte aligned");
     static_assert(bytes == stages * (2 * tile_qk + tile_v) + rest && bytes <= GRET_SMEM_LIMIT, "more shared memory than an sm_90 CTA can have");
 };
+
+// The sizes the host's chunkwise_smem_bytes must give too (its unit test pins the same numbers,
+// so a change on one side only fails without a GPU as well as with one, where the kernel traps).
+static_assert(Layout<__half, 64, 32>::bytes == 90368 && Layout<__half, 64, 64>::bytes == 110848, "see cuda.rs");
+static_assert(Layout<__half, 128, 32>::bytes == 138496 && Layout<__half, 128, 64>::bytes == 171264, "see cuda.rs");
+static_assert(Layout<__half, 256, 32>::bytes == 162048 && Layout<__half, 256, 64>::bytes == 215296, "see cuda.rs");
+static_assert(Layout<__half, 128, 64>::stages == 2 && Layout<__half, 256, 32>::stages == 1, "see cuda.rs");
 
 // Starts copying C rows of `cols` elements (a multiple of 8) from global (row stride `stride`
 // elements, 16-byte aligned: whole allocations, D and the value block multiples of 8) into shared
@@ -162,9 +180,9 @@ __device__ __forceinline__ void gate_cumsum(float* sCum, float g0, float g1, int
     reinterpret_cast<float2*>(sCum)[lane] = make_float2(c0, c1);
 }
 
-template <typename T, int D>
+template <typename T, int D, int BV>
 __device__ void gret_chunkwise(const GretChunkParams& p) {
-    using L = Layout<T, D>;
+    using L = Layout<T, D, BV>;
     extern __shared__ __align__(128) unsigned char smem[];
     if (p.smem_bytes != L::bytes) __trap();  // the host's layout must be this one
     constexpr int STAGES = L::stages;
@@ -197,13 +215,14 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
         load_rows_async(reinterpret_cast<T*>(smem + L::k + stage * L::tile_qk), L::ld_qk, k + first * D, row_stride, D, len);
         load_rows_async(reinterpret_cast<T*>(smem + L::v + stage * L::tile_v), L::ld_v, v + first * D + v0, row_stride, BV, len);
     };
-    const auto load_gates = [&](int start, float& g0, float& g1) {
-        g0 = g1 = 0.0f;
-        if (warp != 0 || start >= p.seq) return;
+    const auto load_gates = [&](int start) {
+        float2 g = make_float2(0.0f, 0.0f);
+        if (warp != 0 || start >= p.seq) return g;
         const int len = min(C, p.seq - start), t0 = 2 * lane;
         const int64_t first = (static_cast<int64_t>(b) * p.seq + start) * p.heads + h;
-        if (t0 < len) g0 = p.log_decay[first + static_cast<int64_t>(t0) * p.heads];
-        if (t0 + 1 < len) g1 = p.log_decay[first + static_cast<int64_t>(t0 + 1) * p.heads];
+        if (t0 < len) g.x = p.log_decay[first + static_cast<int64_t>(t0) * p.heads];
+        if (t0 + 1 < len) g.y = p.log_decay[first + static_cast<int64_t>(t0 + 1) * p.heads];
+        return g;
     };
 
     // Pipeline. With two stages the next chunk's tiles are copied into the other stage while this
@@ -214,8 +233,7 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
     // the barrier after the wait makes every thread's copies visible to all. With one stage the
     // chunk's own tiles are copied and waited for at the top. The gates are loaded a chunk ahead
     // into registers, out of the way of the copies.
-    float g0, g1;
-    load_gates(0, g0, g1);
+    float2 gates = load_gates(0);
     if (STAGES == 2) {
         load_tiles(0, 0);
         yoco::cp_async_commit();
@@ -229,19 +247,17 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
             load_tiles(start, 0);
         }
         yoco::cp_async_commit();
-        float next_g0, next_g1;
-        load_gates(start + C, next_g0, next_g1);
+        const float2 next_gates = load_gates(start + C);
         T* sQ = reinterpret_cast<T*>(smem + L::q + stage * L::tile_qk);
         T* sK = reinterpret_cast<T*>(smem + L::k + stage * L::tile_qk);
         T* sV = reinterpret_cast<T*>(smem + L::v + stage * L::tile_v);
-        if (warp == 0) gate_cumsum(sCum, g0, g1, len);
-        g0 = next_g0;
-        g1 = next_g1;
+        if (warp == 0) gate_cumsum(sCum, gates.x, gates.y, len);
+        gates = next_gates;
         yoco::cp_async_wait<STAGES - 1>();
         __syncthreads();
 
-        // 1. A = s · Q Kᵀ (s applied in step 2): warp w owns the 16×16 tiles w, w + WARPS, … (row-major
-        //    tile order, so the tiles of column block w).
+        // 1. A = s · Q Kᵀ (s applied in step 2): warp w owns the 16×16 tiles w, w + WARPS, … in
+        //    row-major tile order (two per warp with 8 warps).
         for (int tile = warp; tile < (C / 16) * (C / 16); tile += WARPS) {
             const int r0 = (tile / (C / 16)) * 16, c0 = (tile % (C / 16)) * 16;
             wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
@@ -353,21 +369,29 @@ __device__ void gret_step(const GretStepParams& p) {
 
 }  // namespace
 
-#define YOCO_GRET_CHUNKWISE(suffix, T, D)                                                                  \
-    extern "C" __global__ void __launch_bounds__(GRET_THREADS) gret_chunkwise_##suffix##_d##D(const GretChunkParams p) { \
-        gret_chunkwise<T, D>(p);                                                                           \
+#define YOCO_GRET_CHUNKWISE(suffix, T, D, BV)                                                              \
+    extern "C" __global__ void __launch_bounds__(GRET_THREADS, 1) gret_chunkwise_##suffix##_d##D##_v##BV(const GretChunkParams p) { \
+        gret_chunkwise<T, D, BV>(p);                                                                       \
     }
 #define YOCO_GRET_STEP(suffix, T, D)                                                                       \
     extern "C" __global__ void __launch_bounds__(GRET_STEP_THREADS) gret_step_##suffix##_d##D(const GretStepParams p) { \
         gret_step<T, D>(p);                                                                                \
     }
 
-YOCO_GRET_CHUNKWISE(bf16, __nv_bfloat16, 64)
-YOCO_GRET_CHUNKWISE(bf16, __nv_bfloat16, 128)
-YOCO_GRET_CHUNKWISE(bf16, __nv_bfloat16, 256)
-YOCO_GRET_CHUNKWISE(f16, __half, 64)
-YOCO_GRET_CHUNKWISE(f16, __half, 128)
-YOCO_GRET_CHUNKWISE(f16, __half, 256)
+// The value-block widths must be literal in the entry names: GRET_BLOCK_V_NARROW and _WIDE.
+static_assert(GRET_BLOCK_V_NARROW == 32 && GRET_BLOCK_V_WIDE == 64, "entry names below");
+YOCO_GRET_CHUNKWISE(bf16, __nv_bfloat16, 64, 32)
+YOCO_GRET_CHUNKWISE(bf16, __nv_bfloat16, 64, 64)
+YOCO_GRET_CHUNKWISE(bf16, __nv_bfloat16, 128, 32)
+YOCO_GRET_CHUNKWISE(bf16, __nv_bfloat16, 128, 64)
+YOCO_GRET_CHUNKWISE(bf16, __nv_bfloat16, 256, 32)
+YOCO_GRET_CHUNKWISE(bf16, __nv_bfloat16, 256, 64)
+YOCO_GRET_CHUNKWISE(f16, __half, 64, 32)
+YOCO_GRET_CHUNKWISE(f16, __half, 64, 64)
+YOCO_GRET_CHUNKWISE(f16, __half, 128, 32)
+YOCO_GRET_CHUNKWISE(f16, __half, 128, 64)
+YOCO_GRET_CHUNKWISE(f16, __half, 256, 32)
+YOCO_GRET_CHUNKWISE(f16, __half, 256, 64)
 YOCO_GRET_STEP(f32, float, 64)
 YOCO_GRET_STEP(f32, float, 128)
 YOCO_GRET_STEP(f32, float, 256)

@@ -4,10 +4,14 @@
 #pragma once
 #include <stdint.h>
 
-/* Chunkwise prefill: tokens per chunk, value columns per CTA, threads per CTA. */
+/* Chunkwise prefill: tokens per chunk; value columns per CTA, wide or narrow (each dtype and head
+ * dim has an entry for both: gret_chunkwise_<dtype>_d<D>_v<BV>; the host takes the narrow one when
+ * its D / 32 × heads × batch CTAs still fit one wave on the GPU, the wide one otherwise); threads
+ * per CTA. */
 #define GRET_CHUNK 64
-#define GRET_BLOCK_V 64
-#define GRET_THREADS 128
+#define GRET_BLOCK_V_WIDE 64
+#define GRET_BLOCK_V_NARROW 32
+#define GRET_THREADS 256
 /* Shared-memory row padding of the chunkwise kernel, in elements: 16-bit rows (Q, K, V, the
  * rounded scores and state) get 8 more (16 bytes), f32 rows (scores, state, output staging) 8 more
  * (32 bytes), so that the rows of a tensor-core fragment fall on different banks (see Layout in

@@ -188,10 +188,12 @@ pub fn sweep(device: &Device, large: bool) -> Result<Vec<Outcome>> {
         }
     }
     if !device.is_cpu() {
-        // Enough (sequence, head) pairs that the CUDA launcher takes its wide value block (the
-        // narrow one's 264 CTAs are more than one wave on any GPU with up to 256 SMs); on an H200
-        // every other case here takes the narrow one.
-        cases.push(Case { batch: 2, seq: 70, heads: 66, dim: 64, chunk: DEFAULT_CHUNK, gates: Gates::Model, with_state: true });
+        // Enough (sequence, head) pairs that the CUDA launcher takes its wide value block at every
+        // head dim (D/32 × heads × batch = 264 narrow CTAs, more than one wave on any GPU with up
+        // to 256 SMs); on an H200 every other case here takes the narrow one.
+        for (dim, batch, heads) in [(64, 2, 66), (128, 2, 33), (256, 1, 33)] {
+            cases.push(Case { batch, seq: 70, heads, dim, chunk: DEFAULT_CHUNK, gates: Gates::Model, with_state: true });
+        }
     }
     if large {
         cases.push(Case { batch: 1, seq: 8192, heads: 4, dim: 128, chunk: DEFAULT_CHUNK, gates: Gates::Model, with_state: false });

@@ -187,6 +187,8 @@ mod tests {
         assert_eq!(block_v(shape(1, 24, 128), 132), 32); // 96 CTAs
         assert_eq!(block_v(shape(1, 33, 128), 132), 32); // 132
         assert_eq!(block_v(shape(2, 24, 128), 132), 64); // 192 narrow, 96 wide
-        assert_eq!(block_v(shape(2, 66, 64), 256), 64); // check.rs's wide case
+        for (batch, heads, dim) in [(2, 66, 64), (2, 33, 128), (1, 33, 256)] {
+            assert_eq!(block_v(shape(batch, heads, dim), 256), 64); // check.rs's wide cases
+        }
     }
 }

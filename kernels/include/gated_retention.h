@@ -4,10 +4,23 @@
 #pragma once
 #include <stdint.h>
 
-/* Chunkwise prefill: tokens per chunk, value columns per CTA, threads per CTA. */
+/* Chunkwise prefill: tokens per chunk; value columns per CTA, wide or narrow (each dtype and head
+ * dim has an entry for both: gret_chunkwise_<dtype>_d<D>_v<BV>; the host takes the narrow one when
+ * its D / 32 × heads × batch CTAs still fit one wave on the GPU, the wide one otherwise); threads
+ * per CTA. */
 #define GRET_CHUNK 64
-#define GRET_BLOCK_V 64
-#define GRET_THREADS 128
+#define GRET_BLOCK_V_WIDE 64
+#define GRET_BLOCK_V_NARROW 32
+#define GRET_THREADS 256
+/* Shared-memory row padding of the chunkwise kernel, in elements: 16-bit rows (Q, K, V, the
+ * rounded scores and state) get 8 more (16 bytes), f32 rows (scores, state, output staging) 8 more
+ * (32 bytes), so that the rows of a tensor-core fragment fall on different banks (see Layout in
+ * the .cu). Part of the layout the host sizes and the kernel checks. */
+#define GRET_PAD_16BIT 8
+#define GRET_PAD_F32 8
+/* The most dynamic shared memory an sm_90 CTA can have (227 KB). The chunkwise kernel keeps two
+ * stages of its Q/K/V tiles (copying the next chunk's while computing) where they fit under it. */
+#define GRET_SMEM_LIMIT 232448
 /* Decode step: value columns per CTA (one warp's width), threads per CTA. */
 #define GRET_STEP_COLUMNS 32
 #define GRET_STEP_THREADS 128

@@ -172,7 +172,8 @@ pub fn decode_case(device: &Device, dtype: DType, case: &Case, steps: usize) -> 
 }
 
 /// The sweep the tests and `yoco check` run: head dims 64/128/256, N = 1, lengths that chunks
-/// do not divide, an incoming state, extreme decays, and prefill + decode.
+/// do not divide, an incoming state, extreme decays, prefill + decode, and on CUDA a grid large
+/// enough for the wide value block.
 pub fn sweep(device: &Device, large: bool) -> Result<Vec<Outcome>> {
     let dtypes: &[DType] = if device.is_cpu() { &[DType::F32, DType::BF16] } else { &[DType::BF16, DType::F16] };
     // The CUDA kernel's chunk is fixed; the CPU path takes any.
@@ -184,6 +185,14 @@ pub fn sweep(device: &Device, large: bool) -> Result<Vec<Outcome>> {
         }
         for gates in [Gates::NearZero, Gates::NearOne] {
             cases.push(Case { batch: 1, seq: 100, heads: 2, dim: 64, chunk, gates, with_state: true });
+        }
+    }
+    if !device.is_cpu() {
+        // Enough (sequence, head) pairs that the CUDA launcher takes its wide value block at every
+        // head dim (D/32 × heads × batch = 264 narrow CTAs, more than one wave on any GPU with up
+        // to 256 SMs); on an H200 every other case here takes the narrow one.
+        for (dim, batch, heads) in [(64, 2, 66), (128, 2, 33), (256, 1, 33)] {
+            cases.push(Case { batch, seq: 70, heads, dim, chunk: DEFAULT_CHUNK, gates: Gates::Model, with_state: true });
         }
     }
     if large {

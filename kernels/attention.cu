@@ -308,10 +308,30 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
 
 // ---- decode: split-KV --------------------------------------------------------------------------
 
+// A 16-byte pack of 8 elements as four 32-bit words (element 2i in the low half of word i):
+// one LDG.128 or LDS.128, and converted word by word rather than element by element.
 template <typename T>
-__device__ __forceinline__ void unpack8(const yoco::Pack<T>& pk, float (&f)[8]) {
+__device__ __forceinline__ uint4 load16(const T* p) {
+    return *reinterpret_cast<const uint4*>(p);
+}
+
+template <typename T>
+__device__ __forceinline__ void unpack8(const uint4& w, float (&f)[8]) {
+    const uint32_t words[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
-    for (int e = 0; e < 8; ++e) f[e] = to_f32(pk.v[e]);
+    for (int i = 0; i < 4; ++i) {
+        if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+            // bf16 is the top half of an f32: place the bits (exact, one instruction each).
+            f[2 * i] = __uint_as_float(words[i] << 16);
+            f[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
+        } else {
+            __half2 h;
+            memcpy(&h, &words[i], 4);
+            const float2 v = __half22float2(h);
+            f[2 * i] = v.x;
+            f[2 * i + 1] = v.y;
+        }
+    }
 }
 
 template <typename T, int D, int ROWS>
@@ -350,7 +370,7 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
             const int i = r / p.group;
             const int h = hk * p.group + r % p.group;
             const T* qrow = static_cast<const T*>(p.q) + (static_cast<int64_t>(b) * p.q_len + i) * q_stride + static_cast<int64_t>(h) * D + part * 8;
-            unpack8(*reinterpret_cast<const yoco::Pack<T>*>(qrow), qv[r]);
+            unpack8<T>(load16(qrow), qv[r]);
 #pragma unroll
             for (int e = 0; e < 8; ++e) qv[r][e] *= p.scale_log2;
             range[r] = key_range(p, i);
@@ -372,27 +392,39 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
         for (int e = 0; e < 8; ++e) acc[r][e] = 0.0f;
     }
 
+    // Keys every row of the program sees: a block iteration inside [vis_lo, vis_hi) skips the
+    // per-key mask (under a causal mask at q_len = 1, every iteration but none).
+    int vis_lo = 0, vis_hi = p.kv_len;
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+        if (r < p.rows) {
+            vis_lo = max(vis_lo, range[r].lo);
+            vis_hi = min(vis_hi, range[r].hi);
+        }
+    }
+
     const int begin = p.key_begin + split * p.keys_per_split;
     const int end = min(begin + p.keys_per_split, p.kv_len);
+    vis_hi = min(vis_hi, end);
     for (int base = begin; base < end; base += STEP) {
-        yoco::Pack<T> kp[UNROLL], vp[UNROLL];
+        uint4 kp[UNROLL], vp[UNROLL];
         int j[UNROLL];
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
             j[u] = base + u * STREAMS + stream;
             if (j[u] < end) {
-                kp[u] = *reinterpret_cast<const yoco::Pack<T>*>(k + j[u] * kv_stride);
-                vp[u] = *reinterpret_cast<const yoco::Pack<T>*>(v + j[u] * kv_stride);
+                kp[u] = load16(k + j[u] * kv_stride);
+                vp[u] = load16(v + j[u] * kv_stride);
             } else {
-#pragma unroll
-                for (int e = 0; e < 8; ++e) kp[u].v[e] = vp[u].v[e] = yoco::from_f32<T>(0.0f);
+                kp[u] = vp[u] = make_uint4(0, 0, 0, 0);
             }
         }
+        // Raw scores (log2 units), each reduced over the LPK lanes of its key.
         float s[UNROLL][ROWS];
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
             float kf[8];
-            unpack8(kp[u], kf);
+            unpack8<T>(kp[u], kf);
 #pragma unroll
             for (int r = 0; r < ROWS; ++r) {
                 float d = 0.0f;
@@ -401,30 +433,53 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
                 // The LPK lanes of a key are consecutive: xor offsets below LPK stay in the group.
 #pragma unroll
                 for (int off = LPK / 2; off > 0; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
-                const bool visible = j[u] < end && j[u] >= range[r].lo && j[u] < range[r].hi;
-                s[u][r] = visible ? d : -INFINITY;
+                s[u][r] = d;
             }
         }
+        // The mask (and the end of the split), only where the iteration crosses an edge; the
+        // condition is the same for the whole block.
+        if (base < vis_lo || base + STEP > vis_hi) {
+#pragma unroll
+            for (int u = 0; u < UNROLL; ++u) {
+#pragma unroll
+                for (int r = 0; r < ROWS; ++r) {
+                    const bool visible = j[u] < end && j[u] >= range[r].lo && j[u] < range[r].hi;
+                    if (!visible) s[u][r] = -INFINITY;
+                }
+            }
+        }
+        // Online softmax: s becomes p = 2^(s - max). A row whose max has not moved keeps its
+        // accumulator as it is (the factor would be exactly 1); one that has seen nothing visible
+        // yet keeps max −∞ and gets p = 2^(−∞ − 0) = 0 (−∞ − −∞ would be NaN).
 #pragma unroll
         for (int r = 0; r < ROWS; ++r) {
             float mx = m[r];
 #pragma unroll
             for (int u = 0; u < UNROLL; ++u) mx = fmaxf(mx, s[u][r]);
-            if (mx == -INFINITY) continue;  // nothing visible to this row yet
-            const float corr = exp2f(m[r] - mx);  // m = −∞ gives 0
-            l[r] *= corr;
+            if (mx != m[r]) {
+                const float corr = yoco::exp2_ftz(m[r] - mx);  // m = −∞ gives 0
+                l[r] *= corr;
 #pragma unroll
-            for (int e = 0; e < 8; ++e) acc[r][e] *= corr;
+                for (int e = 0; e < 8; ++e) acc[r][e] *= corr;
+                m[r] = mx;
+            }
+            const float sub = mx == -INFINITY ? 0.0f : mx;
 #pragma unroll
             for (int u = 0; u < UNROLL; ++u) {
-                const float pu = exp2f(s[u][r] - mx);
-                l[r] += pu;
-                float vf[8];
-                unpack8(vp[u], vf);
-#pragma unroll
-                for (int e = 0; e < 8; ++e) acc[r][e] = fmaf(pu, vf[e], acc[r][e]);
+                s[u][r] = yoco::exp2_ftz(s[u][r] - sub);
+                l[r] += s[u][r];
             }
-            m[r] = mx;
+        }
+        // O += p V: each V pack is converted once for all the rows.
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            float vf[8];
+            unpack8<T>(vp[u], vf);
+#pragma unroll
+            for (int r = 0; r < ROWS; ++r) {
+#pragma unroll
+                for (int e = 0; e < 8; ++e) acc[r][e] = fmaf(s[u][r], vf[e], acc[r][e]);
+            }
         }
     }
 

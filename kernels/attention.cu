@@ -343,8 +343,19 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
     constexpr int STREAMS = WARPS * KPW;  // independent online-softmax states in the block
     constexpr int UNROLL = ROWS >= 8 ? 2 : 4;
     constexpr int STEP = STREAMS * UNROLL;  // keys per block iteration
+    constexpr int THREADS = ATTN_DECODE_THREADS;
+    // Copies in flight: each thread's K and V packs of the next STAGES - 1 iterations stream into
+    // shared memory (cp.async) while it computes on the current one: 32 KB per block, of which
+    // 16-24 KB are in flight at any time (the current stage has been read into registers).
+    constexpr int STAGES = 8 / UNROLL;
+    constexpr int PIPE_PACKS = STAGES * UNROLL * 2 * THREADS;  // [stage][u][K, V][thread]
+    static_assert(STAGES >= 2 && (STAGES & (STAGES - 1)) == 0, "a power-of-two ring of at least two stages");
 
-    __shared__ float s_o[STREAMS][ROWS][D];
+    // The pipeline's ring, then (after the loop and a barrier) the streams' outputs to merge.
+    constexpr int SMEM_BYTES = PIPE_PACKS * 16 > STREAMS * ROWS * D * 4 ? PIPE_PACKS * 16 : STREAMS * ROWS * D * 4;
+    __shared__ __align__(16) unsigned char s_raw[SMEM_BYTES];
+    uint4* const s_pipe = reinterpret_cast<uint4*>(s_raw);
+    float (*const s_o)[ROWS][D] = reinterpret_cast<float (*)[ROWS][D]>(s_raw);
     __shared__ float s_m[STREAMS][ROWS];
     __shared__ float s_l[STREAMS][ROWS];
 
@@ -406,19 +417,51 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
     const int begin = p.key_begin + split * p.keys_per_split;
     const int end = min(begin + p.keys_per_split, p.kv_len);
     vis_hi = min(vis_hi, end);
-    for (int base = begin; base < end; base += STEP) {
-        uint4 kp[UNROLL], vp[UNROLL];
-        int j[UNROLL];
+    const int n_iter = end > begin ? (end - begin + STEP - 1) / STEP : 0;
+
+    // Iteration `it`'s packs into its ring slot; keys at or past `end` are zero-filled (reading
+    // nothing: the head's first row stands in as address). Every thread copies only packs that
+    // it reads back itself, after its own cp.async.wait_group: no barrier is involved.
+    uint4* const my_pipe = s_pipe + threadIdx.x;
+    const int64_t first_row = static_cast<int64_t>(begin + stream) * kv_stride;  // key of (0, u = 0)
+    const int64_t u_step = STREAMS * kv_stride;
+    auto issue = [&](int it) {
+        uint4* dst = my_pipe + (it & (STAGES - 1)) * (UNROLL * 2 * THREADS);
+        const int j0 = begin + it * STEP + stream;
+        const int64_t row0 = first_row + static_cast<int64_t>(it) * STEP * kv_stride;
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
-            j[u] = base + u * STREAMS + stream;
-            if (j[u] < end) {
-                kp[u] = load16(k + j[u] * kv_stride);
-                vp[u] = load16(v + j[u] * kv_stride);
-            } else {
-                kp[u] = vp[u] = make_uint4(0, 0, 0, 0);
+            const bool valid = j0 + u * STREAMS < end;
+            const int64_t off = valid ? row0 + u * u_step : 0;
+            yoco::cp_async_16(dst + (2 * u) * THREADS, k + off, valid);
+            yoco::cp_async_16(dst + (2 * u + 1) * THREADS, v + off, valid);
+        }
+    };
+    // A group is committed per iteration even when empty, so that the wait count is constant.
+#pragma unroll
+    for (int st = 0; st < STAGES - 1; ++st) {
+        if (st < n_iter) issue(st);
+        yoco::cp_async_commit();
+    }
+
+    for (int it = 0; it < n_iter; ++it) {
+        const int base = begin + it * STEP;
+        yoco::cp_async_wait<STAGES - 2>();  // iteration it's group has landed
+        uint4 kp[UNROLL], vp[UNROLL];
+        int j[UNROLL];
+        {
+            const uint4* src = my_pipe + (it & (STAGES - 1)) * (UNROLL * 2 * THREADS);
+#pragma unroll
+            for (int u = 0; u < UNROLL; ++u) {
+                j[u] = base + u * STREAMS + stream;
+                kp[u] = src[(2 * u) * THREADS];
+                vp[u] = src[(2 * u + 1) * THREADS];
             }
         }
+        // Refill the slot read last iteration (its packs are consumed: the arithmetic that used
+        // them has run), STAGES - 1 iterations ahead.
+        if (it + STAGES - 1 < n_iter) issue(it + STAGES - 1);
+        yoco::cp_async_commit();
         // Raw scores (log2 units), each reduced over the LPK lanes of its key.
         float s[UNROLL][ROWS];
 #pragma unroll
@@ -483,7 +526,10 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
         }
     }
 
-    // Merge the block's streams, then write this split's partial.
+    // Merge the block's streams, then write this split's partial. s_o reuses the ring: every
+    // thread must be done reading its slots (only empty groups can still be pending).
+    yoco::cp_async_wait<0>();
+    __syncthreads();
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
 #pragma unroll
@@ -564,8 +610,11 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
         AttentionParams p) {                                                                                        \
         prefill<T, D, BN>(p);                                                                                       \
     }
-#define DECODE_ENTRY(D, R, NAME, T) \
-    extern "C" __global__ void __launch_bounds__(ATTN_DECODE_THREADS) attention_decode_d##D##_r##R##_##NAME(AttentionParams p) { decode_split<T, D, R>(p); }
+#define DECODE_ENTRY(D, R, NAME, T)                                                                                  \
+    extern "C" __global__ void __launch_bounds__(ATTN_DECODE_THREADS, R >= 8 ? 2 : 4) attention_decode_d##D##_r##R##_##NAME( \
+        AttentionParams p) {                                                                                            \
+        decode_split<T, D, R>(p);                                                                                       \
+    }
 #define DECODE_ENTRIES(D, NAME, T) DECODE_ENTRY(D, 1, NAME, T) DECODE_ENTRY(D, 2, NAME, T) DECODE_ENTRY(D, 4, NAME, T) DECODE_ENTRY(D, 8, NAME, T)
 #define DTYPE_ENTRIES(NAME, T)                              \
     PREFILL_ENTRY(64, ATTN_BLOCK_N_SMALL_D, 4, NAME, T)     \

@@ -564,36 +564,72 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
     }
 }
 
-// One (row, K/V head, batch) per program: merges the splits and writes the output row.
+// One (row, K/V head, batch) per program: merges the splits and writes the output row. The
+// splits' weights 2^(m_s - max) are computed once each (threads over splits) and kept in shared
+// memory; then each warp sums a quarter of the splits' partial rows, a lane per 4 columns (16-byte
+// loads, independent across splits), and the warps' sums are added.
 template <typename T>
 __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
+    constexpr int THREADS = ATTN_COMBINE_THREADS;
+    constexpr int WARPS = THREADS / 32;
+    constexpr int MAX_D4 = 256 / 4;  // largest head dim, in float4
+    __shared__ float s_w[ATTN_DECODE_MAX_SPLITS];
+    __shared__ float s_scratch[32];
+    __shared__ float4 s_sum[WARPS][MAX_D4];
     const int head_dim = p.head_dim;
     const int r = blockIdx.x;
     const int hk = blockIdx.y;
     const int b = blockIdx.z;
-    const int64_t first = ((static_cast<int64_t>(b) * p.kv_heads + hk) * p.splits) * p.rows + r;
+    const int warp = threadIdx.x >> 5;
+    const int lane = threadIdx.x & 31;
+    const int64_t first = ((static_cast<int64_t>(b) * p.kv_heads + hk) * p.splits) * p.rows + r;  // split s: first + s * rows
+
     float mx = -INFINITY;
-    for (int s = 0; s < p.splits; ++s) mx = fmaxf(mx, p.partial_ml[(first + static_cast<int64_t>(s) * p.rows) * 2]);
+    for (int s = threadIdx.x; s < p.splits; s += THREADS) mx = fmaxf(mx, p.partial_ml[(first + static_cast<int64_t>(s) * p.rows) * 2]);
+    mx = yoco::block_max(mx, s_scratch);
     float lsum = 0.0f;
-    if (mx != -INFINITY) {
-        for (int s = 0; s < p.splits; ++s) {
-            const int64_t slot = first + static_cast<int64_t>(s) * p.rows;
-            lsum = fmaf(exp2f(p.partial_ml[slot * 2] - mx), p.partial_ml[slot * 2 + 1], lsum);
-        }
+    for (int s = threadIdx.x; s < p.splits; s += THREADS) {
+        const int64_t slot = first + static_cast<int64_t>(s) * p.rows;
+        // No row saw a key in any split: every weight 0 (and no −∞ − −∞).
+        const float w = mx == -INFINITY ? 0.0f : exp2f(p.partial_ml[slot * 2] - mx);
+        s_w[s] = w;
+        lsum = fmaf(w, p.partial_ml[slot * 2 + 1], lsum);
     }
+    lsum = yoco::block_sum(lsum, s_scratch);  // its barriers also publish s_w
     const float inv = lsum > 0.0f ? 1.0f / lsum : 0.0f;
+
+    const int d4s = head_dim / 4;
+    for (int d4 = lane; d4 < d4s; d4 += 32) {
+        float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll 4
+        for (int s = warp; s < p.splits; s += WARPS) {
+            const float w = s_w[s];
+            const float4 x = reinterpret_cast<const float4*>(p.partial_o + (first + static_cast<int64_t>(s) * p.rows) * head_dim)[d4];
+            o.x = fmaf(w, x.x, o.x);
+            o.y = fmaf(w, x.y, o.y);
+            o.z = fmaf(w, x.z, o.z);
+            o.w = fmaf(w, x.w, o.w);
+        }
+        s_sum[warp][d4] = o;
+    }
+    __syncthreads();
     const int i = r / p.group;
     const int h = hk * p.group + r % p.group;
     T* out = static_cast<T*>(p.out) + ((static_cast<int64_t>(b) * p.q_len + i) * p.heads + h) * head_dim;
-    for (int d = threadIdx.x; d < head_dim; d += ATTN_COMBINE_THREADS) {
-        float o = 0.0f;
-        if (mx != -INFINITY) {
-            for (int s = 0; s < p.splits; ++s) {
-                const int64_t slot = first + static_cast<int64_t>(s) * p.rows;
-                o = fmaf(exp2f(p.partial_ml[slot * 2] - mx), p.partial_o[slot * head_dim + d], o);
-            }
+    for (int d4 = threadIdx.x; d4 < d4s; d4 += THREADS) {
+        float4 o = s_sum[0][d4];
+#pragma unroll
+        for (int w = 1; w < WARPS; ++w) {
+            const float4 x = s_sum[w][d4];
+            o.x += x.x;
+            o.y += x.y;
+            o.z += x.z;
+            o.w += x.w;
         }
-        out[d] = yoco::from_f32<T>(o * inv);
+        uint2 packed;
+        packed.x = yoco::pack2<T>(o.x * inv, o.y * inv);
+        packed.y = yoco::pack2<T>(o.z * inv, o.w * inv);
+        reinterpret_cast<uint2*>(out)[d4] = packed;
     }
 }
 
@@ -615,7 +651,8 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
         AttentionParams p) {                                                                                            \
         decode_split<T, D, R>(p);                                                                                       \
     }
-#define DECODE_ENTRIES(D, NAME, T) DECODE_ENTRY(D, 1, NAME, T) DECODE_ENTRY(D, 2, NAME, T) DECODE_ENTRY(D, 4, NAME, T) DECODE_ENTRY(D, 8, NAME, T)
+#define DECODE_ENTRIES(D, NAME, T) \
+    DECODE_ENTRY(D, 1, NAME, T) DECODE_ENTRY(D, 2, NAME, T) DECODE_ENTRY(D, 4, NAME, T) DECODE_ENTRY(D, 8, NAME, T)
 #define DTYPE_ENTRIES(NAME, T)                              \
     PREFILL_ENTRY(64, ATTN_BLOCK_N_SMALL_D, 4, NAME, T)     \
     PREFILL_ENTRY(128, ATTN_BLOCK_N_SMALL_D, 2, NAME, T)    \

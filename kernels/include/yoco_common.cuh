@@ -58,6 +58,26 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
     return total;
 }
 
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+    return v;
+}
+
+// Max over the whole block, as block_sum (−∞ for a block of −∞).
+__device__ __forceinline__ float block_max(float v, float* scratch) {
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int warps = blockDim.x >> 5;
+    v = warp_max(v);
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    float total = lane < warps ? scratch[lane] : -INFINITY;
+    total = warp_max(total);
+    __syncthreads();
+    return total;
+}
+
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
 
 // 2^x in one MUFU.EX2, flushing subnormal inputs and results to zero. Plain exp2f (without

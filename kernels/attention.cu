@@ -359,7 +359,13 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
     __shared__ float s_m[STREAMS][ROWS];
     __shared__ float s_l[STREAMS][ROWS];
 
-    const int split = blockIdx.x;
+    // blockIdx.x = split * chunks + chunk: the programs that share a split's keys (one per chunk
+    // of ROWS rows, when more rows than ROWS read a K/V head) are neighbours in launch order, so
+    // that all but the first find the keys in L2.
+    const int chunks = (p.rows + ROWS - 1) / ROWS;
+    const int split = blockIdx.x / chunks;
+    const int row0 = (blockIdx.x - split * chunks) * ROWS;
+    const int nrows = min(ROWS, p.rows - row0);
     const int hk = blockIdx.y;
     const int b = blockIdx.z;
     const int warp = threadIdx.x >> 5;
@@ -372,14 +378,15 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
     const T* k = static_cast<const T*>(p.k) + b * p.kv_batch_stride + static_cast<int64_t>(hk) * D + part * 8;
     const T* v = static_cast<const T*>(p.v) + b * p.kv_batch_stride + static_cast<int64_t>(hk) * D + part * 8;
 
-    // Row r: query r / group of head hk * group + r % group; rows past p.rows see nothing.
+    // Program row r is row row0 + r of the K/V head: query (row0 + r) / group of head
+    // hk * group + (row0 + r) % group. Rows past nrows (padding of the instantiation) see nothing.
     float qv[ROWS][8];
     KeyRange range[ROWS];
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
-        if (r < p.rows) {
-            const int i = r / p.group;
-            const int h = hk * p.group + r % p.group;
+        if (r < nrows) {
+            const int i = (row0 + r) / p.group;
+            const int h = hk * p.group + (row0 + r) % p.group;
             const T* qrow = static_cast<const T*>(p.q) + (static_cast<int64_t>(b) * p.q_len + i) * q_stride + static_cast<int64_t>(h) * D + part * 8;
             unpack8<T>(load16(qrow), qv[r]);
 #pragma unroll
@@ -408,7 +415,7 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
     int vis_lo = 0, vis_hi = p.kv_len;
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
-        if (r < p.rows) {
+        if (r < nrows) {
             vis_lo = max(vis_lo, range[r].lo);
             vis_hi = min(vis_hi, range[r].hi);
         }
@@ -540,7 +547,7 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
         }
     }
     __syncthreads();
-    for (int idx = threadIdx.x; idx < p.rows * D; idx += ATTN_DECODE_THREADS) {
+    for (int idx = threadIdx.x; idx < nrows * D; idx += ATTN_DECODE_THREADS) {
         const int r = idx / D;
         const int d = idx % D;
         float mx = -INFINITY;
@@ -555,7 +562,7 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
                 lsum = fmaf(w, s_l[st][r], lsum);
             }
         }
-        const int64_t slot = ((static_cast<int64_t>(b) * p.kv_heads + hk) * p.splits + split) * p.rows + r;
+        const int64_t slot = ((static_cast<int64_t>(b) * p.kv_heads + hk) * p.splits + split) * p.rows + row0 + r;
         p.partial_o[slot * D + d] = o;
         if (d == 0) {
             p.partial_ml[slot * 2] = mx;
@@ -652,7 +659,7 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
         decode_split<T, D, R>(p);                                                                                       \
     }
 #define DECODE_ENTRIES(D, NAME, T) \
-    DECODE_ENTRY(D, 1, NAME, T) DECODE_ENTRY(D, 2, NAME, T) DECODE_ENTRY(D, 4, NAME, T) DECODE_ENTRY(D, 8, NAME, T)
+    DECODE_ENTRY(D, 1, NAME, T) DECODE_ENTRY(D, 2, NAME, T) DECODE_ENTRY(D, 3, NAME, T) DECODE_ENTRY(D, 4, NAME, T) DECODE_ENTRY(D, 8, NAME, T)
 #define DTYPE_ENTRIES(NAME, T)                              \
     PREFILL_ENTRY(64, ATTN_BLOCK_N_SMALL_D, 4, NAME, T)     \
     PREFILL_ENTRY(128, ATTN_BLOCK_N_SMALL_D, 2, NAME, T)    \

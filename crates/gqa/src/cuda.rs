@@ -29,6 +29,11 @@ const OP: &str = "attention (cuda)";
 
 /// Fewest keys a decode split is given: below this the combine costs more than the split saves.
 const MIN_KEYS_PER_SPLIT: usize = 256;
+/// Most query rows (q_len · group) that go to the split-KV decode kernel, in programs of up to
+/// ATTN_DECODE_MAX_ROWS rows that share a split's keys (the second reads them from L2). Up to
+/// here that beats the prefill kernel, whose 64-row query blocks would be almost all padding
+/// and whose few programs (one per query head) could not fill the GPU.
+const DECODE_MAX_ROWS: usize = 2 * ATTN_DECODE_MAX_ROWS as usize;
 /// Fraction of the resident slots a single wave of decode programs must fill before more,
 /// shorter splits in several waves are considered.
 const ONE_WAVE_FILL: f64 = 0.9;
@@ -86,7 +91,7 @@ pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, p: &Problem, out: &m
     if d.batch > 65535 || d.heads > 65535 {
         return Err(Error::invalid(OP, "q", format!("batch {} and heads {} must each be <= 65535 (grid limits)", d.batch, d.heads)));
     }
-    if d.q_len * d.group() <= ATTN_DECODE_MAX_ROWS as usize {
+    if d.q_len * d.group() <= DECODE_MAX_ROWS {
         decode(&device, q.device(), params, dtype, p)
     } else {
         prefill(&device, params, dtype, p)
@@ -126,32 +131,42 @@ fn prefill(device: &CudaDevice, params: AttentionParams, dtype: DType, p: &Probl
     Ok(())
 }
 
-/// The decode kernel instantiated for `rows` query rows per K/V head (rounded up to 1/2/4/8).
+/// The decode kernel for `rows` query rows per K/V head: the smallest instantiation (1, 2, 3, 4
+/// or 8 rows per program) that holds them, or 8-row programs for more; with its rows per program.
 fn decode_entry(d: usize, rows: usize, dtype: DType) -> Result<(&'static str, usize)> {
-    let r = rows.next_power_of_two();
+    let r = match rows {
+        0..=4 => rows.max(1),
+        _ => ATTN_DECODE_MAX_ROWS as usize,
+    };
     let name = match (dtype, d, r) {
         (DType::BF16, 64, 1) => entry::ATTENTION_DECODE_D64_R1_BF16,
         (DType::BF16, 64, 2) => entry::ATTENTION_DECODE_D64_R2_BF16,
+        (DType::BF16, 64, 3) => entry::ATTENTION_DECODE_D64_R3_BF16,
         (DType::BF16, 64, 4) => entry::ATTENTION_DECODE_D64_R4_BF16,
         (DType::BF16, 64, 8) => entry::ATTENTION_DECODE_D64_R8_BF16,
         (DType::BF16, 128, 1) => entry::ATTENTION_DECODE_D128_R1_BF16,
         (DType::BF16, 128, 2) => entry::ATTENTION_DECODE_D128_R2_BF16,
+        (DType::BF16, 128, 3) => entry::ATTENTION_DECODE_D128_R3_BF16,
         (DType::BF16, 128, 4) => entry::ATTENTION_DECODE_D128_R4_BF16,
         (DType::BF16, 128, 8) => entry::ATTENTION_DECODE_D128_R8_BF16,
         (DType::BF16, 256, 1) => entry::ATTENTION_DECODE_D256_R1_BF16,
         (DType::BF16, 256, 2) => entry::ATTENTION_DECODE_D256_R2_BF16,
+        (DType::BF16, 256, 3) => entry::ATTENTION_DECODE_D256_R3_BF16,
         (DType::BF16, 256, 4) => entry::ATTENTION_DECODE_D256_R4_BF16,
         (DType::BF16, 256, 8) => entry::ATTENTION_DECODE_D256_R8_BF16,
         (DType::F16, 64, 1) => entry::ATTENTION_DECODE_D64_R1_F16,
         (DType::F16, 64, 2) => entry::ATTENTION_DECODE_D64_R2_F16,
+        (DType::F16, 64, 3) => entry::ATTENTION_DECODE_D64_R3_F16,
         (DType::F16, 64, 4) => entry::ATTENTION_DECODE_D64_R4_F16,
         (DType::F16, 64, 8) => entry::ATTENTION_DECODE_D64_R8_F16,
         (DType::F16, 128, 1) => entry::ATTENTION_DECODE_D128_R1_F16,
         (DType::F16, 128, 2) => entry::ATTENTION_DECODE_D128_R2_F16,
+        (DType::F16, 128, 3) => entry::ATTENTION_DECODE_D128_R3_F16,
         (DType::F16, 128, 4) => entry::ATTENTION_DECODE_D128_R4_F16,
         (DType::F16, 128, 8) => entry::ATTENTION_DECODE_D128_R8_F16,
         (DType::F16, 256, 1) => entry::ATTENTION_DECODE_D256_R1_F16,
         (DType::F16, 256, 2) => entry::ATTENTION_DECODE_D256_R2_F16,
+        (DType::F16, 256, 3) => entry::ATTENTION_DECODE_D256_R3_F16,
         (DType::F16, 256, 4) => entry::ATTENTION_DECODE_D256_R4_F16,
         (DType::F16, 256, 8) => entry::ATTENTION_DECODE_D256_R8_F16,
         _ => return Err(Error::Unsupported { op: OP, what: format!("decode of {rows} rows, head dim {d}, in {dtype}") }),
@@ -188,20 +203,25 @@ pub(crate) fn plan_splits(span: usize, programs_per_split: usize, slots: usize, 
 fn decode(device: &CudaDevice, on: &yoco_core::Device, mut params: AttentionParams, dtype: DType, p: &Problem) -> Result<()> {
     let dims = p.dims;
     let rows = dims.q_len * dims.group();
-    let (name, rows_t) = decode_entry(dims.head_dim, rows, dtype)?;
+    let (name, rows_per_program) = decode_entry(dims.head_dim, rows, dtype)?;
+    let chunks = rows.div_ceil(rows_per_program);
     // Keys any row sees: the masks' ranges are monotone in the query.
     let begin = p.mask.key_range(0, dims.q_len, dims.kv_len).0;
     let end = p.mask.key_range(dims.q_len - 1, dims.q_len, dims.kv_len).1;
     // Keys per block iteration, as the kernel computes them (kernels/attention.cu decode_split).
     let streams = (ATTN_DECODE_THREADS as usize / 32) * (32 / (dims.head_dim / 8));
-    let step = streams * if rows_t >= 8 { 2 } else { 4 };
+    let step = streams * if rows_per_program >= 8 { 2 } else { 4 };
     let func = device.function(&MODULE, name)?;
     let sms = device
         .context()
         .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
         .map_err(|e| Error::cuda(OP, e))? as usize;
     let per_sm = func.occupancy_max_active_blocks_per_multiprocessor(ATTN_DECODE_THREADS, 0, None).map_err(|e| Error::cuda(OP, e))? as usize;
-    let (splits, keys_per_split) = plan_splits(end - begin, dims.batch * dims.kv_heads, per_sm.max(1) * sms, step);
+    let (splits, keys_per_split) = plan_splits(end - begin, dims.batch * dims.kv_heads * chunks, per_sm.max(1) * sms, step);
+    let programs = splits * chunks;
+    if programs > i32::MAX as usize || dims.kv_heads > 65535 {
+        return Err(Error::invalid(OP, "k", format!("{programs} decode programs per K/V head and {} K/V heads exceed the grid", dims.kv_heads)));
+    }
 
     // One buffer (one memset) for both partials: [B, H_kv, splits, rows, D] then [.., 2].
     let slots = dims.batch * dims.kv_heads * splits * rows;
@@ -214,12 +234,13 @@ fn decode(device: &CudaDevice, on: &yoco_core::Device, mut params: AttentionPara
     params.keys_per_split = keys_per_split as i32;
     params.key_begin = begin as i32;
 
-    let cfg = LaunchConfig { grid_dim: (splits as u32, dims.kv_heads as u32, dims.batch as u32), block_dim: (ATTN_DECODE_THREADS, 1, 1), shared_mem_bytes: 0 };
+    let cfg = LaunchConfig { grid_dim: (programs as u32, dims.kv_heads as u32, dims.batch as u32), block_dim: (ATTN_DECODE_THREADS, 1, 1), shared_mem_bytes: 0 };
     let mut launch = device.stream().launch_builder(&func);
     launch.arg(&params);
     // SAFETY: as for prefill, plus: partial_o and partial_ml hold [B, H_kv, splits, rows, D] and
-    // [.., 2] f32, exactly what the grid (splits, H_kv, B) writes; rows <= the instantiation's
-    // row count (decode_entry); the kernel's shared memory is static.
+    // [.., 2] f32, exactly what the grid (splits x chunks, H_kv, B) writes, each slot once (program
+    // (split, chunk) writes rows chunk*R .. chunk*R + R of its split, R = rows_per_program, the
+    // instantiation's row count); the kernel's shared memory is static.
     unsafe { launch.launch(cfg) }.map_err(|e| Error::cuda(OP, e))?;
 
     let combine = device.function(

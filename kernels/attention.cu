@@ -308,30 +308,15 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
 
 // ---- decode: split-KV --------------------------------------------------------------------------
 
-// A 16-byte pack of 8 elements as four 32-bit words (element 2i in the low half of word i):
-// one LDG.128 or LDS.128, and converted word by word rather than element by element.
+// A 16-byte pack of 8 elements, as yoco_common.cuh holds it (one uint4, converted word by word).
 template <typename T>
 __device__ __forceinline__ uint4 load16(const T* p) {
-    return *reinterpret_cast<const uint4*>(p);
+    return yoco::load_pack(p, 0);
 }
 
 template <typename T>
 __device__ __forceinline__ void unpack8(const uint4& w, float (&f)[8]) {
-    const uint32_t words[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-            // bf16 is the top half of an f32: place the bits (exact, one instruction each).
-            f[2 * i] = __uint_as_float(words[i] << 16);
-            f[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
-        } else {
-            __half2 h;
-            memcpy(&h, &words[i], 4);
-            const float2 v = __half22float2(h);
-            f[2 * i] = v.x;
-            f[2 * i + 1] = v.y;
-        }
-    }
+    yoco::unpack<T>(w, f);
 }
 
 template <typename T, int D, int ROWS>

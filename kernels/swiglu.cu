@@ -24,12 +24,12 @@ __device__ __forceinline__ void silu_mul(const SiluMulParams& p) {
         constexpr int N = yoco::Pack<T>::N;
         const int64_t packs = p.n / N;
         for (int64_t i = first; i < packs; i += stride) {
-            const yoco::Pack<T> g = yoco::load_pack(gate, i);
-            const yoco::Pack<T> u = yoco::load_pack(up, i);
-            yoco::Pack<T> o;
+            float g[N], u[N];
+            yoco::unpack<T>(yoco::load_pack(gate, i), g);
+            yoco::unpack<T>(yoco::load_pack(up, i), u);
 #pragma unroll
-            for (int j = 0; j < N; ++j) o.v[j] = yoco::from_f32<T>(yoco::silu(yoco::to_f32(g.v[j])) * yoco::to_f32(u.v[j]));
-            yoco::store_pack(out, i, o);
+            for (int j = 0; j < N; ++j) g[j] = yoco::silu(g[j]) * u[j];
+            yoco::store_pack(out, i, yoco::repack<T>(g));
         }
     } else {
         for (int64_t i = first; i < p.n; i += stride) out[i] = yoco::from_f32<T>(yoco::silu(yoco::to_f32(gate[i])) * yoco::to_f32(up[i]));

@@ -5,7 +5,7 @@
 
 use std::ffi::c_void;
 
-use yoco_core::cuda::cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
+use yoco_core::cuda::cudarc::driver::sys::CUfunction_attribute;
 use yoco_core::cuda::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
 use yoco_core::cuda::{ceil_div, CudaDevice};
 use yoco_core::{DType, Error, MemoryCategory, Result, Tensor};
@@ -212,23 +212,19 @@ fn decode(device: &CudaDevice, on: &yoco_core::Device, mut params: AttentionPara
     let streams = (ATTN_DECODE_THREADS as usize / 32) * (32 / (dims.head_dim / 8));
     let step = streams * if rows_per_program >= 8 { 2 } else { 4 };
     let func = device.function(&MODULE, name)?;
-    let sms = device
-        .context()
-        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
-        .map_err(|e| Error::cuda(OP, e))? as usize;
-    let per_sm = func.occupancy_max_active_blocks_per_multiprocessor(ATTN_DECODE_THREADS, 0, None).map_err(|e| Error::cuda(OP, e))? as usize;
-    let (splits, keys_per_split) = plan_splits(end - begin, dims.batch * dims.kv_heads * chunks, per_sm.max(1) * sms, step);
+    let slots = device.resident_blocks(&func, ATTN_DECODE_THREADS, 0)?;
+    let (splits, keys_per_split) = plan_splits(end - begin, dims.batch * dims.kv_heads * chunks, slots, step);
     let programs = splits * chunks;
     if programs > i32::MAX as usize || dims.kv_heads > 65535 {
         return Err(Error::invalid(OP, "k", format!("{programs} decode programs per K/V head and {} K/V heads exceed the grid", dims.kv_heads)));
     }
 
     // One buffer (one memset) for both partials: [B, H_kv, splits, rows, D] then [.., 2].
-    let slots = dims.batch * dims.kv_heads * splits * rows;
-    let mut partials = Tensor::zeros([slots * (dims.head_dim + 2)], DType::F32, on, MemoryCategory::Activations)?;
+    let partial_rows = dims.batch * dims.kv_heads * splits * rows;
+    let mut partials = Tensor::zeros([partial_rows * (dims.head_dim + 2)], DType::F32, on, MemoryCategory::Activations)?;
     params.partial_o = partials.device_ptr_mut()? as *mut f32;
-    // SAFETY: offset within the buffer just allocated (slots * (D + 2) f32).
-    params.partial_ml = unsafe { params.partial_o.add(slots * dims.head_dim) };
+    // SAFETY: offset within the buffer just allocated (partial_rows * (D + 2) f32).
+    params.partial_ml = unsafe { params.partial_o.add(partial_rows * dims.head_dim) };
     params.rows = rows as i32;
     params.splits = splits as i32;
     params.keys_per_split = keys_per_split as i32;

@@ -18,16 +18,31 @@
 //              intersect the block's mask are visited, and only tiles that cross a mask edge pay
 //              for the per-element mask: causal costs half, a window W costs O(N·W). Programs
 //              run the longest query blocks (last, under a causal mask) first.
-//   decode   — split-KV (flash-decoding) for a few query rows (q_len · group <= 8) over a long
-//              cache. One program per (split of the keys, K/V head, batch) takes *all* the query
-//              rows that read that K/V head, so the cache is read once whatever the GQA ratio.
+//   decode   — split-KV (flash-decoding) for a few query rows (q_len · group <= 16) over a long
+//              cache. One program per (split of the keys, K/V head, batch) takes all the query
+//              rows that read that K/V head (up to 8: programs of 1, 2, 3, 4 or 8 rows; 9-16 rows
+//              are two programs per split, neighbours in launch order so that the second reads
+//              the keys from L2), so the cache is read from DRAM once whatever the GQA ratio.
 //              Each lane owns one 16-byte pack of the head dim; D/8 lanes share a key, and a
-//              warp covers 32/(D/8) keys per step, several steps unrolled so that 4-8 loads of
-//              16 bytes per lane are in flight. Every lane group keeps its own online-softmax
-//              state; the block merges them in shared memory and writes one partial per split.
-//              The host picks the split count so that about four programs per SM exist even at
-//              batch 1, which is what keeps the GPU busy and the cache read near bandwidth.
-//   combine  — merges the splits of each (row, K/V head, batch): max, rescaled sums, divide.
+//              warp covers 32/(D/8) keys per step, 4 steps per iteration (2 for 8 rows). Each
+//              thread's K and V packs stream into a 32 KB shared-memory ring with cp.async, 1-3
+//              iterations ahead of its arithmetic (it reads back only what it copied: no
+//              barrier). Every lane group keeps its own online-softmax state (exp2 units, rescale
+//              skipped while the max stands, the mask only on iterations that cross an edge);
+//              the block merges them and writes one partial per split. The host sizes the
+//              splits from the kernel's occupancy so that the programs make whole waves.
+//   combine  — merges the splits of each (row, K/V head, batch): weights 2^(m_s − max) once per
+//              split in shared memory, then the partial rows summed with float4 loads.
+//
+// Decode, reviewed from the SASS alone (sm_90a, D = 128 bf16, 128 threads): per iteration (8
+// keys per warp), 983 instructions for 4 rows at first (each V pack converted once per row, bf16
+// unpacked element by element, exp2f range fix-ups); 753 after; 640 for the 3-row instantiation
+// (YOCO-3B's 24 query heads over 8) at 127 registers, 4 programs per SM. Estimated at B1 128K
+// H24/8 D128: 131K warp-iterations x ~600 instructions = ~75 us of issue on 132 SMs against
+// ~125 us of DRAM time for the 536 MB of K and V; with 16 KB per program in flight and 4
+// programs per SM (~64 KB per SM; Little's law wants ~25 KB), the kernel should be near the
+// copy bandwidth. Not so for 8-16 rows: 25 instructions per (row, key) make 16 rows
+// issue-bound at roughly a third of the copy bandwidth (a tensor-core decode would be the fix).
 //
 // What was tried: this is the first version; it has been compiled (no register spills) but,
 // for lack of a GPU on the development machine, not yet run: `yoco check --large --device cuda`

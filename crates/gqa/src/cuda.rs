@@ -31,8 +31,9 @@ const OP: &str = "attention (cuda)";
 const MIN_KEYS_PER_SPLIT: usize = 256;
 /// Most query rows (q_len · group) that go to the split-KV decode kernel, in programs of up to
 /// ATTN_DECODE_MAX_ROWS rows that share a split's keys (the second reads them from L2). Up to
-/// here that beats the prefill kernel, whose 64-row query blocks would be almost all padding
-/// and whose few programs (one per query head) could not fill the GPU.
+/// here it should beat the prefill kernel (an estimate from instruction counts, not measured:
+/// both are issue-bound at 16 rows), whose 64-row query blocks would be mostly padding and
+/// whose few programs (one per query head at 4 tokens) could not fill the GPU.
 const DECODE_MAX_ROWS: usize = 2 * ATTN_DECODE_MAX_ROWS as usize;
 /// Fraction of the resident slots a single wave of decode programs must fill before more,
 /// shorter splits in several waves are considered.

@@ -18,16 +18,31 @@
 //              intersect the block's mask are visited, and only tiles that cross a mask edge pay
 //              for the per-element mask: causal costs half, a window W costs O(N·W). Programs
 //              run the longest query blocks (last, under a causal mask) first.
-//   decode   — split-KV (flash-decoding) for a few query rows (q_len · group <= 8) over a long
-//              cache. One program per (split of the keys, K/V head, batch) takes *all* the query
-//              rows that read that K/V head, so the cache is read once whatever the GQA ratio.
+//   decode   — split-KV (flash-decoding) for a few query rows (q_len · group <= 16) over a long
+//              cache. One program per (split of the keys, K/V head, batch) takes all the query
+//              rows that read that K/V head (up to 8: programs of 1, 2, 3, 4 or 8 rows; 9-16 rows
+//              are two programs per split, neighbours in launch order so that the second reads
+//              the keys from L2), so the cache is read from DRAM once whatever the GQA ratio.
 //              Each lane owns one 16-byte pack of the head dim; D/8 lanes share a key, and a
-//              warp covers 32/(D/8) keys per step, several steps unrolled so that 4-8 loads of
-//              16 bytes per lane are in flight. Every lane group keeps its own online-softmax
-//              state; the block merges them in shared memory and writes one partial per split.
-//              The host picks the split count so that about four programs per SM exist even at
-//              batch 1, which is what keeps the GPU busy and the cache read near bandwidth.
-//   combine  — merges the splits of each (row, K/V head, batch): max, rescaled sums, divide.
+//              warp covers 32/(D/8) keys per step, 4 steps per iteration (2 for 8 rows). Each
+//              thread's K and V packs stream into a 32 KB shared-memory ring with cp.async, 1-3
+//              iterations ahead of its arithmetic (it reads back only what it copied: no
+//              barrier). Every lane group keeps its own online-softmax state (exp2 units, rescale
+//              skipped while the max stands, the mask only on iterations that cross an edge);
+//              the block merges them and writes one partial per split. The host sizes the
+//              splits from the kernel's occupancy so that the programs make whole waves.
+//   combine  — merges the splits of each (row, K/V head, batch): weights 2^(m_s − max) once per
+//              split in shared memory, then the partial rows summed with float4 loads.
+//
+// Decode, reviewed from the SASS alone (sm_90a, D = 128 bf16, 128 threads): per iteration (8
+// keys per warp), 983 instructions for 4 rows at first (each V pack converted once per row, bf16
+// unpacked element by element, exp2f range fix-ups); 753 after; 640 for the 3-row instantiation
+// (YOCO-3B's 24 query heads over 8) at 127 registers, 4 programs per SM. Estimated at B1 128K
+// H24/8 D128: 131K warp-iterations x ~600 instructions = ~75 us of issue on 132 SMs against
+// ~125 us of DRAM time for the 536 MB of K and V; with 16 KB per program in flight and 4
+// programs per SM (~64 KB per SM; Little's law wants ~25 KB), the kernel should be near the
+// copy bandwidth. Not so for 8-16 rows: 25 instructions per (row, key) make 16 rows
+// issue-bound at roughly a third of the copy bandwidth (a tensor-core decode would be the fix).
 //
 // What was tried: this is the first version; it has been compiled (no register spills) but,
 // for lack of a GPU on the development machine, not yet run: `yoco check --large --device cuda`
@@ -308,10 +323,15 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
 
 // ---- decode: split-KV --------------------------------------------------------------------------
 
+// A 16-byte pack of 8 elements, as yoco_common.cuh holds it (one uint4, converted word by word).
 template <typename T>
-__device__ __forceinline__ void unpack8(const yoco::Pack<T>& pk, float (&f)[8]) {
-#pragma unroll
-    for (int e = 0; e < 8; ++e) f[e] = to_f32(pk.v[e]);
+__device__ __forceinline__ uint4 load16(const T* p) {
+    return yoco::load_pack(p, 0);
+}
+
+template <typename T>
+__device__ __forceinline__ void unpack8(const uint4& w, float (&f)[8]) {
+    yoco::unpack<T>(w, f);
 }
 
 template <typename T, int D, int ROWS>
@@ -323,12 +343,29 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
     constexpr int STREAMS = WARPS * KPW;  // independent online-softmax states in the block
     constexpr int UNROLL = ROWS >= 8 ? 2 : 4;
     constexpr int STEP = STREAMS * UNROLL;  // keys per block iteration
+    constexpr int THREADS = ATTN_DECODE_THREADS;
+    // Copies in flight: each thread's K and V packs of the next STAGES - 1 iterations stream into
+    // shared memory (cp.async) while it computes on the current one: 32 KB per block, of which
+    // 16-24 KB are in flight at any time (the current stage has been read into registers).
+    constexpr int STAGES = 8 / UNROLL;
+    constexpr int PIPE_PACKS = STAGES * UNROLL * 2 * THREADS;  // [stage][u][K, V][thread]
+    static_assert(STAGES >= 2 && (STAGES & (STAGES - 1)) == 0, "a power-of-two ring of at least two stages");
 
-    __shared__ float s_o[STREAMS][ROWS][D];
+    // The pipeline's ring, then (after the loop and a barrier) the streams' outputs to merge.
+    constexpr int SMEM_BYTES = PIPE_PACKS * 16 > STREAMS * ROWS * D * 4 ? PIPE_PACKS * 16 : STREAMS * ROWS * D * 4;
+    __shared__ __align__(16) unsigned char s_raw[SMEM_BYTES];
+    uint4* const s_pipe = reinterpret_cast<uint4*>(s_raw);
+    float (*const s_o)[ROWS][D] = reinterpret_cast<float (*)[ROWS][D]>(s_raw);
     __shared__ float s_m[STREAMS][ROWS];
     __shared__ float s_l[STREAMS][ROWS];
 
-    const int split = blockIdx.x;
+    // blockIdx.x = split * chunks + chunk: the programs that share a split's keys (one per chunk
+    // of ROWS rows, when more rows than ROWS read a K/V head) are neighbours in launch order, so
+    // that all but the first find the keys in L2.
+    const int chunks = (p.rows + ROWS - 1) / ROWS;
+    const int split = blockIdx.x / chunks;
+    const int row0 = (blockIdx.x - split * chunks) * ROWS;
+    const int nrows = min(ROWS, p.rows - row0);
     const int hk = blockIdx.y;
     const int b = blockIdx.z;
     const int warp = threadIdx.x >> 5;
@@ -341,16 +378,17 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
     const T* k = static_cast<const T*>(p.k) + b * p.kv_batch_stride + static_cast<int64_t>(hk) * D + part * 8;
     const T* v = static_cast<const T*>(p.v) + b * p.kv_batch_stride + static_cast<int64_t>(hk) * D + part * 8;
 
-    // Row r: query r / group of head hk * group + r % group; rows past p.rows see nothing.
+    // Program row r is row row0 + r of the K/V head: query (row0 + r) / group of head
+    // hk * group + (row0 + r) % group. Rows past nrows (padding of the instantiation) see nothing.
     float qv[ROWS][8];
     KeyRange range[ROWS];
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
-        if (r < p.rows) {
-            const int i = r / p.group;
-            const int h = hk * p.group + r % p.group;
+        if (r < nrows) {
+            const int i = (row0 + r) / p.group;
+            const int h = hk * p.group + (row0 + r) % p.group;
             const T* qrow = static_cast<const T*>(p.q) + (static_cast<int64_t>(b) * p.q_len + i) * q_stride + static_cast<int64_t>(h) * D + part * 8;
-            unpack8(*reinterpret_cast<const yoco::Pack<T>*>(qrow), qv[r]);
+            unpack8<T>(load16(qrow), qv[r]);
 #pragma unroll
             for (int e = 0; e < 8; ++e) qv[r][e] *= p.scale_log2;
             range[r] = key_range(p, i);
@@ -372,27 +410,71 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
         for (int e = 0; e < 8; ++e) acc[r][e] = 0.0f;
     }
 
+    // Keys every row of the program sees: a block iteration inside [vis_lo, vis_hi) skips the
+    // per-key mask (under a causal mask at q_len = 1, every iteration but none).
+    int vis_lo = 0, vis_hi = p.kv_len;
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+        if (r < nrows) {
+            vis_lo = max(vis_lo, range[r].lo);
+            vis_hi = min(vis_hi, range[r].hi);
+        }
+    }
+
     const int begin = p.key_begin + split * p.keys_per_split;
     const int end = min(begin + p.keys_per_split, p.kv_len);
-    for (int base = begin; base < end; base += STEP) {
-        yoco::Pack<T> kp[UNROLL], vp[UNROLL];
-        int j[UNROLL];
+    vis_hi = min(vis_hi, end);
+    const int n_iter = end > begin ? (end - begin + STEP - 1) / STEP : 0;
+
+    // Iteration `it`'s packs into its ring slot; keys at or past `end` are zero-filled (reading
+    // nothing: the head's first row stands in as address). Every thread copies only packs that
+    // it reads back itself, after its own cp.async.wait_group: no barrier is involved.
+    uint4* const my_pipe = s_pipe + threadIdx.x;
+    const int64_t first_row = static_cast<int64_t>(begin + stream) * kv_stride;  // key of (0, u = 0)
+    const int64_t u_step = STREAMS * kv_stride;
+    auto issue = [&](int it) {
+        uint4* dst = my_pipe + (it & (STAGES - 1)) * (UNROLL * 2 * THREADS);
+        const int j0 = begin + it * STEP + stream;
+        const int64_t row0 = first_row + static_cast<int64_t>(it) * STEP * kv_stride;
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
-            j[u] = base + u * STREAMS + stream;
-            if (j[u] < end) {
-                kp[u] = *reinterpret_cast<const yoco::Pack<T>*>(k + j[u] * kv_stride);
-                vp[u] = *reinterpret_cast<const yoco::Pack<T>*>(v + j[u] * kv_stride);
-            } else {
+            const bool valid = j0 + u * STREAMS < end;
+            const int64_t off = valid ? row0 + u * u_step : 0;
+            yoco::cp_async_16(dst + (2 * u) * THREADS, k + off, valid);
+            yoco::cp_async_16(dst + (2 * u + 1) * THREADS, v + off, valid);
+        }
+    };
+    // A group is committed per iteration even when empty, so that the wait count is constant.
 #pragma unroll
-                for (int e = 0; e < 8; ++e) kp[u].v[e] = vp[u].v[e] = yoco::from_f32<T>(0.0f);
+    for (int st = 0; st < STAGES - 1; ++st) {
+        if (st < n_iter) issue(st);
+        yoco::cp_async_commit();
+    }
+
+    for (int it = 0; it < n_iter; ++it) {
+        const int base = begin + it * STEP;
+        yoco::cp_async_wait<STAGES - 2>();  // iteration it's group has landed
+        uint4 kp[UNROLL], vp[UNROLL];
+        int j[UNROLL];
+        {
+            const uint4* src = my_pipe + (it & (STAGES - 1)) * (UNROLL * 2 * THREADS);
+#pragma unroll
+            for (int u = 0; u < UNROLL; ++u) {
+                j[u] = base + u * STREAMS + stream;
+                kp[u] = src[(2 * u) * THREADS];
+                vp[u] = src[(2 * u + 1) * THREADS];
             }
         }
+        // Refill the slot read last iteration (its packs are consumed: the arithmetic that used
+        // them has run), STAGES - 1 iterations ahead.
+        if (it + STAGES - 1 < n_iter) issue(it + STAGES - 1);
+        yoco::cp_async_commit();
+        // Raw scores (log2 units), each reduced over the LPK lanes of its key.
         float s[UNROLL][ROWS];
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
             float kf[8];
-            unpack8(kp[u], kf);
+            unpack8<T>(kp[u], kf);
 #pragma unroll
             for (int r = 0; r < ROWS; ++r) {
                 float d = 0.0f;
@@ -401,34 +483,60 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
                 // The LPK lanes of a key are consecutive: xor offsets below LPK stay in the group.
 #pragma unroll
                 for (int off = LPK / 2; off > 0; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
-                const bool visible = j[u] < end && j[u] >= range[r].lo && j[u] < range[r].hi;
-                s[u][r] = visible ? d : -INFINITY;
+                s[u][r] = d;
             }
         }
+        // The mask (and the end of the split), only where the iteration crosses an edge; the
+        // condition is the same for the whole block.
+        if (base < vis_lo || base + STEP > vis_hi) {
+#pragma unroll
+            for (int u = 0; u < UNROLL; ++u) {
+#pragma unroll
+                for (int r = 0; r < ROWS; ++r) {
+                    const bool visible = j[u] < end && j[u] >= range[r].lo && j[u] < range[r].hi;
+                    if (!visible) s[u][r] = -INFINITY;
+                }
+            }
+        }
+        // Online softmax: s becomes p = 2^(s - max). A row whose max has not moved keeps its
+        // accumulator as it is (the factor would be exactly 1); one that has seen nothing visible
+        // yet keeps max −∞ and gets p = 2^(−∞ − 0) = 0 (−∞ − −∞ would be NaN).
 #pragma unroll
         for (int r = 0; r < ROWS; ++r) {
             float mx = m[r];
 #pragma unroll
             for (int u = 0; u < UNROLL; ++u) mx = fmaxf(mx, s[u][r]);
-            if (mx == -INFINITY) continue;  // nothing visible to this row yet
-            const float corr = exp2f(m[r] - mx);  // m = −∞ gives 0
-            l[r] *= corr;
+            if (mx != m[r]) {
+                const float corr = yoco::exp2_ftz(m[r] - mx);  // m = −∞ gives 0
+                l[r] *= corr;
 #pragma unroll
-            for (int e = 0; e < 8; ++e) acc[r][e] *= corr;
+                for (int e = 0; e < 8; ++e) acc[r][e] *= corr;
+                m[r] = mx;
+            }
+            const float sub = mx == -INFINITY ? 0.0f : mx;
 #pragma unroll
             for (int u = 0; u < UNROLL; ++u) {
-                const float pu = exp2f(s[u][r] - mx);
-                l[r] += pu;
-                float vf[8];
-                unpack8(vp[u], vf);
-#pragma unroll
-                for (int e = 0; e < 8; ++e) acc[r][e] = fmaf(pu, vf[e], acc[r][e]);
+                s[u][r] = yoco::exp2_ftz(s[u][r] - sub);
+                l[r] += s[u][r];
             }
-            m[r] = mx;
+        }
+        // O += p V: each V pack is converted once for all the rows.
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            float vf[8];
+            unpack8<T>(vp[u], vf);
+#pragma unroll
+            for (int r = 0; r < ROWS; ++r) {
+#pragma unroll
+                for (int e = 0; e < 8; ++e) acc[r][e] = fmaf(s[u][r], vf[e], acc[r][e]);
+            }
         }
     }
 
-    // Merge the block's streams, then write this split's partial.
+    // Merge the block's streams, then write this split's partial. s_o reuses the ring: every
+    // thread must be done reading its slots (only empty groups can still be pending).
+    yoco::cp_async_wait<0>();
+    __syncthreads();
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
 #pragma unroll
@@ -439,7 +547,7 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
         }
     }
     __syncthreads();
-    for (int idx = threadIdx.x; idx < p.rows * D; idx += ATTN_DECODE_THREADS) {
+    for (int idx = threadIdx.x; idx < nrows * D; idx += ATTN_DECODE_THREADS) {
         const int r = idx / D;
         const int d = idx % D;
         float mx = -INFINITY;
@@ -454,7 +562,7 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
                 lsum = fmaf(w, s_l[st][r], lsum);
             }
         }
-        const int64_t slot = ((static_cast<int64_t>(b) * p.kv_heads + hk) * p.splits + split) * p.rows + r;
+        const int64_t slot = ((static_cast<int64_t>(b) * p.kv_heads + hk) * p.splits + split) * p.rows + row0 + r;
         p.partial_o[slot * D + d] = o;
         if (d == 0) {
             p.partial_ml[slot * 2] = mx;
@@ -463,36 +571,72 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
     }
 }
 
-// One (row, K/V head, batch) per program: merges the splits and writes the output row.
+// One (row, K/V head, batch) per program: merges the splits and writes the output row. The
+// splits' weights 2^(m_s - max) are computed once each (threads over splits) and kept in shared
+// memory; then each warp sums a quarter of the splits' partial rows, a lane per 4 columns (16-byte
+// loads, independent across splits), and the warps' sums are added.
 template <typename T>
 __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
+    constexpr int THREADS = ATTN_COMBINE_THREADS;
+    constexpr int WARPS = THREADS / 32;
+    constexpr int MAX_D4 = 256 / 4;  // largest head dim, in float4
+    __shared__ float s_w[ATTN_DECODE_MAX_SPLITS];
+    __shared__ float s_scratch[32];
+    __shared__ float4 s_sum[WARPS][MAX_D4];
     const int head_dim = p.head_dim;
     const int r = blockIdx.x;
     const int hk = blockIdx.y;
     const int b = blockIdx.z;
-    const int64_t first = ((static_cast<int64_t>(b) * p.kv_heads + hk) * p.splits) * p.rows + r;
+    const int warp = threadIdx.x >> 5;
+    const int lane = threadIdx.x & 31;
+    const int64_t first = ((static_cast<int64_t>(b) * p.kv_heads + hk) * p.splits) * p.rows + r;  // split s: first + s * rows
+
     float mx = -INFINITY;
-    for (int s = 0; s < p.splits; ++s) mx = fmaxf(mx, p.partial_ml[(first + static_cast<int64_t>(s) * p.rows) * 2]);
+    for (int s = threadIdx.x; s < p.splits; s += THREADS) mx = fmaxf(mx, p.partial_ml[(first + static_cast<int64_t>(s) * p.rows) * 2]);
+    mx = yoco::block_max(mx, s_scratch);
     float lsum = 0.0f;
-    if (mx != -INFINITY) {
-        for (int s = 0; s < p.splits; ++s) {
-            const int64_t slot = first + static_cast<int64_t>(s) * p.rows;
-            lsum = fmaf(exp2f(p.partial_ml[slot * 2] - mx), p.partial_ml[slot * 2 + 1], lsum);
-        }
+    for (int s = threadIdx.x; s < p.splits; s += THREADS) {
+        const int64_t slot = first + static_cast<int64_t>(s) * p.rows;
+        // No row saw a key in any split: every weight 0 (and no −∞ − −∞).
+        const float w = mx == -INFINITY ? 0.0f : exp2f(p.partial_ml[slot * 2] - mx);
+        s_w[s] = w;
+        lsum = fmaf(w, p.partial_ml[slot * 2 + 1], lsum);
     }
+    lsum = yoco::block_sum(lsum, s_scratch);  // its barriers also publish s_w
     const float inv = lsum > 0.0f ? 1.0f / lsum : 0.0f;
+
+    const int d4s = head_dim / 4;
+    for (int d4 = lane; d4 < d4s; d4 += 32) {
+        float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll 4
+        for (int s = warp; s < p.splits; s += WARPS) {
+            const float w = s_w[s];
+            const float4 x = reinterpret_cast<const float4*>(p.partial_o + (first + static_cast<int64_t>(s) * p.rows) * head_dim)[d4];
+            o.x = fmaf(w, x.x, o.x);
+            o.y = fmaf(w, x.y, o.y);
+            o.z = fmaf(w, x.z, o.z);
+            o.w = fmaf(w, x.w, o.w);
+        }
+        s_sum[warp][d4] = o;
+    }
+    __syncthreads();
     const int i = r / p.group;
     const int h = hk * p.group + r % p.group;
     T* out = static_cast<T*>(p.out) + ((static_cast<int64_t>(b) * p.q_len + i) * p.heads + h) * head_dim;
-    for (int d = threadIdx.x; d < head_dim; d += ATTN_COMBINE_THREADS) {
-        float o = 0.0f;
-        if (mx != -INFINITY) {
-            for (int s = 0; s < p.splits; ++s) {
-                const int64_t slot = first + static_cast<int64_t>(s) * p.rows;
-                o = fmaf(exp2f(p.partial_ml[slot * 2] - mx), p.partial_o[slot * head_dim + d], o);
-            }
+    for (int d4 = threadIdx.x; d4 < d4s; d4 += THREADS) {
+        float4 o = s_sum[0][d4];
+#pragma unroll
+        for (int w = 1; w < WARPS; ++w) {
+            const float4 x = s_sum[w][d4];
+            o.x += x.x;
+            o.y += x.y;
+            o.z += x.z;
+            o.w += x.w;
         }
-        out[d] = yoco::from_f32<T>(o * inv);
+        uint2 packed;
+        packed.x = yoco::pack2<T>(o.x * inv, o.y * inv);
+        packed.y = yoco::pack2<T>(o.z * inv, o.w * inv);
+        reinterpret_cast<uint2*>(out)[d4] = packed;
     }
 }
 
@@ -509,9 +653,13 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
         AttentionParams p) {                                                                                        \
         prefill<T, D, BN>(p);                                                                                       \
     }
-#define DECODE_ENTRY(D, R, NAME, T) \
-    extern "C" __global__ void __launch_bounds__(ATTN_DECODE_THREADS) attention_decode_d##D##_r##R##_##NAME(AttentionParams p) { decode_split<T, D, R>(p); }
-#define DECODE_ENTRIES(D, NAME, T) DECODE_ENTRY(D, 1, NAME, T) DECODE_ENTRY(D, 2, NAME, T) DECODE_ENTRY(D, 4, NAME, T) DECODE_ENTRY(D, 8, NAME, T)
+#define DECODE_ENTRY(D, R, NAME, T)                                                                                  \
+    extern "C" __global__ void __launch_bounds__(ATTN_DECODE_THREADS, R >= 8 ? 2 : 4) attention_decode_d##D##_r##R##_##NAME( \
+        AttentionParams p) {                                                                                            \
+        decode_split<T, D, R>(p);                                                                                       \
+    }
+#define DECODE_ENTRIES(D, NAME, T) \
+    DECODE_ENTRY(D, 1, NAME, T) DECODE_ENTRY(D, 2, NAME, T) DECODE_ENTRY(D, 3, NAME, T) DECODE_ENTRY(D, 4, NAME, T) DECODE_ENTRY(D, 8, NAME, T)
 #define DTYPE_ENTRIES(NAME, T)                              \
     PREFILL_ENTRY(64, ATTN_BLOCK_N_SMALL_D, 4, NAME, T)     \
     PREFILL_ENTRY(128, ATTN_BLOCK_N_SMALL_D, 2, NAME, T)    \

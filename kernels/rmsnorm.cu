@@ -17,7 +17,13 @@
 // Both read the row twice: pass 1 for the sum of squares, pass 2 to scale. Pass 2 hits L1/L2
 // (a row is at most tens of KiB), so DRAM sees one read of x (and r) and one write of y (and h):
 // the byte count the bench divides by. Loads are 16-byte packs when the host says the rows are
-// aligned (`vectorized`), element by element otherwise (odd widths such as 4095).
+// aligned (`vectorized`), element by element otherwise (odd widths such as 4095). A thread issues
+// its packs' loads in batches of BATCH before using any (a plain loop waited for each load in
+// turn: a 3072-wide f32 row was three dependent DRAM round trips per thread, now one).
+//
+// Not tried: keeping the row in registers across the reduction instead of re-reading it. With
+// a fixed bound on packs per thread (4-8) the bf16 kernels took 80-150 registers (ptxas keeps
+// the converted f32 values), 1-2 blocks per SM, less in flight than the re-read costs.
 #include "rmsnorm.h"
 #include "yoco_common.cuh"
 
@@ -25,6 +31,11 @@ namespace {
 
 using yoco::from_f32;
 using yoco::to_f32;
+
+// 16-byte packs per thread whose loads are in flight together (vectorised path): 3 covers the
+// model widths in one round trip (3072 bf16: 1.5 packs per thread of a block, 3072 f32: 3; 768
+// bf16: 3 per lane of a warp) at 40-48 registers, 5 blocks per SM (4 took 56: 4 blocks).
+constexpr int BATCH = 3;
 
 // Pass 1 over this thread's share of one row: returns the partial sum of squares. In the
 // residual variant also writes h = x + r, rounded to T, and sums the squares of the rounded h.
@@ -38,18 +49,45 @@ __device__ __forceinline__ float row_sum_squares(const RmsNormParams& p, int64_t
     if (p.vectorized) {
         constexpr int N = yoco::Pack<T>::N;
         const int packs = p.width / N;
-        for (int i = tid; i < packs; i += nthreads) {
-            yoco::Pack<T> xv = yoco::load_pack(x, i);
-            if constexpr (RESIDUAL) {
-                const yoco::Pack<T> rv = yoco::load_pack(r, i);
+        // Batches of BATCH packs per thread, every load of a batch issued before the first is
+        // used (a plain loop waits for each before issuing the next; its unrolled form still ran
+        // a row of 1-3 packs per thread as 1-3 dependent round trips). Same elements, same order.
+        for (int i0 = tid; i0 < packs; i0 += BATCH * nthreads) {
+            uint4 xv[BATCH];
 #pragma unroll
-                for (int j = 0; j < N; ++j) xv.v[j] = from_f32<T>(to_f32(xv.v[j]) + to_f32(rv.v[j]));
-                yoco::store_pack(h, i, xv);
+            for (int k = 0; k < BATCH; ++k) {
+                const int i = i0 + k * nthreads;
+                if (i < packs) xv[k] = yoco::load_pack(x, i);
+            }
+            if constexpr (RESIDUAL) {
+                uint4 rv[BATCH];
+#pragma unroll
+                for (int k = 0; k < BATCH; ++k) {
+                    const int i = i0 + k * nthreads;
+                    if (i < packs) rv[k] = yoco::load_pack(r, i);
+                }
+#pragma unroll
+                for (int k = 0; k < BATCH; ++k) {
+                    const int i = i0 + k * nthreads;
+                    if (i < packs) {
+                        float xf[N], rf[N];
+                        yoco::unpack<T>(xv[k], xf);
+                        yoco::unpack<T>(rv[k], rf);
+#pragma unroll
+                        for (int j = 0; j < N; ++j) xf[j] += rf[j];
+                        xv[k] = yoco::repack<T>(xf);  // h, rounded to T: what is stored and squared
+                        yoco::store_pack(h, i, xv[k]);
+                    }
+                }
             }
 #pragma unroll
-            for (int j = 0; j < N; ++j) {
-                const float v = to_f32(xv.v[j]);
-                acc = fmaf(v, v, acc);
+            for (int k = 0; k < BATCH; ++k) {
+                if (i0 + k * nthreads < packs) {
+                    float xf[N];
+                    yoco::unpack<T>(xv[k], xf);
+#pragma unroll
+                    for (int j = 0; j < N; ++j) acc = fmaf(xf[j], xf[j], acc);
+                }
             }
         }
     } else {
@@ -77,13 +115,30 @@ __device__ __forceinline__ void row_scale(const RmsNormParams& p, int64_t row, i
     if (p.vectorized) {
         constexpr int N = yoco::Pack<T>::N;
         const int packs = p.width / N;
-        for (int i = tid; i < packs; i += nthreads) {
-            const yoco::Pack<T> sv = yoco::load_pack(src, i);
-            const yoco::Pack<T> wv = yoco::load_pack(w, i);
-            yoco::Pack<T> out;
+        // As in pass 1: a batch's loads all issued before its first store (y may alias src, so
+        // the compiler could not hoist them itself).
+        for (int i0 = tid; i0 < packs; i0 += BATCH * nthreads) {
+            uint4 sv[BATCH], wv[BATCH];
 #pragma unroll
-            for (int j = 0; j < N; ++j) out.v[j] = from_f32<T>(to_f32(sv.v[j]) * inv_rms * to_f32(wv.v[j]));
-            yoco::store_pack(y, i, out);
+            for (int k = 0; k < BATCH; ++k) {
+                const int i = i0 + k * nthreads;
+                if (i < packs) {
+                    sv[k] = yoco::load_pack(src, i);
+                    wv[k] = yoco::load_pack(w, i);
+                }
+            }
+#pragma unroll
+            for (int k = 0; k < BATCH; ++k) {
+                const int i = i0 + k * nthreads;
+                if (i < packs) {
+                    float sf[N], wf[N];
+                    yoco::unpack<T>(sv[k], sf);
+                    yoco::unpack<T>(wv[k], wf);
+#pragma unroll
+                    for (int j = 0; j < N; ++j) sf[j] = sf[j] * inv_rms * wf[j];
+                    yoco::store_pack(y, i, yoco::repack<T>(sf));
+                }
+            }
         }
     } else {
         for (int i = tid; i < p.width; i += nthreads) y[i] = from_f32<T>(to_f32(src[i]) * inv_rms * to_f32(w[i]));

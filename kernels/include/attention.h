@@ -27,6 +27,8 @@
 #define ATTN_DECODE_THREADS 128
 #define ATTN_DECODE_MAX_ROWS 8
 #define ATTN_COMBINE_THREADS 128
+/* Most splits of one decode call (the combine keeps one weight per split in shared memory). */
+#define ATTN_DECODE_MAX_SPLITS 1024
 
 /* One attention call. q, out: [batch, q_len, heads, head_dim]; k, v: [batch, kv_capacity,
  * kv_heads, head_dim] of which positions < kv_len are read (dense, row-major, 16-byte aligned). */

@@ -6,8 +6,10 @@
 /* Threads per block of every RMSNorm kernel. The warp-per-row kernels handle
  * RMSNORM_THREADS / 32 rows per block; the block-per-row kernels one row per block. */
 #define RMSNORM_THREADS 256
-/* Rows at most this many bytes wide go to the warp-per-row kernels (≤ 4 packs of 16 B per lane). */
-#define RMSNORM_WARP_MAX_ROW_BYTES 2048
+/* Rows at most this many bytes wide go to the warp-per-row kernels (≤ 8 packs of 16 B per lane).
+ * A 768-wide f32 row (3 KiB) as a block would keep 192 threads busy with one pack each and 64
+ * idle, ~18 KiB in flight per SM; as a warp, 6 packs per lane in two batches of loads. */
+#define RMSNORM_WARP_MAX_ROW_BYTES 4096
 
 /* y = x * rsqrt(mean(x^2) + eps) * weight, row by row over [rows, width] (dense, row-major).
  * Residual variant: h = x + residual (stored, rounded to the storage type), then y = RMSNorm(h). */

@@ -19,21 +19,77 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(flo
 template <> __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
 
 // ---- 16-byte packs: one vectorised load or store ---------------------------------------------
-// Callers guarantee 16-byte alignment (the host checks it and sets a `vectorized` flag).
+// Callers guarantee 16-byte alignment (the host checks it and sets a `vectorized` flag). A pack is
+// held as one uint4 (one LDG.128 / STG.128): four 32-bit words, 16-bit elements two to a word with
+// the lower index in the low half, converted to and from f32 a word at a time. (A struct of eight
+// bf16 values made the compiler keep each element in a register of its own, extracted with a PRMT
+// apiece: twice the registers of a pack.)
 template <typename T>
-struct alignas(16) Pack {
-    static constexpr int N = 16 / sizeof(T);
-    T v[N];
+struct Pack {
+    static constexpr int N = 16 / sizeof(T);  // elements per pack
 };
 
 template <typename T>
-__device__ __forceinline__ Pack<T> load_pack(const T* base, int64_t pack_index) {
-    return reinterpret_cast<const Pack<T>*>(base)[pack_index];
+__device__ __forceinline__ uint4 load_pack(const T* base, int64_t pack_index) {
+    return reinterpret_cast<const uint4*>(base)[pack_index];
 }
 
 template <typename T>
-__device__ __forceinline__ void store_pack(T* base, int64_t pack_index, const Pack<T>& p) {
-    reinterpret_cast<Pack<T>*>(base)[pack_index] = p;
+__device__ __forceinline__ void store_pack(T* base, int64_t pack_index, const uint4& p) {
+    reinterpret_cast<uint4*>(base)[pack_index] = p;
+}
+
+// Two floats rounded to one 32-bit register of T (bf16 or f16), `lo` in the low half.
+template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float hi);
+template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+}
+template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// The two elements of a word of T (bf16 or f16) as f32, the low half first.
+template <typename T> __device__ __forceinline__ float2 unpack2(uint32_t w);
+template <> __device__ __forceinline__ float2 unpack2<__nv_bfloat16>(uint32_t w) {
+    // bf16 is the top half of an f32: placing the bits is the exact conversion.
+    return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
+}
+template <> __device__ __forceinline__ float2 unpack2<__half>(uint32_t w) {
+    __half2 h;
+    memcpy(&h, &w, sizeof(h));
+    return __half22float2(h);
+}
+
+// A pack's elements as f32 (to_f32 of each), and f32 values rounded into a pack (from_f32 of each).
+template <typename T>
+__device__ __forceinline__ void unpack(const uint4& p, float (&f)[Pack<T>::N]) {
+    const uint32_t w[4] = {p.x, p.y, p.z, p.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        if constexpr (sizeof(T) == 4) {
+            f[i] = __uint_as_float(w[i]);
+        } else {
+            const float2 v = unpack2<T>(w[i]);
+            f[2 * i] = v.x;
+            f[2 * i + 1] = v.y;
+        }
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ uint4 repack(const float (&f)[Pack<T>::N]) {
+    uint32_t w[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        if constexpr (sizeof(T) == 4) {
+            w[i] = __float_as_uint(f[i]);
+        } else {
+            w[i] = pack2<T>(f[2 * i], f[2 * i + 1]);
+        }
+    }
+    return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
 // ---- reductions ---------------------------------------------------------------------------------
@@ -58,6 +114,26 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
     return total;
 }
 
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+    return v;
+}
+
+// Max over the whole block, as block_sum (−∞ for a block of −∞).
+__device__ __forceinline__ float block_max(float v, float* scratch) {
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int warps = blockDim.x >> 5;
+    v = warp_max(v);
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    float total = lane < warps ? scratch[lane] : -INFINITY;
+    total = warp_max(total);
+    __syncthreads();
+    return total;
+}
+
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
 
 // 2^x in one MUFU.EX2, flushing subnormal inputs and results to zero. Plain exp2f (without
@@ -79,16 +155,6 @@ __device__ __forceinline__ float exp2_ftz(float x) {
 //   C 16x8 f32, 4 regs:        c0, c1 (g, 2tig..+1), c2, c3 (g+8, 2tig..+1)
 // Each 32-bit register holds two 16-bit elements, the lower column (or k) in the low half.
 
-// Two floats rounded to one 32-bit register of T (bf16 or f16), `lo` in the low half.
-template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float hi);
-template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
-}
-template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
-    __half2 v = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
-}
 
 // d += a · b on tensor cores, 16x8x16, f32 accumulation; T is the input type (bf16 or f16).
 template <typename T>

@@ -5,7 +5,7 @@
 
 use std::ffi::c_void;
 
-use yoco_core::cuda::cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
+use yoco_core::cuda::cudarc::driver::sys::CUfunction_attribute;
 use yoco_core::cuda::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
 use yoco_core::cuda::{ceil_div, CudaDevice};
 use yoco_core::{DType, Error, MemoryCategory, Result, Tensor};
@@ -18,8 +18,8 @@ mod sys {
     include!(concat!(env!("OUT_DIR"), "/attention_kernels.rs"));
 }
 use sys::{
-    entry, AttentionParams, ATTN_BLOCK_M, ATTN_BLOCK_N_D256, ATTN_BLOCK_N_SMALL_D, ATTN_COMBINE_THREADS, ATTN_DECODE_MAX_ROWS, ATTN_DECODE_THREADS,
-    ATTN_MASK_CAUSAL, ATTN_MASK_NONE, ATTN_MASK_WINDOW, ATTN_PREFILL_THREADS, ATTN_SMEM_PAD, MODULE,
+    entry, AttentionParams, ATTN_BLOCK_M, ATTN_BLOCK_N_D256, ATTN_BLOCK_N_SMALL_D, ATTN_COMBINE_THREADS, ATTN_DECODE_MAX_ROWS, ATTN_DECODE_MAX_SPLITS,
+    ATTN_DECODE_THREADS, ATTN_MASK_CAUSAL, ATTN_MASK_NONE, ATTN_MASK_WINDOW, ATTN_PREFILL_THREADS, ATTN_SMEM_PAD, MODULE,
 };
 
 // SAFETY: a plain C struct (bindgen, layout-tested) passed by value as the kernels declare it.
@@ -29,8 +29,15 @@ const OP: &str = "attention (cuda)";
 
 /// Fewest keys a decode split is given: below this the combine costs more than the split saves.
 const MIN_KEYS_PER_SPLIT: usize = 256;
-/// Decode programs to aim for per SM, so that batch 1 still fills the GPU.
-const DECODE_PROGRAMS_PER_SM: usize = 4;
+/// Most query rows (q_len · group) that go to the split-KV decode kernel, in programs of up to
+/// ATTN_DECODE_MAX_ROWS rows that share a split's keys (the second reads them from L2). Up to
+/// here it should beat the prefill kernel (an estimate from instruction counts, not measured:
+/// both are issue-bound at 16 rows), whose 64-row query blocks would be mostly padding and
+/// whose few programs (one per query head at 4 tokens) could not fill the GPU.
+const DECODE_MAX_ROWS: usize = 2 * ATTN_DECODE_MAX_ROWS as usize;
+/// Fraction of the resident slots a single wave of decode programs must fill before more,
+/// shorter splits in several waves are considered.
+const ONE_WAVE_FILL: f64 = 0.9;
 
 pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, p: &Problem, out: &mut Tensor) -> Result<()> {
     let dtype = q.dtype();
@@ -85,7 +92,7 @@ pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, p: &Problem, out: &m
     if d.batch > 65535 || d.heads > 65535 {
         return Err(Error::invalid(OP, "q", format!("batch {} and heads {} must each be <= 65535 (grid limits)", d.batch, d.heads)));
     }
-    if d.q_len * d.group() <= ATTN_DECODE_MAX_ROWS as usize {
+    if d.q_len * d.group() <= DECODE_MAX_ROWS {
         decode(&device, q.device(), params, dtype, p)
     } else {
         prefill(&device, params, dtype, p)
@@ -125,32 +132,42 @@ fn prefill(device: &CudaDevice, params: AttentionParams, dtype: DType, p: &Probl
     Ok(())
 }
 
-/// The decode kernel instantiated for `rows` query rows per K/V head (rounded up to 1/2/4/8).
+/// The decode kernel for `rows` query rows per K/V head: the smallest instantiation (1, 2, 3, 4
+/// or 8 rows per program) that holds them, or 8-row programs for more; with its rows per program.
 fn decode_entry(d: usize, rows: usize, dtype: DType) -> Result<(&'static str, usize)> {
-    let r = rows.next_power_of_two();
+    let r = match rows {
+        0..=4 => rows.max(1),
+        _ => ATTN_DECODE_MAX_ROWS as usize,
+    };
     let name = match (dtype, d, r) {
         (DType::BF16, 64, 1) => entry::ATTENTION_DECODE_D64_R1_BF16,
         (DType::BF16, 64, 2) => entry::ATTENTION_DECODE_D64_R2_BF16,
+        (DType::BF16, 64, 3) => entry::ATTENTION_DECODE_D64_R3_BF16,
         (DType::BF16, 64, 4) => entry::ATTENTION_DECODE_D64_R4_BF16,
         (DType::BF16, 64, 8) => entry::ATTENTION_DECODE_D64_R8_BF16,
         (DType::BF16, 128, 1) => entry::ATTENTION_DECODE_D128_R1_BF16,
         (DType::BF16, 128, 2) => entry::ATTENTION_DECODE_D128_R2_BF16,
+        (DType::BF16, 128, 3) => entry::ATTENTION_DECODE_D128_R3_BF16,
         (DType::BF16, 128, 4) => entry::ATTENTION_DECODE_D128_R4_BF16,
         (DType::BF16, 128, 8) => entry::ATTENTION_DECODE_D128_R8_BF16,
         (DType::BF16, 256, 1) => entry::ATTENTION_DECODE_D256_R1_BF16,
         (DType::BF16, 256, 2) => entry::ATTENTION_DECODE_D256_R2_BF16,
+        (DType::BF16, 256, 3) => entry::ATTENTION_DECODE_D256_R3_BF16,
         (DType::BF16, 256, 4) => entry::ATTENTION_DECODE_D256_R4_BF16,
         (DType::BF16, 256, 8) => entry::ATTENTION_DECODE_D256_R8_BF16,
         (DType::F16, 64, 1) => entry::ATTENTION_DECODE_D64_R1_F16,
         (DType::F16, 64, 2) => entry::ATTENTION_DECODE_D64_R2_F16,
+        (DType::F16, 64, 3) => entry::ATTENTION_DECODE_D64_R3_F16,
         (DType::F16, 64, 4) => entry::ATTENTION_DECODE_D64_R4_F16,
         (DType::F16, 64, 8) => entry::ATTENTION_DECODE_D64_R8_F16,
         (DType::F16, 128, 1) => entry::ATTENTION_DECODE_D128_R1_F16,
         (DType::F16, 128, 2) => entry::ATTENTION_DECODE_D128_R2_F16,
+        (DType::F16, 128, 3) => entry::ATTENTION_DECODE_D128_R3_F16,
         (DType::F16, 128, 4) => entry::ATTENTION_DECODE_D128_R4_F16,
         (DType::F16, 128, 8) => entry::ATTENTION_DECODE_D128_R8_F16,
         (DType::F16, 256, 1) => entry::ATTENTION_DECODE_D256_R1_F16,
         (DType::F16, 256, 2) => entry::ATTENTION_DECODE_D256_R2_F16,
+        (DType::F16, 256, 3) => entry::ATTENTION_DECODE_D256_R3_F16,
         (DType::F16, 256, 4) => entry::ATTENTION_DECODE_D256_R4_F16,
         (DType::F16, 256, 8) => entry::ATTENTION_DECODE_D256_R8_F16,
         _ => return Err(Error::Unsupported { op: OP, what: format!("decode of {rows} rows, head dim {d}, in {dtype}") }),
@@ -158,13 +175,28 @@ fn decode_entry(d: usize, rows: usize, dtype: DType) -> Result<(&'static str, us
     Ok((name, r))
 }
 
-/// How the keys are cut: (splits, keys per split). About DECODE_PROGRAMS_PER_SM programs per SM
-/// over all (split, K/V head, batch), no split under MIN_KEYS_PER_SPLIT keys, and each split a
-/// whole number of the kernel's block iterations (`step` keys).
-pub(crate) fn plan_splits(span: usize, programs_per_split: usize, sms: usize, step: usize) -> (usize, usize) {
-    let wanted = (DECODE_PROGRAMS_PER_SM * sms).div_ceil(programs_per_split.max(1));
-    let most = span.div_ceil(MIN_KEYS_PER_SPLIT).max(1);
-    let splits = wanted.clamp(1, most);
+/// How the keys are cut: (splits, keys per split), for `programs_per_split` programs per split
+/// (batch × K/V heads × row chunks) on a GPU that holds `slots` of them at once (blocks per SM ×
+/// SMs). Every program streams the same number of keys, so a wave that is only partly full (528
+/// programs on 396 slots: a second wave of 132, one per SM) runs at a fraction of the bandwidth
+/// for as long as a full one. So: as many splits as fit in one wave; if that wave would be less
+/// than ONE_WAVE_FILL full (more programs per split than a few), the split count whose whole
+/// waves come closest to full. No split under MIN_KEYS_PER_SPLIT keys or past
+/// ATTN_DECODE_MAX_SPLITS, and each a whole number of the kernel's block iterations (`step` keys).
+pub(crate) fn plan_splits(span: usize, programs_per_split: usize, slots: usize, step: usize) -> (usize, usize) {
+    let pps = programs_per_split.max(1);
+    let slots = slots.max(1);
+    let most = span.div_ceil(MIN_KEYS_PER_SPLIT).clamp(1, ATTN_DECODE_MAX_SPLITS as usize);
+    let fill = |s: usize| (pps * s) as f64 / ((pps * s).div_ceil(slots) * slots) as f64;
+    let mut splits = (slots / pps).clamp(1, most);
+    if fill(splits) < ONE_WAVE_FILL {
+        // Up to 8 waves; the first of the fullest (fewer splits on a tie).
+        for s in splits + 1..=most.min(8 * slots / pps + 1) {
+            if fill(s) > fill(splits) + 1e-9 {
+                splits = s;
+            }
+        }
+    }
     let keys_per_split = span.div_ceil(splits).div_ceil(step) * step;
     (span.div_ceil(keys_per_split), keys_per_split)
 }
@@ -172,36 +204,40 @@ pub(crate) fn plan_splits(span: usize, programs_per_split: usize, sms: usize, st
 fn decode(device: &CudaDevice, on: &yoco_core::Device, mut params: AttentionParams, dtype: DType, p: &Problem) -> Result<()> {
     let dims = p.dims;
     let rows = dims.q_len * dims.group();
-    let (name, rows_t) = decode_entry(dims.head_dim, rows, dtype)?;
+    let (name, rows_per_program) = decode_entry(dims.head_dim, rows, dtype)?;
+    let chunks = rows.div_ceil(rows_per_program);
     // Keys any row sees: the masks' ranges are monotone in the query.
     let begin = p.mask.key_range(0, dims.q_len, dims.kv_len).0;
     let end = p.mask.key_range(dims.q_len - 1, dims.q_len, dims.kv_len).1;
     // Keys per block iteration, as the kernel computes them (kernels/attention.cu decode_split).
     let streams = (ATTN_DECODE_THREADS as usize / 32) * (32 / (dims.head_dim / 8));
-    let step = streams * if rows_t >= 8 { 2 } else { 4 };
-    let sms = device
-        .context()
-        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
-        .map_err(|e| Error::cuda(OP, e))? as usize;
-    let (splits, keys_per_split) = plan_splits(end - begin, dims.batch * dims.kv_heads, sms, step);
+    let step = streams * if rows_per_program >= 8 { 2 } else { 4 };
+    let func = device.function(&MODULE, name)?;
+    let slots = device.resident_blocks(&func, ATTN_DECODE_THREADS, 0)?;
+    let (splits, keys_per_split) = plan_splits(end - begin, dims.batch * dims.kv_heads * chunks, slots, step);
+    let programs = splits * chunks;
+    if programs > i32::MAX as usize || dims.kv_heads > 65535 {
+        return Err(Error::invalid(OP, "k", format!("{programs} decode programs per K/V head and {} K/V heads exceed the grid", dims.kv_heads)));
+    }
 
-    let slots = dims.batch * dims.kv_heads * splits * rows;
-    let mut partial_o = Tensor::zeros([slots * dims.head_dim], DType::F32, on, MemoryCategory::Activations)?;
-    let mut partial_ml = Tensor::zeros([slots * 2], DType::F32, on, MemoryCategory::Activations)?;
-    params.partial_o = partial_o.device_ptr_mut()? as *mut f32;
-    params.partial_ml = partial_ml.device_ptr_mut()? as *mut f32;
+    // One buffer (one memset) for both partials: [B, H_kv, splits, rows, D] then [.., 2].
+    let partial_rows = dims.batch * dims.kv_heads * splits * rows;
+    let mut partials = Tensor::zeros([partial_rows * (dims.head_dim + 2)], DType::F32, on, MemoryCategory::Activations)?;
+    params.partial_o = partials.device_ptr_mut()? as *mut f32;
+    // SAFETY: offset within the buffer just allocated (partial_rows * (D + 2) f32).
+    params.partial_ml = unsafe { params.partial_o.add(partial_rows * dims.head_dim) };
     params.rows = rows as i32;
-    params.splits = i32::try_from(splits).map_err(|_| Error::invalid(OP, "kv_len", "too many splits"))?;
+    params.splits = splits as i32;
     params.keys_per_split = keys_per_split as i32;
     params.key_begin = begin as i32;
 
-    let func = device.function(&MODULE, name)?;
-    let cfg = LaunchConfig { grid_dim: (splits as u32, dims.kv_heads as u32, dims.batch as u32), block_dim: (ATTN_DECODE_THREADS, 1, 1), shared_mem_bytes: 0 };
+    let cfg = LaunchConfig { grid_dim: (programs as u32, dims.kv_heads as u32, dims.batch as u32), block_dim: (ATTN_DECODE_THREADS, 1, 1), shared_mem_bytes: 0 };
     let mut launch = device.stream().launch_builder(&func);
     launch.arg(&params);
     // SAFETY: as for prefill, plus: partial_o and partial_ml hold [B, H_kv, splits, rows, D] and
-    // [.., 2] f32, exactly what the grid (splits, H_kv, B) writes; rows <= the instantiation's
-    // row count (decode_entry); the kernel's shared memory is static.
+    // [.., 2] f32, exactly what the grid (splits x chunks, H_kv, B) writes, each slot once (program
+    // (split, chunk) writes rows chunk*R .. chunk*R + R of its split, R = rows_per_program, the
+    // instantiation's row count); the kernel's shared memory is static.
     unsafe { launch.launch(cfg) }.map_err(|e| Error::cuda(OP, e))?;
 
     let combine = device.function(
@@ -215,25 +251,53 @@ fn decode(device: &CudaDevice, on: &yoco_core::Device, mut params: AttentionPara
     let mut launch = device.stream().launch_builder(&combine);
     launch.arg(&params);
     // SAFETY: reads the partials the decode launch above wrote (same stream, so ordered after
-    // it) and writes each output row (b, i, h) once: one program per (row, K/V head, batch).
+    // it) and writes each output row (b, i, h) once: one program per (row, K/V head, batch);
+    // splits <= ATTN_DECODE_MAX_SPLITS (plan_splits), the weights the kernel keeps per split.
     unsafe { launch.launch(cfg) }.map_err(|e| Error::cuda(OP, e))?;
     // The partials are freed stream-ordered, after the combine has read them.
-    drop((partial_o, partial_ml));
+    drop(partials);
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::plan_splits;
+    use super::{plan_splits, ATTN_DECODE_MAX_SPLITS, MIN_KEYS_PER_SPLIT};
+
+    fn check_cover(span: usize, (splits, kps): (usize, usize), step: usize) {
+        assert!(kps % step == 0 && splits * kps >= span && (splits - 1) * kps < span, "span {span}: {splits} x {kps}");
+        assert!(splits <= ATTN_DECODE_MAX_SPLITS as usize);
+    }
 
     #[test]
-    fn splits_fill_the_gpu_and_cover_the_keys() {
-        // 128K keys, batch 1, 8 K/V heads, 132 SMs: about 4 programs per SM (66 splits, 64 once
-        // rounded to whole steps), covering the span exactly.
-        let (splits, kps) = plan_splits(131_072, 8, 132, 64);
-        assert!(splits == 64 && kps % 64 == 0 && splits * kps >= 131_072 && (splits - 1) * kps < 131_072);
+    fn splits_fill_one_wave_and_cover_the_keys() {
+        // 128K keys, batch 1, 8 K/V heads, 132 SMs x 4 programs: 66 splits, exactly one full wave.
+        let (splits, kps) = plan_splits(131_072, 8, 528, 32);
+        check_cover(131_072, (splits, kps), 32);
+        assert_eq!(splits, 66);
+        // Batch 8 at 32K: 8 splits, 512 of the 528 slots, one wave.
+        let (splits, kps) = plan_splits(32_768, 64, 528, 32);
+        check_cover(32_768, (splits, kps), 32);
+        assert_eq!(splits, 8);
+        // Three resident programs per SM (396 slots): never the 1.33 waves of 66 splits.
+        let (splits, _) = plan_splits(131_072, 8, 396, 32);
+        assert!(splits * 8 <= 396 && splits * 8 >= 380, "{splits}");
         // Short caches are not cut below MIN_KEYS_PER_SPLIT.
-        assert_eq!(plan_splits(300, 1, 132, 64).0, 2);
-        assert_eq!(plan_splits(1, 1, 132, 64), (1, 64));
+        assert_eq!(plan_splits(300, 1, 528, 64).0, 2);
+        assert_eq!(plan_splits(1, 1, 528, 64), (1, 64));
+    }
+
+    #[test]
+    fn waves_stay_nearly_full() {
+        for pps in [1, 2, 3, 8, 16, 24, 64, 100, 300, 527, 529, 1000, 5000] {
+            for span in [1, 255, 256, 257, 4096, 32_768, 65_537, 131_072, 1 << 20] {
+                let (splits, kps) = plan_splits(span, pps, 528, 16);
+                check_cover(span, (splits, kps), 16);
+                let fill = |s: usize| (pps * s) as f64 / ((pps * s).div_ceil(528) * 528) as f64;
+                // Either the waves are nearly full, or no split count the keys allow would fill them.
+                let most = span.div_ceil(MIN_KEYS_PER_SPLIT).min(ATTN_DECODE_MAX_SPLITS as usize);
+                let best = (1..=most).map(fill).fold(0.0, f64::max);
+                assert!(fill(splits) >= 0.85 || best < 0.85, "pps {pps} span {span}: {splits} splits fill {:.2} (best {best:.2})", fill(splits));
+            }
+        }
     }
 }

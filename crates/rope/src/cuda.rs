@@ -16,9 +16,6 @@ use sys::{entry, RopeParams, MODULE, ROPE_THREADS, ROPE_VARIANT_LLAMA, ROPE_VARI
 // SAFETY: a plain C struct (bindgen, layout-tested) passed by value as the kernels declare it.
 unsafe impl DeviceRepr for RopeParams {}
 
-/// Enough blocks to fill an H100/H200 several times over; the kernel loops over the rest.
-const MAX_BLOCKS: usize = 132 * 16;
-
 /// Queues RoPE of the `[batch, seq, heads, head_dim]` tensor at `x` into `out` (may alias `x`).
 pub(crate) fn rope(r: &Rope, x: *const std::ffi::c_void, out: *mut std::ffi::c_void, dims: &[usize], dtype: DType, offset: usize) -> Result<()> {
     const OP: &str = "rope (cuda)";
@@ -38,19 +35,23 @@ pub(crate) fn rope(r: &Rope, x: *const std::ffi::c_void, out: *mut std::ffi::c_v
         } as i32,
         pos_offset: offset as i64,
     };
-    let blocks = ceil_div(pairs, ROPE_THREADS as usize).clamp(1, MAX_BLOCKS);
-    let cfg = LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (ROPE_THREADS, 1, 1), shared_mem_bytes: 0 };
     let name = match dtype {
         DType::F32 => entry::ROPE_F32,
         DType::BF16 => entry::ROPE_BF16,
         DType::F16 => entry::ROPE_F16,
     };
     let func = device.function(&MODULE, name)?;
+    // A thread per (batch, token, pair), looping over the heads; one full wave of blocks at most
+    // (the kernel's grid-stride loop takes the rest).
+    let items = pairs / dims[2].max(1);
+    let blocks = ceil_div(items, ROPE_THREADS as usize).clamp(1, device.resident_blocks(&func, ROPE_THREADS, 0)?);
+    let cfg = LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (ROPE_THREADS, 1, 1), shared_mem_bytes: 0 };
     let mut launch = device.stream().launch_builder(&func);
     launch.arg(&params);
     // SAFETY: x and out hold `2 * pairs` elements of `dtype` laid out as dims (checked by lib.rs;
-    // they may alias, each thread reading its pair before writing it); inv_freq holds head_dim/2
-    // f32 values (the Rope's own table); the grid-stride loop covers every pair.
+    // they may alias, each thread reading its pairs before writing them); inv_freq holds
+    // head_dim/2 f32 values (the Rope's own table); the grid-stride loop covers every (batch,
+    // token, pair) and each of those every head.
     unsafe { launch.launch(cfg) }.map_err(|e| Error::cuda(OP, e))?;
     Ok(())
 }

@@ -18,9 +18,6 @@ use sys::{entry, SiluMulParams, MODULE, SWIGLU_THREADS};
 // SAFETY: a plain C struct (bindgen, layout-tested) passed by value as the kernels declare it.
 unsafe impl DeviceRepr for SiluMulParams {}
 
-/// Enough blocks to fill an H100/H200 several times over; the kernel loops over the rest.
-const MAX_BLOCKS: usize = 132 * 16;
-
 /// Queues `out = silu(gate) ⊙ up` over `n` elements at raw addresses; `out` may equal `gate`
 /// (each thread reads its elements before writing them).
 fn launch_silu_mul(device: &CudaDevice, dtype: DType, gate: *const std::ffi::c_void, up: *const std::ffi::c_void, out: *mut std::ffi::c_void, n: usize) -> Result<()> {
@@ -30,14 +27,15 @@ fn launch_silu_mul(device: &CudaDevice, dtype: DType, gate: *const std::ffi::c_v
     let vectorized = n % pack == 0 && aligned;
     let params = SiluMulParams { gate, up, out, n: n as i64, vectorized: vectorized as i32 };
     let work = if vectorized { n / pack } else { n };
-    let blocks = ceil_div(work, SWIGLU_THREADS as usize).clamp(1, MAX_BLOCKS);
-    let cfg = LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (SWIGLU_THREADS, 1, 1), shared_mem_bytes: 0 };
     let name = match dtype {
         DType::F32 => entry::SILU_MUL_F32,
         DType::BF16 => entry::SILU_MUL_BF16,
         DType::F16 => entry::SILU_MUL_F16,
     };
     let func = device.function(&MODULE, name)?;
+    // One full wave of blocks (the kernel loops over the rest), fewer when there is less work.
+    let blocks = ceil_div(work, SWIGLU_THREADS as usize).clamp(1, device.resident_blocks(&func, SWIGLU_THREADS, 0)?);
+    let cfg = LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (SWIGLU_THREADS, 1, 1), shared_mem_bytes: 0 };
     let mut launch = device.stream().launch_builder(&func);
     launch.arg(&params);
     // SAFETY: the three addresses hold n elements of dtype (checked by the callers); the block

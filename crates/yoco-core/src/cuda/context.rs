@@ -24,6 +24,7 @@ struct Inner {
     ordinal: usize,
     name: String,
     compute_capability: (i32, i32),
+    sms: usize,
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
@@ -47,6 +48,10 @@ impl CudaDevice {
             .map_err(|e| Error::CudaUnavailable(format!("could not create a context on device {ordinal}: {e}")))?;
         let name = ctx.name().map_err(|e| Error::cuda("CudaDevice::new", e))?;
         let compute_capability = ctx.compute_capability().map_err(|e| Error::cuda("CudaDevice::new", e))?;
+        let sms = ctx
+            .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(|e| Error::cuda("CudaDevice::new", e))?
+            .max(1) as usize;
         let stream = ctx.default_stream();
         keep_freed_memory_pooled(&ctx);
         Ok(CudaDevice {
@@ -54,6 +59,7 @@ impl CudaDevice {
                 ordinal,
                 name,
                 compute_capability,
+                sms,
                 ctx,
                 stream,
                 modules: Mutex::new(HashMap::new()),
@@ -74,6 +80,23 @@ impl CudaDevice {
 
     pub fn compute_capability(&self) -> (i32, i32) {
         self.inner.compute_capability
+    }
+
+    /// Streaming multiprocessors (132 on an H100 SXM or H200).
+    pub fn sm_count(&self) -> usize {
+        self.inner.sms
+    }
+
+    /// Blocks of `func` (`block_threads` threads, `dynamic_smem` bytes of dynamic shared memory
+    /// each) the whole GPU holds at once: the driver's occupancy calculator (registers, shared
+    /// memory, launch bounds) per SM, times the SMs; at least 1. A grid of equal blocks runs in
+    /// ceil(blocks / this) waves, and a last wave that is only partly full runs the GPU partly
+    /// idle for as long as a full one: launchers size grids (or cut work) to whole waves.
+    pub fn resident_blocks(&self, func: &CudaFunction, block_threads: u32, dynamic_smem: usize) -> Result<usize> {
+        let per_sm = func
+            .occupancy_max_active_blocks_per_multiprocessor(block_threads, dynamic_smem, None)
+            .map_err(|e| Error::cuda("CudaDevice::resident_blocks", e))?;
+        Ok((per_sm as usize).max(1) * self.inner.sms)
     }
 
     pub fn context(&self) -> &Arc<CudaContext> {

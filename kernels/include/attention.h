@@ -23,7 +23,9 @@
 
 /* Decode (split-KV, flash-decoding): one program per (split of the keys, K/V head, batch)
  * handling every query row that reads that K/V head, so K and V are read once; a combine
- * kernel merges the splits. At most ATTN_DECODE_MAX_ROWS rows (q_len * heads / kv_heads). */
+ * kernel merges the splits. At most ATTN_DECODE_MAX_ROWS rows (of the q_len * heads / kv_heads
+ * that read a K/V head) per program; crates/gqa sends up to twice that to decode, as two programs
+ * per split. */
 #define ATTN_DECODE_THREADS 128
 #define ATTN_DECODE_MAX_ROWS 8
 #define ATTN_COMBINE_THREADS 128

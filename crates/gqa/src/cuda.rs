@@ -1,5 +1,5 @@
 //! Launchers of `kernels/attention.cu`: the flash-attention-2 prefill kernel on tensor cores,
-//! and for a few query rows per K/V head (decode, `q_len · group <= 8`) the split-KV decode
+//! and for a few query rows per K/V head (decode, `q_len · group <= 16`) the split-KV decode
 //! kernel and its combine. Shapes are checked by lib.rs; this file checks what the kernels
 //! assume on top (storage type, 16-byte alignment, 32-bit sizes, grid limits).
 

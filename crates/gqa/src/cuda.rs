@@ -224,8 +224,9 @@ fn decode(device: &CudaDevice, on: &yoco_core::Device, mut params: AttentionPara
     let partial_rows = dims.batch * dims.kv_heads * splits * rows;
     let mut partials = Tensor::zeros([partial_rows * (dims.head_dim + 2)], DType::F32, on, MemoryCategory::Activations)?;
     params.partial_o = partials.device_ptr_mut()? as *mut f32;
-    // SAFETY: offset within the buffer just allocated (partial_rows * (D + 2) f32).
-    params.partial_ml = unsafe { params.partial_o.add(partial_rows * dims.head_dim) };
+    // A device address, never dereferenced here: plain address arithmetic within the buffer just
+    // allocated (partial_rows * (D + 2) f32).
+    params.partial_ml = params.partial_o.wrapping_add(partial_rows * dims.head_dim);
     params.rows = rows as i32;
     params.splits = splits as i32;
     params.keys_per_split = keys_per_split as i32;

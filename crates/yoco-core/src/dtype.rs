@@ -149,17 +149,36 @@ impl Element for f32 {
     storage_access!(F32);
 }
 
+/// f32 → bf16, rounded to nearest even, NaN kept a (quiet) NaN: the same results as
+/// `bf16::from_f32`, written with a select instead of the `half` crate's branches so that a loop
+/// of them can vectorise.
+#[inline(always)]
+pub fn bf16_from_f32(v: f32) -> bf16 {
+    let bits = v.to_bits();
+    let rounded = (bits.wrapping_add(0x7FFF + ((bits >> 16) & 1)) >> 16) as u16;
+    let quiet_nan = ((bits >> 16) | 0x0040) as u16;
+    bf16::from_bits(if (bits & 0x7FFF_FFFF) > 0x7F80_0000 { quiet_nan } else { rounded })
+}
+
+/// bf16 → f32 (exact; a NaN's quiet bit set), as `bf16::to_f32` but without a branch.
+#[inline(always)]
+pub fn bf16_to_f32(v: bf16) -> f32 {
+    let bits = v.to_bits();
+    let quieted = if (bits & 0x7FFF) > 0x7F80 { bits | 0x0040 } else { bits };
+    f32::from_bits((quieted as u32) << 16)
+}
+
 macro_rules! half_element {
-    ($t:ty, $d:expr, $variant:ident) => {
+    ($t:ty, $d:expr, $variant:ident, $to_f32:expr, $from_f32:expr) => {
         impl Element for $t {
             const DTYPE: DType = $d;
             #[inline(always)]
             fn to_f32(self) -> f32 {
-                <$t>::to_f32(self)
+                $to_f32(self)
             }
             #[inline(always)]
             fn from_f32(v: f32) -> Self {
-                <$t>::from_f32(v)
+                $from_f32(v)
             }
             #[inline(always)]
             fn to_f64(self) -> f64 {
@@ -173,5 +192,32 @@ macro_rules! half_element {
         }
     };
 }
-half_element!(bf16, DType::BF16, BF16);
-half_element!(f16, DType::F16, F16);
+half_element!(bf16, DType::BF16, BF16, bf16_to_f32, bf16_from_f32);
+half_element!(f16, DType::F16, F16, f16::to_f32, f16::from_f32);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branchless_bf16_conversions_equal_the_half_crates() {
+        // Every rounding case around each bf16 step (ties both ways, carries into the exponent),
+        // the extremes, NaNs with and without payload, and a spread of random bit patterns.
+        let mut patterns: Vec<u32> = vec![0, 0x8000_0000, 0x7F80_0000, 0xFF80_0000, 0x7F7F_FFFF, 0xFF7F_FFFF, 0x7FC0_0000, 0x7F80_0001, 0xFFFF_FFFF, 0x0000_0001];
+        for base in [0x3F80_0000u32, 0x3F81_0000, 0xBF80_0000, 0x0080_0000, 0x3FFF_0000, 0x7F7F_0000] {
+            for low in [0u32, 1, 0x7FFF, 0x8000, 0x8001, 0xFFFF] {
+                patterns.push(base | low);
+            }
+        }
+        let mut rng = crate::rng::Rng::new(7);
+        patterns.extend((0..200_000).map(|_| rng.next_u64() as u32));
+        for bits in patterns {
+            let v = f32::from_bits(bits);
+            assert_eq!(bf16_from_f32(v).to_bits(), bf16::from_f32(v).to_bits(), "{bits:#010x}");
+        }
+        for bits in 0..=u16::MAX {
+            let v = bf16::from_bits(bits);
+            assert_eq!(bf16_to_f32(v).to_bits(), v.to_f32().to_bits(), "{bits:#06x}");
+        }
+    }
+}

@@ -99,40 +99,33 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
-// Sum over the whole block; every thread gets the result. `scratch` holds 32 floats in shared
-// memory. Needs blockDim.x to be a multiple of 32.
-__device__ __forceinline__ float block_sum(float v, float* scratch) {
-    const int lane = threadIdx.x & 31;
-    const int warp = threadIdx.x >> 5;
-    const int warps = blockDim.x >> 5;
-    v = warp_sum(v);
-    if (lane == 0) scratch[warp] = v;
-    __syncthreads();
-    float total = lane < warps ? scratch[lane] : 0.0f;
-    total = warp_sum(total);
-    __syncthreads();  // scratch may be reused by the caller right after
-    return total;
-}
-
 __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
     for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
     return v;
 }
 
-// Max over the whole block, as block_sum (−∞ for a block of −∞).
-__device__ __forceinline__ float block_max(float v, float* scratch) {
+// A reduction over the whole block with `warp_reduce` (warp_sum or warp_max) and its `identity`;
+// every thread gets the result. `scratch` holds 32 floats in shared memory. Needs blockDim.x to
+// be a multiple of 32.
+template <float (*warp_reduce)(float)>
+__device__ __forceinline__ float block_reduce(float v, float identity, float* scratch) {
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
     const int warps = blockDim.x >> 5;
-    v = warp_max(v);
+    v = warp_reduce(v);
     if (lane == 0) scratch[warp] = v;
     __syncthreads();
-    float total = lane < warps ? scratch[lane] : -INFINITY;
-    total = warp_max(total);
-    __syncthreads();
+    float total = lane < warps ? scratch[lane] : identity;
+    total = warp_reduce(total);
+    __syncthreads();  // scratch may be reused by the caller right after
     return total;
 }
+
+__device__ __forceinline__ float block_sum(float v, float* scratch) { return block_reduce<warp_sum>(v, 0.0f, scratch); }
+
+// −∞ for a block of −∞.
+__device__ __forceinline__ float block_max(float v, float* scratch) { return block_reduce<warp_max>(v, -INFINITY, scratch); }
 
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
 

@@ -100,7 +100,8 @@ pub struct Phases {
     pub decode: Vec<OpTime>,
 }
 
-/// Decode steps a profiled run generates: enough for stable shares, few enough to stay cheap.
+/// Tokens a profiled run generates: enough decode steps for stable shares, few enough to stay
+/// cheap.
 const PROFILED_TOKENS: usize = 16;
 
 /// How to run a measurement.
@@ -133,7 +134,7 @@ pub fn batch_for_budget(model: &AnyModel, length: usize, plan: &RunPlan) -> Opti
     largest_batch(model, length, plan, plan.max_batch)
 }
 
-/// Batches past this are not looked for: the report says "at least" there.
+/// Batches past this are not looked for (a report showing it means "at least this many").
 const LARGEST_BATCH_SOUGHT: usize = 4096;
 
 /// Measures `model` at `length` tokens (the last `plan.generated` of them generated).

@@ -151,7 +151,7 @@ pub fn measure(model: &AnyModel, length: usize, plan: &RunPlan, with_throughput:
     let mut resident_bytes = None;
     for rep in 0..plan.repetitions.max(1) {
         device.tracker().reset_peaks();
-        let before = resident(device);
+        let before = start_resident_peak(device);
         let g = generate(model, &tokens, 1, plan.generated, &mut Sampler::Greedy, plan.span)?;
         prefill_samples.push(g.prefill_seconds);
         decode.push(g.decode_seconds / (plan.generated.max(2) - 1) as f64);
@@ -206,8 +206,8 @@ fn profiled(model: &AnyModel, tokens: &[u32], plan: &RunPlan) -> Result<Phases> 
 }
 
 /// Bytes in use now, from outside the accounting: the process's resident set (CPU), or the
-/// device allocator's pool (CUDA). Resets the peak that [`resident_peak`] reads.
-fn resident(device: &yoco_core::Device) -> Option<u64> {
+/// device allocator's pool (CUDA); and starts the peak that [`resident_peak`] reads from here.
+fn start_resident_peak(device: &yoco_core::Device) -> Option<u64> {
     match device {
         yoco_core::Device::Cpu(_) => {
             rss::reset_peak();
@@ -221,8 +221,8 @@ fn resident(device: &yoco_core::Device) -> Option<u64> {
     }
 }
 
-/// The most bytes in use since [`resident`]: the resident high-water mark (CPU), or the pool's
-/// (CUDA).
+/// The most bytes in use since [`start_resident_peak`]: the resident high-water mark (CPU), or
+/// the pool's (CUDA).
 fn resident_peak(device: &yoco_core::Device) -> Option<u64> {
     match device {
         yoco_core::Device::Cpu(_) => rss::peak(),

@@ -153,7 +153,7 @@ impl Element for f32 {
 /// `bf16::from_f32`, written with a select instead of the `half` crate's branches so that a loop
 /// of them can vectorise.
 #[inline(always)]
-pub fn bf16_from_f32(v: f32) -> bf16 {
+fn bf16_from_f32(v: f32) -> bf16 {
     let bits = v.to_bits();
     let rounded = (bits.wrapping_add(0x7FFF + ((bits >> 16) & 1)) >> 16) as u16;
     let quiet_nan = ((bits >> 16) | 0x0040) as u16;
@@ -162,7 +162,7 @@ pub fn bf16_from_f32(v: f32) -> bf16 {
 
 /// bf16 → f32 (exact; a NaN's quiet bit set), as `bf16::to_f32` but without a branch.
 #[inline(always)]
-pub fn bf16_to_f32(v: bf16) -> f32 {
+fn bf16_to_f32(v: bf16) -> f32 {
     let bits = v.to_bits();
     let quieted = if (bits & 0x7FFF) > 0x7F80 { bits | 0x0040 } else { bits };
     f32::from_bits((quieted as u32) << 16)

@@ -2,31 +2,42 @@
 //
 //   S_n = γ_n S_{n−1} + (s·k_n)ᵀ v_n,  o_n = q_n S_n,  log γ ≤ 0, state S (D × D per head) in f32.
 //
-// Chunkwise prefill (entries gret_chunkwise_{bf16,f16}_d{64,128,256}_v{32,64}). One CTA of
-// GRET_THREADS threads per (value block of BV = 32 or 64 columns, head, batch) walks the sequence
-// chunk by chunk (GRET_CHUNK tokens), carrying its D × BV slice of the state in shared memory in
-// f32. Per chunk, with b the cumsum of log γ restarted in the chunk (every exponent below is ≤ 0):
+// Chunkwise prefill, chunks of GRET_CHUNK = C tokens. With b the cumsum of log γ restarted in the
+// chunk (every exponent below is ≤ 0), each chunk takes five steps:
 //   1. A  = s · Q Kᵀ                     (C×C, tensor cores, f32 accumulate)
 //   2. Ab = A ⊙ M, M[t,u] = e^(b_t−b_u)·[u ≤ t], rounded to the storage type
 //      Qd = Q ⊙ e^b,  Kd = s · K ⊙ e^(b_last − b),  Sb = S — all rounded to the storage type
 //   3. O  = Ab V + Qd Sb                  (C×BV, tensor cores) → rounded, stored
 //   4. S  = e^(b_last) S + Kdᵀ V          (D×BV, tensor cores, accumulated onto the f32 state)
 // Those roundings are exactly where flash-linear-attention's chunk_simple_gla rounds; the tests'
-// "plain" reference (reference::chunkwise_plain) rounds at the same places.
+// "plain" reference (reference::chunkwise_plain) rounds at the same places. The per-token factors
+// e^b and s·e^(b_last − b) are computed once per token, with the gate cumsum (gate_prefix).
 // Matrix products use the WMMA API (16×16×16 bf16/f16 fragments, f32 accumulators), one output
 // tile per warp at a time so that no more than one accumulator fragment is live (no spills at
-// D = 256). Value-dimension split: D / BV CTAs per head each recompute A and step 2 — redundant
-// work of (D/BV − 1) · (2C²D FLOPs + C² + 2CD elementwise) per chunk — which buys more CTAs on a
-// problem sequential in chunks; the host takes BV = 32 while its grid fits one wave, else 64.
+// D = 256). A CTA owns a value block of BV columns of the state and outputs.
 //
-// Versions (none measured on a GPU yet: the machines they were written on have none; each was
-// checked against a numpy emulation of its exact tiling and the f64 recurrent reference):
+// Two schedules of those steps, both compiled; the host picks one (ChunkSchedule in lib.rs):
+// - Parallel, two kernels (flash-linear-attention's schedule):
+//   gret_states_{bf16,f16}_d{64,128,256}_v{32,64}, one CTA per (value block, head, sequence),
+//   walks the chunks in turn doing only steps 2 (Kd) and 4, and writes each chunk's incoming state
+//   Sb (rounded) to a [batch, heads, chunks, D, D] buffer; then gret_outputs_{bf16,f16}_d{D}, one
+//   CTA per (value block of GRET_OUTPUTS_BLOCK_V, chunk, head, sequence), all independent, does
+//   steps 1–3 from that buffer. The sequential chain shrinks to the state update, and the output
+//   work (over half the FLOPs and most of the elementwise work) fills the GPU however few heads
+//   there are, for 2·D² bytes per chunk and head written and read back.
+// - Sequential, one kernel (gret_chunkwise_*): one CTA per (value block, head, sequence) does all
+//   five steps chunk by chunk, carrying the state. No buffer; its chain is the whole per-chunk
+//   work, so a launch lasts ~chunks × that. Kept as the measured alternative and the fallback.
+//
+// Versions of the sequential kernel (none measured on a GPU yet: the machines they were written on
+// have none; each was checked against a numpy emulation of its exact tiling and the f64 recurrent
+// reference):
 //   1. The first: unpadded shared memory, estimated (by review, from the SASS) at ~20 µs per
 //      chunk on H200, mostly 8-way bank conflicts on every fragment load.
-//   2. Shared-memory rows padded (Layout): conflict-free fragment and accumulator accesses, ~8×
+//   2. Shared-memory rows padded (Strides): conflict-free fragment and accumulator accesses, ~8×
 //      fewer shared-memory wavefronts per chunk (28.7K → 3.6K fragment + 3.1K → 0.8K accumulator
 //      at D = 128).
-//   3. The chunk's gate cumsum by one warp's shuffle scan (gate_cumsum), its loads issued before
+//   3. The chunk's gate cumsum by one warp's shuffle scan (gate_prefix), its loads issued before
 //      the tile loads, instead of thread 0 summing 64 strided global loads in turn (~2.5 µs per
 //      chunk estimated by review → one load latency, overlapped, plus ~12 shuffles).
 //   4. Q/K/V tiles by 16-byte cp.async, the next chunk's into a second stage while this one
@@ -34,19 +45,16 @@
 //      chunk), the gates loaded a chunk ahead into registers: takes the tile-load latency (~1–2 µs
 //      per chunk) off the critical path at D ≤ 128.
 //   5. 256 threads instead of 128, and a narrow value block (BV = 32) besides the wide one (64),
-//      taken by the host while D/32 × heads × batch CTAs fit one wave. Each CTA walks its chunks
-//      in turn, so with fewer CTAs than SMs a launch lasts one CTA's chain, and that chain was
-//      latency-bound: 4 warps, one per SM sub-partition, each running a dependent chain of MMAs
-//      (k-steps per warp per chunk at D = 128: 112 with 128 threads and BV = 64, 56 with 256
-//      threads, 36 with 256 and BV = 32; ~35 cycles each) and the elementwise step 2 with
-//      nothing to hide its latencies. Estimated per chunk at D = 128: ~5.5 µs (v4) → ~4 µs (256
-//      threads) → ~3.5 µs (and BV = 32), the rest mostly step 2 (~4.5K instructions per sub-
-//      partition per chunk, which neither change reduces). BV = 32 doubles the CTAs (96 at 24
-//      heads, D = 128) but also the recomputed scores and step 2: past one wave that costs ~1.7×
-//      the SM time of BV = 64, hence the host's choice. BV = 16 would cut only steps 3–4 further.
+//      taken by the host while D/32 × heads × batch CTAs fit one wave. Estimated per chunk at
+//      D = 128: ~5.5 µs (v4) → ~4 µs (256 threads) → ~3.5 µs (and BV = 32), the rest mostly
+//      step 2 (~4.5K instructions per sub-partition per chunk).
+//   6. The per-token decay factors once per token instead of once per element (two exponentials
+//      per element of Q and K before), and the parallel schedule above: at YOCO-3B's prefill span
+//      (2,048 tokens, 24 heads, D = 128) the states pass is estimated at ~1 µs per chunk on its
+//      chain and the outputs pass at ~6 waves of ~2.5 µs, ~50 µs per call against ~110 µs.
 // A mma.sync version with register-resident fragments (and ldmatrix for bf16, whose WMMA loads
-// nvcc lowers to generic 32-bit loads plus MOVM transposes) and a two-phase (states, then outputs
-// in parallel over chunks) schedule are the next steps if it falls short of chunk_simple_gla.
+// nvcc lowers to generic 32-bit loads plus MOVM transposes) is the next step if it falls short of
+// chunk_simple_gla.
 //
 // Decode step (entries gret_step_{f32,bf16,f16}): one CTA per (head, batch, 32 value columns);
 // each thread owns one column j and a quarter of the rows i, so every warp reads and writes 32
@@ -66,12 +74,8 @@ using yoco::to_f32;
 constexpr int C = GRET_CHUNK;
 constexpr int WARPS = GRET_THREADS / 32;
 
-// Shared-memory layout of the chunkwise kernel, in bytes, every region 128-byte aligned:
-//   sQ [stages][C][D] T, sK [stages][C][D] T, sV [stages][C][BV] T, sA [C][C] f32 (also the O
-//   staging [C][BV] f32), sAb [C][C] T, sS [D][BV] f32, sSb [D][BV] T, sCum [C] f32,
-// each row followed by padding: `ld_*` below are the row strides in elements. Two stages of the
-// Q/K/V tiles (the next chunk's copied in while this one computes) where they fit under
-// GRET_SMEM_LIMIT (D = 64, 128), one where they do not (D = 256: 292 KB with two).
+// Row strides (in elements) of the shared-memory tiles, shared by every layout below: each row
+// is followed by padding.
 //
 // Why the padding (bank conflicts): shared memory has 32 banks of 4 bytes, so addresses 128 bytes
 // apart share banks. A tensor-core fragment load reads 8 rows of a tile per step — ldmatrix (f16:
@@ -84,9 +88,8 @@ constexpr int WARPS = GRET_THREADS / 32;
 // banks (16 would leave 2-way conflicts). Every row offset a fragment starts at is a multiple of
 // 16 rows × a multiple of 16 bytes, so fragment pointers stay 256-bit aligned, and ldm stays a
 // multiple of 8 (16-bit) or 4 (f32) elements as WMMA requires.
-template <typename T, int D, int BV>
-struct Layout {
-    static_assert(sizeof(T) == 2, "the tensor-core operands are 16-bit");
+template <int D, int BV>
+struct Strides {
     static constexpr int ld_qk = D + GRET_PAD_16BIT;   // sQ, sK
     static constexpr int ld_v = BV + GRET_PAD_16BIT;   // sV
     static constexpr int ld_a = C + GRET_PAD_F32;      // sA as the scores
@@ -94,46 +97,102 @@ struct Layout {
     static constexpr int ld_ab = C + GRET_PAD_16BIT;   // sAb
     static constexpr int ld_s = BV + GRET_PAD_F32;     // sS
     static constexpr int ld_sb = BV + GRET_PAD_16BIT;  // sSb
-    static constexpr int tile_qk = C * ld_qk * 2;  // bytes of one stage of sQ (or sK)
+    // Bytes of each region (16-bit elements: the tensor-core operands are 16-bit).
+    static constexpr int tile_qk = C * ld_qk * 2;  // one stage of sQ (or sK)
     static constexpr int tile_v = C * ld_v * 2;    // and of sV
-    static constexpr int rest = C * ld_a * 4 + C * ld_ab * 2 + D * ld_s * 4 + D * ld_sb * 2 + C * 4;
-    static constexpr int stages = 2 * (2 * tile_qk + tile_v) + rest <= GRET_SMEM_LIMIT ? 2 : 1;
-    static constexpr int q = 0;
-    static constexpr int k = q + stages * tile_qk;
-    static constexpr int v = k + stages * tile_qk;
-    static constexpr int a = v + stages * tile_v;
-    static constexpr int ab = a + C * ld_a * 4;
-    static constexpr int s = ab + C * ld_ab * 2;
-    static constexpr int sb = s + D * ld_s * 4;
-    static constexpr int cum = sb + D * ld_sb * 2;
-    static constexpr int bytes = cum + C * 4;
+    static constexpr int scores = C * ld_a * 4;    // sA
+    static constexpr int rounded_scores = C * ld_ab * 2;
+    static constexpr int state = D * ld_s * 4;
+    static constexpr int rounded_state = D * ld_sb * 2;
+    static constexpr int gates = C * 4;            // sCum
+    static constexpr int factors = 2 * C * 4;      // sFactors: key factors, then query factors
     static_assert(ld_o <= ld_a, "the O staging reuses sA");
     static_assert(ld_qk % 8 == 0 && ld_v % 8 == 0 && ld_ab % 8 == 0 && ld_sb % 8 == 0 && ld_a % 4 == 0 && ld_o % 4 == 0 && ld_s % 4 == 0,
                   "WMMA needs ldm a multiple of 16 bytes");
-    // wmma::load/store_matrix_sync need 256-bit aligned pointers: every region starts 128-aligned,
-    // and fragments start at 16-row multiples of a 16-byte-multiple stride (and 16-column offsets).
-    static_assert(tile_qk % 128 == 0 && tile_v % 128 == 0 && k % 128 == 0 && v % 128 == 0 && a % 128 == 0 && ab % 128 == 0 && s % 128 == 0 &&
-                      sb % 128 == 0 && cum % 128 == 0,
+    // wmma::load/store_matrix_sync need 256-bit aligned pointers: every region starts 128-aligned
+    // (each size below is a multiple of 128), and fragments start at 16-row multiples of a
+    // 16-byte-multiple stride (and 16-column offsets).
+    static_assert(tile_qk % 128 == 0 && tile_v % 128 == 0 && scores % 128 == 0 && rounded_scores % 128 == 0 && state % 128 == 0 &&
+                      rounded_state % 128 == 0 && gates % 128 == 0 && factors % 128 == 0,
                   "shared-memory regions must stay 128-byte aligned");
-    static_assert(bytes == stages * (2 * tile_qk + tile_v) + rest && bytes <= GRET_SMEM_LIMIT, "more shared memory than an sm_90 CTA can have");
 };
 
-// The sizes the host's chunkwise_smem_bytes must give too (its unit test pins the same numbers,
-// so a change on one side only fails without a GPU as well as with one, where the kernel traps).
-static_assert(Layout<__half, 64, 32>::bytes == 90368 && Layout<__half, 64, 64>::bytes == 110848, "see cuda.rs");
-static_assert(Layout<__half, 128, 32>::bytes == 138496 && Layout<__half, 128, 64>::bytes == 171264, "see cuda.rs");
-static_assert(Layout<__half, 256, 32>::bytes == 162048 && Layout<__half, 256, 64>::bytes == 215296, "see cuda.rs");
-static_assert(Layout<__half, 128, 64>::stages == 2 && Layout<__half, 256, 32>::stages == 1, "see cuda.rs");
+// Shared-memory layout of the sequential kernel, in bytes: sQ, sK [stages][C][D], sV
+// [stages][C][BV], sA [C][C] f32 (also the O staging [C][BV] f32), sAb [C][C], sS [D][BV] f32,
+// sSb [D][BV], sCum [C] f32, sFactors [2][C] f32. Two stages of the Q/K/V tiles (the next
+// chunk's copied in while this one computes) where they fit under GRET_SMEM_LIMIT (D = 64, 128),
+// one where they do not (D = 256: 292 KB with two).
+template <int D, int BV>
+struct SequentialLayout : Strides<D, BV> {
+    using S = Strides<D, BV>;
+    static constexpr int rest = S::scores + S::rounded_scores + S::state + S::rounded_state + S::gates + S::factors;
+    static constexpr int stages = 2 * (2 * S::tile_qk + S::tile_v) + rest <= GRET_SMEM_LIMIT ? 2 : 1;
+    static constexpr int q = 0;
+    static constexpr int k = q + stages * S::tile_qk;
+    static constexpr int v = k + stages * S::tile_qk;
+    static constexpr int a = v + stages * S::tile_v;
+    static constexpr int ab = a + S::scores;
+    static constexpr int s = ab + S::rounded_scores;
+    static constexpr int sb = s + S::state;
+    static constexpr int cum = sb + S::rounded_state;
+    static constexpr int factors = cum + S::gates;
+    static constexpr int bytes = factors + S::factors;
+    static_assert(bytes <= GRET_SMEM_LIMIT, "more shared memory than an sm_90 CTA can have");
+};
 
-// Starts copying C rows of `cols` elements (a multiple of 8) from global (row stride `stride`
+// The states pass: sK [2][C][D], sV [2][C][BV] (always two stages: at most 160 KB), sS [D][BV]
+// f32, sCum, sFactors.
+template <int D, int BV>
+struct StatesLayout : Strides<D, BV> {
+    using S = Strides<D, BV>;
+    static constexpr int k = 0;
+    static constexpr int v = k + 2 * S::tile_qk;
+    static constexpr int s = v + 2 * S::tile_v;
+    static constexpr int cum = s + S::state;
+    static constexpr int factors = cum + S::gates;
+    static constexpr int bytes = factors + S::factors;
+    static_assert(bytes <= GRET_SMEM_LIMIT, "more shared memory than an sm_90 CTA can have");
+};
+
+// The outputs pass, one chunk per CTA (no pipeline: other CTAs on the SM hide the loads):
+// sQ, sK [C][D], sV [C][BV], sA [C][C] f32 (also the O staging), sAb [C][C], sSb [D][BV] (the
+// chunk's incoming state, rounded by the states pass), sCum, sFactors.
+template <int D>
+struct OutputsLayout : Strides<D, GRET_OUTPUTS_BLOCK_V> {
+    using S = Strides<D, GRET_OUTPUTS_BLOCK_V>;
+    static constexpr int q = 0;
+    static constexpr int k = q + S::tile_qk;
+    static constexpr int v = k + S::tile_qk;
+    static constexpr int a = v + S::tile_v;
+    static constexpr int ab = a + S::scores;
+    static constexpr int sb = ab + S::rounded_scores;
+    static constexpr int cum = sb + S::rounded_state;
+    static constexpr int factors = cum + S::gates;
+    static constexpr int bytes = factors + S::factors;
+    static_assert(bytes <= GRET_SMEM_LIMIT, "more shared memory than an sm_90 CTA can have");
+};
+
+// The sizes the host's smem_bytes functions must give too (their unit test pins the same
+// numbers, so a change on one side only fails without a GPU as well as with one, where the kernel
+// traps).
+static_assert(SequentialLayout<64, 32>::bytes == 90880 && SequentialLayout<64, 64>::bytes == 111360, "see cuda.rs");
+static_assert(SequentialLayout<128, 32>::bytes == 139008 && SequentialLayout<128, 64>::bytes == 171776, "see cuda.rs");
+static_assert(SequentialLayout<256, 32>::bytes == 162560 && SequentialLayout<256, 64>::bytes == 215808, "see cuda.rs");
+static_assert(SequentialLayout<128, 64>::stages == 2 && SequentialLayout<256, 32>::stages == 1, "see cuda.rs");
+static_assert(StatesLayout<64, 32>::bytes == 39680 && StatesLayout<64, 64>::bytes == 56064, "see cuda.rs");
+static_assert(StatesLayout<128, 32>::bytes == 66304 && StatesLayout<128, 64>::bytes == 90880, "see cuda.rs");
+static_assert(StatesLayout<256, 32>::bytes == 119552 && StatesLayout<256, 64>::bytes == 160512, "see cuda.rs");
+static_assert(OutputsLayout<64>::bytes == 65280 && OutputsLayout<128>::bytes == 90880 && OutputsLayout<256>::bytes == 142080, "see cuda.rs");
+
+// Starts copying ROWS rows of `cols` elements (a multiple of 8) from global (row stride `stride`
 // elements, 16-byte aligned: whole allocations, D and the value block multiples of 8) into shared
 // (row stride `ld` elements) with 16-byte cp.async; rows from `valid` on are zero-filled (src-size
 // 0, reading nothing from row 0's address). The caller commits the group and waits for it.
-template <typename T>
+template <int ROWS, typename T>
 __device__ __forceinline__ void load_rows_async(T* dst, int ld, const T* src, int64_t stride, int cols, int valid) {
     constexpr int N = 16 / sizeof(T);
     const int packs_per_row = cols / N;
-    for (int idx = threadIdx.x; idx < C * packs_per_row; idx += GRET_THREADS) {
+    for (int idx = threadIdx.x; idx < ROWS * packs_per_row; idx += GRET_THREADS) {
         const int r = idx / packs_per_row;
         const int c = idx % packs_per_row;
         const bool in = r < valid;
@@ -141,15 +200,34 @@ __device__ __forceinline__ void load_rows_async(T* dst, int ld, const T* src, in
     }
 }
 
-// Inclusive cumsum of a chunk's C = 64 gates, by one warp: lane l holds the gates g0, g1 of
-// tokens 2l and 2l + 1 (0 past `len`) and writes sCum[2l], sCum[2l + 1]. A shuffle scan over the
-// pair sums, then the sum before the pair plus g0. Summed in tree order rather than token order,
-// the prefix sums can rise by an ulp where gates are ~0 (the numpy emulation saw it in ~18% of
-// random chunks); a running minimum makes the sequence non-increasing again, as the exact one is,
-// so that every exponent the chunk takes (b_t − b_u for u ≤ t, b_last − b_t, b_t) stays ≤ 0. It
-// moves no value by more than that rounding. Tokens past `len` get exactly b_{len−1}, so
-// sCum[C − 1] = b_last as in the sequential sum.
-__device__ __forceinline__ void gate_cumsum(float* sCum, float g0, float g1, int len) {
+// Where one chunk's rows start: (sequence b, token `start`, head h) of a [batch, seq, heads, ·]
+// tensor, in rows of that tensor.
+__device__ __forceinline__ int64_t first_row(const GretChunkParams& p, int b, int h, int start) {
+    return (static_cast<int64_t>(b) * p.seq + start) * p.heads + h;
+}
+
+// Warp 0's two gates of the chunk starting at token `start` (tokens start + 2·lane and
+// start + 2·lane + 1; 0 past the chunk's end, past the sequence, and in other warps).
+__device__ __forceinline__ float2 load_gates(const GretChunkParams& p, int b, int h, int start) {
+    float2 g = make_float2(0.0f, 0.0f);
+    if (threadIdx.x >= 32 || start >= p.seq) return g;
+    const int len = min(C, p.seq - start), t0 = 2 * threadIdx.x;
+    const int64_t first = first_row(p, b, h, start);
+    if (t0 < len) g.x = p.log_decay[first + static_cast<int64_t>(t0) * p.heads];
+    if (t0 + 1 < len) g.y = p.log_decay[first + static_cast<int64_t>(t0 + 1) * p.heads];
+    return g;
+}
+
+// By warp 0: the inclusive cumsum b of a chunk's C = 64 gates into sCum, and the per-token
+// factors into sFactors: s·e^(b_last − b_t) (keys) in [0, C), e^(b_t) (queries) in [C, 2C).
+// Lane l holds the gates g0, g1 of tokens 2l and 2l + 1 (0 past `len`) and writes entries 2l and
+// 2l + 1. A shuffle scan over the pair sums, then the sum before the pair plus g0. Summed in tree
+// order rather than token order, the prefix sums can rise by an ulp where gates are ~0 (the numpy
+// emulation saw it in ~18% of random chunks); a running minimum makes the sequence non-increasing
+// again, as the exact one is, so that every exponent the chunk takes (b_t − b_u for u ≤ t,
+// b_last − b_t, b_t) stays ≤ 0. It moves no value by more than that rounding. Tokens past `len`
+// get exactly b_{len−1}, so sCum[C − 1] = b_last as in the sequential sum.
+__device__ __forceinline__ void gate_prefix(float* sCum, float* sFactors, float g0, float g1, int len, float scale) {
     static_assert(C == 64, "two gates per lane of one warp");
     constexpr unsigned all = 0xffffffffu;
     const int lane = threadIdx.x % 32;
@@ -178,11 +256,127 @@ __device__ __forceinline__ void gate_cumsum(float* sCum, float g0, float g1, int
     if (2 * lane >= len) c0 = b_last;
     if (2 * lane + 1 >= len) c1 = b_last;
     reinterpret_cast<float2*>(sCum)[lane] = make_float2(c0, c1);
+    reinterpret_cast<float2*>(sFactors)[lane] = make_float2(scale * expf(b_last - c0), scale * expf(b_last - c1));
+    reinterpret_cast<float2*>(sFactors + C)[lane] = make_float2(expf(c0), expf(c1));
 }
 
+// Step 1, A = Q Kᵀ into sA (s is applied in step 2): warp w owns the 16×16 tiles w, w + WARPS, …
+// in row-major tile order (two per warp with 8 warps).
+template <typename T, int D, int BV>
+__device__ __forceinline__ void chunk_scores(const T* sQ, const T* sK, float* sA) {
+    using S = Strides<D, BV>;
+    for (int tile = threadIdx.x / 32; tile < (C / 16) * (C / 16); tile += WARPS) {
+        const int r0 = (tile / (C / 16)) * 16, c0 = (tile % (C / 16)) * 16;
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+        wmma::fill_fragment(acc, 0.0f);
+        for (int kk = 0; kk < D; kk += 16) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> fb;  // Kᵀ
+            wmma::load_matrix_sync(fa, sQ + r0 * S::ld_qk + kk, S::ld_qk);
+            wmma::load_matrix_sync(fb, sK + c0 * S::ld_qk + kk, S::ld_qk);
+            wmma::mma_sync(acc, fa, fb, acc);
+        }
+        wmma::store_matrix_sync(sA + r0 * S::ld_a + c0, acc, S::ld_a, wmma::mem_row_major);
+    }
+}
+
+// Step 2 for the outputs: Ab = s·A ⊙ M and Qd = Q ⊙ e^b (in place), rounded to the storage type.
+template <typename T, int D, int BV>
+__device__ __forceinline__ void decay_scores_and_queries(const float* sA, T* sAb, T* sQ, const float* sCum, const float* sFactors, float scale) {
+    using S = Strides<D, BV>;
+    for (int idx = threadIdx.x; idx < C * C; idx += GRET_THREADS) {
+        const int t = idx / C, u = idx % C;
+        const float m = u <= t ? expf(sCum[t] - sCum[u]) : 0.0f;
+        sAb[t * S::ld_ab + u] = from_f32<T>(sA[t * S::ld_a + u] * scale * m);
+    }
+    for (int idx = threadIdx.x; idx < C * D; idx += GRET_THREADS) {
+        const int t = idx / D, e = t * S::ld_qk + idx % D;
+        sQ[e] = from_f32<T>(to_f32(sQ[e]) * sFactors[C + t]);
+    }
+}
+
+// Step 2 for the state: Kd = s · K ⊙ e^(b_last − b) in place, rounded to the storage type.
+template <typename T, int D, int BV>
+__device__ __forceinline__ void decay_keys(T* sK, const float* sFactors) {
+    using S = Strides<D, BV>;
+    for (int idx = threadIdx.x; idx < C * D; idx += GRET_THREADS) {
+        const int t = idx / D, e = t * S::ld_qk + idx % D;
+        sK[e] = from_f32<T>(to_f32(sK[e]) * sFactors[t]);
+    }
+}
+
+// Step 3, O = Ab V + Qd Sb, into sO (f32, row stride ld_o: sA, the scores being no longer needed).
+template <typename T, int D, int BV>
+__device__ __forceinline__ void chunk_outputs(const T* sAb, const T* sV, const T* sQ, const T* sSb, float* sO) {
+    using S = Strides<D, BV>;
+    for (int tile = threadIdx.x / 32; tile < (C / 16) * (BV / 16); tile += WARPS) {
+        const int r0 = (tile / (BV / 16)) * 16, c0 = (tile % (BV / 16)) * 16;
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+        wmma::fill_fragment(acc, 0.0f);
+        for (int kk = 0; kk < C; kk += 16) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
+            wmma::load_matrix_sync(fa, sAb + r0 * S::ld_ab + kk, S::ld_ab);
+            wmma::load_matrix_sync(fb, sV + kk * S::ld_v + c0, S::ld_v);
+            wmma::mma_sync(acc, fa, fb, acc);
+        }
+        for (int kk = 0; kk < D; kk += 16) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
+            wmma::load_matrix_sync(fa, sQ + r0 * S::ld_qk + kk, S::ld_qk);
+            wmma::load_matrix_sync(fb, sSb + kk * S::ld_sb + c0, S::ld_sb);
+            wmma::mma_sync(acc, fa, fb, acc);
+        }
+        wmma::store_matrix_sync(sO + r0 * S::ld_o + c0, acc, S::ld_o, wmma::mem_row_major);
+    }
+}
+
+// Step 4, S = e^(b_last) S + Kdᵀ V in place on sS: each warp reads and writes only its own tiles
+// of sS, and reads sK, sV, which nothing writes meanwhile.
+template <typename T, int D, int BV>
+__device__ __forceinline__ void update_state(float* sS, const T* sK, const T* sV, float decay) {
+    using S = Strides<D, BV>;
+    for (int tile = threadIdx.x / 32; tile < (D / 16) * (BV / 16); tile += WARPS) {
+        const int r0 = (tile / (BV / 16)) * 16, c0 = (tile % (BV / 16)) * 16;
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+        wmma::load_matrix_sync(acc, sS + r0 * S::ld_s + c0, S::ld_s, wmma::mem_row_major);
+        for (int e = 0; e < acc.num_elements; ++e) acc.x[e] *= decay;
+        for (int kk = 0; kk < C; kk += 16) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::col_major> fa;  // Kdᵀ
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
+            wmma::load_matrix_sync(fa, sK + kk * S::ld_qk + r0, S::ld_qk);
+            wmma::load_matrix_sync(fb, sV + kk * S::ld_v + c0, S::ld_v);
+            wmma::mma_sync(acc, fa, fb, acc);
+        }
+        wmma::store_matrix_sync(sS + r0 * S::ld_s + c0, acc, S::ld_s, wmma::mem_row_major);
+    }
+}
+
+// The staged outputs' first `len` rows (f32, row stride ld_o) to o, rounded: value columns
+// v0 .. v0 + BV of the rows starting at `first` ([batch, seq, heads, D]).
+template <typename T, int D, int BV>
+__device__ __forceinline__ void store_outputs(T* o, int64_t first, int heads, int v0, const float* sO, int len) {
+    using S = Strides<D, BV>;
+    for (int idx = threadIdx.x; idx < len * BV; idx += GRET_THREADS) {
+        const int t = idx / BV, j = idx % BV;
+        o[(first + static_cast<int64_t>(t) * heads) * D + v0 + j] = from_f32<T>(sO[t * S::ld_o + j]);
+    }
+}
+
+// The D × BV state slice (value columns v0 ..) between global ([D][D] f32 at `state`) and sS.
+template <int D, int BV>
+__device__ __forceinline__ void load_state(float* sS, const float* state, int v0) {
+    for (int idx = threadIdx.x; idx < D * BV; idx += GRET_THREADS) sS[(idx / BV) * Strides<D, BV>::ld_s + idx % BV] = state[(idx / BV) * D + v0 + idx % BV];
+}
+template <int D, int BV>
+__device__ __forceinline__ void store_state(float* state, const float* sS, int v0) {
+    for (int idx = threadIdx.x; idx < D * BV; idx += GRET_THREADS) state[(idx / BV) * D + v0 + idx % BV] = sS[(idx / BV) * Strides<D, BV>::ld_s + idx % BV];
+}
+
+// The sequential schedule: one CTA per (value block, head, sequence), all five steps per chunk.
 template <typename T, int D, int BV>
 __device__ void gret_chunkwise(const GretChunkParams& p) {
-    using L = Layout<T, D, BV>;
+    using L = SequentialLayout<D, BV>;
     extern __shared__ __align__(128) unsigned char smem[];
     if (p.smem_bytes != L::bytes) __trap();  // the host's layout must be this one
     constexpr int STAGES = L::stages;
@@ -191,38 +385,26 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
     float* sS = reinterpret_cast<float*>(smem + L::s);
     T* sSb = reinterpret_cast<T*>(smem + L::sb);
     float* sCum = reinterpret_cast<float*>(smem + L::cum);
+    float* sFactors = reinterpret_cast<float*>(smem + L::factors);
 
     const int v0 = blockIdx.x * BV;
     const int h = blockIdx.y;
     const int b = blockIdx.z;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t row_stride = static_cast<int64_t>(p.heads) * D;  // between tokens
     const T* q = static_cast<const T*>(p.q);
     const T* k = static_cast<const T*>(p.k);
     const T* v = static_cast<const T*>(p.v);
-    T* o = static_cast<T*>(p.o);
     float* state = p.state + (static_cast<int64_t>(b) * p.heads + h) * D * D;
+    load_state<D, BV>(sS, state, v0);
 
-    for (int idx = threadIdx.x; idx < D * BV; idx += GRET_THREADS) sS[(idx / BV) * L::ld_s + idx % BV] = state[(idx / BV) * D + v0 + idx % BV];
-
-    // load_tiles: the Q, K, V tiles of the chunk starting at token `start` into stage `stage`
-    // (copies started, not committed). load_gates: warp 0's two gates of that chunk (tokens
-    // 2·lane, 2·lane + 1; 0 past its end or past the sequence).
+    // The Q, K, V tiles of the chunk starting at token `start` into stage `stage` (copies started,
+    // not committed).
     const auto load_tiles = [&](int start, int stage) {
         const int len = min(C, p.seq - start);
-        const int64_t first = (static_cast<int64_t>(b) * p.seq + start) * p.heads + h;  // (b, start, h)
-        load_rows_async(reinterpret_cast<T*>(smem + L::q + stage * L::tile_qk), L::ld_qk, q + first * D, row_stride, D, len);
-        load_rows_async(reinterpret_cast<T*>(smem + L::k + stage * L::tile_qk), L::ld_qk, k + first * D, row_stride, D, len);
-        load_rows_async(reinterpret_cast<T*>(smem + L::v + stage * L::tile_v), L::ld_v, v + first * D + v0, row_stride, BV, len);
-    };
-    const auto load_gates = [&](int start) {
-        float2 g = make_float2(0.0f, 0.0f);
-        if (warp != 0 || start >= p.seq) return g;
-        const int len = min(C, p.seq - start), t0 = 2 * lane;
-        const int64_t first = (static_cast<int64_t>(b) * p.seq + start) * p.heads + h;
-        if (t0 < len) g.x = p.log_decay[first + static_cast<int64_t>(t0) * p.heads];
-        if (t0 + 1 < len) g.y = p.log_decay[first + static_cast<int64_t>(t0 + 1) * p.heads];
-        return g;
+        const int64_t first = first_row(p, b, h, start);
+        load_rows_async<C>(reinterpret_cast<T*>(smem + L::q + stage * L::tile_qk), L::ld_qk, q + first * D, row_stride, D, len);
+        load_rows_async<C>(reinterpret_cast<T*>(smem + L::k + stage * L::tile_qk), L::ld_qk, k + first * D, row_stride, D, len);
+        load_rows_async<C>(reinterpret_cast<T*>(smem + L::v + stage * L::tile_v), L::ld_v, v + first * D + v0, row_stride, BV, len);
     };
 
     // Pipeline. With two stages the next chunk's tiles are copied into the other stage while this
@@ -233,110 +415,162 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
     // the barrier after the wait makes every thread's copies visible to all. With one stage the
     // chunk's own tiles are copied and waited for at the top. The gates are loaded a chunk ahead
     // into registers, out of the way of the copies.
-    float2 gates = load_gates(0);
+    float2 gates = load_gates(p, b, h, 0);
     if (STAGES == 2) {
         load_tiles(0, 0);
         yoco::cp_async_commit();
     }
     for (int start = 0, stage = 0; start < p.seq; start += C, stage ^= STAGES - 1) {
         const int len = min(C, p.seq - start);
-        const int64_t first = (static_cast<int64_t>(b) * p.seq + start) * p.heads + h;  // (b, start, h)
         if (STAGES == 2) {
             if (start + C < p.seq) load_tiles(start + C, stage ^ 1);
         } else {
             load_tiles(start, 0);
         }
         yoco::cp_async_commit();
-        const float2 next_gates = load_gates(start + C);
+        const float2 next_gates = load_gates(p, b, h, start + C);
         T* sQ = reinterpret_cast<T*>(smem + L::q + stage * L::tile_qk);
         T* sK = reinterpret_cast<T*>(smem + L::k + stage * L::tile_qk);
         T* sV = reinterpret_cast<T*>(smem + L::v + stage * L::tile_v);
-        if (warp == 0) gate_cumsum(sCum, gates.x, gates.y, len);
+        if (threadIdx.x < 32) gate_prefix(sCum, sFactors, gates.x, gates.y, len, p.scale);
         gates = next_gates;
         yoco::cp_async_wait<STAGES - 1>();
         __syncthreads();
 
-        // 1. A = s · Q Kᵀ (s applied in step 2): warp w owns the 16×16 tiles w, w + WARPS, … in
-        //    row-major tile order (two per warp with 8 warps).
-        for (int tile = warp; tile < (C / 16) * (C / 16); tile += WARPS) {
-            const int r0 = (tile / (C / 16)) * 16, c0 = (tile % (C / 16)) * 16;
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-            wmma::fill_fragment(acc, 0.0f);
-            for (int kk = 0; kk < D; kk += 16) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> fb;  // Kᵀ
-                wmma::load_matrix_sync(fa, sQ + r0 * L::ld_qk + kk, L::ld_qk);
-                wmma::load_matrix_sync(fb, sK + c0 * L::ld_qk + kk, L::ld_qk);
-                wmma::mma_sync(acc, fa, fb, acc);
-            }
-            wmma::store_matrix_sync(sA + r0 * L::ld_a + c0, acc, L::ld_a, wmma::mem_row_major);
-        }
+        chunk_scores<T, D, BV>(sQ, sK, sA);
         __syncthreads();
 
-        // 2. The masked, decayed scores and the decayed operands, rounded to the storage type.
-        const float last = sCum[C - 1];
-        for (int idx = threadIdx.x; idx < C * C; idx += GRET_THREADS) {
-            const int t = idx / C, u = idx % C;
-            const float m = u <= t ? expf(sCum[t] - sCum[u]) : 0.0f;
-            sAb[t * L::ld_ab + u] = from_f32<T>(sA[t * L::ld_a + u] * p.scale * m);
-        }
-        for (int idx = threadIdx.x; idx < C * D; idx += GRET_THREADS) {
-            const int t = idx / D, e = t * L::ld_qk + idx % D;
-            sQ[e] = from_f32<T>(to_f32(sQ[e]) * expf(sCum[t]));
-            sK[e] = from_f32<T>(to_f32(sK[e]) * (p.scale * expf(last - sCum[t])));
-        }
+        decay_scores_and_queries<T, D, BV>(sA, sAb, sQ, sCum, sFactors, p.scale);
+        decay_keys<T, D, BV>(sK, sFactors);
         for (int idx = threadIdx.x; idx < D * BV; idx += GRET_THREADS) {
             const int i = idx / BV, j = idx % BV;
             sSb[i * L::ld_sb + j] = from_f32<T>(sS[i * L::ld_s + j]);
         }
         __syncthreads();
 
-        // 3. O = Ab V + Qd Sb, staged in sA as f32 (A is no longer needed), then stored.
-        for (int tile = warp; tile < (C / 16) * (BV / 16); tile += WARPS) {
-            const int r0 = (tile / (BV / 16)) * 16, c0 = (tile % (BV / 16)) * 16;
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-            wmma::fill_fragment(acc, 0.0f);
-            for (int kk = 0; kk < C; kk += 16) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
-                wmma::load_matrix_sync(fa, sAb + r0 * L::ld_ab + kk, L::ld_ab);
-                wmma::load_matrix_sync(fb, sV + kk * L::ld_v + c0, L::ld_v);
-                wmma::mma_sync(acc, fa, fb, acc);
-            }
-            for (int kk = 0; kk < D; kk += 16) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
-                wmma::load_matrix_sync(fa, sQ + r0 * L::ld_qk + kk, L::ld_qk);
-                wmma::load_matrix_sync(fb, sSb + kk * L::ld_sb + c0, L::ld_sb);
-                wmma::mma_sync(acc, fa, fb, acc);
-            }
-            wmma::store_matrix_sync(sA + r0 * L::ld_o + c0, acc, L::ld_o, wmma::mem_row_major);
-        }
-        // 4. S = e^(b_last) S + Kdᵀ V: reads sK, sV, sS only, none of which step 3 writes.
-        const float decay = expf(last);
-        for (int tile = warp; tile < (D / 16) * (BV / 16); tile += WARPS) {
-            const int r0 = (tile / (BV / 16)) * 16, c0 = (tile % (BV / 16)) * 16;
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-            wmma::load_matrix_sync(acc, sS + r0 * L::ld_s + c0, L::ld_s, wmma::mem_row_major);
-            for (int e = 0; e < acc.num_elements; ++e) acc.x[e] *= decay;
-            for (int kk = 0; kk < C; kk += 16) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::col_major> fa;  // Kdᵀ
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
-                wmma::load_matrix_sync(fa, sK + kk * L::ld_qk + r0, L::ld_qk);
-                wmma::load_matrix_sync(fb, sV + kk * L::ld_v + c0, L::ld_v);
-                wmma::mma_sync(acc, fa, fb, acc);
-            }
-            wmma::store_matrix_sync(sS + r0 * L::ld_s + c0, acc, L::ld_s, wmma::mem_row_major);
-        }
+        // Step 3 stages O in sA; step 4 reads sK, sV, sS only, none of which step 3 writes.
+        chunk_outputs<T, D, BV>(sAb, sV, sQ, sSb, sA);
+        update_state<T, D, BV>(sS, sK, sV, expf(sCum[C - 1]));
         __syncthreads();
-        for (int idx = threadIdx.x; idx < len * BV; idx += GRET_THREADS) {
-            const int t = idx / BV, j = idx % BV;
-            o[(first + static_cast<int64_t>(t) * p.heads) * D + v0 + j] = from_f32<T>(sA[t * L::ld_o + j]);
-        }
+        store_outputs<T, D, BV>(static_cast<T*>(p.o), first_row(p, b, h, start), p.heads, v0, sA, len);
         __syncthreads();  // the next chunk overwrites sCum, sA and (one stage) the tiles
     }
     yoco::cp_async_wait<0>();  // nothing is in flight here (the last group is empty or waited for); say so
-    for (int idx = threadIdx.x; idx < D * BV; idx += GRET_THREADS) state[(idx / BV) * D + v0 + idx % BV] = sS[(idx / BV) * L::ld_s + idx % BV];
+    store_state<D, BV>(state, sS, v0);
+}
+
+// The parallel schedule's states pass: one CTA per (value block, head, sequence) walks the chunks,
+// writing each chunk's incoming state (rounded to the storage type: step 2's Sb) to
+// p.chunk_states [batch, heads, chunks, D, D], then doing steps 2 (Kd) and 4 only.
+template <typename T, int D, int BV>
+__device__ void gret_states(const GretChunkParams& p) {
+    using L = StatesLayout<D, BV>;
+    extern __shared__ __align__(128) unsigned char smem[];
+    if (p.smem_bytes != L::bytes) __trap();
+    float* sS = reinterpret_cast<float*>(smem + L::s);
+    float* sCum = reinterpret_cast<float*>(smem + L::cum);
+    float* sFactors = reinterpret_cast<float*>(smem + L::factors);
+
+    const int v0 = blockIdx.x * BV;
+    const int h = blockIdx.y;
+    const int b = blockIdx.z;
+    const int chunks = (p.seq + C - 1) / C;
+    const int64_t row_stride = static_cast<int64_t>(p.heads) * D;
+    const T* k = static_cast<const T*>(p.k);
+    const T* v = static_cast<const T*>(p.v);
+    const int64_t bh = static_cast<int64_t>(b) * p.heads + h;
+    float* state = p.state + bh * D * D;
+    T* chunk_states = static_cast<T*>(p.chunk_states) + bh * chunks * D * D;
+    load_state<D, BV>(sS, state, v0);
+
+    const auto load_tiles = [&](int start, int stage) {
+        const int len = min(C, p.seq - start);
+        const int64_t first = first_row(p, b, h, start);
+        load_rows_async<C>(reinterpret_cast<T*>(smem + L::k + stage * L::tile_qk), L::ld_qk, k + first * D, row_stride, D, len);
+        load_rows_async<C>(reinterpret_cast<T*>(smem + L::v + stage * L::tile_v), L::ld_v, v + first * D + v0, row_stride, BV, len);
+    };
+
+    // The sequential kernel's two-stage pipeline, over K and V only.
+    float2 gates = load_gates(p, b, h, 0);
+    load_tiles(0, 0);
+    yoco::cp_async_commit();
+    for (int chunk = 0, stage = 0; chunk < chunks; ++chunk, stage ^= 1) {
+        const int start = chunk * C;
+        const int len = min(C, p.seq - start);
+        if (start + C < p.seq) load_tiles(start + C, stage ^ 1);
+        yoco::cp_async_commit();
+        const float2 next_gates = load_gates(p, b, h, start + C);
+        T* sK = reinterpret_cast<T*>(smem + L::k + stage * L::tile_qk);
+        T* sV = reinterpret_cast<T*>(smem + L::v + stage * L::tile_v);
+        if (threadIdx.x < 32) gate_prefix(sCum, sFactors, gates.x, gates.y, len, p.scale);
+        gates = next_gates;
+        yoco::cp_async_wait<1>();
+        __syncthreads();
+
+        // sS (read-only until step 4, after the next barrier) is this chunk's incoming state.
+        T* incoming = chunk_states + static_cast<int64_t>(chunk) * D * D + v0;
+        for (int idx = threadIdx.x; idx < D * BV; idx += GRET_THREADS) {
+            const int i = idx / BV, j = idx % BV;
+            incoming[static_cast<int64_t>(i) * D + j] = from_f32<T>(sS[i * L::ld_s + j]);
+        }
+        decay_keys<T, D, BV>(sK, sFactors);
+        __syncthreads();
+
+        update_state<T, D, BV>(sS, sK, sV, expf(sCum[C - 1]));
+        __syncthreads();  // the next chunk overwrites sCum, sFactors and reads sS
+    }
+    yoco::cp_async_wait<0>();  // the last group is empty; say so
+    store_state<D, BV>(state, sS, v0);
+}
+
+// The parallel schedule's outputs pass: one CTA per (value block, chunk) in blockIdx.x (value
+// blocks of the same chunk adjacent, so they share its Q and K in L2) and (head, sequence) in
+// blockIdx.y, steps 1–3 from the chunk's incoming state written by the states pass.
+template <typename T, int D, int BV>
+__device__ void gret_outputs(const GretChunkParams& p) {
+    static_assert(BV == GRET_OUTPUTS_BLOCK_V, "the outputs pass has one value block");
+    using L = OutputsLayout<D>;
+    extern __shared__ __align__(128) unsigned char smem[];
+    if (p.smem_bytes != L::bytes) __trap();
+    T* sQ = reinterpret_cast<T*>(smem + L::q);
+    T* sK = reinterpret_cast<T*>(smem + L::k);
+    T* sV = reinterpret_cast<T*>(smem + L::v);
+    float* sA = reinterpret_cast<float*>(smem + L::a);
+    T* sAb = reinterpret_cast<T*>(smem + L::ab);
+    T* sSb = reinterpret_cast<T*>(smem + L::sb);
+    float* sCum = reinterpret_cast<float*>(smem + L::cum);
+    float* sFactors = reinterpret_cast<float*>(smem + L::factors);
+
+    constexpr int blocks_v = D / BV;
+    const int chunk = blockIdx.x / blocks_v;
+    const int v0 = (blockIdx.x % blocks_v) * BV;
+    const int h = blockIdx.y % p.heads;
+    const int b = blockIdx.y / p.heads;
+    const int chunks = (p.seq + C - 1) / C;
+    const int start = chunk * C;
+    const int len = min(C, p.seq - start);
+    const int64_t row_stride = static_cast<int64_t>(p.heads) * D;
+    const int64_t first = first_row(p, b, h, start);
+    const int64_t bh = static_cast<int64_t>(b) * p.heads + h;
+    const T* incoming = static_cast<const T*>(p.chunk_states) + (bh * chunks + chunk) * D * D + v0;
+
+    const float2 gates = load_gates(p, b, h, start);
+    load_rows_async<C>(sQ, L::ld_qk, static_cast<const T*>(p.q) + first * D, row_stride, D, len);
+    load_rows_async<C>(sK, L::ld_qk, static_cast<const T*>(p.k) + first * D, row_stride, D, len);
+    load_rows_async<C>(sV, L::ld_v, static_cast<const T*>(p.v) + first * D + v0, row_stride, BV, len);
+    load_rows_async<D>(sSb, L::ld_sb, incoming, D, BV, D);
+    yoco::cp_async_commit();
+    if (threadIdx.x < 32) gate_prefix(sCum, sFactors, gates.x, gates.y, len, p.scale);
+    yoco::cp_async_wait<0>();
+    __syncthreads();
+
+    chunk_scores<T, D, BV>(sQ, sK, sA);
+    __syncthreads();
+    decay_scores_and_queries<T, D, BV>(sA, sAb, sQ, sCum, sFactors, p.scale);
+    __syncthreads();
+    chunk_outputs<T, D, BV>(sAb, sV, sQ, sSb, sA);
+    __syncthreads();
+    store_outputs<T, D, BV>(static_cast<T*>(p.o), first, p.heads, v0, sA, len);
 }
 
 template <typename T, int D>
@@ -369,29 +603,31 @@ __device__ void gret_step(const GretStepParams& p) {
 
 }  // namespace
 
-#define YOCO_GRET_CHUNKWISE(suffix, T, D, BV)                                                              \
-    extern "C" __global__ void __launch_bounds__(GRET_THREADS, 1) gret_chunkwise_##suffix##_d##D##_v##BV(const GretChunkParams p) { \
-        gret_chunkwise<T, D, BV>(p);                                                                       \
+// One entry per dtype, head dim and value block; `kind` is chunkwise (sequential), states or
+// outputs (the parallel schedule's passes; outputs has one value block, GRET_OUTPUTS_BLOCK_V).
+#define YOCO_GRET_PREFILL(kind, suffix, T, D, BV, name_tail)                                                      \
+    extern "C" __global__ void __launch_bounds__(GRET_THREADS, 1) gret_##kind##_##suffix##_d##D##name_tail(const GretChunkParams p) { \
+        gret_##kind<T, D, BV>(p);                                                                          \
     }
 #define YOCO_GRET_STEP(suffix, T, D)                                                                       \
     extern "C" __global__ void __launch_bounds__(GRET_STEP_THREADS) gret_step_##suffix##_d##D(const GretStepParams p) { \
         gret_step<T, D>(p);                                                                                \
     }
-
-// The value-block widths must be literal in the entry names: GRET_BLOCK_V_NARROW and _WIDE.
-static_assert(GRET_BLOCK_V_NARROW == 32 && GRET_BLOCK_V_WIDE == 64, "entry names below");
-YOCO_GRET_CHUNKWISE(bf16, __nv_bfloat16, 64, 32)
-YOCO_GRET_CHUNKWISE(bf16, __nv_bfloat16, 64, 64)
-YOCO_GRET_CHUNKWISE(bf16, __nv_bfloat16, 128, 32)
-YOCO_GRET_CHUNKWISE(bf16, __nv_bfloat16, 128, 64)
-YOCO_GRET_CHUNKWISE(bf16, __nv_bfloat16, 256, 32)
-YOCO_GRET_CHUNKWISE(bf16, __nv_bfloat16, 256, 64)
-YOCO_GRET_CHUNKWISE(f16, __half, 64, 32)
-YOCO_GRET_CHUNKWISE(f16, __half, 64, 64)
-YOCO_GRET_CHUNKWISE(f16, __half, 128, 32)
-YOCO_GRET_CHUNKWISE(f16, __half, 128, 64)
-YOCO_GRET_CHUNKWISE(f16, __half, 256, 32)
-YOCO_GRET_CHUNKWISE(f16, __half, 256, 64)
+// Every value block of the sequential kernel and the states pass (the names carry the widths,
+// GRET_BLOCK_V_NARROW and _WIDE, which must be literal there), and the outputs pass.
+static_assert(GRET_BLOCK_V_NARROW == 32 && GRET_BLOCK_V_WIDE == 64 && GRET_OUTPUTS_BLOCK_V == 64, "entry names below");
+#define YOCO_GRET_DTYPE_DIM(suffix, T, D)                       \
+    YOCO_GRET_PREFILL(chunkwise, suffix, T, D, 32, _v32)         \
+    YOCO_GRET_PREFILL(chunkwise, suffix, T, D, 64, _v64)         \
+    YOCO_GRET_PREFILL(states, suffix, T, D, 32, _v32)            \
+    YOCO_GRET_PREFILL(states, suffix, T, D, 64, _v64)            \
+    YOCO_GRET_PREFILL(outputs, suffix, T, D, GRET_OUTPUTS_BLOCK_V, )
+YOCO_GRET_DTYPE_DIM(bf16, __nv_bfloat16, 64)
+YOCO_GRET_DTYPE_DIM(bf16, __nv_bfloat16, 128)
+YOCO_GRET_DTYPE_DIM(bf16, __nv_bfloat16, 256)
+YOCO_GRET_DTYPE_DIM(f16, __half, 64)
+YOCO_GRET_DTYPE_DIM(f16, __half, 128)
+YOCO_GRET_DTYPE_DIM(f16, __half, 256)
 YOCO_GRET_STEP(f32, float, 64)
 YOCO_GRET_STEP(f32, float, 128)
 YOCO_GRET_STEP(f32, float, 256)

@@ -4,14 +4,17 @@
 #pragma once
 #include <stdint.h>
 
-/* Chunkwise prefill: tokens per chunk; value columns per CTA, wide or narrow (each dtype and head
- * dim has an entry for both: gret_chunkwise_<dtype>_d<D>_v<BV>; the host takes the narrow one when
- * its D / 32 × heads × batch CTAs still fit one wave on the GPU, the wide one otherwise); threads
- * per CTA. */
+/* Chunkwise prefill: tokens per chunk; value columns per CTA of the kernels that walk the chunks
+ * (the sequential gret_chunkwise_<dtype>_d<D>_v<BV> and the parallel schedule's states pass
+ * gret_states_<dtype>_d<D>_v<BV>), wide or narrow (the host takes the narrow one when its
+ * D / 32 × heads × batch CTAs still fit one wave on the GPU, the wide one otherwise); threads per
+ * CTA. */
 #define GRET_CHUNK 64
 #define GRET_BLOCK_V_WIDE 64
 #define GRET_BLOCK_V_NARROW 32
 #define GRET_THREADS 256
+/* Value columns per CTA of the parallel schedule's outputs pass (gret_outputs_<dtype>_d<D>). */
+#define GRET_OUTPUTS_BLOCK_V 64
 /* Shared-memory row padding of the chunkwise kernel, in elements: 16-bit rows (Q, K, V, the
  * rounded scores and state) get 8 more (16 bytes), f32 rows (scores, state, output staging) 8 more
  * (32 bytes), so that the rows of a tensor-core fragment fall on different banks (see Layout in
@@ -32,12 +35,16 @@ typedef struct GretChunkParams {
     const float* log_decay;
     float* state; /* read as the incoming state, overwritten with the outgoing one */
     void* o;
+    /* The parallel schedule's [batch, heads, chunks, dim, dim] buffer of each chunk's incoming
+     * state in the storage type: written by the states pass, read by the outputs pass; unused
+     * (may be null) by the sequential kernel. */
+    void* chunk_states;
     int32_t batch;
     int32_t seq;
     int32_t heads;
     float scale; /* multiplies k */
     /* Dynamic shared memory the host allocated; the kernel checks it equals its own layout's
-     * size (Layout<T, D>::bytes in the .cu, chunkwise_smem_bytes in crates/gated-retention/src/cuda.rs). */
+     * size (the *Layout structs in the .cu, smem_bytes in crates/gated-retention/src/cuda.rs). */
     int32_t smem_bytes;
 } GretChunkParams;
 

@@ -171,7 +171,7 @@ impl Ops {
             // One token per sequence: the recurrent step, updating the state in place.
             Backend::Fast if q.dims()[1] == 1 => yoco_gated_retention::gated_retention_step(q, k, v, log_decay, state, None),
             Backend::Fast => {
-                let (o, s) = yoco_gated_retention::gated_retention(q, k, v, log_decay, Some(state), &RetentionOptions { scale: None, chunk })?;
+                let (o, s) = yoco_gated_retention::gated_retention(q, k, v, log_decay, Some(state), &RetentionOptions { chunk, ..RetentionOptions::default() })?;
                 *state = s;
                 Ok(o)
             }

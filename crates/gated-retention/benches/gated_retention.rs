@@ -10,7 +10,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
 use yoco_core::rng::Rng;
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
-use yoco_gated_retention::{gated_retention, gated_retention_step, RetentionOptions};
+use yoco_gated_retention::{gated_retention, gated_retention_step, ChunkSchedule, RetentionOptions};
 
 const HEADS: usize = 8;
 const DIM: usize = 128;
@@ -39,19 +39,25 @@ fn bench(c: &mut Criterion) {
             Device::Cuda(g) => (DType::BF16, 1e3 * yoco_core::cuda::cublas_gemm_tflops(g, 8192, 8192, 8192, 10).unwrap(), "cuBLAS bf16 GEMM"),
         };
         lines.push(format!("{device}: {what} ceiling {ceiling:.1} GFLOP/s"));
-        let chunks: &[usize] = if device.is_cpu() { &[64, 128, 256] } else { &[64] };
+        // The CPU path takes any chunk and has one schedule; the CUDA kernels' chunk is 64, and
+        // both of their schedules are measured.
+        let variants: Vec<(usize, ChunkSchedule)> = if device.is_cpu() {
+            [64, 128, 256].map(|chunk| (chunk, ChunkSchedule::default())).to_vec()
+        } else {
+            vec![(64, ChunkSchedule::Parallel), (64, ChunkSchedule::Sequential)]
+        };
         let mut group = c.benchmark_group("gated_retention_prefill");
         let (samples, warm_up, measurement) = group_timing(true);
         group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
-        for &chunk in chunks {
+        for &(chunk, schedule) in &variants {
             let mut medians = Vec::new();
             for seq in [2048, 4096, 8192, 16384, 32768] {
                 let dims = [1, seq, HEADS, DIM];
                 let (q, k, v) = (tensor(&mut rng, &dims, dtype, &device, false), tensor(&mut rng, &dims, dtype, &device, false), tensor(&mut rng, &dims, dtype, &device, false));
                 let g = tensor(&mut rng, &[1, seq, HEADS], DType::F32, &device, true);
-                let options = RetentionOptions { scale: None, chunk };
+                let options = RetentionOptions { scale: None, chunk, schedule };
                 let flops = chunkwise_flops(seq, chunk, HEADS, DIM);
-                let id = format!("{device}-{dtype}-chunk{chunk}");
+                let id = if device.is_cpu() { format!("{device}-{dtype}-chunk{chunk}") } else { format!("{device}-{dtype}-chunk{chunk}-{}", schedule.name()) };
                 group.throughput(Throughput::Elements(seq as u64));
                 group.bench_function(BenchmarkId::new(&id, seq), |b| {
                     b.iter_custom(|iters| log.record(iters, time_on(&device, iters, || drop(gated_retention(&q, &k, &v, &g, None, &options).unwrap()))))
@@ -62,7 +68,7 @@ fn bench(c: &mut Criterion) {
                 lines.push(line.replace("FMA ceiling", &format!("{what} ceiling")));
             }
             if let [.., t16, t32] = medians[..] {
-                lines.push(format!("gated_retention/prefill/{device}-chunk{chunk}: time(32K) / time(16K) = {:.2} (linear is 2.0, target ≤ 2.3)", t32 / t16));
+                lines.push(format!("gated_retention/prefill/{device}-chunk{chunk}-{}: time(32K) / time(16K) = {:.2} (linear is 2.0, target ≤ 2.3)", schedule.name(), t32 / t16));
             }
         }
         group.finish();

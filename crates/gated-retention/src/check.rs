@@ -5,7 +5,7 @@ use yoco_core::testing::{case_rng, judge, Outcome};
 use yoco_core::{DType, Device, MemoryCategory, Result, Tensor};
 
 use crate::reference::{self, Problem};
-use crate::{gated_retention, gated_retention_step, RetentionOptions, DEFAULT_CHUNK};
+use crate::{gated_retention, gated_retention_step, ChunkSchedule, RetentionOptions, DEFAULT_CHUNK};
 
 /// How the decays are drawn.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -98,12 +98,14 @@ pub fn problem<'a>(case: &Case, vals: &'a [Vec<f64>; 5]) -> Problem<'a> {
 
 /// The fast path (prefill) on `device` in `dtype` against the f64 chunkwise reference (exact, so
 /// any chunk length of the path is compared with the same truth) and the plain same-precision
-/// implementation: outcomes for o and for the final state.
-pub fn prefill_case(device: &Device, dtype: DType, case: &Case) -> Result<Vec<Outcome>> {
-    let label = format!("gated_retention {device} {dtype} {case:?}");
-    let mut rng = case_rng(&label);
+/// implementation: outcomes for o and for the final state. `schedule` is the CUDA prefill's (the
+/// CPU path has one).
+pub fn prefill_case(device: &Device, dtype: DType, case: &Case, schedule: ChunkSchedule) -> Result<Vec<Outcome>> {
+    let label = format!("gated_retention {device} {dtype} {} {case:?}", schedule.name());
+    // The inputs depend on the case only, so both schedules see the same ones.
+    let mut rng = case_rng(&format!("gated_retention {device} {dtype} {case:?}"));
     let inputs = Inputs::draw(&mut rng, case, dtype, device)?;
-    let options = RetentionOptions { scale: None, chunk: case.chunk };
+    let options = RetentionOptions { scale: None, chunk: case.chunk, schedule };
     let (o, state) = gated_retention(&inputs.q, &inputs.k, &inputs.v, &inputs.log_decay, inputs.state.as_ref(), &options)?;
     let vals = inputs.to_f64()?;
     let p = problem(case, &vals);
@@ -144,7 +146,7 @@ pub fn decode_case(device: &Device, dtype: DType, case: &Case, steps: usize) -> 
     };
     let mut state = if prefix > 0 {
         let [q, k, v, g] = part(0, prefix)?;
-        let options = RetentionOptions { scale: None, chunk: case.chunk };
+        let options = RetentionOptions { chunk: case.chunk, ..RetentionOptions::default() };
         gated_retention(&q, &k, &v, &g, inputs.state.as_ref(), &options)?.1
     } else {
         // A one-token prompt is all decode: start from the incoming state (or zeros).
@@ -172,8 +174,8 @@ pub fn decode_case(device: &Device, dtype: DType, case: &Case, steps: usize) -> 
 }
 
 /// The sweep the tests and `yoco check` run: head dims 64/128/256, N = 1, lengths that chunks
-/// do not divide, an incoming state, extreme decays, prefill + decode, and on CUDA a grid large
-/// enough for the wide value block.
+/// do not divide, an incoming state, extreme decays, prefill + decode, and on CUDA both schedules
+/// and a grid large enough for the wide value block.
 pub fn sweep(device: &Device, large: bool) -> Result<Vec<Outcome>> {
     let dtypes: &[DType] = if device.is_cpu() { &[DType::F32, DType::BF16] } else { &[DType::BF16, DType::F16] };
     // The CUDA kernel's chunk is fixed; the CPU path takes any.
@@ -199,10 +201,13 @@ pub fn sweep(device: &Device, large: bool) -> Result<Vec<Outcome>> {
         cases.push(Case { batch: 1, seq: 8192, heads: 4, dim: 128, chunk: DEFAULT_CHUNK, gates: Gates::Model, with_state: false });
         cases.push(Case { batch: 2, seq: 2048, heads: 8, dim: 256, chunk: DEFAULT_CHUNK, gates: Gates::Model, with_state: true });
     }
+    let schedules: &[ChunkSchedule] = if device.is_cpu() { &[ChunkSchedule::Parallel] } else { &[ChunkSchedule::Parallel, ChunkSchedule::Sequential] };
     let mut outcomes = Vec::new();
     for &dtype in dtypes {
         for case in &cases {
-            outcomes.extend(prefill_case(device, dtype, case)?);
+            for &schedule in schedules {
+                outcomes.extend(prefill_case(device, dtype, case, schedule)?);
+            }
         }
         let decode = Case { batch: 2, seq: 70, heads: 3, dim: 64, chunk: DEFAULT_CHUNK, gates: Gates::Model, with_state: true };
         outcomes.extend(decode_case(device, dtype, &decode, 5)?);

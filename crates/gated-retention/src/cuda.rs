@@ -3,9 +3,10 @@
 
 use yoco_core::cuda::cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute_enum};
 use yoco_core::cuda::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
-use yoco_core::{DType, Error, Result, Tensor};
+use yoco_core::cuda::CudaDevice;
+use yoco_core::{DType, Error, MemoryCategory, Result, Tensor};
 
-use crate::RetentionShape;
+use crate::{ChunkSchedule, RetentionShape};
 
 #[allow(non_camel_case_types, non_snake_case, non_upper_case_globals, dead_code, clippy::all)]
 mod sys {
@@ -22,9 +23,10 @@ unsafe impl DeviceRepr for GretStepParams {}
 pub(crate) const CHUNK: usize = sys::GRET_CHUNK as usize;
 const BLOCK_V_WIDE: usize = sys::GRET_BLOCK_V_WIDE as usize;
 const BLOCK_V_NARROW: usize = sys::GRET_BLOCK_V_NARROW as usize;
+const OUTPUTS_BLOCK_V: usize = sys::GRET_OUTPUTS_BLOCK_V as usize;
 
-/// The value columns per CTA of the chunkwise prefill. Each CTA walks all the chunks of its
-/// (head, sequence) in turn, so a launch takes as long as one CTA's chain whenever the grid fits
+/// The value columns per CTA of the prefill kernels that walk the chunks (the sequential kernel
+/// and the states pass). Each CTA walks all the chunks of its (head, sequence) in turn, so a launch takes as long as one CTA's chain whenever the grid fits
 /// on the GPU at once: then the narrow block, whose CTA does half the value-side products (and
 /// the same scores and decays, recomputed by twice as many CTAs), is the faster. Once the narrow
 /// grid is more than one wave, that recomputation costs SM time the wide block does not spend.
@@ -36,39 +38,83 @@ fn block_v(shape: RetentionShape, multiprocessors: usize) -> usize {
     }
 }
 
-/// Dynamic shared memory of the chunkwise kernel; the same layout as `Layout` in the .cu (the
-/// kernel traps if the two disagree): Q, K [C, D] and V [C, BV] in the storage type, scores
-/// [C, C] f32 and rounded, state [D, BV] f32 and rounded, the gate cumsum [C] f32; every row
-/// padded by GRET_PAD_16BIT (storage type) or GRET_PAD_F32 (f32) elements against bank conflicts;
-/// Q, K and V twice (the next chunk's prefetched) where that fits under GRET_SMEM_LIMIT.
-fn chunkwise_smem_bytes(dim: usize, elem: usize, bv: usize) -> usize {
+/// The chunkwise prefill's kernels: the sequential one, and the parallel schedule's two passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    /// `gret_chunkwise_*`: all the steps, chunk by chunk, carrying the state.
+    Sequential,
+    /// `gret_states_*`: each chunk's incoming state into the buffer, chunk by chunk.
+    States,
+    /// `gret_outputs_*`: every chunk's outputs from the buffer, all chunks at once.
+    Outputs,
+}
+
+/// Dynamic shared memory of a prefill kernel: the same layouts as `SequentialLayout`,
+/// `StatesLayout` and `OutputsLayout` in the .cu (the kernels trap if the two disagree). Tiles in
+/// the storage type: Q, K [C, D] and V [C, BV]; the rounded scores [C, C] and state [D, BV]; in
+/// f32: scores [C, C], state [D, BV], the gate cumsum [C] and two per-token factors [2, C]. Every
+/// row is padded by GRET_PAD_16BIT (storage type) or GRET_PAD_F32 (f32) elements against bank
+/// conflicts. The sequential kernel keeps Q, K and V twice (the next chunk's prefetched) where
+/// that fits under GRET_SMEM_LIMIT; the states pass keeps K and V (and no Q) twice; the outputs
+/// pass, one chunk per CTA, keeps them once and has no f32 state.
+fn smem_bytes(pass: Pass, dim: usize, elem: usize, bv: usize) -> usize {
     let c = CHUNK;
     let row16 = |cols: usize| (cols + sys::GRET_PAD_16BIT as usize) * elem;
     let row32 = |cols: usize| (cols + sys::GRET_PAD_F32 as usize) * 4;
-    let tiles = 2 * c * row16(dim) + c * row16(bv);
-    let rest = c * row32(c) + c * row16(c) + dim * row32(bv) + dim * row16(bv) + c * 4;
-    let stages = if 2 * tiles + rest <= sys::GRET_SMEM_LIMIT as usize { 2 } else { 1 };
-    stages * tiles + rest
+    let (tile_qk, tile_v) = (c * row16(dim), c * row16(bv));
+    let (scores, rounded_scores) = (c * row32(c), c * row16(c));
+    let (state, rounded_state) = (dim * row32(bv), dim * row16(bv));
+    let gates = 3 * c * 4; // the cumsum, the key factors, the query factors
+    match pass {
+        Pass::Sequential => {
+            let rest = scores + rounded_scores + state + rounded_state + gates;
+            let stages = if 2 * (2 * tile_qk + tile_v) + rest <= sys::GRET_SMEM_LIMIT as usize { 2 } else { 1 };
+            stages * (2 * tile_qk + tile_v) + rest
+        }
+        Pass::States => 2 * (tile_qk + tile_v) + state + gates,
+        Pass::Outputs => 2 * tile_qk + tile_v + scores + rounded_scores + rounded_state + gates,
+    }
 }
 
-fn chunkwise_entry(dtype: DType, dim: usize, bv: usize) -> Result<&'static str> {
-    Ok(match (dtype, dim, bv) {
-        (DType::BF16, 64, 32) => entry::GRET_CHUNKWISE_BF16_D64_V32,
-        (DType::BF16, 64, 64) => entry::GRET_CHUNKWISE_BF16_D64_V64,
-        (DType::BF16, 128, 32) => entry::GRET_CHUNKWISE_BF16_D128_V32,
-        (DType::BF16, 128, 64) => entry::GRET_CHUNKWISE_BF16_D128_V64,
-        (DType::BF16, 256, 32) => entry::GRET_CHUNKWISE_BF16_D256_V32,
-        (DType::BF16, 256, 64) => entry::GRET_CHUNKWISE_BF16_D256_V64,
-        (DType::F16, 64, 32) => entry::GRET_CHUNKWISE_F16_D64_V32,
-        (DType::F16, 64, 64) => entry::GRET_CHUNKWISE_F16_D64_V64,
-        (DType::F16, 128, 32) => entry::GRET_CHUNKWISE_F16_D128_V32,
-        (DType::F16, 128, 64) => entry::GRET_CHUNKWISE_F16_D128_V64,
-        (DType::F16, 256, 32) => entry::GRET_CHUNKWISE_F16_D256_V32,
-        (DType::F16, 256, 64) => entry::GRET_CHUNKWISE_F16_D256_V64,
-        (DType::F32, _, _) => {
+/// The entry of `pass` for this dtype, head dim and value block (the outputs pass has one,
+/// GRET_OUTPUTS_BLOCK_V).
+fn prefill_entry(pass: Pass, dtype: DType, dim: usize, bv: usize) -> Result<&'static str> {
+    use Pass::*;
+    Ok(match (pass, dtype, dim, bv) {
+        (Sequential, DType::BF16, 64, 32) => entry::GRET_CHUNKWISE_BF16_D64_V32,
+        (Sequential, DType::BF16, 64, 64) => entry::GRET_CHUNKWISE_BF16_D64_V64,
+        (Sequential, DType::BF16, 128, 32) => entry::GRET_CHUNKWISE_BF16_D128_V32,
+        (Sequential, DType::BF16, 128, 64) => entry::GRET_CHUNKWISE_BF16_D128_V64,
+        (Sequential, DType::BF16, 256, 32) => entry::GRET_CHUNKWISE_BF16_D256_V32,
+        (Sequential, DType::BF16, 256, 64) => entry::GRET_CHUNKWISE_BF16_D256_V64,
+        (Sequential, DType::F16, 64, 32) => entry::GRET_CHUNKWISE_F16_D64_V32,
+        (Sequential, DType::F16, 64, 64) => entry::GRET_CHUNKWISE_F16_D64_V64,
+        (Sequential, DType::F16, 128, 32) => entry::GRET_CHUNKWISE_F16_D128_V32,
+        (Sequential, DType::F16, 128, 64) => entry::GRET_CHUNKWISE_F16_D128_V64,
+        (Sequential, DType::F16, 256, 32) => entry::GRET_CHUNKWISE_F16_D256_V32,
+        (Sequential, DType::F16, 256, 64) => entry::GRET_CHUNKWISE_F16_D256_V64,
+        (States, DType::BF16, 64, 32) => entry::GRET_STATES_BF16_D64_V32,
+        (States, DType::BF16, 64, 64) => entry::GRET_STATES_BF16_D64_V64,
+        (States, DType::BF16, 128, 32) => entry::GRET_STATES_BF16_D128_V32,
+        (States, DType::BF16, 128, 64) => entry::GRET_STATES_BF16_D128_V64,
+        (States, DType::BF16, 256, 32) => entry::GRET_STATES_BF16_D256_V32,
+        (States, DType::BF16, 256, 64) => entry::GRET_STATES_BF16_D256_V64,
+        (States, DType::F16, 64, 32) => entry::GRET_STATES_F16_D64_V32,
+        (States, DType::F16, 64, 64) => entry::GRET_STATES_F16_D64_V64,
+        (States, DType::F16, 128, 32) => entry::GRET_STATES_F16_D128_V32,
+        (States, DType::F16, 128, 64) => entry::GRET_STATES_F16_D128_V64,
+        (States, DType::F16, 256, 32) => entry::GRET_STATES_F16_D256_V32,
+        (States, DType::F16, 256, 64) => entry::GRET_STATES_F16_D256_V64,
+        (Outputs, DType::BF16, 64, OUTPUTS_BLOCK_V) => entry::GRET_OUTPUTS_BF16_D64,
+        (Outputs, DType::BF16, 128, OUTPUTS_BLOCK_V) => entry::GRET_OUTPUTS_BF16_D128,
+        (Outputs, DType::BF16, 256, OUTPUTS_BLOCK_V) => entry::GRET_OUTPUTS_BF16_D256,
+        (Outputs, DType::F16, 64, OUTPUTS_BLOCK_V) => entry::GRET_OUTPUTS_F16_D64,
+        (Outputs, DType::F16, 128, OUTPUTS_BLOCK_V) => entry::GRET_OUTPUTS_F16_D128,
+        (Outputs, DType::F16, 256, OUTPUTS_BLOCK_V) => entry::GRET_OUTPUTS_F16_D256,
+        (_, DType::F32, _, _) => {
             return Err(Error::Unsupported { op: "gated_retention", what: "f32 on CUDA: the tensor-core prefill takes bf16 or f16 (convert q, k, v)".into() })
         }
-        _ => return Err(Error::Unsupported { op: "gated_retention", what: format!("head dim {dim} on CUDA") }),
+        _ => return Err(Error::Unsupported { op: "gated_retention", what: format!("head dim {dim} (value block {bv}) on CUDA for {pass:?}") }),
     })
 }
 
@@ -92,44 +138,83 @@ fn dim_i32(op: &'static str, what: &'static str, v: usize) -> Result<i32> {
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn chunkwise(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, state: &mut Tensor, o: &mut Tensor, shape: RetentionShape, scale: f32) -> Result<()> {
+pub(crate) fn chunkwise(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    log_decay: &Tensor,
+    state: &mut Tensor,
+    o: &mut Tensor,
+    shape: RetentionShape,
+    scale: f32,
+    schedule: ChunkSchedule,
+) -> Result<()> {
     const OP: &str = "gated_retention (cuda)";
     let device = q.device().as_cuda(OP)?.clone();
     let multiprocessors = device.context().attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_err(|e| Error::cuda(OP, e))?;
     let bv = block_v(shape, multiprocessors.max(1) as usize);
-    let name = chunkwise_entry(q.dtype(), shape.dim, bv)?;
-    let smem = chunkwise_smem_bytes(shape.dim, q.dtype().size_in_bytes(), bv);
-    let params = GretChunkParams {
+    if shape.heads > 65535 || shape.batch > 65535 || shape.heads * shape.batch > 65535 {
+        return Err(Error::invalid(OP, "q", format!("{} heads × {} sequences exceed the grid's 65535 per dimension", shape.heads, shape.batch)));
+    }
+    let chunks = shape.seq.div_ceil(CHUNK);
+    // Each chunk's incoming state, in the storage type: [batch, heads, chunks, dim, dim].
+    let mut chunk_states = match schedule {
+        ChunkSchedule::Parallel => Some(Tensor::zeros([shape.batch, shape.heads, chunks, shape.dim, shape.dim], q.dtype(), q.device(), MemoryCategory::Activations)?),
+        ChunkSchedule::Sequential => None,
+    };
+    let mut params = GretChunkParams {
         q: q.device_ptr()?,
         k: k.device_ptr()?,
         v: v.device_ptr()?,
         log_decay: log_decay.device_ptr()? as *const f32,
         state: state.device_ptr_mut()? as *mut f32,
         o: o.device_ptr_mut()?,
+        chunk_states: match chunk_states.as_mut() {
+            Some(t) => t.device_ptr_mut()?,
+            None => std::ptr::null_mut(),
+        },
         batch: dim_i32(OP, "batch", shape.batch)?,
         seq: dim_i32(OP, "seq", shape.seq)?,
         heads: dim_i32(OP, "heads", shape.heads)?,
         scale,
-        smem_bytes: smem as i32,
+        smem_bytes: 0,
     };
-    if shape.heads > 65535 || shape.batch > 65535 {
-        return Err(Error::invalid(OP, "q", format!("{} heads × {} sequences exceed the grid's 65535 per dimension", shape.heads, shape.batch)));
+    let walking_grid = ((shape.dim / bv) as u32, shape.heads as u32, shape.batch as u32);
+    // SAFETY (all launches): q, k, v, o hold [batch, seq, heads, dim] elements of the entry's
+    // dtype, log_decay [batch, seq, heads] f32 and state [batch, heads, dim, dim] f32 (checked by
+    // lib.rs); chunk_states, where a pass uses it, [batch, heads, chunks, dim, dim] of the dtype
+    // (allocated above). The kernels that walk the chunks take a grid of dim / bv value blocks ×
+    // heads × batch (bv divides 64, 128 and 256) with the entry compiled for bv; the outputs pass
+    // takes chunks × dim / GRET_OUTPUTS_BLOCK_V blocks in x and heads × batch in y. Every block is
+    // GRET_THREADS and the dynamic shared memory the pass's layout (which each kernel checks).
+    match schedule {
+        ChunkSchedule::Sequential => unsafe { launch_prefill(&device, Pass::Sequential, &mut params, q.dtype(), shape.dim, bv, walking_grid) },
+        ChunkSchedule::Parallel => {
+            let blocks = u32::try_from(chunks * (shape.dim / OUTPUTS_BLOCK_V))
+                .map_err(|_| Error::invalid(OP, "seq", format!("{} tokens: more chunks than a grid holds", shape.seq)))?;
+            unsafe { launch_prefill(&device, Pass::States, &mut params, q.dtype(), shape.dim, bv, walking_grid)? };
+            unsafe { launch_prefill(&device, Pass::Outputs, &mut params, q.dtype(), shape.dim, OUTPUTS_BLOCK_V, (blocks, (shape.heads * shape.batch) as u32, 1)) }
+        }
     }
+    // chunk_states is freed here, stream-ordered after the outputs pass that reads it.
+}
+
+/// Launches `pass` with `params` (its shared-memory size set to the pass's) on `grid`.
+///
+/// # Safety
+/// `params` and `grid` must be what the pass's kernel expects: see `chunkwise`.
+unsafe fn launch_prefill(device: &CudaDevice, pass: Pass, params: &mut GretChunkParams, dtype: DType, dim: usize, bv: usize, grid: (u32, u32, u32)) -> Result<()> {
+    const OP: &str = "gated_retention (cuda)";
+    let name = prefill_entry(pass, dtype, dim, bv)?;
+    let smem = smem_bytes(pass, dim, dtype.size_in_bytes(), bv);
+    params.smem_bytes = smem as i32;
     let func = device.function(&MODULE, name)?;
     func.set_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
         .map_err(|e| Error::cuda(OP, format!("{smem} bytes of shared memory for {name}: {e}")))?;
-    let cfg = LaunchConfig {
-        grid_dim: ((shape.dim / bv) as u32, shape.heads as u32, shape.batch as u32),
-        block_dim: (sys::GRET_THREADS, 1, 1),
-        shared_mem_bytes: smem as u32,
-    };
+    let cfg = LaunchConfig { grid_dim: grid, block_dim: (sys::GRET_THREADS, 1, 1), shared_mem_bytes: smem as u32 };
     let mut launch = device.stream().launch_builder(&func);
-    launch.arg(&params);
-    // SAFETY: q, k, v, o hold [batch, seq, heads, dim] elements of the entry's dtype, log_decay
-    // [batch, seq, heads] f32 and state [batch, heads, dim, dim] f32 (checked by lib.rs); the
-    // grid covers dim / bv value blocks × heads × batch (bv divides 64, 128 and 256), the block
-    // is GRET_THREADS, the entry is the one compiled for bv, and the
-    // dynamic shared memory is the kernel's layout (which it checks).
+    launch.arg(&*params);
+    // SAFETY: the caller's contract.
     unsafe { launch.launch(cfg) }.map_err(|e| Error::cuda(OP, e))?;
     Ok(())
 }
@@ -173,12 +258,33 @@ pub(crate) fn step(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, state
 mod tests {
     use super::*;
 
-    /// The kernel's Layout sizes, static_asserted in gated_retention.cu with the same numbers.
+    /// The kernels' layout sizes, static_asserted in gated_retention.cu with the same numbers.
     #[test]
-    fn shared_memory_matches_the_kernel_layout() {
-        for (dim, bv, bytes) in [(64, 32, 90368), (64, 64, 110848), (128, 32, 138496), (128, 64, 171264), (256, 32, 162048), (256, 64, 215296)] {
-            assert_eq!(chunkwise_smem_bytes(dim, 2, bv), bytes, "D = {dim}, BV = {bv}");
+    fn shared_memory_matches_the_kernel_layouts() {
+        for (dim, bv, bytes) in [(64, 32, 90880), (64, 64, 111360), (128, 32, 139008), (128, 64, 171776), (256, 32, 162560), (256, 64, 215808)] {
+            assert_eq!(smem_bytes(Pass::Sequential, dim, 2, bv), bytes, "sequential, D = {dim}, BV = {bv}");
         }
+        for (dim, bv, bytes) in [(64, 32, 39680), (64, 64, 56064), (128, 32, 66304), (128, 64, 90880), (256, 32, 119552), (256, 64, 160512)] {
+            assert_eq!(smem_bytes(Pass::States, dim, 2, bv), bytes, "states, D = {dim}, BV = {bv}");
+        }
+        for (dim, bytes) in [(64, 65280), (128, 90880), (256, 142080)] {
+            assert_eq!(smem_bytes(Pass::Outputs, dim, 2, OUTPUTS_BLOCK_V), bytes, "outputs, D = {dim}");
+        }
+    }
+
+    #[test]
+    fn every_pass_has_an_entry_for_every_supported_shape() {
+        for dtype in [DType::BF16, DType::F16] {
+            for dim in crate::SUPPORTED_HEAD_DIMS {
+                for bv in [BLOCK_V_NARROW, BLOCK_V_WIDE] {
+                    prefill_entry(Pass::Sequential, dtype, dim, bv).unwrap();
+                    prefill_entry(Pass::States, dtype, dim, bv).unwrap();
+                }
+                prefill_entry(Pass::Outputs, dtype, dim, OUTPUTS_BLOCK_V).unwrap();
+            }
+        }
+        assert!(prefill_entry(Pass::Outputs, DType::BF16, 128, BLOCK_V_NARROW).is_err());
+        assert!(matches!(prefill_entry(Pass::States, DType::F32, 128, 64), Err(Error::Unsupported { .. })));
     }
 
     #[test]

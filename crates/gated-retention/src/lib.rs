@@ -39,11 +39,40 @@ pub struct RetentionOptions {
     pub scale: Option<f32>,
     /// Chunk length of the chunkwise form (CPU: any positive length; CUDA: 64).
     pub chunk: usize,
+    /// How the CUDA prefill orders its work over the chunks. Both schedules give the same
+    /// results (the same products, rounded at the same places); the CPU path always walks the
+    /// chunks in order per (sequence, head), which its few cores keep busy.
+    pub schedule: ChunkSchedule,
 }
 
 impl Default for RetentionOptions {
     fn default() -> Self {
-        RetentionOptions { scale: None, chunk: DEFAULT_CHUNK }
+        RetentionOptions { scale: None, chunk: DEFAULT_CHUNK, schedule: ChunkSchedule::default() }
+    }
+}
+
+/// The order of the CUDA prefill's work over the chunks. The state is a recurrence across chunks,
+/// so some of the work is sequential either way; the schedules differ in how much.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChunkSchedule {
+    /// Two passes, flash-linear-attention's schedule: the chunks' incoming states in order (only
+    /// the state update is sequential), then every chunk's outputs at once. Takes a transient
+    /// buffer of those states in the storage type, `2·D²` bytes per chunk, head and sequence
+    /// (25 MB for 2,048 tokens × 24 heads at D = 128 in bf16), charged as activations.
+    #[default]
+    Parallel,
+    /// One pass carrying the state through the chunks, all of a chunk's work on the sequential
+    /// chain; no buffer. Slower wherever there are many chunks and few heads.
+    Sequential,
+}
+
+impl ChunkSchedule {
+    /// The schedule's name in labels: "parallel" or "sequential".
+    pub fn name(self) -> &'static str {
+        match self {
+            ChunkSchedule::Parallel => "parallel",
+            ChunkSchedule::Sequential => "sequential",
+        }
     }
 }
 
@@ -69,7 +98,7 @@ pub fn gated_retention(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, s
     if let Some(s) = state {
         expect_state(OP, s, q, &state_dims)?;
     }
-    let scale = key_scale(OP, options, shape.dim)?;
+    let scale = key_scale(OP, options.scale, shape.dim)?;
     let mut o = Tensor::zeros(q.shape().clone(), q.dtype(), q.device(), MemoryCategory::Activations)?;
     let mut state_out = match state {
         Some(s) => s.to_device(q.device())?,
@@ -83,7 +112,7 @@ pub fn gated_retention(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, s
             if options.chunk != cuda::CHUNK {
                 return Err(Error::Unsupported { op: OP, what: format!("chunk {} on CUDA: the kernel's chunk is {}", options.chunk, cuda::CHUNK) });
             }
-            cuda::chunkwise(q, k, v, log_decay, &mut state_out, &mut o, shape, scale)?
+            cuda::chunkwise(q, k, v, log_decay, &mut state_out, &mut o, shape, scale, options.schedule)?
         }
     }
     Ok((o, state_out))
@@ -98,7 +127,7 @@ pub fn gated_retention_step(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tens
         return Err(Error::ShapeMismatch { op: OP, what: "q", expected: "one token per sequence ([batch, 1, heads, dim])".into(), got: q.shape().to_string() });
     }
     expect_state(OP, state, q, &[shape.batch, shape.heads, shape.dim, shape.dim])?;
-    let scale = key_scale(OP, &RetentionOptions { scale, chunk: 1 }, shape.dim)?;
+    let scale = key_scale(OP, scale, shape.dim)?;
     let mut o = Tensor::zeros(q.shape().clone(), q.dtype(), q.device(), MemoryCategory::Activations)?;
     match q.device() {
         Device::Cpu(_) => cpu::step(q, k, v, log_decay, state, &mut o, shape, scale)?,
@@ -108,8 +137,8 @@ pub fn gated_retention_step(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tens
     Ok(o)
 }
 
-fn key_scale(op: &'static str, options: &RetentionOptions, dim: usize) -> Result<f32> {
-    let scale = options.scale.unwrap_or(1.0 / (dim as f32).sqrt());
+fn key_scale(op: &'static str, scale: Option<f32>, dim: usize) -> Result<f32> {
+    let scale = scale.unwrap_or(1.0 / (dim as f32).sqrt());
     if scale.is_finite() {
         Ok(scale)
     } else {

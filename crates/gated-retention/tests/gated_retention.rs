@@ -43,7 +43,7 @@ fn long_sequence_matches_recurrent_reference() {
     let vals = inputs.to_f64().unwrap();
     let (want_o, want_s) = reference::recurrent(&problem(&case, &vals));
     for chunk in [64, 128, 256] {
-        let options = RetentionOptions { scale: None, chunk };
+        let options = RetentionOptions { chunk, ..RetentionOptions::default() };
         let (o, s) = gated_retention(&inputs.q, &inputs.k, &inputs.v, &inputs.log_decay, None, &options).unwrap();
         check_rel_l2(&format!("8K chunk {chunk} o"), &o.to_f64_vec().unwrap(), &want_o, 1e-5).unwrap();
         check_rel_l2(&format!("8K chunk {chunk} state"), &s.to_f64_vec().unwrap(), &want_s, 1e-5).unwrap();
@@ -113,7 +113,7 @@ fn bad_input_is_a_typed_error() {
     assert!(matches!(run(&q, &q, &t(&[1, 4, 2, 64], DType::BF16, 0.1), &g, None, &o), Err(Error::DTypeMismatch { what: "v", .. })));
     assert!(matches!(run(&q, &q, &q, &t(&[1, 4, 2], DType::BF16, -0.1), None, &o), Err(Error::DTypeMismatch { what: "log_decay", .. })));
     assert!(matches!(run(&q, &q, &q, &g, Some(&t(&[1, 2, 64, 32], DType::F32, 0.0)), &o), Err(Error::ShapeMismatch { what: "state", .. })));
-    assert!(matches!(run(&q, &q, &q, &g, None, &RetentionOptions { scale: None, chunk: 0 }), Err(Error::InvalidArgument { what: "chunk", .. })));
+    assert!(matches!(run(&q, &q, &q, &g, None, &RetentionOptions { chunk: 0, ..RetentionOptions::default() }), Err(Error::InvalidArgument { what: "chunk", .. })));
     let q48 = t(&[1, 4, 2, 48], DType::F32, 0.1);
     let err = run(&q48, &q48, &q48, &g, None, &o).unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }) && err.to_string().contains("[64, 128, 256]"), "{err}");

@@ -13,7 +13,7 @@ use super::measure::{batch_for_budget, measure, RunPlan};
 use super::projection::project;
 use super::report::{bytes, KvRow, Protocol, Report};
 use crate::cli::generate::parse_dtype;
-use crate::model::memory::{kv_bytes_per_token, predict, Workload};
+use crate::model::memory::{kv_bytes_per_token, predict};
 use crate::model::{preset, presets, AnyModel, Backend, Ops, Weights};
 
 /// The comparison's settings (the command line's flags).
@@ -163,7 +163,7 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
     let started = Instant::now();
     eprintln!("compare: calibrating {device}'s ceilings and kernel rates ...");
     let calibration = calibrate(&device, dtype)?;
-    let plan = RunPlan { generated: args.generate, span: args.span, repetitions: args.repetitions, budget_bytes: budget, max_batch: args.max_batch, elem: dtype.size_in_bytes(), seed: args.seed };
+    let plan = RunPlan { generated: args.generate, span: args.span, repetitions: args.repetitions, budget_bytes: budget, max_batch: args.max_batch, elem: dtype.size_in_bytes(), seed: args.seed, retention_chunk_states: !device.is_cpu() };
     let ops = Ops::new(args.backend);
     let mut models = Vec::new();
     for config in [&transformer_config, &yoco_config] {
@@ -172,7 +172,7 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
         let model = AnyModel::build(config, Weights::init(config, args.seed, dtype, &scope)?, ops, &scope)?;
         for &n in &args.lengths {
             if batch_for_budget(&model, n, &plan).is_none() {
-                let need = predict(config, &Workload { batch: 1, capacity: n, prompt: n - args.generate, span: args.span, elem: dtype.size_in_bytes() }).total();
+                let need = predict(config, &plan.workload(1, n)).total();
                 eprintln!("compare: {} at {n} tokens needs {} at batch 1, more than the {} budget: no throughput run there", config.name, bytes(need), bytes(budget));
             }
         }

@@ -114,6 +114,15 @@ pub struct RunPlan {
     pub max_batch: usize,
     pub elem: usize,
     pub seed: u64,
+    /// The compared device keeps gated retention's chunk states during prefill (CUDA).
+    pub retention_chunk_states: bool,
+}
+
+impl RunPlan {
+    /// The memory model's view of `batch` sequences of `length` tokens (prompt and generated).
+    pub fn workload(&self, batch: usize, length: usize) -> Workload {
+        Workload { batch, capacity: length, prompt: length - self.generated, span: self.span, elem: self.elem, retention_chunk_states: self.retention_chunk_states }
+    }
 }
 
 fn random_prompt(rng: &mut Rng, n: usize, vocab: usize) -> Vec<u32> {
@@ -122,9 +131,8 @@ fn random_prompt(rng: &mut Rng, n: usize, vocab: usize) -> Vec<u32> {
 
 /// The largest batch (≤ `limit`) whose predicted peak fits the budget, and that peak.
 fn largest_batch(model: &AnyModel, length: usize, plan: &RunPlan, limit: usize) -> Option<(usize, usize)> {
-    let prompt = length - plan.generated;
     (1..=limit)
-        .map(|batch| (batch, predict(model.config(), &Workload { batch, capacity: length, prompt, span: plan.span, elem: plan.elem }).total()))
+        .map(|batch| (batch, predict(model.config(), &plan.workload(batch, length)).total()))
         .take_while(|&(_, bytes)| bytes <= plan.budget_bytes)
         .last()
 }
@@ -161,7 +169,7 @@ pub fn measure(model: &AnyModel, length: usize, plan: &RunPlan, with_throughput:
         }
     }
     let phases = profiled(model, &tokens, plan)?;
-    let predicted = Breakdown::from_estimate(&predict(config, &Workload { batch: 1, capacity: length, prompt, span: plan.span, elem: plan.elem }));
+    let predicted = Breakdown::from_estimate(&predict(config, &plan.workload(1, length)));
 
     let throughput = match batch_for_budget(model, length, plan) {
         Some((batch, predicted_bytes)) if with_throughput => {

@@ -98,7 +98,7 @@ pub fn project(lengths: &[usize], generated: usize, e: &Efficiencies) -> Vec<Pro
     let yoco = preset("yoco-3b").expect("the preset exists");
     let transformer = yoco.transformer_twin();
     let span = 32_768;
-    let bytes = |c: &ModelConfig, batch: usize, n: usize| predict(c, &Workload { batch, capacity: n, prompt: n - generated, span, elem: 2 }).total();
+    let bytes = |c: &ModelConfig, batch: usize, n: usize| predict(c, &Workload { batch, capacity: n, prompt: n - generated, span, elem: 2, retention_chunk_states: true }).total();
     let best_batch = |c: &ModelConfig, n: usize| (1..=1024).take_while(|&b| bytes(c, b, n) <= H100_MEMORY).last().unwrap_or(0);
     let throughput = |c: &ModelConfig, n: usize, batch: usize| {
         if batch == 0 {

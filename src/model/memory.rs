@@ -37,6 +37,10 @@ pub struct Workload {
     pub span: usize,
     /// Bytes per element of weights, activations and K/V (states and gates are f32).
     pub elem: usize,
+    /// Whether gated retention's prefill keeps every chunk's incoming state for the length of the
+    /// call: the CUDA kernels' parallel schedule does (`yoco_gated_retention::ChunkSchedule`),
+    /// the CPU path does not.
+    pub retention_chunk_states: bool,
 }
 
 /// KV cache bytes per token per sequence (SPEC.md): `2·L·Hkv·D·b` for the Transformer,
@@ -91,9 +95,12 @@ pub fn predict(c: &ModelConfig, w: &Workload) -> MemoryEstimate {
                 // x, y, q, the attention output, the mixer output, then h, y2 and the FFN's tensors.
                 (6 * e + 2 * q + ffn).max(7 * e + 2 * q)
             }
-            Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { heads, .. } } => {
-                // Retention: x, y, q, k, v, o and the f32 gates; the FFN half as above.
-                (6 * e + b * span * heads * 4).max(6 * e + ffn).max(7 * e)
+            Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { heads, head_dim } } => {
+                // Retention: x, y, q, k, v, o, the f32 gates and, on CUDA, the chunks' incoming
+                // states ([batch, heads, chunks, D, D]); the FFN half as above.
+                let chunks = span.div_ceil(yoco_gated_retention::DEFAULT_CHUNK);
+                let chunk_states = if w.retention_chunk_states { b * heads * chunks * head_dim * head_dim * w.elem } else { 0 };
+                (6 * e + b * span * heads * 4 + chunk_states).max(6 * e + ffn).max(7 * e)
             }
             Architecture::Yoco { self_decoder: SelfDecoder::SlidingWindow { window } } => {
                 // The ring lays the last W − 1 held keys and values out in order (`recent`), then

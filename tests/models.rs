@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use yoco::model::{config::ModelConfig, generate, preset, profile, AnyModel, Backend, Ops, Sampler, Transformer, Weights, Yoco};
 use yoco_core::rng::Rng;
 use yoco_core::testing::{check_rel_l2, rel_l2};
-use yoco_core::{DType, Device, Error, Tensor};
+use yoco_core::{DType, Device, Error};
 
 /// A YOCO small enough for debug-mode tests: 2 + 2 layers of width 128.
 fn micro() -> ModelConfig {
@@ -262,5 +262,12 @@ fn bad_input_is_a_typed_error() {
     assert!(matches!(m.decode(&mut c, &[1]), Err(Error::InvalidArgument { .. })));
     let cfg = micro().transformer_twin();
     assert!(Yoco::new(&cfg, Weights::init(&cfg, 1, DType::F32, &cpu).unwrap(), Ops::new(Backend::Fast), &cpu).is_err());
-    let _ = Tensor::zeros([1], DType::F32, &cpu, yoco_core::MemoryCategory::Activations);
+    // 16-bit weights on the fast CPU path: refused when the model is built, saying why (the
+    // reference backend computes in f64 and takes them).
+    for config in [micro(), micro().transformer_twin()] {
+        let half = || Weights::init(&config, 1, DType::BF16, &cpu).unwrap();
+        let err = AnyModel::build(&config, half(), Ops::new(Backend::Fast), &cpu).err().expect("bf16 on the fast CPU path").to_string();
+        assert!(err.contains("bf16") && err.contains("CPU"), "{err}");
+        assert!(AnyModel::build(&config, half(), Ops::new(Backend::Reference), &cpu).is_ok());
+    }
 }

@@ -38,6 +38,17 @@ impl Ops {
         Ops { backend }
     }
 
+    /// Errors unless this backend runs a model stored in `dtype` on `device`. The fast CPU path
+    /// is f32 (its GEMMs and FFN are f32, and its activations come out in f32), so bf16 and f16
+    /// weights there are refused when the model is built, rather than by the first op that meets
+    /// an f32 activation beside a 16-bit weight.
+    pub fn expect_runs(&self, dtype: DType, device: &Device) -> Result<()> {
+        if self.backend == Backend::Fast && device.is_cpu() && dtype != DType::F32 {
+            return Err(Error::Unsupported { op: "model", what: format!("{dtype} weights on the CPU: the fast CPU path runs f32 (store the model in f32, or run it on CUDA)") });
+        }
+        Ok(())
+    }
+
     /// `x [.., in] · w [out, in]ᵀ → [.., out]`.
     pub fn linear(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
         let _timer = OpTimer::start("linear", x.device());

@@ -180,9 +180,13 @@ impl Ops {
         let _timer = OpTimer::start("gated_retention", q.device());
         match self.backend {
             // One token per sequence: the recurrent step, updating the state in place.
-            Backend::Fast if q.dims()[1] == 1 => yoco_gated_retention::gated_retention_step(q, k, v, log_decay, state, None),
+            // The gates come from `log_decay` (logsigmoid / 16: ≤ 0), so they are not read back
+            // for checking, which would wait for the device at every call; a non-finite gate
+            // would make the logits non-finite, which sampling refuses.
+            Backend::Fast if q.dims()[1] == 1 => yoco_gated_retention::gated_retention_step(q, k, v, log_decay, state, &RetentionOptions { check_gates: false, ..RetentionOptions::default() }),
             Backend::Fast => {
-                let (o, s) = yoco_gated_retention::gated_retention(q, k, v, log_decay, Some(state), &RetentionOptions { chunk, ..RetentionOptions::default() })?;
+                let options = RetentionOptions { chunk, check_gates: false, ..RetentionOptions::default() };
+                let (o, s) = yoco_gated_retention::gated_retention(q, k, v, log_decay, Some(state), &options)?;
                 *state = s;
                 Ok(o)
             }

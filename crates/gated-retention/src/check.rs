@@ -105,7 +105,7 @@ pub fn prefill_case(device: &Device, dtype: DType, case: &Case, schedule: ChunkS
     // The inputs depend on the case only, so both schedules see the same ones.
     let mut rng = case_rng(&format!("gated_retention {device} {dtype} {case:?}"));
     let inputs = Inputs::draw(&mut rng, case, dtype, device)?;
-    let options = RetentionOptions { scale: None, chunk: case.chunk, schedule };
+    let options = RetentionOptions { chunk: case.chunk, schedule, ..RetentionOptions::default() };
     let (o, state) = gated_retention(&inputs.q, &inputs.k, &inputs.v, &inputs.log_decay, inputs.state.as_ref(), &options)?;
     let vals = inputs.to_f64()?;
     let p = problem(case, &vals);
@@ -159,7 +159,7 @@ pub fn decode_case(device: &Device, dtype: DType, case: &Case, steps: usize) -> 
     let mut decoded = Vec::new();
     for n in prefix..seq {
         let [q, k, v, g] = part(n, n + 1)?;
-        decoded.push(gated_retention_step(&q, &k, &v, &g, &mut state, None)?.to_f64_vec()?);
+        decoded.push(gated_retention_step(&q, &k, &v, &g, &mut state, &RetentionOptions::default())?.to_f64_vec()?);
     }
     let p = problem(case, &vals);
     let (want_o, want_s) = reference::recurrent(&p);

@@ -43,11 +43,17 @@ pub struct RetentionOptions {
     /// results (the same products, rounded at the same places); the CPU path always walks the
     /// chunks in order per (sequence, head), which its few cores keep busy.
     pub schedule: ChunkSchedule,
+    /// Refuse log-decays that are positive or not finite with a typed error (the default). That
+    /// reads every gate: on CUDA a copy to the host and a wait for the device, on every call (on
+    /// every decode step of every layer, in a model). A caller whose gates are ≤ 0 by
+    /// construction, as YOCO's `logsigmoid(z) / 16`, and that checks its results for non-finite
+    /// values may turn it off: a bad gate then shows up as inf/NaN in `o` and the state.
+    pub check_gates: bool,
 }
 
 impl Default for RetentionOptions {
     fn default() -> Self {
-        RetentionOptions { scale: None, chunk: DEFAULT_CHUNK, schedule: ChunkSchedule::default() }
+        RetentionOptions { scale: None, chunk: DEFAULT_CHUNK, schedule: ChunkSchedule::default(), check_gates: true }
     }
 }
 
@@ -90,7 +96,7 @@ pub struct RetentionShape {
 /// (zeros if `None`), so a long prompt can be fed in pieces.
 pub fn gated_retention(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, state: Option<&Tensor>, options: &RetentionOptions) -> Result<(Tensor, Tensor)> {
     const OP: &str = "gated_retention";
-    let shape = validate(OP, q, k, v, log_decay)?;
+    let shape = validate(OP, q, k, v, log_decay, options)?;
     if options.chunk == 0 {
         return Err(Error::invalid(OP, "chunk", "0: expected a positive chunk length"));
     }
@@ -119,15 +125,16 @@ pub fn gated_retention(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, s
 }
 
 /// One decode step per sequence (q, k, v `[batch, 1, heads, dim]`, log-decay `[batch, 1,
-/// heads]`): updates `state` in place (`S ← γ S + kᵀ v`) and returns `o = q S`.
-pub fn gated_retention_step(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, state: &mut Tensor, scale: Option<f32>) -> Result<Tensor> {
+/// heads]`): updates `state` in place (`S ← γ S + kᵀ v`) and returns `o = q S`. Of `options`, the
+/// step reads `scale` and `check_gates` (it has no chunks).
+pub fn gated_retention_step(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, state: &mut Tensor, options: &RetentionOptions) -> Result<Tensor> {
     const OP: &str = "gated_retention_step";
-    let shape = validate(OP, q, k, v, log_decay)?;
+    let shape = validate(OP, q, k, v, log_decay, options)?;
     if shape.seq != 1 {
         return Err(Error::ShapeMismatch { op: OP, what: "q", expected: "one token per sequence ([batch, 1, heads, dim])".into(), got: q.shape().to_string() });
     }
     expect_state(OP, state, q, &[shape.batch, shape.heads, shape.dim, shape.dim])?;
-    let scale = key_scale(OP, scale, shape.dim)?;
+    let scale = key_scale(OP, options.scale, shape.dim)?;
     let mut o = Tensor::zeros(q.shape().clone(), q.dtype(), q.device(), MemoryCategory::Activations)?;
     match q.device() {
         Device::Cpu(_) => cpu::step(q, k, v, log_decay, state, &mut o, shape, scale)?,
@@ -146,8 +153,9 @@ fn key_scale(op: &'static str, scale: Option<f32>, dim: usize) -> Result<f32> {
     }
 }
 
-/// Checks q, k, v and log-decay against each other; returns the sizes.
-fn validate(op: &'static str, q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor) -> Result<RetentionShape> {
+/// Checks q, k, v and log-decay against each other, and the gates' values unless
+/// `options.check_gates` is off; returns the sizes.
+fn validate(op: &'static str, q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, options: &RetentionOptions) -> Result<RetentionShape> {
     q.expect_nonempty(op, "q")?;
     let [batch, seq, heads, dim] = match *q.dims() {
         [b, n, h, d] => [b, n, h, d],
@@ -169,11 +177,14 @@ fn validate(op: &'static str, q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Te
     // −inf is refused too: the chunkwise forms take differences of cumulative sums, and
     // (−inf) − (−inf) is NaN, so one γ = 0 would turn the rest of its chunk into NaN (while the
     // recurrent step would give a finite answer).
-    // On CUDA this reads the gates back to the host: [batch, seq, heads] floats, small next to q.
-    let gates = log_decay.to_vec::<f32>()?;
-    if let Some(pos) = gates.iter().position(|g| !(*g <= 0.0 && g.is_finite())) {
-        let (b, n, h) = (pos / (seq * heads), pos / heads % seq, pos % heads);
-        return Err(Error::invalid(op, "log_decay", format!("entry [{b}, {n}, {h}] is {}: every log-decay must be finite and <= 0", gates[pos])));
+    // On CUDA this reads the gates back to the host: [batch, seq, heads] floats, small next to q,
+    // but a wait for the device.
+    if options.check_gates {
+        let gates = log_decay.to_vec::<f32>()?;
+        if let Some(pos) = gates.iter().position(|g| !(*g <= 0.0 && g.is_finite())) {
+            let (b, n, h) = (pos / (seq * heads), pos / heads % seq, pos % heads);
+            return Err(Error::invalid(op, "log_decay", format!("entry [{b}, {n}, {h}] is {}: every log-decay must be finite and <= 0", gates[pos])));
+        }
     }
     Ok(RetentionShape { batch, seq, heads, dim })
 }

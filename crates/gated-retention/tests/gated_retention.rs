@@ -119,9 +119,17 @@ fn bad_input_is_a_typed_error() {
     assert!(matches!(err, Error::Unsupported { .. }) && err.to_string().contains("[64, 128, 256]"), "{err}");
     assert!(matches!(run(&t(&[1, 0, 2, 64], DType::F32, 0.0), &q, &q, &g, None, &o), Err(Error::Empty { .. })));
     let mut state = t(&[1, 2, 64, 64], DType::F32, 0.0);
-    assert!(matches!(gated_retention_step(&q, &q, &q, &g, &mut state, None), Err(Error::ShapeMismatch { what: "q", .. })));
+    assert!(matches!(gated_retention_step(&q, &q, &q, &g, &mut state, &RetentionOptions::default()), Err(Error::ShapeMismatch { what: "q", .. })));
     let msg = run(&q, &q, &q, &t(&[1, 4, 2], DType::F32, 0.5), None, &o).unwrap_err().to_string();
     assert!(msg.contains("[0, 0, 0]") && msg.contains("<= 0"), "{msg}");
+    // With the gate check off (as a model whose gates are ≤ 0 by construction runs it), the same
+    // bad gates are not read, and show up in the results instead.
+    let unchecked = RetentionOptions { check_gates: false, ..RetentionOptions::default() };
+    let (out, _) = gated_retention(&q, &q, &q, &t(&[1, 4, 2], DType::F32, f64::NAN), None, &unchecked).unwrap();
+    assert!(out.to_f64_vec().unwrap().iter().all(|v| v.is_nan()));
+    let one = t(&[1, 1, 2, 64], DType::F32, 0.1);
+    let out = gated_retention_step(&one, &one, &one, &t(&[1, 1, 2], DType::F32, f64::NAN), &mut state, &unchecked).unwrap();
+    assert!(out.to_f64_vec().unwrap().iter().all(|v| v.is_nan()));
 }
 
 #[test]

@@ -154,7 +154,7 @@ struct StatesLayout : Strides<D, BV> {
     static_assert(bytes <= GRET_SMEM_LIMIT, "more shared memory than an sm_90 CTA can have");
 };
 
-// The outputs pass, one chunk per CTA (no pipeline: other CTAs on the SM hide the loads):
+// The outputs pass, one chunk per CTA (no pipeline: at D ≤ 128 a second CTA on the SM hides the loads):
 // sQ, sK [C][D], sV [C][BV], sA [C][C] f32 (also the O staging), sAb [C][C], sSb [D][BV] (the
 // chunk's incoming state, rounded by the states pass), sCum, sFactors.
 template <int D>
@@ -605,8 +605,11 @@ __device__ void gret_step(const GretStepParams& p) {
 
 // One entry per dtype, head dim and value block; `kind` is chunkwise (sequential), states or
 // outputs (the parallel schedule's passes; outputs has one value block, GRET_OUTPUTS_BLOCK_V).
-#define YOCO_GRET_PREFILL(kind, suffix, T, D, BV, name_tail)                                                      \
-    extern "C" __global__ void __launch_bounds__(GRET_THREADS, 1) gret_##kind##_##suffix##_d##D##name_tail(const GretChunkParams p) { \
+// `min_ctas` per SM: the kernels that walk the chunks run one CTA per SM's worth of work; the
+// outputs pass asks for two where their shared memory allows it (D ≤ 128: ≤ 91 KB each), so that
+// one CTA's loads overlap another's products (ptxas then keeps it within 128 registers).
+#define YOCO_GRET_PREFILL(kind, suffix, T, D, BV, name_tail, min_ctas)                                       \
+    extern "C" __global__ void __launch_bounds__(GRET_THREADS, min_ctas) gret_##kind##_##suffix##_d##D##name_tail(const GretChunkParams p) { \
         gret_##kind<T, D, BV>(p);                                                                          \
     }
 #define YOCO_GRET_STEP(suffix, T, D)                                                                       \
@@ -617,11 +620,11 @@ __device__ void gret_step(const GretStepParams& p) {
 // GRET_BLOCK_V_NARROW and _WIDE, which must be literal there), and the outputs pass.
 static_assert(GRET_BLOCK_V_NARROW == 32 && GRET_BLOCK_V_WIDE == 64 && GRET_OUTPUTS_BLOCK_V == 64, "entry names below");
 #define YOCO_GRET_DTYPE_DIM(suffix, T, D)                       \
-    YOCO_GRET_PREFILL(chunkwise, suffix, T, D, 32, _v32)         \
-    YOCO_GRET_PREFILL(chunkwise, suffix, T, D, 64, _v64)         \
-    YOCO_GRET_PREFILL(states, suffix, T, D, 32, _v32)            \
-    YOCO_GRET_PREFILL(states, suffix, T, D, 64, _v64)            \
-    YOCO_GRET_PREFILL(outputs, suffix, T, D, GRET_OUTPUTS_BLOCK_V, )
+    YOCO_GRET_PREFILL(chunkwise, suffix, T, D, 32, _v32, 1)      \
+    YOCO_GRET_PREFILL(chunkwise, suffix, T, D, 64, _v64, 1)      \
+    YOCO_GRET_PREFILL(states, suffix, T, D, 32, _v32, 1)         \
+    YOCO_GRET_PREFILL(states, suffix, T, D, 64, _v64, 1)         \
+    YOCO_GRET_PREFILL(outputs, suffix, T, D, GRET_OUTPUTS_BLOCK_V, , (D <= 128 ? 2 : 1))
 YOCO_GRET_DTYPE_DIM(bf16, __nv_bfloat16, 64)
 YOCO_GRET_DTYPE_DIM(bf16, __nv_bfloat16, 128)
 YOCO_GRET_DTYPE_DIM(bf16, __nv_bfloat16, 256)

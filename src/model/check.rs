@@ -29,10 +29,9 @@ pub fn configs() -> Vec<ModelConfig> {
     vec![c.clone(), swa, c.transformer_twin()]
 }
 
-/// Prefill of `prompt` tokens then `steps` decode steps, batch 2, on `device` against the
-/// reference on the CPU.
-pub fn case(device: &Device, config: &ModelConfig, prompt: usize, steps: usize) -> Result<Vec<Outcome>> {
-    let dtype = if device.is_cpu() { DType::F32 } else { DType::BF16 };
+/// Prefill of `prompt` tokens then `steps` decode steps, batch 2, on `device` in `dtype` against
+/// the reference on the CPU (in f64, from the same weights rounded to `dtype`).
+pub fn case(device: &Device, dtype: DType, config: &ModelConfig, prompt: usize, steps: usize) -> Result<Vec<Outcome>> {
     let bound = if dtype == DType::F32 { F32_BOUND } else { HALF_BOUND };
     let cpu = Device::cpu();
     let weights = Weights::init(config, 9, dtype, device)?;
@@ -80,12 +79,24 @@ pub fn greedy_case(device: &Device, dtype: DType, width: usize) -> Result<Outcom
     Ok(Outcome { label: format!("greedy sampling {device} {dtype} rows={rows} width={width} (planted ties)"), error: wrong as f64 / rows as f64, plain_error: None, bound: 0.0 })
 }
 
-/// Every config, a prompt that spans several prefill spans and crosses the SWA window; and, on a
-/// GPU, greedy sampling on the device against the host's choice.
+/// The dtypes the models are checked in on `device`: f32 and bf16 on the CPU, bf16 on a GPU (the
+/// dtype the comparison runs in).
+pub fn dtypes(device: &Device) -> &'static [DType] {
+    if device.is_cpu() {
+        &[DType::F32, DType::BF16]
+    } else {
+        &[DType::BF16]
+    }
+}
+
+/// Every config in every dtype of [`dtypes`], a prompt that spans several prefill spans and
+/// crosses the SWA window; and, on a GPU, greedy sampling on the device against the host's choice.
 pub fn sweep(device: &Device) -> Result<Vec<Outcome>> {
     let mut outcomes = Vec::new();
-    for config in configs() {
-        outcomes.extend(case(device, &config, 100, 3)?);
+    for &dtype in dtypes(device) {
+        for config in configs() {
+            outcomes.extend(case(device, dtype, &config, 100, 3)?);
+        }
     }
     if !device.is_cpu() {
         for dtype in DType::ALL {

@@ -38,35 +38,24 @@ impl Ops {
         Ops { backend }
     }
 
-    /// Errors unless this backend runs a model stored in `dtype` on `device`. The fast CPU path
-    /// is f32 (its GEMMs and FFN are f32, and its activations come out in f32), so bf16 and f16
-    /// weights there are refused when the model is built, rather than by the first op that meets
-    /// an f32 activation beside a 16-bit weight.
-    pub fn expect_runs(&self, dtype: DType, device: &Device) -> Result<()> {
-        if self.backend == Backend::Fast && device.is_cpu() && dtype != DType::F32 {
-            return Err(Error::Unsupported { op: "model", what: format!("{dtype} weights on the CPU: the fast CPU path runs f32 (store the model in f32, or run it on CUDA)") });
-        }
-        Ok(())
-    }
-
     /// `x [.., in] · w [out, in]ᵀ → [.., out]`.
     pub fn linear(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
         let _timer = OpTimer::start("linear", x.device());
         const OP: &str = "linear";
         let (k, n) = (x.shape().last_dim(), w.dims()[0]);
         w.expect_dims(OP, "w", &[n, k])?;
-        let rows = x.shape().rows();
         let mut dims = x.dims().to_vec();
         *dims.last_mut().expect("x has a last dim") = n;
         match (self.backend, x.device()) {
             (Backend::Reference, _) => act(&yoco_swiglu::reference::linear(&x.to_f64_vec()?, &w.to_f64_vec()?, k), dims, x.device()),
             (Backend::Fast, Device::Cpu(_)) => {
-                let mut out = Tensor::zeros(dims, DType::F32, x.device(), MemoryCategory::Activations)?;
-                yoco_core::matmul::matmul_nt(rows, n, k, x.as_slice()?, w.as_slice()?, out.as_mut_slice()?)?;
+                w.expect_dtype(OP, "w", x.dtype())?;
+                let mut out = Tensor::zeros(dims, x.dtype(), x.device(), MemoryCategory::Activations)?;
+                yoco_core::matmul::linear_into(x, w, &mut out)?;
                 Ok(out)
             }
             #[cfg(feature = "cuda")]
-            (Backend::Fast, Device::Cuda(d)) => super::cuda_ops::linear(d, x, w, rows, n, k, dims),
+            (Backend::Fast, Device::Cuda(d)) => super::cuda_ops::linear(d, x, w, x.shape().rows(), n, k, dims),
         }
     }
 
@@ -157,7 +146,8 @@ impl Ops {
                     DType::BF16 => gather::<yoco_core::half::bf16>(table, tokens, d, scale)?,
                     DType::F16 => gather::<yoco_core::half::f16>(table, tokens, d, scale)?,
                 };
-                act(&out, dims, table.device())
+                // In the table's dtype, as the CUDA gather writes it.
+                Tensor::from_f64(&out, dims, table.dtype(), table.device(), MemoryCategory::Activations)
             }
         }
     }

@@ -44,7 +44,6 @@ impl TransformerCache {
 impl Transformer {
     pub fn new(config: &ModelConfig, weights: Weights, ops: Ops, device: &Device) -> Result<Transformer> {
         config.validate()?;
-        ops.expect_runs(weights.dtype(), device)?;
         if config.architecture != Architecture::Transformer {
             return Err(Error::invalid("Transformer::new", "architecture", "a YOCO config: use Yoco::new"));
         }

@@ -75,7 +75,6 @@ impl Yoco {
     /// Builds the model from `weights` (whose dtype is the model's) on `device`.
     pub fn new(config: &ModelConfig, weights: Weights, ops: Ops, device: &Device) -> Result<Yoco> {
         config.validate()?;
-        ops.expect_runs(weights.dtype(), device)?;
         let mixer = match config.architecture {
             Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { heads, head_dim } } => Mixer::Retention {
                 heads,

@@ -190,8 +190,9 @@ pub(crate) fn chunkwise(
     match schedule {
         ChunkSchedule::Sequential => unsafe { launch_prefill(&device, Pass::Sequential, &mut params, q.dtype(), shape.dim, bv, walking_grid) },
         ChunkSchedule::Parallel => {
-            let blocks = u32::try_from(chunks * (shape.dim / OUTPUTS_BLOCK_V))
-                .map_err(|_| Error::invalid(OP, "seq", format!("{} tokens: more chunks than a grid holds", shape.seq)))?;
+            // A grid's x dimension holds up to 2³¹ − 1 blocks.
+            let blocks = i32::try_from(chunks * (shape.dim / OUTPUTS_BLOCK_V))
+                .map_err(|_| Error::invalid(OP, "seq", format!("{} tokens: more chunks than a grid holds", shape.seq)))? as u32;
             unsafe { launch_prefill(&device, Pass::States, &mut params, q.dtype(), shape.dim, bv, walking_grid)? };
             unsafe { launch_prefill(&device, Pass::Outputs, &mut params, q.dtype(), shape.dim, OUTPUTS_BLOCK_V, (blocks, (shape.heads * shape.batch) as u32, 1)) }
         }

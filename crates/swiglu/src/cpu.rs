@@ -1,10 +1,11 @@
 //! The fast CPU path: the gate elementwise on rayon, the FFN's three GEMMs on
-//! `yoco_core::matmul` (the `gemm` crate) with the gate applied in place between them.
+//! `yoco_core::matmul` (the `gemm` and `matrixmultiply` crates, in f32 for every storage dtype)
+//! with the gate applied in place between them.
 
 use rayon::prelude::*;
 use yoco_core::half::{bf16, f16};
 use yoco_core::math::silu;
-use yoco_core::matmul::matmul_nt;
+use yoco_core::matmul::linear_into;
 use yoco_core::{DType, Element, MemoryCategory, Result, Tensor};
 
 use crate::FfnWeights;
@@ -29,27 +30,35 @@ pub(crate) fn silu_mul(gate: &Tensor, up: &Tensor, out: &mut Tensor) -> Result<(
     }
 }
 
-/// `gate ← silu(gate) ⊙ up` in f32, in place: saves the FFN a third [rows, F] buffer.
-fn silu_mul_in_place(gate: &mut [f32], up: &[f32]) {
+/// `gate ← silu(gate) ⊙ up` in place (in f32, rounded to T once): saves the FFN a third
+/// [rows, F] buffer.
+fn silu_mul_in_place<T: Element>(gate: &mut [T], up: &[T]) {
     gate.par_chunks_mut(CHUNK).zip(up.par_chunks(CHUNK)).for_each(|(g, u)| {
         for (g, u) in g.iter_mut().zip(u) {
-            *g = silu(*g) * u;
+            *g = T::from_f32(silu(g.to_f32()) * u.to_f32());
         }
     });
 }
 
-/// f32 only (checked by lib.rs).
-pub(crate) fn ffn(x: &Tensor, w: &FfnWeights<'_>, d: usize, f: usize) -> Result<Tensor> {
-    let rows = x.shape().rows();
-    let device = x.device();
-    let mut gate = Tensor::zeros([rows, f], DType::F32, device, MemoryCategory::Activations)?;
-    let mut up = Tensor::zeros([rows, f], DType::F32, device, MemoryCategory::Activations)?;
-    let mut out = Tensor::zeros(x.shape().clone(), DType::F32, device, MemoryCategory::Activations)?;
-    let xs = x.as_slice::<f32>()?;
-    matmul_nt(rows, f, d, xs, w.w1.as_slice()?, gate.as_mut_slice()?)?;
-    matmul_nt(rows, f, d, xs, w.w3.as_slice()?, up.as_mut_slice()?)?;
-    silu_mul_in_place(gate.as_mut_slice()?, up.as_slice()?);
-    drop(up);
-    matmul_nt(rows, d, f, gate.as_slice()?, w.w2.as_slice()?, out.as_mut_slice()?)?;
-    Ok(out)
+/// The FFN in x's dtype: the GEMMs on `yoco_core::matmul` (f32 products; 16-bit outputs rounded
+/// once, as cuBLAS rounds them), the gate applied in place between them.
+pub(crate) fn ffn(x: &Tensor, w: &FfnWeights<'_>, f: usize) -> Result<Tensor> {
+    fn typed<T: Element>(x: &Tensor, w: &FfnWeights<'_>, f: usize) -> Result<Tensor> {
+        let rows = x.shape().rows();
+        let (device, dtype) = (x.device(), x.dtype());
+        let mut gate = Tensor::zeros([rows, f], dtype, device, MemoryCategory::Activations)?;
+        let mut up = Tensor::zeros([rows, f], dtype, device, MemoryCategory::Activations)?;
+        let mut out = Tensor::zeros(x.shape().clone(), dtype, device, MemoryCategory::Activations)?;
+        linear_into(x, w.w1, &mut gate)?;
+        linear_into(x, w.w3, &mut up)?;
+        silu_mul_in_place::<T>(gate.as_mut_slice()?, up.as_slice()?);
+        drop(up);
+        linear_into(&gate, w.w2, &mut out)?;
+        Ok(out)
+    }
+    match x.dtype() {
+        DType::F32 => typed::<f32>(x, w, f),
+        DType::BF16 => typed::<bf16>(x, w, f),
+        DType::F16 => typed::<f16>(x, w, f),
+    }
 }

@@ -12,7 +12,7 @@ pub mod cpu;
 mod cuda;
 pub mod reference;
 
-use yoco_core::{DType, Device, Error, MemoryCategory, Result, Tensor};
+use yoco_core::{Device, Error, MemoryCategory, Result, Tensor};
 
 /// `silu(gate) ⊙ up`, elementwise; `gate` and `up` of the same shape, dtype and device.
 pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
@@ -43,8 +43,9 @@ pub struct FfnWeights<'a> {
 
 /// `W2 · (silu(W1 x) ⊙ (W3 x))` for `x` of shape `[.., model_dim]`; returns the same shape.
 ///
-/// On the CPU this is the f32 fast path (other dtypes are refused: convert first); on CUDA any
-/// dtype, with cuBLAS GEMMs accumulating in f32.
+/// Any dtype on either device, the products in f32 and the 16-bit intermediates (gate, up, their
+/// gated product) and output rounded to the storage type: cuBLAS on CUDA, `yoco_core::matmul`
+/// on the CPU.
 pub fn ffn(x: &Tensor, w: &FfnWeights<'_>) -> Result<Tensor> {
     const OP: &str = "ffn";
     x.expect_nonempty(OP, "x")?;
@@ -59,12 +60,7 @@ pub fn ffn(x: &Tensor, w: &FfnWeights<'_>) -> Result<Tensor> {
         t.expect_device_of(OP, what, x)?;
     }
     match x.device() {
-        Device::Cpu(_) => {
-            if x.dtype() != DType::F32 {
-                return Err(Error::Unsupported { op: OP, what: format!("{} on the CPU: the CPU FFN is f32 (convert with Tensor::to_dtype)", x.dtype()) });
-            }
-            cpu::ffn(x, w, d, f)
-        }
+        Device::Cpu(_) => cpu::ffn(x, w, f),
         #[cfg(feature = "cuda")]
         Device::Cuda(_) => cuda::ffn(x, w, d, f),
     }

@@ -10,10 +10,13 @@
 //!
 //! So many-row products (prefill) go to matrixmultiply and few-row ones (decode, small batches)
 //! to gemm, which also parallelises a single row over the output columns.
+//!
+//! 16-bit storage ([`matmul_nt_widened`]) multiplies in f32 too: neither crate has a bf16 kernel.
 
 use gemm::Parallelism;
+use rayon::prelude::*;
 
-use crate::{Error, Result};
+use crate::{DType, Element, Error, Result, Tensor};
 
 fn check_len(op: &'static str, what: &'static str, len: usize, need: usize) -> Result<()> {
     if len == need {
@@ -38,6 +41,71 @@ fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
 /// `c[m, n] = a[m, k] · b[n, k]ᵀ`, row-major: a linear layer `x Wᵀ` with W stored `[out, in]`.
 pub fn matmul_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<()> {
     product("matmul_nt", m, n, k, a, b, true, c)
+}
+
+/// `c[m, n] = a[m, k] · b[n, k]ᵀ` stored in a 16-bit type (any [`Element`], though f32 has
+/// [`matmul_nt`] without the copies): products and sums in f32, `c` rounded once, as cuBLAS does
+/// with f32 accumulation. `a` is widened once; `b`, the weights, is widened in blocks of rows small enough to stay in cache,
+/// one block per task, so that few-row products (decode) read the 16-bit weights once as a
+/// memory-bound product should; many-row products (prefill, where the arithmetic dominates)
+/// widen `b` whole and take the f32 path. The widened copies are transient host buffers.
+pub fn matmul_nt_widened<T: Element>(m: usize, n: usize, k: usize, a: &[T], b: &[T], c: &mut [T]) -> Result<()> {
+    const OP: &str = "matmul_nt_widened";
+    check_len(OP, "a", a.len(), m * k)?;
+    check_len(OP, "b", b.len(), n * k)?;
+    check_len(OP, "c", c.len(), m * n)?;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let widen = |v: &[T]| -> Vec<f32> { v.par_iter().map(|x| x.to_f32()).collect() };
+    let a32 = widen(a);
+    if m >= MANY_ROWS {
+        let mut c32 = vec![0.0f32; m * n];
+        matmul_nt(m, n, k, &a32, &widen(b), &mut c32)?;
+        c.par_iter_mut().zip(c32.par_iter()).for_each(|(c, v)| *c = T::from_f32(*v));
+        return Ok(());
+    }
+    // Block j's [m, rows] product lands in c32[m · j · rows ..], then each row of c gathers its
+    // columns from the blocks.
+    let rows = weight_block_rows(k);
+    let mut c32 = vec![0.0f32; m * n];
+    c32.par_chunks_mut(m * rows).enumerate().try_for_each_init(Vec::new, |b32: &mut Vec<f32>, (j, block)| {
+        let first = j * rows;
+        let count = block.len() / m;
+        b32.clear();
+        b32.extend(b[first * k..(first + count) * k].iter().map(|x| x.to_f32()));
+        gemm_serial(MatMut { data: block, rows: m, cols: count }, MatRef::row_major(&a32, m, k), MatRef::row_major(b32, count, k).t(), false)
+    })?;
+    c.par_chunks_mut(n).enumerate().for_each(|(i, c_row)| {
+        for (j, c_cols) in c_row.chunks_mut(rows).enumerate() {
+            let block = &c32[m * j * rows..];
+            let count = c_cols.len();
+            for (c, v) in c_cols.iter_mut().zip(&block[i * count..(i + 1) * count]) {
+                *c = T::from_f32(*v);
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Rows of a 16-bit weight matrix widened per task: 128 KiB of f32, within a core's L2 with the
+/// inputs, in multiples of 16 rows (at least 16).
+fn weight_block_rows(k: usize) -> usize {
+    ((128 * 1024 / 4 / k.max(1)) / 16 * 16).max(16)
+}
+
+/// `out = x · wᵀ` for tensors on the CPU: x `[.., k]`, w `[n, k]`, out `[.., n]`, one dtype.
+pub fn linear_into(x: &Tensor, w: &Tensor, out: &mut Tensor) -> Result<()> {
+    fn widened<T: Element>(x: &Tensor, w: &Tensor, out: &mut Tensor, (m, n, k): (usize, usize, usize)) -> Result<()> {
+        matmul_nt_widened(m, n, k, x.as_slice::<T>()?, w.as_slice::<T>()?, out.as_mut_slice::<T>()?)
+    }
+    // A w of the wrong size fails the length checks (with a typed error) rather than indexing.
+    let mnk = (x.shape().rows(), w.dims().first().copied().unwrap_or(0), x.shape().last_dim());
+    match x.dtype() {
+        DType::F32 => matmul_nt(mnk.0, mnk.1, mnk.2, x.as_slice()?, w.as_slice()?, out.as_mut_slice()?),
+        DType::BF16 => widened::<half::bf16>(x, w, out, mnk),
+        DType::F16 => widened::<half::f16>(x, w, out, mnk),
+    }
 }
 
 /// `c[m, n] = a[m, k] · b[k, n]`, row-major.
@@ -94,6 +162,29 @@ mod tests {
             }
         }
         c
+    }
+
+    /// 16-bit storage: the f32 product of the stored values, rounded once, on both paths (few
+    /// rows, blocked weights; many rows, widened whole), with block edges that do not divide n.
+    #[test]
+    fn typed_products_round_the_f32_product_once() {
+        use half::bf16;
+        let mut rng = Rng::new(11);
+        for (m, n, k) in [(1, 1, 1), (3, 517, 300), (1, 2048, 64), (MANY_ROWS, 45, 33), (MANY_ROWS + 5, 130, 257)] {
+            let a: Vec<bf16> = (0..m * k).map(|_| bf16::from_f64(rng.normal())).collect();
+            let b: Vec<bf16> = (0..n * k).map(|_| bf16::from_f64(rng.normal())).collect();
+            let mut c = vec![bf16::ZERO; m * n];
+            matmul_nt_widened(m, n, k, &a, &b, &mut c).unwrap();
+            let wide = |v: &[bf16]| v.iter().map(|x| x.to_f32()).collect::<Vec<f32>>();
+            let want = naive_nt(m, n, k, &wide(&a), &wide(&b));
+            for (i, (got, want)) in c.iter().zip(&want).enumerate() {
+                // One rounding to bf16 (half an ulp, 2^-9 relative) plus f32 summation error.
+                let tolerance = want.abs() * 2f64.powi(-8) + 1e-4 * (k as f64).sqrt();
+                assert!((got.to_f64() - want).abs() <= tolerance, "m={m} n={n} k={k} element {i}: {got} vs {want}");
+            }
+        }
+        let mut short = vec![bf16::ZERO; 3];
+        assert!(matmul_nt_widened(2, 2, 2, &[bf16::ONE; 4], &[bf16::ONE; 4], &mut short).is_err());
     }
 
     #[test]

@@ -38,13 +38,18 @@ pub fn ffn(x: &[f64], w1: &[f64], w3: &[f64], w2: &[f64], d: usize) -> Vec<f64> 
     linear(&silu_mul(&gate, &up), w2, f)
 }
 
-/// The FFN as a plain implementation in `dtype` storage computes it: every GEMM output rounded
-/// (f32 accumulation inside is closer to f64 than to the rounding, so it is modelled as exact),
-/// and the unfused gate of [`silu_mul_plain`].
+/// The FFN as a plain implementation in `dtype` storage with a fused gate computes it: every GEMM
+/// output rounded (f32 accumulation inside is closer to f64 than to the rounding, so it is
+/// modelled as exact), and `silu(gate) · up` rounded once. The fused gate is the paths' own
+/// rounding (both the CPU and the CUDA FFN fuse it), so the rule's "twice the plain error"
+/// measures their GEMMs. Against the unfused gate of [`silu_mul_plain`], whose extra rounding
+/// lands elsewhere, a small output (8 values) failed the 2× rule in about one run in five while
+/// agreeing bit for bit with this model; the gate on its own is still judged against the unfused
+/// one (`check::gate_case`).
 pub fn ffn_plain(x: &[f64], w1: &[f64], w3: &[f64], w2: &[f64], d: usize, dtype: DType) -> Vec<f64> {
     let f = w1.len() / d;
     let round = |v: Vec<f64>| -> Vec<f64> { v.into_iter().map(|e| dtype.round(e)).collect() };
     let gate = round(linear(x, w1, d));
     let up = round(linear(x, w3, d));
-    round(linear(&silu_mul_plain(&gate, &up, dtype), w2, f))
+    round(linear(&round(silu_mul(&gate, &up)), w2, f))
 }

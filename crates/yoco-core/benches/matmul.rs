@@ -1,12 +1,17 @@
 //! Which GEMM crate the fast CPU paths use for which shape: `gemm` against `matrixmultiply` on
 //! the shapes the models run (the table in src/matmul.rs comes from here) — the FFN's projections at prefill (many rows)
 //! and decode (one row) — as GFLOP/s and a fraction of the FMA ceiling measured in this run.
-//! FLOPs per call: 2·m·n·k.
+//! FLOPs per call: 2·m·n·k. Beside them, the project's own entry points: `matmul_nt` (f32, the
+//! crate chosen by shape) and `matmul_nt_widened` on bf16 storage (the 16-bit CPU models' path);
+//! the one-row products are memory-bound and are also quoted against the copy ceiling, by the
+//! bytes of their weights (4 or 2 per element).
 
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use yoco_core::bench::{group_timing, print_summary, fraction_line, Bound, SampleLog};
+use yoco_core::half::bf16;
+use yoco_core::matmul::{matmul_nt, matmul_nt_widened};
 use yoco_core::rng::Rng;
 
 fn matrixmultiply_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
@@ -30,8 +35,9 @@ fn bench(c: &mut Criterion) {
         return;
     }
     let ceiling = yoco_core::ceiling::fma_gflops();
+    let copy = yoco_core::bench::copy_ceiling_gbs(&yoco_core::Device::cpu()).expect("the CPU copy ceiling");
     let log = SampleLog::new();
-    let mut lines = vec![format!("cpu: FMA ceiling {ceiling:.1} GFLOP/s on {} threads", rayon::current_num_threads())];
+    let mut lines = vec![format!("cpu: FMA ceiling {ceiling:.1} GFLOP/s on {} threads, copy ceiling {copy:.1} GB/s", rayon::current_num_threads())];
     let mut rng = Rng::new(3);
     let mut group = c.benchmark_group("matmul_nt");
     let (samples, warm_up, measurement) = group_timing(true);
@@ -42,23 +48,32 @@ fn bench(c: &mut Criterion) {
         let a: Vec<f32> = (0..m * k).map(|_| rng.normal() as f32).collect();
         let b: Vec<f32> = (0..n * k).map(|_| rng.normal() as f32).collect();
         let mut out = vec![0f32; m * n];
+        let (a16, b16): (Vec<bf16>, Vec<bf16>) = (a.iter().map(|&v| bf16::from_f32(v)).collect(), b.iter().map(|&v| bf16::from_f32(v)).collect());
+        let mut out16 = vec![bf16::ZERO; m * n];
         let flops = 2.0 * (m * n * k) as f64;
         let shape = format!("{m}x{n}x{k}");
         group.throughput(Throughput::Elements(flops as u64));
-        for name in ["gemm", "matrixmultiply"] {
+        for name in ["gemm", "matrixmultiply", "yoco-f32", "yoco-bf16"] {
             group.bench_function(BenchmarkId::new(name, &shape), |bch| {
                 bch.iter_custom(|iters| {
                     let start = Instant::now();
                     for _ in 0..iters {
                         match name {
                             "gemm" => gemm_nt(m, n, k, &a, &b, &mut out),
-                            _ => matrixmultiply_nt(m, n, k, &a, &b, &mut out),
+                            "matrixmultiply" => matrixmultiply_nt(m, n, k, &a, &b, &mut out),
+                            "yoco-f32" => matmul_nt(m, n, k, &a, &b, &mut out).unwrap(),
+                            _ => matmul_nt_widened(m, n, k, &a16, &b16, &mut out16).unwrap(),
                         }
                     }
                     log.record(iters, start.elapsed())
                 })
             });
-            lines.push(fraction_line(&format!("matmul_nt/{name}/{shape}"), log.take_median(), Bound::Compute { flops, ceiling_gflops: ceiling }));
+            let secs = log.take_median();
+            lines.push(fraction_line(&format!("matmul_nt/{name}/{shape}"), secs, Bound::Compute { flops, ceiling_gflops: ceiling }));
+            if m == 1 {
+                let bytes = (n * k * if name == "yoco-bf16" { 2 } else { 4 }) as f64;
+                lines.push(fraction_line(&format!("matmul_nt/{name}/{shape} (weights read)"), secs, Bound::Memory { bytes, ceiling_gbs: copy }));
+            }
         }
     }
     group.finish();

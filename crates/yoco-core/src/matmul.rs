@@ -47,7 +47,8 @@ pub fn matmul_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f3
 /// [`matmul_nt`] without the copies): products and sums in f32, `c` rounded once, as cuBLAS does
 /// with f32 accumulation. `a` is widened once; `b`, the weights, is widened in blocks of rows small enough to stay in cache,
 /// one block per task, so that few-row products (decode) read the 16-bit weights once as a
-/// memory-bound product should; many-row products (prefill, where the arithmetic dominates)
+/// memory-bound product should (and fewer than [`FEW_ROWS`] rows skip the copy altogether:
+/// dot products off the 16-bit rows); many-row products (prefill, where the arithmetic dominates)
 /// widen `b` whole and take the f32 path. The widened copies are transient host buffers.
 pub fn matmul_nt_widened<T: Element>(m: usize, n: usize, k: usize, a: &[T], b: &[T], c: &mut [T]) -> Result<()> {
     const OP: &str = "matmul_nt_widened";
@@ -63,6 +64,25 @@ pub fn matmul_nt_widened<T: Element>(m: usize, n: usize, k: usize, a: &[T], b: &
         let mut c32 = vec![0.0f32; m * n];
         matmul_nt(m, n, k, &a32, &widen(b), &mut c32)?;
         c.par_iter_mut().zip(c32.par_iter()).for_each(|(c, v)| *c = T::from_f32(*v));
+        return Ok(());
+    }
+    if m < FEW_ROWS {
+        // Dot products straight off the 16-bit rows of b, widened in registers: one pass over
+        // the weights, nothing copied. ct is cᵀ, so that each task's rows j are contiguous.
+        let mut ct = vec![0.0f32; n * m];
+        ct.par_chunks_mut(m * DOT_ROWS_PER_TASK).enumerate().for_each(|(task, ct)| {
+            for (jj, ct_row) in ct.chunks_mut(m).enumerate() {
+                let j = task * DOT_ROWS_PER_TASK + jj;
+                for (i, out) in ct_row.iter_mut().enumerate() {
+                    *out = crate::math::dot(&a32[i * k..(i + 1) * k], &b[j * k..(j + 1) * k]);
+                }
+            }
+        });
+        for (i, c_row) in c.chunks_mut(n).enumerate() {
+            for (j, out) in c_row.iter_mut().enumerate() {
+                *out = T::from_f32(ct[j * m + i]);
+            }
+        }
         return Ok(());
     }
     // Block j's [m, rows] product lands in c32[m · j · rows ..], then each row of c gathers its
@@ -87,6 +107,13 @@ pub fn matmul_nt_widened<T: Element>(m: usize, n: usize, k: usize, a: &[T], b: &
     });
     Ok(())
 }
+
+/// Below this many rows a 16-bit product is dot products over the weights' rows (decode: one row
+/// per sequence), at or above it blocked GEMMs on widened weights.
+const FEW_ROWS: usize = 4;
+
+/// Weight rows per task of the dot-product path: enough work to amortise a task.
+const DOT_ROWS_PER_TASK: usize = 64;
 
 /// Rows of a 16-bit weight matrix widened per task: 128 KiB of f32, within a core's L2 with the
 /// inputs, in multiples of 16 rows (at least 16).
@@ -164,13 +191,14 @@ mod tests {
         c
     }
 
-    /// 16-bit storage: the f32 product of the stored values, rounded once, on both paths (few
-    /// rows, blocked weights; many rows, widened whole), with block edges that do not divide n.
+    /// 16-bit storage: the f32 product of the stored values, rounded once, on the three paths
+    /// (dot products, blocked weights, weights widened whole), with block edges that do not
+    /// divide n.
     #[test]
     fn typed_products_round_the_f32_product_once() {
         use half::bf16;
         let mut rng = Rng::new(11);
-        for (m, n, k) in [(1, 1, 1), (3, 517, 300), (1, 2048, 64), (MANY_ROWS, 45, 33), (MANY_ROWS + 5, 130, 257)] {
+        for (m, n, k) in [(1, 1, 1), (3, 517, 300), (1, 2048, 64), (FEW_ROWS, 100, 70), (9, 300, 45), (MANY_ROWS, 45, 33), (MANY_ROWS + 5, 130, 257)] {
             let a: Vec<bf16> = (0..m * k).map(|_| bf16::from_f64(rng.normal())).collect();
             let b: Vec<bf16> = (0..n * k).map(|_| bf16::from_f64(rng.normal())).collect();
             let mut c = vec![bf16::ZERO; m * n];

@@ -12,10 +12,10 @@
 use std::ops::Range;
 
 use rayon::prelude::*;
-use yoco_core::math::exp;
+use yoco_core::math::{dot, exp};
 use yoco_core::Element;
 
-use super::{dot, prefetch, Inputs, OutRows};
+use super::{prefetch, Inputs, OutRows};
 
 /// Keys per tile: scores for a tile of keys, then their values.
 const TILE: usize = 32;

@@ -211,20 +211,6 @@ fn task_body<T: Element, V: simd::Simd, const R: usize, const NV: usize>(x: &Inp
     }
 }
 
-/// q · k in f32 with sixteen independent partial sums (two AVX2 or one AVX-512 register; divides
-/// every supported head dim).
-#[inline(always)]
-fn dot<T: Element>(q: &[f32], k: &[T]) -> f32 {
-    const LANES: usize = 16;
-    let mut acc = [0f32; LANES];
-    for (qc, kc) in q.chunks_exact(LANES).zip(k.chunks_exact(LANES)) {
-        for l in 0..LANES {
-            acc[l] = qc[l].mul_add(kc[l].to_f32(), acc[l]);
-        }
-    }
-    acc.iter().sum()
-}
-
 /// Asks for every cache line of `row` to be brought into the (level 2) cache ahead of its use.
 #[inline(always)]
 fn prefetch<T>(row: &[T]) {

@@ -3,10 +3,10 @@
 //! [`BC`]: dot products along the head dim, then the online-softmax update, then `o += p · v`
 //! along the head dim. A query-wide tile would be mostly padding there.
 
-use yoco_core::math::exp;
+use yoco_core::math::{dot, exp};
 use yoco_core::Element;
 
-use super::{dot, prefetch, Inputs, OutRows, Scratch, BC};
+use super::{prefetch, Inputs, OutRows, Scratch, BC};
 
 /// Rows of K (or V) requested ahead of their use: consecutive positions of one K/V head lie
 /// `kv_heads · head_dim` elements apart (4 KiB at 8 × 128 f32), each row on its own page, where

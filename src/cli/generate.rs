@@ -24,7 +24,7 @@ pub struct ModelArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Storage dtype of weights and activations: f32, bf16 or f16 (the CPU runs f32).
+    /// Storage dtype of weights, activations and caches: f32, bf16 or f16 (products and sums in f32).
     #[arg(long, default_value = "f32")]
     pub dtype: String,
     /// fast (the primitives' fast paths) or reference (the f64 references, CPU only).

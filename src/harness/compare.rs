@@ -28,7 +28,7 @@ pub struct CompareArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Storage dtype (f32 on the CPU; bf16 or f16 on CUDA).
+    /// Storage dtype: f32, bf16 or f16 (default: f32 on the CPU, bf16 on CUDA).
     #[arg(long)]
     pub dtype: Option<String>,
     /// Context lengths (prompt + generated), comma-separated.

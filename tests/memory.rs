@@ -4,9 +4,9 @@ use yoco::model::memory::{predict, Workload};
 use yoco::model::{preset, Backend, ModelConfig, Ops, Transformer, Weights, Yoco};
 use yoco_core::{DType, Device, MemoryCategory};
 
-fn measure(config: &ModelConfig, batch: usize, prompt: usize, span: usize, capacity: usize) -> [usize; 4] {
+fn measure(config: &ModelConfig, dtype: DType, batch: usize, prompt: usize, span: usize, capacity: usize) -> [usize; 4] {
     let device = Device::cpu();
-    let weights = Weights::init(config, 3, DType::F32, &device).unwrap();
+    let weights = Weights::init(config, 3, dtype, &device).unwrap();
     let tokens: Vec<u32> = (0..batch * prompt).map(|i| (i * 7 % config.vocab_size) as u32).collect();
     let ops = Ops::new(Backend::Fast);
     if config.is_yoco() {
@@ -29,11 +29,13 @@ fn measured_peaks_equal_the_analytic_model() {
     swa.architecture = yoco::model::Architecture::Yoco { self_decoder: yoco::model::SelfDecoder::SlidingWindow { window: 24 } };
     swa.name = "tiny-swa-yoco".into();
     for config in [tiny.clone(), tiny.transformer_twin(), swa] {
-        for (batch, prompt, span, capacity) in [(1, 64, 64, 80), (2, 100, 32, 128), (3, 40, 16, 40)] {
-            let measured = measure(&config, batch, prompt, span, capacity);
-            let p = predict(&config, &Workload { batch, capacity, prompt, span, elem: 4, retention_chunk_states: false });
-            let predicted = [p.weights, p.kv_cache, p.recurrent_state, p.activations];
-            assert_eq!(measured, predicted, "{} batch {batch} prompt {prompt} span {span}: [weights, kv, state, activations]", config.name);
+        for dtype in [DType::F32, DType::BF16] {
+            for (batch, prompt, span, capacity) in [(1, 64, 64, 80), (2, 100, 32, 128), (3, 40, 16, 40)] {
+                let measured = measure(&config, dtype, batch, prompt, span, capacity);
+                let p = predict(&config, &Workload { batch, capacity, prompt, span, elem: dtype.size_in_bytes(), retention_chunk_states: false });
+                let predicted = [p.weights, p.kv_cache, p.recurrent_state, p.activations];
+                assert_eq!(measured, predicted, "{} {dtype} batch {batch} prompt {prompt} span {span}: [weights, kv, state, activations]", config.name);
+            }
         }
     }
 }

@@ -23,7 +23,7 @@ unsafe impl DeviceRepr for ArgmaxParams {}
 pub fn linear(device: &CudaDevice, x: &Tensor, w: &Tensor, rows: usize, n: usize, k: usize, dims: Vec<usize>) -> Result<Tensor> {
     w.expect_dtype("linear", "w", x.dtype())?;
     let blas = device.blas()?;
-    let mut out = Tensor::zeros(dims, x.dtype(), x.device(), MemoryCategory::Activations)?;
+    let mut out = Tensor::for_overwrite(dims, x.dtype(), x.device(), MemoryCategory::Activations)?;
     match x.dtype() {
         DType::F32 => gemm_row_major(&blas, rows, n, k, x.cuda_slice::<f32>()?, w.cuda_slice::<f32>()?, 0.0, out.cuda_slice_mut::<f32>()?)?,
         DType::BF16 => gemm_row_major(&blas, rows, n, k, x.cuda_slice::<bf16>()?, w.cuda_slice::<bf16>()?, 0.0, out.cuda_slice_mut::<bf16>()?)?,
@@ -50,7 +50,7 @@ pub fn embed(device: &CudaDevice, table: &Tensor, tokens: &[u32], dims: Vec<usiz
     // kernel reads them as uint32_t.
     let bits: Vec<f32> = tokens.iter().map(|&t| f32::from_bits(t)).collect();
     let ids = Tensor::from_vec(bits, [tokens.len()], table.device(), MemoryCategory::Activations)?;
-    let mut out = Tensor::zeros(dims, table.dtype(), table.device(), MemoryCategory::Activations)?;
+    let mut out = Tensor::for_overwrite(dims, table.dtype(), table.device(), MemoryCategory::Activations)?;
     let width = table.dims()[1];
     let params = EmbedParams {
         table: table.device_ptr()?,
@@ -72,7 +72,7 @@ pub fn embed(device: &CudaDevice, table: &Tensor, tokens: &[u32], dims: Vec<usiz
 /// `logsigmoid(z) / 16` as f32.
 pub fn log_decay(device: &CudaDevice, z: &Tensor) -> Result<Tensor> {
     const OP: &str = "log_decay (cuda)";
-    let mut out = Tensor::zeros(z.shape().clone(), DType::F32, z.device(), MemoryCategory::Activations)?;
+    let mut out = Tensor::for_overwrite(z.shape().clone(), DType::F32, z.device(), MemoryCategory::Activations)?;
     let params = LogDecayParams { z: z.device_ptr()?, out: out.device_ptr_mut()? as *mut f32, n: z.numel() as i64 };
     let name = match z.dtype() {
         DType::F32 => entry::LOG_DECAY_F32,
@@ -91,7 +91,7 @@ pub fn argmax(device: &CudaDevice, x: &Tensor) -> Result<Vec<(u32, u32)>> {
     let width = x.shape().last_dim();
     let rows = x.numel() / width;
     // Results travel as u32 bit patterns in an f32 buffer (tensors have no integer dtype).
-    let mut out = Tensor::zeros([2 * rows], DType::F32, x.device(), MemoryCategory::Activations)?;
+    let mut out = Tensor::for_overwrite([2 * rows], DType::F32, x.device(), MemoryCategory::Activations)?;
     let params = ArgmaxParams { x: x.device_ptr()?, out: out.device_ptr_mut()? as *mut u32, rows: rows as i64, width: width as i32 };
     let name = match x.dtype() {
         DType::F32 => entry::ARGMAX_F32,

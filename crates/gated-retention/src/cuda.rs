@@ -159,7 +159,7 @@ pub(crate) fn chunkwise(
     let chunks = shape.seq.div_ceil(CHUNK);
     // Each chunk's incoming state, in the storage type: [batch, heads, chunks, dim, dim].
     let mut chunk_states = match schedule {
-        ChunkSchedule::Parallel => Some(Tensor::zeros([shape.batch, shape.heads, chunks, shape.dim, shape.dim], q.dtype(), q.device(), MemoryCategory::Activations)?),
+        ChunkSchedule::Parallel => Some(Tensor::for_overwrite([shape.batch, shape.heads, chunks, shape.dim, shape.dim], q.dtype(), q.device(), MemoryCategory::Activations)?),
         ChunkSchedule::Sequential => None,
     };
     let mut params = GretChunkParams {

@@ -105,7 +105,7 @@ pub fn gated_retention(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, s
         expect_state(OP, s, q, &state_dims)?;
     }
     let scale = key_scale(OP, options.scale, shape.dim)?;
-    let mut o = Tensor::zeros(q.shape().clone(), q.dtype(), q.device(), MemoryCategory::Activations)?;
+    let mut o = Tensor::for_overwrite(q.shape().clone(), q.dtype(), q.device(), MemoryCategory::Activations)?;
     let mut state_out = match state {
         Some(s) => s.to_device(q.device())?,
         None => Tensor::zeros(state_dims, DType::F32, q.device(), MemoryCategory::RecurrentState)?,
@@ -135,7 +135,7 @@ pub fn gated_retention_step(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tens
     }
     expect_state(OP, state, q, &[shape.batch, shape.heads, shape.dim, shape.dim])?;
     let scale = key_scale(OP, options.scale, shape.dim)?;
-    let mut o = Tensor::zeros(q.shape().clone(), q.dtype(), q.device(), MemoryCategory::Activations)?;
+    let mut o = Tensor::for_overwrite(q.shape().clone(), q.dtype(), q.device(), MemoryCategory::Activations)?;
     match q.device() {
         Device::Cpu(_) => cpu::step(q, k, v, log_decay, state, &mut o, shape, scale)?,
         #[cfg(feature = "cuda")]

@@ -87,7 +87,7 @@ impl KvCache {
     /// Attention of `q` `[batch, q_len, heads, head_dim]`, the last `q_len` positions held, over
     /// every position held (a causal mask aligned bottom-right by default).
     pub fn attend(&self, q: &Tensor, options: AttentionOptions) -> Result<Tensor> {
-        let mut out = Tensor::zeros(q.shape().clone(), q.dtype(), q.device(), MemoryCategory::Activations)?;
+        let mut out = Tensor::for_overwrite(q.shape().clone(), q.dtype(), q.device(), MemoryCategory::Activations)?;
         self.attend_into(q, options, &mut out)?;
         Ok(out)
     }

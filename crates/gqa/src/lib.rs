@@ -97,7 +97,7 @@ pub(crate) struct Problem {
 
 /// Attention of `q` over `k`, `v`; returns `[batch, q_len, heads, head_dim]`.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, options: AttentionOptions) -> Result<Tensor> {
-    let mut out = Tensor::zeros(q.shape().clone(), q.dtype(), q.device(), MemoryCategory::Activations)?;
+    let mut out = Tensor::for_overwrite(q.shape().clone(), q.dtype(), q.device(), MemoryCategory::Activations)?;
     attention_into(q, k, v, options, &mut out)?;
     Ok(out)
 }

@@ -20,7 +20,7 @@ pub const DEFAULT_EPS: f32 = 1e-5;
 
 /// RMSNorm over the last dimension of `x` (any rank ≥ 1) with `weight` of that width.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
-    let mut y = Tensor::zeros(x.shape().clone(), x.dtype(), x.device(), MemoryCategory::Activations)?;
+    let mut y = Tensor::for_overwrite(x.shape().clone(), x.dtype(), x.device(), MemoryCategory::Activations)?;
     rms_norm_into(x, weight, eps, &mut y)?;
     Ok(y)
 }
@@ -40,8 +40,8 @@ pub fn rms_norm_into(x: &Tensor, weight: &Tensor, eps: f32, y: &mut Tensor) -> R
 /// `h = x + residual; y = RMSNorm(h)`; returns `(h, y)`. `h` is rounded to the storage dtype
 /// before it is normalised, so `y` is exactly the RMSNorm of the `h` that is returned.
 pub fn rms_norm_residual(x: &Tensor, residual: &Tensor, weight: &Tensor, eps: f32) -> Result<(Tensor, Tensor)> {
-    let mut h = Tensor::zeros(x.shape().clone(), x.dtype(), x.device(), MemoryCategory::Activations)?;
-    let mut y = Tensor::zeros(x.shape().clone(), x.dtype(), x.device(), MemoryCategory::Activations)?;
+    let mut h = Tensor::for_overwrite(x.shape().clone(), x.dtype(), x.device(), MemoryCategory::Activations)?;
+    let mut y = Tensor::for_overwrite(x.shape().clone(), x.dtype(), x.device(), MemoryCategory::Activations)?;
     rms_norm_residual_into(x, residual, weight, eps, &mut h, &mut y)?;
     Ok((h, y))
 }

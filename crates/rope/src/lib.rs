@@ -116,7 +116,7 @@ impl Rope {
 
     /// RoPE of `x` `[batch, seq, heads, head_dim]` whose token `n` sits at position `offset + n`.
     pub fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
-        let mut out = Tensor::zeros(x.shape().clone(), x.dtype(), x.device(), MemoryCategory::Activations)?;
+        let mut out = Tensor::for_overwrite(x.shape().clone(), x.dtype(), x.device(), MemoryCategory::Activations)?;
         self.apply_into(x, offset, &mut out)?;
         Ok(out)
     }

@@ -26,7 +26,7 @@ pub const PAPER_WINDOW: usize = 1024;
 /// Sliding-window attention of `q` `[batch, q_len, heads, head_dim]` over `k`, `v` `[batch,
 /// kv_len, kv_heads, head_dim]` (the queries are the last `q_len` positions), window `window`.
 pub fn swa_attention(q: &Tensor, k: &Tensor, v: &Tensor, window: usize) -> Result<Tensor> {
-    let mut out = Tensor::zeros(q.shape().clone(), q.dtype(), q.device(), MemoryCategory::Activations)?;
+    let mut out = Tensor::for_overwrite(q.shape().clone(), q.dtype(), q.device(), MemoryCategory::Activations)?;
     swa_attention_into(q, k, v, window, &mut out)?;
     Ok(out)
 }

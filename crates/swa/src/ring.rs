@@ -129,7 +129,7 @@ impl SwaCache {
         if qd.len() != 4 || qd[1] != n {
             return Err(Error::ShapeMismatch { op: OP, what: "q", expected: format!("[batch, {n}, heads, head_dim]"), got: q.shape().to_string() });
         }
-        let mut out = Tensor::zeros(q.shape().clone(), q.dtype(), q.device(), MemoryCategory::Activations)?;
+        let mut out = Tensor::for_overwrite(q.shape().clone(), q.dtype(), q.device(), MemoryCategory::Activations)?;
         if n == 1 {
             self.append(k, v)?;
             let options = AttentionOptions { mask: yoco_gqa::Mask::None, scale };

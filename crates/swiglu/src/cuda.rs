@@ -65,9 +65,9 @@ where
     let device = x.device().as_cuda("ffn (cuda)")?.clone();
     let blas = device.blas()?;
     let rows = x.shape().rows();
-    let mut gate = Tensor::zeros([rows, f], x.dtype(), x.device(), MemoryCategory::Activations)?;
-    let mut up = Tensor::zeros([rows, f], x.dtype(), x.device(), MemoryCategory::Activations)?;
-    let mut out = Tensor::zeros(x.shape().clone(), x.dtype(), x.device(), MemoryCategory::Activations)?;
+    let mut gate = Tensor::for_overwrite([rows, f], x.dtype(), x.device(), MemoryCategory::Activations)?;
+    let mut up = Tensor::for_overwrite([rows, f], x.dtype(), x.device(), MemoryCategory::Activations)?;
+    let mut out = Tensor::for_overwrite(x.shape().clone(), x.dtype(), x.device(), MemoryCategory::Activations)?;
     let xs = x.cuda_slice::<T>()?;
     gemm_row_major(&blas, rows, f, d, xs, w.w1.cuda_slice::<T>()?, 0.0, gate.cuda_slice_mut::<T>()?)?;
     gemm_row_major(&blas, rows, f, d, xs, w.w3.cuda_slice::<T>()?, 0.0, up.cuda_slice_mut::<T>()?)?;

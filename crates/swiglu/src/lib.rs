@@ -16,7 +16,7 @@ use yoco_core::{Device, Error, MemoryCategory, Result, Tensor};
 
 /// `silu(gate) ⊙ up`, elementwise; `gate` and `up` of the same shape, dtype and device.
 pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
-    let mut out = Tensor::zeros(gate.shape().clone(), gate.dtype(), gate.device(), MemoryCategory::Activations)?;
+    let mut out = Tensor::for_overwrite(gate.shape().clone(), gate.dtype(), gate.device(), MemoryCategory::Activations)?;
     silu_mul_into(gate, up, &mut out)?;
     Ok(out)
 }

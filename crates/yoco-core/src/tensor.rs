@@ -84,6 +84,35 @@ impl Tensor {
         }
     }
 
+    /// A tensor whose every element the caller is about to overwrite: an op's output that its
+    /// kernel writes in full. Zeros on the CPU (where a fresh allocation's pages are mapped
+    /// zeroed on first touch, so zeroing costs nothing); on CUDA its contents are left as the
+    /// allocator hands them over, sparing a memset of the whole buffer (a launch and a write
+    /// pass) before a kernel that writes it anyway. Reading an element before it is written
+    /// reads whatever the memory held: never do that.
+    pub fn for_overwrite(shape: impl Into<Shape>, dtype: DType, device: &Device, category: MemoryCategory) -> Result<Tensor> {
+        match device {
+            Device::Cpu(_) => Tensor::zeros(shape, dtype, device, category),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => {
+                let shape = shape.into();
+                let stream = d.stream();
+                let err = |e| Error::cuda("Tensor::for_overwrite", e);
+                let len = shape.numel().max(1);
+                // SAFETY: f32, bf16 and f16 have no invalid bit patterns, and the memory is only
+                // ever used through device pointers; the contract above is the caller's.
+                let storage = unsafe {
+                    match dtype {
+                        DType::F32 => CudaStorage::F32(stream.alloc::<f32>(len).map_err(err)?),
+                        DType::BF16 => CudaStorage::BF16(stream.alloc::<bf16>(len).map_err(err)?),
+                        DType::F16 => CudaStorage::F16(stream.alloc::<f16>(len).map_err(err)?),
+                    }
+                };
+                Ok(Self::assemble(shape, dtype, device, Storage::Cuda(storage), category))
+            }
+        }
+    }
+
     /// Takes ownership of `data` (CPU) or uploads it (CUDA).
     pub fn from_vec<T: Element>(data: Vec<T>, shape: impl Into<Shape>, device: &Device, category: MemoryCategory) -> Result<Tensor> {
         let shape = shape.into();
@@ -284,7 +313,7 @@ impl Tensor {
     /// device (kind and ordinal) it is one device-side copy, never a trip through the host.
     pub fn to_device(&self, device: &Device) -> Result<Tensor> {
         if device.kind() == self.device.kind() {
-            let mut out = Tensor::zeros(self.shape.clone(), self.dtype, device, self.category())?;
+            let mut out = Tensor::for_overwrite(self.shape.clone(), self.dtype, device, self.category())?;
             out.copy_range_from(0, self, 0, self.numel())?;
             return Ok(out);
         }

@@ -105,7 +105,7 @@ run() {
 
     # In the order of what matters most, so that a call cut short still brings back the first
     # things: correctness and memcheck, the ceilings, the kernel benches, the peers, then racecheck
-    # (slowest; both sanitizers are refused on some runtimes). On the GPU: GPU-filling shapes,
+    # and initcheck (slowest; the sanitizers are refused on some runtimes). On the GPU: GPU-filling shapes,
     # CUDA-only benches at the short pace. In the dry run: the small shapes and criterion's test
     # mode (each bench once).
     local large=--large bench_args="--bench --noplot"
@@ -134,6 +134,9 @@ run() {
     fi
     if [ "$sanitize" = yes ]; then
         step 90 "$out/sanitizer.txt" "$sanitizer" --tool racecheck --error-exitcode 9 "$bin/yoco" check --device cuda
+        # initcheck: a read of device memory nothing wrote, which is how a kernel that does not
+        # write all of a Tensor::for_overwrite output (no memset before it) would show.
+        step 90 "$out/sanitizer.txt" "$sanitizer" --tool initcheck --error-exitcode 9 "$bin/yoco" check --device cuda
     fi
     # One summary: every bench fraction line and every peer line, for the commit under reports/gpu/.
     grep -hE "^(check|cuda|cpu|peer/|[a-z_]+/.*(GB/s|GFLOP/s|TFLOP/s)|== )" "$out"/{check,benches,peers,sanitizer}.txt > "$out/summary.txt" || true

@@ -154,9 +154,9 @@ struct StatesLayout : Strides<D, BV> {
     static_assert(bytes <= GRET_SMEM_LIMIT, "more shared memory than an sm_90 CTA can have");
 };
 
-// The outputs pass, one chunk per CTA (no pipeline: at D ≤ 128 a second CTA on the SM hides the loads):
-// sQ, sK [C][D], sV [C][BV], sA [C][C] f32 (also the O staging), sAb [C][C], sSb [D][BV] (the
-// chunk's incoming state, rounded by the states pass), sCum, sFactors.
+// The outputs pass, one chunk per CTA (no pipeline: at D ≤ 128 a second CTA on the SM hides the
+// loads): sQ, sK [C][D], sV [C][BV], sA [C][C] f32 (also the O staging), sAb [C][C], sSb [D][BV]
+// (the chunk's incoming state, rounded by the states pass), sCum, sFactors.
 template <int D>
 struct OutputsLayout : Strides<D, GRET_OUTPUTS_BLOCK_V> {
     using S = Strides<D, GRET_OUTPUTS_BLOCK_V>;
@@ -260,6 +260,20 @@ __device__ __forceinline__ void gate_prefix(float* sCum, float* sFactors, float 
     reinterpret_cast<float2*>(sFactors + C)[lane] = make_float2(expf(c0), expf(c1));
 }
 
+// acc += A · B over K (a multiple of 16) in 16×16×16 steps: A's fragments (layout LA, row stride
+// lda) at a + kk · a_step, B's (layout LB, stride ldb) at b + kk · b_step, for kk = 0, 16, ….
+template <typename T, typename LA, typename LB, int K>
+__device__ __forceinline__ void mma_over_k(wmma::fragment<wmma::accumulator, 16, 16, 16, float>& acc, const T* a, int a_step, int lda, const T* b,
+                                           int b_step, int ldb) {
+    for (int kk = 0; kk < K; kk += 16) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, LA> fa;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, LB> fb;
+        wmma::load_matrix_sync(fa, a + kk * a_step, lda);
+        wmma::load_matrix_sync(fb, b + kk * b_step, ldb);
+        wmma::mma_sync(acc, fa, fb, acc);
+    }
+}
+
 // Step 1, A = Q Kᵀ into sA (s is applied in step 2): warp w owns the 16×16 tiles w, w + WARPS, …
 // in row-major tile order (two per warp with 8 warps).
 template <typename T, int D, int BV>
@@ -269,13 +283,7 @@ __device__ __forceinline__ void chunk_scores(const T* sQ, const T* sK, float* sA
         const int r0 = (tile / (C / 16)) * 16, c0 = (tile % (C / 16)) * 16;
         wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
         wmma::fill_fragment(acc, 0.0f);
-        for (int kk = 0; kk < D; kk += 16) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> fb;  // Kᵀ
-            wmma::load_matrix_sync(fa, sQ + r0 * S::ld_qk + kk, S::ld_qk);
-            wmma::load_matrix_sync(fb, sK + c0 * S::ld_qk + kk, S::ld_qk);
-            wmma::mma_sync(acc, fa, fb, acc);
-        }
+        mma_over_k<T, wmma::row_major, wmma::col_major, D>(acc, sQ + r0 * S::ld_qk, 1, S::ld_qk, sK + c0 * S::ld_qk, 1, S::ld_qk);  // Kᵀ
         wmma::store_matrix_sync(sA + r0 * S::ld_a + c0, acc, S::ld_a, wmma::mem_row_major);
     }
 }
@@ -313,20 +321,8 @@ __device__ __forceinline__ void chunk_outputs(const T* sAb, const T* sV, const T
         const int r0 = (tile / (BV / 16)) * 16, c0 = (tile % (BV / 16)) * 16;
         wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
         wmma::fill_fragment(acc, 0.0f);
-        for (int kk = 0; kk < C; kk += 16) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
-            wmma::load_matrix_sync(fa, sAb + r0 * S::ld_ab + kk, S::ld_ab);
-            wmma::load_matrix_sync(fb, sV + kk * S::ld_v + c0, S::ld_v);
-            wmma::mma_sync(acc, fa, fb, acc);
-        }
-        for (int kk = 0; kk < D; kk += 16) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
-            wmma::load_matrix_sync(fa, sQ + r0 * S::ld_qk + kk, S::ld_qk);
-            wmma::load_matrix_sync(fb, sSb + kk * S::ld_sb + c0, S::ld_sb);
-            wmma::mma_sync(acc, fa, fb, acc);
-        }
+        mma_over_k<T, wmma::row_major, wmma::row_major, C>(acc, sAb + r0 * S::ld_ab, 1, S::ld_ab, sV + c0, S::ld_v, S::ld_v);
+        mma_over_k<T, wmma::row_major, wmma::row_major, D>(acc, sQ + r0 * S::ld_qk, 1, S::ld_qk, sSb + c0, S::ld_sb, S::ld_sb);
         wmma::store_matrix_sync(sO + r0 * S::ld_o + c0, acc, S::ld_o, wmma::mem_row_major);
     }
 }
@@ -341,13 +337,7 @@ __device__ __forceinline__ void update_state(float* sS, const T* sK, const T* sV
         wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
         wmma::load_matrix_sync(acc, sS + r0 * S::ld_s + c0, S::ld_s, wmma::mem_row_major);
         for (int e = 0; e < acc.num_elements; ++e) acc.x[e] *= decay;
-        for (int kk = 0; kk < C; kk += 16) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::col_major> fa;  // Kdᵀ
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
-            wmma::load_matrix_sync(fa, sK + kk * S::ld_qk + r0, S::ld_qk);
-            wmma::load_matrix_sync(fb, sV + kk * S::ld_v + c0, S::ld_v);
-            wmma::mma_sync(acc, fa, fb, acc);
-        }
+        mma_over_k<T, wmma::col_major, wmma::row_major, C>(acc, sK + r0, S::ld_qk, S::ld_qk, sV + c0, S::ld_v, S::ld_v);  // Kdᵀ
         wmma::store_matrix_sync(sS + r0 * S::ld_s + c0, acc, S::ld_s, wmma::mem_row_major);
     }
 }

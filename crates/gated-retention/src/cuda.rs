@@ -153,7 +153,10 @@ pub(crate) fn chunkwise(
     let device = q.device().as_cuda(OP)?.clone();
     let multiprocessors = device.context().attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_err(|e| Error::cuda(OP, e))?;
     let bv = block_v(shape, multiprocessors.max(1) as usize);
-    if shape.heads > 65535 || shape.batch > 65535 || shape.heads * shape.batch > 65535 {
+    // The walking kernels take heads and sequences in the grid's y and z, the outputs pass their
+    // product in y: at most 65535 each.
+    let pairs_limit = if schedule == ChunkSchedule::Parallel { 65535 } else { usize::MAX };
+    if shape.heads > 65535 || shape.batch > 65535 || shape.heads * shape.batch > pairs_limit {
         return Err(Error::invalid(OP, "q", format!("{} heads × {} sequences exceed the grid's 65535 per dimension", shape.heads, shape.batch)));
     }
     let chunks = shape.seq.div_ceil(CHUNK);

@@ -45,11 +45,13 @@ pub fn matmul_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f3
 
 /// `c[m, n] = a[m, k] · b[n, k]ᵀ` stored in a 16-bit type (any [`Element`], though f32 has
 /// [`matmul_nt`] without the copies): products and sums in f32, `c` rounded once, as cuBLAS does
-/// with f32 accumulation. `a` is widened once; `b`, the weights, is widened in blocks of rows small enough to stay in cache,
-/// one block per task, so that few-row products (decode) read the 16-bit weights once as a
-/// memory-bound product should (and fewer than [`FEW_ROWS`] rows skip the copy altogether:
-/// dot products off the 16-bit rows); many-row products (prefill, where the arithmetic dominates)
-/// widen `b` whole and take the f32 path. The widened copies are transient host buffers.
+/// with f32 accumulation. By the number of rows:
+/// - fewer than [`FEW_ROWS`] (decode): dot products off the 16-bit rows of `b` (the weights),
+///   widened in registers: one pass over 2-byte weights, as a memory-bound product should be;
+/// - up to [`MANY_ROWS`]: `b` widened a cache-sized block of rows per task, each block one GEMM;
+/// - more (prefill, where the arithmetic dominates): `b` widened whole, then the f32 GEMM.
+///
+/// `a` is widened once. The widened copies are transient host buffers.
 pub fn matmul_nt_widened<T: Element>(m: usize, n: usize, k: usize, a: &[T], b: &[T], c: &mut [T]) -> Result<()> {
     const OP: &str = "matmul_nt_widened";
     check_len(OP, "a", a.len(), m * k)?;
@@ -58,26 +60,9 @@ pub fn matmul_nt_widened<T: Element>(m: usize, n: usize, k: usize, a: &[T], b: &
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let widen = |v: &[T]| -> Vec<f32> { v.par_iter().map(|x| x.to_f32()).collect() };
-    let a32 = widen(a);
-    if m >= MANY_ROWS {
-        let mut c32 = vec![0.0f32; m * n];
-        matmul_nt(m, n, k, &a32, &widen(b), &mut c32)?;
-        c.par_iter_mut().zip(c32.par_iter()).for_each(|(c, v)| *c = T::from_f32(*v));
-        return Ok(());
-    }
+    let a32: Vec<f32> = a.par_iter().map(|x| x.to_f32()).collect();
     if m < FEW_ROWS {
-        // Dot products straight off the 16-bit rows of b, widened in registers: one pass over
-        // the weights, nothing copied. ct is cᵀ, so that each task's rows j are contiguous.
-        let mut ct = vec![0.0f32; n * m];
-        ct.par_chunks_mut(m * DOT_ROWS_PER_TASK).enumerate().for_each(|(task, ct)| {
-            for (jj, ct_row) in ct.chunks_mut(m).enumerate() {
-                let j = task * DOT_ROWS_PER_TASK + jj;
-                for (i, out) in ct_row.iter_mut().enumerate() {
-                    *out = crate::math::dot(&a32[i * k..(i + 1) * k], &b[j * k..(j + 1) * k]);
-                }
-            }
-        });
+        let ct = dot_products(&a32, b, m, n, k);
         for (i, c_row) in c.chunks_mut(n).enumerate() {
             for (j, out) in c_row.iter_mut().enumerate() {
                 *out = T::from_f32(ct[j * m + i]);
@@ -85,17 +70,16 @@ pub fn matmul_nt_widened<T: Element>(m: usize, n: usize, k: usize, a: &[T], b: &
         }
         return Ok(());
     }
-    // Block j's [m, rows] product lands in c32[m · j · rows ..], then each row of c gathers its
-    // columns from the blocks.
-    let rows = weight_block_rows(k);
     let mut c32 = vec![0.0f32; m * n];
-    c32.par_chunks_mut(m * rows).enumerate().try_for_each_init(Vec::new, |b32: &mut Vec<f32>, (j, block)| {
-        let first = j * rows;
-        let count = block.len() / m;
-        b32.clear();
-        b32.extend(b[first * k..(first + count) * k].iter().map(|x| x.to_f32()));
-        gemm_serial(MatMut { data: block, rows: m, cols: count }, MatRef::row_major(&a32, m, k), MatRef::row_major(b32, count, k).t(), false)
-    })?;
+    if m >= MANY_ROWS {
+        let b32: Vec<f32> = b.par_iter().map(|x| x.to_f32()).collect();
+        matmul_nt(m, n, k, &a32, &b32, &mut c32)?;
+        c.par_iter_mut().zip(c32.par_iter()).for_each(|(c, v)| *c = T::from_f32(*v));
+        return Ok(());
+    }
+    let rows = weight_block_rows(k);
+    blocked_products(&a32, b, m, k, rows, &mut c32)?;
+    // Block j's [m, count] product sits at c32[m · j · rows ..]: each row of c gathers its columns.
     c.par_chunks_mut(n).enumerate().for_each(|(i, c_row)| {
         for (j, c_cols) in c_row.chunks_mut(rows).enumerate() {
             let block = &c32[m * j * rows..];
@@ -106,6 +90,34 @@ pub fn matmul_nt_widened<T: Element>(m: usize, n: usize, k: usize, a: &[T], b: &
         }
     });
     Ok(())
+}
+
+/// `cᵀ [n, m]` (each task's rows of b contiguous in it) of `a32 [m, k] · b [n, k]ᵀ` as dot
+/// products, `DOT_ROWS_PER_TASK` rows of b per task.
+fn dot_products<T: Element>(a32: &[f32], b: &[T], m: usize, n: usize, k: usize) -> Vec<f32> {
+    let mut ct = vec![0.0f32; n * m];
+    ct.par_chunks_mut(m * DOT_ROWS_PER_TASK).enumerate().for_each(|(task, ct)| {
+        for (jj, ct_row) in ct.chunks_mut(m).enumerate() {
+            let j = task * DOT_ROWS_PER_TASK + jj;
+            for (i, out) in ct_row.iter_mut().enumerate() {
+                *out = crate::math::dot(&a32[i * k..(i + 1) * k], &b[j * k..(j + 1) * k]);
+            }
+        }
+    });
+    ct
+}
+
+/// `a32 [m, k] · b [n, k]ᵀ` a block of `rows` rows of b per task, each widened into the task's
+/// buffer and multiplied on its thread: block j's `[m, count]` product into
+/// `c32[m · j · rows ..]`.
+fn blocked_products<T: Element>(a32: &[f32], b: &[T], m: usize, k: usize, rows: usize, c32: &mut [f32]) -> Result<()> {
+    c32.par_chunks_mut(m * rows).enumerate().try_for_each_init(Vec::new, |b32: &mut Vec<f32>, (j, block)| {
+        let first = j * rows;
+        let count = block.len() / m;
+        b32.clear();
+        b32.extend(b[first * k..(first + count) * k].iter().map(|x| x.to_f32()));
+        gemm_serial(MatMut { data: block, rows: m, cols: count }, MatRef::row_major(a32, m, k), MatRef::row_major(b32, count, k).t(), false)
+    })
 }
 
 /// Below this many rows a 16-bit product is dot products over the weights' rows (decode: one row
@@ -195,7 +207,7 @@ mod tests {
     /// (dot products, blocked weights, weights widened whole), with block edges that do not
     /// divide n.
     #[test]
-    fn typed_products_round_the_f32_product_once() {
+    fn widened_products_round_the_f32_product_once() {
         use half::bf16;
         let mut rng = Rng::new(11);
         for (m, n, k) in [(1, 1, 1), (3, 517, 300), (1, 2048, 64), (FEW_ROWS, 100, 70), (9, 300, 45), (MANY_ROWS, 45, 33), (MANY_ROWS + 5, 130, 257)] {
@@ -206,7 +218,8 @@ mod tests {
             let wide = |v: &[bf16]| v.iter().map(|x| x.to_f32()).collect::<Vec<f32>>();
             let want = naive_nt(m, n, k, &wide(&a), &wide(&b));
             for (i, (got, want)) in c.iter().zip(&want).enumerate() {
-                // One rounding to bf16 (half an ulp, 2^-9 relative) plus f32 summation error.
+                // One rounding to bf16 (half an ulp: 2^-9 relative; 2^-8 allowed) plus the f32
+                // summation's error.
                 let tolerance = want.abs() * 2f64.powi(-8) + 1e-4 * (k as f64).sqrt();
                 assert!((got.to_f64() - want).abs() <= tolerance, "m={m} n={n} k={k} element {i}: {got} vs {want}");
             }

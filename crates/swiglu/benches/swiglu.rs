@@ -14,7 +14,9 @@ fn random(rng: &mut Rng, shape: &[usize], scale: f64, dtype: DType, device: &Dev
     Tensor::from_f64(&vals, shape.to_vec(), dtype, device, MemoryCategory::Activations).unwrap()
 }
 
-/// The arithmetic ceiling for the FFN on `device`, GFLOP/s, and what it is.
+/// The arithmetic ceiling for the FFN on `device`, GFLOP/s, and what it is (the shape matters only
+/// to cuBLAS's rate).
+#[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
 fn compute_ceiling(device: &Device, rows: usize, d: usize, f: usize) -> (f64, &'static str) {
     match device {
         Device::Cpu(_) => (yoco_core::ceiling::fma_gflops(), "FMA"),
@@ -48,28 +50,32 @@ fn bench_silu_mul(c: &mut Criterion, device: &Device, rng: &mut Rng, log: &Sampl
 }
 
 fn bench_ffn(c: &mut Criterion, device: &Device, rng: &mut Rng, log: &SampleLog, lines: &mut Vec<String>) {
-    // YOCO-160M's FFN on the CPU (d 768, F 2048); YOCO-3B's on a GPU (d 3072, F 8192).
-    let (rows, d, f, dtype) = if device.is_cpu() { (512, 768, 2048, DType::F32) } else { (8192, 3072, 8192, DType::BF16) };
+    // YOCO-160M's FFN on the CPU (d 768, F 2048) in f32 and bf16 (f32 products either way); YOCO-3B's
+    // on a GPU (d 3072, F 8192) in bf16.
+    let (rows, d, f) = if device.is_cpu() { (512, 768, 2048) } else { (8192, 3072, 8192) };
+    let dtypes: &[DType] = if device.is_cpu() { &[DType::F32, DType::BF16] } else { &[DType::BF16] };
     let (ceiling, what) = compute_ceiling(device, rows, d, f);
     lines.push(format!("{device}: {what} ceiling {ceiling:.1} GFLOP/s"));
-    let x = random(rng, &[rows, d], 1.0, dtype, device);
-    let w1 = random(rng, &[f, d], (d as f64).powf(-0.5), dtype, device);
-    let w3 = random(rng, &[f, d], (d as f64).powf(-0.5), dtype, device);
-    let w2 = random(rng, &[d, f], (f as f64).powf(-0.5), dtype, device);
-    let weights = FfnWeights { w1: &w1, w3: &w3, w2: &w2 };
     let flops = 6.0 * rows as f64 * d as f64 * f as f64;
     let mut group = c.benchmark_group("ffn");
     let (samples, warm_up, measurement) = group_timing(true);
     group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
-    let id = format!("{device}-{dtype}");
-    let shape = format!("{rows}x{d}x{f}");
-    group.throughput(Throughput::Elements(flops as u64));
-    group.bench_function(BenchmarkId::new(&id, &shape), |b| {
-        b.iter_custom(|iters| log.record(iters, time_on(device, iters, || drop(ffn(&x, &weights).unwrap()))))
-    });
+    for &dtype in dtypes {
+        let x = random(rng, &[rows, d], 1.0, dtype, device);
+        let w1 = random(rng, &[f, d], (d as f64).powf(-0.5), dtype, device);
+        let w3 = random(rng, &[f, d], (d as f64).powf(-0.5), dtype, device);
+        let w2 = random(rng, &[d, f], (f as f64).powf(-0.5), dtype, device);
+        let weights = FfnWeights { w1: &w1, w3: &w3, w2: &w2 };
+        let id = format!("{device}-{dtype}");
+        let shape = format!("{rows}x{d}x{f}");
+        group.throughput(Throughput::Elements(flops as u64));
+        group.bench_function(BenchmarkId::new(&id, &shape), |b| {
+            b.iter_custom(|iters| log.record(iters, time_on(device, iters, || drop(ffn(&x, &weights).unwrap()))))
+        });
+        let line = fraction_line(&format!("ffn/{id}/{shape} (FLOPs = 6·rows·d·F)"), log.take_median(), Bound::Compute { flops, ceiling_gflops: ceiling });
+        lines.push(line.replace("FMA ceiling", &format!("{what} ceiling")));
+    }
     group.finish();
-    let line = fraction_line(&format!("ffn/{id}/{shape} (FLOPs = 6·rows·d·F)"), log.take_median(), Bound::Compute { flops, ceiling_gflops: ceiling });
-    lines.push(line.replace("FMA ceiling", &format!("{what} ceiling")));
 }
 
 fn bench(c: &mut Criterion) {

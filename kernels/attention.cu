@@ -119,6 +119,83 @@ __device__ __forceinline__ void load_tile(T* smem, const T* src, const T* base, 
     }
 }
 
+// S += Q Kᵀ for one k-step (head dims kk·16 .. kk·16 + 15) and 16 keys: `a` is the warp's Q
+// fragment of that k-step, `sK16` the first of the 16 keys' rows in shared memory; s0 gets keys
+// 0–7, s1 keys 8–15 (C fragments). One ldmatrix: r0, r1 are B of keys 0–7 (dims 0–7, 8–15), r2,
+// r3 of keys 8–15.
+template <typename T, int D>
+__device__ __forceinline__ void scores_16_keys(float (&s0)[4], float (&s1)[4], const uint32_t (&a)[4], const T* sK16, int kk) {
+    constexpr int SMEM_STRIDE = D + ATTN_SMEM_PAD;
+    const int lane = threadIdx.x & 31;
+    uint32_t kb[4];
+    yoco::ldmatrix_x4(kb, sK16 + ((lane & 7) + ((lane >> 4) << 3)) * SMEM_STRIDE + kk * 16 + ((lane >> 3) & 1) * 8);
+    yoco::mma_m16n8k16<T>(s0, a, kb[0], kb[1]);
+    yoco::mma_m16n8k16<T>(s1, a, kb[2], kb[3]);
+}
+
+// Online softmax over one tile of raw scores s (NT 8-key column tiles, C fragments: rows g and
+// g + 8 of the warp's 16): updates the running max m (raw units) and sum l of this thread's two
+// rows, rescales O where a row's max moved, and turns s into p = 2^(s·scale_log2 − base), base =
+// m·scale_log2 rounded (see base_log2). A row's 8-key tiles are spread over the 4 lanes of a quad.
+template <int NT, int DT>
+__device__ __forceinline__ void online_softmax(float (&s)[NT][4], float (&m)[2], float (&l)[2], float (&o)[DT][4], float scale_log2) {
+    float mx[2] = {m[0], m[1]};
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+        mx[0] = fmaxf(mx[0], fmaxf(s[nt][0], s[nt][1]));
+        mx[1] = fmaxf(mx[1], fmaxf(s[nt][2], s[nt][3]));
+    }
+    float base[2], corr[2];
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+        mx[e] = fmaxf(mx[e], __shfl_xor_sync(0xffffffffu, mx[e], 1));
+        mx[e] = fmaxf(mx[e], __shfl_xor_sync(0xffffffffu, mx[e], 2));
+        // A row that has seen no visible key keeps max −∞: subtract 0, not −∞ (−∞ − −∞ = NaN).
+        // base is the rounded product (no FMA contraction), so the factor between the old
+        // and the new base is exactly 1 when the max has not moved (and 0 from max −∞).
+        base[e] = mx[e] == -INFINITY ? 0.0f : __fmul_rn(mx[e], scale_log2);
+        corr[e] = mx[e] == -INFINITY ? 1.0f : yoco::exp2_ftz(__fmul_rn(m[e], scale_log2) - base[e]);
+        m[e] = mx[e];
+        l[e] *= corr[e];
+    }
+    // Rescale O only if some row of the warp has a new max: past the first tiles the row
+    // maxima rarely move, and multiplying by 1 is 2·DT·2 FMULs per thread for nothing.
+    // The vote makes the branch warp-uniform.
+    if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
+#pragma unroll
+        for (int dt = 0; dt < DT; ++dt) {
+            o[dt][0] *= corr[0];
+            o[dt][1] *= corr[0];
+            o[dt][2] *= corr[1];
+            o[dt][3] *= corr[1];
+        }
+    }
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[nt][e] = yoco::exp2_ftz(fmaf(s[nt][e], scale_log2, -base[e >> 1]));
+        l[0] += s[nt][0] + s[nt][1];
+        l[1] += s[nt][2] + s[nt][3];
+    }
+}
+
+// O += P V for 16 keys: p0, p1 are P's C fragments of keys 0–7 and 8–15, which make the A
+// fragment of the product; `sV16` is the first of the 16 keys' rows in shared memory.
+template <typename T, int D>
+__device__ __forceinline__ void accumulate_16_keys(float (&o)[D / 8][4], const float (&p0)[4], const float (&p1)[4], const T* sV16) {
+    constexpr int SMEM_STRIDE = D + ATTN_SMEM_PAD;
+    const int lane = threadIdx.x & 31;
+    const uint32_t a[4] = {yoco::pack2<T>(p0[0], p0[1]), yoco::pack2<T>(p0[2], p0[3]), yoco::pack2<T>(p1[0], p1[1]), yoco::pack2<T>(p1[2], p1[3])};
+#pragma unroll
+    for (int dp = 0; dp < D / 16; ++dp) {
+        // Keys 0..15, dims dp*16 + 0..15, transposed: r0, r1 for dim tile 2dp, r2, r3 for 2dp+1.
+        uint32_t vb[4];
+        yoco::ldmatrix_x4_trans(vb, sV16 + ((lane & 7) + (((lane >> 3) & 1) << 3)) * SMEM_STRIDE + dp * 16 + (lane >> 4) * 8);
+        yoco::mma_m16n8k16<T>(o[2 * dp], a, vb[0], vb[1]);
+        yoco::mma_m16n8k16<T>(o[2 * dp + 1], a, vb[2], vb[3]);
+    }
+}
+
 template <typename T, int D, int BN>
 __device__ __forceinline__ void prefill(const AttentionParams& p) {
     constexpr int BM = ATTN_BLOCK_M;
@@ -222,13 +299,7 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
                 yoco::ldmatrix_x4(a, q_frag_row + kk * 16);
             }
 #pragma unroll
-            for (int np = 0; np < NTILES / 2; ++np) {
-                // Keys np*16 + 0..15; r0, r1: B of key tile 2np (d 0-7, 8-15), r2, r3: of 2np+1.
-                uint32_t kb[4];
-                yoco::ldmatrix_x4(kb, sKb + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * SMEM_STRIDE + kk * 16 + ((lane >> 3) & 1) * 8);
-                yoco::mma_m16n8k16<T>(s[2 * np], a, kb[0], kb[1]);
-                yoco::mma_m16n8k16<T>(s[2 * np + 1], a, kb[2], kb[3]);
-            }
+            for (int np = 0; np < NTILES / 2; ++np) scores_16_keys<T, D>(s[2 * np], s[2 * np + 1], a, sKb + np * 16 * SMEM_STRIDE, kk);
         }
 
         // The mask, only on tiles that cross one of its edges (or the end of the keys).
@@ -245,46 +316,7 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
             }
         }
 
-        // Online softmax. A row's 8-key column tiles are spread over the 4 lanes of a quad.
-        float mx[2] = {m[0], m[1]};
-#pragma unroll
-        for (int nt = 0; nt < NTILES; ++nt) {
-            mx[0] = fmaxf(mx[0], fmaxf(s[nt][0], s[nt][1]));
-            mx[1] = fmaxf(mx[1], fmaxf(s[nt][2], s[nt][3]));
-        }
-        float base[2], corr[2];
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-            mx[e] = fmaxf(mx[e], __shfl_xor_sync(0xffffffffu, mx[e], 1));
-            mx[e] = fmaxf(mx[e], __shfl_xor_sync(0xffffffffu, mx[e], 2));
-            // A row that has seen no visible key keeps max −∞: subtract 0, not −∞ (−∞ − −∞ = NaN).
-            // base is the rounded product (no FMA contraction), so the factor between the old
-            // and the new base is exactly 1 when the max has not moved (and 0 from max −∞).
-            base[e] = mx[e] == -INFINITY ? 0.0f : __fmul_rn(mx[e], p.scale_log2);
-            corr[e] = mx[e] == -INFINITY ? 1.0f : yoco::exp2_ftz(__fmul_rn(m[e], p.scale_log2) - base[e]);
-            m[e] = mx[e];
-            l[e] *= corr[e];
-        }
-        // Rescale O only if some row of the warp has a new max: past the first tiles the row
-        // maxima rarely move, and multiplying by 1 is 2·DTILES·2 FMULs per thread for nothing.
-        // The vote makes the branch warp-uniform.
-        if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
-#pragma unroll
-            for (int dt = 0; dt < DTILES; ++dt) {
-                o[dt][0] *= corr[0];
-                o[dt][1] *= corr[0];
-                o[dt][2] *= corr[1];
-                o[dt][3] *= corr[1];
-            }
-        }
-
-#pragma unroll
-        for (int nt = 0; nt < NTILES; ++nt) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) s[nt][e] = yoco::exp2_ftz(fmaf(s[nt][e], p.scale_log2, -base[e >> 1]));
-            l[0] += s[nt][0] + s[nt][1];
-            l[1] += s[nt][2] + s[nt][3];
-        }
+        online_softmax<NTILES, DTILES>(s, m, l, o, p.scale_log2);
         yoco::cp_async_wait<2>();  // V(t) landed
         __syncthreads();
         if (t + 2 < n_tiles) load_tile<T, BN, D>(sKb, k_src, k, kv_stride, n0 + 2 * BN, p.kv_len);
@@ -293,18 +325,7 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
 
         // O += P V: P's C fragments are the A fragments of the next product (two key tiles per k-step).
 #pragma unroll
-        for (int kk = 0; kk < BN / 16; ++kk) {
-            const uint32_t a[4] = {yoco::pack2<T>(s[2 * kk][0], s[2 * kk][1]), yoco::pack2<T>(s[2 * kk][2], s[2 * kk][3]),
-                                   yoco::pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]), yoco::pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-#pragma unroll
-            for (int dp = 0; dp < D / 16; ++dp) {
-                // Keys kk*16 + 0..15, dims dp*16 + 0..15, transposed: r0, r1 for dim tile 2dp, r2, r3 for 2dp+1.
-                uint32_t vb[4];
-                yoco::ldmatrix_x4_trans(vb, sVb + (kk * 16 + (lane & 7) + (((lane >> 3) & 1) << 3)) * SMEM_STRIDE + dp * 16 + (lane >> 4) * 8);
-                yoco::mma_m16n8k16<T>(o[2 * dp], a, vb[0], vb[1]);
-                yoco::mma_m16n8k16<T>(o[2 * dp + 1], a, vb[2], vb[3]);
-            }
-        }
+        for (int kk = 0; kk < BN / 16; ++kk) accumulate_16_keys<T, D>(o, s[2 * kk], s[2 * kk + 1], sVb + kk * 16 * SMEM_STRIDE);
     }
     yoco::cp_async_wait<0>();  // nothing in flight at exit (only empty groups, unless n_tiles <= 0)
 

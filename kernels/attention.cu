@@ -18,11 +18,10 @@
 //              intersect the block's mask are visited, and only tiles that cross a mask edge pay
 //              for the per-element mask: causal costs half, a window W costs O(N·W). Programs
 //              run the longest query blocks (last, under a causal mask) first.
-//   decode   — split-KV (flash-decoding) for a few query rows (q_len · group <= 16) over a long
+//   decode   — split-KV (flash-decoding) for a few query rows (q_len · group <= 8) over a long
 //              cache. One program per (split of the keys, K/V head, batch) takes all the query
-//              rows that read that K/V head (up to 8: programs of 1, 2, 3, 4 or 8 rows; 9-16 rows
-//              are two programs per split, neighbours in launch order so that the second reads
-//              the keys from L2), so the cache is read from DRAM once whatever the GQA ratio.
+//              rows that read that K/V head (programs of 1, 2, 3, 4 or 8 rows), so the cache is
+//              read from DRAM once whatever the GQA ratio.
 //              Each lane owns one 16-byte pack of the head dim; D/8 lanes share a key, and a
 //              warp covers 32/(D/8) keys per step, 4 steps per iteration (2 for 8 rows). Each
 //              thread's K and V packs stream into a 32 KB shared-memory ring with cp.async, 1-3
@@ -31,6 +30,12 @@
 //              skipped while the max stands, the mask only on iterations that cross an edge);
 //              the block merges them and writes one partial per split. The host sizes the
 //              splits from the kernel's occupancy so that the programs make whole waves.
+//   decode_mma — the same split-KV decode for 9 to 16 rows on tensor cores: the rows are one
+//              m16n8k16 fragment, K/V stream through the prefill's tiles, each warp takes 16 keys
+//              of every 64-key tile with the prefill's online softmax, and the warps' states are
+//              merged into decode_split's partials. (Before it, 9-16 rows ran as two CUDA-core
+//              programs of 8 per split, estimated issue-bound at about a third of the copy
+//              bandwidth; now ~2 mma per 16 keys per k-step, which leaves the loop load-bound.)
 //   combine  — merges the splits of each (row, K/V head, batch): weights 2^(m_s − max) once per
 //              split in shared memory, then the partial rows summed with float4 loads.
 //
@@ -42,7 +47,7 @@
 // ~125 us of DRAM time for the 536 MB of K and V; with 16 KB per program in flight and 4
 // programs per SM (~64 KB per SM; Little's law wants ~25 KB), the kernel should be near the
 // copy bandwidth. Not so for 8-16 rows: 25 instructions per (row, key) make 16 rows
-// issue-bound at roughly a third of the copy bandwidth (a tensor-core decode would be the fix).
+// issue-bound at roughly a third of the copy bandwidth, hence decode_mma for 9-16.
 //
 // What was tried: this is the first version; it has been compiled (no register spills) but,
 // for lack of a GPU on the development machine, not yet run: `yoco check --large --device cuda`
@@ -592,6 +597,201 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
     }
 }
 
+// ---- decode on tensor cores: 9 to 16 rows ------------------------------------------------------
+
+// Split-KV decode for 9 to 16 query rows per K/V head (q_len · group), where decode_split would
+// run two CUDA-core programs of 8 rows, each issue-bound at ~25 instructions per (row, key). One
+// program per (split of the keys, K/V head, batch) takes all the rows as the 16 rows of an
+// m16n8k16 fragment (row r: query r / group of head hk·group + r % group; rows past p.rows are
+// zero and never written). K and V stream through the prefill's double-buffered cp.async tiles of
+// ATTN_DECODE_MMA_BLOCK_N keys, and each of the 4 warps takes its own 16 keys of every tile (two
+// 8-key column tiles of Q Kᵀ, one k-step of P·V) with the prefill's online softmax, so a warp
+// holds all 16 rows of its quarter of the keys. At the end the block merges its warps' states
+// and writes the split's partial, in decode_split's format, for decode_combine.
+template <typename T, int D>
+__device__ __forceinline__ void decode_mma(const AttentionParams& p) {
+    constexpr int BN = ATTN_DECODE_MMA_BLOCK_N;
+    constexpr int ROWS = ATTN_DECODE_MMA_ROWS;
+    constexpr int THREADS = ATTN_PREFILL_THREADS;
+    constexpr int WARPS = THREADS / 32;
+    static_assert(ROWS == 16 && BN == 16 * WARPS, "16 rows, 16 keys per warp per tile");
+    constexpr int SMEM_STRIDE = D + ATTN_SMEM_PAD;
+    constexpr bool Q_IN_REGS = D <= 128;
+    constexpr int KSTEPS = D / 16;
+    constexpr int DTILES = D / 8;
+
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    T* sQ = reinterpret_cast<T*>(smem_raw);  // [ROWS][SMEM_STRIDE]
+    T* sK = sQ + ROWS * SMEM_STRIDE;         // [2][BN][SMEM_STRIDE]
+    T* sV = sK + 2 * BN * SMEM_STRIDE;       // [2][BN][SMEM_STRIDE]
+    // After the loop, the warps' outputs to merge, over the K and V tiles: [WARPS][ROWS][D] f32.
+    float* s_o = reinterpret_cast<float*>(sK);
+    static_assert(WARPS * ROWS * D * 4 <= 4 * BN * SMEM_STRIDE * 2, "the merge fits in the tiles");
+    __shared__ float s_m[WARPS][ROWS];
+    __shared__ float s_l[WARPS][ROWS];
+
+    const int split = blockIdx.x;
+    const int hk = blockIdx.y;
+    const int b = blockIdx.z;
+    const int warp = threadIdx.x >> 5;
+    const int lane = threadIdx.x & 31;
+    const int g = lane >> 2;
+    const int tig = lane & 3;
+
+    const int64_t q_stride = static_cast<int64_t>(p.heads) * D;
+    const int64_t kv_stride = static_cast<int64_t>(p.kv_heads) * D;
+    const T* q = static_cast<const T*>(p.q);
+    const T* k = static_cast<const T*>(p.k) + b * p.kv_batch_stride + static_cast<int64_t>(hk) * D;
+    const T* v = static_cast<const T*>(p.v) + b * p.kv_batch_stride + static_cast<int64_t>(hk) * D;
+    const int begin = p.key_begin + split * p.keys_per_split;
+    const int end = min(begin + p.keys_per_split, p.kv_len);
+    const int n_tiles = end > begin ? (end - begin + BN - 1) / BN : 0;
+
+    // Q's rows (each its own query and head, so no common stride), in the first group with K0, V0.
+    {
+        constexpr int CHUNKS = D / 8;
+        for (int idx = threadIdx.x; idx < ROWS * CHUNKS; idx += THREADS) {
+            const int r = idx / CHUNKS;
+            const int c = (idx % CHUNKS) * 8;
+            const bool valid = r < p.rows;
+            const T* src = valid ? q + (static_cast<int64_t>(b) * p.q_len + r / p.group) * q_stride + static_cast<int64_t>(hk * p.group + r % p.group) * D + c : q;
+            yoco::cp_async_16(sQ + r * SMEM_STRIDE + c, src, valid);
+        }
+    }
+    // Tile t's keys [begin + t·BN, ..) into buffer t & 1, zero-filled from `end` on (the keys of
+    // the next split, or past kv_len, read nothing). One group per tile, committed even when
+    // empty, so that wait_group 1 always means "tile t has landed".
+    const int64_t tile_step = BN * kv_stride;
+    const T* k_src = tile_src<T, D>(k, kv_stride, begin);
+    const T* v_src = tile_src<T, D>(v, kv_stride, begin);
+    if (n_tiles > 0) {
+        load_tile<T, BN, D>(sK, k_src, k, kv_stride, begin, end);
+        load_tile<T, BN, D>(sV, v_src, v, kv_stride, begin, end);
+    }
+    yoco::cp_async_commit();
+    k_src += tile_step;
+    v_src += tile_step;
+
+    // This thread's two rows (C-fragment rows g and g + 8) and the keys they see in this split;
+    // and the keys every real row sees, where a tile needs no per-element mask.
+    KeyRange range[2];
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+        const int r = g + 8 * e;
+        const KeyRange kr = r < p.rows ? key_range(p, r / p.group) : KeyRange{0, 0};
+        range[e] = {max(kr.lo, begin), min(kr.hi, end)};
+    }
+    int vis_lo = begin, vis_hi = end;
+    for (int r = 0; r < p.rows; ++r) {
+        const KeyRange kr = key_range(p, r / p.group);
+        vis_lo = max(vis_lo, kr.lo);
+        vis_hi = min(vis_hi, kr.hi);
+    }
+
+    float o[DTILES][4];
+#pragma unroll
+    for (int dt = 0; dt < DTILES; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY};
+    float l[2] = {0.0f, 0.0f};
+    uint32_t qf[Q_IN_REGS ? KSTEPS : 1][4];
+    const T* q_frag_row = sQ + (lane & 15) * SMEM_STRIDE + (lane >> 4) * 8;
+
+    for (int t = 0; t < n_tiles; ++t) {
+        const int n0 = begin + t * BN;
+        const int buf = t & 1;
+        // The other buffer was last read by tile t − 1's products, behind the barrier that ended it.
+        if (t + 1 < n_tiles) {
+            load_tile<T, BN, D>(sK + (buf ^ 1) * BN * SMEM_STRIDE, k_src, k, kv_stride, n0 + BN, end);
+            load_tile<T, BN, D>(sV + (buf ^ 1) * BN * SMEM_STRIDE, v_src, v, kv_stride, n0 + BN, end);
+        }
+        yoco::cp_async_commit();
+        k_src += tile_step;
+        v_src += tile_step;
+        yoco::cp_async_wait<1>();  // tile t (and Q) landed
+        __syncthreads();
+        if constexpr (Q_IN_REGS) {
+            if (t == 0) {
+#pragma unroll
+                for (int kk = 0; kk < KSTEPS; ++kk) yoco::ldmatrix_x4(qf[kk], q_frag_row + kk * 16);
+            }
+        }
+        // This warp's 16 keys of the tile: n0 + warp·16 + 0..15.
+        const T* sK16 = sK + (buf * BN + warp * 16) * SMEM_STRIDE;
+        const T* sV16 = sV + (buf * BN + warp * 16) * SMEM_STRIDE;
+
+        float s[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+#pragma unroll
+        for (int kk = 0; kk < KSTEPS; ++kk) {
+            uint32_t a[4];
+            if constexpr (Q_IN_REGS) {
+                a[0] = qf[kk][0], a[1] = qf[kk][1], a[2] = qf[kk][2], a[3] = qf[kk][3];
+            } else {
+                yoco::ldmatrix_x4(a, q_frag_row + kk * 16);
+            }
+            scores_16_keys<T, D>(s[0], s[1], a, sK16, kk);
+        }
+        // The mask and the split's end, only on tiles that cross an edge (the same for the block).
+        // Padding rows are left unmasked: their Q is zero, so their scores are 0, and they are
+        // never written.
+        if (!(n0 >= vis_lo && n0 + BN <= vis_hi)) {
+#pragma unroll
+            for (int nt = 0; nt < 2; ++nt) {
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int j = n0 + warp * 16 + nt * 8 + 2 * tig + (e & 1);
+                    const KeyRange& r = range[e >> 1];
+                    if (g + 8 * (e >> 1) < p.rows && (j < r.lo || j >= r.hi)) s[nt][e] = -INFINITY;
+                }
+            }
+        }
+        online_softmax<2, DTILES>(s, m, l, o, p.scale_log2);
+        accumulate_16_keys<T, D>(o, s[0], s[1], sV16);
+        __syncthreads();  // every warp is done with buffer buf before tile t + 2 is copied into it
+    }
+    yoco::cp_async_wait<0>();  // only empty groups can be pending; the tiles become s_o below
+
+    // Each warp's state, rows g and g + 8: the sums over the quad, the max in log2 units (the base
+    // its p were taken against), O unnormalised.
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+        l[e] += __shfl_xor_sync(0xffffffffu, l[e], 1);
+        l[e] += __shfl_xor_sync(0xffffffffu, l[e], 2);
+        const int r = g + 8 * e;
+#pragma unroll
+        for (int dt = 0; dt < DTILES; ++dt) {
+            s_o[(warp * ROWS + r) * D + dt * 8 + 2 * tig] = o[dt][2 * e];
+            s_o[(warp * ROWS + r) * D + dt * 8 + 2 * tig + 1] = o[dt][2 * e + 1];
+        }
+        if (tig == 0) {
+            s_m[warp][r] = m[e] == -INFINITY ? -INFINITY : __fmul_rn(m[e], p.scale_log2);
+            s_l[warp][r] = l[e];
+        }
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < p.rows * D; idx += THREADS) {
+        const int r = idx / D;
+        const int d = idx % D;
+        float mx = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < WARPS; ++w) mx = fmaxf(mx, s_m[w][r]);
+        float out = 0.0f, lsum = 0.0f;
+        if (mx != -INFINITY) {
+#pragma unroll
+            for (int w = 0; w < WARPS; ++w) {
+                const float weight = exp2f(s_m[w][r] - mx);
+                out = fmaf(weight, s_o[(w * ROWS + r) * D + d], out);
+                lsum = fmaf(weight, s_l[w][r], lsum);
+            }
+        }
+        const int64_t slot = ((static_cast<int64_t>(b) * p.kv_heads + hk) * p.splits + split) * p.rows + r;
+        p.partial_o[slot * D + d] = out;
+        if (d == 0) {
+            p.partial_ml[slot * 2] = mx;
+            p.partial_ml[slot * 2 + 1] = lsum;
+        }
+    }
+}
+
 // One (row, K/V head, batch) per program: merges the splits and writes the output row. The
 // splits' weights 2^(m_s - max) are computed once each (threads over splits) and kept in shared
 // memory; then each warp sums a quarter of the splits' partial rows, a lane per 4 columns (16-byte
@@ -663,8 +863,8 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
 
 }  // namespace
 
-// Entries: attention_prefill_d{64,128,256}_{bf16,f16}, attention_decode_d{D}_r{1,2,4,8}_{dtype},
-// attention_combine_{dtype}.
+// Entries: attention_prefill_d{64,128,256}_{bf16,f16}, attention_decode_d{D}_r{1,2,3,4,8}_{dtype},
+// attention_decode_mma_d{D}_{dtype}, attention_combine_{dtype}.
 // MIN_BLOCKS: the programs per SM that shared memory allows (Q tile + double-buffered K and V,
 // row stride D + ATTN_SMEM_PAD): 45 KB at D = 64 -> 4, 85 KB at 128 and 99 KB at 256 -> 2 of
 // the 227 KB. Telling ptxas so keeps D = 64 at <= 128 registers (4 programs) and lets D = 128 use
@@ -679,6 +879,13 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
         AttentionParams p) {                                                                                            \
         decode_split<T, D, R>(p);                                                                                       \
     }
+// The tensor-core decode: shared memory for Q and the double-buffered tiles (74 KB at D = 128,
+// 143 KB at 256) allows 2, 2 and 1 programs per SM at D = 64, 128, 256.
+#define DECODE_MMA_ENTRY(D, MIN_BLOCKS, NAME, T)                                                                           \
+    extern "C" __global__ void __launch_bounds__(ATTN_PREFILL_THREADS, MIN_BLOCKS) attention_decode_mma_d##D##_##NAME( \
+        AttentionParams p) {                                                                                            \
+        decode_mma<T, D>(p);                                                                                            \
+    }
 #define DECODE_ENTRIES(D, NAME, T) \
     DECODE_ENTRY(D, 1, NAME, T) DECODE_ENTRY(D, 2, NAME, T) DECODE_ENTRY(D, 3, NAME, T) DECODE_ENTRY(D, 4, NAME, T) DECODE_ENTRY(D, 8, NAME, T)
 #define DTYPE_ENTRIES(NAME, T)                              \
@@ -688,6 +895,9 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
     DECODE_ENTRIES(64, NAME, T)                             \
     DECODE_ENTRIES(128, NAME, T)                            \
     DECODE_ENTRIES(256, NAME, T)                            \
+    DECODE_MMA_ENTRY(64, 2, NAME, T)                        \
+    DECODE_MMA_ENTRY(128, 2, NAME, T)                       \
+    DECODE_MMA_ENTRY(256, 1, NAME, T)                       \
     extern "C" __global__ void __launch_bounds__(ATTN_COMBINE_THREADS) attention_combine_##NAME(AttentionParams p) { \
         decode_combine<T>(p);                               \
     }

@@ -24,10 +24,14 @@
 /* Decode (split-KV, flash-decoding): one program per (split of the keys, K/V head, batch)
  * handling every query row that reads that K/V head, so K and V are read once; a combine
  * kernel merges the splits. At most ATTN_DECODE_MAX_ROWS rows (of the q_len * heads / kv_heads
- * that read a K/V head) per program; crates/gqa sends up to twice that to decode, as two programs
- * per split. */
+ * that read a K/V head) per program. */
 #define ATTN_DECODE_THREADS 128
 #define ATTN_DECODE_MAX_ROWS 8
+/* 9 to ATTN_DECODE_MMA_ROWS rows per K/V head go to the tensor-core decode instead (one program
+ * per split, all rows one m16n8k16 fragment; ATTN_PREFILL_THREADS threads, 4 warps of 16 keys of
+ * each tile of ATTN_DECODE_MMA_BLOCK_N keys), which writes the same partials. */
+#define ATTN_DECODE_MMA_ROWS 16
+#define ATTN_DECODE_MMA_BLOCK_N 64
 #define ATTN_COMBINE_THREADS 128
 /* Most splits of one decode call (the combine keeps one weight per split in shared memory). */
 #define ATTN_DECODE_MAX_SPLITS 1024

@@ -35,6 +35,11 @@ pub const SHAPES: &[Case] = &[
     case_of(1, 5, 67, 3, 3, 128, Mask::None),
     // A decode group wider than the CPU row path's scratch (64 query heads per K/V head).
     case_of(1, 2, 50, 130, 1, 64, Mask::Causal),
+    // 9–16 query rows per K/V head (the CUDA tensor-core decode): 16 rows over a cache with a
+    // partial last tile, 12 rows unmasked, 10 rows (padding in the fragment) at D = 256.
+    case_of(2, 4, 300, 16, 4, 128, Mask::Causal),
+    case_of(1, 2, 517, 12, 2, 64, Mask::None),
+    case_of(1, 5, 129, 4, 2, 256, Mask::Causal),
 ];
 
 /// GPU-filling shapes: YOCO-3B's heads (24 over 8, D = 128) causal over 16K tokens; D = 64 at
@@ -46,9 +51,14 @@ pub const LARGE_SHAPES: &[Case] = &[
     case_of(4, 1000, 5000, 8, 2, 256, Mask::Causal),
 ];
 
-/// GPU decode shapes: one query (and a few) over a 128K-token cache, YOCO-3B's heads.
-pub const LARGE_DECODE_SHAPES: &[Case] =
-    &[case_of(1, 1, 131_072, 24, 8, 128, Mask::Causal), case_of(4, 2, 65_537, 32, 8, 128, Mask::Causal), case_of(1, 1, 131_072, 16, 16, 64, Mask::Window(1024))];
+/// GPU decode shapes: one query (and a few) over a 128K-token cache, YOCO-3B's heads; and four
+/// queries of 4 heads per K/V head (16 rows: the tensor-core decode), as the bench runs them.
+pub const LARGE_DECODE_SHAPES: &[Case] = &[
+    case_of(1, 1, 131_072, 24, 8, 128, Mask::Causal),
+    case_of(4, 2, 65_537, 32, 8, 128, Mask::Causal),
+    case_of(1, 1, 131_072, 16, 16, 64, Mask::Window(1024)),
+    case_of(1, 4, 131_072, 32, 8, 128, Mask::Causal),
+];
 
 /// Sliding windows around the sequence length (W−1, W, W+1 with W = N), around the tile size,
 /// and narrow, for prefill, a chunk after a prefix, and decode.
@@ -65,6 +75,8 @@ pub fn window_cases() -> Vec<Case> {
         cases.push(case_of(1, 1, 130, 2, 1, 64, Mask::Window(w)));
     }
     cases.push(case_of(2, 17, 130, 3, 1, 256, Mask::Window(40)));
+    // A window in the tensor-core decode (3 queries × 4 heads per K/V head = 12 rows).
+    cases.push(case_of(1, 3, 200, 8, 2, 128, Mask::Window(50)));
     cases
 }
 

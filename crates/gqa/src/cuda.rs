@@ -1,6 +1,6 @@
 //! Launchers of `kernels/attention.cu`: the flash-attention-2 prefill kernel on tensor cores,
 //! and for a few query rows per K/V head (decode, `q_len · group <= 16`) the split-KV decode
-//! kernel and its combine. Shapes are checked by lib.rs; this file checks what the kernels
+//! kernels (CUDA cores up to 8 rows, tensor cores for 9–16) and their combine. Shapes are checked by lib.rs; this file checks what the kernels
 //! assume on top (storage type, 16-byte alignment, 32-bit sizes, grid limits).
 
 use std::ffi::c_void;
@@ -19,7 +19,8 @@ mod sys {
 }
 use sys::{
     entry, AttentionParams, ATTN_BLOCK_M, ATTN_BLOCK_N_D256, ATTN_BLOCK_N_SMALL_D, ATTN_COMBINE_THREADS, ATTN_DECODE_MAX_ROWS, ATTN_DECODE_MAX_SPLITS,
-    ATTN_DECODE_THREADS, ATTN_MASK_CAUSAL, ATTN_MASK_NONE, ATTN_MASK_WINDOW, ATTN_PREFILL_THREADS, ATTN_SMEM_PAD, MODULE,
+    ATTN_DECODE_MMA_BLOCK_N, ATTN_DECODE_MMA_ROWS, ATTN_DECODE_THREADS, ATTN_MASK_CAUSAL, ATTN_MASK_NONE, ATTN_MASK_WINDOW, ATTN_PREFILL_THREADS,
+    ATTN_SMEM_PAD, MODULE,
 };
 
 // SAFETY: a plain C struct (bindgen, layout-tested) passed by value as the kernels declare it.
@@ -29,12 +30,11 @@ const OP: &str = "attention (cuda)";
 
 /// Fewest keys a decode split is given: below this the combine costs more than the split saves.
 const MIN_KEYS_PER_SPLIT: usize = 256;
-/// Most query rows (q_len · group) that go to the split-KV decode kernel, in programs of up to
-/// ATTN_DECODE_MAX_ROWS rows that share a split's keys (the second reads them from L2). Up to
-/// here it should beat the prefill kernel (an estimate from instruction counts, not measured:
-/// both are issue-bound at 16 rows), whose 64-row query blocks would be mostly padding and
-/// whose few programs (one per query head at 4 tokens) could not fill the GPU.
-const DECODE_MAX_ROWS: usize = 2 * ATTN_DECODE_MAX_ROWS as usize;
+/// Most query rows (q_len · group) that go to the split-KV decode: up to ATTN_DECODE_MAX_ROWS on
+/// CUDA cores, up to ATTN_DECODE_MMA_ROWS (one m16n8k16 fragment) on tensor cores. Past that the
+/// prefill kernel takes them: its 64-row query blocks would be mostly padding below, and its few
+/// programs (one per query head at 4 tokens) could not fill the GPU.
+const DECODE_MAX_ROWS: usize = ATTN_DECODE_MMA_ROWS as usize;
 /// Fraction of the resident slots a single wave of decode programs must fill before more,
 /// shorter splits in several waves are considered.
 const ONE_WAVE_FILL: f64 = 0.9;
@@ -132,8 +132,44 @@ fn prefill(device: &CudaDevice, params: AttentionParams, dtype: DType, p: &Probl
     Ok(())
 }
 
-/// The decode kernel for `rows` query rows per K/V head: the smallest instantiation (1, 2, 3, 4
-/// or 8 rows per program) that holds them, or 8-row programs for more; with its rows per program.
+/// A decode launch's kernel: its entry, the query rows each program takes, the keys of one block
+/// iteration (a split is a whole number of them), its block size and dynamic shared memory.
+struct DecodeKernel {
+    name: &'static str,
+    rows_per_program: usize,
+    step: usize,
+    threads: u32,
+    smem: usize,
+}
+
+/// The decode kernel for `rows` (≤ DECODE_MAX_ROWS) query rows per K/V head: on CUDA cores up to
+/// ATTN_DECODE_MAX_ROWS (decode_split), on tensor cores past that (decode_mma).
+fn decode_kernel(d: usize, rows: usize, dtype: DType) -> Result<DecodeKernel> {
+    if rows > ATTN_DECODE_MAX_ROWS as usize {
+        let name = match (dtype, d) {
+            (DType::BF16, 64) => entry::ATTENTION_DECODE_MMA_D64_BF16,
+            (DType::BF16, 128) => entry::ATTENTION_DECODE_MMA_D128_BF16,
+            (DType::BF16, 256) => entry::ATTENTION_DECODE_MMA_D256_BF16,
+            (DType::F16, 64) => entry::ATTENTION_DECODE_MMA_D64_F16,
+            (DType::F16, 128) => entry::ATTENTION_DECODE_MMA_D128_F16,
+            (DType::F16, 256) => entry::ATTENTION_DECODE_MMA_D256_F16,
+            _ => return Err(Error::Unsupported { op: OP, what: format!("decode of {rows} rows, head dim {d}, in {dtype}") }),
+        };
+        // Q's 16 rows and double-buffered K and V tiles, rows padded by ATTN_SMEM_PAD elements.
+        let block_n = ATTN_DECODE_MMA_BLOCK_N as usize;
+        let smem = (ATTN_DECODE_MMA_ROWS as usize + 4 * block_n) * (d + ATTN_SMEM_PAD as usize) * dtype.size_in_bytes();
+        return Ok(DecodeKernel { name, rows_per_program: ATTN_DECODE_MMA_ROWS as usize, step: block_n, threads: ATTN_PREFILL_THREADS, smem });
+    }
+    let (name, rows_per_program) = decode_entry(d, rows, dtype)?;
+    // Keys per block iteration, as decode_split computes them.
+    let streams = (ATTN_DECODE_THREADS as usize / 32) * (32 / (d / 8));
+    let step = streams * if rows_per_program >= 8 { 2 } else { 4 };
+    Ok(DecodeKernel { name, rows_per_program, step, threads: ATTN_DECODE_THREADS, smem: 0 })
+}
+
+/// The CUDA-core decode kernel for `rows` (≤ ATTN_DECODE_MAX_ROWS) query rows per K/V head: the
+/// smallest instantiation (1, 2, 3, 4 or 8 rows per program) that holds them; with its rows per
+/// program.
 fn decode_entry(d: usize, rows: usize, dtype: DType) -> Result<(&'static str, usize)> {
     let r = match rows {
         0..=4 => rows.max(1),
@@ -204,17 +240,18 @@ pub(crate) fn plan_splits(span: usize, programs_per_split: usize, slots: usize, 
 fn decode(device: &CudaDevice, on: &yoco_core::Device, mut params: AttentionParams, dtype: DType, p: &Problem) -> Result<()> {
     let dims = p.dims;
     let rows = dims.q_len * dims.group();
-    let (name, rows_per_program) = decode_entry(dims.head_dim, rows, dtype)?;
-    let chunks = rows.div_ceil(rows_per_program);
+    let kernel = decode_kernel(dims.head_dim, rows, dtype)?;
+    let chunks = rows.div_ceil(kernel.rows_per_program);
     // Keys any row sees: the masks' ranges are monotone in the query.
     let begin = p.mask.key_range(0, dims.q_len, dims.kv_len).0;
     let end = p.mask.key_range(dims.q_len - 1, dims.q_len, dims.kv_len).1;
-    // Keys per block iteration, as the kernel computes them (kernels/attention.cu decode_split).
-    let streams = (ATTN_DECODE_THREADS as usize / 32) * (32 / (dims.head_dim / 8));
-    let step = streams * if rows_per_program >= 8 { 2 } else { 4 };
-    let func = device.function(&MODULE, name)?;
-    let slots = device.resident_blocks(&func, ATTN_DECODE_THREADS, 0)?;
-    let (splits, keys_per_split) = plan_splits(end - begin, dims.batch * dims.kv_heads * chunks, slots, step);
+    let func = device.function(&MODULE, kernel.name)?;
+    if kernel.smem > 0 {
+        // Above 48 KiB of dynamic shared memory a kernel must opt in.
+        func.set_attribute(CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, kernel.smem as i32).map_err(|e| Error::cuda(OP, e))?;
+    }
+    let slots = device.resident_blocks(&func, kernel.threads, kernel.smem)?;
+    let (splits, keys_per_split) = plan_splits(end - begin, dims.batch * dims.kv_heads * chunks, slots, kernel.step);
     let programs = splits * chunks;
     if programs > i32::MAX as usize || dims.kv_heads > 65535 {
         return Err(Error::invalid(OP, "k", format!("{programs} decode programs per K/V head and {} K/V heads exceed the grid", dims.kv_heads)));
@@ -232,13 +269,18 @@ fn decode(device: &CudaDevice, on: &yoco_core::Device, mut params: AttentionPara
     params.keys_per_split = keys_per_split as i32;
     params.key_begin = begin as i32;
 
-    let cfg = LaunchConfig { grid_dim: (programs as u32, dims.kv_heads as u32, dims.batch as u32), block_dim: (ATTN_DECODE_THREADS, 1, 1), shared_mem_bytes: 0 };
+    let cfg = LaunchConfig {
+        grid_dim: (programs as u32, dims.kv_heads as u32, dims.batch as u32),
+        block_dim: (kernel.threads, 1, 1),
+        shared_mem_bytes: kernel.smem as u32,
+    };
     let mut launch = device.stream().launch_builder(&func);
     launch.arg(&params);
     // SAFETY: as for prefill, plus: partial_o and partial_ml hold [B, H_kv, splits, rows, D] and
     // [.., 2] f32, exactly what the grid (splits x chunks, H_kv, B) writes, each slot once (program
     // (split, chunk) writes rows chunk*R .. chunk*R + R of its split, R = rows_per_program, the
-    // instantiation's row count); the kernel's shared memory is static.
+    // instantiation's row count; the tensor-core kernel takes all rows, ≤ 16, in one chunk); the
+    // block size and dynamic shared memory are the kernel's (the attribute above allows it).
     unsafe { launch.launch(cfg) }.map_err(|e| Error::cuda(OP, e))?;
 
     let combine = device.function(

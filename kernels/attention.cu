@@ -624,9 +624,11 @@ __device__ __forceinline__ void decode_mma(const AttentionParams& p) {
     T* sQ = reinterpret_cast<T*>(smem_raw);  // [ROWS][SMEM_STRIDE]
     T* sK = sQ + ROWS * SMEM_STRIDE;         // [2][BN][SMEM_STRIDE]
     T* sV = sK + 2 * BN * SMEM_STRIDE;       // [2][BN][SMEM_STRIDE]
-    // After the loop, the warps' outputs to merge, over the K and V tiles: [WARPS][ROWS][D] f32.
+    // After the loop, the warps' outputs to merge, over the K and V tiles: [WARPS][ROWS][O_STRIDE]
+    // f32, rows padded by 8 floats so that the 8 rows of a fragment's stores spread over the banks.
+    constexpr int O_STRIDE = D + 8;
     float* s_o = reinterpret_cast<float*>(sK);
-    static_assert(WARPS * ROWS * D * 4 <= 4 * BN * SMEM_STRIDE * 2, "the merge fits in the tiles");
+    static_assert(WARPS * ROWS * O_STRIDE * 4 <= 4 * BN * SMEM_STRIDE * 2, "the merge fits in the tiles");
     __shared__ float s_m[WARPS][ROWS];
     __shared__ float s_l[WARPS][ROWS];
 
@@ -759,8 +761,7 @@ __device__ __forceinline__ void decode_mma(const AttentionParams& p) {
         const int r = g + 8 * e;
 #pragma unroll
         for (int dt = 0; dt < DTILES; ++dt) {
-            s_o[(warp * ROWS + r) * D + dt * 8 + 2 * tig] = o[dt][2 * e];
-            s_o[(warp * ROWS + r) * D + dt * 8 + 2 * tig + 1] = o[dt][2 * e + 1];
+            reinterpret_cast<float2*>(s_o + (warp * ROWS + r) * O_STRIDE + dt * 8)[tig] = make_float2(o[dt][2 * e], o[dt][2 * e + 1]);
         }
         if (tig == 0) {
             s_m[warp][r] = m[e] == -INFINITY ? -INFINITY : __fmul_rn(m[e], p.scale_log2);
@@ -779,7 +780,7 @@ __device__ __forceinline__ void decode_mma(const AttentionParams& p) {
 #pragma unroll
             for (int w = 0; w < WARPS; ++w) {
                 const float weight = exp2f(s_m[w][r] - mx);
-                out = fmaf(weight, s_o[(w * ROWS + r) * D + d], out);
+                out = fmaf(weight, s_o[(w * ROWS + r) * O_STRIDE + d], out);
                 lsum = fmaf(weight, s_l[w][r], lsum);
             }
         }
@@ -879,8 +880,9 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
         AttentionParams p) {                                                                                            \
         decode_split<T, D, R>(p);                                                                                       \
     }
-// The tensor-core decode: shared memory for Q and the double-buffered tiles (74 KB at D = 128,
-// 143 KB at 256) allows 2, 2 and 1 programs per SM at D = 64, 128, 256.
+// The tensor-core decode: at least 2, 2 and 1 programs per SM at D = 64, 128, 256 (shared memory
+// for Q and the double-buffered tiles: 39, 74 and 143 KB; ptxas stays at 119, 166 and 230
+// registers, so D = 64 fits ~4 and D = 128 ~3; the host asks the driver).
 #define DECODE_MMA_ENTRY(D, MIN_BLOCKS, NAME, T)                                                                           \
     extern "C" __global__ void __launch_bounds__(ATTN_PREFILL_THREADS, MIN_BLOCKS) attention_decode_mma_d##D##_##NAME( \
         AttentionParams p) {                                                                                            \

@@ -257,9 +257,10 @@ fn decode(device: &CudaDevice, on: &yoco_core::Device, mut params: AttentionPara
         return Err(Error::invalid(OP, "k", format!("{programs} decode programs per K/V head and {} K/V heads exceed the grid", dims.kv_heads)));
     }
 
-    // One buffer (one memset) for both partials: [B, H_kv, splits, rows, D] then [.., 2].
+    // One buffer for both partials: [B, H_kv, splits, rows, D] then [.., 2], every slot written
+    // once by the decode launch (below), so not zeroed first.
     let partial_rows = dims.batch * dims.kv_heads * splits * rows;
-    let mut partials = Tensor::zeros([partial_rows * (dims.head_dim + 2)], DType::F32, on, MemoryCategory::Activations)?;
+    let mut partials = Tensor::for_overwrite([partial_rows * (dims.head_dim + 2)], DType::F32, on, MemoryCategory::Activations)?;
     params.partial_o = partials.device_ptr_mut()? as *mut f32;
     // A device address, never dereferenced here: plain address arithmetic within the buffer just
     // allocated (partial_rows * (D + 2) f32).

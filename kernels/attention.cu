@@ -360,6 +360,36 @@ __device__ __forceinline__ void unpack8(const uint4& w, float (&f)[8]) {
     yoco::unpack<T>(w, f);
 }
 
+// Merges a block's STREAMS online-softmax states of `nrows` rows — max in log2 units s_m[st·ROWS +
+// r], sum s_l[st·ROWS + r], unnormalised output s_o[(st·ROWS + r)·o_stride + d] — and writes them
+// as rows row0 .. row0 + nrows of split `split`'s partial for (batch b, K/V head hk).
+template <int D, int STREAMS, int ROWS, int THREADS>
+__device__ __forceinline__ void write_partials(const AttentionParams& p, const float* s_m, const float* s_l, const float* s_o, int o_stride, int b, int hk,
+                                               int split, int row0, int nrows) {
+    for (int idx = threadIdx.x; idx < nrows * D; idx += THREADS) {
+        const int r = idx / D;
+        const int d = idx % D;
+        float mx = -INFINITY;
+#pragma unroll
+        for (int st = 0; st < STREAMS; ++st) mx = fmaxf(mx, s_m[st * ROWS + r]);
+        float o = 0.0f, lsum = 0.0f;
+        if (mx != -INFINITY) {
+#pragma unroll
+            for (int st = 0; st < STREAMS; ++st) {
+                const float w = exp2f(s_m[st * ROWS + r] - mx);
+                o = fmaf(w, s_o[(st * ROWS + r) * o_stride + d], o);
+                lsum = fmaf(w, s_l[st * ROWS + r], lsum);
+            }
+        }
+        const int64_t slot = ((static_cast<int64_t>(b) * p.kv_heads + hk) * p.splits + split) * p.rows + row0 + r;
+        p.partial_o[slot * D + d] = o;
+        if (d == 0) {
+            p.partial_ml[slot * 2] = mx;
+            p.partial_ml[slot * 2 + 1] = lsum;
+        }
+    }
+}
+
 template <typename T, int D, int ROWS>
 __device__ __forceinline__ void decode_split(const AttentionParams& p) {
     static_assert(sizeof(T) == 2, "16-bit storage: a pack is 8 elements");
@@ -573,28 +603,7 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
         }
     }
     __syncthreads();
-    for (int idx = threadIdx.x; idx < nrows * D; idx += ATTN_DECODE_THREADS) {
-        const int r = idx / D;
-        const int d = idx % D;
-        float mx = -INFINITY;
-#pragma unroll
-        for (int st = 0; st < STREAMS; ++st) mx = fmaxf(mx, s_m[st][r]);
-        float o = 0.0f, lsum = 0.0f;
-        if (mx != -INFINITY) {
-#pragma unroll
-            for (int st = 0; st < STREAMS; ++st) {
-                const float w = exp2f(s_m[st][r] - mx);
-                o = fmaf(w, s_o[st][r][d], o);
-                lsum = fmaf(w, s_l[st][r], lsum);
-            }
-        }
-        const int64_t slot = ((static_cast<int64_t>(b) * p.kv_heads + hk) * p.splits + split) * p.rows + row0 + r;
-        p.partial_o[slot * D + d] = o;
-        if (d == 0) {
-            p.partial_ml[slot * 2] = mx;
-            p.partial_ml[slot * 2 + 1] = lsum;
-        }
-    }
+    write_partials<D, STREAMS, ROWS, ATTN_DECODE_THREADS>(p, &s_m[0][0], &s_l[0][0], &s_o[0][0][0], D, b, hk, split, row0, nrows);
 }
 
 // ---- decode on tensor cores: 9 to 16 rows ------------------------------------------------------
@@ -769,28 +778,7 @@ __device__ __forceinline__ void decode_mma(const AttentionParams& p) {
         }
     }
     __syncthreads();
-    for (int idx = threadIdx.x; idx < p.rows * D; idx += THREADS) {
-        const int r = idx / D;
-        const int d = idx % D;
-        float mx = -INFINITY;
-#pragma unroll
-        for (int w = 0; w < WARPS; ++w) mx = fmaxf(mx, s_m[w][r]);
-        float out = 0.0f, lsum = 0.0f;
-        if (mx != -INFINITY) {
-#pragma unroll
-            for (int w = 0; w < WARPS; ++w) {
-                const float weight = exp2f(s_m[w][r] - mx);
-                out = fmaf(weight, s_o[(w * ROWS + r) * O_STRIDE + d], out);
-                lsum = fmaf(weight, s_l[w][r], lsum);
-            }
-        }
-        const int64_t slot = ((static_cast<int64_t>(b) * p.kv_heads + hk) * p.splits + split) * p.rows + r;
-        p.partial_o[slot * D + d] = out;
-        if (d == 0) {
-            p.partial_ml[slot * 2] = mx;
-            p.partial_ml[slot * 2 + 1] = lsum;
-        }
-    }
+    write_partials<D, WARPS, ROWS, THREADS>(p, &s_m[0][0], &s_l[0][0], s_o, O_STRIDE, b, hk, split, 0, p.rows);
 }
 
 // One (row, K/V head, batch) per program: merges the splits and writes the output row. The

@@ -124,6 +124,17 @@ __device__ __forceinline__ void load_tile(T* smem, const T* src, const T* base, 
     }
 }
 
+// The warp's Q fragment (A operand) of k-step kk: from registers (qf, loaded once) where they
+// fit, else re-read from shared memory through this lane's ldmatrix row `q_frag_row`.
+template <bool IN_REGS, int N, typename T>
+__device__ __forceinline__ void q_fragment(uint32_t (&a)[4], const uint32_t (&qf)[N][4], const T* q_frag_row, int kk) {
+    if constexpr (IN_REGS) {
+        a[0] = qf[kk][0], a[1] = qf[kk][1], a[2] = qf[kk][2], a[3] = qf[kk][3];
+    } else {
+        yoco::ldmatrix_x4(a, q_frag_row + kk * 16);
+    }
+}
+
 // S += Q Kᵀ for one k-step (head dims kk·16 .. kk·16 + 15) and 16 keys: `a` is the warp's Q
 // fragment of that k-step, `sK16` the first of the 16 keys' rows in shared memory; s0 gets keys
 // 0–7, s1 keys 8–15 (C fragments). One ldmatrix: r0, r1 are B of keys 0–7 (dims 0–7, 8–15), r2,
@@ -298,11 +309,7 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
 #pragma unroll
         for (int kk = 0; kk < KSTEPS; ++kk) {
             uint32_t a[4];
-            if constexpr (Q_IN_REGS) {
-                a[0] = qf[kk][0], a[1] = qf[kk][1], a[2] = qf[kk][2], a[3] = qf[kk][3];
-            } else {
-                yoco::ldmatrix_x4(a, q_frag_row + kk * 16);
-            }
+            q_fragment<Q_IN_REGS>(a, qf, q_frag_row, kk);
 #pragma unroll
             for (int np = 0; np < NTILES / 2; ++np) scores_16_keys<T, D>(s[2 * np], s[2 * np + 1], a, sKb + np * 16 * SMEM_STRIDE, kk);
         }
@@ -734,11 +741,7 @@ __device__ __forceinline__ void decode_mma(const AttentionParams& p) {
 #pragma unroll
         for (int kk = 0; kk < KSTEPS; ++kk) {
             uint32_t a[4];
-            if constexpr (Q_IN_REGS) {
-                a[0] = qf[kk][0], a[1] = qf[kk][1], a[2] = qf[kk][2], a[3] = qf[kk][3];
-            } else {
-                yoco::ldmatrix_x4(a, q_frag_row + kk * 16);
-            }
+            q_fragment<Q_IN_REGS>(a, qf, q_frag_row, kk);
             scores_16_keys<T, D>(s[0], s[1], a, sK16, kk);
         }
         // The mask and the split's end, only on tiles that cross an edge (the same for the block).

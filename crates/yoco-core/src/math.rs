@@ -22,8 +22,12 @@ pub fn exp(x: f32) -> f32 {
     p = p.mul_add(r, 1.666_666_5e-1);
     p = p.mul_add(r, 5.000_000_1e-1);
     let e = (p * r).mul_add(r, r) + 1.0;
-    // 2^n from its exponent bits; n is in [-126, 127] after the clamp.
-    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // 2^n from its exponent bits; n is in [-126, 127] after the clamp, so the conversion needs
+    // none of `as`'s saturation (NaN inputs leave the clamp as NaN: n is then NaN, and so is e).
+    // SAFETY: n is finite and within i32 (the clamp above), or NaN, whose conversion is the one
+    // case to_int_unchecked leaves undefined: excluded by the select.
+    let n_int: i32 = if n.is_nan() { 0 } else { unsafe { n.to_int_unchecked() } };
+    e * f32::from_bits(((n_int + 127) as u32) << 23)
 }
 
 /// silu(x) = x · sigmoid(x) = x / (1 + e^-x), vectorisable.
@@ -83,5 +87,9 @@ mod tests {
         assert!(exp(1000.0).is_finite() && exp(1000.0) > 1e38);
         assert!((silu(-1000.0)).abs() < 1e-30);
         assert_eq!(silu(1000.0), 1000.0);
+        // Infinities clamp like any large input; NaN stays NaN (the integer part takes no
+        // undefined conversion).
+        assert!(exp(f32::NEG_INFINITY) > 0.0 && exp(f32::INFINITY).is_finite());
+        assert!(exp(f32::NAN).is_nan() && silu(f32::NAN).is_nan());
     }
 }

@@ -54,6 +54,16 @@ fn every_allocation_is_accounted_by_category() {
         assert_eq!(s.current(MemoryCategory::Activations), 0);
         assert_eq!(s.peak(MemoryCategory::Activations), 2000);
         assert_eq!(s.total_peak, 32768 + 1024 + 2000);
+        // An output allocated for overwriting is charged like any other, and a same-device copy
+        // (which allocates one) holds the source's values.
+        let out = Tensor::for_overwrite([100, 10], DType::F16, &device, MemoryCategory::Activations).unwrap();
+        assert_eq!((out.dims(), out.dtype()), (&[100, 10][..], DType::F16));
+        assert_eq!(device.memory().current(MemoryCategory::Activations), 2000);
+        drop(out);
+        let values: Vec<f64> = (0..256).map(|i| i as f64 - 100.0).collect();
+        let src = Tensor::from_f64(&values, [256], DType::F32, &device, MemoryCategory::Activations).unwrap();
+        assert_eq!(src.to_device(&device).unwrap().to_f64_vec().unwrap(), values);
+        drop(src);
         // A copy elsewhere is charged there, under the same category.
         let cpu = Device::cpu();
         let w_cpu = w.to_device(&cpu).unwrap();

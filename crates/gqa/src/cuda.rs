@@ -1,7 +1,8 @@
 //! Launchers of `kernels/attention.cu`: the flash-attention-2 prefill kernel on tensor cores,
 //! and for a few query rows per K/V head (decode, `q_len · group <= 16`) the split-KV decode
-//! kernels (CUDA cores up to 8 rows, tensor cores for 9–16) and their combine. Shapes are checked by lib.rs; this file checks what the kernels
-//! assume on top (storage type, 16-byte alignment, 32-bit sizes, grid limits).
+//! kernels (CUDA cores up to 8 rows, tensor cores for 9–16) and their combine. Shapes are checked
+//! by lib.rs; this file checks what the kernels assume on top (storage type, 16-byte alignment,
+//! 32-bit sizes, grid limits).
 
 use std::ffi::c_void;
 
@@ -305,7 +306,25 @@ fn decode(device: &CudaDevice, on: &yoco_core::Device, mut params: AttentionPara
 
 #[cfg(test)]
 mod tests {
-    use super::{plan_splits, ATTN_DECODE_MAX_SPLITS, MIN_KEYS_PER_SPLIT};
+    use super::{decode_kernel, plan_splits, DType, ATTN_DECODE_MAX_SPLITS, DECODE_MAX_ROWS, MIN_KEYS_PER_SPLIT};
+
+    #[test]
+    fn decode_rows_pick_their_kernel() {
+        for rows in 1..=DECODE_MAX_ROWS {
+            let k = decode_kernel(128, rows, DType::BF16).unwrap();
+            if rows <= 8 {
+                // CUDA cores: the smallest instantiation holding every row, one program per split.
+                assert!(k.name.contains("_r") && k.rows_per_program >= rows && k.smem == 0, "{rows} rows: {}", k.name);
+                assert_eq!(k.rows_per_program, if rows <= 4 { rows } else { 8 });
+            } else {
+                // Tensor cores: all rows in one 16-row fragment, 64-key tiles, Q and two K/V buffers
+                // of 64 rows each, every row padded to 136 elements.
+                assert!(k.name.contains("mma") && k.rows_per_program == 16 && k.step == 64, "{rows} rows: {}", k.name);
+                assert_eq!(k.smem, (16 + 4 * 64) * 136 * 2);
+            }
+        }
+        assert!(decode_kernel(96, 12, DType::BF16).is_err());
+    }
 
     fn check_cover(span: usize, (splits, kps): (usize, usize), step: usize) {
         assert!(kps % step == 0 && splits * kps >= span && (splits - 1) * kps < span, "span {span}: {splits} x {kps}");

@@ -3,7 +3,7 @@
 //   S_n = γ_n S_{n−1} + (s·k_n)ᵀ v_n,  o_n = q_n S_n,  log γ ≤ 0, state S (D × D per head) in f32.
 //
 // Chunkwise prefill, chunks of GRET_CHUNK = C tokens. With b the cumsum of log γ restarted in the
-// chunk (every exponent below is ≤ 0), each chunk takes five steps:
+// chunk (every exponent below is ≤ 0), each chunk takes four steps:
 //   1. A  = s · Q Kᵀ                     (C×C, tensor cores, f32 accumulate)
 //   2. Ab = A ⊙ M, M[t,u] = e^(b_t−b_u)·[u ≤ t], rounded to the storage type
 //      Qd = Q ⊙ e^b,  Kd = s · K ⊙ e^(b_last − b),  Sb = S — all rounded to the storage type
@@ -26,7 +26,7 @@
 //   work (over half the FLOPs and most of the elementwise work) fills the GPU however few heads
 //   there are, for 2·D² bytes per chunk and head written and read back.
 // - Sequential, one kernel (gret_chunkwise_*): one CTA per (value block, head, sequence) does all
-//   five steps chunk by chunk, carrying the state. No buffer; its chain is the whole per-chunk
+//   four steps chunk by chunk, carrying the state. No buffer; its chain is the whole per-chunk
 //   work, so a launch lasts ~chunks × that. Kept as the measured alternative and the fallback.
 //
 // Versions of the sequential kernel (none measured on a GPU yet: the machines they were written on
@@ -363,7 +363,7 @@ __device__ __forceinline__ void store_state(float* state, const float* sS, int v
     for (int idx = threadIdx.x; idx < D * BV; idx += GRET_THREADS) state[(idx / BV) * D + v0 + idx % BV] = sS[(idx / BV) * Strides<D, BV>::ld_s + idx % BV];
 }
 
-// The sequential schedule: one CTA per (value block, head, sequence), all five steps per chunk.
+// The sequential schedule: one CTA per (value block, head, sequence), all four steps per chunk.
 template <typename T, int D, int BV>
 __device__ void gret_chunkwise(const GretChunkParams& p) {
     using L = SequentialLayout<D, BV>;

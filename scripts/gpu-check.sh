@@ -105,9 +105,9 @@ run() {
 
     # In the order of what matters most, so that a call cut short still brings back the first
     # things: correctness and memcheck, the ceilings, the kernel benches, the peers, then racecheck
-    # and initcheck (slowest; the sanitizers are refused on some runtimes). On the GPU: GPU-filling shapes,
-    # CUDA-only benches at the short pace. In the dry run: the small shapes and criterion's test
-    # mode (each bench once).
+    # and initcheck (slowest; the sanitizers are refused on some runtimes). On the GPU:
+    # GPU-filling shapes, CUDA-only benches at the short pace. In the dry run: the small shapes
+    # and criterion's test mode (each bench once).
     local large=--large bench_args="--bench --noplot"
     if [ "$device" != cuda ]; then large=""; bench_args=""; fi
     step 150 "$out/check.txt" "$bin/yoco" check --device "$device" $large

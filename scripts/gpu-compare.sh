@@ -39,6 +39,7 @@ run() {
         "$bin/yoco" --version
         nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 || echo "no nvidia-smi"
         echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+        echo "gated-retention prefill schedule: ${YOCO_GRET_SCHEDULE:-parallel (the default; YOCO_GRET_SCHEDULE=sequential for the one-pass kernel)}"
         echo "== comparison at $lengths, $generate generated tokens, budget $budget, batches up to $max_batch, deadline ${deadline}s"
     } > "$log"
     # The harness stops starting lengths 30 s before the deadline (writing the plots takes a few

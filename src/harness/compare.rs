@@ -205,7 +205,12 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
             repetitions: args.repetitions,
             memory_budget_bytes: budget,
             max_batch: args.max_batch,
-            notes: Vec::new(),
+            notes: if device.is_cpu() {
+                Vec::new()
+            } else {
+                let schedule = yoco_gated_retention::ChunkSchedule::from_env()?;
+                vec![format!("gated retention's CUDA prefill ran its {} schedule ({} picks it)", schedule.name(), yoco_gated_retention::ChunkSchedule::ENV)]
+            },
         },
         calibration,
         measurements: Vec::new(),

@@ -8,7 +8,7 @@
 //! Both take and return [`Tensor`]s, so the model code above is written once.
 
 use yoco_core::{DType, Device, Element, Error, MemoryCategory, Result, Tensor};
-use yoco_gated_retention::{reference as gret_ref, RetentionOptions};
+use yoco_gated_retention::{reference as gret_ref, ChunkSchedule, RetentionOptions};
 use yoco_gqa::{AttentionOptions, Dims, KvCache, Mask};
 use yoco_rope::Rope;
 
@@ -175,7 +175,7 @@ impl Ops {
             // would make the logits non-finite, which sampling refuses.
             Backend::Fast if q.dims()[1] == 1 => yoco_gated_retention::gated_retention_step(q, k, v, log_decay, state, &RetentionOptions { check_gates: false, ..RetentionOptions::default() }),
             Backend::Fast => {
-                let options = RetentionOptions { chunk, check_gates: false, ..RetentionOptions::default() };
+                let options = RetentionOptions { chunk, check_gates: false, schedule: ChunkSchedule::from_env()?, ..RetentionOptions::default() };
                 let (o, s) = yoco_gated_retention::gated_retention(q, k, v, log_decay, Some(state), &options)?;
                 *state = s;
                 Ok(o)

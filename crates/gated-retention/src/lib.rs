@@ -73,11 +73,36 @@ pub enum ChunkSchedule {
 }
 
 impl ChunkSchedule {
+    /// The environment variable [`ChunkSchedule::from_env`] reads.
+    pub const ENV: &'static str = "YOCO_GRET_SCHEDULE";
+
     /// The schedule's name in labels: "parallel" or "sequential".
     pub fn name(self) -> &'static str {
         match self {
             ChunkSchedule::Parallel => "parallel",
             ChunkSchedule::Sequential => "sequential",
+        }
+    }
+
+    /// The schedule named `name` ("parallel" or "sequential").
+    pub fn parse(name: &str) -> Result<ChunkSchedule> {
+        Self::parse_as("ChunkSchedule::parse", "schedule", name)
+    }
+
+    fn parse_as(op: &'static str, what: &'static str, name: &str) -> Result<ChunkSchedule> {
+        [ChunkSchedule::Parallel, ChunkSchedule::Sequential]
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| Error::invalid(op, what, format!("{name:?}: expected \"parallel\" or \"sequential\"")))
+    }
+
+    /// The schedule the models run: `YOCO_GRET_SCHEDULE` if set, else the default (parallel).
+    /// A GPU machine has no Rust toolchain, so this is how a run there switches to the one-pass
+    /// kernel without a rebuild.
+    pub fn from_env() -> Result<ChunkSchedule> {
+        match std::env::var(Self::ENV) {
+            Ok(name) => Self::parse_as("ChunkSchedule::from_env", Self::ENV, &name),
+            Err(_) => Ok(ChunkSchedule::default()),
         }
     }
 }

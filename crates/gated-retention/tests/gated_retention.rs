@@ -5,7 +5,7 @@
 use yoco_core::testing::{assert_all_passed, case_rng, check_rel_l2, rel_l2, test_devices};
 use yoco_core::{DType, Device, Error, MemoryCategory, Tensor};
 use yoco_gated_retention::check::{self, problem, Case, Gates, Inputs};
-use yoco_gated_retention::{gated_retention, gated_retention_step, reference, RetentionOptions};
+use yoco_gated_retention::{gated_retention, gated_retention_step, reference, ChunkSchedule, RetentionOptions};
 
 #[test]
 fn parallel_recurrent_and_chunkwise_forms_agree_in_f64() {
@@ -139,4 +139,13 @@ fn outputs_are_accounted() {
     let inputs = Inputs::draw(&mut case_rng("acct"), &case, DType::F32, &cpu).unwrap();
     let (_o, _s) = gated_retention(&inputs.q, &inputs.k, &inputs.v, &inputs.log_decay, None, &RetentionOptions::default()).unwrap();
     assert_eq!(cpu.memory().current(MemoryCategory::RecurrentState), 2 * 64 * 64 * 4);
+}
+
+#[test]
+fn schedules_parse_by_name() {
+    for schedule in [ChunkSchedule::Parallel, ChunkSchedule::Sequential] {
+        assert_eq!(ChunkSchedule::parse(schedule.name()).unwrap(), schedule);
+    }
+    let err = ChunkSchedule::parse("fast").unwrap_err().to_string();
+    assert!(err.contains("\"fast\"") && err.contains("sequential"), "{err}");
 }

@@ -356,17 +356,6 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
 
 // ---- decode: split-KV --------------------------------------------------------------------------
 
-// A 16-byte pack of 8 elements, as yoco_common.cuh holds it (one uint4, converted word by word).
-template <typename T>
-__device__ __forceinline__ uint4 load16(const T* p) {
-    return yoco::load_pack(p, 0);
-}
-
-template <typename T>
-__device__ __forceinline__ void unpack8(const uint4& w, float (&f)[8]) {
-    yoco::unpack<T>(w, f);
-}
-
 // Merges a block's STREAMS online-softmax states of `nrows` rows — max in log2 units s_m[st·ROWS +
 // r], sum s_l[st·ROWS + r], unnormalised output s_o[(st·ROWS + r)·o_stride + d] — and writes them
 // as rows row0 .. row0 + nrows of split `split`'s partial for (batch b, K/V head hk).
@@ -451,7 +440,7 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
             const int i = (row0 + r) / p.group;
             const int h = hk * p.group + (row0 + r) % p.group;
             const T* qrow = static_cast<const T*>(p.q) + (static_cast<int64_t>(b) * p.q_len + i) * q_stride + static_cast<int64_t>(h) * D + part * 8;
-            unpack8<T>(load16(qrow), qv[r]);
+            yoco::unpack<T>(yoco::load_pack(qrow, 0), qv[r]);
 #pragma unroll
             for (int e = 0; e < 8; ++e) qv[r][e] *= p.scale_log2;
             range[r] = key_range(p, i);
@@ -537,7 +526,7 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
             float kf[8];
-            unpack8<T>(kp[u], kf);
+            yoco::unpack<T>(kp[u], kf);
 #pragma unroll
             for (int r = 0; r < ROWS; ++r) {
                 float d = 0.0f;
@@ -587,7 +576,7 @@ __device__ __forceinline__ void decode_split(const AttentionParams& p) {
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
             float vf[8];
-            unpack8<T>(vp[u], vf);
+            yoco::unpack<T>(vp[u], vf);
 #pragma unroll
             for (int r = 0; r < ROWS; ++r) {
 #pragma unroll

@@ -37,6 +37,17 @@ using yoco::to_f32;
 // bf16: 3 per lane of a warp) at 40-48 registers, 5 blocks per SM (4 took 56: 4 blocks).
 constexpr int BATCH = 3;
 
+// Starts the loads of this thread's next BATCH packs of `base` (packs i0, i0 + step, …, those
+// below `packs`) into v, all in flight before any is used.
+template <typename T>
+__device__ __forceinline__ void load_batch(uint4 (&v)[BATCH], const T* base, int i0, int step, int packs) {
+#pragma unroll
+    for (int k = 0; k < BATCH; ++k) {
+        const int i = i0 + k * step;
+        if (i < packs) v[k] = yoco::load_pack(base, i);
+    }
+}
+
 // Pass 1 over this thread's share of one row: returns the partial sum of squares. In the
 // residual variant also writes h = x + r, rounded to T, and sums the squares of the rounded h.
 template <typename T, bool RESIDUAL>
@@ -54,18 +65,10 @@ __device__ __forceinline__ float row_sum_squares(const RmsNormParams& p, int64_t
         // a row of 1-3 packs per thread as 1-3 dependent round trips). Same elements, same order.
         for (int i0 = tid; i0 < packs; i0 += BATCH * nthreads) {
             uint4 xv[BATCH];
-#pragma unroll
-            for (int k = 0; k < BATCH; ++k) {
-                const int i = i0 + k * nthreads;
-                if (i < packs) xv[k] = yoco::load_pack(x, i);
-            }
+            load_batch(xv, x, i0, nthreads, packs);
             if constexpr (RESIDUAL) {
                 uint4 rv[BATCH];
-#pragma unroll
-                for (int k = 0; k < BATCH; ++k) {
-                    const int i = i0 + k * nthreads;
-                    if (i < packs) rv[k] = yoco::load_pack(r, i);
-                }
+                load_batch(rv, r, i0, nthreads, packs);
 #pragma unroll
                 for (int k = 0; k < BATCH; ++k) {
                     const int i = i0 + k * nthreads;
@@ -119,14 +122,8 @@ __device__ __forceinline__ void row_scale(const RmsNormParams& p, int64_t row, i
         // the compiler could not hoist them itself).
         for (int i0 = tid; i0 < packs; i0 += BATCH * nthreads) {
             uint4 sv[BATCH], wv[BATCH];
-#pragma unroll
-            for (int k = 0; k < BATCH; ++k) {
-                const int i = i0 + k * nthreads;
-                if (i < packs) {
-                    sv[k] = yoco::load_pack(src, i);
-                    wv[k] = yoco::load_pack(w, i);
-                }
-            }
+            load_batch(sv, src, i0, nthreads, packs);
+            load_batch(wv, w, i0, nthreads, packs);
 #pragma unroll
             for (int k = 0; k < BATCH; ++k) {
                 const int i = i0 + k * nthreads;

@@ -38,19 +38,17 @@ __device__ __forceinline__ void silu_mul(const SiluMulParams& p) {
                 g1 = yoco::load_pack(gate, i1);
                 u1 = yoco::load_pack(up, i1);
             }
-            float g[N], u[N];
-            yoco::unpack<T>(g0, g);
-            yoco::unpack<T>(u0, u);
-#pragma unroll
-            for (int j = 0; j < N; ++j) g[j] = yoco::silu(g[j]) * u[j];
-            yoco::store_pack(out, i, yoco::repack<T>(g));
-            if (two) {
-                yoco::unpack<T>(g1, g);
-                yoco::unpack<T>(u1, u);
+            // out's pack `at` from the gate and up packs g, u.
+            const auto gate_pack = [&](int64_t at, const uint4& gp, const uint4& up_pack) {
+                float g[N], u[N];
+                yoco::unpack<T>(gp, g);
+                yoco::unpack<T>(up_pack, u);
 #pragma unroll
                 for (int j = 0; j < N; ++j) g[j] = yoco::silu(g[j]) * u[j];
-                yoco::store_pack(out, i1, yoco::repack<T>(g));
-            }
+                yoco::store_pack(out, at, yoco::repack<T>(g));
+            };
+            gate_pack(i, g0, u0);
+            if (two) gate_pack(i1, g1, u1);
         }
     } else {
         for (int64_t i = first; i < p.n; i += stride) out[i] = yoco::from_f32<T>(yoco::silu(yoco::to_f32(gate[i])) * yoco::to_f32(up[i]));

@@ -1,7 +1,7 @@
 //! Launchers of `kernels/gated_retention.cu`: the chunkwise prefill (bf16/f16, tensor cores)
 //! and the decode step. Shapes and gates are checked by lib.rs.
 
-use yoco_core::cuda::cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute_enum};
+use yoco_core::cuda::cudarc::driver::sys::CUfunction_attribute_enum;
 use yoco_core::cuda::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
 use yoco_core::cuda::CudaDevice;
 use yoco_core::{DType, Error, MemoryCategory, Result, Tensor};
@@ -151,8 +151,7 @@ pub(crate) fn chunkwise(
 ) -> Result<()> {
     const OP: &str = "gated_retention (cuda)";
     let device = q.device().as_cuda(OP)?.clone();
-    let multiprocessors = device.context().attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_err(|e| Error::cuda(OP, e))?;
-    let bv = block_v(shape, multiprocessors.max(1) as usize);
+    let bv = block_v(shape, device.sm_count());
     // The walking kernels take heads and sequences in the grid's y and z, the outputs pass their
     // product in y: at most 65535 each.
     let pairs_limit = if schedule == ChunkSchedule::Parallel { 65535 } else { usize::MAX };

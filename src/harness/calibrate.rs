@@ -9,6 +9,7 @@ use yoco_core::ceiling::{median, CpuCeilings};
 use yoco_core::rng::Rng;
 use yoco_core::{DType, Device, MemoryCategory, Result, Tensor};
 
+use super::contention::{Contention, Window};
 use super::projection::Efficiencies;
 use crate::model::{Backend, Ops};
 
@@ -31,6 +32,8 @@ pub struct Calibration {
     pub retention_gflops: f64,
     pub rmsnorm_gbs: f64,
     pub shapes: String,
+    /// What other processes and the hypervisor took of the CPUs while calibrating.
+    pub contention: Option<Contention>,
 }
 
 /// Median seconds of five calls of `f` after one warm-up, each call waited for on `device`.
@@ -101,6 +104,7 @@ fn ceilings(device: &Device) -> Result<(usize, String, f64, f64)> {
 /// Measures the ceilings of `device` and the rates this project's kernels reach on it, in
 /// `dtype` (seconds on either kind of device).
 pub fn calibrate(device: &Device, dtype: DType) -> Result<Calibration> {
+    let window = Window::open();
     let (threads, compute_ceiling, compute_gflops, copy_gbs) = ceilings(device)?;
     let sizes = Sizes::for_device(device);
     let mut rng = Rng::new(11);
@@ -138,7 +142,7 @@ pub fn calibrate(device: &Device, dtype: DType) -> Result<Calibration> {
     let t = median_seconds(device, || yoco_rmsnorm::rms_norm_into(&x, &w, 1e-5, &mut y))?;
     let rmsnorm_gbs = 2.0 * (rows * width * dtype.size_in_bytes()) as f64 / t / 1e9;
 
-    Ok(Calibration { device: device.to_string(), threads, compute_ceiling, compute_gflops, copy_gbs, gemm_gflops, attention_gflops, retention_gflops, rmsnorm_gbs, shapes: sizes.describe() })
+    Ok(Calibration { device: device.to_string(), threads, compute_ceiling, compute_gflops, copy_gbs, gemm_gflops, attention_gflops, retention_gflops, rmsnorm_gbs, shapes: sizes.describe(), contention: window.close() })
 }
 
 impl Calibration {

@@ -250,7 +250,11 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
         let length_started = Instant::now();
         for model in &models {
             bar.set_message(format!("{} at {n} tokens", model.config().name));
-            report.measurements.push(measure(model, n, &plan, true)?);
+            let m = measure(model, n, &plan, true)?;
+            if let Some(c) = m.contention.filter(|c| c.is_contended()) {
+                bar.suspend(|| eprintln!("compare: ⚠ other work took {:.0}% of the CPUs while {} ran at {n} tokens: its times read high (flagged in the report)", 100.0 * c.elsewhere(), m.model));
+            }
+            report.measurements.push(m);
         }
         history.push((n, length_started.elapsed().as_secs_f64()));
         report.protocol.lengths.push(n);

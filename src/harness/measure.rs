@@ -6,6 +6,7 @@ use serde::Serialize;
 use yoco_core::rng::Rng;
 use yoco_core::{MemoryCategory, MemorySnapshot, Result};
 
+use super::contention::{Contention, Window};
 use super::rss;
 use crate::model::memory::{predict, MemoryEstimate, Workload};
 use crate::model::profile::{self, OpTime};
@@ -84,6 +85,9 @@ pub struct Measurement {
     pub throughput: Option<Throughput>,
     /// Where batch 1's time goes, by operation, from a profiled run of its own.
     pub phases: Phases,
+    /// What other processes and the hypervisor took of the CPUs over this whole measurement;
+    /// `None` where the system does not say (not Linux).
+    pub contention: Option<Contention>,
 }
 
 /// A profiled run (batch 1): each operation waited for before and after itself
@@ -152,6 +156,7 @@ pub fn measure(model: &AnyModel, length: usize, plan: &RunPlan, with_throughput:
     let mut rng = Rng::new(plan.seed ^ length as u64);
     let tokens = random_prompt(&mut rng, prompt, config.vocab_size);
     let device = model.device();
+    let window = Window::open();
 
     let mut prefill_samples = Vec::new();
     let mut decode = Vec::new();
@@ -200,6 +205,7 @@ pub fn measure(model: &AnyModel, length: usize, plan: &RunPlan, with_throughput:
         decode_seconds_per_token: yoco_core::ceiling::median(&mut decode),
         throughput,
         phases,
+        contention: window.close(),
     })
 }
 

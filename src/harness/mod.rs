@@ -2,6 +2,7 @@
 
 pub mod calibrate;
 pub mod compare;
+pub mod contention;
 pub mod measure;
 pub mod paper;
 pub mod plot;

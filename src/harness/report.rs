@@ -8,6 +8,7 @@ use serde::Serialize;
 use yoco_core::{Error, Result};
 
 use super::calibrate::Calibration;
+use super::contention::{Contention, CONTENDED};
 use super::measure::Measurement;
 use super::paper;
 use super::plot::{human, write_bars, write_lines, LineChart, Series, StackedBars};
@@ -101,6 +102,7 @@ impl Report {
         w.write_record([
             "model", "length", "prompt", "generated", "weights_bytes", "kv_cache_bytes", "recurrent_state_bytes", "activations_bytes", "total_peak_bytes",
             "predicted_total_bytes", "resident_bytes", "prefill_seconds", "decode_seconds_per_token", "throughput_batch", "throughput_batch_that_fits", "throughput_tokens_per_second",
+            "cpu_share_taken_elsewhere",
         ])
         .map_err(|e| io(path, e))?;
         for m in &self.measurements {
@@ -122,6 +124,7 @@ impl Report {
                 t.map(|t| t.batch.to_string()).unwrap_or_default(),
                 t.map(|t| t.fits.to_string()).unwrap_or_default(),
                 t.map(|t| format!("{:.3}", t.tokens_per_second)).unwrap_or_default(),
+                m.contention.map(|c| format!("{:.4}", c.elsewhere())).unwrap_or_default(),
             ])
             .map_err(|e| io(path, e))?;
         }
@@ -141,6 +144,10 @@ impl Report {
         let _ = writeln!(s, "Ceilings measured in this run on {}{threads}: {} {:.0} GFLOP/s, copy {:.1} GB/s. Kernel rates ({}): GEMM {:.0} GFLOP/s ({:.0}%), causal attention {:.0} GFLOP/s ({:.0}%), gated retention {:.0} GFLOP/s ({:.0}%), RMSNorm {:.1} GB/s ({:.0}%).\n",
             c.device, c.compute_ceiling, c.compute_gflops, c.copy_gbs, c.shapes, c.gemm_gflops, 100.0 * c.gemm_gflops / c.compute_gflops, c.attention_gflops, 100.0 * c.attention_gflops / c.compute_gflops,
             c.retention_gflops, 100.0 * c.retention_gflops / c.compute_gflops, c.rmsnorm_gbs, 100.0 * c.rmsnorm_gbs / c.copy_gbs);
+        if let Some(c) = c.contention.filter(|c| c.is_contended()) {
+            let _ = writeln!(s, "⚠ Other work took {:.0}% of the CPUs while calibrating (other processes {:.0}%, the hypervisor {:.0}%): these rates, and the projection fed with them, read low.\n",
+                100.0 * c.elsewhere(), 100.0 * c.others, 100.0 * c.steal);
+        }
         for note in &p.notes {
             let _ = writeln!(s, "- {note}");
         }
@@ -158,9 +165,13 @@ impl Report {
                 (Some(a), Some(b)) => format!("{:.2}×", a.tokens_per_second / b.tokens_per_second),
                 _ => "—".into(),
             };
-            let _ = writeln!(s, "| {} | {} | {} | {:.2}× | {:.3} s | {:.3} s | {:.2}× | {} | {} | {} |",
+            let mark = if [y, t].iter().any(|m| m.contention.is_some_and(|c| c.is_contended())) { " ⚠" } else { "" };
+            let _ = writeln!(s, "| {}{mark} | {} | {} | {:.2}× | {:.3} s | {:.3} s | {:.2}× | {} | {} | {} |",
                 human(y.length as f64), bytes(t.memory.total), bytes(y.memory.total), t.memory.total as f64 / y.memory.total as f64,
                 t.prefill_seconds, y.prefill_seconds, t.prefill_seconds / y.prefill_seconds, tp(t), tp(y), tr);
+        }
+        if let Some(line) = self.contention_line() {
+            let _ = writeln!(s, "\n{line}");
         }
         let _ = writeln!(s, "\nThe paper (YOCO-3B vs Transformer-3B, H100-80GB), by length:\n");
         let _ = writeln!(s, "| length | memory ratio | prefill ratio | throughput ratio Y/T |");
@@ -202,6 +213,23 @@ impl Report {
         }
         let _ = writeln!(s, "\nPlots: memory.png, phases.png, prefill.png, throughput.png, kv_per_token.png, ratios.png, projection.png (each also as SVG).");
         s
+    }
+
+    /// Under the measured table: which measurements ran while other work took more than
+    /// [`CONTENDED`] of the CPUs, or that none did and the most any saw.
+    fn contention_line(&self) -> Option<String> {
+        let seen: Vec<(&Measurement, Contention)> = self.measurements.iter().filter_map(|m| m.contention.map(|c| (m, c))).collect();
+        if seen.is_empty() {
+            return None;
+        }
+        let percent = |c: &Contention| format!("{:.0}% (other processes {:.0}%, the hypervisor {:.0}%)", 100.0 * c.elsewhere(), 100.0 * c.others, 100.0 * c.steal);
+        let contended: Vec<String> = seen.iter().filter(|(_, c)| c.is_contended()).map(|(m, c)| format!("{} at {}: {}", m.model, human(m.length as f64), percent(c))).collect();
+        Some(if contended.is_empty() {
+            let most = seen.iter().map(|(_, c)| c.elsewhere()).fold(0.0, f64::max);
+            format!("CPU time taken by other work during each measurement (from /proc/stat): at most {:.1}% of the CPUs; no measurement is flagged (the flag is over {:.0}%).", 100.0 * most, 100.0 * CONTENDED)
+        } else {
+            format!("⚠ Measured while other work took more than {:.0}% of the CPUs (from /proc/stat), so their times read high and the ratios they enter are not clean: {}.", 100.0 * CONTENDED, contended.join("; "))
+        })
     }
 
     /// The operations of the profiled runs, those with the most time over all runs first.

@@ -161,12 +161,12 @@ fn typed<T: Element>(q: &[T], k: &[T], v: &[T], p: &Problem, out: &mut [T]) {
     let d = p.dims;
     let x = Inputs { q, k, v, p: *p };
     let rows = OutRows { ptr: out.as_mut_ptr(), len: out.len(), q_len: d.q_len, heads: d.heads, head_dim: d.head_dim };
+    let isa = Isa::detect();
     if d.q_len <= ROWS_PATH_MAX {
-        decode::attend(&x, rows);
+        decode::attend(&x, isa, rows);
         return;
     }
     let blocks = d.q_len.div_ceil(BR);
-    let isa = Isa::detect();
     (0..d.batch * d.heads * blocks).into_par_iter().for_each_init(
         || Scratch::new(d.head_dim),
         |s, t| {

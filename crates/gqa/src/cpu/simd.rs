@@ -5,7 +5,12 @@
 //! Safety: the x86 types wrap intrinsics that need AVX-512F (or AVX2 + FMA). [`Avx512`] is only
 //! used inside `task_avx512`, which runs only after `Isa::detect` saw AVX-512F and AVX-512VL;
 //! [`Avx2`] needs AVX2 + FMA, the build's baseline (`target-cpu=x86-64-v3` in
-//! .cargo/config.toml). Loads and stores take fixed-size arrays, so they stay in bounds.
+//! .cargo/config.toml), which includes F16C. Loads and stores take fixed-size arrays, so they
+//! stay in bounds.
+
+use yoco_core::half::slice::HalfFloatSliceExt;
+use yoco_core::half::{bf16, f16};
+use yoco_core::Element;
 
 /// A vector of `LANES` f32.
 pub(super) trait Simd: Copy {
@@ -16,6 +21,35 @@ pub(super) trait Simd: Copy {
     /// `a · b + self`, fused.
     fn fma(self, a: Self, b: Self) -> Self;
     fn mul(self, b: Self) -> Self;
+    /// The sum of the lanes.
+    fn sum(self) -> f32;
+    /// `LANES` bf16 values, given as their bits, widened to f32.
+    fn load_bf16(s: &[u16]) -> Self;
+    /// `LANES` f16 values, given as their bits, widened to f32.
+    fn load_f16(s: &[u16]) -> Self;
+}
+
+/// `V::LANES` elements of `s` (from its start) widened to f32, read where they lie: the
+/// decode path streams the cache's rows in their storage type rather than copying them.
+#[inline(always)]
+pub(super) fn load_widened<T: Element, V: Simd>(s: &[T]) -> V {
+    use std::any::TypeId;
+    let id = TypeId::of::<T>();
+    // SAFETY (each cast): the TypeId comparison proves T is that very type, so the slice is
+    // reinterpreted as itself; bf16 and f16 are #[repr(transparent)] over u16, hence to_bits.
+    if id == TypeId::of::<f32>() {
+        V::load(unsafe { &*(s as *const [T] as *const [f32]) })
+    } else if id == TypeId::of::<bf16>() {
+        V::load_bf16(unsafe { &*(s as *const [T] as *const [bf16]) }.reinterpret_cast())
+    } else if id == TypeId::of::<f16>() {
+        V::load_f16(unsafe { &*(s as *const [T] as *const [f16]) }.reinterpret_cast())
+    } else {
+        let mut wide = [0f32; 16];
+        for (w, v) in wide.iter_mut().zip(&s[..V::LANES]) {
+            *w = v.to_f32();
+        }
+        V::load(&wide)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -59,6 +93,24 @@ mod x86 {
             // SAFETY: AVX-512F present.
             Avx512(unsafe { _mm512_mul_ps(self.0, b.0) })
         }
+        #[inline(always)]
+        fn sum(self) -> f32 {
+            // SAFETY: AVX-512F present.
+            unsafe { _mm512_reduce_add_ps(self.0) }
+        }
+        #[inline(always)]
+        fn load_bf16(s: &[u16]) -> Self {
+            let s: &[u16; 16] = s[..16].try_into().expect("16 lanes");
+            // SAFETY: AVX-512F present; s holds 16 u16 (unaligned load). bf16 is the top half
+            // of an f32: zero-extend, shift into place.
+            Avx512(unsafe { _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(s.as_ptr().cast())))) })
+        }
+        #[inline(always)]
+        fn load_f16(s: &[u16]) -> Self {
+            let s: &[u16; 16] = s[..16].try_into().expect("16 lanes");
+            // SAFETY: AVX-512F present; s holds 16 u16 (unaligned load).
+            Avx512(unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(s.as_ptr().cast())) })
+        }
     }
 
     #[derive(Clone, Copy)]
@@ -93,6 +145,28 @@ mod x86 {
             // SAFETY: AVX present.
             Avx2(unsafe { _mm256_mul_ps(self.0, b.0) })
         }
+        #[inline(always)]
+        fn sum(self) -> f32 {
+            // SAFETY: AVX present (baseline).
+            unsafe {
+                let halves = _mm_add_ps(_mm256_castps256_ps128(self.0), _mm256_extractf128_ps::<1>(self.0));
+                let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
+                _mm_cvtss_f32(_mm_add_ss(pairs, _mm_movehdup_ps(pairs)))
+            }
+        }
+        #[inline(always)]
+        fn load_bf16(s: &[u16]) -> Self {
+            let s: &[u16; 8] = s[..8].try_into().expect("8 lanes");
+            // SAFETY: AVX2 present (baseline); s holds 8 u16 (unaligned load). bf16 is the top
+            // half of an f32: zero-extend, shift into place.
+            Avx2(unsafe { _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(s.as_ptr().cast())))) })
+        }
+        #[inline(always)]
+        fn load_f16(s: &[u16]) -> Self {
+            let s: &[u16; 8] = s[..8].try_into().expect("8 lanes");
+            // SAFETY: F16C present (baseline); s holds 8 u16 (unaligned load).
+            Avx2(unsafe { _mm256_cvtph_ps(_mm_loadu_si128(s.as_ptr().cast())) })
+        }
     }
 }
 
@@ -123,5 +197,17 @@ impl Simd for Scalar {
     #[inline(always)]
     fn mul(self, b: Self) -> Self {
         Scalar(self.0 * b.0)
+    }
+    #[inline(always)]
+    fn sum(self) -> f32 {
+        self.0
+    }
+    #[inline(always)]
+    fn load_bf16(s: &[u16]) -> Self {
+        Scalar(bf16::from_bits(s[0]).to_f32())
+    }
+    #[inline(always)]
+    fn load_f16(s: &[u16]) -> Self {
+        Scalar(f16::from_bits(s[0]).to_f32())
     }
 }

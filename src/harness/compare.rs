@@ -149,6 +149,15 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
     if args.generate == 0 {
         return Err(Error::invalid("--generate", "generate", "0: expected at least one generated token"));
     }
+    if args.repetitions == 0 {
+        return Err(Error::invalid("--repetitions", "repetitions", "0: expected at least one timed run per length"));
+    }
+    if args.span == 0 {
+        return Err(Error::invalid("--span", "span", "0: expected a positive number of tokens per prefill step"));
+    }
+    if args.max_batch == 0 {
+        return Err(Error::invalid("--max-batch", "max_batch", "0: expected at least one sequence"));
+    }
     for &n in &args.lengths {
         if n <= args.generate || n > yoco_config.max_seq_len {
             return Err(Error::invalid("--lengths", "length", format!("{n}: expected more than the {} generated tokens and at most max_seq_len = {}", args.generate, yoco_config.max_seq_len)));

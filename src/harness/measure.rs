@@ -162,7 +162,7 @@ pub fn measure(model: &AnyModel, length: usize, plan: &RunPlan, with_throughput:
     let mut decode = Vec::new();
     let mut memory = Breakdown::default();
     let mut resident_bytes = None;
-    for rep in 0..plan.repetitions.max(1) {
+    for rep in 0..plan.repetitions {
         device.tracker().reset_peaks();
         let before = start_resident_peak(device);
         let g = generate(model, &tokens, 1, plan.generated, &mut Sampler::Greedy, plan.span)?;

@@ -131,6 +131,8 @@ pub(crate) struct Scratch {
     st: Vec<f32>,
     /// Unnormalised output: [BR][head_dim].
     o: Vec<f32>,
+    /// Each query's maximum score over the current tile: [BR].
+    tile_max: Vec<f32>,
     /// Running max, running sum, per-tile correction: [BR].
     m: Vec<f32>,
     l: Vec<f32>,
@@ -148,6 +150,7 @@ impl Scratch {
             v: vec![0.0; BC * head_dim],
             st: vec![0.0; BC * BR],
             o: vec![0.0; BR * head_dim],
+            tile_max: vec![0.0; BR],
             m: vec![0.0; BR],
             l: vec![0.0; BR],
             corr: vec![0.0; BR],

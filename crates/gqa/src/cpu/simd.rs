@@ -21,6 +21,8 @@ pub(super) trait Simd: Copy {
     /// `a · b + self`, fused.
     fn fma(self, a: Self, b: Self) -> Self;
     fn mul(self, b: Self) -> Self;
+    /// Lane-wise maximum (as `maxps`: `b` where either is NaN).
+    fn max(self, b: Self) -> Self;
     /// The sum of the lanes.
     fn sum(self) -> f32;
     /// `LANES` bf16 values, given as their bits, widened to f32.
@@ -94,6 +96,11 @@ mod x86 {
             Avx512(unsafe { _mm512_mul_ps(self.0, b.0) })
         }
         #[inline(always)]
+        fn max(self, b: Self) -> Self {
+            // SAFETY: AVX-512F present.
+            Avx512(unsafe { _mm512_max_ps(self.0, b.0) })
+        }
+        #[inline(always)]
         fn sum(self) -> f32 {
             // SAFETY: AVX-512F present.
             unsafe { _mm512_reduce_add_ps(self.0) }
@@ -144,6 +151,11 @@ mod x86 {
         fn mul(self, b: Self) -> Self {
             // SAFETY: AVX present.
             Avx2(unsafe { _mm256_mul_ps(self.0, b.0) })
+        }
+        #[inline(always)]
+        fn max(self, b: Self) -> Self {
+            // SAFETY: AVX present.
+            Avx2(unsafe { _mm256_max_ps(self.0, b.0) })
         }
         #[inline(always)]
         fn sum(self) -> f32 {
@@ -197,6 +209,10 @@ impl Simd for Scalar {
     #[inline(always)]
     fn mul(self, b: Self) -> Self {
         Scalar(self.0 * b.0)
+    }
+    #[inline(always)]
+    fn max(self, b: Self) -> Self {
+        Scalar(if self.0 > b.0 { self.0 } else { b.0 })
     }
     #[inline(always)]
     fn sum(self) -> f32 {

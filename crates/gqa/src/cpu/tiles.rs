@@ -39,11 +39,14 @@ pub(super) fn attend<T: Element, V: Simd, const R: usize, const NV: usize>(x: &I
     while j0 < end {
         let count = (end - j0).min(BC);
         pack_keys(x, s, b, hk, j0, count);
-        scores::<V, R, NV>(&s.qt, &s.k, &mut s.st, d);
+        scores::<V, R, NV>(&s.qt, &s.k, &mut s.st, &mut s.tile_max, d);
         // Every key of the tile visible to every query: no per-element mask.
         let full = j0 + BC <= s.hi[0] && j0 >= s.lo[BR - 1];
         if !full {
             mask_tile(&mut s.st, j0, &s.lo, &s.hi);
+            // The maxima `scores` took include masked keys: an upper bound, but one that could
+            // sit far above every visible score and underflow their exponentials. Retaken.
+            masked_tile_max(&s.st, &mut s.tile_max);
         }
         softmax_update(s, full);
         accumulate::<V, R, NV>(&s.st, &s.v, &mut s.o, &s.corr, d);
@@ -82,9 +85,12 @@ fn pack_keys<T: Element>(x: &Inputs<T>, s: &mut Scratch, b: usize, hk: usize, j0
     }
 }
 
-/// Sᵀ[BC][BR] = K[BC][D] · Qᵀ[D][BR]: blocks of R keys × NV vectors of queries.
+/// Sᵀ[BC][BR] = K[BC][D] · Qᵀ[D][BR]: blocks of R keys × NV vectors of queries; and each
+/// query's maximum over the tile into `tile_max` [BR], taken from the accumulators while they
+/// are in registers (a pass of its own over Sᵀ cost a tenth of the prefill).
 #[inline(always)]
-pub(super) fn scores<V: Simd, const R: usize, const NV: usize>(qt: &[f32], k: &[f32], st: &mut [f32], d: usize) {
+pub(super) fn scores<V: Simd, const R: usize, const NV: usize>(qt: &[f32], k: &[f32], st: &mut [f32], tile_max: &mut [f32], d: usize) {
+    tile_max.fill(f32::NEG_INFINITY);
     let width = NV * V::LANES;
     for jb in (0..BC).step_by(R) {
         let mut krows: [&[f32]; R] = [&[]; R];
@@ -111,6 +117,25 @@ pub(super) fn scores<V: Simd, const R: usize, const NV: usize>(qt: &[f32], k: &[
                     acc[r][n].store(&mut st[(jb + r) * BR + ib + n * V::LANES..]);
                 }
             }
+            for n in 0..NV {
+                let mut most = acc[0][n];
+                for row in &acc[1..] {
+                    most = most.max(row[n]);
+                }
+                let slot = &mut tile_max[ib + n * V::LANES..];
+                V::load(slot).max(most).store(slot);
+            }
+        }
+    }
+}
+
+/// Each query's maximum over a masked tile's scores Sᵀ [BC][BR] (−∞ where masked).
+#[inline(always)]
+fn masked_tile_max(st: &[f32], tile_max: &mut [f32]) {
+    tile_max.fill(f32::NEG_INFINITY);
+    for row in st.chunks_exact(BR) {
+        for (t, &v) in tile_max.iter_mut().zip(row) {
+            *t = if v > *t { v } else { *t };
         }
     }
 }
@@ -134,12 +159,7 @@ fn mask_tile(st: &mut [f32], j0: usize, lo: &[usize], hi: &[usize]) {
 /// −∞ − −∞).
 #[inline(always)]
 fn softmax_update(s: &mut Scratch, full: bool) {
-    let mut tile_max = [f32::NEG_INFINITY; BR];
-    for row in s.st.chunks_exact(BR) {
-        for (t, &v) in tile_max.iter_mut().zip(row) {
-            *t = if v > *t { v } else { *t };
-        }
-    }
+    let tile_max = &s.tile_max;
     let mut base = [0f32; BR];
     for i in 0..BR {
         let m_new = if tile_max[i] > s.m[i] { tile_max[i] } else { s.m[i] };

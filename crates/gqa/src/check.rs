@@ -40,6 +40,13 @@ pub const SHAPES: &[Case] = &[
     case_of(2, 4, 300, 16, 4, 128, Mask::Causal),
     case_of(1, 2, 517, 12, 2, 64, Mask::None),
     case_of(1, 5, 129, 4, 2, 256, Mask::Causal),
+    // The CPU decode path's blocks of 3 query rows per K/V head, and its key ranges (over 1024
+    // keys there are several, merged after; their starts fall mid-tile): YOCO-3B's heads over
+    // 4096 keys, 4 queries in a window of 1500, 2 queries over 1027 keys.
+    case_of(1, 1, 300, 6, 2, 128, Mask::Causal),
+    case_of(1, 1, 4096, 24, 8, 128, Mask::Causal),
+    case_of(1, 4, 3000, 6, 2, 256, Mask::Window(1500)),
+    case_of(1, 2, 1027, 3, 3, 64, Mask::Causal),
 ];
 
 /// GPU-filling shapes: YOCO-3B's heads (24 over 8, D = 128) causal over 16K tokens; D = 64 at

@@ -195,8 +195,7 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
     // By size, so the table reads in order and the plot's lines run left to right.
     kv_per_token.sort_by_key(|k| k.parameters);
     let efficiencies = calibration.efficiencies();
-    // The paper's protocol: the last 1,024 tokens generated.
-    let projection_generated = 1024;
+    let projection_generated = super::paper::GENERATED_TOKENS;
     let projection = project(&[32 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20], projection_generated, &efficiencies);
     let mut report = Report {
         protocol: Protocol {

@@ -13,6 +13,9 @@ pub struct PaperRatios {
     pub throughput: Option<f64>,
 }
 
+/// Tokens the paper generated after each prompt (the last 1,024 of each length).
+pub const GENERATED_TOKENS: usize = 1024;
+
 /// The paper's table by length (32K … 1M tokens).
 pub const RATIOS: [PaperRatios; 6] = [
     PaperRatios { length: 32 << 10, memory: 1.95, prefill: 2.87, throughput: Some(2.72) },

@@ -1,7 +1,6 @@
 //! Launchers of `kernels/gated_retention.cu`: the chunkwise prefill (bf16/f16, tensor cores)
 //! and the decode step. Shapes and gates are checked by lib.rs.
 
-use yoco_core::cuda::cudarc::driver::sys::CUfunction_attribute_enum;
 use yoco_core::cuda::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
 use yoco_core::cuda::CudaDevice;
 use yoco_core::{DType, Error, MemoryCategory, Result, Tensor};
@@ -211,9 +210,7 @@ unsafe fn launch_prefill(device: &CudaDevice, pass: Pass, params: &mut GretChunk
     let name = prefill_entry(pass, dtype, dim, bv)?;
     let smem = smem_bytes(pass, dim, dtype.size_in_bytes(), bv);
     params.smem_bytes = smem as i32;
-    let func = device.function(&MODULE, name)?;
-    func.set_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
-        .map_err(|e| Error::cuda(OP, format!("{smem} bytes of shared memory for {name}: {e}")))?;
+    let func = device.function_with_dynamic_smem(&MODULE, name, smem)?;
     let cfg = LaunchConfig { grid_dim: grid, block_dim: (sys::GRET_THREADS, 1, 1), shared_mem_bytes: smem as u32 };
     let mut launch = device.stream().launch_builder(&func);
     launch.arg(&*params);

@@ -6,7 +6,6 @@
 
 use std::ffi::c_void;
 
-use yoco_core::cuda::cudarc::driver::sys::CUfunction_attribute;
 use yoco_core::cuda::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
 use yoco_core::cuda::{ceil_div, CudaDevice};
 use yoco_core::{DType, Error, MemoryCategory, Result, Tensor};
@@ -114,9 +113,7 @@ fn prefill(device: &CudaDevice, params: AttentionParams, dtype: DType, p: &Probl
         (256, DType::F16) => entry::ATTENTION_PREFILL_D256_F16,
         _ => return Err(Error::Unsupported { op: OP, what: format!("head dim {d} in {dtype}") }),
     };
-    let func = device.function(&MODULE, name)?;
-    // Above 48 KiB of dynamic shared memory a kernel must opt in.
-    func.set_attribute(CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32).map_err(|e| Error::cuda(OP, e))?;
+    let func = device.function_with_dynamic_smem(&MODULE, name, smem)?;
     let blocks = ceil_div(p.dims.q_len, ATTN_BLOCK_M as usize);
     let cfg = LaunchConfig {
         grid_dim: (blocks as u32, p.dims.heads as u32, p.dims.batch as u32),
@@ -246,11 +243,7 @@ fn decode(device: &CudaDevice, on: &yoco_core::Device, mut params: AttentionPara
     // Keys any row sees: the masks' ranges are monotone in the query.
     let begin = p.mask.key_range(0, dims.q_len, dims.kv_len).0;
     let end = p.mask.key_range(dims.q_len - 1, dims.q_len, dims.kv_len).1;
-    let func = device.function(&MODULE, kernel.name)?;
-    if kernel.smem > 0 {
-        // Above 48 KiB of dynamic shared memory a kernel must opt in.
-        func.set_attribute(CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, kernel.smem as i32).map_err(|e| Error::cuda(OP, e))?;
-    }
+    let func = device.function_with_dynamic_smem(&MODULE, kernel.name, kernel.smem)?;
     let slots = device.resident_blocks(&func, kernel.threads, kernel.smem)?;
     let (splits, keys_per_split) = plan_splits(end - begin, dims.batch * dims.kv_heads * chunks, slots, kernel.step);
     let programs = splits * chunks;

@@ -28,8 +28,23 @@ struct Inner {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
+    /// Kernels looked up so far, by (module, entry), with the dynamic shared memory each was
+    /// allowed: a model's decode step launches a few hundred kernels, and each lookup, attribute
+    /// and occupancy query is a driver call on the host, paid again on every launch otherwise.
+    functions: Mutex<HashMap<(&'static str, &'static str), LoadedFunction>>,
+    /// Resident blocks per SM, by (function handle, threads, dynamic shared memory).
+    occupancy: Mutex<HashMap<(usize, u32, usize), usize>>,
     blas: Mutex<Option<Arc<CudaBlas>>>,
 }
+
+/// A kernel handle and the most dynamic shared memory it has been allowed so far.
+struct LoadedFunction {
+    func: CudaFunction,
+    dynamic_smem_allowed: usize,
+}
+
+/// Dynamic shared memory a kernel may use without opting in.
+const DEFAULT_DYNAMIC_SMEM: usize = 48 << 10;
 
 impl CudaDevice {
     /// Opens device `ordinal`. `CudaContext::new` panics when libcuda is missing, so its presence
@@ -63,6 +78,8 @@ impl CudaDevice {
                 ctx,
                 stream,
                 modules: Mutex::new(HashMap::new()),
+                functions: Mutex::new(HashMap::new()),
+                occupancy: Mutex::new(HashMap::new()),
                 blas: Mutex::new(None),
             }),
             tracker: MemoryTracker::new(),
@@ -92,11 +109,18 @@ impl CudaDevice {
     /// memory, launch bounds) per SM, times the SMs; at least 1. A grid of equal blocks runs in
     /// ceil(blocks / this) waves, and a last wave that is only partly full runs the GPU partly
     /// idle for as long as a full one: launchers size grids (or cut work) to whole waves.
+    /// Asked of the driver once per (kernel, threads, shared memory), then remembered.
     pub fn resident_blocks(&self, func: &CudaFunction, block_threads: u32, dynamic_smem: usize) -> Result<usize> {
+        let key = (func.cu_function() as usize, block_threads, dynamic_smem);
+        if let Some(&per_sm) = self.inner.occupancy.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(per_sm * self.inner.sms);
+        }
         let per_sm = func
             .occupancy_max_active_blocks_per_multiprocessor(block_threads, dynamic_smem, None)
             .map_err(|e| Error::cuda("CudaDevice::resident_blocks", e))?;
-        Ok((per_sm as usize).max(1) * self.inner.sms)
+        let per_sm = (per_sm as usize).max(1);
+        self.inner.occupancy.lock().unwrap_or_else(|p| p.into_inner()).insert(key, per_sm);
+        Ok(per_sm * self.inner.sms)
     }
 
     pub fn context(&self) -> &Arc<CudaContext> {
@@ -153,8 +177,33 @@ impl CudaDevice {
 
     /// The kernel `entry` of `module`, loading the module on first use. The cubin built for
     /// sm_90a is used on compute capability 9.0; anywhere else, or if the driver refuses the
-    /// cubin, the embedded PTX is JIT-compiled.
+    /// cubin, the embedded PTX is JIT-compiled. Looked up once, then remembered.
     pub fn function(&self, module: &'static KernelModule, entry: &'static str) -> Result<CudaFunction> {
+        self.function_with_dynamic_smem(module, entry, 0)
+    }
+
+    /// [`function`](Self::function), allowed to use `dynamic_smem` bytes of dynamic shared
+    /// memory: past 48 KiB a kernel must opt in (its attribute is raised, once per new maximum).
+    pub fn function_with_dynamic_smem(&self, module: &'static KernelModule, entry: &'static str, dynamic_smem: usize) -> Result<CudaFunction> {
+        use cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+        let mut functions = self.inner.functions.lock().unwrap_or_else(|p| p.into_inner());
+        let loaded = match functions.entry((module.name, entry)) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(LoadedFunction { func: self.load_function(module, entry)?, dynamic_smem_allowed: DEFAULT_DYNAMIC_SMEM }),
+        };
+        if dynamic_smem > loaded.dynamic_smem_allowed {
+            let bytes = i32::try_from(dynamic_smem).map_err(|_| Error::cuda("CudaDevice::function", format!("{entry}: {dynamic_smem} bytes of shared memory")))?;
+            loaded
+                .func
+                .set_attribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes)
+                .map_err(|e| Error::cuda("CudaDevice::function", format!("{dynamic_smem} bytes of shared memory for {entry}: {e}")))?;
+            loaded.dynamic_smem_allowed = dynamic_smem;
+        }
+        Ok(loaded.func.clone())
+    }
+
+    /// Loads `entry` of `module` (the module too, on first use).
+    fn load_function(&self, module: &'static KernelModule, entry: &'static str) -> Result<CudaFunction> {
         if !module.entries.contains(&entry) {
             return Err(Error::Cuda {
                 op: "CudaDevice::function",

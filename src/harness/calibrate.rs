@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 use yoco_core::ceiling::{median, CpuCeilings};
+use yoco_core::contention::{Contention, Window};
 use yoco_core::rng::Rng;
 use yoco_core::{DType, Device, MemoryCategory, Result, Tensor};
 
-use super::contention::{Contention, Window};
 use super::projection::Efficiencies;
 use crate::model::{Backend, Ops};
 

@@ -3,10 +3,10 @@
 //! fits the memory budget.
 
 use serde::Serialize;
+use yoco_core::contention::{Contention, Window};
 use yoco_core::rng::Rng;
 use yoco_core::{MemoryCategory, MemorySnapshot, Result};
 
-use super::contention::{Contention, Window};
 use super::rss;
 use crate::model::memory::{predict, MemoryEstimate, Workload};
 use crate::model::profile::{self, OpTime};

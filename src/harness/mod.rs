@@ -2,7 +2,6 @@
 
 pub mod calibrate;
 pub mod compare;
-pub mod contention;
 pub mod measure;
 pub mod paper;
 pub mod plot;

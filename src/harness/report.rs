@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use yoco_core::contention::{Contention, CONTENDED};
 use yoco_core::{Error, Result};
 
 use super::calibrate::Calibration;
-use super::contention::{Contention, CONTENDED};
 use super::measure::Measurement;
 use super::paper;
 use super::plot::{human, write_bars, write_lines, LineChart, Series, StackedBars};

@@ -2,10 +2,15 @@
 //! that each bench can quote its median as a fraction of a ceiling without timing anything a
 //! second time), and the line that says it.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::ceiling::median;
+use crate::contention::{Window, CONTENDED};
+
+/// Opened by the first [`SampleLog`], closed by [`print_summary`]: what other work took of the
+/// CPUs while the bench binary measured.
+static RUN: OnceLock<Window> = OnceLock::new();
 
 /// Per-iteration times of the samples one benchmark took, recorded from `iter_custom`.
 #[derive(Default)]
@@ -14,7 +19,10 @@ pub struct SampleLog {
 }
 
 impl SampleLog {
+    /// A new log; the first one of a bench binary also starts watching what other work takes of
+    /// the CPUs (reported by [`print_summary`]).
     pub fn new() -> Self {
+        RUN.get_or_init(Window::open);
         Self::default()
     }
 
@@ -141,10 +149,15 @@ pub fn group_timing(heavy: bool) -> (usize, Duration, Duration) {
     }
 }
 
-/// Prints a bench's closing block: a title line, then its fraction lines.
+/// Prints a bench's closing block: a title line, its fraction lines, and what other work took of
+/// the CPUs while the binary measured (flagged past [`CONTENDED`]).
 pub fn print_summary(title: &str, lines: &[String]) {
     println!("\n== {title} ==");
     for line in lines {
         println!("{line}");
+    }
+    if let Some(c) = RUN.get().and_then(Window::close) {
+        let flag = if c.is_contended() { format!("⚠ over {:.0}%: these rates read low", 100.0 * CONTENDED) } else { "not flagged".into() };
+        println!("other work took {:.1}% of the CPUs while this ran (other processes {:.1}%, the hypervisor {:.1}%; /proc/stat): {flag}", 100.0 * c.elsewhere(), 100.0 * c.others, 100.0 * c.steal);
     }
 }

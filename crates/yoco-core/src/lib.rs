@@ -19,6 +19,7 @@
 
 pub mod bench;
 pub mod ceiling;
+pub mod contention;
 pub mod device;
 pub mod dtype;
 pub mod error;

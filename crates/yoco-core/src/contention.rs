@@ -1,8 +1,8 @@
 //! How much of the machine other processes, or the hypervisor, took while a measurement ran
 //! (Linux): the system's CPU times (`/proc/stat`) less this process's own (`/proc/self/stat`),
-//! both in clock ticks. The harness's timings assume the CPUs were theirs; on a shared machine a
-//! measurement taken while something else ran reads slow, so the report flags it instead of
-//! quoting it as if it were clean.
+//! both in clock ticks. Timings assume the CPUs were theirs; on a shared machine a measurement
+//! taken while something else ran reads slow, so the harness's report and the benches' summaries
+//! flag it instead of quoting it as if it were clean.
 
 use serde::Serialize;
 

@@ -1,4 +1,5 @@
-//! The tiled path: a block of up to [`BR`] queries against tiles of [`BC`] keys, in f32.
+//! The tiled path: a block of up to [`BR`] rows ((query, head) pairs of one K/V head's group)
+//! against tiles of [`BC`] keys, in f32.
 //!
 //! Layouts are chosen so that every inner loop is contiguous and vectorises along queries or
 //! along the head dim, never along a reduction (which would need horizontal sums):
@@ -14,26 +15,28 @@ use yoco_core::math::exp;
 use yoco_core::Element;
 
 use super::simd::Simd;
-use super::{Inputs, OutRows, Scratch, BC, BR};
+use super::{Block, Inputs, OutRows, Scratch, BC, BR};
 
 /// Inlined into the caller, so that it is compiled with the caller's target features (the
 /// AVX-512 intrinsics are only inlined into functions that have them).
 #[inline(always)]
-pub(super) fn attend<T: Element, V: Simd, const R: usize, const NV: usize>(x: &Inputs<T>, s: &mut Scratch, b: usize, h: usize, i0: usize, n: usize, out: OutRows<T>) {
+pub(super) fn attend<T: Element, V: Simd, const R: usize, const NV: usize>(x: &Inputs<T>, s: &mut Scratch, block: Block, out: OutRows<T>) {
     let p = &x.p;
-    let (d, hk) = (p.dims.head_dim, h / p.dims.group());
-    pack_queries(x, s, b, h, i0, n);
-    // Key ranges per query; padding rows copy the last real one, so that classifying a tile
-    // over all BR rows is the same as over the real rows.
+    let (d, b, n) = (p.dims.head_dim, block.b, block.rows());
+    let hk = block.h0 / p.dims.group();
+    pack_queries(x, s, block);
+    // Key ranges per row; padding rows copy the last real one, so that classifying a tile over
+    // all BR rows is the same as over the real rows. Rows go query by query, so both bounds are
+    // monotone in the row.
     for r in 0..BR {
-        let (lo, hi) = p.mask.key_range(i0 + r.min(n - 1), p.dims.q_len, p.dims.kv_len);
+        let (lo, hi) = p.mask.key_range(block.row(r.min(n - 1)).0, p.dims.q_len, p.dims.kv_len);
         (s.lo[r], s.hi[r]) = (lo, hi);
     }
     s.m.fill(f32::NEG_INFINITY);
     s.l.fill(0.0);
     s.o.fill(0.0);
-    // Both bounds are monotone in the query: the block needs keys [lo of its first query,
-    // hi of its last); tiles outside the mask are never visited.
+    // The block needs keys [lo of its first row, hi of its last); tiles outside the mask are
+    // never visited.
     let (first, end) = (s.lo[0], s.hi[BR - 1]);
     let mut j0 = first;
     while j0 < end {
@@ -53,17 +56,19 @@ pub(super) fn attend<T: Element, V: Simd, const R: usize, const NV: usize>(x: &I
         j0 += count;
     }
     for r in 0..n {
-        out.write(b, i0 + r, h, &s.o[r * d..][..d], s.l[r]);
+        let (i, h) = block.row(r);
+        out.write(b, i, h, &s.o[r * d..][..d], s.l[r]);
     }
 }
 
-/// Qᵀ of the block, scaled, zero in the padding columns.
+/// Qᵀ of the block's rows, scaled, zero in the padding columns.
 #[inline(always)]
-fn pack_queries<T: Element>(x: &Inputs<T>, s: &mut Scratch, b: usize, h: usize, i0: usize, n: usize) {
+fn pack_queries<T: Element>(x: &Inputs<T>, s: &mut Scratch, block: Block) {
     let d = x.p.dims.head_dim;
     s.qt.fill(0.0);
-    for r in 0..n {
-        for (c, v) in x.q_row(b, i0 + r, h).iter().enumerate() {
+    for r in 0..block.rows() {
+        let (i, h) = block.row(r);
+        for (c, v) in x.q_row(block.b, i, h).iter().enumerate() {
             s.qt[c * BR + r] = v.to_f32() * x.p.scale;
         }
     }

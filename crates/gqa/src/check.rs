@@ -47,6 +47,10 @@ pub const SHAPES: &[Case] = &[
     case_of(1, 1, 4096, 24, 8, 128, Mask::Causal),
     case_of(1, 4, 3000, 6, 2, 256, Mask::Window(1500)),
     case_of(1, 2, 1027, 3, 3, 64, Mask::Causal),
+    // The CPU prefill's task blocks of a whole GQA group: 16 queries × 8 heads with a partly
+    // filled last block; and a group too wide to share a block (one head per task).
+    case_of(1, 45, 300, 8, 1, 128, Mask::None),
+    case_of(1, 70, 70, 32, 1, 64, Mask::Causal),
 ];
 
 /// GPU-filling shapes: YOCO-3B's heads (24 over 8, D = 128) causal over 16K tokens; D = 64 at
@@ -84,6 +88,8 @@ pub fn window_cases() -> Vec<Case> {
     cases.push(case_of(2, 17, 130, 3, 1, 256, Mask::Window(40)));
     // A window in the tensor-core decode (3 queries × 4 heads per K/V head = 12 rows).
     cases.push(case_of(1, 3, 200, 8, 2, 128, Mask::Window(50)));
+    // A window over the CPU prefill's blocks of a whole group (16 queries × 8 heads).
+    cases.push(case_of(1, 45, 300, 8, 1, 64, Mask::Window(37)));
     cases
 }
 

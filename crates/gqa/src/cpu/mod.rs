@@ -174,9 +174,11 @@ fn typed<T: Element>(q: &[T], k: &[T], v: &[T], p: &Problem, out: &mut [T]) {
         decode::attend(&x, isa, rows);
         return;
     }
-    // The query heads of a K/V head share its tiles: a task takes all of them (up to BR) over
-    // BR / group queries, so each key and value tile is loaded and widened once for the group.
-    let heads = if d.group() <= BR { d.group() } else { 1 };
+    // The query heads of a K/V head share its tiles: a task takes all of them over BR / group
+    // queries, so each key and value tile is loaded and widened once for the group. Not where
+    // that leaves a task so few queries that it would take the row path (groups of 26 and more:
+    // 9× slower measured at 26): there a task takes one head's BR queries.
+    let heads = if BR / d.group() > ROWS_PATH_MAX { d.group() } else { 1 };
     let queries = BR / heads;
     let blocks = d.q_len.div_ceil(queries);
     let head_sets = d.heads / heads;

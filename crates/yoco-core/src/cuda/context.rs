@@ -37,14 +37,13 @@ struct Inner {
     blas: Mutex<Option<Arc<CudaBlas>>>,
 }
 
-/// A kernel handle and the most dynamic shared memory it has been allowed so far.
+/// A kernel handle and the most dynamic shared memory it has been allowed so far (0 until its
+/// first launch that uses any: without an opt-in a kernel gets 48 KiB less its static shared
+/// memory, which differs by kernel, so every size is set explicitly once).
 struct LoadedFunction {
     func: CudaFunction,
     dynamic_smem_allowed: usize,
 }
-
-/// Dynamic shared memory a kernel may use without opting in.
-const DEFAULT_DYNAMIC_SMEM: usize = 48 << 10;
 
 impl CudaDevice {
     /// Opens device `ordinal`. `CudaContext::new` panics when libcuda is missing, so its presence
@@ -183,13 +182,14 @@ impl CudaDevice {
     }
 
     /// [`function`](Self::function), allowed to use `dynamic_smem` bytes of dynamic shared
-    /// memory: past 48 KiB a kernel must opt in (its attribute is raised, once per new maximum).
+    /// memory (its attribute set, once per new maximum: past 48 KiB less its static shared
+    /// memory a kernel must opt in).
     pub fn function_with_dynamic_smem(&self, module: &'static KernelModule, entry: &'static str, dynamic_smem: usize) -> Result<CudaFunction> {
         use cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
         let mut functions = self.inner.functions.lock().unwrap_or_else(|p| p.into_inner());
         let loaded = match functions.entry((module.name, entry)) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(LoadedFunction { func: self.load_function(module, entry)?, dynamic_smem_allowed: DEFAULT_DYNAMIC_SMEM }),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(LoadedFunction { func: self.load_function(module, entry)?, dynamic_smem_allowed: 0 }),
         };
         if dynamic_smem > loaded.dynamic_smem_allowed {
             let bytes = i32::try_from(dynamic_smem).map_err(|_| Error::cuda("CudaDevice::function", format!("{entry}: {dynamic_smem} bytes of shared memory")))?;

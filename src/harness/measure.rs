@@ -156,6 +156,9 @@ pub fn measure(model: &AnyModel, length: usize, plan: &RunPlan, with_throughput:
     let mut rng = Rng::new(plan.seed ^ length as u64);
     let tokens = random_prompt(&mut rng, prompt, config.vocab_size);
     let device = model.device();
+    if plan.repetitions == 0 {
+        return Err(yoco_core::Error::invalid("measure", "repetitions", "0: expected at least one timed run"));
+    }
     let window = Window::open();
 
     let mut prefill_samples = Vec::new();

@@ -4,6 +4,7 @@
 
 use rayon::prelude::*;
 use yoco_core::half::{bf16, f16};
+use yoco_core::dtype::{as_mut_slice_of, as_slice_of};
 use yoco_core::math::sin_cos;
 use yoco_core::{DType, Element, Result, Tensor};
 
@@ -82,7 +83,7 @@ impl Scratch {
 /// back a whole token at a time, where the conversions vectorise (converting inside the pair
 /// loop, whose pairs are gathered, kept bf16 at a third of f32's speed).
 fn rotate_token<T: Element>(r: &Rope, src: &[T], dst: &mut [T], s: &mut Scratch) {
-    if let (Some(src), Some(dst)) = (as_f32(src), as_f32_mut(dst)) {
+    if let (Some(src), Some(dst)) = (as_slice_of::<T, f32>(src), as_mut_slice_of::<T, f32>(dst)) {
         return rotate_f32(r, src, dst, &s.cos, &s.sin);
     }
     for (w, v) in s.wide.iter_mut().zip(src) {
@@ -92,21 +93,6 @@ fn rotate_token<T: Element>(r: &Rope, src: &[T], dst: &mut [T], s: &mut Scratch)
     for (o, v) in dst.iter_mut().zip(&s.rotated) {
         *o = T::from_f32(*v);
     }
-}
-
-fn is_f32<T: 'static>() -> bool {
-    std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
-}
-
-/// `x` as f32 when `T` is f32.
-fn as_f32<T: Element>(x: &[T]) -> Option<&[f32]> {
-    // SAFETY: T is f32 (same TypeId), so the cast is the identity.
-    is_f32::<T>().then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
-}
-
-fn as_f32_mut<T: Element>(x: &mut [T]) -> Option<&mut [f32]> {
-    // SAFETY: as in as_f32.
-    is_f32::<T>().then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
 }
 
 fn typed<T: Element>(r: &Rope, x: &[T], offset: usize, dims: &[usize], out: &mut [T]) {

@@ -65,6 +65,19 @@ pub trait DeviceElement {}
 #[cfg(not(feature = "cuda"))]
 impl<T> DeviceElement for T {}
 
+/// `s` as a slice of `U` when `T` is `U` itself (same `TypeId`), else `None`: how a generic
+/// fast path takes the element type it has a special loop for, without a copy.
+pub fn as_slice_of<T: 'static, U: 'static>(s: &[T]) -> Option<&[U]> {
+    // SAFETY: T and U are the same type (same TypeId), so the slice is reinterpreted as itself.
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<U>()).then(|| unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<U>(), s.len()) })
+}
+
+/// [`as_slice_of`], mutably.
+pub fn as_mut_slice_of<T: 'static, U: 'static>(s: &mut [T]) -> Option<&mut [U]> {
+    // SAFETY: as in as_slice_of.
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<U>()).then(|| unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<U>(), s.len()) })
+}
+
 /// A Rust type that can be a tensor element.
 pub trait Element: DeviceElement + Copy + Send + Sync + Default + fmt::Debug + PartialEq + 'static {
     /// The matching [`DType`].

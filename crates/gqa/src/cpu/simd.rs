@@ -10,6 +10,7 @@
 
 use yoco_core::half::slice::HalfFloatSliceExt;
 use yoco_core::half::{bf16, f16};
+use yoco_core::dtype::as_slice_of;
 use yoco_core::Element;
 
 /// A vector of `LANES` f32.
@@ -35,16 +36,12 @@ pub(super) trait Simd: Copy {
 /// decode path streams the cache's rows in their storage type rather than copying them.
 #[inline(always)]
 pub(super) fn load_widened<T: Element, V: Simd>(s: &[T]) -> V {
-    use std::any::TypeId;
-    let id = TypeId::of::<T>();
-    // SAFETY (each cast): the TypeId comparison proves T is that very type, so the slice is
-    // reinterpreted as itself; bf16 and f16 are #[repr(transparent)] over u16, hence to_bits.
-    if id == TypeId::of::<f32>() {
-        V::load(unsafe { &*(s as *const [T] as *const [f32]) })
-    } else if id == TypeId::of::<bf16>() {
-        V::load_bf16(unsafe { &*(s as *const [T] as *const [bf16]) }.reinterpret_cast())
-    } else if id == TypeId::of::<f16>() {
-        V::load_f16(unsafe { &*(s as *const [T] as *const [f16]) }.reinterpret_cast())
+    if let Some(s) = as_slice_of::<T, f32>(s) {
+        V::load(s)
+    } else if let Some(s) = as_slice_of::<T, bf16>(s) {
+        V::load_bf16(s.reinterpret_cast())
+    } else if let Some(s) = as_slice_of::<T, f16>(s) {
+        V::load_f16(s.reinterpret_cast())
     } else {
         let mut wide = [0f32; 16];
         for (w, v) in wide.iter_mut().zip(&s[..V::LANES]) {

@@ -31,11 +31,12 @@ pub struct CompareArgs {
     /// Storage dtype: f32, bf16 or f16 (default: f32 on the CPU, bf16 on CUDA).
     #[arg(long)]
     pub dtype: Option<String>,
-    /// Context lengths (prompt + generated), comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [1024usize, 2048, 4096, 8192, 16384, 32768, 65536])]
+    /// Context lengths (prompt + generated), comma-separated. Each must exceed --generate.
+    #[arg(long, value_delimiter = ',', default_values_t = [2048usize, 4096, 8192, 16384, 32768, 65536])]
     pub lengths: Vec<usize>,
-    /// Tokens generated after each prompt.
-    #[arg(long, default_value_t = 32)]
+    /// Tokens generated after each prompt: the paper's protocol generates the last 1,024 tokens
+    /// of each length, so that the throughput weighs decoding as the paper's does.
+    #[arg(long, default_value_t = super::paper::GENERATED_TOKENS)]
     pub generate: usize,
     /// Memory budget for the throughput runs, e.g. 512MiB, 4GiB, 80GB.
     #[arg(long, default_value = "512MiB")]

@@ -213,8 +213,18 @@ __device__ __forceinline__ float2 load_gates(const GretChunkParams& p, int b, in
     if (threadIdx.x >= 32 || start >= p.seq) return g;
     const int len = min(C, p.seq - start), t0 = 2 * threadIdx.x;
     const int64_t first = first_row(p, b, h, start);
-    if (t0 < len) g.x = p.log_decay[first + static_cast<int64_t>(t0) * p.heads];
-    if (t0 + 1 < len) g.y = p.log_decay[first + static_cast<int64_t>(t0 + 1) * p.heads];
+    // Floored (GRET_GATE_FLOOR_MAGNITUDE): a decay below it is 0 in f32 anyway, and the floor
+    // keeps the cumsum finite where a gate near −FLT_MAX would take it to −inf (then NaN). Not
+    // fmaxf, which would turn a NaN gate into the floor: a NaN must still reach the outputs.
+    const float floor = -static_cast<float>(GRET_GATE_FLOOR_MAGNITUDE);
+    if (t0 < len) {
+        const float g0 = p.log_decay[first + static_cast<int64_t>(t0) * p.heads];
+        g.x = g0 < floor ? floor : g0;
+    }
+    if (t0 + 1 < len) {
+        const float g1 = p.log_decay[first + static_cast<int64_t>(t0 + 1) * p.heads];
+        g.y = g1 < floor ? floor : g1;
+    }
     return g;
 }
 

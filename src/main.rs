@@ -63,7 +63,8 @@ enum Command {
 }
 
 fn run(args: Args) -> yoco_core::Result<bool> {
-    println!("{}", yoco::build_info());
+    // On stderr: stdout carries what a command produces (`yoco config` prints JSON to save).
+    eprintln!("{}", yoco::build_info());
     match args.command {
         Some(Command::Compare(args)) => yoco::harness::compare::run(&args).map(|r| print_headline(&r)),
         Some(Command::Check { device, large, verbose }) => {

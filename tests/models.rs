@@ -274,6 +274,31 @@ fn bad_input_is_a_typed_error() {
     let long = tokens(6, 2 * 17, VOCAB);
     assert!(m.prefill(&mut c, &long, 8, 8).is_err());
     assert!(m.new_cache(1, 257).is_err(), "beyond max_seq_len");
+    // Neither a refused prefill nor a refused decode changes the cache: every check comes before
+    // the first state is written.
+    assert_eq!(c.len(), 0);
+    let mut small = m.new_cache(1, 4).unwrap();
+    let err = m.prefill(&mut small, &tokens(8, 8, VOCAB), 4, 4).unwrap_err().to_string();
+    assert!(err.contains("capacity of 4"), "{err}");
+    assert_eq!(small.len(), 0);
+    let prompt = tokens(9, 3, VOCAB);
+    let after_refusal = m.prefill(&mut small, &prompt, 4, 4).unwrap().to_f64_vec().unwrap();
+    let fresh = m.prefill(&mut m.new_cache(1, 4).unwrap(), &prompt, 4, 4).unwrap().to_f64_vec().unwrap();
+    assert_eq!(after_refusal, fresh);
+    m.decode(&mut small, &[5]).unwrap();
+    assert!(m.decode(&mut small, &[5]).is_err(), "a full cache");
+    assert_eq!(small.len(), 4);
+    let t = transformer_model(Backend::Fast, &cpu);
+    let mut tc = t.new_cache(1, 4).unwrap();
+    assert!(t.prefill(&mut tc, &tokens(8, 8, VOCAB), 4).is_err());
+    assert_eq!(tc.len(), 0);
+    // generate's cache size is counted, not wrapped.
+    let any = AnyModel::Yoco(yoco_model(Backend::Fast, &cpu));
+    let err = generate(&any, &[1, 2], 1, usize::MAX, &mut Sampler::new(0.0, 0).unwrap(), 4).err().unwrap().to_string();
+    assert!(err.contains("new_tokens"), "{err}");
+    // Logits with no row or no vocabulary are refused by the sampler.
+    let empty = yoco_core::Tensor::zeros([1, 1, 0], DType::F32, &cpu, yoco_core::MemoryCategory::Activations).unwrap();
+    assert!(matches!(Sampler::new(0.0, 0).unwrap().sample(&empty), Err(Error::ShapeMismatch { what: "logits", .. })));
     assert!(matches!(m.decode(&mut c, &[1]), Err(Error::InvalidArgument { .. })));
     let cfg = micro().transformer_twin();
     assert!(Yoco::new(&cfg, Weights::init(&cfg, 1, DType::F32, &cpu).unwrap(), Ops::new(Backend::Fast), &cpu).is_err());

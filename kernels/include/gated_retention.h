@@ -24,6 +24,10 @@
 /* The most dynamic shared memory an sm_90 CTA can have (227 KB). The chunkwise kernel keeps two
  * stages of its Q/K/V tiles (copying the next chunk's while computing) where they fit under it. */
 #define GRET_SMEM_LIMIT 232448
+/* The chunkwise kernels take each log-decay as at least −GRET_GATE_FLOOR_MAGNITUDE, so that a
+ * chunk's cumulative sum of gates stays finite (the decay is 0 in f32 either way): the CPU path's
+ * GATE_FLOOR (crates/gated-retention/src/lib.rs), checked equal by the crate. */
+#define GRET_GATE_FLOOR_MAGNITUDE 128
 /* Decode step: value columns per CTA (one warp's width), threads per CTA. */
 #define GRET_STEP_COLUMNS 32
 #define GRET_STEP_THREADS 128

@@ -9,9 +9,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use yoco_core::{DType, Device, Error, Result};
 
 use super::calibrate::calibrate;
-use super::measure::{batch_for_budget, measure, RunPlan};
+use super::measure::{batch_for_budget, measure, RunPlan, LARGEST_BATCH_SOUGHT};
 use super::projection::project;
-use super::report::{bytes, KvRow, Protocol, Report};
+use super::report::{bytes, check_replaceable, KvRow, Protocol, Report};
 use crate::cli::generate::parse_dtype;
 use crate::model::memory::{kv_bytes_per_token, predict};
 use crate::model::{preset, presets, AnyModel, Backend, Ops, Weights};
@@ -56,9 +56,13 @@ pub struct CompareArgs {
     /// Seed of the weights and prompts.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// A run under a minute: lengths 512..2048, 8 generated tokens, one repetition.
-    #[arg(long)]
+    /// A run under a minute: lengths 512..2048, 8 generated tokens, one repetition (so it
+    /// refuses those flags rather than overriding them).
+    #[arg(long, conflicts_with_all = ["lengths", "generate", "repetitions"])]
     pub quick: bool,
+    /// Replace report files in --out even where they are not an earlier yoco report's.
+    #[arg(long)]
+    pub force: bool,
     /// Seconds the whole run may take: a length whose predicted time would end past it is
     /// skipped, with the lengths after it, and the report says so. The prediction scales the
     /// previous length's time by the lengths' ratio to the power the last two lengths showed
@@ -84,10 +88,12 @@ pub fn parse_bytes(text: &str) -> Result<usize> {
         "gb" => 1e9,
         other => return Err(Error::invalid("--budget", "budget", format!("unknown unit '{other}': use B, KiB, MiB, GiB, KB, MB or GB"))),
     };
-    if value <= 0.0 || !value.is_finite() {
-        return Err(Error::invalid("--budget", "budget", format!("'{text}': expected a positive size")));
+    let bytes = (value * scale).round();
+    // Checked before the cast, which would saturate or truncate silently.
+    if !(bytes >= 1.0 && bytes <= (1u64 << 60) as f64) {
+        return Err(Error::invalid("--budget", "budget", format!("'{text}': expected a size from 1 B to 1 EiB")));
     }
-    Ok((value * scale) as usize)
+    Ok(bytes as usize)
 }
 
 fn machine() -> String {
@@ -156,8 +162,8 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
     if args.span == 0 {
         return Err(Error::invalid("--span", "span", "0: expected a positive number of tokens per prefill step"));
     }
-    if args.max_batch == 0 {
-        return Err(Error::invalid("--max-batch", "max_batch", "0: expected at least one sequence"));
+    if args.max_batch == 0 || args.max_batch > LARGEST_BATCH_SOUGHT {
+        return Err(Error::invalid("--max-batch", "max_batch", format!("{}: expected 1..={LARGEST_BATCH_SOUGHT} sequences", args.max_batch)));
     }
     for &n in &args.lengths {
         if n <= args.generate || n > yoco_config.max_seq_len {
@@ -169,6 +175,9 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
     let probe = args.out.join(format!(".write-test-{}", std::process::id()));
     std::fs::write(&probe, b"").map_err(|e| Error::invalid("--out", "out", format!("{} is not writable: {e}", args.out.display())))?;
     let _ = std::fs::remove_file(&probe);
+    if !args.force {
+        check_replaceable(&args.out)?;
+    }
 
     let started = Instant::now();
     eprintln!("compare: calibrating {device}'s ceilings and kernel rates ...");

@@ -147,7 +147,7 @@ pub fn batch_for_budget(model: &AnyModel, length: usize, plan: &RunPlan) -> Opti
 }
 
 /// Batches past this are not looked for (a report showing it means "at least this many").
-const LARGEST_BATCH_SOUGHT: usize = 4096;
+pub const LARGEST_BATCH_SOUGHT: usize = 4096;
 
 /// Measures `model` at `length` tokens (the last `plan.generated` of them generated).
 pub fn measure(model: &AnyModel, length: usize, plan: &RunPlan, with_throughput: bool) -> Result<Measurement> {

@@ -55,6 +55,50 @@ pub struct Report {
     pub projection: Vec<ProjectedPoint>,
 }
 
+/// Every file [`Report::write`] writes, and no other.
+pub const FILE_NAMES: [&str; 17] = [
+    "results.json",
+    "results.csv",
+    "summary.md",
+    "memory.png",
+    "memory.svg",
+    "phases.png",
+    "phases.svg",
+    "prefill.png",
+    "prefill.svg",
+    "throughput.png",
+    "throughput.svg",
+    "kv_per_token.png",
+    "kv_per_token.svg",
+    "ratios.png",
+    "ratios.svg",
+    "projection.png",
+    "projection.svg",
+];
+
+/// Refuses a folder where writing a report would replace files yoco did not write: a folder
+/// holding any of [`FILE_NAMES`] must hold a report's results.json (an object with its
+/// `protocol` and `measurements`), which marks the folder as an earlier report to replace.
+/// Checked before anything is measured; `yoco compare --force` skips it.
+pub fn check_replaceable(dir: &Path) -> Result<()> {
+    let present: Vec<&str> = FILE_NAMES.iter().copied().filter(|name| dir.join(name).exists()).collect();
+    if present.is_empty() {
+        return Ok(());
+    }
+    let earlier_report = std::fs::read_to_string(dir.join("results.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .is_some_and(|json| json.get("protocol").is_some_and(|p| p.get("yoco_config").is_some()) && json.get("measurements").is_some());
+    if earlier_report {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "report",
+        "output",
+        format!("{} holds {} but no report of yoco's (results.json): pass --force to replace them, or choose another --out", dir.display(), present.join(", ")),
+    ))
+}
+
 fn io(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::invalid("report", "output", format!("{}: {e}", path.display()))
 }
@@ -67,7 +111,8 @@ impl Report {
 
     /// Writes every file into `dir`, first into a hidden staging folder beside them, then moved
     /// into place, so that a failure leaves no half-written report behind. Only the report's own
-    /// files are replaced; nothing else in `dir` is touched.
+    /// files ([`FILE_NAMES`]) are replaced; nothing else in `dir` is touched. Callers check the
+    /// folder with [`check_replaceable`] first.
     pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         let staging = dir.join(format!(".partial-{}", std::process::id()));
@@ -77,7 +122,13 @@ impl Report {
         if result.is_ok() {
             for entry in std::fs::read_dir(&staging).map_err(|e| io(&staging, e))? {
                 let from = entry.map_err(|e| io(&staging, e))?.path();
-                let to = dir.join(from.file_name().expect("a file in the staging folder"));
+                let name = from.file_name().expect("a file in the staging folder");
+                // check_replaceable knows the report's files by FILE_NAMES: a new one must join it.
+                if !FILE_NAMES.iter().any(|known| name == *known) {
+                    let _ = std::fs::remove_dir_all(&staging);
+                    return Err(io(&from, "a report file missing from report::FILE_NAMES"));
+                }
+                let to = dir.join(name);
                 std::fs::rename(&from, &to).map_err(|e| io(&to, e))?;
                 written.push(to);
             }
@@ -431,4 +482,36 @@ pub fn bytes(v: usize) -> String {
         (v, "B")
     };
     format!("{scaled:.1} {unit}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_replaceable;
+
+    fn folder(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("yoco-report-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_report_replaces_only_an_earlier_report() {
+        // Empty, or holding only files of other names: nothing would be replaced.
+        let dir = folder("empty");
+        assert!(check_replaceable(&dir).is_ok());
+        std::fs::write(dir.join("notes.md"), "mine").unwrap();
+        assert!(check_replaceable(&dir).is_ok());
+        // A summary.md of the user's own, with no report beside it: refused, naming the file.
+        std::fs::write(dir.join("summary.md"), "# my notes").unwrap();
+        let message = check_replaceable(&dir).unwrap_err().to_string();
+        assert!(message.contains("summary.md") && message.contains("--force"), "{message}");
+        // A results.json that is not a report's: still refused.
+        std::fs::write(dir.join("results.json"), r#"{"protocol": 1}"#).unwrap();
+        assert!(check_replaceable(&dir).is_err());
+        // An earlier report's results.json marks the folder as a report to replace.
+        std::fs::write(dir.join("results.json"), r#"{"protocol": {"yoco_config": "tiny-yoco"}, "measurements": []}"#).unwrap();
+        assert!(check_replaceable(&dir).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

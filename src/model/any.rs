@@ -112,6 +112,9 @@ impl Sampler {
     /// One token per sequence from logits `[batch, 1, vocab]`. Greedy on a GPU picks on the
     /// device (the same choice: the largest logit, the lowest id on ties).
     pub fn sample(&mut self, logits: &Tensor) -> Result<Vec<u32>> {
+        if logits.dims().len() < 2 || logits.numel() == 0 {
+            return Err(Error::ShapeMismatch { op: "Sampler::sample", what: "logits", expected: "[..., vocab >= 1] with at least one row".into(), got: logits.shape().to_string() });
+        }
         #[cfg(feature = "cuda")]
         if let (Sampler::Greedy, yoco_core::Device::Cuda(d)) = (&*self, logits.device()) {
             let picks = super::cuda_ops::argmax(d, logits)?;
@@ -177,7 +180,11 @@ pub fn generate(model: &AnyModel, prompt: &[u32], batch: usize, new_tokens: usiz
     if batch == 0 || prompt.len() % batch != 0 {
         return Err(Error::invalid("generate", "prompt", format!("{} tokens do not split into {batch} equal sequences", prompt.len())));
     }
-    let mut cache = model.new_cache(batch, prompt.len() / batch + new_tokens)?;
+    let per_sequence = prompt.len() / batch;
+    let capacity = per_sequence
+        .checked_add(new_tokens)
+        .ok_or_else(|| Error::invalid("generate", "new_tokens", format!("{new_tokens}: {per_sequence} prompt tokens plus these overflow a count of positions")))?;
+    let mut cache = model.new_cache(batch, capacity)?;
     let start = Instant::now();
     let logits = model.prefill(&mut cache, prompt, span)?;
     let mut next = sample(sampler, &logits)?;

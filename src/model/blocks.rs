@@ -1,7 +1,7 @@
 //! Pieces both models share: the pre-norm FFN half of a block, an attention block's projections,
 //! token slicing, and the output head.
 
-use yoco_core::{MemoryCategory, Result, Tensor};
+use yoco_core::{Error, MemoryCategory, Result, Tensor};
 
 use super::ops::Ops;
 use super::weights::Weights;
@@ -32,7 +32,10 @@ pub fn merge_heads(t: Tensor) -> Result<Tensor> {
 
 /// The last position of each sequence of `x [batch, seq, width]`: `[batch, 1, width]`.
 pub fn last_token(x: &Tensor) -> Result<Tensor> {
-    let (b, n, width) = (x.dims()[0], x.dims()[1], x.dims()[2]);
+    let (b, n, width) = match *x.dims() {
+        [b, n, width] if n > 0 => (b, n, width),
+        _ => return Err(Error::ShapeMismatch { op: "last_token", what: "x", expected: "[batch, seq >= 1, width]".into(), got: x.shape().to_string() }),
+    };
     let mut out = Tensor::zeros([b, 1, width], x.dtype(), x.device(), MemoryCategory::Activations)?;
     for s in 0..b {
         out.copy_range_from(s * width, x, (s * n + n - 1) * width, width)?;

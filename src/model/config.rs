@@ -78,17 +78,19 @@ impl ModelConfig {
 
     /// Checks every constraint the models rely on; the error names the field.
     pub fn validate(&self) -> Result<()> {
-        for (field, v) in [
-            ("vocab_size", self.vocab_size),
-            ("d_model", self.d_model),
-            ("n_layers", self.n_layers),
-            ("n_heads", self.n_heads),
-            ("n_kv_heads", self.n_kv_heads),
-            ("ffn_dim", self.ffn_dim),
-            ("max_seq_len", self.max_seq_len),
+        // The limits sit far above any published model and keep every size the models, the
+        // parameter count and the memory model compute from these fields inside a usize.
+        for (field, v, limit) in [
+            ("vocab_size", self.vocab_size, 1 << 24),
+            ("d_model", self.d_model, 1 << 20),
+            ("n_layers", self.n_layers, 1 << 12),
+            ("n_heads", self.n_heads, 1 << 12),
+            ("n_kv_heads", self.n_kv_heads, 1 << 12),
+            ("ffn_dim", self.ffn_dim, 1 << 22),
+            ("max_seq_len", self.max_seq_len, 1 << 27),
         ] {
-            if v == 0 {
-                return Err(bad(field, "0: expected a positive number"));
+            if v == 0 || v > limit {
+                return Err(bad(field, format!("{v}: expected 1..={limit}")));
             }
         }
         if self.n_heads % self.n_kv_heads != 0 {
@@ -100,8 +102,11 @@ impl ModelConfig {
         if !(self.rope_theta > 1.0 && self.rope_theta.is_finite()) {
             return Err(bad("rope_theta", format!("{}: expected a finite value > 1", self.rope_theta)));
         }
-        if !(self.norm_eps > 0.0 && self.norm_eps.is_finite()) {
-            return Err(bad("norm_eps", format!("{}: expected a finite value > 0", self.norm_eps)));
+        // The kernels take eps in f32: a value that rounds to 0 or infinity there is refused here,
+        // naming the field, rather than by the first norm after the weights are built.
+        let eps_f32 = self.norm_eps as f32;
+        if !(eps_f32 > 0.0 && eps_f32.is_finite()) {
+            return Err(bad("norm_eps", format!("{}: expected a value > 0 that is finite and not 0 in f32", self.norm_eps)));
         }
         if let Architecture::Yoco { self_decoder } = self.architecture {
             if self.n_layers < 2 || self.n_layers % 2 != 0 {
@@ -109,6 +114,9 @@ impl ModelConfig {
             }
             match self_decoder {
                 SelfDecoder::GatedRetention { heads, head_dim } => {
+                    if heads == 0 || heads > 1 << 12 {
+                        return Err(bad("self_decoder.heads", format!("{heads}: expected 1..={}", 1 << 12)));
+                    }
                     if !SUPPORTED_HEAD_DIMS.contains(&head_dim) {
                         return Err(bad("self_decoder.head_dim", format!("{head_dim}: supported head dims are {SUPPORTED_HEAD_DIMS:?}")));
                     }
@@ -117,8 +125,8 @@ impl ModelConfig {
                     }
                 }
                 SelfDecoder::SlidingWindow { window } => {
-                    if window == 0 {
-                        return Err(bad("self_decoder.window", "0: expected a window of at least one token"));
+                    if window == 0 || window > 1 << 27 {
+                        return Err(bad("self_decoder.window", format!("{window}: expected a window of 1..={} tokens", 1 << 27)));
                     }
                 }
             }

@@ -32,9 +32,16 @@ pub fn linear(device: &CudaDevice, x: &Tensor, w: &Tensor, rows: usize, n: usize
     Ok(out)
 }
 
+/// A row's width as the kernels' `int`.
+fn row_width(op: &'static str, width: usize) -> Result<i32> {
+    i32::try_from(width).map_err(|_| Error::invalid(op, "width", format!("{width}: at most {} elements per row", i32::MAX)))
+}
+
 fn launch<P: DeviceRepr>(device: &CudaDevice, name: &'static str, params: &P, blocks: usize, op: &'static str) -> Result<()> {
+    // One block per row: a grid's x dimension holds at most 2³¹ − 1 blocks.
+    let grid = u32::try_from(blocks.max(1)).ok().filter(|&g| g <= i32::MAX as u32).ok_or_else(|| Error::invalid(op, "rows", format!("{blocks}: at most {} rows per launch", i32::MAX)))?;
     let func = device.function(&MODULE, name)?;
-    let cfg = LaunchConfig { grid_dim: (blocks.max(1) as u32, 1, 1), block_dim: (MODEL_THREADS, 1, 1), shared_mem_bytes: 0 };
+    let cfg = LaunchConfig { grid_dim: (grid, 1, 1), block_dim: (MODEL_THREADS, 1, 1), shared_mem_bytes: 0 };
     let mut builder = device.stream().launch_builder(&func);
     builder.arg(params);
     // SAFETY: the callers build params whose pointers address buffers of the sizes the params
@@ -51,13 +58,13 @@ pub fn embed(device: &CudaDevice, table: &Tensor, tokens: &[u32], dims: Vec<usiz
     let bits: Vec<f32> = tokens.iter().map(|&t| f32::from_bits(t)).collect();
     let ids = Tensor::from_vec(bits, [tokens.len()], table.device(), MemoryCategory::Activations)?;
     let mut out = Tensor::for_overwrite(dims, table.dtype(), table.device(), MemoryCategory::Activations)?;
-    let width = table.dims()[1];
+    let width = row_width(OP, table.dims()[1])?;
     let params = EmbedParams {
         table: table.device_ptr()?,
         tokens: ids.device_ptr()? as *const u32,
         out: out.device_ptr_mut()?,
         n_tokens: tokens.len() as i64,
-        width: width as i32,
+        width,
         scale,
     };
     let name = match table.dtype() {
@@ -90,9 +97,10 @@ pub fn argmax(device: &CudaDevice, x: &Tensor) -> Result<Vec<(u32, u32)>> {
     const OP: &str = "argmax (cuda)";
     let width = x.shape().last_dim();
     let rows = x.numel() / width;
+    let width = row_width(OP, width)?;
     // Results travel as u32 bit patterns in an f32 buffer (tensors have no integer dtype).
     let mut out = Tensor::for_overwrite([2 * rows], DType::F32, x.device(), MemoryCategory::Activations)?;
-    let params = ArgmaxParams { x: x.device_ptr()?, out: out.device_ptr_mut()? as *mut u32, rows: rows as i64, width: width as i32 };
+    let params = ArgmaxParams { x: x.device_ptr()?, out: out.device_ptr_mut()? as *mut u32, rows: rows as i64, width };
     let name = match x.dtype() {
         DType::F32 => entry::ARGMAX_F32,
         DType::BF16 => entry::ARGMAX_BF16,

@@ -42,10 +42,13 @@ impl Ops {
     pub fn linear(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
         let _timer = OpTimer::start("linear", x.device());
         const OP: &str = "linear";
-        let (k, n) = (x.shape().last_dim(), w.dims()[0]);
+        if x.dims().is_empty() {
+            return Err(Error::ShapeMismatch { op: OP, what: "x", expected: "[.., in]".into(), got: x.shape().to_string() });
+        }
+        let (k, n) = (x.shape().last_dim(), w.dims().first().copied().unwrap_or(0));
         w.expect_dims(OP, "w", &[n, k])?;
         let mut dims = x.dims().to_vec();
-        *dims.last_mut().expect("x has a last dim") = n;
+        *dims.last_mut().expect("x has a last dim (checked)") = n;
         match (self.backend, x.device()) {
             (Backend::Reference, _) => act(&yoco_swiglu::reference::linear(&x.to_f64_vec()?, &w.to_f64_vec()?, k), dims, x.device()),
             (Backend::Fast, Device::Cpu(_)) => {
@@ -168,6 +171,9 @@ impl Ops {
     /// Gated retention over a span, carrying `state` (replaced by the outgoing state).
     pub fn gated_retention(&self, q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, state: &mut Tensor, chunk: usize) -> Result<Tensor> {
         let _timer = OpTimer::start("gated_retention", q.device());
+        if q.dims().len() != 4 {
+            return Err(Error::ShapeMismatch { op: "gated_retention", what: "q", expected: "[batch, seq, heads, head_dim]".into(), got: q.shape().to_string() });
+        }
         match self.backend {
             // One token per sequence: the recurrent step, updating the state in place.
             // The gates come from `log_decay` (logsigmoid / 16: ≤ 0), so they are not read back

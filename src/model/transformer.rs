@@ -39,6 +39,11 @@ impl TransformerCache {
     pub fn batch(&self) -> usize {
         self.batch
     }
+
+    /// Positions per sequence the cache has room for.
+    pub fn capacity(&self) -> usize {
+        self.layers[0].capacity()
+    }
 }
 
 impl Transformer {
@@ -94,7 +99,7 @@ impl Transformer {
     /// Prefill of equal-length prompts in spans of `chunk_len`; returns the last token's logits
     /// `[batch, 1, vocab]`.
     pub fn prefill(&self, cache: &mut TransformerCache, tokens: &[u32], chunk_len: usize) -> Result<Tensor> {
-        check_tokens(&self.config, tokens, cache.batch)?;
+        check_tokens(&self.config, tokens, cache.batch, cache.len(), cache.capacity())?;
         let n = tokens.len() / cache.batch;
         let mut y_last = None;
         for span in span_tokens(tokens, cache.batch, n, chunk_len)? {
@@ -109,14 +114,14 @@ impl Transformer {
         if tokens.len() != cache.batch {
             return Err(Error::invalid("Transformer::decode", "tokens", format!("{} tokens for a batch of {}", tokens.len(), cache.batch)));
         }
-        check_tokens(&self.config, tokens, cache.batch)?;
+        check_tokens(&self.config, tokens, cache.batch, cache.len(), cache.capacity())?;
         let y = self.layers(cache, tokens)?;
         logits(&self.ops, &self.weights, &y)
     }
 
     /// Logits for every position `[batch, n, vocab]`.
     pub fn forward_all(&self, cache: &mut TransformerCache, tokens: &[u32]) -> Result<Tensor> {
-        check_tokens(&self.config, tokens, cache.batch)?;
+        check_tokens(&self.config, tokens, cache.batch, cache.len(), cache.capacity())?;
         let y = self.layers(cache, tokens)?;
         logits(&self.ops, &self.weights, &y)
     }

@@ -69,6 +69,11 @@ impl YocoCache {
     pub fn batch(&self) -> usize {
         self.batch
     }
+
+    /// Positions per sequence the cache has room for.
+    pub fn capacity(&self) -> usize {
+        self.cross.capacity()
+    }
 }
 
 impl Yoco {
@@ -209,8 +214,8 @@ impl Yoco {
         logits(ops, w, &y)
     }
 
-    fn check_tokens(&self, tokens: &[u32], batch: usize) -> Result<()> {
-        check_tokens(&self.config, tokens, batch)
+    fn check_tokens(&self, cache: &YocoCache, tokens: &[u32]) -> Result<()> {
+        check_tokens(&self.config, tokens, cache.batch, cache.len(), cache.capacity())
     }
 
     /// Prefill with early exit: the prompt `tokens` (`batch` sequences of equal length,
@@ -218,7 +223,7 @@ impl Yoco {
     /// token, the cross-decoder for the last token only. Returns the last token's logits
     /// `[batch, 1, vocab]`.
     pub fn prefill(&self, cache: &mut YocoCache, tokens: &[u32], chunk_len: usize, retention_chunk: usize) -> Result<Tensor> {
-        self.check_tokens(tokens, cache.batch)?;
+        self.check_tokens(cache, tokens)?;
         let n = tokens.len() / cache.batch;
         let spans = span_tokens(tokens, cache.batch, n, chunk_len)?;
         let mut x_last = None;
@@ -234,7 +239,7 @@ impl Yoco {
         if tokens.len() != cache.batch {
             return Err(Error::invalid("Yoco::decode", "tokens", format!("{} tokens for a batch of {}", tokens.len(), cache.batch)));
         }
-        self.check_tokens(tokens, cache.batch)?;
+        self.check_tokens(cache, tokens)?;
         let x = self.self_decoder(cache, tokens, 1)?;
         self.cross_decoder(cache, x)
     }
@@ -243,20 +248,25 @@ impl Yoco {
     /// Returns logits for every position `[batch, n, vocab]`. For tests and for measuring what
     /// early exit saves.
     pub fn forward_all(&self, cache: &mut YocoCache, tokens: &[u32], retention_chunk: usize) -> Result<Tensor> {
-        self.check_tokens(tokens, cache.batch)?;
+        self.check_tokens(cache, tokens)?;
         let x = self.self_decoder(cache, tokens, retention_chunk)?;
         self.cross_decoder(cache, x)
     }
 }
 
-/// Token ids in the vocabulary, equal-length sequences, and within the configured maximum.
-pub fn check_tokens(config: &ModelConfig, tokens: &[u32], batch: usize) -> Result<()> {
+/// Token ids in the vocabulary, equal-length sequences, within the configured maximum and within
+/// the room a cache holding `held` of `capacity` positions has left. Checked before a call
+/// changes any state, so that one that errors leaves the cache as it was.
+pub fn check_tokens(config: &ModelConfig, tokens: &[u32], batch: usize, held: usize, capacity: usize) -> Result<()> {
     const OP: &str = "tokens";
     if batch == 0 || tokens.is_empty() || tokens.len() % batch != 0 {
         return Err(Error::invalid(OP, "tokens", format!("{} tokens do not split into {batch} equal, non-empty sequences", tokens.len())));
     }
     if tokens.len() / batch > config.max_seq_len {
         return Err(Error::invalid(OP, "tokens", format!("{} tokens per sequence exceed max_seq_len = {}", tokens.len() / batch, config.max_seq_len)));
+    }
+    if tokens.len() / batch > capacity - held {
+        return Err(Error::invalid(OP, "tokens", format!("{} tokens per sequence after {held} overflow the cache's capacity of {capacity}", tokens.len() / batch)));
     }
     if let Some(bad) = tokens.iter().find(|&&t| t as usize >= config.vocab_size) {
         return Err(Error::invalid(OP, "tokens", format!("token id {bad} is outside the vocabulary of {}", config.vocab_size)));

@@ -8,7 +8,7 @@ use yoco_core::math::exp;
 use yoco_core::matmul::{gemm_serial, MatMut, MatRef};
 use yoco_core::{DType, Element, Result, Tensor};
 
-use crate::RetentionShape;
+use crate::{RetentionShape, GATE_FLOOR};
 
 /// A pointer that rayon tasks share to write disjoint elements of one output.
 #[derive(Clone, Copy)]
@@ -31,7 +31,7 @@ struct Scratch {
     v: Vec<f32>,
     scores: Vec<f32>,
     out: Vec<f32>,
-    cum: Vec<f32>,
+    cum: Vec<f64>,
 }
 
 impl Scratch {
@@ -118,9 +118,13 @@ fn run_segment<T: Element>(
                     w.v[t * dim + i] = v[src + i].to_f32();
                 }
             }
-            let mut acc = 0.0f32;
+            // Floored gates (GATE_FLOOR) summed in f64: the differences b_t − b_u of an f32 sum
+            // would lose digits to every large gate before them. Each is rounded to f32 once.
+            let mut acc = 0.0f64;
             for t in 0..len {
-                acc += gates[(b * seq + start + t) * heads + h];
+                let g = gates[(b * seq + start + t) * heads + h];
+                // Not f32::max, which would turn a NaN gate into the floor: NaN must show.
+                acc += if g < GATE_FLOOR { GATE_FLOOR } else { g } as f64;
                 w.cum[t] = acc;
             }
             let last = w.cum[len - 1];
@@ -135,7 +139,7 @@ fn run_segment<T: Element>(
                 let row = &mut scores[t * len..(t + 1) * len];
                 let bt = w.cum[t];
                 for (x, &bu) in row[..=t].iter_mut().zip(&w.cum[..=t]) {
-                    *x *= exp(bt - bu);
+                    *x *= exp((bt - bu) as f32);
                 }
                 row[t + 1..].fill(0.0);
             }
@@ -144,7 +148,7 @@ fn run_segment<T: Element>(
 
             // Inter-chunk: O += (Q ⊙ e^b) S_prev. Q is not needed after this, so it is scaled in place.
             for t in 0..len {
-                let f = w.cum[t].exp();
+                let f = w.cum[t].exp() as f32;
                 w.q[t * dim..(t + 1) * dim].iter_mut().for_each(|x| *x *= f);
             }
             gemm_serial(MatMut { data: out_c, rows: len, cols: dim }, MatRef::row_major(&w.q[..len * dim], len, dim), MatRef::row_major(s, dim, dim), true)?;
@@ -158,10 +162,10 @@ fn run_segment<T: Element>(
             }
 
             // State: S = e^(b_last) S + (K ⊙ e^(b_last − b))ᵀ V.
-            let decay = last.exp();
+            let decay = last.exp() as f32;
             s.iter_mut().for_each(|x| *x *= decay);
             for u in 0..len {
-                let f = (last - w.cum[u]).exp();
+                let f = (last - w.cum[u]).exp() as f32;
                 w.k[u * dim..(u + 1) * dim].iter_mut().for_each(|x| *x *= f);
             }
             gemm_serial(MatMut { data: s, rows: dim, cols: dim }, MatRef::row_major(&w.k[..len * dim], len, dim).t(), MatRef::row_major(&w.v[..len * dim], len, dim), true)?;

@@ -20,6 +20,8 @@ unsafe impl DeviceRepr for GretStepParams {}
 
 /// The chunk length the prefill kernel is compiled for.
 pub(crate) const CHUNK: usize = sys::GRET_CHUNK as usize;
+// The kernels' gate floor is the CPU path's.
+const _: () = assert!(-(sys::GRET_GATE_FLOOR_MAGNITUDE as f32) == crate::GATE_FLOOR);
 const BLOCK_V_WIDE: usize = sys::GRET_BLOCK_V_WIDE as usize;
 const BLOCK_V_NARROW: usize = sys::GRET_BLOCK_V_NARROW as usize;
 const OUTPUTS_BLOCK_V: usize = sys::GRET_OUTPUTS_BLOCK_V as usize;

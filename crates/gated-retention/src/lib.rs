@@ -32,6 +32,14 @@ pub const SUPPORTED_HEAD_DIMS: [usize; 3] = [64, 128, 256];
 /// Chunk length of the chunkwise prefill when none is given (flash-linear-attention's).
 pub const DEFAULT_CHUNK: usize = 64;
 
+/// The chunkwise forms (CPU and CUDA) take each log-decay as at least this. Below it a decay is
+/// already 0 to f32 (e^−128 is under the smallest subnormal), so the outputs do not change;
+/// what it saves is the chunk's cumulative sum of gates, which a gate near f32's lowest value
+/// (−3e38 is a valid log-decay) would take to −∞ (and (−∞) − (−∞) is NaN), or in f64 to a
+/// magnitude whose rounding swallows the other gates' differences. The recurrent step takes e^g
+/// of each gate alone and needs no floor.
+pub const GATE_FLOOR: f32 = -128.0;
+
 /// How to run the op.
 #[derive(Clone, Copy, Debug)]
 pub struct RetentionOptions {

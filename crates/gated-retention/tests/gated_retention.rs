@@ -149,3 +149,26 @@ fn schedules_parse_by_name() {
     let err = ChunkSchedule::parse("fast").unwrap_err().to_string();
     assert!(err.contains("\"fast\"") && err.contains("sequential"), "{err}");
 }
+
+/// Gates near f32's lowest value are valid log-decays (decays of 0): the chunkwise form's
+/// cumulative sums stay finite (GATE_FLOOR) and the outputs match the recurrent form, which
+/// takes e^g of each gate alone, instead of turning NaN.
+#[test]
+fn extreme_gates_decay_to_zero_without_nan() {
+    let case = Case { batch: 1, seq: 200, heads: 2, dim: 64, chunk: 64, gates: Gates::Model, with_state: false };
+    let mut rng = case_rng("extreme gates");
+    let inputs = Inputs::draw(&mut rng, &case, DType::F32, &Device::cpu()).unwrap();
+    let mut vals = inputs.to_f64().unwrap();
+    for (i, g) in vals[3].iter_mut().enumerate() {
+        match i % 37 {
+            0 => *g = f32::MIN as f64,
+            18 => *g = -1e5,
+            _ => {}
+        }
+    }
+    let gates = Tensor::from_f64(&vals[3], [1, 200, 2], DType::F32, &Device::cpu(), MemoryCategory::Activations).unwrap();
+    let (want_o, want_s) = reference::recurrent(&problem(&case, &vals));
+    let (o, s) = gated_retention(&inputs.q, &inputs.k, &inputs.v, &gates, None, &RetentionOptions::default()).unwrap();
+    check_rel_l2("extreme gates o", &o.to_f64_vec().unwrap(), &want_o, 1e-5).unwrap();
+    check_rel_l2("extreme gates state", &s.to_f64_vec().unwrap(), &want_s, 1e-5).unwrap();
+}

@@ -62,18 +62,8 @@ impl KvCache {
     /// Appends the keys and values of `n` new positions, `k`, `v`: `[batch, n, kv_heads,
     /// head_dim]`. Errors, changing nothing, if they do not fit or do not match the cache.
     pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<()> {
-        const OP: &str = "KvCache::append";
+        let n = self.check_append(k, v)?;
         let cd = self.k.dims().to_vec();
-        let n = k.dims().get(1).copied().unwrap_or(0);
-        k.expect_dims(OP, "k", &[cd[0], n, cd[2], cd[3]])?;
-        v.expect_dims(OP, "v", k.dims())?;
-        for (what, t) in [("k", k), ("v", v)] {
-            t.expect_dtype(OP, what, self.k.dtype())?;
-            t.expect_device_of(OP, what, &self.k)?;
-        }
-        if self.len + n > self.capacity() {
-            return Err(Error::invalid(OP, "k", format!("{n} positions after {} overflow the capacity of {}", self.len, self.capacity())));
-        }
         let row = cd[2] * cd[3];
         for b in 0..cd[0] {
             let dst = (b * cd[1] + self.len) * row;
@@ -82,6 +72,23 @@ impl KvCache {
         }
         self.len += n;
         Ok(())
+    }
+
+    /// Every check of [`append`](Self::append); returns the number of new positions.
+    fn check_append(&self, k: &Tensor, v: &Tensor) -> Result<usize> {
+        const OP: &str = "KvCache::append";
+        let cd = self.k.dims();
+        let n = k.dims().get(1).copied().unwrap_or(0);
+        k.expect_dims(OP, "k", &[cd[0], n, cd[2], cd[3]])?;
+        v.expect_dims(OP, "v", k.dims())?;
+        for (what, t) in [("k", k), ("v", v)] {
+            t.expect_dtype(OP, what, self.k.dtype())?;
+            t.expect_device_of(OP, what, &self.k)?;
+        }
+        if n > self.capacity() - self.len {
+            return Err(Error::invalid(OP, "k", format!("{n} positions after {} overflow the capacity of {}", self.len, self.capacity())));
+        }
+        Ok(n)
     }
 
     /// Attention of `q` `[batch, q_len, heads, head_dim]`, the last `q_len` positions held, over
@@ -102,7 +109,10 @@ impl KvCache {
 
     /// Appends `k`, `v` (the new positions of `q`) and attends `q` over everything held: one
     /// layer's prefill chunk or decode step.
+    /// Checks everything first: a call that errors leaves the cache as it was.
     pub fn append_and_attend(&mut self, q: &Tensor, k: &Tensor, v: &Tensor, options: AttentionOptions) -> Result<Tensor> {
+        let n = self.check_append(k, v)?;
+        crate::check_attention(q, &self.k, &self.v, self.len + n, options)?;
         self.append(k, v)?;
         self.attend(q, options)
     }

@@ -79,9 +79,9 @@ pub struct Dims {
 }
 
 impl Dims {
-    /// Query heads per K/V head.
+    /// Query heads per K/V head (0 for no K/V heads, which attention refuses).
     pub fn group(&self) -> usize {
-        self.heads / self.kv_heads
+        self.heads.checked_div(self.kv_heads).unwrap_or(0)
     }
 }
 
@@ -122,6 +122,13 @@ pub fn attention_prefix_into(q: &Tensor, k: &Tensor, v: &Tensor, kv_len: usize, 
         #[cfg(feature = "cuda")]
         Device::Cuda(_) => cuda::attention(q, k, v, &problem, out),
     }
+}
+
+/// Every check [`attention_prefix_into`] makes of its inputs, without running it: for callers
+/// that must know a call will be accepted before they change any state (a cache about to take
+/// the new positions).
+pub fn check_attention(q: &Tensor, k: &Tensor, v: &Tensor, kv_len: usize, options: AttentionOptions) -> Result<()> {
+    validate("attention", q, k, v, kv_len, options).map(|_| ())
 }
 
 /// Every check of a call; returns the problem the paths run.

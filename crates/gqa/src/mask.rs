@@ -18,16 +18,15 @@ pub enum Mask {
 }
 
 impl Mask {
-    /// The keys query `i` sees, as the half-open range `[lo, hi)`. The caller has checked that
-    /// `kv_len >= q_len` for the causal masks (lib.rs), so every range holds at least one key.
+    /// The keys query `i` sees, as the half-open range `[lo, hi)`. Attention checks that
+    /// `kv_len >= q_len` for the causal masks (lib.rs), so there every range holds at least one
+    /// key; with fewer keys than queries, the first queries' ranges are empty.
     pub fn key_range(self, i: usize, q_len: usize, kv_len: usize) -> (usize, usize) {
+        let hi = (i + kv_len + 1).saturating_sub(q_len);
         match self {
             Mask::None => (0, kv_len),
-            Mask::Causal => (0, i + kv_len - q_len + 1),
-            Mask::Window(w) => {
-                let hi = i + kv_len - q_len + 1;
-                (hi.saturating_sub(w), hi)
-            }
+            Mask::Causal => (0, hi),
+            Mask::Window(w) => (hi.saturating_sub(w), hi),
         }
     }
 

@@ -75,8 +75,24 @@ fn sum_squares<T: Element>(row: &[T]) -> f32 {
 }
 
 fn normalize_row<T: Element>(x: &[T], w: &[T], eps: f32, y: &mut [T]) {
-    let inv_rms = 1.0 / (sum_squares(x) / x.len() as f32 + eps).sqrt();
+    let sum = sum_squares(x);
+    if !sum.is_finite() {
+        return normalize_row_f64(x, w, eps, y);
+    }
+    let inv_rms = 1.0 / (sum / x.len() as f32 + eps).sqrt();
     for ((yv, xv), wv) in y.iter_mut().zip(x).zip(w) {
         *yv = T::from_f32(xv.to_f32() * inv_rms * wv.to_f32());
+    }
+}
+
+/// A row whose squares overflow f32 (elements past ~1.8e19, which f32 and bf16 can hold): the
+/// sum in f64, where it cannot, so the row still normalises to a unit RMS instead of to zeros.
+/// A row holding an infinity or a NaN comes out as the f64 reference's does.
+#[cold]
+fn normalize_row_f64<T: Element>(x: &[T], w: &[T], eps: f32, y: &mut [T]) {
+    let sum: f64 = x.iter().map(|v| (v.to_f32() as f64).powi(2)).sum();
+    let inv_rms = 1.0 / (sum / x.len() as f64 + eps as f64).sqrt();
+    for ((yv, xv), wv) in y.iter_mut().zip(x).zip(w) {
+        *yv = T::from_f32((xv.to_f32() as f64 * inv_rms) as f32 * wv.to_f32());
     }
 }

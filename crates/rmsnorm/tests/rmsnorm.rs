@@ -29,6 +29,25 @@ fn higher_rank_inputs_normalise_the_last_dimension() {
     check_rel_l2("rank 3", &y.to_f64_vec().unwrap(), &want, F32_REL_L2_BOUND).unwrap();
 }
 
+/// Rows whose squares overflow f32 (1e20² = 1e40) still normalise to a unit RMS, in every
+/// dtype that can hold them, as the f64 reference does.
+#[test]
+fn rows_whose_squares_overflow_f32_still_normalise() {
+    let cpu = Device::cpu();
+    let mut rng = case_rng("huge rows");
+    let width = 100;
+    let vals: Vec<f64> = rng.normal_vec(2 * width).iter().map(|v| v * 1e20).collect();
+    let weight = rng.normal_vec(width);
+    for dtype in [DType::F32, DType::BF16] {
+        let x = tensor(&vals, &[2, width], dtype, &cpu);
+        let w = tensor(&weight, &[width], dtype, &cpu);
+        let y = rms_norm(&x, &w, DEFAULT_EPS).unwrap().to_f64_vec().unwrap();
+        let want = reference::rms_norm(&x.to_f64_vec().unwrap(), &w.to_f64_vec().unwrap(), DEFAULT_EPS as f64);
+        let bound = if dtype == DType::F32 { F32_REL_L2_BOUND } else { 1e-2 };
+        check_rel_l2(&format!("huge rows {dtype}"), &y, &want, bound).unwrap();
+    }
+}
+
 #[test]
 fn bad_input_is_a_typed_error() {
     let cpu = Device::cpu();

@@ -164,8 +164,8 @@ impl Rope {
         if self.table.device().kind() != x.device().kind() {
             return Err(Error::DeviceMismatch { op, what: "x", expected: self.table.device().to_string(), got: x.device().to_string() });
         }
-        if offset + dims[1] > MAX_POSITION {
-            return Err(Error::invalid(op, "offset", format!("positions up to {} exceed {MAX_POSITION} (f32 positions stop being exact)", offset + dims[1])));
+        if offset > MAX_POSITION || dims[1] > MAX_POSITION - offset {
+            return Err(Error::invalid(op, "offset", format!("positions {offset} + {} exceed {MAX_POSITION} (f32 positions stop being exact)", dims[1])));
         }
         Ok(())
     }

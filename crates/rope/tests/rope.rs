@@ -65,6 +65,8 @@ fn bad_input_is_a_typed_error() {
     assert!(matches!(rope.apply(&rank3, 0), Err(Error::ShapeMismatch { what: "x", .. })));
     let x = tensor(&[0.0; 16], &[1, 2, 1, 8], &cpu);
     assert!(matches!(rope.apply(&x, MAX_POSITION - 1), Err(Error::InvalidArgument { what: "offset", .. })));
+    // An offset whose sum with the length would wrap is refused, not taken modulo 2^64.
+    assert!(matches!(rope.apply(&x, usize::MAX), Err(Error::InvalidArgument { what: "offset", .. })));
     let mut out_bf16 = Tensor::zeros([1, 2, 1, 8], DType::BF16, &cpu, MemoryCategory::Activations).unwrap();
     assert!(matches!(rope.apply_into(&x, 0, &mut out_bf16), Err(Error::DTypeMismatch { what: "out", .. })));
     if let Some(gpu) = yoco_core::testing::cuda_device_or_skip("bad_input_is_a_typed_error") {

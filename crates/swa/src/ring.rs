@@ -11,7 +11,7 @@
 //! [`MemoryCategory::RecurrentState`]: per-sequence state that does not grow with the context.
 
 use yoco_core::{DType, Device, Error, MemoryCategory, Result, Tensor};
-use yoco_gqa::{attention_prefix_into, AttentionOptions};
+use yoco_gqa::{attention_prefix_into, check_attention, AttentionOptions};
 
 use crate::check_window;
 
@@ -131,8 +131,10 @@ impl SwaCache {
         }
         let mut out = Tensor::for_overwrite(q.shape().clone(), q.dtype(), q.device(), MemoryCategory::Activations)?;
         if n == 1 {
-            self.append(k, v)?;
             let options = AttentionOptions { mask: yoco_gqa::Mask::None, scale };
+            // Checked before the ring changes: a call that errors must not overwrite its oldest key.
+            check_attention(q, &self.k, &self.v, (self.positions + 1).min(self.window), options)?;
+            self.append(k, v)?;
             attention_prefix_into(q, &self.k, &self.v, self.len(), options, &mut out)?;
         } else {
             let prefix = self.len().min(self.window - 1);

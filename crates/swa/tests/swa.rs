@@ -40,3 +40,23 @@ fn bad_input_is_a_typed_error() {
     assert!(matches!(ring.append(&k_bf16, &k_bf16), Err(Error::DTypeMismatch { what: "k", .. })));
     assert_eq!(ring.positions(), 0);
 }
+
+/// A decode step that attention refuses (3 query heads over 2 K/V heads) leaves the ring as it
+/// was: its oldest key is not overwritten and its position does not move.
+#[test]
+fn a_refused_step_leaves_the_ring_unchanged() {
+    let cpu = Device::cpu();
+    let mut rng = yoco_core::rng::Rng::new(3);
+    let mut random = |dims: &[usize]| {
+        let data: Vec<f32> = (0..dims.iter().product::<usize>()).map(|_| rng.normal() as f32).collect();
+        Tensor::from_vec(data, dims.to_vec(), &cpu, MemoryCategory::Activations).unwrap()
+    };
+    let mut ring = SwaCache::new(1, 2, 2, 64, DType::F32, &cpu).unwrap();
+    let (k, v) = (random(&[1, 2, 2, 64]), random(&[1, 2, 2, 64]));
+    ring.append(&k, &v).unwrap();
+    let before = (ring.slots().0.to_vec::<f32>().unwrap(), ring.slots().1.to_vec::<f32>().unwrap());
+    let (q_bad, k1, v1) = (random(&[1, 1, 3, 64]), random(&[1, 1, 2, 64]), random(&[1, 1, 2, 64]));
+    assert!(matches!(ring.forward(&q_bad, &k1, &v1, None), Err(Error::InvalidArgument { what: "kv_heads", .. })));
+    assert_eq!(ring.positions(), 2);
+    assert_eq!((ring.slots().0.to_vec::<f32>().unwrap(), ring.slots().1.to_vec::<f32>().unwrap()), before);
+}

@@ -31,6 +31,10 @@ pub enum Error {
     #[error("{op}: invalid {what}: {reason}")]
     InvalidArgument { op: &'static str, what: &'static str, reason: String },
 
+    /// A buffer could not be allocated (or its size does not fit an address space).
+    #[error("{op}: could not allocate {what}: {reason}")]
+    OutOfMemory { op: &'static str, what: String, reason: String },
+
     /// The data handed to a constructor does not fill the shape.
     #[error("{len} elements given for shape {shape}, which holds {expected}")]
     ElementCount { len: usize, shape: String, expected: usize },

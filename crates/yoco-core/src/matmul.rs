@@ -18,11 +18,11 @@ use rayon::prelude::*;
 
 use crate::{DType, Element, Error, Result, Tensor};
 
-fn check_len(op: &'static str, what: &'static str, len: usize, need: usize) -> Result<()> {
-    if len == need {
-        Ok(())
-    } else {
-        Err(Error::ShapeMismatch { op, what, expected: format!("{need} elements"), got: len.to_string() })
+/// `len` is exactly `rows × cols` (a product too large to count is a mismatch, not a wrap).
+fn check_len(op: &'static str, what: &'static str, len: usize, rows: usize, cols: usize) -> Result<()> {
+    match rows.checked_mul(cols) {
+        Some(need) if need == len => Ok(()),
+        _ => Err(Error::ShapeMismatch { op, what, expected: format!("{rows} × {cols} elements"), got: len.to_string() }),
     }
 }
 
@@ -31,7 +31,7 @@ const MANY_ROWS: usize = 128;
 
 fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
     // Below ~1 MFLOP the fork-join costs more than it saves.
-    if m * n * k < (1 << 20) {
+    if m.saturating_mul(n).saturating_mul(k) < (1 << 20) {
         Parallelism::None
     } else {
         Parallelism::Rayon(0)
@@ -54,9 +54,9 @@ pub fn matmul_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f3
 /// `a` is widened once. The widened copies are transient host buffers.
 pub fn matmul_nt_widened<T: Element>(m: usize, n: usize, k: usize, a: &[T], b: &[T], c: &mut [T]) -> Result<()> {
     const OP: &str = "matmul_nt_widened";
-    check_len(OP, "a", a.len(), m * k)?;
-    check_len(OP, "b", b.len(), n * k)?;
-    check_len(OP, "c", c.len(), m * n)?;
+    check_len(OP, "a", a.len(), m, k)?;
+    check_len(OP, "b", b.len(), n, k)?;
+    check_len(OP, "c", c.len(), m, n)?;
     if m == 0 || n == 0 {
         return Ok(());
     }
@@ -156,9 +156,9 @@ pub fn matmul_nn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f3
 /// all row-major. Picks the crate by the number of rows (see the table above).
 #[allow(clippy::too_many_arguments)]
 fn product(op: &'static str, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], b_transposed: bool, c: &mut [f32]) -> Result<()> {
-    check_len(op, "a", a.len(), m * k)?;
-    check_len(op, "b", b.len(), n * k)?;
-    check_len(op, "c", c.len(), m * n)?;
+    check_len(op, "a", a.len(), m, k)?;
+    check_len(op, "b", b.len(), n, k)?;
+    check_len(op, "c", c.len(), m, n)?;
     if m == 0 || n == 0 {
         return Ok(());
     }
@@ -286,8 +286,14 @@ pub struct MatMut<'a> {
     pub cols: usize,
 }
 
+/// A strided view's last element lies inside its buffer, computed without wrapping; strides
+/// also fit the `isize` the GEMM crates take.
 fn fits(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
-    rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
+    if rows == 0 || cols == 0 {
+        return true;
+    }
+    let last = (rows - 1).checked_mul(rs).zip((cols - 1).checked_mul(cs)).and_then(|(r, c)| r.checked_add(c));
+    rs <= isize::MAX as usize && cs <= isize::MAX as usize && last.is_some_and(|last| last < len)
 }
 
 /// Below this `m·k + k·n`, matrixmultiply runs a product on the calling thread (0.3's
@@ -323,7 +329,8 @@ pub fn gemm_serial(c: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, accumulate: bool
         return Ok(());
     }
     let (m, k, n) = (c.rows, a.cols, c.cols);
-    if m * k + k * n < MATRIXMULTIPLY_SERIAL_BELOW {
+    // Saturating: a view with zero strides can stand for more elements than its buffer holds.
+    if m.saturating_mul(k).saturating_add(k.saturating_mul(n)) < MATRIXMULTIPLY_SERIAL_BELOW {
         // SAFETY: as below; matrixmultiply does not read c when beta is 0.
         unsafe {
             matrixmultiply::sgemm(

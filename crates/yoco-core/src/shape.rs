@@ -19,9 +19,16 @@ impl Shape {
         self.0.len()
     }
 
-    /// Number of elements (1 for a scalar of rank 0).
+    /// Number of elements (1 for a scalar of rank 0). Only for shapes of tensors that exist
+    /// (their count was checked when they were made); [`checked_numel`](Self::checked_numel)
+    /// for any other.
     pub fn numel(&self) -> usize {
         self.0.iter().product()
+    }
+
+    /// Number of elements, or `None` where the product of the dimensions overflows `usize`.
+    pub fn checked_numel(&self) -> Option<usize> {
+        self.0.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
     }
 
     /// The innermost dimension (1 for rank 0): the row width of a row-wise op.

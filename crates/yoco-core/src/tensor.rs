@@ -47,24 +47,48 @@ pub struct Tensor {
     charge: MemoryCharge,
 }
 
+/// The element count of a tensor of `shape` and `dtype`, refused where its bytes could not be
+/// addressed (an overflowing product of dimensions would otherwise wrap to a small buffer).
+fn element_count(op: &'static str, shape: &Shape, dtype: DType) -> Result<usize> {
+    shape
+        .checked_numel()
+        .filter(|n| n.checked_mul(dtype.size_in_bytes()).is_some_and(|bytes| bytes <= isize::MAX as usize))
+        .ok_or_else(|| Error::OutOfMemory { op, what: format!("a {dtype} tensor of shape {shape}"), reason: "its size in bytes exceeds the address space".into() })
+}
+
+/// `n` zeros, zeroed by the allocator (a fresh mapping for large sizes, untouched until first
+/// written, so the huge-page advice still applies to every page), or an error where the
+/// allocator refuses: a size that cannot be had ends the call, not the process.
+fn zeroed_vec<T: Element>(op: &'static str, shape: &Shape, n: usize) -> Result<Vec<T>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let refused = || Error::OutOfMemory { op, what: format!("a {} tensor of shape {shape}", T::DTYPE), reason: format!("the allocator refused {} bytes", n * std::mem::size_of::<T>()) };
+    let layout = std::alloc::Layout::array::<T>(n).map_err(|_| refused())?;
+    // SAFETY: the layout has a non-zero size (n > 0, T is 2 or 4 bytes).
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<T>();
+    if ptr.is_null() {
+        return Err(refused());
+    }
+    // SAFETY: ptr was allocated by the global allocator with the layout of [T; n], and all-zero
+    // bits are a valid T (0.0 in f32, bf16 and f16).
+    let mut v = unsafe { Vec::from_raw_parts(ptr, n, n) };
+    crate::pages::advise_huge_pages(&mut v);
+    Ok(v)
+}
+
 impl Tensor {
     /// A tensor of zeros.
     pub fn zeros(shape: impl Into<Shape>, dtype: DType, device: &Device, category: MemoryCategory) -> Result<Tensor> {
+        const OP: &str = "Tensor::zeros";
         let shape = shape.into();
-        let n = shape.numel();
+        let n = element_count(OP, &shape, dtype)?;
         match device {
             Device::Cpu(_) => {
-                // Zeroed by the allocator (a fresh mapping for large sizes, untouched until first
-                // written), so the huge-page advice still applies to every page.
-                fn zeroed<T: Element>(n: usize) -> Vec<T> {
-                    let mut v = vec![T::default(); n];
-                    crate::pages::advise_huge_pages(&mut v);
-                    v
-                }
                 let storage = match dtype {
-                    DType::F32 => CpuStorage::F32(zeroed(n)),
-                    DType::BF16 => CpuStorage::BF16(zeroed(n)),
-                    DType::F16 => CpuStorage::F16(zeroed(n)),
+                    DType::F32 => CpuStorage::F32(zeroed_vec(OP, &shape, n)?),
+                    DType::BF16 => CpuStorage::BF16(zeroed_vec(OP, &shape, n)?),
+                    DType::F16 => CpuStorage::F16(zeroed_vec(OP, &shape, n)?),
                 };
                 Ok(Self::assemble(shape, dtype, device, Storage::Cpu(storage), category))
             }
@@ -98,7 +122,7 @@ impl Tensor {
                 let shape = shape.into();
                 let stream = d.stream();
                 let err = |e| Error::cuda("Tensor::for_overwrite", e);
-                let len = shape.numel().max(1);
+                let len = element_count("Tensor::for_overwrite", &shape, dtype)?.max(1);
                 // SAFETY: f32, bf16 and f16 have no invalid bit patterns, and the memory is only
                 // ever used through device pointers; the contract above is the caller's.
                 let storage = unsafe {
@@ -116,8 +140,8 @@ impl Tensor {
     /// Takes ownership of `data` (CPU) or uploads it (CUDA).
     pub fn from_vec<T: Element>(data: Vec<T>, shape: impl Into<Shape>, device: &Device, category: MemoryCategory) -> Result<Tensor> {
         let shape = shape.into();
-        if data.len() != shape.numel() {
-            return Err(Error::ElementCount { len: data.len(), shape: shape.to_string(), expected: shape.numel() });
+        if shape.checked_numel() != Some(data.len()) {
+            return Err(Error::ElementCount { len: data.len(), shape: shape.to_string(), expected: shape.checked_numel().unwrap_or(usize::MAX) });
         }
         match device {
             Device::Cpu(_) => Ok(Self::assemble(shape, T::DTYPE, device, Storage::Cpu(T::into_cpu_storage(data)), category)),
@@ -197,13 +221,9 @@ impl Tensor {
     /// The same elements under another shape with the same element count.
     pub fn reshape(mut self, shape: impl Into<Shape>) -> Result<Tensor> {
         let shape = shape.into();
-        if shape.numel() != self.numel() {
-            return Err(Error::ShapeMismatch {
-                op: "Tensor::reshape",
-                what: "new shape",
-                expected: format!("{} elements", self.numel()),
-                got: format!("{shape} ({} elements)", shape.numel()),
-            });
+        if shape.checked_numel() != Some(self.numel()) {
+            let count = shape.checked_numel().map_or("more than usize::MAX".to_string(), |n| n.to_string());
+            return Err(Error::ShapeMismatch { op: "Tensor::reshape", what: "new shape", expected: format!("{} elements", self.numel()), got: format!("{shape} ({count} elements)") });
         }
         self.shape = shape;
         Ok(self)

@@ -33,6 +33,26 @@ fn bad_constructions_are_typed_errors() {
     assert!(matches!(t.as_slice::<yoco_core::half::bf16>(), Err(Error::DTypeMismatch { .. })));
     assert!(matches!(t.reshape([4, 2]), Err(Error::ShapeMismatch { .. })));
     assert!(matches!(Device::parse("tpu"), Err(Error::InvalidArgument { .. })));
+    // Shapes whose element count overflows, or whose bytes no allocator can give: errors, not a
+    // wrapped count or an aborted process.
+    let huge = [usize::MAX / 2 + 2, 2];
+    assert!(matches!(Tensor::from_vec(vec![1.0f32; 2], huge, &cpu, MemoryCategory::Weights), Err(Error::ElementCount { .. })));
+    assert!(matches!(Tensor::zeros(huge, DType::F32, &cpu, MemoryCategory::Weights), Err(Error::OutOfMemory { .. })));
+    assert!(matches!(Tensor::zeros([1 << 40, 1 << 20], DType::F32, &cpu, MemoryCategory::Weights), Err(Error::OutOfMemory { .. })));
+    let t = Tensor::from_vec(vec![1.0f32; 6], [2, 3], &cpu, MemoryCategory::Weights).unwrap();
+    assert!(matches!(t.reshape(huge), Err(Error::ShapeMismatch { .. })));
+}
+
+#[test]
+fn matrix_products_refuse_sizes_that_would_wrap() {
+    use yoco_core::matmul::{gemm_serial, matmul_nt, MatMut, MatRef};
+    // m·k, n·k and m·n all wrap to 0 in 64 bits: the empty slices must not be accepted for them.
+    assert!(matches!(matmul_nt(1 << 32, 1 << 32, 1 << 32, &[], &[], &mut []), Err(Error::ShapeMismatch { .. })));
+    // A strided view whose last element's offset wraps around to inside a 3-element buffer.
+    let a = [1.0f32; 3];
+    let wrapped = MatRef { data: &a, rows: 4, cols: 1, row_stride: 6148914691236517206, col_stride: 1 };
+    let (b, mut c) = ([1.0f32; 1], [0.0f32; 4]);
+    assert!(gemm_serial(MatMut { data: &mut c, rows: 4, cols: 1 }, wrapped, MatRef::row_major(&b, 1, 1), false).is_err());
 }
 
 #[test]

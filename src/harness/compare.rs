@@ -88,12 +88,12 @@ pub fn parse_bytes(text: &str) -> Result<usize> {
         "gb" => 1e9,
         other => return Err(Error::invalid("--budget", "budget", format!("unknown unit '{other}': use B, KiB, MiB, GiB, KB, MB or GB"))),
     };
-    let bytes = (value * scale).round();
+    let bytes = value * scale;
     // Checked before the cast, which would saturate or truncate silently.
     if !(bytes >= 1.0 && bytes <= (1u64 << 60) as f64) {
         return Err(Error::invalid("--budget", "budget", format!("'{text}': expected a size from 1 B to 1 EiB")));
     }
-    Ok(bytes as usize)
+    Ok(bytes.round() as usize)
 }
 
 fn machine() -> String {
@@ -289,7 +289,17 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
 
 #[cfg(test)]
 mod tests {
-    use super::predict_seconds;
+    use super::{parse_bytes, predict_seconds};
+
+    #[test]
+    fn budgets_parse_or_are_refused_never_rounded_away() {
+        assert_eq!(parse_bytes("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("80GB").unwrap(), 80_000_000_000);
+        assert_eq!(parse_bytes("1B").unwrap(), 1);
+        for bad in ["0.5B", "0", "-1GiB", "99999999999999999999GiB", "NaNMiB", "12XB", "MiB"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn the_prediction_follows_the_growth_the_lengths_showed() {

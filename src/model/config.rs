@@ -310,6 +310,11 @@ mod tests {
             ("self_decoder.window", ModelConfig { architecture: Architecture::Yoco { self_decoder: SelfDecoder::SlidingWindow { window: 0 } }, ..base.clone() }),
             ("self_decoder.heads", ModelConfig { architecture: Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { heads: 3, head_dim: 64 } }, ..base.clone() }),
             ("vocab_size", ModelConfig { vocab_size: 0, ..base.clone() }),
+            // Sizes past the limits (the product of heads and head_dim would wrap), and an eps
+            // that is 0 in f32.
+            ("vocab_size", ModelConfig { vocab_size: 1_000_000_000_000_000, ..base.clone() }),
+            ("self_decoder.heads", ModelConfig { architecture: Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { heads: (1 << 58) + 4, head_dim: 64 } }, ..base.clone() }),
+            ("norm_eps", ModelConfig { norm_eps: 1e-50, ..base.clone() }),
         ];
         for (field, c) in cases {
             match c.validate() {

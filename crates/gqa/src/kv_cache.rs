@@ -108,8 +108,8 @@ impl KvCache {
     }
 
     /// Appends `k`, `v` (the new positions of `q`) and attends `q` over everything held: one
-    /// layer's prefill chunk or decode step.
-    /// Checks everything first: a call that errors leaves the cache as it was.
+    /// layer's prefill chunk or decode step. Everything is checked first: a call that errors
+    /// leaves the cache as it was.
     pub fn append_and_attend(&mut self, q: &Tensor, k: &Tensor, v: &Tensor, options: AttentionOptions) -> Result<Tensor> {
         let n = self.check_append(k, v)?;
         crate::check_attention(q, &self.k, &self.v, self.len + n, options)?;

@@ -55,8 +55,7 @@ pub(super) fn attend<T: Element>(x: &Inputs<T>, isa: Isa, out: OutRows<T>) {
     // The keys any query of a sequence sees (every sequence has the same ranges).
     let (lo, hi) = (0..d.q_len).map(|i| x.p.mask.key_range(i, d.q_len, d.kv_len)).fold((usize::MAX, 0), |(lo, hi), (l, h)| (lo.min(l), hi.max(h)));
     let keys = hi.saturating_sub(lo);
-    let threads = rayon::current_num_threads();
-    let ranges = (keys / MIN_RANGE).clamp(1, (2 * threads).div_ceil(d.batch));
+    let ranges = ranges_per_sequence(keys, d.batch, rayon::current_num_threads());
     let per_range = keys.div_ceil(ranges);
     let partials: Vec<Partial> = (0..d.batch * ranges)
         .into_par_iter()
@@ -85,6 +84,20 @@ pub(super) fn attend<T: Element>(x: &Inputs<T>, isa: Isa, out: OutRows<T>) {
             out.write(b, row / d.heads, row % d.heads, &o, l);
         }
     });
+}
+
+/// Key ranges per sequence: enough for two tasks per thread, and a count of tasks (sequences ×
+/// ranges) that the threads divide evenly, since the tasks are of equal size: 5 sequences on 2
+/// threads as 5 tasks kept one thread idle for a fifth of the step (3 tasks against 2), as 10
+/// they finish together. Never ranges of fewer than [`MIN_RANGE`] keys, whose merging would cost
+/// more than their reading.
+fn ranges_per_sequence(keys: usize, batch: usize, threads: usize) -> usize {
+    let most = (keys / MIN_RANGE).max(1);
+    let mut ranges = (2 * threads).div_ceil(batch).min(most);
+    while (batch * ranges) % threads != 0 && ranges < most && ranges < 2 * threads {
+        ranges += 1;
+    }
+    ranges
 }
 
 /// The partial softmax of every query and head of sequence `b` over the keys `keys`.
@@ -295,5 +308,25 @@ fn prefetch_position<T: Element>(x: &Inputs<T>, b: usize, j: usize) {
             prefetch(&x.k[start + offset..start + offset + 1]);
             prefetch(&x.v[start + offset..start + offset + 1]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ranges_per_sequence;
+
+    #[test]
+    fn ranges_divide_evenly_among_the_threads() {
+        // One sequence: two ranges per thread.
+        assert_eq!(ranges_per_sequence(65536, 1, 2), 4);
+        // Odd batches on 2 threads: an even count of tasks.
+        assert_eq!(ranges_per_sequence(65536, 5, 2), 2);
+        assert_eq!(ranges_per_sequence(65536, 3, 2), 2);
+        // Enough sequences already: one range each.
+        assert_eq!(ranges_per_sequence(65536, 16, 2), 1);
+        assert_eq!(ranges_per_sequence(65536, 7, 8), 8);
+        // Short caches are not split below MIN_RANGE keys.
+        assert_eq!(ranges_per_sequence(700, 5, 2), 1);
+        assert_eq!(ranges_per_sequence(100, 1, 16), 1);
     }
 }

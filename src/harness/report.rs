@@ -221,7 +221,7 @@ impl Report {
                 human(y.length as f64), bytes(t.memory.total), bytes(y.memory.total), t.memory.total as f64 / y.memory.total as f64,
                 t.prefill_seconds, y.prefill_seconds, t.prefill_seconds / y.prefill_seconds, tp(t), tp(y), tr);
         }
-        for line in [self.generated_tokens_line(), self.contention_line()].into_iter().flatten() {
+        for line in [self.prefill_share_line(), self.contention_line()].into_iter().flatten() {
             let _ = writeln!(s, "\n{line}");
         }
         let _ = writeln!(s, "\nThe paper (YOCO-3B vs Transformer-3B, H100-80GB), by length:\n");
@@ -266,20 +266,25 @@ impl Report {
         s
     }
 
-    /// Under the measured table, where the runs generate other than the paper's 1,024 tokens:
-    /// the share of the throughput runs that prefill took at the longest length, so that the
-    /// throughput ratios are read for what they weigh.
-    fn generated_tokens_line(&self) -> Option<String> {
+    /// Under the measured table: the share of the throughput runs that prefill took at the
+    /// longest length, so that the throughput ratios are read for what they weigh; and where the
+    /// runs generate other than the paper's 1,024 tokens, that they weigh prefill differently.
+    fn prefill_share_line(&self) -> Option<String> {
         let generated = self.protocol.generated_tokens;
-        if generated == paper::GENERATED_TOKENS {
-            return None;
-        }
         let (y, t) = *self.pairs().last()?;
         let share = |m: &Measurement| m.throughput.as_ref().map(|x| format!("{:.0}%", 100.0 * x.prefill_seconds / (x.prefill_seconds + x.decode_seconds))).unwrap_or_else(|| "—".into());
-        Some(format!(
-            "These runs generate {generated} tokens per sequence where the paper generated {}: prefill takes a larger share of each throughput run here (at {}, {} of the Transformer's and {} of YOCO's), so these throughput ratios weigh prefill more than the paper's do. `--generate {}` runs the paper's protocol.",
-            paper::GENERATED_TOKENS, human(y.length as f64), share(t), share(y), paper::GENERATED_TOKENS
-        ))
+        let (length, t_share, y_share) = (human(y.length as f64), share(t), share(y));
+        Some(if generated == paper::GENERATED_TOKENS {
+            format!("As in the paper, each throughput run prefills the prompt and generates {generated} tokens per sequence; at {length}, prefill takes {t_share} of the Transformer's run and {y_share} of YOCO's, the decode steps the rest.")
+        } else {
+            format!(
+                "These runs generate {generated} tokens per sequence where the paper generated {}: prefill takes {} share of each throughput run here (at {length}, {t_share} of the Transformer's and {y_share} of YOCO's), so these throughput ratios weigh prefill {} than the paper's do. `--generate {}` runs the paper's protocol.",
+                paper::GENERATED_TOKENS,
+                if generated < paper::GENERATED_TOKENS { "a larger" } else { "a smaller" },
+                if generated < paper::GENERATED_TOKENS { "more" } else { "less" },
+                paper::GENERATED_TOKENS
+            )
+        })
     }
 
     /// Under the measured table: which measurements ran while other work took more than

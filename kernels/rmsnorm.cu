@@ -142,13 +142,49 @@ __device__ __forceinline__ void row_scale(const RmsNormParams& p, int64_t row, i
     }
 }
 
+// Rows whose squares overflow f32 (elements past ~1.8e19, which f32 and bf16 can hold) take the
+// sum again over the row divided by its largest magnitude, so that they still normalise to a unit
+// RMS (the CPU path sums such rows in f64). Cold. These read the row element by element, so in the
+// residual variant a thread reads h that others wrote: the callers put a barrier first.
+template <typename T, bool RESIDUAL>
+__device__ __forceinline__ float row_max_abs(const RmsNormParams& p, int64_t row, int tid, int nthreads) {
+    const T* src = static_cast<const T*>(RESIDUAL ? p.h : p.x) + row * p.width;
+    float m = 0.0f;
+    for (int i = tid; i < p.width; i += nthreads) m = fmaxf(m, fabsf(to_f32(src[i])));
+    return m;
+}
+
+template <typename T, bool RESIDUAL>
+__device__ __forceinline__ float row_scaled_sum_squares(const RmsNormParams& p, int64_t row, int tid, int nthreads, float scale) {
+    const T* src = static_cast<const T*>(RESIDUAL ? p.h : p.x) + row * p.width;
+    float acc = 0.0f;
+    for (int i = tid; i < p.width; i += nthreads) {
+        const float v = to_f32(src[i]) * scale;
+        acc = fmaf(v, v, acc);
+    }
+    return acc;
+}
+
+// rsqrt(mean(x²) + eps) from the sum of (x / m)² of a row whose largest magnitude is m. An
+// infinite m gives 0, so that finite elements come out 0 and infinite ones NaN, as in the f64
+// reference.
+__device__ __forceinline__ float inv_rms_scaled(float scaled_ss, float m, const RmsNormParams& p) {
+    if (isinf(m)) return 0.0f;
+    return 1.0f / (m * sqrtf(scaled_ss / static_cast<float>(p.width) + p.eps / (m * m)));
+}
+
 template <typename T, bool RESIDUAL>
 __device__ __forceinline__ void rmsnorm_warp(const RmsNormParams& p) {
     const int lane = threadIdx.x & 31;
     const int64_t row = static_cast<int64_t>(blockIdx.x) * (RMSNORM_THREADS / 32) + (threadIdx.x >> 5);
     if (row >= p.rows) return;  // whole warps exit together: the shuffles below stay full-warp
     const float ss = yoco::warp_sum(row_sum_squares<T, RESIDUAL>(p, row, lane, 32));
-    const float inv_rms = rsqrtf(ss / static_cast<float>(p.width) + p.eps);
+    float inv_rms = rsqrtf(ss / static_cast<float>(p.width) + p.eps);
+    if (!isfinite(ss)) {  // warp-uniform: every lane holds the same sum
+        __syncwarp();
+        const float m = yoco::warp_max(row_max_abs<T, RESIDUAL>(p, row, lane, 32));
+        inv_rms = inv_rms_scaled(yoco::warp_sum(row_scaled_sum_squares<T, RESIDUAL>(p, row, lane, 32, 1.0f / m)), m, p);
+    }
     row_scale<T, RESIDUAL>(p, row, lane, 32, inv_rms);
 }
 
@@ -157,7 +193,12 @@ __device__ __forceinline__ void rmsnorm_block(const RmsNormParams& p) {
     __shared__ float scratch[32];
     const int64_t row = blockIdx.x;
     const float ss = yoco::block_sum(row_sum_squares<T, RESIDUAL>(p, row, threadIdx.x, RMSNORM_THREADS), scratch);
-    const float inv_rms = rsqrtf(ss / static_cast<float>(p.width) + p.eps);
+    float inv_rms = rsqrtf(ss / static_cast<float>(p.width) + p.eps);
+    if (!isfinite(ss)) {  // block-uniform: block_sum gives every thread the same sum
+        __syncthreads();
+        const float m = yoco::block_max(row_max_abs<T, RESIDUAL>(p, row, threadIdx.x, RMSNORM_THREADS), scratch);
+        inv_rms = inv_rms_scaled(yoco::block_sum(row_scaled_sum_squares<T, RESIDUAL>(p, row, threadIdx.x, RMSNORM_THREADS, 1.0f / m), scratch), m, p);
+    }
     row_scale<T, RESIDUAL>(p, row, threadIdx.x, RMSNORM_THREADS, inv_rms);
 }
 

@@ -30,21 +30,32 @@ fn higher_rank_inputs_normalise_the_last_dimension() {
 }
 
 /// Rows whose squares overflow f32 (1e20² = 1e40) still normalise to a unit RMS, in every
-/// dtype that can hold them, as the f64 reference does.
+/// dtype that can hold them and in the residual variant, as the f64 reference does; a row holding
+/// an infinity comes out as the reference's (zeros, NaN where infinite).
 #[test]
 fn rows_whose_squares_overflow_f32_still_normalise() {
-    let cpu = Device::cpu();
-    let mut rng = case_rng("huge rows");
-    let width = 100;
-    let vals: Vec<f64> = rng.normal_vec(2 * width).iter().map(|v| v * 1e20).collect();
-    let weight = rng.normal_vec(width);
-    for dtype in [DType::F32, DType::BF16] {
-        let x = tensor(&vals, &[2, width], dtype, &cpu);
-        let w = tensor(&weight, &[width], dtype, &cpu);
-        let y = rms_norm(&x, &w, DEFAULT_EPS).unwrap().to_f64_vec().unwrap();
-        let want = reference::rms_norm(&x.to_f64_vec().unwrap(), &w.to_f64_vec().unwrap(), DEFAULT_EPS as f64);
-        let bound = if dtype == DType::F32 { F32_REL_L2_BOUND } else { 1e-2 };
-        check_rel_l2(&format!("huge rows {dtype}"), &y, &want, bound).unwrap();
+    for device in test_devices("rows_whose_squares_overflow_f32_still_normalise") {
+        let mut rng = case_rng("huge rows");
+        let width = 100;
+        let mut vals: Vec<f64> = rng.normal_vec(3 * width).iter().map(|v| v * 1e20).collect();
+        vals[2 * width + 7] = f64::INFINITY;
+        let zeros = vec![0.0; 3 * width];
+        let weight = rng.normal_vec(width);
+        for dtype in [DType::F32, DType::BF16] {
+            let (x, r) = (tensor(&vals, &[3, width], dtype, &device), tensor(&zeros, &[3, width], dtype, &device));
+            let w = tensor(&weight, &[width], dtype, &device);
+            let want = reference::rms_norm(&x.to_f64_vec().unwrap(), &w.to_f64_vec().unwrap(), DEFAULT_EPS as f64);
+            let bound = if dtype == DType::F32 { F32_REL_L2_BOUND } else { 1e-2 };
+            let plain = rms_norm(&x, &w, DEFAULT_EPS).unwrap().to_f64_vec().unwrap();
+            let (_, with_residual) = rms_norm_residual(&x, &r, &w, DEFAULT_EPS).unwrap();
+            for (label, y) in [("plain", plain), ("residual", with_residual.to_f64_vec().unwrap())] {
+                let label = format!("huge rows {device} {dtype} {label}");
+                check_rel_l2(&label, &y[..2 * width], &want[..2 * width], bound).unwrap();
+                for (got, want) in y[2 * width..].iter().zip(&want[2 * width..]) {
+                    assert!(got == want || (got.is_nan() && want.is_nan()), "{label}: the row with an infinity: {got} vs {want}");
+                }
+            }
+        }
     }
 }
 

@@ -21,6 +21,7 @@ type Sweep<'a> = (&'static str, Box<dyn Fn() -> Result<Vec<Outcome>> + 'a>);
 fn sweeps(device: &Device, scale: Scale) -> Vec<Sweep<'_>> {
     let mut sweeps: Vec<Sweep<'_>> = vec![
         ("rmsnorm", Box::new(move || yoco_rmsnorm::check::sweep(device, yoco_rmsnorm::check::SHAPES))),
+        ("rmsnorm overflowing rows", Box::new(move || yoco_rmsnorm::check::overflowing_rows(device))),
         ("swiglu", Box::new(move || yoco_swiglu::check::sweep(device, yoco_swiglu::check::GATE_SHAPES, yoco_swiglu::check::FFN_SHAPES))),
         ("gated retention", Box::new(move || yoco_gated_retention::check::sweep(device, scale == Scale::Large))),
         ("rope", Box::new(move || yoco_rope::check::sweep(device, yoco_rope::check::SHAPES))),

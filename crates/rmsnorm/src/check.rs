@@ -1,7 +1,7 @@
 //! Validation against the reference on fresh random inputs, shared by `tests/` (every device the
 //! build and machine have) and `yoco check` (which runs it on a GPU machine at larger shapes).
 
-use yoco_core::testing::{case_rng, judge, Outcome};
+use yoco_core::testing::{case_rng, judge, rel_l2, rounding_floor, Outcome, F32_REL_L2_BOUND};
 use yoco_core::{DType, Device, MemoryCategory, Result, Tensor};
 
 use crate::{reference, rms_norm_into, rms_norm_residual_into, DEFAULT_EPS};
@@ -65,6 +65,36 @@ pub fn sweep(device: &Device, shapes: &[(usize, usize)]) -> Result<Vec<Outcome>>
         for &(rows, width) in shapes {
             for residual in [false, true] {
                 outcomes.extend(case(device, dtype, rows, width, residual)?);
+            }
+        }
+    }
+    Ok(outcomes)
+}
+
+/// Rows whose squares overflow f32 (elements ~1e20: 1e40 past f32's 3.4e38), which f32 and
+/// bf16 can hold: they must still normalise to a unit RMS, against the f64 reference, in both
+/// variants (the warp kernel at width 100, the block kernel at 8193 on a GPU).
+pub fn overflowing_rows(device: &Device) -> Result<Vec<Outcome>> {
+    let mut outcomes = Vec::new();
+    for dtype in [DType::F32, DType::BF16] {
+        for width in [100, 8193] {
+            for residual in [false, true] {
+                let name = if residual { "rms_norm_residual" } else { "rms_norm" };
+                let label = format!("{name} {device} {dtype} rows=2 width={width} elements ~1e20");
+                let mut rng = case_rng(&label);
+                let x = tensor(&rng.normal_vec(2 * width).iter().map(|v| v * 1e20).collect::<Vec<_>>(), &[2, width], dtype, device)?;
+                let w = tensor(&(0..width).map(|_| 1.0 + 0.2 * rng.normal()).collect::<Vec<_>>(), &[width], dtype, device)?;
+                let mut y = poisoned(&[2, width], dtype, device)?;
+                if residual {
+                    let r = tensor(&vec![0.0; 2 * width], &[2, width], dtype, device)?;
+                    let mut h = poisoned(&[2, width], dtype, device)?;
+                    rms_norm_residual_into(&x, &r, &w, DEFAULT_EPS, &mut h, &mut y)?;
+                } else {
+                    rms_norm_into(&x, &w, DEFAULT_EPS, &mut y)?;
+                }
+                let want = reference::rms_norm(&x.to_f64_vec()?, &w.to_f64_vec()?, DEFAULT_EPS as f64);
+                let bound = if dtype == DType::F32 { F32_REL_L2_BOUND } else { rounding_floor(dtype) };
+                outcomes.push(Outcome { error: rel_l2(&y.to_f64_vec()?, &want), label, plain_error: None, bound });
             }
         }
     }

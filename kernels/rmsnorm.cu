@@ -165,9 +165,9 @@ __device__ __forceinline__ float row_scaled_sum_squares(const RmsNormParams& p, 
     return acc;
 }
 
-// rsqrt(mean(x²) + eps) from the sum of (x / m)² of a row whose largest magnitude is m. An
-// infinite m gives 0, so that finite elements come out 0 and infinite ones NaN, as in the f64
-// reference.
+// rsqrt(mean(x²) + eps) from the sum of (x / m)² of a row (with no NaN) whose largest magnitude
+// is m. An infinite m gives 0, so that finite elements come out 0 and infinite ones NaN, as in the
+// f64 reference.
 __device__ __forceinline__ float inv_rms_scaled(float scaled_ss, float m, const RmsNormParams& p) {
     if (isinf(m)) return 0.0f;
     return 1.0f / (m * sqrtf(scaled_ss / static_cast<float>(p.width) + p.eps / (m * m)));
@@ -180,7 +180,9 @@ __device__ __forceinline__ void rmsnorm_warp(const RmsNormParams& p) {
     if (row >= p.rows) return;  // whole warps exit together: the shuffles below stay full-warp
     const float ss = yoco::warp_sum(row_sum_squares<T, RESIDUAL>(p, row, lane, 32));
     float inv_rms = rsqrtf(ss / static_cast<float>(p.width) + p.eps);
-    if (!isfinite(ss)) {  // warp-uniform: every lane holds the same sum
+    if (isnan(ss)) {
+        inv_rms = ss;  // a NaN element: the whole row is NaN, as in the f64 reference
+    } else if (isinf(ss)) {  // warp-uniform: every lane holds the same sum
         __syncwarp();
         const float m = yoco::warp_max(row_max_abs<T, RESIDUAL>(p, row, lane, 32));
         inv_rms = inv_rms_scaled(yoco::warp_sum(row_scaled_sum_squares<T, RESIDUAL>(p, row, lane, 32, 1.0f / m)), m, p);
@@ -194,7 +196,9 @@ __device__ __forceinline__ void rmsnorm_block(const RmsNormParams& p) {
     const int64_t row = blockIdx.x;
     const float ss = yoco::block_sum(row_sum_squares<T, RESIDUAL>(p, row, threadIdx.x, RMSNORM_THREADS), scratch);
     float inv_rms = rsqrtf(ss / static_cast<float>(p.width) + p.eps);
-    if (!isfinite(ss)) {  // block-uniform: block_sum gives every thread the same sum
+    if (isnan(ss)) {
+        inv_rms = ss;  // a NaN element: the whole row is NaN, as in the f64 reference
+    } else if (isinf(ss)) {  // block-uniform: block_sum gives every thread the same sum
         __syncthreads();
         const float m = yoco::block_max(row_max_abs<T, RESIDUAL>(p, row, threadIdx.x, RMSNORM_THREADS), scratch);
         inv_rms = inv_rms_scaled(yoco::block_sum(row_scaled_sum_squares<T, RESIDUAL>(p, row, threadIdx.x, RMSNORM_THREADS, 1.0f / m), scratch), m, p);

@@ -287,7 +287,6 @@ fn bad_input_is_a_typed_error() {
     assert_eq!(after_refusal, fresh);
     m.decode(&mut small, &[5]).unwrap();
     assert!(m.decode(&mut small, &[5]).is_err(), "a full cache");
-    assert_eq!(small.len(), 4);
     let t = transformer_model(Backend::Fast, &cpu);
     let mut tc = t.new_cache(1, 4).unwrap();
     assert!(t.prefill(&mut tc, &tokens(8, 8, VOCAB), 4).is_err());

@@ -120,15 +120,19 @@ impl Report {
         let result = self.write_all(&staging);
         let mut written = Vec::new();
         if result.is_ok() {
+            let mut staged = Vec::new();
             for entry in std::fs::read_dir(&staging).map_err(|e| io(&staging, e))? {
-                let from = entry.map_err(|e| io(&staging, e))?.path();
-                let name = from.file_name().expect("a file in the staging folder");
-                // check_replaceable knows the report's files by FILE_NAMES: a new one must join it.
-                if !FILE_NAMES.iter().any(|known| name == *known) {
-                    let _ = std::fs::remove_dir_all(&staging);
-                    return Err(io(&from, "a report file missing from report::FILE_NAMES"));
-                }
-                let to = dir.join(name);
+                staged.push(entry.map_err(|e| io(&staging, e))?.path());
+            }
+            // check_replaceable knows the report's files by FILE_NAMES: a new one must join it.
+            // Checked for every file before the first is moved, so nothing is half-replaced.
+            if let Some(unknown) = staged.iter().find(|from| !FILE_NAMES.iter().any(|known| from.file_name().is_some_and(|name| name == *known))) {
+                let error = io(unknown, "a report file missing from report::FILE_NAMES");
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(error);
+            }
+            for from in staged {
+                let to = dir.join(from.file_name().expect("a file in the staging folder"));
                 std::fs::rename(&from, &to).map_err(|e| io(&to, e))?;
                 written.push(to);
             }

@@ -61,8 +61,9 @@ pub fn state_bytes_per_sequence(c: &ModelConfig, elem: usize) -> usize {
 }
 
 /// The predicted peaks of a prefill of `w.prompt` tokens in spans of `w.span`, for a config that
-/// [`ModelConfig::validate`] accepts (presets and `from_json` configs are; its bounds keep these
-/// products inside a usize).
+/// [`ModelConfig::validate`] accepts (presets and `from_json` configs are). Its bounds keep a
+/// batch-1 prediction inside a usize; at large batches only configs of realistic size do (every
+/// preset does at the harness's largest batch, 4096).
 pub fn predict(c: &ModelConfig, w: &Workload) -> MemoryEstimate {
     let (b, d, f) = (w.batch, c.d_model, c.ffn_dim);
     let span = w.span.min(w.prompt).max(1);

@@ -147,7 +147,7 @@ fn bad_input_is_a_typed_error() {
     assert_eq!(cache.len(), 4);
     assert!(matches!(cache.append(&t(&[1, 1, 3, 64], DType::F32), &t(&[1, 1, 3, 64], DType::F32)), Err(Error::ShapeMismatch { what: "k", .. })));
     assert!(matches!(KvCache::new(1, 0, 2, 64, DType::F32, &cpu), Err(Error::InvalidArgument { .. })));
-    // A step that attention refuses (6 query heads over 4 K/V heads) appends nothing.
+    // A step that attention refuses (3 query heads over 2 K/V heads) appends nothing.
     let k1 = t(&[1, 1, 2, 64], DType::F32);
     assert!(matches!(cache.append_and_attend(&t(&[1, 1, 3, 64], DType::F32), &k1, &k1, AttentionOptions::causal()), Err(Error::InvalidArgument { what: "kv_heads", .. })));
     assert_eq!(cache.len(), 4);

@@ -30,24 +30,27 @@ fn higher_rank_inputs_normalise_the_last_dimension() {
 }
 
 /// Rows whose squares overflow f32 (1e20² = 1e40) still normalise to a unit RMS (the sweep
-/// `yoco check` runs too), and a row holding an infinity comes out as the f64 reference's
-/// (zeros, NaN where infinite), in every dtype that can hold them and in the residual variant.
+/// `yoco check` runs too), and rows holding an infinity, or an infinity and a NaN, come out as
+/// the f64 reference's, in every dtype that can hold them and in the residual variant.
 #[test]
 fn rows_whose_squares_overflow_f32_still_normalise() {
     for device in test_devices("rows_whose_squares_overflow_f32_still_normalise") {
         assert_all_passed(&check::overflowing_rows(&device).unwrap());
+        // Row 0 holds an infinity (zeros and NaN come out), row 1 an infinity and a NaN (all NaN).
         let width = 100;
-        let mut vals = vec![1e20; width];
+        let mut vals = vec![1e20; 2 * width];
         vals[7] = f64::INFINITY;
+        (vals[width + 3], vals[width + 9]) = (f64::INFINITY, f64::NAN);
         let weight = vec![1.0; width];
         for dtype in [DType::F32, DType::BF16] {
-            let (x, r, w) = (tensor(&vals, &[1, width], dtype, &device), tensor(&vec![0.0; width], &[1, width], dtype, &device), tensor(&weight, &[width], dtype, &device));
+            let (x, r, w) = (tensor(&vals, &[2, width], dtype, &device), tensor(&vec![0.0; 2 * width], &[2, width], dtype, &device), tensor(&weight, &[width], dtype, &device));
             let want = reference::rms_norm(&x.to_f64_vec().unwrap(), &weight, DEFAULT_EPS as f64);
+            assert!(want[width..].iter().all(|v| v.is_nan()) && want[..width].iter().filter(|v| v.is_nan()).count() == 1);
             let plain = rms_norm(&x, &w, DEFAULT_EPS).unwrap().to_f64_vec().unwrap();
             let (_, with_residual) = rms_norm_residual(&x, &r, &w, DEFAULT_EPS).unwrap();
             for (label, y) in [("plain", plain), ("residual", with_residual.to_f64_vec().unwrap())] {
                 for (got, want) in y.iter().zip(&want) {
-                    assert!(got == want || (got.is_nan() && want.is_nan()), "{device} {dtype} {label}: a row with an infinity: {got} vs {want}");
+                    assert!(got == want || (got.is_nan() && want.is_nan()), "{device} {dtype} {label}: rows with an infinity: {got} vs {want}");
                 }
             }
         }

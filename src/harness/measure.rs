@@ -151,14 +151,14 @@ pub const LARGEST_BATCH_SOUGHT: usize = 4096;
 
 /// Measures `model` at `length` tokens (the last `plan.generated` of them generated).
 pub fn measure(model: &AnyModel, length: usize, plan: &RunPlan, with_throughput: bool) -> Result<Measurement> {
+    if plan.repetitions == 0 {
+        return Err(yoco_core::Error::invalid("measure", "repetitions", "0: expected at least one timed run"));
+    }
     let config = model.config();
     let prompt = length - plan.generated;
     let mut rng = Rng::new(plan.seed ^ length as u64);
     let tokens = random_prompt(&mut rng, prompt, config.vocab_size);
     let device = model.device();
-    if plan.repetitions == 0 {
-        return Err(yoco_core::Error::invalid("measure", "repetitions", "0: expected at least one timed run"));
-    }
     let window = Window::open();
 
     let mut prefill_samples = Vec::new();

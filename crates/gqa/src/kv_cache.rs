@@ -63,6 +63,11 @@ impl KvCache {
     /// head_dim]`. Errors, changing nothing, if they do not fit or do not match the cache.
     pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<()> {
         let n = self.check_append(k, v)?;
+        self.write(k, v, n)
+    }
+
+    /// Copies `n` checked new positions in after the held ones.
+    fn write(&mut self, k: &Tensor, v: &Tensor, n: usize) -> Result<()> {
         let cd = self.k.dims().to_vec();
         let row = cd[2] * cd[3];
         for b in 0..cd[0] {
@@ -113,7 +118,7 @@ impl KvCache {
     pub fn append_and_attend(&mut self, q: &Tensor, k: &Tensor, v: &Tensor, options: AttentionOptions) -> Result<Tensor> {
         let n = self.check_append(k, v)?;
         crate::check_attention(q, &self.k, &self.v, self.len + n, options)?;
-        self.append(k, v)?;
+        self.write(k, v, n)?;
         self.attend(q, options)
     }
 

@@ -222,7 +222,7 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
     constexpr int DTILES = D / 8;   // 8-wide column tiles of O
     static_assert(BN % 16 == 0 && D % 16 == 0, "tile shapes");
 
-    extern __shared__ __align__(16) unsigned char smem_raw[];
+    YOCO_DYNAMIC_SHARED(smem_raw, 16);
     T* sQ = reinterpret_cast<T*>(smem_raw);  // [BM][SMEM_STRIDE]
     T* sK = sQ + BM * SMEM_STRIDE;           // [2][BN][SMEM_STRIDE]
     T* sV = sK + 2 * BN * SMEM_STRIDE;       // [2][BN][SMEM_STRIDE]
@@ -625,7 +625,7 @@ __device__ __forceinline__ void decode_mma(const AttentionParams& p) {
     constexpr int KSTEPS = D / 16;
     constexpr int DTILES = D / 8;
 
-    extern __shared__ __align__(16) unsigned char smem_raw[];
+    YOCO_DYNAMIC_SHARED(smem_raw, 16);
     T* sQ = reinterpret_cast<T*>(smem_raw);  // [ROWS][SMEM_STRIDE]
     T* sK = sQ + ROWS * SMEM_STRIDE;         // [2][BN][SMEM_STRIDE]
     T* sV = sK + 2 * BN * SMEM_STRIDE;       // [2][BN][SMEM_STRIDE]

@@ -377,7 +377,7 @@ __device__ __forceinline__ void store_state(float* state, const float* sS, int v
 template <typename T, int D, int BV>
 __device__ void gret_chunkwise(const GretChunkParams& p) {
     using L = SequentialLayout<D, BV>;
-    extern __shared__ __align__(128) unsigned char smem[];
+    YOCO_DYNAMIC_SHARED(smem, 128);
     if (p.smem_bytes != L::bytes) __trap();  // the host's layout must be this one
     constexpr int STAGES = L::stages;
     float* sA = reinterpret_cast<float*>(smem + L::a);
@@ -465,7 +465,7 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
 template <typename T, int D, int BV>
 __device__ void gret_states(const GretChunkParams& p) {
     using L = StatesLayout<D, BV>;
-    extern __shared__ __align__(128) unsigned char smem[];
+    YOCO_DYNAMIC_SHARED(smem, 128);
     if (p.smem_bytes != L::bytes) __trap();
     float* sS = reinterpret_cast<float*>(smem + L::s);
     float* sCum = reinterpret_cast<float*>(smem + L::cum);
@@ -530,7 +530,7 @@ template <typename T, int D, int BV>
 __device__ void gret_outputs(const GretChunkParams& p) {
     static_assert(BV == GRET_OUTPUTS_BLOCK_V, "the outputs pass has one value block");
     using L = OutputsLayout<D>;
-    extern __shared__ __align__(128) unsigned char smem[];
+    YOCO_DYNAMIC_SHARED(smem, 128);
     if (p.smem_bytes != L::bytes) __trap();
     T* sQ = reinterpret_cast<T*>(smem + L::q);
     T* sK = reinterpret_cast<T*>(smem + L::k);

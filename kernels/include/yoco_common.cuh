@@ -8,6 +8,15 @@
 
 namespace yoco {
 
+// ---- dynamic shared memory -----------------------------------------------------------------------
+// `name`: the launch's dynamic shared memory as unsigned char[], aligned to `align` bytes. A macro
+// so that the CPU emulator (emulator/, YOCO_EMULATED) can hand out its per-block buffer instead.
+#ifdef YOCO_EMULATED
+#define YOCO_DYNAMIC_SHARED(name, align) unsigned char* const name = ::yoco_emu::dynamic_shared(align)
+#else
+#define YOCO_DYNAMIC_SHARED(name, align) extern __shared__ __align__(align) unsigned char name[]
+#endif
+
 // ---- storage <-> f32 ----------------------------------------------------------------------------
 __device__ __forceinline__ float to_f32(float v) { return v; }
 __device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
@@ -136,9 +145,13 @@ __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
 // 2^-inf = +0, 2^±0 = 1, 2^+inf = +inf, NaN stays NaN. Same accuracy as exp2f otherwise
 // (ex2.approx: max relative error about 2^-22 over the normal range).
 __device__ __forceinline__ float exp2_ftz(float x) {
+#ifdef YOCO_EMULATED
+    return yoco_emu::exp2_ftz(x);
+#else
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
     return y;
+#endif
 }
 
 // ---- tensor cores and asynchronous copies (sm_80+: mma.sync, ldmatrix, cp.async) -------------
@@ -154,39 +167,71 @@ template <typename T>
 __device__ __forceinline__ void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
 template <>
 __device__ __forceinline__ void mma_m16n8k16<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#ifdef YOCO_EMULATED
+    yoco_emu::mma_m16n8k16(true, d, a, b0, b1);
+#else
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
 }
 template <>
 __device__ __forceinline__ void mma_m16n8k16<__half>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#ifdef YOCO_EMULATED
+    yoco_emu::mma_m16n8k16(false, d, a, b0, b1);
+#else
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
 }
 
 // Four 8x8 matrices of 16-bit elements from shared memory; lanes 8m..8m+7 give the row
 // addresses (16-byte aligned) of matrix m, register m receives it in the fragment layout
 // (lane holds row lane/4, elements 2(lane%4)..+1). `_trans` transposes each matrix.
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem_row) {
+#ifdef YOCO_EMULATED
+    yoco_emu::ldmatrix_x4(false, r, smem_row);
+#else
     const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem_row));
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+#endif
 }
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem_row) {
+#ifdef YOCO_EMULATED
+    yoco_emu::ldmatrix_x4(true, r, smem_row);
+#else
     const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem_row));
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+#endif
 }
 
 // 16 bytes global -> shared without passing through registers; `valid == false` writes 16 zero
 // bytes instead (src-size 0: `src` is not read, but must still be a valid global address).
 __device__ __forceinline__ void cp_async_16(void* smem_dst, const void* src, bool valid) {
+#ifdef YOCO_EMULATED
+    yoco_emu::cp_async_issue(smem_dst, src, 16, valid);
+#else
     const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem_dst));
     const int src_size = valid ? 16 : 0;
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_size) : "memory");
+#endif
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_commit() {
+#ifdef YOCO_EMULATED
+    yoco_emu::cp_async_commit();
+#else
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
 // Waits until at most N committed groups are still in flight.
 template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+__device__ __forceinline__ void cp_async_wait() {
+#ifdef YOCO_EMULATED
+    yoco_emu::cp_async_wait(N);
+#else
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
 
 }  // namespace yoco

@@ -1,0 +1,347 @@
+#include "scheduler.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fiber.h"
+
+namespace yoco_emu {
+
+namespace {
+
+// Stacks hold the kernels' register arrays and whole 16x16 wmma tiles per lane.
+constexpr size_t STACK_BYTES = 256 * 1024;
+constexpr int WARP = 32;
+
+enum class State { Runnable, AtBlockBarrier, AtWarpBarrier, Done };
+
+struct Copy {
+    void* dst;
+    const void* src;
+    size_t bytes;
+    bool valid;
+    long group;  // -1 until committed
+};
+
+struct Fiber {
+    void* sp = nullptr;
+    State state = State::Runnable;
+    ThreadCoords coords{};
+    std::vector<Copy> copies;
+    long next_group = 0;
+};
+
+struct Warp {
+    int live = 0;     // lanes not yet exited
+    int arrived = 0;  // lanes waiting at the current meeting point
+    WarpOp op = WarpOp::Shuffle;
+    alignas(16) unsigned char slots[WARP * SLOT_BYTES];
+};
+
+// The block being run. One at a time: the emulator runs on the OS thread that launched.
+struct Block {
+    const Launch* launch = nullptr;
+    uint3 idx{};
+    std::vector<Fiber> fibers;
+    std::vector<Warp> warps;
+    int live = 0;
+    int at_block_barrier = 0;
+    unsigned char* dynamic_shared = nullptr;
+    Fiber* current = nullptr;
+    void* scheduler_sp = nullptr;
+    std::string failure;
+};
+
+Block g_block;
+std::vector<std::unique_ptr<FiberStack>> g_stacks;
+
+// The dynamic shared memory of one block: ends at an inaccessible page, so a read or write past
+// the launch's shared-memory size faults, and starts filled with 0xff bytes (NaN as f32, bf16
+// and f16), so a read of memory no thread wrote shows in the results.
+class SharedArena {
+  public:
+    unsigned char* reset(size_t bytes) {
+        const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+        const size_t rounded = (bytes + 127) / 128 * 128;
+        const size_t need = (rounded + page - 1) / page * page + page;
+        if (need > mapping_bytes_) {
+            if (mapping_) munmap(mapping_, mapping_bytes_);
+            void* m = mmap(nullptr, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (m == MAP_FAILED) {
+                fprintf(stderr, "yoco emulator: cannot map %zu bytes of shared memory\n", need);
+                abort();
+            }
+            mapping_ = static_cast<unsigned char*>(m);
+            mapping_bytes_ = need;
+            mprotect(mapping_ + need - page, page, PROT_NONE);
+        }
+        unsigned char* start = mapping_ + mapping_bytes_ - static_cast<size_t>(sysconf(_SC_PAGESIZE)) - rounded;
+        memset(start, 0xff, rounded);
+        return start;
+    }
+
+  private:
+    unsigned char* mapping_ = nullptr;
+    size_t mapping_bytes_ = 0;
+};
+SharedArena g_shared;
+
+uint64_t next_random(uint64_t& state) {  // SplitMix64
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void yield_to_scheduler() { yoco_emu_switch(&g_block.current->sp, g_block.scheduler_sp); }
+
+void complete_copies(Fiber& f, long below_group) {
+    std::vector<Copy> kept;
+    for (const Copy& c : f.copies) {
+        if (c.group >= 0 && c.group < below_group) {
+            if (c.valid)
+                memcpy(c.dst, c.src, c.bytes);
+            else
+                memset(c.dst, 0, c.bytes);
+        } else {
+            kept.push_back(c);
+        }
+    }
+    f.copies.swap(kept);
+}
+
+void release_block_barrier_if_complete() {
+    Block& b = g_block;
+    if (b.at_block_barrier == 0 || b.at_block_barrier != b.live) return;
+    for (Fiber& f : b.fibers)
+        if (f.state == State::AtBlockBarrier) f.state = State::Runnable;
+    b.at_block_barrier = 0;
+}
+
+void release_warp_if_complete(int w) {
+    Block& b = g_block;
+    Warp& warp = b.warps[w];
+    if (warp.arrived == 0 || warp.arrived != warp.live) return;
+    const int first = w * WARP;
+    const int end = std::min<int>(first + WARP, static_cast<int>(b.fibers.size()));
+    for (int i = first; i < end; ++i)
+        if (b.fibers[i].state == State::AtWarpBarrier) b.fibers[i].state = State::Runnable;
+    warp.arrived = 0;
+}
+
+void fiber_main(void*) {
+    Block& b = g_block;
+    b.launch->kernel->run(b.launch->params);
+    Fiber& f = *b.current;
+    // A thread's copies still in flight land when it exits (the block's later readers have
+    // waited for them at a barrier, or the kernel is wrong in a way a result shows).
+    for (Copy& c : f.copies)
+        if (c.group < 0) c.group = 0;
+    complete_copies(f, f.next_group + 1);
+    f.state = State::Done;
+    b.live -= 1;
+    Warp& warp = b.warps[f.coords.warp];
+    warp.live -= 1;
+    if (warp.arrived > 0) {
+        b.failure = "a lane exited while the rest of its warp waited at " + std::string(warp_op_name(warp.op)) +
+                    " with a mask naming it";
+    }
+    release_warp_if_complete(f.coords.warp);
+    release_block_barrier_if_complete();
+    yield_to_scheduler();
+    abort();  // a finished fiber is never resumed
+}
+
+std::string coords_text(const Block& b, const Fiber* f) {
+    char text[200];
+    if (f) {
+        snprintf(text, sizeof text, "block (%u,%u,%u) thread (%u,%u,%u)", b.idx.x, b.idx.y, b.idx.z, f->coords.thread_idx.x,
+                 f->coords.thread_idx.y, f->coords.thread_idx.z);
+    } else {
+        snprintf(text, sizeof text, "block (%u,%u,%u)", b.idx.x, b.idx.y, b.idx.z);
+    }
+    return text;
+}
+
+std::string deadlock_text(const Block& b) {
+    int at_block = 0, at_warp = 0, runnable = 0;
+    for (const Fiber& f : b.fibers) {
+        at_block += f.state == State::AtBlockBarrier;
+        at_warp += f.state == State::AtWarpBarrier;
+        runnable += f.state == State::Runnable;
+    }
+    char text[200];
+    snprintf(text, sizeof text, "deadlock: %d threads at __syncthreads, %d at a warp-wide operation, %d live", at_block,
+             at_warp, b.live);
+    return text;
+}
+
+// Runs one block to completion (or to its first failure).
+std::string run_block(const Launch& launch, uint3 idx, uint64_t& rng) {
+    Block& b = g_block;
+    const int threads = static_cast<int>(launch.block.x * launch.block.y * launch.block.z);
+    b.launch = &launch;
+    b.idx = idx;
+    b.fibers.assign(threads, Fiber{});
+    b.warps.assign((threads + WARP - 1) / WARP, Warp{});
+    b.live = threads;
+    b.at_block_barrier = 0;
+    b.failure.clear();
+    b.dynamic_shared = g_shared.reset(launch.dynamic_shared_bytes);
+    while (static_cast<int>(g_stacks.size()) < threads) g_stacks.push_back(std::make_unique<FiberStack>(STACK_BYTES));
+    for (int t = 0; t < threads; ++t) {
+        Fiber& f = b.fibers[t];
+        f.coords.thread_idx = {t % launch.block.x, (t / launch.block.x) % launch.block.y, t / (launch.block.x * launch.block.y)};
+        f.coords.lane = t % WARP;
+        f.coords.warp = t / WARP;
+        b.warps[f.coords.warp].live += 1;
+        f.sp = g_stacks[t]->prepare(&fiber_main, nullptr);
+    }
+    std::vector<int> order;
+    order.reserve(threads);
+    while (b.live > 0) {
+        order.clear();
+        for (int t = 0; t < threads; ++t)
+            if (b.fibers[t].state == State::Runnable) order.push_back(t);
+        if (order.empty()) return deadlock_text(b) + " in " + coords_text(b, nullptr);
+        for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[next_random(rng) % i]);
+        for (int t : order) {
+            b.current = &b.fibers[t];
+            yoco_emu_switch(&b.scheduler_sp, b.current->sp);
+            if (!b.failure.empty()) return b.failure + " in " + coords_text(b, b.current);
+        }
+    }
+    b.current = nullptr;
+    return "";
+}
+
+}  // namespace
+
+const char* warp_op_name(WarpOp op) {
+    switch (op) {
+        case WarpOp::Shuffle: return "a shuffle";
+        case WarpOp::Vote: return "a vote";
+        case WarpOp::SyncWarp: return "__syncwarp";
+        case WarpOp::Mma: return "mma.sync";
+        case WarpOp::LdMatrix: return "ldmatrix";
+        case WarpOp::WmmaLoad: return "wmma::load_matrix_sync";
+        case WarpOp::WmmaStore: return "wmma::store_matrix_sync";
+        case WarpOp::WmmaMma: return "wmma::mma_sync";
+        case WarpOp::WmmaFill: return "wmma::fill_fragment";
+    }
+    return "?";
+}
+
+const ThreadCoords& current() { return g_block.current->coords; }
+const uint3& block_idx() { return g_block.idx; }
+const dim3& block_dim() { return g_block.launch->block; }
+const dim3& grid_dim() { return g_block.launch->grid; }
+
+unsigned char* dynamic_shared(size_t align) {
+    if (reinterpret_cast<uintptr_t>(g_block.dynamic_shared) % align != 0) trap("dynamic shared memory under-aligned");
+    return g_block.dynamic_shared;
+}
+
+void sync_block() {
+    Block& b = g_block;
+    b.current->state = State::AtBlockBarrier;
+    b.at_block_barrier += 1;
+    release_block_barrier_if_complete();
+    yield_to_scheduler();
+}
+
+void sync_warp(WarpOp op, uint32_t mask) {
+    Block& b = g_block;
+    Fiber& f = *b.current;
+    Warp& warp = b.warps[f.coords.warp];
+    const int first = f.coords.warp * WARP;
+    for (int lane = 0; lane < WARP && first + lane < static_cast<int>(b.fibers.size()); ++lane) {
+        if (b.fibers[first + lane].state != State::Done && !((mask >> lane) & 1u))
+            trap("a warp-wide operation's mask leaves out a live lane (the emulator runs full-warp masks only)");
+    }
+    if (warp.arrived == 0) {
+        warp.op = op;
+    } else if (warp.op != op) {
+        b.failure = std::string("lanes of one warp met at different warp-wide operations: ") + warp_op_name(warp.op) +
+                    " and " + warp_op_name(op);
+        yield_to_scheduler();
+        abort();
+    }
+    warp.arrived += 1;
+    f.state = State::AtWarpBarrier;
+    release_warp_if_complete(f.coords.warp);
+    yield_to_scheduler();
+}
+
+unsigned char* warp_slots() { return g_block.warps[g_block.current->coords.warp].slots; }
+
+void cp_async_issue(void* dst, const void* src, size_t bytes, bool valid) {
+    if (reinterpret_cast<uintptr_t>(dst) % bytes != 0 || reinterpret_cast<uintptr_t>(src) % bytes != 0)
+        trap("cp.async with an address not aligned to its copy size");
+    g_block.current->copies.push_back(Copy{dst, src, bytes, valid, -1});
+}
+
+void cp_async_commit() {
+    Fiber& f = *g_block.current;
+    for (Copy& c : f.copies)
+        if (c.group < 0) c.group = f.next_group;
+    f.next_group += 1;
+}
+
+void cp_async_wait(int groups_in_flight) {
+    Fiber& f = *g_block.current;
+    complete_copies(f, f.next_group - groups_in_flight);
+}
+
+void trap(const char* why) {
+    Block& b = g_block;
+    b.failure = why;
+    yield_to_scheduler();
+    abort();  // a trapped fiber is never resumed
+}
+
+std::string run_grid(const Launch& launch) {
+    uint64_t rng = launch.schedule_seed;
+    for (unsigned z = 0; z < launch.grid.z; ++z)
+        for (unsigned y = 0; y < launch.grid.y; ++y)
+            for (unsigned x = 0; x < launch.grid.x; ++x) {
+                std::string failure = run_block(launch, uint3{x, y, z}, rng);
+                if (!failure.empty()) {
+                    g_block.current = nullptr;
+                    g_block.launch = nullptr;
+                    return std::string(launch.kernel->name) + ": " + failure;
+                }
+            }
+    g_block.launch = nullptr;
+    return "";
+}
+
+std::string where_now() {
+    const Block& b = g_block;
+    if (!b.launch) return "";
+    return std::string(b.launch->kernel->name) + " " + coords_text(b, b.current);
+}
+
+namespace {
+std::map<std::string, KernelEntry>& registry() {
+    static std::map<std::string, KernelEntry> kernels;
+    return kernels;
+}
+}  // namespace
+
+void register_kernel(const KernelEntry& entry) { registry()[entry.name] = entry; }
+
+const KernelEntry* find_kernel(const char* name) {
+    auto it = registry().find(name);
+    return it == registry().end() ? nullptr : &it->second;
+}
+
+}  // namespace yoco_emu

@@ -4,9 +4,12 @@
 # Needs g++ and cuda.h from the toolkit scripts/setup-cuda.sh installs; no GPU, no nvcc run.
 #
 # Use: LD_LIBRARY_PATH=target/emulator cargo test --workspace --features cuda
+#      emulator/build.sh --test    also builds and runs the emulator's own test (tests/selftest.cpp)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+selftest=0
+if [ "${1:-}" = "--test" ]; then selftest=1; shift; fi
 out="${1:-$root/target/emulator}"
 venv="${YOCO_CUDA_VENV:-$root/.venv-cuda}"
 cuda_include="$(ls -d "$venv"/lib/python3.*/site-packages/nvidia/cu13/include 2>/dev/null | head -n 1)"
@@ -25,15 +28,16 @@ kernel_flags=("${flags[@]}" -I "$root/kernels/include" -include yoco_emu/device.
 
 objects=()
 pids=()
-# Each kernel file with a generated list of its extern "C" entries (read from the preprocessed
+# A kernel file and the generated list of its extern "C" entries (read from the preprocessed
 # source, where the entry macros have expanded), so that each registers itself by name.
-for cu in "$root"/kernels/*.cu; do
+compile_kernels() {
+  local cu="$1" name gen obj entries
   name="$(basename "$cu" .cu)"
   entries="$("$cxx" "${kernel_flags[@]}" -x c++ -E "$cu" | grep -oE 'extern "C" +void +[A-Za-z0-9_]+ *\(' \
              | sed -E 's/extern "C" +void +([A-Za-z0-9_]+).*/\1/' | sort -u)"
   if [ -z "$entries" ]; then
     echo "emulator/build.sh: no extern \"C\" entries found in $cu" >&2
-    exit 1
+    return 1
   fi
   gen="$out/gen/${name}_entries.cpp"
   {
@@ -41,11 +45,14 @@ for cu in "$root"/kernels/*.cu; do
     echo "#include \"$cu\""
     echo "#include \"yoco_emu/registry.h\""
     for e in $entries; do echo "YOCO_EMU_REGISTER($e)"; done
-  } > "$gen.tmp"
-  cmp -s "$gen.tmp" "$gen" 2>/dev/null && rm "$gen.tmp" || mv "$gen.tmp" "$gen"
+  } > "$gen"
   obj="$out/obj/${name}.o"
-  objects+=("$obj")
-  "$cxx" "${kernel_flags[@]}" -c "$gen" -o "$obj" &
+  "$cxx" "${kernel_flags[@]}" -c "$gen" -o "$obj"
+}
+
+for cu in "$root"/kernels/*.cu; do
+  objects+=("$out/obj/$(basename "$cu" .cu).o")
+  compile_kernels "$cu" &
   pids+=($!)
 done
 for src in fiber scheduler tensor_core; do
@@ -64,4 +71,11 @@ for pid in "${pids[@]}"; do wait "$pid"; done
 ln -sf libcuda.so.1 "$out/libcuda.so"
 "$cxx" -shared -o "$out/libcublas.so.13" -Wl,-soname,libcublas.so.13 "$out/obj/cublas.o"
 ln -sf libcublas.so.13 "$out/libcublas.so"
-echo "emulator: $out/libcuda.so.1 ($(echo "$entries" | wc -w) entries in the last file; $(ls "$root"/kernels/*.cu | wc -l) kernel files)"
+echo "emulator: $out/libcuda.so.1 and libcublas.so.13 ($(ls "$root"/kernels/*.cu | wc -l) kernel files)"
+
+if [ "$selftest" = 1 ]; then
+  compile_kernels "$root/emulator/tests/selftest_kernels.cu"
+  "$cxx" "${flags[@]}" -I "$cuda_include" "$root/emulator/tests/selftest.cpp" "$out/obj/selftest_kernels.o" \
+    -o "$out/selftest" -L "$out" -l:libcuda.so.1 -Wl,-rpath,"$out"
+  "$out/selftest"
+fi

@@ -10,7 +10,8 @@
 #                                  repository root with `carry: ["stage"]`: every step under its
 #                                  own time limit, results to $OUT (at most 8 files come back)
 #   scripts/gpu-check.sh --dry-run here: prepare, then run with the CPU standing in for the GPU,
-#                                  so the script itself is tested in CI
+#                                  so the script itself is tested in CI; then the staged binary's
+#                                  `yoco check --device cuda` on the CPU emulator (emulator/)
 #
 # The device tool call, once prepared:  run(command="bash scripts/gpu-check.sh run",
 #                                           carry=["stage"], timeout_s=420)
@@ -151,6 +152,10 @@ case "${1:-}" in
         prepare
         # The same steps with the CPU standing in for the GPU, benches filtered to a quick subset.
         OUT="$root/target/gpu-check-dry-run" run cpu
+        # The GPU run's first step with the binary that travels, its kernels run by the CPU
+        # emulator (emulator/, README): every CUDA case at the small shapes.
+        bash emulator/build.sh >/dev/null
+        LD_LIBRARY_PATH="$root/target/emulator" target/release/yoco check --device cuda | tee "$root/target/gpu-check-dry-run/check-emulated.txt"
         ls -la "$root/target/gpu-check-dry-run"
         ;;
     *) echo "usage: scripts/gpu-check.sh prepare | run | --dry-run" >&2; exit 2 ;;

@@ -263,9 +263,11 @@ void sync_warp(WarpOp op, uint32_t mask) {
     Fiber& f = *b.current;
     Warp& warp = b.warps[f.coords.warp];
     const int first = f.coords.warp * WARP;
-    for (int lane = 0; lane < WARP && first + lane < static_cast<int>(b.fibers.size()); ++lane) {
-        if (b.fibers[first + lane].state != State::Done && !((mask >> lane) & 1u))
-            trap("a warp-wide operation's mask leaves out a live lane (the emulator runs full-warp masks only)");
+    if (mask != 0xffffffffu) {  // a full mask names every lane there is
+        for (int lane = 0; lane < WARP && first + lane < static_cast<int>(b.fibers.size()); ++lane) {
+            if (b.fibers[first + lane].state != State::Done && !((mask >> lane) & 1u))
+                trap("a warp-wide operation's mask leaves out a live lane (the emulator runs full-warp masks only)");
+        }
     }
     if (warp.arrived == 0) {
         warp.op = op;

@@ -101,9 +101,14 @@ pub fn test_devices(test: &str) -> Vec<Device> {
 }
 
 /// CUDA device 0, or `None` with a printed reason ("skipped: ...").
+///
+/// # Panics
+/// With `YOCO_REQUIRE_CUDA` set (CI sets it where the emulator stands in for a GPU), a skip is a
+/// failure: a run meant to cover the CUDA cases cannot pass without them.
 pub fn cuda_device_or_skip(test: &str) -> Option<Device> {
     match Device::cuda(0) {
         Ok(d) => Some(d),
+        Err(e) if std::env::var_os("YOCO_REQUIRE_CUDA").is_some() => panic!("{test}: CUDA required (YOCO_REQUIRE_CUDA) but unavailable: {e}"),
         Err(e) => {
             eprintln!("{test}: CUDA part skipped: {e}");
             None

@@ -4,8 +4,9 @@
 // tile. Each *_sync operation is a warp-wide meeting point, as CUDA requires: every lane arrives
 // before any lane touches memory, and leaves only after all have, so no lane runs ahead into
 // memory that another lane's load or store has yet to reach. Work that would be the same in every
-// lane (the product, the store) is done once, by lane 0. Alignment rules (256-bit pointers,
-// ldm a multiple of 16 bytes) are checked, because the hardware faults or misreads without them.
+// lane (the load, the product, the store) is done once, by lane 0, and copied to the others.
+// Alignment rules (256-bit pointers, ldm a multiple of 16 bytes) are checked, because the
+// hardware faults or misreads without them.
 #pragma once
 
 #include "yoco_emu/device.h"
@@ -40,47 +41,59 @@ inline T& at(T* p, unsigned ldm, bool row_major, int r, int c) {
 }  // namespace detail
 
 namespace detail {
-// Every lane must pass the same pointer and ldm (CUDA's rule for these calls); checked here.
-inline void check_uniform(const void* p, unsigned ldm, yoco_emu::WarpOp op) {
-    struct Args {
-        const void* p;
-        unsigned ldm;
-    };
-    const Args* all = yoco_emu::exchange(Args{p, ldm}, op, 0xffffffffu);
-    for (int lane = 0; lane < 32; ++lane) {
-        const Args& a = yoco_emu::slot(all, lane);
-        if (a.p != p || a.ldm != ldm) yoco_emu::trap("wmma load/store with different pointers or ldm across the warp");
+// What each lane passes to a load or store: CUDA requires the same pointer and ldm in every lane.
+struct Args {
+    const void* p;
+    unsigned ldm;
+    void* fragment;  // the lane's own fragment (loads)
+};
+
+// The warp meets, lane 0 checks the arguments and runs `body` (its load or store, and for a
+// load the copy of its fragment into every lane's), then the warp meets again: the other lanes
+// neither read their fragment nor touch the memory until lane 0 is done.
+template <typename Body>
+inline void leader_does(const Args& mine, yoco_emu::WarpOp op, size_t element_bytes, Body body) {
+    const Args* all = yoco_emu::exchange(mine, op, 0xffffffffu);
+    if (yoco_emu::current().lane == 0) {
+        for (int lane = 0; lane < 32; ++lane) {
+            const Args& a = yoco_emu::slot(all, lane);
+            if (a.p != mine.p || a.ldm != mine.ldm) yoco_emu::trap("wmma load/store with different pointers or ldm across the warp");
+        }
+        check_pointer(mine.p, mine.ldm, element_bytes);
+        body(all);
     }
     yoco_emu::release_exchange(op, 0xffffffffu);
+}
+
+template <typename Fragment>
+inline void copy_to_every_lane(const Fragment& f, const Args* all) {
+    for (int lane = 1; lane < 32; ++lane) memcpy(yoco_emu::slot(all, lane).fragment, &f, sizeof f);
 }
 }  // namespace detail
 
 template <typename Use, typename T, typename Layout>
 inline void load_matrix_sync(fragment<Use, 16, 16, 16, T, Layout>& f, const T* p, unsigned ldm) {
-    detail::check_uniform(p, ldm, yoco_emu::WarpOp::WmmaLoad);
-    detail::check_pointer(p, ldm, sizeof(T));
-    const bool row = std::is_same<Layout, row_major>::value;
-    for (int r = 0; r < 16; ++r)
-        for (int c = 0; c < 16; ++c) f.x[r * 16 + c] = detail::at(const_cast<T*>(p), ldm, row, r, c);
-    yoco_emu::sync_warp(yoco_emu::WarpOp::WmmaLoad, 0xffffffffu);
+    detail::leader_does({p, ldm, &f}, yoco_emu::WarpOp::WmmaLoad, sizeof(T), [&](const detail::Args* all) {
+        const bool row = std::is_same<Layout, row_major>::value;
+        for (int r = 0; r < 16; ++r)
+            for (int c = 0; c < 16; ++c) f.x[r * 16 + c] = detail::at(const_cast<T*>(p), ldm, row, r, c);
+        detail::copy_to_every_lane(f, all);
+    });
 }
 
 inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float>& f, const float* p, unsigned ldm, layout_t layout) {
-    detail::check_uniform(p, ldm, yoco_emu::WarpOp::WmmaLoad);
-    detail::check_pointer(p, ldm, sizeof(float));
-    for (int r = 0; r < 16; ++r)
-        for (int c = 0; c < 16; ++c) f.x[r * 16 + c] = detail::at(const_cast<float*>(p), ldm, layout == mem_row_major, r, c);
-    yoco_emu::sync_warp(yoco_emu::WarpOp::WmmaLoad, 0xffffffffu);
+    detail::leader_does({p, ldm, &f}, yoco_emu::WarpOp::WmmaLoad, sizeof(float), [&](const detail::Args* all) {
+        for (int r = 0; r < 16; ++r)
+            for (int c = 0; c < 16; ++c) f.x[r * 16 + c] = detail::at(const_cast<float*>(p), ldm, layout == mem_row_major, r, c);
+        detail::copy_to_every_lane(f, all);
+    });
 }
 
-// Lane 0 stores the tile (every lane holds the same one).
 inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, float>& f, unsigned ldm, layout_t layout) {
-    detail::check_uniform(p, ldm, yoco_emu::WarpOp::WmmaStore);
-    detail::check_pointer(p, ldm, sizeof(float));
-    if (yoco_emu::current().lane == 0)
+    detail::leader_does({p, ldm, nullptr}, yoco_emu::WarpOp::WmmaStore, sizeof(float), [&](const detail::Args*) {
         for (int r = 0; r < 16; ++r)
             for (int c = 0; c < 16; ++c) detail::at(p, ldm, layout == mem_row_major, r, c) = f.x[r * 16 + c];
-    yoco_emu::sync_warp(yoco_emu::WarpOp::WmmaStore, 0xffffffffu);
+    });
 }
 
 template <typename T>

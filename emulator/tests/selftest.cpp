@@ -1,0 +1,176 @@
+// The emulator's own test, through the driver API as cudarc calls it: each mechanism gives the
+// right answer, and each bug the emulator claims to catch is caught (a missing barrier, lanes of a
+// warp at different operations, a deadlock, a write past an allocation, a read of cp.async data
+// before its wait, a trap). Run by emulator/build.sh --test; exits non-zero on any failure.
+#include <cuda.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <functional>
+#include <vector>
+
+namespace {
+
+struct SelftestParams {
+    float* out;
+    const float* in;
+    int n;
+    int mode;
+};
+
+int g_failures = 0;
+
+void expect(bool ok, const char* what) {
+    printf("%s %s\n", ok ? "ok  " : "FAIL", what);
+    if (!ok) ++g_failures;
+}
+
+CUfunction function(const char* name) {
+    static CUmodule module = [] {
+        CUmodule m;
+        static const char image[] = "the emulator does not read the image";
+        cuModuleLoadData(&m, image);
+        return m;
+    }();
+    CUfunction f = nullptr;
+    if (cuModuleGetFunction(&f, module, name) != CUDA_SUCCESS) {
+        fprintf(stderr, "selftest: no kernel %s\n", name);
+        _exit(2);
+    }
+    return f;
+}
+
+struct Buffer {
+    CUdeviceptr ptr = 0;
+    size_t n;
+    explicit Buffer(size_t n_) : n(n_) { cuMemAlloc(&ptr, n * sizeof(float)); }
+    ~Buffer() { cuMemFree(ptr); }
+    float* get() const { return reinterpret_cast<float*>(ptr); }
+    void upload(const std::vector<float>& v) const { cuMemcpyHtoD(ptr, v.data(), v.size() * sizeof(float)); }
+    std::vector<float> download() const {
+        std::vector<float> v(n);
+        cuMemcpyDtoH(v.data(), ptr, n * sizeof(float));
+        return v;
+    }
+};
+
+CUresult launch(const char* name, unsigned grid, unsigned block, unsigned shared, SelftestParams p) {
+    void* args[] = {&p};
+    return cuLaunchKernel(function(name), grid, 1, 1, block, 1, 1, shared, nullptr, args, nullptr);
+}
+
+std::vector<float> ramp(size_t n, float scale) {
+    std::vector<float> v(n);
+    for (size_t i = 0; i < n; ++i) v[i] = scale * static_cast<float>((i * 7) % 13) - 3.0f * scale;
+    return v;
+}
+
+// Runs `body` in a child process and reports whether it died of SIGSEGV.
+bool dies_of_segfault(const std::function<void()>& body) {
+    fflush(stdout);
+    const pid_t pid = fork();
+    if (pid == 0) {
+        body();
+        _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV;
+}
+
+}  // namespace
+
+int main() {
+    cuInit(0);
+    CUdevice dev;
+    CUcontext ctx;
+    cuDeviceGet(&dev, 0);
+    cuDevicePrimaryCtxRetain(&ctx, dev);
+    cuCtxSetCurrent(ctx);
+
+    {  // shuffles and a block barrier
+        const int n = 1000, threads = 256, blocks = (n + threads - 1) / threads;
+        Buffer in(n), out(blocks);
+        const std::vector<float> x = ramp(n, 0.5f);
+        in.upload(x);
+        const bool launched = launch("selftest_block_sum", blocks, threads, 0, {out.get(), in.get(), n, 0}) == CUDA_SUCCESS;
+        const std::vector<float> got = out.download();
+        bool ok = launched;
+        for (int b = 0; b < blocks; ++b) {
+            double want = 0;
+            for (int i = b * threads; i < n && i < (b + 1) * threads; ++i) want += x[i];
+            ok = ok && fabs(got[b] - want) <= 1e-4 * (1 + fabs(want));
+        }
+        expect(ok, "block_sum over shuffles and shared memory");
+    }
+    {  // a missing __syncthreads shows under shuffled schedules; with it, every run is right
+        const int threads = 64;
+        Buffer in(threads), out(threads);
+        const std::vector<float> x = ramp(threads, 1.0f);
+        in.upload(x);
+        auto right = [&](int mode) {
+            if (launch("selftest_neighbour", 1, threads, threads * 4, {out.get(), in.get(), threads, mode}) != CUDA_SUCCESS) return false;
+            const std::vector<float> got = out.download();
+            for (int t = 0; t < threads; ++t)
+                if (!(got[t] == x[(t + 1) % threads])) return false;
+            return true;
+        };
+        bool with_barrier = true, without_barrier = true;
+        for (int run = 0; run < 5; ++run) {
+            with_barrier = with_barrier && right(1);
+            without_barrier = without_barrier && right(0);
+        }
+        expect(with_barrier, "neighbour exchange with __syncthreads: right in every run");
+        expect(!without_barrier, "neighbour exchange without __syncthreads: caught");
+    }
+    {  // lanes at different warp-wide operations; a deadlock
+        Buffer out(64);
+        expect(launch("selftest_divergent", 1, 64, 0, {out.get(), nullptr, 64, 0}) == CUDA_ERROR_LAUNCH_FAILED,
+               "lanes of one warp at a shuffle and at __syncwarp: refused");
+        expect(launch("selftest_divergent", 1, 64, 0, {out.get(), nullptr, 64, 1}) == CUDA_ERROR_LAUNCH_FAILED,
+               "half a warp at __syncthreads, half at a shuffle: deadlock reported");
+    }
+    {  // cp.async lands at its wait
+        Buffer in(4), out(4);
+        in.upload({1.0f, 2.0f, 3.0f, 4.0f});
+        launch("selftest_cp_async", 1, 32, 16, {out.get(), in.get(), 4, 0});
+        const std::vector<float> early = out.download();
+        launch("selftest_cp_async", 1, 32, 16, {out.get(), in.get(), 4, 1});
+        const std::vector<float> waited = out.download();
+        expect(isnan(early[0]) && isnan(early[3]), "cp.async read before its wait: stale (poison)");
+        expect(waited[0] == 1.0f && waited[3] == 4.0f, "cp.async read after its wait: the copied data");
+    }
+    {  // ldmatrix (plain and transposed) and mma.sync against a plain product
+        Buffer in(256 + 128), out(128);
+        std::vector<float> x = ramp(256 + 128, 0.25f);  // exact in bf16
+        in.upload(x);
+        const bool launched = launch("selftest_mma", 1, 32, 0, {out.get(), in.get(), 0, 0}) == CUDA_SUCCESS;
+        const std::vector<float> got = out.download();
+        bool ok = launched;
+        for (int i = 0; i < 16; ++i)
+            for (int j = 0; j < 8; ++j) {
+                double want = 0;
+                for (int k = 0; k < 16; ++k) want += static_cast<double>(x[i * 16 + k]) * x[256 + k * 8 + j];
+                ok = ok && fabs(got[i * 8 + j] - want) <= 1e-5 * (1 + fabs(want));
+            }
+        expect(ok, "ldmatrix + ldmatrix.trans + mma.sync m16n8k16 = A·B");
+    }
+    expect(launch("selftest_trap", 1, 32, 0, {nullptr, nullptr, 0, 0}) == CUDA_ERROR_LAUNCH_FAILED, "__trap(): the launch fails");
+    expect(dies_of_segfault([] {
+               Buffer out(100);
+               launch("selftest_out_of_bounds", 1, 32, 0, {out.get(), nullptr, 128, 0});  // byte 512: the guard page
+           }),
+           "a write past the end of an allocation: faults, reported with the kernel and thread");
+    {  // a launch the H100 refuses: more dynamic shared memory than the function allows
+        Buffer out(1);
+        expect(launch("selftest_neighbour", 1, 32, 64 * 1024, {out.get(), out.get(), 1, 1}) == CUDA_ERROR_INVALID_VALUE,
+               "64 KB of dynamic shared memory without the opt-in attribute: refused");
+    }
+
+    printf("selftest: %d failure(s)\n", g_failures);
+    return g_failures == 0 ? 0 : 1;
+}

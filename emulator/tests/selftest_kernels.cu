@@ -1,0 +1,95 @@
+// Kernels for emulator/tests/selftest.cpp: one correct kernel per mechanism, and one kernel per
+// kind of bug the emulator must catch. Compiled exactly as kernels/*.cu are.
+#include <stdint.h>
+
+#include "yoco_common.cuh"
+
+struct SelftestParams {
+    float* out;
+    const float* in;
+    int n;
+    int mode;
+};
+
+// A block sum over shuffles and shared memory (yoco::block_sum), one block per output.
+extern "C" __global__ void selftest_block_sum(SelftestParams p) {
+    __shared__ float scratch[32];
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    const float total = yoco::block_sum(i < p.n ? p.in[i] : 0.0f, scratch);
+    if (threadIdx.x == 0) p.out[blockIdx.x] = total;
+}
+
+// Each thread writes its slot of shared memory and reads its neighbour's: with the barrier
+// (mode 1) out[i] = in[i + 1]; without it (mode 0) some schedule reads the slot before it is
+// written, and the emulator's shuffled schedules make that show.
+extern "C" __global__ void selftest_neighbour(SelftestParams p) {
+    YOCO_DYNAMIC_SHARED(smem, 16);
+    float* s = reinterpret_cast<float*>(smem);
+    const int t = threadIdx.x;
+    s[t] = p.in[t];
+    if (p.mode == 1) __syncthreads();
+    p.out[t] = s[(t + 1) % blockDim.x];
+}
+
+// Lanes of one warp at different warp-wide operations (mode 0), or half a warp at __syncthreads
+// while the other half waits at a shuffle (mode 1, a deadlock).
+extern "C" __global__ void selftest_divergent(SelftestParams p) {
+    const int lane = threadIdx.x & 31;
+    if (p.mode == 0) {
+        if (lane < 16)
+            p.out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
+        else
+            __syncwarp();
+    } else {
+        if (lane < 16)
+            __syncthreads();
+        else
+            p.out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
+    }
+}
+
+// Writes one element past the end of `out` (n elements).
+extern "C" __global__ void selftest_out_of_bounds(SelftestParams p) {
+    if (threadIdx.x == 0) p.out[p.n] = 1.0f;
+}
+
+// cp.async of 4 floats into shared memory, read before the wait (mode 0: stale, the 0xff poison)
+// or after it (mode 1: the copied values).
+extern "C" __global__ void selftest_cp_async(SelftestParams p) {
+    YOCO_DYNAMIC_SHARED(smem, 16);
+    float* s = reinterpret_cast<float*>(smem);
+    if (threadIdx.x == 0) {
+        yoco::cp_async_16(s, p.in, true);
+        yoco::cp_async_commit();
+        if (p.mode == 1) yoco::cp_async_wait<0>();
+        for (int i = 0; i < 4; ++i) p.out[i] = s[i];
+    }
+}
+
+// A 16x8x16 product on the tensor-core path: A and B from shared memory through ldmatrix (B
+// transposed, as the attention kernel loads V), mma.sync, out = A·B (16x8, row-major).
+extern "C" __global__ void selftest_mma(SelftestParams p) {
+    __shared__ __align__(16) __nv_bfloat16 a[16 * 16];
+    __shared__ __align__(16) __nv_bfloat16 b[16 * 8];  // k-major: b[k * 8 + n]
+    const int lane = threadIdx.x;
+    for (int e = lane; e < 256; e += 32) a[e] = __float2bfloat16_rn(p.in[e]);
+    for (int e = lane; e < 128; e += 32) b[e] = __float2bfloat16_rn(p.in[256 + e]);
+    __syncwarp();
+    // A: lanes 0–15 give rows 0–15 of columns 0–7, lanes 16–31 rows 0–15 of columns 8–15.
+    uint32_t fa[4];
+    yoco::ldmatrix_x4(fa, &a[(lane % 16) * 16 + (lane / 16) * 8]);
+    // B (k x n, stored k-major): ldmatrix.trans of rows k = 0..15 gives the col-major fragment;
+    // x4 reads k 0–7 and 8–15 twice over (matrices 2 and 3 repeat 0 and 1).
+    uint32_t fb[4];
+    yoco::ldmatrix_x4_trans(fb, &b[(lane % 16) * 8]);
+    float d[4] = {0, 0, 0, 0};
+    yoco::mma_m16n8k16<__nv_bfloat16>(d, fa, fb[0], fb[1]);
+    const int g = lane / 4, tig = lane % 4;
+    p.out[g * 8 + 2 * tig] = d[0];
+    p.out[g * 8 + 2 * tig + 1] = d[1];
+    p.out[(g + 8) * 8 + 2 * tig] = d[2];
+    p.out[(g + 8) * 8 + 2 * tig + 1] = d[3];
+}
+
+// __trap().
+extern "C" __global__ void selftest_trap(SelftestParams) { __trap(); }

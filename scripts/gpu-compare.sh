@@ -14,7 +14,8 @@
 #                                     length and comes back as $OUT/report.tgz with the log, even
 #                                     when the call is cut short.
 #   scripts/gpu-compare.sh --dry-run  here: prepare, then the same steps on the CPU with the tiny
-#                                     config and small lengths
+#                                     config and small lengths, then on CUDA with the CPU emulator
+#                                     (emulator/) standing in for the GPU, at one short length
 #
 # The device tool call, once prepared (right after scripts/gpu-check.sh's, while the machine is
 # warm):
@@ -57,6 +58,11 @@ run() {
     echo "gpu-compare: results in $out"
 }
 
+# A dry run fails when its comparison did not exit 0 (the GPU run keeps whatever came back).
+exited_cleanly() {
+    grep -q "^== exit 0 " "$1/compare.log" || { cat "$1/compare.log"; echo "gpu-compare: the run in $1 failed" >&2; exit 1; }
+}
+
 case "${1:-}" in
     prepare) bash scripts/gpu-check.sh prepare ;;
     run) run cuda yoco-3b "${LENGTHS:-32768,65536,131072,262144,524288}" "${GENERATE:-1024}" "${BUDGET:-70GiB}" "${DEADLINE:-300}" "${MAX_BATCH:-16}" ;;
@@ -64,6 +70,13 @@ case "${1:-}" in
         bash scripts/gpu-check.sh prepare
         OUT="$root/target/gpu-compare-dry-run" run cpu tiny-yoco 1024,2048,4096 16 256MiB 120 4
         ls -la "$root/target/gpu-compare-dry-run"
+        exited_cleanly "$root/target/gpu-compare-dry-run"
+        # The CUDA path of the same call (calibration, the models, the device pool's memory, the
+        # report naming the card), its kernels run by the CPU emulator (emulator/): one short length.
+        bash emulator/build.sh >/dev/null
+        LD_LIBRARY_PATH="$root/target/emulator${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" OUT="$root/target/gpu-compare-dry-run-emulated" \
+            run cuda tiny-yoco 1024 4 256MiB 240 1
+        exited_cleanly "$root/target/gpu-compare-dry-run-emulated"
         ;;
     *) echo "usage: scripts/gpu-compare.sh prepare | run | --dry-run" >&2; exit 2 ;;
 esac

@@ -20,6 +20,7 @@
 #include <mutex>
 #include <string>
 
+#include "cubin.h"
 #include "scheduler.h"
 
 namespace {
@@ -44,6 +45,7 @@ struct Mapping {
 };
 std::map<CUdeviceptr, Mapping> g_allocations;
 size_t g_allocated = 0;
+size_t g_allocated_high = 0;  // the pool's high-water mark (CU_MEMPOOL_ATTR_USED_MEM_HIGH)
 
 size_t page_size() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
 
@@ -63,6 +65,7 @@ CUresult allocate(CUdeviceptr* out, size_t bytes) {
     memset(reinterpret_cast<void*>(ptr), 0xff, rounded);
     g_allocations[ptr] = Mapping{m, mapped, rounded};
     g_allocated += rounded;
+    if (g_allocated > g_allocated_high) g_allocated_high = g_allocated;
     *out = ptr;
     return CUDA_SUCCESS;
 }
@@ -114,9 +117,11 @@ void install_fault_report() {
 // ---- modules, functions, events --------------------------------------------------------------------
 struct Function {
     const KernelEntry* kernel;
+    int registers;  // per thread, from the cubin; 0 when the module came from PTX
     int max_dynamic_shared = SHARED_PER_BLOCK_DEFAULT;
 };
 std::map<std::string, Function*> g_functions;  // one per entry, for every module
+std::map<std::string, int> g_registers;        // from every cubin loaded
 struct Module {};
 struct Event {
     double ms = 0;
@@ -170,12 +175,19 @@ int device_attribute(CUdevice_attribute a) {
     }
 }
 
-// Blocks per SM the shared memory and threads allow (registers are not emulated: ptxas's counts
-// are in the build's report, and the GPU run measures the rest).
-int resident_blocks(int threads, size_t dynamic_shared) {
-    const int by_threads = 2048 / threads;
+// Blocks per SM that threads, shared memory and registers allow, as sm_90 allocates them:
+// registers per warp in units of 256 (a thread's count rounded up to 8, times 32), out of 64K.
+// Static shared memory is not known here (it is small in every yoco kernel).
+int resident_blocks(int threads, size_t dynamic_shared, int registers) {
+    const int warps = (threads + 31) / 32;
+    int blocks = 2048 / (warps * 32);
     const int by_shared = static_cast<int>(SHARED_PER_SM / (dynamic_shared + SHARED_RESERVED_PER_BLOCK));
-    int blocks = by_threads < by_shared ? by_threads : by_shared;
+    if (by_shared < blocks) blocks = by_shared;
+    if (registers > 0) {
+        const int per_warp = ((registers + 7) / 8 * 8 * 32 + 255) / 256 * 256;
+        const int by_registers = 65536 / per_warp / warps;
+        if (by_registers < blocks) blocks = by_registers;
+    }
     return blocks < 32 ? blocks : 32;
 }
 
@@ -301,13 +313,33 @@ CUresult CUDAAPI cuMemFreeHost(void* p) {
 }
 CUresult CUDAAPI cuMemHostAlloc(void** p, size_t bytes, unsigned int) { return cuMemAllocHost(p, bytes); }
 
-// The stream-ordered pool: allocations are mapped and unmapped directly, so its attributes
-// (the release threshold) change nothing here.
+// The stream-ordered pool: allocations are mapped and unmapped directly, so the release
+// threshold changes nothing; its usage counters are the bytes allocated now and at most.
 CUresult CUDAAPI cuDeviceGetDefaultMemPool(CUmemoryPool* pool, CUdevice) {
     *pool = reinterpret_cast<CUmemoryPool>(0x2);
     return CUDA_SUCCESS;
 }
-CUresult CUDAAPI cuMemPoolSetAttribute(CUmemoryPool, CUmemPool_attribute, void*) { return CUDA_SUCCESS; }
+CUresult CUDAAPI cuMemPoolSetAttribute(CUmemoryPool, CUmemPool_attribute attr, void* value) {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    if (attr == CU_MEMPOOL_ATTR_USED_MEM_HIGH || attr == CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH) {
+        if (*static_cast<cuuint64_t*>(value) != 0) return CUDA_ERROR_INVALID_VALUE;  // only a reset
+        g_allocated_high = g_allocated;
+    }
+    return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuMemPoolGetAttribute(CUmemoryPool, CUmemPool_attribute attr, void* value) {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    cuuint64_t* out = static_cast<cuuint64_t*>(value);
+    switch (attr) {
+        case CU_MEMPOOL_ATTR_USED_MEM_CURRENT:
+        case CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT: *out = g_allocated; break;
+        case CU_MEMPOOL_ATTR_USED_MEM_HIGH:
+        case CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH: *out = g_allocated_high; break;
+        case CU_MEMPOOL_ATTR_RELEASE_THRESHOLD: *out = ~0ull; break;
+        default: return CUDA_ERROR_INVALID_VALUE;
+    }
+    return CUDA_SUCCESS;
+}
 
 CUresult CUDAAPI cuMemcpyHtoD(CUdeviceptr dst, const void* src, size_t bytes) {
     memcpy(reinterpret_cast<void*>(dst), src, bytes);
@@ -336,9 +368,12 @@ CUresult CUDAAPI cuMemsetD32(CUdeviceptr dst, unsigned int v, size_t n) {
 }
 CUresult CUDAAPI cuMemsetD32Async(CUdeviceptr dst, unsigned int v, size_t n, CUstream) { return cuMemsetD32(dst, v, n); }
 
-// The image (cubin or PTX) is not read: every kernel of kernels/*.cu is compiled into this library.
+// The code in the image is not run: every kernel of kernels/*.cu is compiled into this library.
+// A cubin's register counts are kept for the occupancy calculator.
 CUresult CUDAAPI cuModuleLoadData(CUmodule* m, const void* image) {
     if (!image) return CUDA_ERROR_INVALID_VALUE;
+    std::lock_guard<std::mutex> lock(g_mutex);
+    for (const auto& [name, registers] : yoco_emu::cubin_register_counts(image)) g_registers[name] = registers;
     *m = reinterpret_cast<CUmodule>(new Module());
     return CUDA_SUCCESS;
 }
@@ -351,7 +386,10 @@ CUresult CUDAAPI cuModuleGetFunction(CUfunction* f, CUmodule, const char* name) 
     const KernelEntry* kernel = yoco_emu::find_kernel(name);
     if (!kernel) return CUDA_ERROR_NOT_FOUND;
     Function*& fn = g_functions[name];
-    if (!fn) fn = new Function{kernel};
+    if (!fn) {
+        const auto registers = g_registers.find(name);
+        fn = new Function{kernel, registers == g_registers.end() ? 0 : registers->second};
+    }
     *f = reinterpret_cast<CUfunction>(fn);
     return CUDA_SUCCESS;
 }
@@ -368,6 +406,7 @@ CUresult CUDAAPI cuFuncGetAttribute(int* value, CUfunction_attribute attrib, CUf
     switch (attrib) {
         case CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES: *value = fn->max_dynamic_shared; break;
         case CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK: *value = 1024; break;
+        case CU_FUNC_ATTRIBUTE_NUM_REGS: *value = fn->registers; break;
         case CU_FUNC_ATTRIBUTE_PTX_VERSION:
         case CU_FUNC_ATTRIBUTE_BINARY_VERSION: *value = 90; break;
         default: *value = 0;
@@ -376,9 +415,9 @@ CUresult CUDAAPI cuFuncGetAttribute(int* value, CUfunction_attribute attrib, CUf
 }
 CUresult CUDAAPI cuFuncSetCacheConfig(CUfunction, CUfunc_cache) { return CUDA_SUCCESS; }
 
-CUresult CUDAAPI cuOccupancyMaxActiveBlocksPerMultiprocessor(int* blocks, CUfunction, int threads, size_t dynamic_shared) {
-    if (threads <= 0) return CUDA_ERROR_INVALID_VALUE;
-    *blocks = resident_blocks(threads, dynamic_shared);
+CUresult CUDAAPI cuOccupancyMaxActiveBlocksPerMultiprocessor(int* blocks, CUfunction f, int threads, size_t dynamic_shared) {
+    if (threads <= 0 || threads > 1024) return CUDA_ERROR_INVALID_VALUE;
+    *blocks = resident_blocks(threads, dynamic_shared, reinterpret_cast<Function*>(f)->registers);
     return CUDA_SUCCESS;
 }
 CUresult CUDAAPI cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int* blocks, CUfunction f, int threads, size_t shared, unsigned int) {

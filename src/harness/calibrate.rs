@@ -68,7 +68,11 @@ struct Sizes {
 
 impl Sizes {
     fn for_device(device: &Device) -> Sizes {
-        if device.is_cpu() {
+        if device.is_emulated() {
+            // The CPU emulator (emulator/) runs a kernel's every thread as a fiber: small
+            // shapes that still take each kernel's tensor-core path.
+            Sizes { gemm: (128, 256, 256), attention: (256, 2, 2, 64), retention: (256, 2, 64), rmsnorm: (1024, 1024) }
+        } else if device.is_cpu() {
             Sizes { gemm: (512, 2048, 768), attention: (2048, 4, 4, 64), retention: (4096, 4, 64), rmsnorm: (16384, 3072) }
         } else {
             // YOCO-3B's widths: a 8K-token span through the FFN's up-projection, its attention
@@ -95,8 +99,9 @@ fn ceilings(device: &Device) -> Result<(usize, String, f64, f64)> {
         }
         #[cfg(feature = "cuda")]
         Device::Cuda(d) => {
-            let gemm = 1e3 * yoco_core::cuda::cublas_gemm_tflops(d, 8192, 8192, 8192, 10)?;
-            Ok((0, "cuBLAS bf16 GEMM 8192³".into(), gemm, yoco_core::cuda::device_copy_bandwidth(d, 1 << 30, 20)?))
+            let (side, copy_bytes) = if d.is_emulated() { (256, 1 << 24) } else { (8192, 1 << 30) };
+            let gemm = 1e3 * yoco_core::cuda::cublas_gemm_tflops(d, side, side, side, 10)?;
+            Ok((0, format!("cuBLAS bf16 GEMM {side}³"), gemm, yoco_core::cuda::device_copy_bandwidth(d, copy_bytes, 20)?))
         }
     }
 }

@@ -96,12 +96,21 @@ pub fn parse_bytes(text: &str) -> Result<usize> {
     Ok(bytes.round() as usize)
 }
 
-fn machine() -> String {
+/// What ran the comparison: the host CPU, and for CUDA the card and its driver first.
+fn machine(device: &Device) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
         .unwrap_or_else(|| "unknown CPU".into());
-    format!("{cpu}, {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    let host = format!("{cpu}, {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    match device {
+        Device::Cpu(_) => host,
+        #[cfg(feature = "cuda")]
+        Device::Cuda(d) => {
+            let driver = d.driver_version().map(|(major, minor)| format!("CUDA driver {major}.{minor}")).unwrap_or_else(|| "CUDA driver version unknown".into());
+            format!("{} ({driver}), host {host}", d.name())
+        }
+    }
 }
 
 fn progress(len: u64, what: &str) -> ProgressBar {
@@ -210,7 +219,7 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
     let mut report = Report {
         protocol: Protocol {
             date: format!("{} s since the Unix epoch", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)),
-            machine: machine(),
+            machine: machine(&device),
             build: crate::build_info(),
             backend: format!("{:?}", args.backend).to_lowercase(),
             device: device.to_string(),

@@ -82,6 +82,16 @@ impl Device {
         matches!(self, Device::Cpu(_))
     }
 
+    /// A CUDA device that is the CPU emulator (`emulator/`) standing in for a GPU: it runs the
+    /// kernels at CPU speed, so measurements take CPU-sized shapes on it.
+    pub fn is_emulated(&self) -> bool {
+        match self {
+            Device::Cpu(_) => false,
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => d.is_emulated(),
+        }
+    }
+
     /// The tracker this device's allocations are charged to.
     pub fn tracker(&self) -> &Arc<MemoryTracker> {
         match self {

@@ -94,6 +94,20 @@ impl CudaDevice {
         &self.inner.name
     }
 
+    /// The driver's CUDA version (major, minor), e.g. (13, 0); `None` if the driver does not say.
+    pub fn driver_version(&self) -> Option<(i32, i32)> {
+        let mut version = 0;
+        // SAFETY: writes one int; the driver library is loaded (this device was opened through it).
+        let ok = unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut version) } == cudarc::driver::sys::CUresult::CUDA_SUCCESS;
+        ok.then_some((version / 1000, version % 1000 / 10))
+    }
+
+    /// Whether this is the CPU emulator of `emulator/` (it names its device so, in
+    /// `emulator/src/driver.cpp`), not a GPU.
+    pub fn is_emulated(&self) -> bool {
+        self.inner.name.starts_with("yoco CPU emulator")
+    }
+
     pub fn compute_capability(&self) -> (i32, i32) {
         self.inner.compute_capability
     }

@@ -24,7 +24,10 @@ cxx="${CXX:-g++}"
 # -fno-strict-aliasing: the kernels pun registers through pointers, as CUDA C++ allows.
 flags=(-std=c++17 -O2 -g -fPIC -ffp-contract=off -fno-strict-aliasing -Wall -Wno-unknown-pragmas -Wno-unused-function
        -I "$root/emulator/include" -I "$root/emulator/src")
-kernel_flags=("${flags[@]}" -I "$root/kernels/include" -include yoco_emu/device.h)
+# -fsanitize=alignment: a load or store through a pointer misaligned for its type (a uint4 pack
+# off a 16-byte boundary) stops the process with the source line, where the GPU would fault.
+sanitize=(-fsanitize=alignment -fno-sanitize-recover=alignment)
+kernel_flags=("${flags[@]}" "${sanitize[@]}" -I "$root/kernels/include" -include yoco_emu/device.h)
 
 objects=()
 pids=()
@@ -45,9 +48,13 @@ compile_kernels() {
     echo "#include \"$cu\""
     echo "#include \"yoco_emu/registry.h\""
     for e in $entries; do echo "YOCO_EMU_REGISTER($e)"; done
+    echo "YOCO_EMU_REGISTER_SHARED()"
   } > "$gen"
   obj="$out/obj/${name}.o"
   "$cxx" "${kernel_flags[@]}" -c "$gen" -o "$obj"
+  # The kernels' __shared__ variables are their .bss (device.h); one named section gathers them
+  # all, for the scheduler to poison before each block.
+  objcopy --rename-section .bss=yoco_shared "$obj"
 }
 
 for cu in "$root"/kernels/*.cu; do
@@ -67,7 +74,7 @@ pids+=($!)
 pids+=($!)
 for pid in "${pids[@]}"; do wait "$pid"; done
 
-"$cxx" -shared -o "$out/libcuda.so.1" -Wl,-soname,libcuda.so.1 "$out/obj/driver.o" "${objects[@]}"
+"$cxx" -shared "${sanitize[@]}" -o "$out/libcuda.so.1" -Wl,-soname,libcuda.so.1 "$out/obj/driver.o" "${objects[@]}"
 ln -sf libcuda.so.1 "$out/libcuda.so"
 "$cxx" -shared -o "$out/libcublas.so.13" -Wl,-soname,libcublas.so.13 "$out/obj/cublas.o"
 ln -sf libcublas.so.13 "$out/libcublas.so"
@@ -75,7 +82,7 @@ echo "emulator: $out/libcuda.so.1 and libcublas.so.13 ($(ls "$root"/kernels/*.cu
 
 if [ "$selftest" = 1 ]; then
   compile_kernels "$root/emulator/tests/selftest_kernels.cu"
-  "$cxx" "${flags[@]}" -I "$cuda_include" "$root/emulator/tests/selftest.cpp" "$out/obj/selftest_kernels.o" \
+  "$cxx" "${flags[@]}" "${sanitize[@]}" -I "$cuda_include" "$root/emulator/tests/selftest.cpp" "$out/obj/selftest_kernels.o" \
     -o "$out/selftest" -L "$out" -l:libcuda.so.1 -Wl,-rpath,"$out"
   "$out/selftest"
 fi

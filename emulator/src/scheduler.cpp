@@ -94,6 +94,16 @@ class SharedArena {
 };
 SharedArena g_shared;
 
+// Every module's section of __shared__ variables (registry.h), start -> stop.
+std::map<unsigned char*, unsigned char*>& shared_sections() {
+    static std::map<unsigned char*, unsigned char*> sections;
+    return sections;
+}
+
+void poison_static_shared() {
+    for (const auto& [start, stop] : shared_sections()) memset(start, 0xff, static_cast<size_t>(stop - start));
+}
+
 uint64_t next_random(uint64_t& state) {  // SplitMix64
     uint64_t z = (state += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -196,6 +206,7 @@ std::string run_block(const Launch& launch, uint3 idx, uint64_t& rng) {
     b.at_block_barrier = 0;
     b.failure.clear();
     b.dynamic_shared = g_shared.reset(launch.dynamic_shared_bytes);
+    poison_static_shared();
     while (static_cast<int>(g_stacks.size()) < threads) g_stacks.push_back(std::make_unique<FiberStack>(STACK_BYTES));
     for (int t = 0; t < threads; ++t) {
         Fiber& f = b.fibers[t];
@@ -340,6 +351,10 @@ std::map<std::string, KernelEntry>& registry() {
 }  // namespace
 
 void register_kernel(const KernelEntry& entry) { registry()[entry.name] = entry; }
+
+void register_shared_section(unsigned char* start, unsigned char* stop) {
+    if (start && stop > start) shared_sections()[start] = stop;
+}
 
 const KernelEntry* find_kernel(const char* name) {
     auto it = registry().find(name);

@@ -69,8 +69,8 @@ std::vector<float> ramp(size_t n, float scale) {
     return v;
 }
 
-// Runs `body` in a child process and reports whether it died of SIGSEGV.
-bool dies_of_segfault(const std::function<void()>& body) {
+// Runs `body` in a child process; its wait status.
+int child_status(const std::function<void()>& body) {
     fflush(stdout);
     const pid_t pid = fork();
     if (pid == 0) {
@@ -79,7 +79,7 @@ bool dies_of_segfault(const std::function<void()>& body) {
     }
     int status = 0;
     waitpid(pid, &status, 0);
-    return WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV;
+    return status;
 }
 
 }  // namespace
@@ -127,6 +127,14 @@ int main() {
         expect(with_barrier, "neighbour exchange with __syncthreads: right in every run");
         expect(!without_barrier, "neighbour exchange without __syncthreads: caught");
     }
+    {  // static shared memory starts every block as NaN, not as the last block left it
+        Buffer in(64), out(64);
+        in.upload(ramp(64, 1.0f));
+        launch("selftest_static_shared", 1, 64, 0, {out.get(), in.get(), 64, 1});
+        const bool written = out.download()[5] == ramp(64, 1.0f)[5];
+        launch("selftest_static_shared", 1, 64, 0, {out.get(), in.get(), 64, 0});
+        expect(written && isnan(out.download()[5]), "static __shared__ memory no thread wrote: NaN, not the last block's");
+    }
     {  // lanes at different warp-wide operations; a deadlock
         Buffer out(64);
         expect(launch("selftest_divergent", 1, 64, 0, {out.get(), nullptr, 64, 0}) == CUDA_ERROR_LAUNCH_FAILED,
@@ -160,11 +168,17 @@ int main() {
         expect(ok, "ldmatrix + ldmatrix.trans + mma.sync m16n8k16 = A·B");
     }
     expect(launch("selftest_trap", 1, 32, 0, {nullptr, nullptr, 0, 0}) == CUDA_ERROR_LAUNCH_FAILED, "__trap(): the launch fails");
-    expect(dies_of_segfault([] {
-               Buffer out(100);
-               launch("selftest_out_of_bounds", 1, 32, 0, {out.get(), nullptr, 128, 0});  // byte 512: the guard page
-           }),
+    const int out_of_bounds = child_status([] {
+        Buffer out(100);
+        launch("selftest_out_of_bounds", 1, 32, 0, {out.get(), nullptr, 128, 0});  // byte 512: the guard page
+    });
+    expect(WIFSIGNALED(out_of_bounds) && WTERMSIG(out_of_bounds) == SIGSEGV,
            "a write past the end of an allocation: faults, reported with the kernel and thread");
+    const int misaligned = child_status([] {
+        Buffer in(8), out(1);
+        launch("selftest_misaligned", 1, 32, 0, {out.get(), in.get(), 8, 0});
+    });
+    expect(!(WIFEXITED(misaligned) && WEXITSTATUS(misaligned) == 0), "a 16-byte load off a 16-byte boundary: stops the process");
     {  // a launch the H100 refuses: more dynamic shared memory than the function allows
         Buffer out(1);
         expect(launch("selftest_neighbour", 1, 32, 64 * 1024, {out.get(), out.get(), 1, 1}) == CUDA_ERROR_INVALID_VALUE,

@@ -31,6 +31,15 @@ extern "C" __global__ void selftest_neighbour(SelftestParams p) {
     p.out[t] = s[(t + 1) % blockDim.x];
 }
 
+// A static __shared__ array written (mode 1) or only read (mode 0): a read of what no thread of
+// this block wrote must not see an earlier block's values.
+extern "C" __global__ void selftest_static_shared(SelftestParams p) {
+    __shared__ float s[64];
+    if (p.mode == 1) s[threadIdx.x] = p.in[threadIdx.x];
+    __syncthreads();
+    p.out[threadIdx.x] = s[threadIdx.x];
+}
+
 // Lanes of one warp at different warp-wide operations (mode 0), or half a warp at __syncthreads
 // while the other half waits at a shuffle (mode 1, a deadlock).
 extern "C" __global__ void selftest_divergent(SelftestParams p) {
@@ -45,6 +54,14 @@ extern "C" __global__ void selftest_divergent(SelftestParams p) {
             __syncthreads();
         else
             p.out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
+    }
+}
+
+// A 16-byte pack loaded from 4 bytes past a 16-byte boundary (a misaligned LDG.128).
+extern "C" __global__ void selftest_misaligned(SelftestParams p) {
+    if (threadIdx.x == 0) {
+        const uint4 v = yoco::load_pack(p.in + 1, 0);
+        p.out[0] = __uint_as_float(v.x);
     }
 }
 

@@ -29,4 +29,5 @@ dirs += [d for d in ["/usr/local/nvidia/lib64"] if os.path.exists(os.path.join(d
 print(":".join(dirs))
 PY
 )
-export LD_LIBRARY_PATH="${yoco_library_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# Joined without empty entries: an empty one would put the working directory on the path.
+export LD_LIBRARY_PATH="${yoco_library_dirs}${yoco_library_dirs:+${LD_LIBRARY_PATH:+:}}${LD_LIBRARY_PATH:-}"

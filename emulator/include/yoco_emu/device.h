@@ -25,6 +25,9 @@
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 // Blocks run one at a time, so a function-local static is exactly one block's shared variable.
+// They are the kernel files' only zero-initialised data: build.sh renames each kernel object's
+// .bss to yoco_shared, which the scheduler fills with 0xff bytes (NaN) before each block, so a
+// read of shared memory no thread of the block wrote shows in the results.
 #define __shared__ static
 
 #define threadIdx (::yoco_emu::current().thread_idx)
@@ -83,7 +86,7 @@ inline __nv_bfloat16 __float2bfloat16_rn(float f) {
     return {static_cast<uint16_t>(u >> 16)};
 }
 inline float __bfloat162float(__nv_bfloat16 h) { return __uint_as_float(static_cast<uint32_t>(h.bits) << 16); }
-struct __nv_bfloat162 {
+struct alignas(4) __nv_bfloat162 {
     __nv_bfloat16 x, y;
 };
 inline __nv_bfloat162 __floats2bfloat162_rn(float lo, float hi) { return {__float2bfloat16_rn(lo), __float2bfloat16_rn(hi)}; }
@@ -103,7 +106,7 @@ inline float __half2float(__half h) {
     memcpy(&v, &h.bits, 2);
     return static_cast<float>(v);
 }
-struct __half2 {
+struct alignas(4) __half2 {
     __half x, y;
 };
 inline __half2 __floats2half2_rn(float lo, float hi) { return {__float2half_rn(lo), __float2half_rn(hi)}; }
@@ -112,30 +115,28 @@ static_assert(sizeof(__nv_bfloat16) == 2 && sizeof(__half) == 2 && sizeof(__half
               "16-bit float layouts");
 
 // ---- warp-wide operations --------------------------------------------------------------------
-template <typename T>
-T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
-    using namespace yoco_emu;
+namespace yoco_emu {
+// Every lane publishes `v` and gets the value of lane `source(its lane)`.
+template <typename T, typename Source>
+T shuffle(unsigned mask, T v, Source source) {
     const T* all = exchange(v, WarpOp::Shuffle, mask);
-    const T r = slot(all, (current().lane ^ lane_mask) & 31);
+    const T r = slot(all, source(current().lane));
     release_exchange(WarpOp::Shuffle, mask);
     return r;
 }
+}  // namespace yoco_emu
+template <typename T>
+T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
+    return yoco_emu::shuffle(mask, v, [&](int lane) { return (lane ^ lane_mask) & 31; });
+}
+// Lanes below `delta` keep their own value.
 template <typename T>
 T __shfl_up_sync(unsigned mask, T v, unsigned delta) {
-    using namespace yoco_emu;
-    const T* all = exchange(v, WarpOp::Shuffle, mask);
-    const int lane = current().lane;
-    const T r = lane >= static_cast<int>(delta) ? slot(all, lane - static_cast<int>(delta)) : v;
-    release_exchange(WarpOp::Shuffle, mask);
-    return r;
+    return yoco_emu::shuffle(mask, v, [&](int lane) { return lane >= static_cast<int>(delta) ? lane - static_cast<int>(delta) : lane; });
 }
 template <typename T>
 T __shfl_sync(unsigned mask, T v, int src_lane) {
-    using namespace yoco_emu;
-    const T* all = exchange(v, WarpOp::Shuffle, mask);
-    const T r = slot(all, src_lane & 31);
-    release_exchange(WarpOp::Shuffle, mask);
-    return r;
+    return yoco_emu::shuffle(mask, v, [&](int) { return src_lane & 31; });
 }
 inline int __any_sync(unsigned mask, int predicate) {
     using namespace yoco_emu;

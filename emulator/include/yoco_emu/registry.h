@@ -19,6 +19,10 @@ struct KernelEntry {
 void register_kernel(const KernelEntry& entry);
 const KernelEntry* find_kernel(const char* name);
 
+// The bounds of a module's section of __shared__ variables (see build.sh), poisoned before each
+// block; registering the same bounds twice keeps one.
+void register_shared_section(unsigned char* start, unsigned char* stop);
+
 template <typename F>
 struct ParamOf;
 template <typename P>
@@ -34,6 +38,7 @@ void trampoline(const void* params) {
 
 struct Registration {
     explicit Registration(const KernelEntry& entry) { register_kernel(entry); }
+    Registration(unsigned char* start, unsigned char* stop) { register_shared_section(start, stop); }
 };
 
 template <auto F>
@@ -44,3 +49,9 @@ KernelEntry entry(const char* name) {
 }  // namespace yoco_emu
 
 #define YOCO_EMU_REGISTER(fn) static const ::yoco_emu::Registration yoco_emu_registration_##fn(::yoco_emu::entry<&fn>(#fn));
+
+// The linker's bounds of this module's yoco_shared section (hidden: each module's own).
+extern "C" unsigned char __start_yoco_shared[] __attribute__((weak, visibility("hidden")));
+extern "C" unsigned char __stop_yoco_shared[] __attribute__((weak, visibility("hidden")));
+#define YOCO_EMU_REGISTER_SHARED() \
+    static const ::yoco_emu::Registration yoco_emu_shared_section(__start_yoco_shared, __stop_yoco_shared);

@@ -54,6 +54,7 @@ struct Block {
     std::vector<Warp> warps;
     int live = 0;
     int at_block_barrier = 0;
+    long barrier_generation = 0;  // how many times the block barrier has released
     unsigned char* dynamic_shared = nullptr;
     Fiber* current = nullptr;
     void* scheduler_sp = nullptr;
@@ -134,6 +135,7 @@ void release_block_barrier_if_complete() {
     for (Fiber& f : b.fibers)
         if (f.state == State::AtBlockBarrier) f.state = State::Runnable;
     b.at_block_barrier = 0;
+    b.barrier_generation += 1;
 }
 
 void release_warp_if_complete(int w) {
@@ -204,6 +206,7 @@ std::string run_block(const Launch& launch, uint3 idx, uint64_t& rng) {
     b.warps.assign((threads + WARP - 1) / WARP, Warp{});
     b.live = threads;
     b.at_block_barrier = 0;
+    b.barrier_generation = 0;
     b.failure.clear();
     b.dynamic_shared = g_shared.reset(launch.dynamic_shared_bytes);
     poison_static_shared();
@@ -218,11 +221,36 @@ std::string run_block(const Launch& launch, uint3 idx, uint64_t& rng) {
     }
     std::vector<int> order;
     order.reserve(threads);
+    // Warps run at different paces between block barriers, as they may on a GPU: each draws a
+    // chance of running in a round (1, 1/2 or 1/8) at the block's start and after every
+    // __syncthreads, so a fast warp gets many steps ahead of a slow one and can overwrite what
+    // the slow one has yet to read. All lanes of a warp run or sit out together (they meet).
+    static constexpr uint64_t PACES[3] = {8, 4, 1};  // rounds run, out of 8
+    std::vector<uint64_t> pace(b.warps.size());
+    long paced_generation = -1;
     while (b.live > 0) {
         order.clear();
         for (int t = 0; t < threads; ++t)
             if (b.fibers[t].state == State::Runnable) order.push_back(t);
         if (order.empty()) return deadlock_text(b) + " in " + coords_text(b, nullptr);
+        if (paced_generation != b.barrier_generation) {
+            paced_generation = b.barrier_generation;
+            for (uint64_t& p : pace) p = PACES[next_random(rng) % 3];
+        }
+        if (b.warps.size() > 1) {
+            std::vector<int> running;  // `order` is by thread, so a warp's lanes are adjacent
+            int last_warp = -1;
+            bool runs = true;
+            for (int t : order) {
+                const int w = b.fibers[t].coords.warp;
+                if (w != last_warp) {
+                    runs = next_random(rng) % 8 < pace[w];
+                    last_warp = w;
+                }
+                if (runs) running.push_back(t);
+            }
+            if (!running.empty()) order.swap(running);  // none drawn: all run
+        }
         for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[next_random(rng) % i]);
         for (int t : order) {
             b.current = &b.fibers[t];

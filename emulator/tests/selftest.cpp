@@ -127,6 +127,26 @@ int main() {
         expect(with_barrier, "neighbour exchange with __syncthreads: right in every run");
         expect(!without_barrier, "neighbour exchange without __syncthreads: caught");
     }
+    {  // a warp overwriting what another warp has yet to read shows when warps run at different paces
+        const int threads = 128;
+        Buffer in(threads), out(threads);
+        const std::vector<float> x = ramp(threads, 1.0f);
+        in.upload(x);
+        auto right = [&](int mode) {
+            if (launch("selftest_overwrite", 1, threads, threads * 4, {out.get(), in.get(), threads, mode}) != CUDA_SUCCESS) return false;
+            const std::vector<float> got = out.download();
+            for (int t = 0; t < threads; ++t)
+                if (!(got[t] == x[(t + 32) % threads])) return false;
+            return true;
+        };
+        bool with_barrier = true, without_barrier = true;
+        for (int run = 0; run < 10; ++run) {
+            with_barrier = with_barrier && right(1);
+            without_barrier = without_barrier && right(0);
+        }
+        expect(with_barrier, "a warp's overwrite after __syncthreads: right in every run");
+        expect(!without_barrier, "a warp's overwrite before others read (no barrier): caught");
+    }
     {  // static shared memory starts every block as NaN, not as the last block left it
         Buffer in(64), out(64);
         in.upload(ramp(64, 1.0f));

@@ -40,6 +40,23 @@ extern "C" __global__ void selftest_static_shared(SelftestParams p) {
     p.out[threadIdx.x] = s[threadIdx.x];
 }
 
+// Each thread reads another warp's slot, then (after a warp reduction: many warp meeting points)
+// overwrites its own. Without the barrier between (mode 0), a warp that runs ahead overwrites a
+// slot another warp has yet to read; with it (mode 1) out[t] is always in[(t + 32) % n].
+extern "C" __global__ void selftest_overwrite(SelftestParams p) {
+    YOCO_DYNAMIC_SHARED(smem, 16);
+    float* s = reinterpret_cast<float*>(smem);
+    const int t = threadIdx.x, n = blockDim.x;
+    s[t] = p.in[t];
+    __syncthreads();
+    const float other = s[(t + 32) % n];
+    const float total = yoco::warp_sum(other);
+    if (p.mode == 1) __syncthreads();
+    s[t] = total;
+    __syncthreads();
+    p.out[t] = other;
+}
+
 // Lanes of one warp at different warp-wide operations (mode 0), or half a warp at __syncthreads
 // while the other half waits at a shuffle (mode 1, a deadlock).
 extern "C" __global__ void selftest_divergent(SelftestParams p) {

@@ -3,8 +3,9 @@
 // a trap that ends the launch with a message.
 //
 // Every CUDA thread of a block runs as a fiber on one OS thread; a fiber runs until it reaches a
-// barrier (or a warp-wide operation, which is one), so shared memory needs no locks, and the order
-// in which fibers run between barriers is shuffled per launch to expose missing barriers.
+// barrier (or a warp-wide operation, which is one), so shared memory needs no locks; the order in
+// which fibers run between barriers is shuffled, and warps run at random paces, to expose
+// missing barriers.
 #pragma once
 
 #include <stddef.h>

@@ -1,6 +1,7 @@
 // What the emulator reads from the cubin a module is loaded from: each kernel's register count
-// (ptxas's, the one the H100 allocates), so that occupancy answers, and the launch geometry the
-// host derives from them, are the GPU's.
+// (ptxas's, the one the H100 allocates) and its __launch_bounds__ thread limit, so that
+// occupancy answers, the launch geometry the host derives from them, and the launches the GPU
+// refuses are the GPU's.
 #pragma once
 
 #include <stddef.h>
@@ -10,9 +11,14 @@
 
 namespace yoco_emu {
 
-// Kernel name -> registers per thread, from the ELF's .nv.info section (EIATTR_REGCOUNT entries
-// keyed by symbol index). Empty for anything that is not a well-formed sm_XX cubin (PTX text, or
-// a truncated image).
-std::map<std::string, int> cubin_register_counts(const void* image);
+struct KernelLimits {
+    int registers = 0;    // per thread; 0: unknown
+    int max_threads = 0;  // __launch_bounds__'s, or 0: none given
+};
+
+// Kernel name -> its limits, from the ELF's .nv.info section (EIATTR_REGCOUNT, keyed by symbol
+// index) and each kernel's .nv.info.<name> (EIATTR_MAX_THREADS). Empty for anything that is not
+// a well-formed cubin (PTX text, or a truncated image).
+std::map<std::string, KernelLimits> cubin_kernel_limits(const void* image);
 
 }  // namespace yoco_emu

@@ -117,11 +117,11 @@ void install_fault_report() {
 // ---- modules, functions, events --------------------------------------------------------------------
 struct Function {
     const KernelEntry* kernel;
-    int registers;  // per thread, from the cubin; 0 when the module came from PTX
+    yoco_emu::KernelLimits limits;  // from the cubin; zeros when the module came from PTX
     int max_dynamic_shared = SHARED_PER_BLOCK_DEFAULT;
 };
-std::map<std::string, Function*> g_functions;  // one per entry, for every module
-std::map<std::string, int> g_registers;        // from every cubin loaded
+std::map<std::string, Function*> g_functions;                 // one per entry, for every module
+std::map<std::string, yoco_emu::KernelLimits> g_kernel_limits;  // from every cubin loaded
 struct Module {};
 struct Event {
     double ms = 0;
@@ -178,17 +178,30 @@ int device_attribute(CUdevice_attribute a) {
 // Blocks per SM that threads, shared memory and registers allow, as sm_90 allocates them:
 // registers per warp in units of 256 (a thread's count rounded up to 8, times 32), out of 64K.
 // Static shared memory is not known here (it is small in every yoco kernel).
+int registers_per_warp(int registers) { return ((registers + 7) / 8 * 8 * 32 + 255) / 256 * 256; }
+
 int resident_blocks(int threads, size_t dynamic_shared, int registers) {
     const int warps = (threads + 31) / 32;
     int blocks = 2048 / (warps * 32);
     const int by_shared = static_cast<int>(SHARED_PER_SM / (dynamic_shared + SHARED_RESERVED_PER_BLOCK));
     if (by_shared < blocks) blocks = by_shared;
     if (registers > 0) {
-        const int per_warp = ((registers + 7) / 8 * 8 * 32 + 255) / 256 * 256;
-        const int by_registers = 65536 / per_warp / warps;
+        const int by_registers = 65536 / registers_per_warp(registers) / warps;
         if (by_registers < blocks) blocks = by_registers;
     }
     return blocks < 32 ? blocks : 32;
+}
+
+// The most threads a block of `fn` may have: its __launch_bounds__, and what its registers
+// allow out of the SM's 64K (whole warps); the GPU refuses a launch over either.
+int max_threads_per_block(const Function& fn) {
+    int limit = 1024;
+    if (fn.limits.max_threads > 0 && fn.limits.max_threads < limit) limit = fn.limits.max_threads;
+    if (fn.limits.registers > 0) {
+        const int by_registers = 65536 / registers_per_warp(fn.limits.registers) * 32;
+        if (by_registers < limit) limit = by_registers;
+    }
+    return limit;
 }
 
 CUcontext g_context = reinterpret_cast<CUcontext>(0x1);  // the one primary context
@@ -373,7 +386,7 @@ CUresult CUDAAPI cuMemsetD32Async(CUdeviceptr dst, unsigned int v, size_t n, CUs
 CUresult CUDAAPI cuModuleLoadData(CUmodule* m, const void* image) {
     if (!image) return CUDA_ERROR_INVALID_VALUE;
     std::lock_guard<std::mutex> lock(g_mutex);
-    for (const auto& [name, registers] : yoco_emu::cubin_register_counts(image)) g_registers[name] = registers;
+    for (const auto& [name, limits] : yoco_emu::cubin_kernel_limits(image)) g_kernel_limits[name] = limits;
     *m = reinterpret_cast<CUmodule>(new Module());
     return CUDA_SUCCESS;
 }
@@ -387,8 +400,8 @@ CUresult CUDAAPI cuModuleGetFunction(CUfunction* f, CUmodule, const char* name) 
     if (!kernel) return CUDA_ERROR_NOT_FOUND;
     Function*& fn = g_functions[name];
     if (!fn) {
-        const auto registers = g_registers.find(name);
-        fn = new Function{kernel, registers == g_registers.end() ? 0 : registers->second};
+        const auto limits = g_kernel_limits.find(name);
+        fn = new Function{kernel, limits == g_kernel_limits.end() ? yoco_emu::KernelLimits{} : limits->second};
     }
     *f = reinterpret_cast<CUfunction>(fn);
     return CUDA_SUCCESS;
@@ -405,8 +418,8 @@ CUresult CUDAAPI cuFuncGetAttribute(int* value, CUfunction_attribute attrib, CUf
     Function* fn = reinterpret_cast<Function*>(f);
     switch (attrib) {
         case CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES: *value = fn->max_dynamic_shared; break;
-        case CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK: *value = 1024; break;
-        case CU_FUNC_ATTRIBUTE_NUM_REGS: *value = fn->registers; break;
+        case CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK: *value = max_threads_per_block(*fn); break;
+        case CU_FUNC_ATTRIBUTE_NUM_REGS: *value = fn->limits.registers; break;
         case CU_FUNC_ATTRIBUTE_PTX_VERSION:
         case CU_FUNC_ATTRIBUTE_BINARY_VERSION: *value = 90; break;
         default: *value = 0;
@@ -417,7 +430,7 @@ CUresult CUDAAPI cuFuncSetCacheConfig(CUfunction, CUfunc_cache) { return CUDA_SU
 
 CUresult CUDAAPI cuOccupancyMaxActiveBlocksPerMultiprocessor(int* blocks, CUfunction f, int threads, size_t dynamic_shared) {
     if (threads <= 0 || threads > 1024) return CUDA_ERROR_INVALID_VALUE;
-    *blocks = resident_blocks(threads, dynamic_shared, reinterpret_cast<Function*>(f)->registers);
+    *blocks = resident_blocks(threads, dynamic_shared, reinterpret_cast<Function*>(f)->limits.registers);
     return CUDA_SUCCESS;
 }
 CUresult CUDAAPI cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int* blocks, CUfunction f, int threads, size_t shared, unsigned int) {
@@ -432,6 +445,11 @@ CUresult CUDAAPI cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, 
     if (bx == 0 || by == 0 || bz == 0 || bx > 1024 || by > 1024 || bz > 64 || threads > 1024) return CUDA_ERROR_INVALID_VALUE;
     if (gx == 0 || gy == 0 || gz == 0 || gx > 2147483647u || gy > 65535 || gz > 65535) return CUDA_ERROR_INVALID_VALUE;
     if (static_cast<int>(shared) > fn->max_dynamic_shared) return CUDA_ERROR_INVALID_VALUE;
+    if (static_cast<int>(threads) > max_threads_per_block(*fn)) {
+        fprintf(stderr, "yoco emulator: %s: %llu threads per block, over its limit of %d (__launch_bounds__ or registers)\n",
+                fn->kernel->name, threads, max_threads_per_block(*fn));
+        return CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES;
+    }
     std::lock_guard<std::mutex> lock(g_mutex);
     install_fault_report();
     const yoco_emu::Launch launch{fn->kernel, dim3(gx, gy, gz), dim3(bx, by, bz), shared, params[0], schedule_seed()};

@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -221,33 +222,49 @@ std::string run_block(const Launch& launch, uint3 idx, uint64_t& rng) {
     }
     std::vector<int> order;
     order.reserve(threads);
-    // Warps run at different paces between block barriers, as they may on a GPU: each draws a
-    // chance of running in a round (1, 1/2 or 1/8) at the block's start and after every
-    // __syncthreads, so a fast warp gets many steps ahead of a slow one and can overwrite what
-    // the slow one has yet to read. All lanes of a warp run or sit out together (they meet).
+    // Warps run at different paces between block barriers, as they may on a GPU. At the block's
+    // start and after every __syncthreads, one of two plans is drawn:
+    // - serial: the warps in a random order, each running until it waits at the barrier (or
+    //   exits) before the next starts, so any warp's writes can land before, or after, all of
+    //   another's reads;
+    // - paced: every warp runs in a round with a chance of 1, 1/2 or 1/8 drawn for it, so warps
+    //   interleave and drift apart.
+    // All lanes of a warp run or sit out together (they meet at every warp-wide operation).
     static constexpr uint64_t PACES[3] = {8, 4, 1};  // rounds run, out of 8
     std::vector<uint64_t> pace(b.warps.size());
-    long paced_generation = -1;
+    std::vector<int> priority(b.warps.size());  // serial plan: warp -> rank (0 runs first)
+    bool serial = false;
+    long planned_generation = -1;
     while (b.live > 0) {
         order.clear();
         for (int t = 0; t < threads; ++t)
             if (b.fibers[t].state == State::Runnable) order.push_back(t);
         if (order.empty()) return deadlock_text(b) + " in " + coords_text(b, nullptr);
-        if (paced_generation != b.barrier_generation) {
-            paced_generation = b.barrier_generation;
+        if (planned_generation != b.barrier_generation) {
+            planned_generation = b.barrier_generation;
+            serial = next_random(rng) & 1;
             for (uint64_t& p : pace) p = PACES[next_random(rng) % 3];
+            for (size_t w = 0; w < priority.size(); ++w) priority[w] = static_cast<int>(w);
+            for (size_t i = priority.size(); i > 1; --i) std::swap(priority[i - 1], priority[next_random(rng) % i]);
         }
         if (b.warps.size() > 1) {
             std::vector<int> running;  // `order` is by thread, so a warp's lanes are adjacent
-            int last_warp = -1;
-            bool runs = true;
-            for (int t : order) {
-                const int w = b.fibers[t].coords.warp;
-                if (w != last_warp) {
-                    runs = next_random(rng) % 8 < pace[w];
-                    last_warp = w;
+            if (serial) {
+                int first = static_cast<int>(priority.size());
+                for (int t : order) first = std::min(first, priority[b.fibers[t].coords.warp]);
+                for (int t : order)
+                    if (priority[b.fibers[t].coords.warp] == first) running.push_back(t);
+            } else {
+                int last_warp = -1;
+                bool runs = true;
+                for (int t : order) {
+                    const int w = b.fibers[t].coords.warp;
+                    if (w != last_warp) {
+                        runs = next_random(rng) % 8 < pace[w];
+                        last_warp = w;
+                    }
+                    if (runs) running.push_back(t);
                 }
-                if (runs) running.push_back(t);
             }
             if (!running.empty()) order.swap(running);  // none drawn: all run
         }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <functional>
+#include <string>
 #include <vector>
 
 namespace {
@@ -69,6 +70,28 @@ std::vector<float> ramp(size_t n, float scale) {
     return v;
 }
 
+// `kernel` (mode 1: with its barrier, mode 0: without) must give out[t] = in[(t + shift) % threads]
+// in every one of 10 runs with the barrier, and not in every run without it.
+void expect_barrier_needed(const char* kernel, int threads, int shift, const char* what) {
+    Buffer in(threads), out(threads);
+    const std::vector<float> x = ramp(threads, 1.0f);
+    in.upload(x);
+    auto right = [&](int mode) {
+        if (launch(kernel, 1, threads, threads * 4, {out.get(), in.get(), threads, mode}) != CUDA_SUCCESS) return false;
+        const std::vector<float> got = out.download();
+        for (int t = 0; t < threads; ++t)
+            if (!(got[t] == x[(t + shift) % threads])) return false;
+        return true;
+    };
+    bool with_barrier = true, without_barrier = true;
+    for (int run = 0; run < 10; ++run) {
+        with_barrier = with_barrier && right(1);
+        without_barrier = without_barrier && right(0);
+    }
+    expect(with_barrier, (std::string(what) + " with __syncthreads: right in every run").c_str());
+    expect(!without_barrier, (std::string(what) + " without __syncthreads: caught").c_str());
+}
+
 // Runs `body` in a child process; its wait status.
 int child_status(const std::function<void()>& body) {
     fflush(stdout);
@@ -107,46 +130,10 @@ int main() {
         }
         expect(ok, "block_sum over shuffles and shared memory");
     }
-    {  // a missing __syncthreads shows under shuffled schedules; with it, every run is right
-        const int threads = 64;
-        Buffer in(threads), out(threads);
-        const std::vector<float> x = ramp(threads, 1.0f);
-        in.upload(x);
-        auto right = [&](int mode) {
-            if (launch("selftest_neighbour", 1, threads, threads * 4, {out.get(), in.get(), threads, mode}) != CUDA_SUCCESS) return false;
-            const std::vector<float> got = out.download();
-            for (int t = 0; t < threads; ++t)
-                if (!(got[t] == x[(t + 1) % threads])) return false;
-            return true;
-        };
-        bool with_barrier = true, without_barrier = true;
-        for (int run = 0; run < 5; ++run) {
-            with_barrier = with_barrier && right(1);
-            without_barrier = without_barrier && right(0);
-        }
-        expect(with_barrier, "neighbour exchange with __syncthreads: right in every run");
-        expect(!without_barrier, "neighbour exchange without __syncthreads: caught");
-    }
-    {  // a warp overwriting what another warp has yet to read shows when warps run at different paces
-        const int threads = 128;
-        Buffer in(threads), out(threads);
-        const std::vector<float> x = ramp(threads, 1.0f);
-        in.upload(x);
-        auto right = [&](int mode) {
-            if (launch("selftest_overwrite", 1, threads, threads * 4, {out.get(), in.get(), threads, mode}) != CUDA_SUCCESS) return false;
-            const std::vector<float> got = out.download();
-            for (int t = 0; t < threads; ++t)
-                if (!(got[t] == x[(t + 32) % threads])) return false;
-            return true;
-        };
-        bool with_barrier = true, without_barrier = true;
-        for (int run = 0; run < 10; ++run) {
-            with_barrier = with_barrier && right(1);
-            without_barrier = without_barrier && right(0);
-        }
-        expect(with_barrier, "a warp's overwrite after __syncthreads: right in every run");
-        expect(!without_barrier, "a warp's overwrite before others read (no barrier): caught");
-    }
+    // A missing __syncthreads shows under shuffled schedules; a warp overwriting what another
+    // has yet to read shows when warps run at different paces. With the barrier, every run is right.
+    expect_barrier_needed("selftest_neighbour", 64, 1, "neighbour exchange");
+    expect_barrier_needed("selftest_overwrite", 128, 32, "a warp's overwrite of a slot other warps read");
     {  // static shared memory starts every block as NaN, not as the last block left it
         Buffer in(64), out(64);
         in.upload(ramp(64, 1.0f));

@@ -4,8 +4,8 @@
 //
 // Every CUDA thread of a block runs as a fiber on one OS thread; a fiber runs until it reaches a
 // barrier (or a warp-wide operation, which is one), so shared memory needs no locks; the order in
-// which fibers run between barriers is shuffled, and warps run at random paces, to expose
-// missing barriers.
+// which fibers run between barriers is shuffled, and warps run one after another or at random
+// paces (scheduler.cpp), to expose missing barriers.
 #pragma once
 
 #include <stddef.h>

@@ -197,6 +197,57 @@ std::string deadlock_text(const Block& b) {
     return text;
 }
 
+// Warps run at different paces between block barriers, as they may on a GPU. At the block's
+// start and after every __syncthreads, one of two plans is drawn:
+// - serial: the warps in a random order, each running until it waits at the barrier (or exits)
+//   before the next starts, so any warp's writes can land before, or after, all of another's
+//   reads;
+// - paced: every warp runs in a round with a chance of 1, 1/2 or 1/8 drawn for it, so warps
+//   interleave and drift apart.
+// All lanes of a warp run or sit out together (they meet at every warp-wide operation).
+class WarpPlan {
+  public:
+    explicit WarpPlan(size_t warps) : pace_(warps), priority_(warps) {}
+
+    void draw(uint64_t& rng) {
+        serial_ = next_random(rng) & 1;
+        for (uint64_t& p : pace_) p = PACES[next_random(rng) % 3];
+        for (size_t w = 0; w < priority_.size(); ++w) priority_[w] = static_cast<int>(w);
+        for (size_t i = priority_.size(); i > 1; --i) std::swap(priority_[i - 1], priority_[next_random(rng) % i]);
+    }
+
+    // Keeps, of the runnable threads in `order` (ascending, so a warp's lanes are adjacent), those
+    // of the warps that run this round; all of them if none was drawn.
+    void select(std::vector<int>& order, const std::vector<Fiber>& fibers, uint64_t& rng) const {
+        if (priority_.size() < 2) return;
+        std::vector<int> running;
+        if (serial_) {
+            int first = static_cast<int>(priority_.size());
+            for (int t : order) first = std::min(first, priority_[fibers[t].coords.warp]);
+            for (int t : order)
+                if (priority_[fibers[t].coords.warp] == first) running.push_back(t);
+        } else {
+            int last_warp = -1;
+            bool runs = true;
+            for (int t : order) {
+                const int w = fibers[t].coords.warp;
+                if (w != last_warp) {
+                    runs = next_random(rng) % 8 < pace_[w];
+                    last_warp = w;
+                }
+                if (runs) running.push_back(t);
+            }
+        }
+        if (!running.empty()) order.swap(running);
+    }
+
+  private:
+    static constexpr uint64_t PACES[3] = {8, 4, 1};  // rounds run, out of 8
+    bool serial_ = false;
+    std::vector<uint64_t> pace_;
+    std::vector<int> priority_;  // serial plan: warp -> rank (0 runs first)
+};
+
 // Runs one block to completion (or to its first failure).
 std::string run_block(const Launch& launch, uint3 idx, uint64_t& rng) {
     Block& b = g_block;
@@ -222,18 +273,7 @@ std::string run_block(const Launch& launch, uint3 idx, uint64_t& rng) {
     }
     std::vector<int> order;
     order.reserve(threads);
-    // Warps run at different paces between block barriers, as they may on a GPU. At the block's
-    // start and after every __syncthreads, one of two plans is drawn:
-    // - serial: the warps in a random order, each running until it waits at the barrier (or
-    //   exits) before the next starts, so any warp's writes can land before, or after, all of
-    //   another's reads;
-    // - paced: every warp runs in a round with a chance of 1, 1/2 or 1/8 drawn for it, so warps
-    //   interleave and drift apart.
-    // All lanes of a warp run or sit out together (they meet at every warp-wide operation).
-    static constexpr uint64_t PACES[3] = {8, 4, 1};  // rounds run, out of 8
-    std::vector<uint64_t> pace(b.warps.size());
-    std::vector<int> priority(b.warps.size());  // serial plan: warp -> rank (0 runs first)
-    bool serial = false;
+    WarpPlan plan(b.warps.size());
     long planned_generation = -1;
     while (b.live > 0) {
         order.clear();
@@ -242,32 +282,9 @@ std::string run_block(const Launch& launch, uint3 idx, uint64_t& rng) {
         if (order.empty()) return deadlock_text(b) + " in " + coords_text(b, nullptr);
         if (planned_generation != b.barrier_generation) {
             planned_generation = b.barrier_generation;
-            serial = next_random(rng) & 1;
-            for (uint64_t& p : pace) p = PACES[next_random(rng) % 3];
-            for (size_t w = 0; w < priority.size(); ++w) priority[w] = static_cast<int>(w);
-            for (size_t i = priority.size(); i > 1; --i) std::swap(priority[i - 1], priority[next_random(rng) % i]);
+            plan.draw(rng);
         }
-        if (b.warps.size() > 1) {
-            std::vector<int> running;  // `order` is by thread, so a warp's lanes are adjacent
-            if (serial) {
-                int first = static_cast<int>(priority.size());
-                for (int t : order) first = std::min(first, priority[b.fibers[t].coords.warp]);
-                for (int t : order)
-                    if (priority[b.fibers[t].coords.warp] == first) running.push_back(t);
-            } else {
-                int last_warp = -1;
-                bool runs = true;
-                for (int t : order) {
-                    const int w = b.fibers[t].coords.warp;
-                    if (w != last_warp) {
-                        runs = next_random(rng) % 8 < pace[w];
-                        last_warp = w;
-                    }
-                    if (runs) running.push_back(t);
-                }
-            }
-            if (!running.empty()) order.swap(running);  // none drawn: all run
-        }
+        plan.select(order, b.fibers, rng);
         for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[next_random(rng) % i]);
         for (int t : order) {
             b.current = &b.fibers[t];

@@ -61,6 +61,7 @@ std::map<std::string, KernelLimits> cubin_kernel_limits(const void* image) {
     const size_t symbols = symtab->sh_size / sizeof(Elf64_Sym);
 
     static constexpr char PER_KERNEL[] = ".nv.info.";
+    static constexpr char SHARED[] = ".nv.shared.";
     for (const Elf64_Shdr& s : sections) {
         const char* name = section_names + s.sh_name;
         const size_t begin = s.sh_offset, end = s.sh_offset + s.sh_size;
@@ -71,6 +72,8 @@ std::map<std::string, KernelLimits> cubin_kernel_limits(const void* image) {
                 memcpy(&sym, data + symtab->sh_offset + u32_at(payload) * sizeof(Elf64_Sym), sizeof sym);
                 limits[symbol_names + sym.st_name].registers = static_cast<int>(u32_at(payload + 4));
             });
+        } else if (strncmp(name, SHARED, sizeof SHARED - 1) == 0) {
+            limits[name + sizeof SHARED - 1].static_shared = s.sh_size;
         } else if (strncmp(name, PER_KERNEL, sizeof PER_KERNEL - 1) == 0) {
             const std::string kernel = name + sizeof PER_KERNEL - 1;
             for_each_record(data, begin, end, [&](uint8_t attribute, const unsigned char* payload, uint16_t size) {

@@ -12,12 +12,13 @@
 namespace yoco_emu {
 
 struct KernelLimits {
-    int registers = 0;    // per thread; 0: unknown
-    int max_threads = 0;  // __launch_bounds__'s, or 0: none given
+    int registers = 0;         // per thread; 0: unknown
+    int max_threads = 0;       // __launch_bounds__'s, or 0: none given
+    size_t static_shared = 0;  // bytes of __shared__ variables (.nv.shared.<name>)
 };
 
 // Kernel name -> its limits, from the ELF's .nv.info section (EIATTR_REGCOUNT, keyed by symbol
-// index) and each kernel's .nv.info.<name> (EIATTR_MAX_THREADS). Empty for anything that is not
+// index), each kernel's .nv.info.<name> (EIATTR_MAX_THREADS) and .nv.shared.<name> (its size). Empty for anything that is not
 // a well-formed cubin (PTX text, or a truncated image).
 std::map<std::string, KernelLimits> cubin_kernel_limits(const void* image);
 

@@ -175,30 +175,39 @@ int device_attribute(CUdevice_attribute a) {
     }
 }
 
-// Blocks per SM that threads, shared memory and registers allow, as sm_90 allocates them:
-// registers per warp in units of 256 (a thread's count rounded up to 8, times 32), out of 64K.
-// Static shared memory is not known here (it is small in every yoco kernel).
-int registers_per_warp(int registers) { return ((registers + 7) / 8 * 8 * 32 + 255) / 256 * 256; }
+// Registers one warp is given: the thread's count times 32, in units of 256.
+int registers_per_warp(int registers) { return (registers * 32 + 255) / 256 * 256; }
 
-int resident_blocks(int threads, size_t dynamic_shared, int registers) {
+// Shared memory one block holds: static + dynamic + the driver's reserve, in units of 128 bytes.
+size_t shared_per_block(const yoco_emu::KernelLimits& limits, size_t dynamic_shared) {
+    return (limits.static_shared + dynamic_shared + SHARED_RESERVED_PER_BLOCK + 127) / 128 * 128;
+}
+
+// Blocks per SM that threads, shared memory and registers allow, as cuda_occupancy.h counts them
+// for sm_90: registers per warp out of 16K per sub-partition (4 per SM), a block's warps rounded
+// up to the 4 sub-partitions when checked against the 64K a block may hold.
+int resident_blocks(int threads, size_t dynamic_shared, const yoco_emu::KernelLimits& limits) {
     const int warps = (threads + 31) / 32;
-    int blocks = 2048 / (warps * 32);
-    const int by_shared = static_cast<int>(SHARED_PER_SM / (dynamic_shared + SHARED_RESERVED_PER_BLOCK));
+    if (limits.static_shared + dynamic_shared > static_cast<size_t>(SHARED_PER_BLOCK_OPTIN)) return 0;
+    int blocks = 64 / warps;
+    const int by_shared = static_cast<int>(SHARED_PER_SM / shared_per_block(limits, dynamic_shared));
     if (by_shared < blocks) blocks = by_shared;
-    if (registers > 0) {
-        const int by_registers = 65536 / registers_per_warp(registers) / warps;
+    if (limits.registers > 0) {
+        const int per_warp = registers_per_warp(limits.registers);
+        if (limits.registers > 255 || per_warp * ((warps + 3) / 4 * 4) > 65536) return 0;
+        const int by_registers = 16384 / per_warp * 4 / warps;
         if (by_registers < blocks) blocks = by_registers;
     }
     return blocks < 32 ? blocks : 32;
 }
 
 // The most threads a block of `fn` may have: its __launch_bounds__, and what its registers
-// allow out of the SM's 64K (whole warps); the GPU refuses a launch over either.
+// allow (whole groups of 4 warps within a block's 64K); the GPU refuses a launch over either.
 int max_threads_per_block(const Function& fn) {
     int limit = 1024;
     if (fn.limits.max_threads > 0 && fn.limits.max_threads < limit) limit = fn.limits.max_threads;
     if (fn.limits.registers > 0) {
-        const int by_registers = 65536 / registers_per_warp(fn.limits.registers) * 32;
+        const int by_registers = 65536 / registers_per_warp(fn.limits.registers) / 4 * 4 * 32;
         if (by_registers < limit) limit = by_registers;
     }
     return limit;
@@ -420,6 +429,7 @@ CUresult CUDAAPI cuFuncGetAttribute(int* value, CUfunction_attribute attrib, CUf
         case CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES: *value = fn->max_dynamic_shared; break;
         case CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK: *value = max_threads_per_block(*fn); break;
         case CU_FUNC_ATTRIBUTE_NUM_REGS: *value = fn->limits.registers; break;
+        case CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES: *value = static_cast<int>(fn->limits.static_shared); break;
         case CU_FUNC_ATTRIBUTE_PTX_VERSION:
         case CU_FUNC_ATTRIBUTE_BINARY_VERSION: *value = 90; break;
         default: *value = 0;
@@ -430,7 +440,7 @@ CUresult CUDAAPI cuFuncSetCacheConfig(CUfunction, CUfunc_cache) { return CUDA_SU
 
 CUresult CUDAAPI cuOccupancyMaxActiveBlocksPerMultiprocessor(int* blocks, CUfunction f, int threads, size_t dynamic_shared) {
     if (threads <= 0 || threads > 1024) return CUDA_ERROR_INVALID_VALUE;
-    *blocks = resident_blocks(threads, dynamic_shared, reinterpret_cast<Function*>(f)->limits.registers);
+    *blocks = resident_blocks(threads, dynamic_shared, reinterpret_cast<Function*>(f)->limits);
     return CUDA_SUCCESS;
 }
 CUresult CUDAAPI cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int* blocks, CUfunction f, int threads, size_t shared, unsigned int) {
@@ -445,6 +455,7 @@ CUresult CUDAAPI cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, 
     if (bx == 0 || by == 0 || bz == 0 || bx > 1024 || by > 1024 || bz > 64 || threads > 1024) return CUDA_ERROR_INVALID_VALUE;
     if (gx == 0 || gy == 0 || gz == 0 || gx > 2147483647u || gy > 65535 || gz > 65535) return CUDA_ERROR_INVALID_VALUE;
     if (static_cast<int>(shared) > fn->max_dynamic_shared) return CUDA_ERROR_INVALID_VALUE;
+    if (fn->limits.static_shared + shared > static_cast<size_t>(SHARED_PER_BLOCK_OPTIN)) return CUDA_ERROR_INVALID_VALUE;
     if (static_cast<int>(threads) > max_threads_per_block(*fn)) {
         fprintf(stderr, "yoco emulator: %s: %llu threads per block, over its limit of %d (__launch_bounds__ or registers)\n",
                 fn->kernel->name, threads, max_threads_per_block(*fn));

@@ -41,8 +41,10 @@ struct Fiber {
 };
 
 struct Warp {
-    int live = 0;     // lanes not yet exited
-    int arrived = 0;  // lanes waiting at the current meeting point
+    int live = 0;          // lanes not yet exited
+    uint32_t present = 0;  // lanes that exist (a block's last warp may be partial)
+    uint32_t exited = 0;   // lanes that have returned
+    int arrived = 0;       // lanes waiting at the current meeting point
     WarpOp op = WarpOp::Shuffle;
     alignas(16) unsigned char slots[WARP * SLOT_BYTES];
 };
@@ -57,6 +59,7 @@ struct Block {
     int at_block_barrier = 0;
     long barrier_generation = 0;  // how many times the block barrier has released
     unsigned char* dynamic_shared = nullptr;
+    uint64_t rng = 0;  // this block's draws outside the scheduler (cp.async landing)
     Fiber* current = nullptr;
     void* scheduler_sp = nullptr;
     std::string failure;
@@ -115,14 +118,18 @@ uint64_t next_random(uint64_t& state) {  // SplitMix64
 
 void yield_to_scheduler() { yoco_emu_switch(&g_block.current->sp, g_block.scheduler_sp); }
 
+void land(const Copy& c) {
+    if (c.valid)
+        memcpy(c.dst, c.src, c.bytes);
+    else
+        memset(c.dst, 0, c.bytes);
+}
+
 void complete_copies(Fiber& f, long below_group) {
     std::vector<Copy> kept;
     for (const Copy& c : f.copies) {
         if (c.group >= 0 && c.group < below_group) {
-            if (c.valid)
-                memcpy(c.dst, c.src, c.bytes);
-            else
-                memset(c.dst, 0, c.bytes);
+            land(c);
         } else {
             kept.push_back(c);
         }
@@ -163,6 +170,7 @@ void fiber_main(void*) {
     b.live -= 1;
     Warp& warp = b.warps[f.coords.warp];
     warp.live -= 1;
+    warp.exited |= 1u << f.coords.lane;
     if (warp.arrived > 0) {
         b.failure = "a lane exited while the rest of its warp waited at " + std::string(warp_op_name(warp.op)) +
                     " with a mask naming it";
@@ -261,6 +269,7 @@ std::string run_block(const Launch& launch, uint3 idx, uint64_t& rng) {
     b.barrier_generation = 0;
     b.failure.clear();
     b.dynamic_shared = g_shared.reset(launch.dynamic_shared_bytes);
+    b.rng = next_random(rng);
     poison_static_shared();
     while (static_cast<int>(g_stacks.size()) < threads) g_stacks.push_back(std::make_unique<FiberStack>(STACK_BYTES));
     for (int t = 0; t < threads; ++t) {
@@ -269,6 +278,7 @@ std::string run_block(const Launch& launch, uint3 idx, uint64_t& rng) {
         f.coords.lane = t % WARP;
         f.coords.warp = t / WARP;
         b.warps[f.coords.warp].live += 1;
+        b.warps[f.coords.warp].present |= 1u << f.coords.lane;
         f.sp = g_stacks[t]->prepare(&fiber_main, nullptr);
     }
     std::vector<int> order;
@@ -335,13 +345,12 @@ void sync_warp(WarpOp op, uint32_t mask) {
     Block& b = g_block;
     Fiber& f = *b.current;
     Warp& warp = b.warps[f.coords.warp];
-    const int first = f.coords.warp * WARP;
-    if (mask != 0xffffffffu) {  // a full mask names every lane there is
-        for (int lane = 0; lane < WARP && first + lane < static_cast<int>(b.fibers.size()); ++lane) {
-            if (b.fibers[first + lane].state != State::Done && !((mask >> lane) & 1u))
-                trap("a warp-wide operation's mask leaves out a live lane (the emulator runs full-warp masks only)");
-        }
-    }
+    // CUDA: every lane the mask names must be live and at this operation (a lane that has exited,
+    // or does not exist, makes the result undefined); the emulator also runs only masks that
+    // name every live lane.
+    const uint32_t live = warp.present & ~warp.exited;
+    if (mask & ~live) trap("a warp-wide operation's mask names a lane that has exited or does not exist");
+    if (live & ~mask) trap("a warp-wide operation's mask leaves out a live lane (the emulator runs full-warp masks only)");
     if (warp.arrived == 0) {
         warp.op = op;
     } else if (warp.op != op) {
@@ -356,12 +365,30 @@ void sync_warp(WarpOp op, uint32_t mask) {
     yield_to_scheduler();
 }
 
+bool is_shared(const void* p, size_t bytes) {
+    const unsigned char* a = static_cast<const unsigned char*>(p);
+    const Block& b = g_block;
+    if (a >= b.dynamic_shared && a + bytes <= b.dynamic_shared + b.launch->dynamic_shared_bytes) return true;
+    for (const auto& [start, stop] : shared_sections())
+        if (a >= start && a + bytes <= stop) return true;
+    return false;
+}
+
 unsigned char* warp_slots() { return g_block.warps[g_block.current->coords.warp].slots; }
 
+// A copy lands at some time between its issue and the wait that covers it: here, at one of the
+// two ends, drawn per copy, so that both a read before the wait (stale data) and an overwrite of
+// a buffer other threads still read (data landing early) show.
 void cp_async_issue(void* dst, const void* src, size_t bytes, bool valid) {
     if (reinterpret_cast<uintptr_t>(dst) % bytes != 0 || reinterpret_cast<uintptr_t>(src) % bytes != 0)
         trap("cp.async with an address not aligned to its copy size");
-    g_block.current->copies.push_back(Copy{dst, src, bytes, valid, -1});
+    if (!is_shared(dst, bytes)) trap("cp.async destination outside shared memory");
+    Copy copy{dst, src, bytes, valid, -1};
+    if (next_random(g_block.rng) & 1) {
+        land(copy);
+    } else {
+        g_block.current->copies.push_back(copy);
+    }
 }
 
 void cp_async_commit() {
@@ -383,18 +410,24 @@ void trap(const char* why) {
     abort();  // a trapped fiber is never resumed
 }
 
+// Blocks run in an order shuffled per launch: on a GPU they run in any order, or at once, so a
+// block reading what another block of the same launch writes is a race this exposes.
 std::string run_grid(const Launch& launch) {
     uint64_t rng = launch.schedule_seed;
+    std::vector<uint3> blocks;
+    blocks.reserve(static_cast<size_t>(launch.grid.x) * launch.grid.y * launch.grid.z);
     for (unsigned z = 0; z < launch.grid.z; ++z)
         for (unsigned y = 0; y < launch.grid.y; ++y)
-            for (unsigned x = 0; x < launch.grid.x; ++x) {
-                std::string failure = run_block(launch, uint3{x, y, z}, rng);
-                if (!failure.empty()) {
-                    g_block.current = nullptr;
-                    g_block.launch = nullptr;
-                    return std::string(launch.kernel->name) + ": " + failure;
-                }
-            }
+            for (unsigned x = 0; x < launch.grid.x; ++x) blocks.push_back(uint3{x, y, z});
+    for (size_t i = blocks.size(); i > 1; --i) std::swap(blocks[i - 1], blocks[next_random(rng) % i]);
+    for (const uint3& idx : blocks) {
+        std::string failure = run_block(launch, idx, rng);
+        if (!failure.empty()) {
+            g_block.current = nullptr;
+            g_block.launch = nullptr;
+            return std::string(launch.kernel->name) + ": " + failure;
+        }
+    }
     g_block.launch = nullptr;
     return "";
 }

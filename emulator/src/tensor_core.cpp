@@ -58,6 +58,7 @@ void mma_m16n8k16(bool bf16, float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
 
 void ldmatrix_x4(bool trans, uint32_t (&r)[4], const void* row) {
     if (reinterpret_cast<uintptr_t>(row) % 16 != 0) trap("ldmatrix row address not 16-byte aligned");
+    if (!is_shared(row, 16)) trap("ldmatrix row address outside shared memory");
     const void* const* all = exchange(row, WarpOp::LdMatrix, 0xffffffffu);
     const int lane = current().lane;
     for (int m = 0; m < 4; ++m) {

@@ -60,7 +60,7 @@ inline float __fadd_rn(float a, float b) { return a + b; }
 inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 inline float __expf(float x) { return expf(x); }
 inline float __fdividef(float a, float b) { return a / b; }
-// CUDA's integer and float min/max overloads.
+// CUDA's integer min/max overloads; the float ones are fminf/fmaxf (a NaN argument is dropped).
 #define YOCO_EMU_MINMAX(T)                          \
     inline T min(T a, T b) { return b < a ? b : a; } \
     inline T max(T a, T b) { return a < b ? b : a; }
@@ -70,18 +70,20 @@ YOCO_EMU_MINMAX(long)
 YOCO_EMU_MINMAX(unsigned long)
 YOCO_EMU_MINMAX(long long)
 YOCO_EMU_MINMAX(unsigned long long)
-YOCO_EMU_MINMAX(float)
 #undef YOCO_EMU_MINMAX
+inline float min(float a, float b) { return fminf(a, b); }
+inline float max(float a, float b) { return fmaxf(a, b); }
 [[noreturn]] inline void __trap() { ::yoco_emu::trap("__trap() called by the kernel"); }
 
 // ---- 16-bit floats ---------------------------------------------------------------------------
-// bf16: the top half of an f32; rounding to nearest even, NaN kept quiet.
+// bf16: the top half of an f32; rounding to nearest even; every NaN becomes the canonical 0x7fff,
+// as CUDA's conversion gives.
 struct __nv_bfloat16 {
     uint16_t bits;
 };
 inline __nv_bfloat16 __float2bfloat16_rn(float f) {
     uint32_t u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return {static_cast<uint16_t>((u >> 16) | 0x0040u)};
+    if ((u & 0x7fffffffu) > 0x7f800000u) return {0x7fff};
     u += 0x7fffu + ((u >> 16) & 1u);
     return {static_cast<uint16_t>(u >> 16)};
 }
@@ -96,6 +98,7 @@ struct __half {
     uint16_t bits;
 };
 inline __half __float2half_rn(float f) {
+    if (f != f) return {0x7fff};  // CUDA's canonical NaN
     const _Float16 h = static_cast<_Float16>(f);
     __half out;
     memcpy(&out.bits, &h, 2);

@@ -49,6 +49,9 @@ void sync_block();
 // a mask that leaves out a live lane, end the launch with a trap.
 void sync_warp(WarpOp op, uint32_t mask);
 
+// Whether [p, p + bytes) lies in the running block's shared memory (static or dynamic).
+bool is_shared(const void* p, size_t bytes);
+
 // The current warp's exchange slots: 32 lanes × SLOT_BYTES.
 unsigned char* warp_slots();
 
@@ -68,8 +71,8 @@ const T& slot(const T* base, int lane) {
 }
 inline void release_exchange(WarpOp op, uint32_t mask) { sync_warp(op, mask); }
 
-// cp.async: queued per thread and carried out when a wait_group leaves it out of the allowed
-// in-flight groups (or when the thread exits), so a read before the wait sees stale data.
+// cp.async: each copy lands either at its issue or when a wait_group leaves it out of the allowed
+// in-flight groups (or the thread exits), drawn per copy (scheduler.cpp).
 void cp_async_issue(void* shared_dst, const void* global_src, size_t bytes, bool valid);
 void cp_async_commit();
 void cp_async_wait(int groups_in_flight);

@@ -45,8 +45,9 @@ unsigned char* dynamic_shared(size_t align);
 // __syncthreads(): waits until every thread of the block that has not exited arrives.
 void sync_block();
 
-// Waits until every live lane of the current warp arrives at `op`; lanes at different ops, or
-// a mask that leaves out a live lane, end the launch with a trap.
+// Waits until every live lane of the current warp arrives at `op`. Lanes at different ops, a mask
+// naming a lane that has exited or does not exist, or one leaving out a live lane, end the launch
+// with a trap.
 void sync_warp(WarpOp op, uint32_t mask);
 
 // Whether [p, p + bytes) lies in the running block's shared memory (static or dynamic).

@@ -125,16 +125,15 @@ void land(const Copy& c) {
         memset(c.dst, 0, c.bytes);
 }
 
+// Lands the thread's committed copies of groups below `below_group`, in place (a wait runs for
+// every tile a kernel loads).
 void complete_copies(Fiber& f, long below_group) {
-    std::vector<Copy> kept;
-    for (const Copy& c : f.copies) {
-        if (c.group >= 0 && c.group < below_group) {
-            land(c);
-        } else {
-            kept.push_back(c);
-        }
-    }
-    f.copies.swap(kept);
+    auto landed = [&](const Copy& c) {
+        if (c.group < 0 || c.group >= below_group) return false;
+        land(c);
+        return true;
+    };
+    f.copies.erase(std::remove_if(f.copies.begin(), f.copies.end(), landed), f.copies.end());
 }
 
 void release_block_barrier_if_complete() {
@@ -225,10 +224,12 @@ class WarpPlan {
     }
 
     // Keeps, of the runnable threads in `order` (ascending, so a warp's lanes are adjacent), those
-    // of the warps that run this round; all of them if none was drawn.
-    void select(std::vector<int>& order, const std::vector<Fiber>& fibers, uint64_t& rng) const {
+    // of the warps that run this round; all of them if none was drawn. Runs every round: its
+    // buffer is kept from one to the next.
+    void select(std::vector<int>& order, const std::vector<Fiber>& fibers, uint64_t& rng) {
         if (priority_.size() < 2) return;
-        std::vector<int> running;
+        std::vector<int>& running = running_;
+        running.clear();
         if (serial_) {
             int first = static_cast<int>(priority_.size());
             for (int t : order) first = std::min(first, priority_[fibers[t].coords.warp]);
@@ -254,6 +255,7 @@ class WarpPlan {
     bool serial_ = false;
     std::vector<uint64_t> pace_;
     std::vector<int> priority_;  // serial plan: warp -> rank (0 runs first)
+    std::vector<int> running_;
 };
 
 // Runs one block to completion (or to its first failure).

@@ -22,7 +22,11 @@ mkdir -p "$out/obj" "$out/gen"
 cxx="${CXX:-g++}"
 # -ffp-contract=off: no a*b+c fused behind the kernels' back (__fmul_rn promises an unfused product).
 # -fno-strict-aliasing: the kernels pun registers through pointers, as CUDA C++ allows.
-flags=(-std=c++17 -O2 -g -fPIC -ffp-contract=off -fno-strict-aliasing -Wall -Wno-unknown-pragmas -Wno-unused-function
+# -fno-tree-vectorize: GCC 12's vectoriser folds a float round trip, (double)(float)x, to x when it
+# pairs two of them (c − (double)(float)c became 0 in gated retention's split cumsum; the
+# self-test's round-trip case shows it); the kernels are per-thread scalar code, and the GPU's
+# arithmetic is IEEE.
+flags=(-std=c++17 -O2 -g -fPIC -ffp-contract=off -fno-strict-aliasing -fno-tree-vectorize -Wall -Wno-unknown-pragmas -Wno-unused-function
        -I "$root/emulator/include" -I "$root/emulator/src")
 # -fsanitize=alignment: a load or store through a pointer misaligned for its type (a uint4 pack
 # off a 16-byte boundary) stops the process with the source line, where the GPU would fault.

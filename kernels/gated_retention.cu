@@ -104,7 +104,7 @@ struct Strides {
     static constexpr int rounded_scores = C * ld_ab * 2;
     static constexpr int state = D * ld_s * 4;
     static constexpr int rounded_state = D * ld_sb * 2;
-    static constexpr int gates = C * 4;            // sCum
+    static constexpr int gates = 2 * C * 4;        // sCum: the sums' f32 high parts, then low parts
     static constexpr int factors = 2 * C * 4;      // sFactors: key factors, then query factors
     static_assert(ld_o <= ld_a, "the O staging reuses sA");
     static_assert(ld_qk % 8 == 0 && ld_v % 8 == 0 && ld_ab % 8 == 0 && ld_sb % 8 == 0 && ld_a % 4 == 0 && ld_o % 4 == 0 && ld_s % 4 == 0,
@@ -119,7 +119,7 @@ struct Strides {
 
 // Shared-memory layout of the sequential kernel, in bytes: sQ, sK [stages][C][D], sV
 // [stages][C][BV], sA [C][C] f32 (also the O staging [C][BV] f32), sAb [C][C], sS [D][BV] f32,
-// sSb [D][BV], sCum [C] f32, sFactors [2][C] f32. Two stages of the Q/K/V tiles (the next
+// sSb [D][BV], sCum [2][C] f32, sFactors [2][C] f32. Two stages of the Q/K/V tiles (the next
 // chunk's copied in while this one computes) where they fit under GRET_SMEM_LIMIT (D = 64, 128),
 // one where they do not (D = 256: 292 KB with two).
 template <int D, int BV>
@@ -175,14 +175,14 @@ struct OutputsLayout : Strides<D, GRET_OUTPUTS_BLOCK_V> {
 // The sizes the host's smem_bytes functions must give too (their unit test pins the same
 // numbers, so a change on one side only fails without a GPU as well as with one, where the kernel
 // traps).
-static_assert(SequentialLayout<64, 32>::bytes == 90880 && SequentialLayout<64, 64>::bytes == 111360, "see cuda.rs");
-static_assert(SequentialLayout<128, 32>::bytes == 139008 && SequentialLayout<128, 64>::bytes == 171776, "see cuda.rs");
-static_assert(SequentialLayout<256, 32>::bytes == 162560 && SequentialLayout<256, 64>::bytes == 215808, "see cuda.rs");
+static_assert(SequentialLayout<64, 32>::bytes == 91136 && SequentialLayout<64, 64>::bytes == 111616, "see cuda.rs");
+static_assert(SequentialLayout<128, 32>::bytes == 139264 && SequentialLayout<128, 64>::bytes == 172032, "see cuda.rs");
+static_assert(SequentialLayout<256, 32>::bytes == 162816 && SequentialLayout<256, 64>::bytes == 216064, "see cuda.rs");
 static_assert(SequentialLayout<128, 64>::stages == 2 && SequentialLayout<256, 32>::stages == 1, "see cuda.rs");
-static_assert(StatesLayout<64, 32>::bytes == 39680 && StatesLayout<64, 64>::bytes == 56064, "see cuda.rs");
-static_assert(StatesLayout<128, 32>::bytes == 66304 && StatesLayout<128, 64>::bytes == 90880, "see cuda.rs");
-static_assert(StatesLayout<256, 32>::bytes == 119552 && StatesLayout<256, 64>::bytes == 160512, "see cuda.rs");
-static_assert(OutputsLayout<64>::bytes == 65280 && OutputsLayout<128>::bytes == 90880 && OutputsLayout<256>::bytes == 142080, "see cuda.rs");
+static_assert(StatesLayout<64, 32>::bytes == 39936 && StatesLayout<64, 64>::bytes == 56320, "see cuda.rs");
+static_assert(StatesLayout<128, 32>::bytes == 66560 && StatesLayout<128, 64>::bytes == 91136, "see cuda.rs");
+static_assert(StatesLayout<256, 32>::bytes == 119808 && StatesLayout<256, 64>::bytes == 160768, "see cuda.rs");
+static_assert(OutputsLayout<64>::bytes == 65536 && OutputsLayout<128>::bytes == 91136 && OutputsLayout<256>::bytes == 142336, "see cuda.rs");
 
 // Starts copying ROWS rows of `cols` elements (a multiple of 8) from global (row stride `stride`
 // elements, 16-byte aligned: whole allocations, D and the value block multiples of 8) into shared
@@ -231,43 +231,53 @@ __device__ __forceinline__ float2 load_gates(const GretChunkParams& p, int b, in
 // By warp 0: the inclusive cumsum b of a chunk's C = 64 gates into sCum, and the per-token
 // factors into sFactors: s·e^(b_last − b_t) (keys) in [0, C), e^(b_t) (queries) in [C, 2C).
 // Lane l holds the gates g0, g1 of tokens 2l and 2l + 1 (0 past `len`) and writes entries 2l and
-// 2l + 1. A shuffle scan over the pair sums, then the sum before the pair plus g0. Summed in tree
-// order rather than token order, the prefix sums can rise by an ulp where gates are ~0 (the numpy
-// emulation saw it in ~18% of random chunks); a running minimum makes the sequence non-increasing
-// again, as the exact one is, so that every exponent the chunk takes (b_t − b_u for u ≤ t,
-// b_last − b_t, b_t) stays ≤ 0. It moves no value by more than that rounding. Tokens past `len`
-// get exactly b_{len−1}, so sCum[C − 1] = b_last as in the sequential sum.
+// 2l + 1. A shuffle scan over the pair sums, then the sum before the pair plus g0.
+//
+// Summed in f64 and stored as two floats, b = hi + lo (hi in [0, C), lo in [C, 2C)): step 2's
+// exponents b_t − b_u are taken as (hi_t − hi_u) + (lo_t − lo_u), as exact as the f64 difference.
+// An f32 sum would keep only ~2⁻¹¹ of b's digits once floored gates (GRET_GATE_FLOOR_MAGNITUDE)
+// have taken it to the thousands, and every later decay inside the chunk would be that far off
+// (the check's Gates::Floored case: f16 state errors twice the plain implementation's).
+//
+// Summed in tree order rather than token order, the prefix sums can rise by an ulp where gates
+// are ~0; a running minimum makes the sequence non-increasing again, as the exact one is, so that
+// every exponent the chunk takes (b_t − b_u for u ≤ t, b_last − b_t, b_t) stays ≤ 0. It moves no
+// value by more than that rounding. Tokens past `len` get exactly b_{len−1}, so the last entry
+// is b_last as in the sequential sum.
 __device__ __forceinline__ void gate_prefix(float* sCum, float* sFactors, float g0, float g1, int len, float scale) {
     static_assert(C == 64, "two gates per lane of one warp");
     constexpr unsigned all = 0xffffffffu;
     const int lane = threadIdx.x % 32;
-    float pair = g0 + g1;
+    double pair = static_cast<double>(g0) + g1;
 #pragma unroll
     for (int offset = 1; offset < 32; offset <<= 1) {
-        const float other = __shfl_up_sync(all, pair, offset);
+        const double other = __shfl_up_sync(all, pair, offset);
         if (lane >= offset) pair += other;
     }
-    float before = __shfl_up_sync(all, pair, 1);  // the sum through token 2l − 1
-    if (lane == 0) before = 0.0f;
-    float c0 = before + g0;
-    float c1 = fminf(pair, c0);
-    float running = c1;  // min over this lane's and the earlier lanes' values
+    double before = __shfl_up_sync(all, pair, 1);  // the sum through token 2l − 1
+    if (lane == 0) before = 0.0;
+    double c0 = before + g0;
+    double c1 = fmin(pair, c0);
+    double running = c1;  // min over this lane's and the earlier lanes' values
 #pragma unroll
     for (int offset = 1; offset < 32; offset <<= 1) {
-        const float other = __shfl_up_sync(all, running, offset);
-        if (lane >= offset) running = fminf(running, other);
+        const double other = __shfl_up_sync(all, running, offset);
+        if (lane >= offset) running = fmin(running, other);
     }
-    float earlier = __shfl_up_sync(all, running, 1);
-    if (lane == 0) earlier = 0.0f;  // every sum is ≤ 0
-    c0 = fminf(c0, earlier);
-    c1 = fminf(c1, c0);
+    double earlier = __shfl_up_sync(all, running, 1);
+    if (lane == 0) earlier = 0.0;  // every sum is ≤ 0
+    c0 = fmin(c0, earlier);
+    c1 = fmin(c1, c0);
     const int last = len - 1;
-    const float b_last = __shfl_sync(all, (last & 1) ? c1 : c0, last >> 1);
+    const double b_last = __shfl_sync(all, (last & 1) ? c1 : c0, last >> 1);
     if (2 * lane >= len) c0 = b_last;
     if (2 * lane + 1 >= len) c1 = b_last;
-    reinterpret_cast<float2*>(sCum)[lane] = make_float2(c0, c1);
-    reinterpret_cast<float2*>(sFactors)[lane] = make_float2(scale * expf(b_last - c0), scale * expf(b_last - c1));
-    reinterpret_cast<float2*>(sFactors + C)[lane] = make_float2(expf(c0), expf(c1));
+    const float2 hi = make_float2(static_cast<float>(c0), static_cast<float>(c1));
+    reinterpret_cast<float2*>(sCum)[lane] = hi;
+    reinterpret_cast<float2*>(sCum + C)[lane] = make_float2(static_cast<float>(c0 - hi.x), static_cast<float>(c1 - hi.y));
+    reinterpret_cast<float2*>(sFactors)[lane] =
+        make_float2(scale * expf(static_cast<float>(b_last - c0)), scale * expf(static_cast<float>(b_last - c1)));
+    reinterpret_cast<float2*>(sFactors + C)[lane] = make_float2(expf(hi.x), expf(hi.y));
 }
 
 // acc += A · B over K (a multiple of 16) in 16×16×16 steps: A's fragments (layout LA, row stride
@@ -304,7 +314,7 @@ __device__ __forceinline__ void decay_scores_and_queries(const float* sA, T* sAb
     using S = Strides<D, BV>;
     for (int idx = threadIdx.x; idx < C * C; idx += GRET_THREADS) {
         const int t = idx / C, u = idx % C;
-        const float m = u <= t ? expf(sCum[t] - sCum[u]) : 0.0f;
+        const float m = u <= t ? expf((sCum[t] - sCum[u]) + (sCum[C + t] - sCum[C + u])) : 0.0f;
         sAb[t * S::ld_ab + u] = from_f32<T>(sA[t * S::ld_a + u] * scale * m);
     }
     for (int idx = threadIdx.x; idx < C * D; idx += GRET_THREADS) {

@@ -180,6 +180,19 @@ int main() {
             }
         expect(ok, "ldmatrix + ldmatrix.trans + mma.sync m16n8k16 = A·B");
     }
+    {  // the compiler keeps IEEE semantics: an f32 round trip of a double is not folded away
+        Buffer in(2), out(64);
+        in.upload({1.0f, 2.0f});
+        launch("selftest_round_trip", 1, 32, 0, {out.get(), in.get(), 2, 0});
+        const std::vector<float> got = out.download();
+        bool ok = true;
+        for (int i = 0; i < 2; ++i) {
+            const double c = (i + 1) / 3.0;
+            volatile float hi = static_cast<float>(c);  // volatile: this side is not vectorised either
+            ok = ok && got[i] != 0.0f && got[i] == static_cast<float>(c - hi);
+        }
+        expect(ok, "a double minus its f32 rounding, two side by side: the remainder, not 0");
+    }
     expect(launch("selftest_trap", 1, 32, 0, {nullptr, nullptr, 0, 0}) == CUDA_ERROR_LAUNCH_FAILED, "__trap(): the launch fails");
     const int out_of_bounds = child_status([] {
         Buffer out(100);

@@ -126,4 +126,13 @@ extern "C" __global__ void selftest_mma(SelftestParams p) {
 }
 
 // __trap().
+// A double's f32 rounding and what it leaves, for two values side by side: IEEE arithmetic keeps
+// the remainder (~1e-8 here). GCC 12's SLP vectoriser folded the pair to 0, until build.sh turned
+// it off; gated retention's split cumsum (gate_prefix) depends on it.
+extern "C" __global__ void selftest_round_trip(SelftestParams p) {
+    const double c0 = static_cast<double>(p.in[0]) / 3.0, c1 = static_cast<double>(p.in[1]) / 3.0;
+    const float2 hi = make_float2(static_cast<float>(c0), static_cast<float>(c1));
+    reinterpret_cast<float2*>(p.out)[threadIdx.x] = make_float2(static_cast<float>(c0 - hi.x), static_cast<float>(c1 - hi.y));
+}
+
 extern "C" __global__ void selftest_trap(SelftestParams) { __trap(); }

@@ -16,11 +16,19 @@ pub enum Gates {
     NearZero,
     /// γ near 1: log-decay down to -1e-6 (the state remembers everything).
     NearOne,
+    /// The first 48 tokens of every 64 with log-decays in [-200, -100], around
+    /// [`GATE_FLOOR`](crate::GATE_FLOOR) (decays of 0 to f32), the other 16 YOCO's own: a
+    /// chunk's cumulative sum is near −7,000 before its ordinary gates, whose decays between one
+    /// another must keep their digits (an f32 sum there has steps of 2⁻¹¹).
+    Floored,
 }
 
 impl Gates {
-    fn draw(self, rng: &mut Rng) -> f64 {
+    /// The log-decay of a gate at position `token` of its sequence.
+    fn draw(self, rng: &mut Rng, token: usize) -> f64 {
         match self {
+            Gates::Floored if token % 64 < 48 => -rng.uniform_in(100.0, 200.0),
+            Gates::Floored => Gates::Model.draw(rng, token),
             Gates::Model => {
                 let z = 2.0 * rng.normal();
                 -(1.0 + (-z).exp()).ln() / 16.0
@@ -60,7 +68,7 @@ impl Inputs {
         let act = MemoryCategory::Activations;
         let t = |vals: Vec<f64>, dims: Vec<usize>, dt| Tensor::from_f64(&vals, dims, dt, device, act);
         let qkv = vec![batch, seq, heads, dim];
-        let gates: Vec<f64> = (0..batch * seq * heads).map(|_| case.gates.draw(rng)).collect();
+        let gates: Vec<f64> = (0..batch * seq * heads).map(|i| case.gates.draw(rng, i / heads % seq)).collect();
         Ok(Inputs {
             q: t(rng.normal_vec(n), qkv.clone(), dtype)?,
             k: t(rng.normal_vec(n), qkv.clone(), dtype)?,
@@ -185,7 +193,7 @@ pub fn sweep(device: &Device, large: bool) -> Result<Vec<Outcome>> {
         for (dim, seq) in [(64, 1), (64, 130), (128, 67), (256, 33)] {
             cases.push(Case { batch: 2, seq, heads: 2, dim, chunk, gates: Gates::Model, with_state: seq == 67 });
         }
-        for gates in [Gates::NearZero, Gates::NearOne] {
+        for gates in [Gates::NearZero, Gates::NearOne, Gates::Floored] {
             cases.push(Case { batch: 1, seq: 100, heads: 2, dim: 64, chunk, gates, with_state: true });
         }
     }

@@ -10,7 +10,7 @@ use yoco_gated_retention::{gated_retention, gated_retention_step, reference, Chu
 #[test]
 fn parallel_recurrent_and_chunkwise_forms_agree_in_f64() {
     for (seq, chunk, with_state) in [(1, 4, false), (17, 4, true), (40, 7, true), (64, 64, false), (65, 16, true)] {
-        for gates in [Gates::Model, Gates::NearZero, Gates::NearOne] {
+        for gates in [Gates::Model, Gates::NearZero, Gates::NearOne, Gates::Floored] {
             let case = Case { batch: 2, seq, heads: 3, dim: 64, chunk, gates, with_state };
             let mut rng = case_rng(&format!("forms {case:?}"));
             let inputs = Inputs::draw(&mut rng, &case, DType::F32, &Device::cpu()).unwrap();

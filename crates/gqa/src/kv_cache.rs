@@ -118,8 +118,16 @@ impl KvCache {
     pub fn append_and_attend(&mut self, q: &Tensor, k: &Tensor, v: &Tensor, options: AttentionOptions) -> Result<Tensor> {
         let n = self.check_append(k, v)?;
         crate::check_attention(q, &self.k, &self.v, self.len + n, options)?;
+        // Allocated before the write, so that running out of memory leaves the cache unchanged.
+        let mut out = Tensor::for_overwrite(q.shape().clone(), q.dtype(), q.device(), MemoryCategory::Activations)?;
         self.write(k, v, n)?;
-        self.attend(q, options)
+        if let Err(error) = self.attend_into(q, options, &mut out) {
+            // A failed launch after the write: forget the new positions (their bytes past `len`
+            // are unused), so the cache holds what it held before the call.
+            self.len -= n;
+            return Err(error);
+        }
+        Ok(out)
     }
 
     /// Forgets every position (the buffers stay allocated).

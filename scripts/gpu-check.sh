@@ -42,8 +42,10 @@ for line in sys.stdin:
     while read -r name path; do cp "$path" "$build/benches/$name"; done < "$root/target/bench-executables.txt"
     strip "$build/yoco" "$build"/benches/* 2>/dev/null || true
     cp scripts/gpu/peers.py "$build/peers.py"
-    # flash-linear-attention for the gated-retention peer (pure Python; Triton and PyTorch are there).
-    pip download --quiet --no-deps -d "$build/wheels" fla-core==0.6.0 \
+    # flash-linear-attention for the gated-retention peer (pure Python; Triton and PyTorch are
+    # there), with the two pure-Python packages its import needs besides them: einops (imported by
+    # fla.ops for every op) and packaging (fla.utils), which the image may lack.
+    pip download --quiet --no-deps -d "$build/wheels" fla-core==0.6.0 einops packaging \
         || echo "gpu-check: could not download the fla wheels; the gated-retention peer will be skipped"
     tar -c -C "$build" . | xz -T0 -6 > "$stage/payload.tar.xz"
     du -sh "$build" "$stage"
@@ -126,9 +128,13 @@ run() {
         YOCO_BENCH_DEVICES="$device" YOCO_BENCH_PACE=short step 60 "$out/benches.txt" "$bench" $bench_args
     done
     if [ "$device" = cuda ]; then
-        # flash-linear-attention travels as a wheel; installed beside the image's packages, not over them.
-        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$bin/site" "$bin"/wheels/*.whl >> "$out/peers.txt" 2>&1 \
-            || echo "fla wheel not installed" >> "$out/peers.txt"
+        # flash-linear-attention travels as wheels, installed beside the image's packages, not over
+        # them: packaging only where the image has none (a newer copy ahead on PYTHONPATH would
+        # shadow the one PyTorch was installed with).
+        local wheels=("$bin"/wheels/fla_core-*.whl "$bin"/wheels/einops-*.whl)
+        python3 -c "import packaging" 2>/dev/null || wheels+=("$bin"/wheels/packaging-*.whl)
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$bin/site" "${wheels[@]}" >> "$out/peers.txt" 2>&1 \
+            || echo "fla wheels not installed" >> "$out/peers.txt"
         PYTHONPATH="$bin/site" PYTHONUNBUFFERED=1 step 150 "$out/peers.txt" python3 "$bin/peers.py"
     else
         echo "peers not run on device $device" > "$out/peers.txt"

@@ -39,3 +39,17 @@ fn measured_peaks_equal_the_analytic_model() {
         }
     }
 }
+
+/// A batch whose bytes pass `usize::MAX` predicts `usize::MAX` (which no budget fits), not a
+/// wrapped-round small number that the harness's batch search would take for one that fits.
+#[test]
+fn a_prediction_past_the_address_space_saturates() {
+    let config = preset("yoco-3b").unwrap();
+    let workload = |batch| Workload { batch, capacity: 1 << 20, prompt: (1 << 20) - 1024, span: 32_768, elem: 2, retention_chunk_states: true };
+    let one = predict(&config, &workload(1));
+    let huge = predict(&config, &workload(usize::MAX / 1024));
+    assert_eq!(huge.weights, one.weights);
+    assert_eq!([huge.kv_cache, huge.recurrent_state, huge.activations, huge.total()], [usize::MAX; 4]);
+    let two = predict(&config, &workload(2));
+    assert_eq!([two.kv_cache, two.activations], [2 * one.kv_cache, 2 * one.activations]);
+}

@@ -18,9 +18,10 @@ pub struct MemoryEstimate {
 }
 
 impl MemoryEstimate {
-    /// An upper bound of the total peak (the category peaks need not coincide).
+    /// An upper bound of the total peak (the category peaks need not coincide); saturates at
+    /// `usize::MAX`, as [`predict`]'s categories do, a size no budget fits.
     pub fn total(&self) -> usize {
-        self.weights + self.kv_cache + self.recurrent_state + self.activations
+        self.weights.saturating_add(self.kv_cache).saturating_add(self.recurrent_state).saturating_add(self.activations)
     }
 }
 
@@ -62,10 +63,23 @@ pub fn state_bytes_per_sequence(c: &ModelConfig, elem: usize) -> usize {
 
 /// The predicted peaks of a prefill of `w.prompt` tokens in spans of `w.span`, for a config that
 /// [`ModelConfig::validate`] accepts (presets and `from_json` configs are). Its bounds keep a
-/// batch-1 prediction inside a usize; at large batches only configs of realistic size do (every
-/// preset does at the harness's largest batch, 4096).
+/// batch-1 prediction inside a usize; every category but the weights grows with the batch, and
+/// one that would pass `usize::MAX` saturates there (a size no memory budget fits) instead of
+/// wrapping round to a small number that would seem to fit.
 pub fn predict(c: &ModelConfig, w: &Workload) -> MemoryEstimate {
-    let (b, d, f) = (w.batch, c.d_model, c.ffn_dim);
+    let one = predict_one_sequence(c, w);
+    MemoryEstimate {
+        weights: one.weights,
+        kv_cache: one.kv_cache.saturating_mul(w.batch),
+        recurrent_state: one.recurrent_state.saturating_mul(w.batch),
+        activations: one.activations.saturating_mul(w.batch),
+    }
+}
+
+/// [`predict`] for a batch of one sequence (`w.batch` is not read): every category but the weights
+/// is that many bytes per sequence of the batch, each tensor counted being `[batch, …]`.
+fn predict_one_sequence(c: &ModelConfig, w: &Workload) -> MemoryEstimate {
+    let (b, d, f) = (1, c.d_model, c.ffn_dim);
     let span = w.span.min(w.prompt).max(1);
     let multi_span = w.prompt > span;
     // Weights: every parameter, plus what the model builds beside them: the RoPE frequency

@@ -14,6 +14,13 @@
 //! is the whole score matrix and a plain softmax), and skips key blocks entirely outside the
 //! mask, so sliding-window cost grows linearly with the sequence.
 //!
+//! Scores past f32's range (inputs near 1e19, a scale near 1e37) overflow the online softmax.
+//! The CPU path finds the rows that came out non-finite from finite inputs and computes them again
+//! in f64 (`cpu::exact`), so it gives the reference's answer there too. The CUDA kernels do not:
+//! finding those rows would cost a wait for the device on every call, and such rows are NaN there,
+//! as they are in flash-attention and PyTorch's SDPA (the models check their logits for
+//! non-finite values when they sample, so a model run stops with a typed error instead).
+//!
 //! The rooms, as in every primitive crate: this file is the API (shapes, dtypes, devices, head
 //! dims and masks checked; typed errors; dispatch by device); [`mask`] the one definition of
 //! which keys a query sees; [`reference`] the f64 oracle and the plain same-precision variant;

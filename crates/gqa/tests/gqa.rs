@@ -2,7 +2,7 @@
 //! in `check`), decode against prefill, the growing cache against a full forward, the
 //! accounting of the cache, and every kind of bad input.
 
-use yoco_core::testing::{assert_all_passed, check_rel_l2, test_devices, F32_REL_L2_BOUND};
+use yoco_core::testing::{assert_all_passed, check_rel_l2, rounding_floor, test_devices, F32_REL_L2_BOUND};
 use yoco_core::{DType, Device, Error, MemoryCategory, Tensor};
 use yoco_gqa::check::{self, case_of, last_rows, Inputs};
 use yoco_gqa::{attention, attention_prefix_into, AttentionOptions, KvCache, Mask};
@@ -73,6 +73,41 @@ fn an_explicit_scale_is_used() {
     let out = attention(&x.q, &x.k, &x.v, AttentionOptions::causal().with_scale(0.3)).unwrap();
     let want = yoco_gqa::reference::attention(&x.q64, &x.k64, &x.v64, c.dims, Mask::Causal, 0.3f32 as f64);
     check_rel_l2("scale 0.3", &out.to_f64_vec().unwrap(), &want, F32_REL_L2_BOUND).unwrap();
+}
+
+/// Scores past f32's range (inputs near 1e19, or a scale of 1e37) still give the reference's
+/// answer on the CPU, prefill and decode: the rows the online softmax turns NaN are computed
+/// again in f64. A NaN among the keys still reaches exactly the rows that see it.
+#[test]
+fn scores_past_f32_range_match_the_reference_on_the_cpu() {
+    let cpu = Device::cpu();
+    for dtype in [DType::F32, DType::BF16] {
+        let bound = if dtype == DType::F32 { F32_REL_L2_BOUND } else { rounding_floor(dtype) };
+        for (q_len, input_scale, scale) in [(70, 1e19, None), (1, 1e19, None), (70, 1.0, Some(1e37f32)), (1, 1.0, Some(1e37f32))] {
+            let c = case_of(2, q_len, 70, 4, 2, 64, Mask::Causal);
+            let label = format!("overflowing scores {dtype} q_len {q_len} inputs x{input_scale:e} scale {scale:?}");
+            let x = Inputs::random(&label, c.dims, dtype, &cpu).unwrap();
+            let big = |t: &Tensor| Tensor::from_f64(&t.to_f64_vec().unwrap().iter().map(|v| v * input_scale).collect::<Vec<_>>(), t.dims().to_vec(), dtype, &cpu, MemoryCategory::Activations).unwrap();
+            let (q, k) = (big(&x.q), big(&x.k));
+            let out = attention(&q, &k, &x.v, AttentionOptions { mask: Mask::Causal, scale }).unwrap().to_f64_vec().unwrap();
+            let scale64 = f64::from(scale.unwrap_or(1.0 / 8.0));
+            let want = yoco_gqa::reference::attention(&q.to_f64_vec().unwrap(), &k.to_f64_vec().unwrap(), &x.v64, c.dims, Mask::Causal, scale64);
+            assert!(out.iter().all(|v| v.is_finite()), "{label}: non-finite outputs");
+            check_rel_l2(&label, &out, &want, bound).unwrap();
+        }
+    }
+    // Key 30 of sequence 0, K/V head 0, NaN: the queries of sequence 0 from 30 on see it in query
+    // heads 0 and 1 (its group), no other row does.
+    let c = case_of(2, 70, 70, 4, 2, 64, Mask::Causal);
+    let x = Inputs::random("a NaN key", c.dims, DType::F32, &cpu).unwrap();
+    let mut keys = x.k.to_f64_vec().unwrap();
+    keys[30 * 2 * 64] = f64::NAN;
+    let k = Tensor::from_f64(&keys, x.k.dims().to_vec(), DType::F32, &cpu, MemoryCategory::Activations).unwrap();
+    let out = attention(&x.q, &k, &x.v, AttentionOptions::causal()).unwrap().to_f64_vec().unwrap();
+    for (row, values) in out.chunks(64).enumerate() {
+        let (b, i, h) = (row / (70 * 4), row / 4 % 70, row % 4);
+        assert_eq!(values.iter().any(|v| v.is_nan()), b == 0 && i >= 30 && h < 2, "row {row} (sequence {b}, query {i}, head {h})");
+    }
 }
 
 #[test]

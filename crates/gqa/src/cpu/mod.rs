@@ -9,9 +9,11 @@
 //! time; AVX2 + FMA otherwise, the build's baseline). A last block of a few queries (the tail of
 //! a prefill) goes to [`rows`], which reads the keys where they lie: a query-wide tile would be
 //! mostly padding there. A decode step (at most [`ROWS_PATH_MAX`] queries per sequence) goes to
-//! [`decode`], which splits the keys, not the heads, among the tasks.
+//! [`decode`], which splits the keys, not the heads, among the tasks. Rows whose scores pass
+//! f32's range are then computed again in f64 by [`exact`].
 
 mod decode;
+mod exact;
 mod rows;
 mod simd;
 mod tiles;
@@ -166,12 +168,18 @@ impl Scratch {
 }
 
 fn typed<T: Element>(q: &[T], k: &[T], v: &[T], p: &Problem, out: &mut [T]) {
-    let d = p.dims;
     let x = Inputs { q, k, v, p: *p };
+    attend(&x, out);
+    exact::recompute_overflowed_rows(&x, out);
+}
+
+/// Every row of `out` by the f32 paths.
+fn attend<T: Element>(x: &Inputs<T>, out: &mut [T]) {
+    let d = x.p.dims;
     let rows = OutRows { ptr: out.as_mut_ptr(), len: out.len(), q_len: d.q_len, heads: d.heads, head_dim: d.head_dim };
     let isa = Isa::detect();
     if d.q_len <= ROWS_PATH_MAX {
-        decode::attend(&x, isa, rows);
+        decode::attend(x, isa, rows);
         return;
     }
     // The query heads of a K/V head share its tiles: a task takes all of them over BR / group
@@ -190,7 +198,7 @@ fn typed<T: Element>(q: &[T], k: &[T], v: &[T], p: &Problem, out: &mut [T]) {
             let (b, set) = ((t / blocks) / head_sets, (t / blocks) % head_sets);
             let i0 = block * queries;
             let block = Block { b, h0: set * heads, heads, i0, queries: (d.q_len - i0).min(queries) };
-            task(isa, &x, s, block, rows);
+            task(isa, x, s, block, rows);
         },
     );
 }

@@ -11,7 +11,9 @@
 #                                  own time limit, results to $OUT (at most 8 files come back)
 #   scripts/gpu-check.sh --dry-run here: prepare, then run with the CPU standing in for the GPU,
 #                                  so the script itself is tested in CI; then the staged binary's
-#                                  `yoco check --device cuda` on the CPU emulator (emulator/)
+#                                  `yoco check --device cuda` and every staged bench's CUDA path
+#                                  (tiny shapes, criterion's test mode) on the CPU emulator
+#                                  (emulator/); a bench that fails there fails the dry run
 #
 # The device tool call, once prepared:  run(command="bash scripts/gpu-check.sh run",
 #                                           carry=["stage"], timeout_s=420)
@@ -162,6 +164,26 @@ case "${1:-}" in
         # emulator (emulator/, README): every CUDA case at the small shapes.
         bash emulator/build.sh >/dev/null
         LD_LIBRARY_PATH="$root/target/emulator" target/release/yoco check --device cuda | tee "$root/target/gpu-check-dry-run/check-emulated.txt"
+        # The GPU run's bench step with the bench executables that travel, on the emulator: each
+        # benchmark once (criterion's test mode), at the tiny shapes and ceilings the benches take
+        # there (yoco_core::bench::full_or_emulated), so that no bench's CUDA path meets the GPU
+        # untried. Every one must exit 0; all run first, then any failure fails the dry run.
+        emulated="$root/target/gpu-check-dry-run/benches-emulated.txt" failed=""
+        : > "$emulated"
+        for bench in "$root"/target/gpu-stage/benches/*; do
+            began=$SECONDS rc=0
+            echo "== $(basename "$bench") --test (emulated CUDA)" >> "$emulated"
+            YOCO_BENCH_DEVICES=cuda LD_LIBRARY_PATH="$root/target/emulator" timeout --kill-after=5 300 "$bench" --test >> "$emulated" 2>&1 || rc=$?
+            echo "gpu-check: bench $(basename "$bench") on the emulated CUDA device: exit $rc after $(( SECONDS - began ))s"
+            if [ "$rc" != 0 ]; then
+                tail -n 20 "$emulated" >&2
+                failed="$failed $(basename "$bench")"
+            fi
+        done
+        if [ -n "$failed" ]; then
+            echo "gpu-check: benches failed on the emulated CUDA device:$failed (output in $emulated)" >&2
+            exit 1
+        fi
         ls -la "$root/target/gpu-check-dry-run"
         ;;
     *) echo "usage: scripts/gpu-check.sh prepare | run | --dry-run" >&2; exit 2 ;;

@@ -4,7 +4,7 @@
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, SampleLog};
 use yoco_core::rng::Rng;
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_cross_attention::SharedKvCache;
@@ -18,8 +18,9 @@ fn bench(c: &mut Criterion) {
     let log = SampleLog::new();
     let mut rng = Rng::new(1);
     for device in bench_devices() {
-        // YOCO-3B's cross-decoder heads: 24 query heads over 8 K/V heads of 128.
-        let (dtype, n) = if device.is_cpu() { (DType::F32, 32768) } else { (DType::BF16, 131_072) };
+        // YOCO-3B's cross-decoder heads: 24 query heads over 8 K/V heads of 128, over 4K cached
+        // positions on the emulator.
+        let (dtype, n) = if device.is_cpu() { (DType::F32, 32768) } else { (DType::BF16, full_or_emulated(&device, 131_072, 4096)) };
         let (heads, kv_heads, d) = (24, 8, 128);
         let copy = copy_ceiling_gbs(&device).unwrap();
         lines.push(format!("{device}: copy ceiling {copy:.1} GB/s"));

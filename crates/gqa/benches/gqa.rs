@@ -8,11 +8,13 @@
 //! Bytes of a decode step: K and V of every visible position, read once:
 //! `2 · B · H_kv · D · (visible keys) · sizeof(dtype)`. Ceiling: copy bandwidth.
 //!
-//! `YOCO_BENCH_QUICK=1` keeps only the CPU prefill target shape (N = 4096, D = 64).
+//! `YOCO_BENCH_QUICK=1` keeps only the CPU prefill target shape (N = 4096, D = 64). On the CPU
+//! emulator (`emulator/`) each GPU shape has a tiny stand-in: the same head dim, mask and
+//! query-to-K/V-head ratio (so the same kernel), a few heads over a few hundred tokens.
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, SampleLog};
 use yoco_core::rng::Rng;
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_gqa::{attention_into, AttentionOptions, Mask};
@@ -28,13 +30,23 @@ fn prefill_shapes(device: &Device) -> Vec<Shape> {
         }
         v
     } else {
-        vec![
-            (1, 16384, 16384, 24, 8, 128, Mask::Causal),
-            (2, 8192, 8192, 32, 8, 64, Mask::Causal),
-            (1, 8192, 8192, 24, 8, 128, Mask::None),
-            (1, 8192, 8192, 24, 8, 128, Mask::Window(1024)),
-            (1, 16384, 16384, 24, 8, 128, Mask::Window(1024)),
-        ]
+        full_or_emulated(
+            device,
+            vec![
+                (1, 16384, 16384, 24, 8, 128, Mask::Causal),
+                (2, 8192, 8192, 32, 8, 64, Mask::Causal),
+                (1, 8192, 8192, 24, 8, 128, Mask::None),
+                (1, 8192, 8192, 24, 8, 128, Mask::Window(1024)),
+                (1, 16384, 16384, 24, 8, 128, Mask::Window(1024)),
+            ],
+            vec![
+                (1, 256, 256, 3, 1, 128, Mask::Causal),
+                (2, 128, 128, 4, 1, 64, Mask::Causal),
+                (1, 128, 128, 3, 1, 128, Mask::None),
+                (1, 256, 256, 3, 1, 128, Mask::Window(64)),
+                (1, 512, 512, 3, 1, 128, Mask::Window(64)),
+            ],
+        )
     }
 }
 
@@ -47,7 +59,12 @@ fn decode_shapes(device: &Device) -> Vec<Shape> {
         // (a batch of an odd size over 2 threads).
         vec![(1, 1, 32768, 24, 8, 128, Mask::Causal), (5, 1, 16384, 4, 2, 64, Mask::Causal)]
     } else {
-        vec![(1, 1, 131_072, 24, 8, 128, Mask::Causal), (8, 1, 32768, 24, 8, 128, Mask::Causal), (1, 4, 131_072, 32, 8, 128, Mask::Causal)]
+        // The third: 16 query rows per K/V head, the tensor-core decode kernel (the others: 3).
+        full_or_emulated(
+            device,
+            vec![(1, 1, 131_072, 24, 8, 128, Mask::Causal), (8, 1, 32768, 24, 8, 128, Mask::Causal), (1, 4, 131_072, 32, 8, 128, Mask::Causal)],
+            vec![(1, 1, 4096, 3, 1, 128, Mask::Causal), (2, 1, 2048, 3, 1, 128, Mask::Causal), (1, 4, 4096, 4, 1, 128, Mask::Causal)],
+        )
     }
 }
 
@@ -61,11 +78,8 @@ fn bench(c: &mut Criterion) {
     let log = SampleLog::new();
     let mut rng = Rng::new(1);
     for device in bench_devices() {
-        let (dtype, compute_ceiling) = match &device {
-            Device::Cpu(_) => (DType::F32, yoco_core::ceiling::fma_gflops()),
-            #[cfg(feature = "cuda")]
-            Device::Cuda(d) => (DType::BF16, 1e3 * yoco_core::cuda::cublas_gemm_tflops(d, 8192, 8192, 8192, 10).unwrap()),
-        };
+        let dtype = if device.is_cpu() { DType::F32 } else { DType::BF16 };
+        let (compute_ceiling, _) = compute_ceiling_gflops(&device, (8192, 8192, 8192), 10).unwrap();
         let copy_ceiling = copy_ceiling_gbs(&device).unwrap();
         lines.push(format!("{device}: FMA/GEMM ceiling {compute_ceiling:.1} GFLOP/s, copy ceiling {copy_ceiling:.1} GB/s"));
         let mut group = c.benchmark_group("attention");

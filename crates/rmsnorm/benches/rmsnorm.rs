@@ -7,17 +7,18 @@
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, SampleLog};
 use yoco_core::rng::Rng;
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_rmsnorm::{rms_norm_into, rms_norm_residual_into, DEFAULT_EPS};
 
 fn shapes(device: &Device) -> &'static [(usize, usize)] {
-    // Model widths (768, 3072); big enough to leave the last-level cache on each device.
+    // Model widths (768, 3072); big enough to leave the last-level cache on each device (but on
+    // the emulator, where only the kernels' paths are tried).
     if device.is_cpu() {
         &[(2048, 3072), (16384, 768)]
     } else {
-        &[(32768, 3072), (131072, 768)]
+        full_or_emulated(device, &[(32768, 3072), (131072, 768)], &[(64, 3072), (256, 768)])
     }
 }
 

@@ -3,7 +3,7 @@
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, SampleLog};
 use yoco_core::rng::Rng;
 use yoco_core::{DType, MemoryCategory, Tensor};
 use yoco_rope::{Rope, RopeVariant, DEFAULT_THETA};
@@ -15,8 +15,9 @@ fn bench(c: &mut Criterion) {
     for device in bench_devices() {
         let ceiling = copy_ceiling_gbs(&device).unwrap();
         lines.push(format!("{device}: copy ceiling {ceiling:.1} GB/s"));
-        // YOCO-3B's 24 query heads of 128 over a prefill chunk: 4096 tokens (CPU), 32K (GPU).
-        let seq = if device.is_cpu() { 4096 } else { 32768 };
+        // YOCO-3B's 24 query heads of 128 over a prefill chunk: 4096 tokens (CPU), 32K (GPU), 256
+        // (the emulator).
+        let seq = if device.is_cpu() { 4096 } else { full_or_emulated(&device, 32768, 256) };
         let dims = [1, seq, 24, 128];
         let dtypes: &[DType] = if device.is_cpu() { &[DType::F32, DType::BF16] } else { &DType::ALL };
         let mut group = c.benchmark_group("rope");

@@ -2,11 +2,12 @@
 //! 16K / 8K time ratio is printed, target <= 2.3), and a ring-buffer decode step. Prefill FLOPs
 //! count only the unmasked work, `4 · B · H · D · (visible pairs)`, against the FMA ceiling
 //! (CPU) or cuBLAS bf16 GEMM rate (GPU); a decode step reads the ring's K and V once,
-//! `2 · B · H_kv · D · W · sizeof`, against the copy ceiling.
+//! `2 · B · H_kv · D · W · sizeof`, against the copy ceiling. On the CPU emulator (`emulator/`)
+//! the same steps run at tiny sizes: 3 heads over 1, a window of 64, up to 1K tokens.
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, tokens, Bound, SampleLog};
 use yoco_core::rng::Rng;
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_swa::{swa_attention_into, Mask, SwaCache, PAPER_WINDOW};
@@ -19,20 +20,18 @@ fn bench(c: &mut Criterion) {
     let mut lines = Vec::new();
     let log = SampleLog::new();
     let mut rng = Rng::new(1);
-    let w = PAPER_WINDOW;
     for device in bench_devices() {
-        let (dtype, ceiling, (heads, kv_heads, d)) = match &device {
-            Device::Cpu(_) => (DType::F32, yoco_core::ceiling::fma_gflops(), (4, 2, 64)),
-            #[cfg(feature = "cuda")]
-            Device::Cuda(dev) => (DType::BF16, 1e3 * yoco_core::cuda::cublas_gemm_tflops(dev, 8192, 8192, 8192, 10).unwrap(), (24, 8, 128)),
-        };
+        let (dtype, (heads, kv_heads, d)) = if device.is_cpu() { (DType::F32, (4, 2, 64)) } else { (DType::BF16, full_or_emulated(&device, (24, 8, 128), (3, 1, 128))) };
+        let (ceiling, _) = compute_ceiling_gflops(&device, (8192, 8192, 8192), 10).unwrap();
+        let w = full_or_emulated(&device, PAPER_WINDOW, 64);
+        let lengths = full_or_emulated(&device, [4096, 8192, 16384], [256, 512, 1024]);
         let copy = copy_ceiling_gbs(&device).unwrap();
         lines.push(format!("{device}: FMA/GEMM ceiling {ceiling:.1} GFLOP/s, copy ceiling {copy:.1} GB/s"));
         let mut group = c.benchmark_group("swa");
         let (samples, warm_up, measurement) = group_timing(true);
         group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
         let mut medians = Vec::new();
-        for n in [4096, 8192, 16384] {
+        for n in lengths {
             let q = random(&mut rng, &[1, n, heads, d], dtype, &device);
             let k = random(&mut rng, &[1, n, kv_heads, d], dtype, &device);
             let v = random(&mut rng, &[1, n, kv_heads, d], dtype, &device);
@@ -47,11 +46,11 @@ fn bench(c: &mut Criterion) {
             let flops = 4.0 * (heads * d) as f64 * Mask::Window(w).visible_pairs(n, n) as f64;
             lines.push(fraction_line(&format!("swa/{id}/{shape}"), median, Bound::Compute { flops, ceiling_gflops: ceiling }));
         }
-        lines.push(format!("swa/prefill-{device}: time 16K / 8K = {:.2} (linear would be 2.0; target <= 2.3)", medians[2] / medians[1]));
+        lines.push(format!("swa/prefill-{device}: time {} / {} = {:.2} (linear would be 2.0; target <= 2.3)", tokens(lengths[2]), tokens(lengths[1]), medians[2] / medians[1]));
 
-        // A decode step after a 16K prompt: the ring holds the last W keys.
+        // A decode step after a 16K prompt (the longest prefill): the ring holds the last W keys.
         let mut ring = SwaCache::new(1, w, kv_heads, d, dtype, &device).unwrap();
-        let prompt_k = random(&mut rng, &[1, 16384, kv_heads, d], dtype, &device);
+        let prompt_k = random(&mut rng, &[1, lengths[2], kv_heads, d], dtype, &device);
         ring.append(&prompt_k, &prompt_k).unwrap();
         let (q1, k1) = (random(&mut rng, &[1, 1, heads, d], dtype, &device), random(&mut rng, &[1, 1, kv_heads, d], dtype, &device));
         let id = format!("decode-{device}-{dtype}");

@@ -1,10 +1,11 @@
 //! SwiGLU benches: the fused gate on every path (bytes: read gate and up, write out, 3·s per
 //! element) against the copy ceiling, and the whole FFN (FLOPs: 3 GEMMs, 6·rows·d·F) against the
-//! CPU FMA ceiling or, on a GPU, the cuBLAS bf16 GEMM rate — all measured in this same run.
+//! CPU FMA ceiling or, on a GPU, the cuBLAS bf16 GEMM rate — all measured in this same run. On
+//! the CPU emulator (`emulator/`) the CUDA paths run at tiny sizes.
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, time_on, Bound, SampleLog};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, SampleLog};
 use yoco_core::rng::Rng;
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_swiglu::{ffn, silu_mul_into, FfnWeights};
@@ -14,21 +15,10 @@ fn random(rng: &mut Rng, shape: &[usize], scale: f64, dtype: DType, device: &Dev
     Tensor::from_f64(&vals, shape.to_vec(), dtype, device, MemoryCategory::Activations).unwrap()
 }
 
-/// The arithmetic ceiling for the FFN on `device`, GFLOP/s, and what it is (the shape matters only
-/// to cuBLAS's rate).
-#[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
-fn compute_ceiling(device: &Device, rows: usize, d: usize, f: usize) -> (f64, &'static str) {
-    match device {
-        Device::Cpu(_) => (yoco_core::ceiling::fma_gflops(), "FMA"),
-        #[cfg(feature = "cuda")]
-        Device::Cuda(g) => (1e3 * yoco_core::cuda::cublas_gemm_tflops(g, rows, f, d, 20).unwrap(), "cuBLAS bf16 GEMM"),
-    }
-}
-
 fn bench_silu_mul(c: &mut Criterion, device: &Device, rng: &mut Rng, log: &SampleLog, lines: &mut Vec<String>) {
     let ceiling = copy_ceiling_gbs(device).unwrap();
     lines.push(format!("{device}: copy ceiling {ceiling:.1} GB/s"));
-    let (rows, f) = if device.is_cpu() { (2048, 8192) } else { (32768, 8192) };
+    let (rows, f) = if device.is_cpu() { (2048, 8192) } else { full_or_emulated(device, (32768, 8192), (64, 8192)) };
     let dtypes: &[DType] = if device.is_cpu() { &[DType::F32, DType::BF16] } else { &DType::ALL };
     let mut group = c.benchmark_group("silu_mul");
     let (samples, warm_up, measurement) = group_timing(false);
@@ -52,9 +42,10 @@ fn bench_silu_mul(c: &mut Criterion, device: &Device, rng: &mut Rng, log: &Sampl
 fn bench_ffn(c: &mut Criterion, device: &Device, rng: &mut Rng, log: &SampleLog, lines: &mut Vec<String>) {
     // YOCO-160M's FFN on the CPU (d 768, F 2048) in f32 and bf16 (f32 products either way); YOCO-3B's
     // on a GPU (d 3072, F 8192) in bf16.
-    let (rows, d, f) = if device.is_cpu() { (512, 768, 2048) } else { (8192, 3072, 8192) };
+    let (rows, d, f) = if device.is_cpu() { (512, 768, 2048) } else { full_or_emulated(device, (8192, 3072, 8192), (64, 256, 512)) };
     let dtypes: &[DType] = if device.is_cpu() { &[DType::F32, DType::BF16] } else { &[DType::BF16] };
-    let (ceiling, what) = compute_ceiling(device, rows, d, f);
+    // The GEMM ceiling at the FFN's up-projection (the shape matters only to cuBLAS's rate).
+    let (ceiling, what) = compute_ceiling_gflops(device, (rows, f, d), 20).unwrap();
     lines.push(format!("{device}: {what} ceiling {ceiling:.1} GFLOP/s"));
     let flops = 6.0 * rows as f64 * d as f64 * f as f64;
     let mut group = c.benchmark_group("ffn");

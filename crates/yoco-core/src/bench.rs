@@ -1,6 +1,6 @@
 //! Helpers the criterion benches of every crate share: a log of the samples criterion takes (so
 //! that each bench can quote its median as a fraction of a ceiling without timing anything a
-//! second time), and the line that says it.
+//! second time), the line that says it, and the devices, shapes and ceilings they measure on.
 
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -101,13 +101,53 @@ pub fn time_on(device: &crate::Device, iters: u64, mut f: impl FnMut()) -> Durat
     }
 }
 
+/// What a bench measures on `device`: `full` on the CPU and on a GPU, `emulated` on the CPU
+/// emulator (`emulator/`, README), which runs every CUDA thread of a kernel as a fiber on the
+/// CPU: there the GPU's shapes (an 8192³ GEMM, 32K-token prefills) would take hours, so the
+/// benches give it tiny ones that still take each kernel's paths, and run their CUDA code in
+/// criterion's test mode before a GPU ever does. `T` is whatever a bench picks by device: a
+/// shape list, a length, a tuple of head counts.
+pub fn full_or_emulated<T>(device: &crate::Device, full: T, emulated: T) -> T {
+    if device.is_emulated() {
+        emulated
+    } else {
+        full
+    }
+}
+
+/// A sequence length as a bench's line names it: `16K` for 16384, `384` for 384.
+pub fn tokens(n: usize) -> String {
+    if n >= 1024 && n % 1024 == 0 {
+        format!("{}K", n / 1024)
+    } else {
+        n.to_string()
+    }
+}
+
 /// The memory ceiling of `device` in GB/s, measured now: host copy bandwidth over 256 MiB, or
-/// device-to-device copy bandwidth over 1 GiB (far past any L2).
+/// device-to-device copy bandwidth over 1 GiB (far past any L2); over 16 MiB on the emulator,
+/// as the harness's calibration measures it there.
 pub fn copy_ceiling_gbs(device: &crate::Device) -> crate::Result<f64> {
     match device {
         crate::Device::Cpu(_) => Ok(crate::ceiling::copy_bandwidth_gbs(256 << 20)),
         #[cfg(feature = "cuda")]
-        crate::Device::Cuda(d) => crate::cuda::device_copy_bandwidth(d, 1 << 30, 20),
+        crate::Device::Cuda(d) => crate::cuda::device_copy_bandwidth(d, full_or_emulated(device, 1 << 30, 1 << 24), 20),
+    }
+}
+
+/// The arithmetic ceiling of `device` in GFLOP/s, measured now, and what it is: the f32 FMA rate
+/// on the CPU ("FMA"), the cuBLAS bf16 GEMM rate (f32 accumulation, median of `reps`) of
+/// `[m, k] · [n, k]ᵀ` on a GPU ("cuBLAS bf16 GEMM"). On the emulator the GEMM is 256³ whatever
+/// `gemm` says, as the harness's calibration measures it there.
+#[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+pub fn compute_ceiling_gflops(device: &crate::Device, gemm: (usize, usize, usize), reps: usize) -> crate::Result<(f64, &'static str)> {
+    match device {
+        crate::Device::Cpu(_) => Ok((crate::ceiling::fma_gflops(), "FMA")),
+        #[cfg(feature = "cuda")]
+        crate::Device::Cuda(d) => {
+            let (m, n, k) = full_or_emulated(device, gemm, (256, 256, 256));
+            Ok((1e3 * crate::cuda::cublas_gemm_tflops(d, m, n, k, reps)?, "cuBLAS bf16 GEMM"))
+        }
     }
 }
 

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use yoco_core::half::{bf16, f16};
-use yoco_core::rng::Rng;
+use yoco_core::rng::par_fill;
 use yoco_core::{DType, Device, Error, MemoryCategory, Result, Tensor};
 
 use super::config::{Architecture, ModelConfig, SelfDecoder};
@@ -123,14 +123,10 @@ pub fn tensor_specs(c: &ModelConfig) -> Vec<TensorSpec> {
     out
 }
 
-/// Elements drawn from one generator: a tensor's values are drawn in blocks of this many, in
-/// parallel, each block from its own generator, so the values do not depend on the thread count.
-const DRAW_BLOCK: usize = 1 << 20;
-
-/// Draws one tensor's values: generators seeded from the model seed, the tensor's name and the
-/// block index, so that a tensor's values do not depend on which others exist or their order.
+/// Draws one tensor's values, in parallel blocks (`rng::par_fill`): generators seeded from the
+/// model seed, the tensor's name and the block index, so that a tensor's values do not depend on
+/// which others exist, their order, or the thread count.
 fn draw(spec: &TensorSpec, seed: u64) -> Vec<f64> {
-    use rayon::prelude::*;
     let n: usize = spec.dims.iter().product();
     let name_hash = spec.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x1000_0000_01b3));
     let (fan_out, fan_in) = match spec.dims[..] {
@@ -138,21 +134,19 @@ fn draw(spec: &TensorSpec, seed: u64) -> Vec<f64> {
         _ => (1.0, 1.0),
     };
     let mut values = vec![0.0; n];
-    values.par_chunks_mut(DRAW_BLOCK).enumerate().for_each(|(block, out)| {
-        let mut rng = Rng::new(seed ^ name_hash ^ (block as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        match spec.init {
-            Init::Ones => out.fill(1.0),
-            Init::Normal { std } => out.iter_mut().for_each(|v| *v = std * rng.normal()),
-            Init::XavierUniform { gain } => {
-                let bound = gain * (6.0 / (fan_in + fan_out)).sqrt();
-                out.iter_mut().for_each(|v| *v = rng.uniform_in(-bound, bound));
-            }
-            Init::KaimingUniform => {
-                let bound = 1.0 / fan_in.sqrt();
-                out.iter_mut().for_each(|v| *v = rng.uniform_in(-bound, bound));
-            }
+    let seed = seed ^ name_hash;
+    match spec.init {
+        Init::Ones => values.fill(1.0),
+        Init::Normal { std } => par_fill(&mut values, seed, |rng| std * rng.normal()),
+        Init::XavierUniform { gain } => {
+            let bound = gain * (6.0 / (fan_in + fan_out)).sqrt();
+            par_fill(&mut values, seed, |rng| rng.uniform_in(-bound, bound));
         }
-    });
+        Init::KaimingUniform => {
+            let bound = 1.0 / fan_in.sqrt();
+            par_fill(&mut values, seed, |rng| rng.uniform_in(-bound, bound));
+        }
+    }
     values
 }
 

@@ -4,19 +4,14 @@
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, SampleLog};
-use yoco_core::rng::Rng;
-use yoco_core::{DType, Device, MemoryCategory, Tensor};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, Draws, SampleLog};
+use yoco_core::{DType, MemoryCategory, Tensor};
 use yoco_cross_attention::SharedKvCache;
-
-fn random(rng: &mut Rng, dims: &[usize], dtype: DType, device: &Device) -> Tensor {
-    Tensor::from_f64(&rng.normal_vec(dims.iter().product()), dims.to_vec(), dtype, device, MemoryCategory::Activations).unwrap()
-}
 
 fn bench(c: &mut Criterion) {
     let mut lines = Vec::new();
     let log = SampleLog::new();
-    let mut rng = Rng::new(1);
+    let mut draws = Draws::new(1);
     for device in bench_devices() {
         // YOCO-3B's cross-decoder heads: 24 query heads over 8 K/V heads of 128, over 4K cached
         // positions on the emulator.
@@ -25,9 +20,9 @@ fn bench(c: &mut Criterion) {
         let copy = copy_ceiling_gbs(&device).unwrap();
         lines.push(format!("{device}: copy ceiling {copy:.1} GB/s"));
         let mut cache = SharedKvCache::new(1, n, kv_heads, d, dtype, &device).unwrap();
-        let kv = random(&mut rng, &[1, n, kv_heads, d], dtype, &device);
+        let kv = draws.normal(&[1, n, kv_heads, d], 1.0, dtype, &device).unwrap();
         cache.write(&kv, &kv).unwrap();
-        let q = random(&mut rng, &[1, 1, heads, d], dtype, &device);
+        let q = draws.normal(&[1, 1, heads, d], 1.0, dtype, &device).unwrap();
         let mut out = Tensor::zeros(vec![1, 1, heads, d], dtype, &device, MemoryCategory::Activations).unwrap();
         let mut group = c.benchmark_group("cross_attention");
         let (samples, warm_up, measurement) = group_timing(false);

@@ -8,18 +8,20 @@
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, tokens, Bound, SampleLog};
-use yoco_core::rng::Rng;
+use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, tokens, Bound, Draws, SampleLog};
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_gated_retention::{gated_retention, gated_retention_step, ChunkSchedule, RetentionOptions};
 
 const HEADS: usize = 8;
 const DIM: usize = 128;
 
-fn tensor(rng: &mut Rng, dims: &[usize], dtype: DType, device: &Device, gates: bool) -> Tensor {
-    let n = dims.iter().product();
-    let vals: Vec<f64> = if gates { (0..n).map(|_| -(1.0 + (-2.0 * rng.normal()).exp()).ln() / 16.0).collect() } else { rng.normal_vec(n) };
-    Tensor::from_f64(&vals, dims.to_vec(), dtype, device, MemoryCategory::Activations).unwrap()
+/// Random q, k or v; or, with `gates`, YOCO's log-decays `logsigmoid(z) / 16` (f32), z ~ N(0, 2²).
+fn tensor(draws: &mut Draws, dims: &[usize], dtype: DType, device: &Device, gates: bool) -> Tensor {
+    if gates {
+        draws.map_normal(dims, dtype, device, |z| -(1.0 + (-2.0 * z).exp()).ln() / 16.0).unwrap()
+    } else {
+        draws.normal(dims, 1.0, dtype, device).unwrap()
+    }
 }
 
 fn chunkwise_flops(seq: usize, chunk: usize, heads: usize, dim: usize) -> f64 {
@@ -32,7 +34,7 @@ fn chunkwise_flops(seq: usize, chunk: usize, heads: usize, dim: usize) -> f64 {
 fn bench(c: &mut Criterion) {
     let mut lines = Vec::new();
     let log = SampleLog::new();
-    let mut rng = Rng::new(4);
+    let mut draws = Draws::new(4);
     for device in bench_devices() {
         let dtype = if device.is_cpu() { DType::F32 } else { DType::BF16 };
         let (ceiling, what) = compute_ceiling_gflops(&device, (8192, 8192, 8192), 10).unwrap();
@@ -55,8 +57,8 @@ fn bench(c: &mut Criterion) {
             let mut medians = Vec::new();
             for &seq in lengths {
                 let dims = [1, seq, heads, DIM];
-                let (q, k, v) = (tensor(&mut rng, &dims, dtype, &device, false), tensor(&mut rng, &dims, dtype, &device, false), tensor(&mut rng, &dims, dtype, &device, false));
-                let g = tensor(&mut rng, &[1, seq, heads], DType::F32, &device, true);
+                let (q, k, v) = (tensor(&mut draws, &dims, dtype, &device, false), tensor(&mut draws, &dims, dtype, &device, false), tensor(&mut draws, &dims, dtype, &device, false));
+                let g = tensor(&mut draws, &[1, seq, heads], DType::F32, &device, true);
                 let options = RetentionOptions { chunk, schedule, ..model_options };
                 let flops = chunkwise_flops(seq, chunk, heads, DIM);
                 let id = if device.is_cpu() { format!("{device}-{dtype}-chunk{chunk}") } else { format!("{device}-{dtype}-chunk{chunk}-{}", schedule.name()) };
@@ -89,8 +91,8 @@ fn bench(c: &mut Criterion) {
         // Batch 1: the state (1.5 MiB) stays in cache, as in real decoding; batch 64 (96 MiB) does not.
         for batch in full_or_emulated(&device, [1, 64], [1, 3]) {
             let dims = [batch, 1, 24, DIM];
-            let (q, k, v) = (tensor(&mut rng, &dims, dtype, &device, false), tensor(&mut rng, &dims, dtype, &device, false), tensor(&mut rng, &dims, dtype, &device, false));
-            let g = tensor(&mut rng, &[batch, 1, 24], DType::F32, &device, true);
+            let (q, k, v) = (tensor(&mut draws, &dims, dtype, &device, false), tensor(&mut draws, &dims, dtype, &device, false), tensor(&mut draws, &dims, dtype, &device, false));
+            let g = tensor(&mut draws, &[batch, 1, 24], DType::F32, &device, true);
             let mut state = Tensor::zeros([batch, 24, DIM, DIM], DType::F32, &device, MemoryCategory::RecurrentState).unwrap();
             let bytes = (batch * 24 * DIM * DIM * 8) as f64;
             let id = format!("{device}-{dtype}-H24xD{DIM}");

@@ -14,8 +14,7 @@
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, SampleLog};
-use yoco_core::rng::Rng;
+use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, Draws, SampleLog};
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_gqa::{attention_into, AttentionOptions, Mask};
 
@@ -68,15 +67,11 @@ fn decode_shapes(device: &Device) -> Vec<Shape> {
     }
 }
 
-fn random(rng: &mut Rng, dims: &[usize], dtype: DType, device: &Device) -> Tensor {
-    let vals = rng.normal_vec(dims.iter().product());
-    Tensor::from_f64(&vals, dims.to_vec(), dtype, device, MemoryCategory::Activations).unwrap()
-}
 
 fn bench(c: &mut Criterion) {
     let mut lines = Vec::new();
     let log = SampleLog::new();
-    let mut rng = Rng::new(1);
+    let mut draws = Draws::new(1);
     for device in bench_devices() {
         let dtype = if device.is_cpu() { DType::F32 } else { DType::BF16 };
         let (compute_ceiling, _) = compute_ceiling_gflops(&device, (8192, 8192, 8192), 10).unwrap();
@@ -87,9 +82,9 @@ fn bench(c: &mut Criterion) {
         group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
         for (what, shapes) in [("prefill", prefill_shapes(&device)), ("decode", decode_shapes(&device))] {
             for (b, nq, nk, h, hkv, d, mask) in shapes {
-                let q = random(&mut rng, &[b, nq, h, d], dtype, &device);
-                let k = random(&mut rng, &[b, nk, hkv, d], dtype, &device);
-                let v = random(&mut rng, &[b, nk, hkv, d], dtype, &device);
+                let q = draws.normal(&[b, nq, h, d], 1.0, dtype, &device).unwrap();
+                let k = draws.normal(&[b, nk, hkv, d], 1.0, dtype, &device).unwrap();
+                let v = draws.normal(&[b, nk, hkv, d], 1.0, dtype, &device).unwrap();
                 let mut out = Tensor::zeros(vec![b, nq, h, d], dtype, &device, MemoryCategory::Activations).unwrap();
                 let options = AttentionOptions { mask, scale: None };
                 let id = format!("{what}-{device}-{dtype}");

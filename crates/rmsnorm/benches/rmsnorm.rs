@@ -7,8 +7,7 @@
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, SampleLog};
-use yoco_core::rng::Rng;
+use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, Draws, SampleLog};
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_rmsnorm::{rms_norm_into, rms_norm_residual_into, DEFAULT_EPS};
 
@@ -30,11 +29,6 @@ fn dtypes(device: &Device) -> &'static [DType] {
     }
 }
 
-fn random(rng: &mut Rng, shape: &[usize], dtype: DType, device: &Device) -> Tensor {
-    let vals = rng.normal_vec(shape.iter().product());
-    Tensor::from_f64(&vals, shape.to_vec(), dtype, device, MemoryCategory::Activations).unwrap()
-}
-
 /// One call's buffers. Benches rotate over several sets so that every call reads from DRAM, not
 /// from a cache that the previous call warmed (which would beat the copy ceiling).
 struct Operands {
@@ -45,13 +39,13 @@ struct Operands {
 }
 
 /// Enough operand sets to cover at least 256 MiB, the size the copy ceiling is measured over.
-fn operand_sets(rng: &mut Rng, rows: usize, width: usize, dtype: DType, device: &Device) -> Vec<Operands> {
+fn operand_sets(draws: &mut Draws, rows: usize, width: usize, dtype: DType, device: &Device) -> Vec<Operands> {
     let set_bytes = 4 * rows * width * dtype.size_in_bytes();
     let count = (256usize << 20).div_ceil(set_bytes).clamp(1, 16);
     (0..count)
         .map(|_| Operands {
-            x: random(rng, &[rows, width], dtype, device),
-            r: random(rng, &[rows, width], dtype, device),
+            x: draws.normal(&[rows, width], 1.0, dtype, device).unwrap(),
+            r: draws.normal(&[rows, width], 1.0, dtype, device).unwrap(),
             y: Tensor::zeros([rows, width], dtype, device, MemoryCategory::Activations).unwrap(),
             h: Tensor::zeros([rows, width], dtype, device, MemoryCategory::Activations).unwrap(),
         })
@@ -61,7 +55,7 @@ fn operand_sets(rng: &mut Rng, rows: usize, width: usize, dtype: DType, device: 
 fn bench(c: &mut Criterion) {
     let mut lines = Vec::new();
     let log = SampleLog::new();
-    let mut rng = Rng::new(1);
+    let mut draws = Draws::new(1);
     for device in bench_devices() {
         let ceiling = copy_ceiling_gbs(&device).unwrap();
         lines.push(format!("{device}: copy ceiling {ceiling:.1} GB/s"));
@@ -71,8 +65,8 @@ fn bench(c: &mut Criterion) {
         for &dtype in dtypes(&device) {
             for &(rows, width) in shapes(&device) {
                 let s = dtype.size_in_bytes();
-                let mut sets = operand_sets(&mut rng, rows, width, dtype, &device);
-                let w = random(&mut rng, &[width], dtype, &device);
+                let mut sets = operand_sets(&mut draws, rows, width, dtype, &device);
+                let w = draws.normal(&[width], 1.0, dtype, &device).unwrap();
                 let n_sets = sets.len();
                 let mut next = 0usize;
                 let shape = format!("{rows}x{width}");

@@ -3,15 +3,14 @@
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, SampleLog};
-use yoco_core::rng::Rng;
+use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, Draws, SampleLog};
 use yoco_core::{DType, MemoryCategory, Tensor};
 use yoco_rope::{Rope, RopeVariant, DEFAULT_THETA};
 
 fn bench(c: &mut Criterion) {
     let mut lines = Vec::new();
     let log = SampleLog::new();
-    let mut rng = Rng::new(1);
+    let mut draws = Draws::new(1);
     for device in bench_devices() {
         let ceiling = copy_ceiling_gbs(&device).unwrap();
         lines.push(format!("{device}: copy ceiling {ceiling:.1} GB/s"));
@@ -27,7 +26,7 @@ fn bench(c: &mut Criterion) {
             for variant in RopeVariant::ALL {
                 let rope = Rope::new(variant, 128, DEFAULT_THETA, &device).unwrap();
                 let n: usize = dims.iter().product();
-                let x = Tensor::from_f64(&rng.normal_vec(n), dims.to_vec(), dtype, &device, MemoryCategory::Activations).unwrap();
+                let x = draws.normal(&dims, 1.0, dtype, &device).unwrap();
                 let mut out = Tensor::zeros(dims.to_vec(), dtype, &device, MemoryCategory::Activations).unwrap();
                 let bytes = (2 * n * dtype.size_in_bytes()) as u64;
                 let id = format!("{device}-{dtype}-{}", variant.name());

@@ -7,19 +7,15 @@
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, tokens, Bound, SampleLog};
-use yoco_core::rng::Rng;
-use yoco_core::{DType, Device, MemoryCategory, Tensor};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, tokens, Bound, Draws, SampleLog};
+use yoco_core::{DType, MemoryCategory, Tensor};
 use yoco_swa::{swa_attention_into, Mask, SwaCache, PAPER_WINDOW};
 
-fn random(rng: &mut Rng, dims: &[usize], dtype: DType, device: &Device) -> Tensor {
-    Tensor::from_f64(&rng.normal_vec(dims.iter().product()), dims.to_vec(), dtype, device, MemoryCategory::Activations).unwrap()
-}
 
 fn bench(c: &mut Criterion) {
     let mut lines = Vec::new();
     let log = SampleLog::new();
-    let mut rng = Rng::new(1);
+    let mut draws = Draws::new(1);
     for device in bench_devices() {
         let (dtype, (heads, kv_heads, d)) = if device.is_cpu() { (DType::F32, (4, 2, 64)) } else { (DType::BF16, full_or_emulated(&device, (24, 8, 128), (3, 1, 128))) };
         let (ceiling, _) = compute_ceiling_gflops(&device, (8192, 8192, 8192), 10).unwrap();
@@ -32,9 +28,9 @@ fn bench(c: &mut Criterion) {
         group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
         let mut medians = Vec::new();
         for n in lengths {
-            let q = random(&mut rng, &[1, n, heads, d], dtype, &device);
-            let k = random(&mut rng, &[1, n, kv_heads, d], dtype, &device);
-            let v = random(&mut rng, &[1, n, kv_heads, d], dtype, &device);
+            let q = draws.normal(&[1, n, heads, d], 1.0, dtype, &device).unwrap();
+            let k = draws.normal(&[1, n, kv_heads, d], 1.0, dtype, &device).unwrap();
+            let v = draws.normal(&[1, n, kv_heads, d], 1.0, dtype, &device).unwrap();
             let mut out = Tensor::zeros(vec![1, n, heads, d], dtype, &device, MemoryCategory::Activations).unwrap();
             let id = format!("prefill-{device}-{dtype}");
             let shape = format!("N{n}-H{heads}/{kv_heads}-D{d}-W{w}");
@@ -50,9 +46,9 @@ fn bench(c: &mut Criterion) {
 
         // A decode step after a 16K prompt (the longest prefill): the ring holds the last W keys.
         let mut ring = SwaCache::new(1, w, kv_heads, d, dtype, &device).unwrap();
-        let prompt_k = random(&mut rng, &[1, lengths[2], kv_heads, d], dtype, &device);
+        let prompt_k = draws.normal(&[1, lengths[2], kv_heads, d], 1.0, dtype, &device).unwrap();
         ring.append(&prompt_k, &prompt_k).unwrap();
-        let (q1, k1) = (random(&mut rng, &[1, 1, heads, d], dtype, &device), random(&mut rng, &[1, 1, kv_heads, d], dtype, &device));
+        let (q1, k1) = (draws.normal(&[1, 1, heads, d], 1.0, dtype, &device).unwrap(), draws.normal(&[1, 1, kv_heads, d], 1.0, dtype, &device).unwrap());
         let id = format!("decode-{device}-{dtype}");
         let shape = format!("ring-W{w}-H{heads}/{kv_heads}-D{d}");
         group.bench_function(BenchmarkId::new(&id, &shape), |b| b.iter_custom(|iters| log.record(iters, time_on(&device, iters, || {

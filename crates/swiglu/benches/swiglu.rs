@@ -5,17 +5,11 @@
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, SampleLog};
-use yoco_core::rng::Rng;
+use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, Draws, SampleLog};
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_swiglu::{ffn, silu_mul_into, FfnWeights};
 
-fn random(rng: &mut Rng, shape: &[usize], scale: f64, dtype: DType, device: &Device) -> Tensor {
-    let vals: Vec<f64> = rng.normal_vec(shape.iter().product()).into_iter().map(|v| v * scale).collect();
-    Tensor::from_f64(&vals, shape.to_vec(), dtype, device, MemoryCategory::Activations).unwrap()
-}
-
-fn bench_silu_mul(c: &mut Criterion, device: &Device, rng: &mut Rng, log: &SampleLog, lines: &mut Vec<String>) {
+fn bench_silu_mul(c: &mut Criterion, device: &Device, draws: &mut Draws, log: &SampleLog, lines: &mut Vec<String>) {
     let ceiling = copy_ceiling_gbs(device).unwrap();
     lines.push(format!("{device}: copy ceiling {ceiling:.1} GB/s"));
     let (rows, f) = if device.is_cpu() { (2048, 8192) } else { full_or_emulated(device, (32768, 8192), (64, 8192)) };
@@ -24,8 +18,8 @@ fn bench_silu_mul(c: &mut Criterion, device: &Device, rng: &mut Rng, log: &Sampl
     let (samples, warm_up, measurement) = group_timing(false);
     group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
     for &dtype in dtypes {
-        let gate = random(rng, &[rows, f], 2.0, dtype, device);
-        let up = random(rng, &[rows, f], 1.0, dtype, device);
+        let gate = draws.normal(&[rows, f], 2.0, dtype, device).unwrap();
+        let up = draws.normal(&[rows, f], 1.0, dtype, device).unwrap();
         let mut out = Tensor::zeros([rows, f], dtype, device, MemoryCategory::Activations).unwrap();
         let bytes = (3 * rows * f * dtype.size_in_bytes()) as u64;
         let id = format!("{device}-{dtype}");
@@ -39,7 +33,7 @@ fn bench_silu_mul(c: &mut Criterion, device: &Device, rng: &mut Rng, log: &Sampl
     group.finish();
 }
 
-fn bench_ffn(c: &mut Criterion, device: &Device, rng: &mut Rng, log: &SampleLog, lines: &mut Vec<String>) {
+fn bench_ffn(c: &mut Criterion, device: &Device, draws: &mut Draws, log: &SampleLog, lines: &mut Vec<String>) {
     // YOCO-160M's FFN on the CPU (d 768, F 2048) in f32 and bf16 (f32 products either way); YOCO-3B's
     // on a GPU (d 3072, F 8192) in bf16.
     let (rows, d, f) = if device.is_cpu() { (512, 768, 2048) } else { full_or_emulated(device, (8192, 3072, 8192), (64, 256, 512)) };
@@ -52,10 +46,10 @@ fn bench_ffn(c: &mut Criterion, device: &Device, rng: &mut Rng, log: &SampleLog,
     let (samples, warm_up, measurement) = group_timing(true);
     group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
     for &dtype in dtypes {
-        let x = random(rng, &[rows, d], 1.0, dtype, device);
-        let w1 = random(rng, &[f, d], (d as f64).powf(-0.5), dtype, device);
-        let w3 = random(rng, &[f, d], (d as f64).powf(-0.5), dtype, device);
-        let w2 = random(rng, &[d, f], (f as f64).powf(-0.5), dtype, device);
+        let x = draws.normal(&[rows, d], 1.0, dtype, device).unwrap();
+        let w1 = draws.normal(&[f, d], (d as f64).powf(-0.5), dtype, device).unwrap();
+        let w3 = draws.normal(&[f, d], (d as f64).powf(-0.5), dtype, device).unwrap();
+        let w2 = draws.normal(&[d, f], (f as f64).powf(-0.5), dtype, device).unwrap();
         let weights = FfnWeights { w1: &w1, w3: &w3, w2: &w2 };
         let id = format!("{device}-{dtype}");
         let shape = format!("{rows}x{d}x{f}");
@@ -72,10 +66,10 @@ fn bench_ffn(c: &mut Criterion, device: &Device, rng: &mut Rng, log: &SampleLog,
 fn bench(c: &mut Criterion) {
     let mut lines = Vec::new();
     let log = SampleLog::new();
-    let mut rng = Rng::new(2);
+    let mut draws = Draws::new(2);
     for device in bench_devices() {
-        bench_silu_mul(c, &device, &mut rng, &log, &mut lines);
-        bench_ffn(c, &device, &mut rng, &log, &mut lines);
+        bench_silu_mul(c, &device, &mut draws, &log, &mut lines);
+        bench_ffn(c, &device, &mut draws, &log, &mut lines);
     }
     print_summary("SwiGLU against the ceilings measured in this run", &lines);
 }

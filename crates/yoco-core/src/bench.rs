@@ -115,6 +115,34 @@ pub fn full_or_emulated<T>(device: &crate::Device, full: T, emulated: T) -> T {
     }
 }
 
+/// The random inputs of a bench, each tensor from the next seed and drawn in parallel
+/// ([`rng::par_fill`](crate::rng::par_fill)): at a GPU's shapes the benches draw billions of
+/// values, and one thread of Box–Muller at ~23 ns a value spent over two minutes of the GPU
+/// call before anything was timed (the heaviest bench alone ~40 s, of its 60).
+pub struct Draws {
+    next_seed: u64,
+}
+
+impl Draws {
+    /// Seeds `seed`, `seed + 1`, … for the tensors in the order they are drawn.
+    pub fn new(seed: u64) -> Self {
+        Draws { next_seed: seed }
+    }
+
+    /// A tensor of `scale` · N(0, 1) values in `dtype` on `device`.
+    pub fn normal(&mut self, dims: &[usize], scale: f64, dtype: crate::DType, device: &crate::Device) -> crate::Result<crate::Tensor> {
+        self.map_normal(dims, dtype, device, |z| scale * z)
+    }
+
+    /// A tensor of `f(z)`, z ~ N(0, 1), in `dtype` on `device` (a bench's gates, say).
+    pub fn map_normal(&mut self, dims: &[usize], dtype: crate::DType, device: &crate::Device, f: impl Fn(f64) -> f64 + Sync) -> crate::Result<crate::Tensor> {
+        let mut values = vec![0.0f32; dims.iter().product()];
+        crate::rng::par_fill(&mut values, self.next_seed, |rng| f(rng.normal()) as f32);
+        self.next_seed += 1;
+        crate::Tensor::from_f32(&values, dims.to_vec(), dtype, device, crate::MemoryCategory::Activations)
+    }
+}
+
 /// A sequence length as a bench's line names it: `16K` for 16384, `384` for 384.
 pub fn tokens(n: usize) -> String {
     if n >= 1024 && n % 1024 == 0 {

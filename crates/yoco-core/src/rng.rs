@@ -50,9 +50,35 @@ impl Rng {
     }
 }
 
+/// Elements drawn from one generator by [`par_fill`].
+pub const DRAW_BLOCK: usize = 1 << 20;
+
+/// Fills `out` in parallel, in blocks of [`DRAW_BLOCK`] elements, block `i` by calling `draw` on
+/// its own generator `Rng::new(seed ^ i·0x9E3779B97F4A7C15)`: the values depend on `seed` only,
+/// not on the number of threads. Weights drawn this way must stay reproducible forever, so the
+/// seeding is fixed.
+pub fn par_fill<T: Send>(out: &mut [T], seed: u64, draw: impl Fn(&mut Rng) -> T + Sync) {
+    use rayon::prelude::*;
+    out.par_chunks_mut(DRAW_BLOCK).enumerate().for_each(|(block, out)| {
+        let mut rng = Rng::new(seed ^ (block as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        out.iter_mut().for_each(|v| *v = draw(&mut rng));
+    });
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Rng;
+    use super::{par_fill, Rng, DRAW_BLOCK};
+
+    /// Block `i` of a parallel fill is what one generator seeded for block `i` draws in turn.
+    #[test]
+    fn par_fill_draws_each_block_from_its_own_generator() {
+        let mut values = vec![0.0; DRAW_BLOCK + 5];
+        par_fill(&mut values, 11, |rng| rng.uniform());
+        let mut first = Rng::new(11);
+        let mut second = Rng::new(11 ^ 0x9E37_79B9_7F4A_7C15);
+        assert!(values[..DRAW_BLOCK].iter().all(|&v| v == first.uniform()));
+        assert!(values[DRAW_BLOCK..].iter().all(|&v| v == second.uniform()));
+    }
 
     #[test]
     fn normal_has_unit_moments() {

@@ -109,10 +109,11 @@ run() {
     } > "$out/machine.txt"
 
     # In the order of what matters most, so that a call cut short still brings back the first
-    # things: correctness and memcheck, the ceilings, the kernel benches, the peers, then racecheck
-    # and initcheck (slowest; the sanitizers are refused on some runtimes). On the GPU:
-    # GPU-filling shapes, CUDA-only benches at the short pace. In the dry run: the small shapes
-    # and criterion's test mode (each bench once).
+    # things: correctness and memcheck, the ceilings, the benches of the kernels with targets
+    # (attention prefill and decode, gated retention, RMSNorm, SwiGLU, cross-attention), the
+    # peers they are set beside, the other benches, then racecheck and initcheck (slowest; the
+    # sanitizers are refused on some runtimes). On the GPU: GPU-filling shapes, CUDA-only benches
+    # at the short pace. In the dry run: the small shapes and criterion's test mode (each bench once).
     local large=--large bench_args="--bench --noplot"
     if [ "$device" != cuda ]; then large=""; bench_args=""; fi
     step 150 "$out/check.txt" "$bin/yoco" check --device "$device" $large
@@ -125,9 +126,12 @@ run() {
         echo "compute-sanitizer not run (device $device, or not installed)" > "$out/sanitizer.txt"
     fi
     step 40 "$out/check.txt" "$bin/yoco" ceilings --device "$device"
-    for bench in "$bin"/benches/*; do
-        # shellcheck disable=SC2086
-        YOCO_BENCH_DEVICES="$device" YOCO_BENCH_PACE=short step 60 "$out/benches.txt" "$bench" $bench_args
+    local targeted=(gqa gated_retention rmsnorm swiglu cross_attention) name
+    for name in "${targeted[@]}"; do
+        if [ -x "$bin/benches/$name" ]; then
+            # shellcheck disable=SC2086
+            YOCO_BENCH_DEVICES="$device" YOCO_BENCH_PACE=short step 60 "$out/benches.txt" "$bin/benches/$name" $bench_args
+        fi
     done
     if [ "$device" = cuda ]; then
         # flash-linear-attention travels as wheels, installed beside the image's packages, not over
@@ -137,10 +141,16 @@ run() {
         python3 -c "import packaging" 2>/dev/null || wheels+=("$bin"/wheels/packaging-*.whl)
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$bin/site" "${wheels[@]}" >> "$out/peers.txt" 2>&1 \
             || echo "fla wheels not installed" >> "$out/peers.txt"
-        PYTHONPATH="$bin/site" PYTHONUNBUFFERED=1 step 150 "$out/peers.txt" python3 "$bin/peers.py"
+        PYTHONPATH="$bin/site" PYTHONUNBUFFERED=1 step 120 "$out/peers.txt" python3 "$bin/peers.py"
     else
         echo "peers not run on device $device" > "$out/peers.txt"
     fi
+    local bench
+    for bench in "$bin"/benches/*; do
+        if [[ " ${targeted[*]} " == *" $(basename "$bench") "* ]]; then continue; fi
+        # shellcheck disable=SC2086
+        YOCO_BENCH_DEVICES="$device" YOCO_BENCH_PACE=short step 60 "$out/benches.txt" "$bench" $bench_args
+    done
     if [ "$sanitize" = yes ]; then
         step 90 "$out/sanitizer.txt" "$sanitizer" --tool racecheck --error-exitcode 9 "$bin/yoco" check --device cuda
         # initcheck: a read of device memory nothing wrote, which is how a kernel that does not

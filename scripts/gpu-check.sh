@@ -47,7 +47,7 @@ for line in sys.stdin:
     # flash-linear-attention for the gated-retention peer (pure Python; Triton and PyTorch are
     # there), with the two pure-Python packages its import needs besides them: einops (imported by
     # fla.ops for every op) and packaging (fla.utils), which the image may lack.
-    pip download --quiet --no-deps -d "$build/wheels" fla-core==0.6.0 einops packaging \
+    pip download --quiet --no-deps -d "$build/wheels" fla-core==0.6.0 einops==0.8.2 packaging==26.4 \
         || echo "gpu-check: could not download the fla wheels; the gated-retention peer will be skipped"
     tar -c -C "$build" . | xz -T0 -6 > "$stage/payload.tar.xz"
     du -sh "$build" "$stage"
@@ -89,6 +89,7 @@ step() {
 
 run() {
     local out="${OUT:-$root/target/gpu-check-out}" device="${1:-cuda}"
+    SECONDS=0  # DEADLINE counts from here (the dry run builds first)
     mkdir -p "$out"
     rm -f "$out"/*.txt  # steps append: start from empty files
     unpack
@@ -137,8 +138,12 @@ run() {
         # flash-linear-attention travels as wheels, installed beside the image's packages, not over
         # them: packaging only where the image has none (a newer copy ahead on PYTHONPATH would
         # shadow the one PyTorch was installed with).
-        local wheels=("$bin"/wheels/fla_core-*.whl "$bin"/wheels/einops-*.whl)
+        # Only wheels that are there (nullglob): one missing must not fail the others' install.
+        local wheels
+        shopt -s nullglob
+        wheels=("$bin"/wheels/fla_core-*.whl "$bin"/wheels/einops-*.whl)
         python3 -c "import packaging" 2>/dev/null || wheels+=("$bin"/wheels/packaging-*.whl)
+        shopt -u nullglob
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$bin/site" "${wheels[@]}" >> "$out/peers.txt" 2>&1 \
             || echo "fla wheels not installed" >> "$out/peers.txt"
         PYTHONPATH="$bin/site" PYTHONUNBUFFERED=1 step 120 "$out/peers.txt" python3 "$bin/peers.py"
@@ -170,6 +175,11 @@ case "${1:-}" in
         prepare
         # The same steps with the CPU standing in for the GPU, benches filtered to a quick subset.
         OUT="$root/target/gpu-check-dry-run" run cpu
+        # A step the deadline skipped would pass unnoticed: the dry run must run every one.
+        if grep -h "^== skipped" "$root/target/gpu-check-dry-run"/*.txt; then
+            echo "gpu-check: the dry run skipped steps (deadline)" >&2
+            exit 1
+        fi
         # The GPU run's first step with the binary that travels, its kernels run by the CPU
         # emulator (emulator/, README): every CUDA case at the small shapes.
         bash emulator/build.sh >/dev/null

@@ -16,10 +16,11 @@ pub enum Gates {
     NearZero,
     /// γ near 1: log-decay down to -1e-6 (the state remembers everything).
     NearOne,
-    /// The first 48 tokens of every 64 with log-decays in [-200, -100], around
-    /// [`GATE_FLOOR`](crate::GATE_FLOOR) (decays of 0 to f32), the other 16 YOCO's own: a
-    /// chunk's cumulative sum is near −7,000 before its ordinary gates, whose decays between one
-    /// another must keep their digits (an f32 sum there has steps of 2⁻¹¹).
+    /// The first 48 tokens of every [`DEFAULT_CHUNK`] with log-decays in [-200, -100], around
+    /// [`GATE_FLOOR`](crate::GATE_FLOOR) (decays that are 0 or subnormal in f32), the other 16
+    /// YOCO's own: a chunk's cumulative sum is near −6,000 before its ordinary gates, whose decays
+    /// between one another must keep their digits (an f32 sum there has steps of 2⁻¹¹). Over a
+    /// whole number of chunks the final state is made by ordinary gates too.
     Floored,
 }
 
@@ -27,7 +28,7 @@ impl Gates {
     /// The log-decay of a gate at position `token` of its sequence.
     fn draw(self, rng: &mut Rng, token: usize) -> f64 {
         match self {
-            Gates::Floored if token % 64 < 48 => -rng.uniform_in(100.0, 200.0),
+            Gates::Floored if token % DEFAULT_CHUNK < 48 => -rng.uniform_in(100.0, 200.0),
             Gates::Floored => Gates::Model.draw(rng, token),
             Gates::Model => {
                 let z = 2.0 * rng.normal();
@@ -106,23 +107,25 @@ pub fn problem<'a>(case: &Case, vals: &'a [Vec<f64>; 5]) -> Problem<'a> {
 
 /// The fast path (prefill) on `device` in `dtype` against the f64 chunkwise reference (exact, so
 /// any chunk length of the path is compared with the same truth) and the plain same-precision
-/// implementation: outcomes for o and for the final state. `schedule` is the CUDA prefill's (the
-/// CPU path has one).
-pub fn prefill_case(device: &Device, dtype: DType, case: &Case, schedule: ChunkSchedule) -> Result<Vec<Outcome>> {
-    let label = format!("gated_retention {device} {dtype} {} {case:?}", schedule.name());
-    // The inputs depend on the case only, so both schedules see the same ones.
+/// implementation: outcomes for o and for the final state, for each of `schedules` (the CUDA
+/// prefill's; the CPU path has one), all on the same inputs and judged against references
+/// computed once.
+pub fn prefill_case(device: &Device, dtype: DType, case: &Case, schedules: &[ChunkSchedule]) -> Result<Vec<Outcome>> {
     let mut rng = case_rng(&format!("gated_retention {device} {dtype} {case:?}"));
     let inputs = Inputs::draw(&mut rng, case, dtype, device)?;
-    let options = RetentionOptions { chunk: case.chunk, schedule, ..RetentionOptions::default() };
-    let (o, state) = gated_retention(&inputs.q, &inputs.k, &inputs.v, &inputs.log_decay, inputs.state.as_ref(), &options)?;
     let vals = inputs.to_f64()?;
     let p = problem(case, &vals);
     let (want_o, want_s) = reference::chunkwise(&p, case.chunk);
     let (plain_o, plain_s) = reference::chunkwise_plain(&p, case.chunk, dtype);
-    Ok(vec![
-        judge(format!("{label} o"), dtype, &o.to_f64_vec()?, &plain_o, &want_o),
-        judge(format!("{label} state"), dtype, &state.to_f64_vec()?, &plain_s, &want_s),
-    ])
+    let mut outcomes = Vec::new();
+    for &schedule in schedules {
+        let label = format!("gated_retention {device} {dtype} {} {case:?}", schedule.name());
+        let options = RetentionOptions { chunk: case.chunk, schedule, ..RetentionOptions::default() };
+        let (o, state) = gated_retention(&inputs.q, &inputs.k, &inputs.v, &inputs.log_decay, inputs.state.as_ref(), &options)?;
+        outcomes.push(judge(format!("{label} o"), dtype, &o.to_f64_vec()?, &plain_o, &want_o));
+        outcomes.push(judge(format!("{label} state"), dtype, &state.to_f64_vec()?, &plain_s, &want_s));
+    }
+    Ok(outcomes)
 }
 
 /// Prefill of `seq - steps` tokens then `steps` decode steps on `device`, against one reference
@@ -194,7 +197,8 @@ pub fn sweep(device: &Device, large: bool) -> Result<Vec<Outcome>> {
             cases.push(Case { batch: 2, seq, heads: 2, dim, chunk, gates: Gates::Model, with_state: seq == 67 });
         }
         for gates in [Gates::NearZero, Gates::NearOne, Gates::Floored] {
-            cases.push(Case { batch: 1, seq: 100, heads: 2, dim: 64, chunk, gates, with_state: true });
+            let seq = if gates == Gates::Floored { 2 * DEFAULT_CHUNK } else { 100 };
+            cases.push(Case { batch: 1, seq, heads: 2, dim: 64, chunk, gates, with_state: true });
         }
     }
     if !device.is_cpu() {
@@ -213,9 +217,7 @@ pub fn sweep(device: &Device, large: bool) -> Result<Vec<Outcome>> {
     let mut outcomes = Vec::new();
     for &dtype in dtypes {
         for case in &cases {
-            for &schedule in schedules {
-                outcomes.extend(prefill_case(device, dtype, case, schedule)?);
-            }
+            outcomes.extend(prefill_case(device, dtype, case, schedules)?);
         }
         let decode = Case { batch: 2, seq: 70, heads: 3, dim: 64, chunk: DEFAULT_CHUNK, gates: Gates::Model, with_state: true };
         outcomes.extend(decode_case(device, dtype, &decode, 5)?);

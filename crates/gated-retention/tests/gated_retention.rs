@@ -150,6 +150,26 @@ fn schedules_parse_by_name() {
     assert!(err.contains("\"fast\"") && err.contains("sequential"), "{err}");
 }
 
+/// After a run of floored gates a chunk's cumulative sum is near −6,000, where an f32 sum keeps
+/// steps of 2⁻¹¹ only: the decays between the ordinary gates after it must still be as exact as
+/// the plain implementation's. Tighter than the sweep's 2× bound: the CUDA kernels' former f32
+/// cumsum gave f16 states 1.3–2.4× the plain implementation's error (emulated, 6 seeds); the f64
+/// scan gives 1.00–1.01×. (The CPU path computes in f32 from f64 sums, far inside the bound.)
+#[test]
+fn decays_after_floored_gates_keep_their_digits() {
+    for device in test_devices("decays_after_floored_gates_keep_their_digits") {
+        let (dtypes, schedules): (&[DType], &[ChunkSchedule]) =
+            if device.is_cpu() { (&[DType::BF16], &[ChunkSchedule::Parallel]) } else { (&[DType::BF16, DType::F16], &[ChunkSchedule::Parallel, ChunkSchedule::Sequential]) };
+        for &dtype in dtypes {
+            let case = Case { batch: 2, seq: 192, heads: 2, dim: 64, chunk: 64, gates: Gates::Floored, with_state: true };
+            for outcome in check::prefill_case(&device, dtype, &case, schedules).unwrap() {
+                let plain = outcome.plain_error.expect("16-bit outcomes have a plain error");
+                assert!(outcome.error <= 1.2 * plain, "{}: error {:.3e}, more than 1.2x the plain implementation's {plain:.3e}", outcome.label, outcome.error);
+            }
+        }
+    }
+}
+
 /// Gates near f32's lowest value are valid log-decays (decays of 0): the chunkwise form's
 /// cumulative sums stay finite (GATE_FLOOR) and the outputs match the recurrent form, which
 /// takes e^g of each gate alone, instead of turning NaN.

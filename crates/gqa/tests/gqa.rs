@@ -76,24 +76,34 @@ fn an_explicit_scale_is_used() {
 }
 
 /// Scores past f32's range (inputs near 1e19, or a scale of 1e37) still give the reference's
-/// answer on the CPU, prefill and decode: the rows the online softmax turns NaN are computed
-/// again in f64. A NaN among the keys still reaches exactly the rows that see it.
+/// answer on the CPU, prefill and decode, causal and windowed, and over a cache with room to
+/// spare: the rows the online softmax turns NaN are computed again in f64. A NaN among the keys
+/// still reaches exactly the rows that see it.
 #[test]
 fn scores_past_f32_range_match_the_reference_on_the_cpu() {
     let cpu = Device::cpu();
     for dtype in [DType::F32, DType::BF16] {
         let bound = if dtype == DType::F32 { F32_REL_L2_BOUND } else { rounding_floor(dtype) };
-        for (q_len, input_scale, scale) in [(70, 1e19, None), (1, 1e19, None), (70, 1.0, Some(1e37f32)), (1, 1.0, Some(1e37f32))] {
-            let c = case_of(2, q_len, 70, 4, 2, 64, Mask::Causal);
-            let label = format!("overflowing scores {dtype} q_len {q_len} inputs x{input_scale:e} scale {scale:?}");
-            let x = Inputs::random(&label, c.dims, dtype, &cpu).unwrap();
-            let big = |t: &Tensor| Tensor::from_f64(&t.to_f64_vec().unwrap().iter().map(|v| v * input_scale).collect::<Vec<_>>(), t.dims().to_vec(), dtype, &cpu, MemoryCategory::Activations).unwrap();
-            let (q, k) = (big(&x.q), big(&x.k));
-            let out = attention(&q, &k, &x.v, AttentionOptions { mask: Mask::Causal, scale }).unwrap().to_f64_vec().unwrap();
-            let scale64 = f64::from(scale.unwrap_or(1.0 / 8.0));
-            let want = yoco_gqa::reference::attention(&q.to_f64_vec().unwrap(), &k.to_f64_vec().unwrap(), &x.v64, c.dims, Mask::Causal, scale64);
-            assert!(out.iter().all(|v| v.is_finite()), "{label}: non-finite outputs");
-            check_rel_l2(&label, &out, &want, bound).unwrap();
+        for mask in [Mask::Causal, Mask::Window(16)] {
+            for (q_len, input_scale, scale) in [(70, 1e19, None), (1, 1e19, None), (70, 1.0, Some(1e37f32)), (1, 1.0, Some(1e37f32))] {
+                let c = case_of(2, q_len, 70, 4, 2, 64, mask);
+                let label = format!("overflowing scores {dtype} {mask:?} q_len {q_len} inputs x{input_scale:e} scale {scale:?}");
+                let x = Inputs::random(&label, c.dims, dtype, &cpu).unwrap();
+                let big = |t: &Tensor| Tensor::from_f64(&t.to_f64_vec().unwrap().iter().map(|v| v * input_scale).collect::<Vec<_>>(), t.dims().to_vec(), dtype, &cpu, MemoryCategory::Activations).unwrap();
+                let (q, k) = (big(&x.q), big(&x.k));
+                let options = AttentionOptions { mask, scale };
+                let scale64 = f64::from(scale.unwrap_or(1.0 / 8.0));
+                let want = yoco_gqa::reference::attention(&q.to_f64_vec().unwrap(), &k.to_f64_vec().unwrap(), &x.v64, c.dims, mask, scale64);
+                // Straight, and through a cache of 100 positions holding the 70 (strided rows).
+                let direct = attention(&q, &k, &x.v, options).unwrap().to_f64_vec().unwrap();
+                let mut cache = KvCache::new(2, 100, 2, 64, dtype, &cpu).unwrap();
+                cache.append(&k, &x.v).unwrap();
+                let cached = cache.attend(&q, options).unwrap().to_f64_vec().unwrap();
+                for (how, out) in [("direct", direct), ("cached", cached)] {
+                    assert!(out.iter().all(|v| v.is_finite()), "{label} {how}: non-finite outputs");
+                    check_rel_l2(&format!("{label} {how}"), &out, &want, bound).unwrap();
+                }
+            }
         }
     }
     // Key 30 of sequence 0, K/V head 0, NaN: the queries of sequence 0 from 30 on see it in query

@@ -10,8 +10,9 @@ use crate::{reference, Rope, RopeVariant, DEFAULT_THETA};
 pub const SHAPES: &[(usize, usize, usize, usize, usize)] =
     &[(1, 1, 1, 4, 0), (2, 7, 3, 64, 0), (1, 33, 2, 128, 5), (1, 1, 8, 128, 131_071), (3, 5, 1, 256, 1000), (1, 17, 4, 6, 65_536)];
 
-/// GPU-filling: YOCO-3B's query heads over a 32K-token prefill, and a batch of decode steps.
-pub const LARGE_SHAPES: &[(usize, usize, usize, usize, usize)] = &[(1, 32768, 24, 128, 0), (64, 1, 24, 128, 500_000)];
+/// GPU-filling: YOCO-3B's query heads over an 8K-token prefill (the reference runs on one host
+/// thread inside the GPU call's time), and a batch of decode steps deep into a context.
+pub const LARGE_SHAPES: &[(usize, usize, usize, usize, usize)] = &[(1, 8192, 24, 128, 0), (64, 1, 24, 128, 500_000)];
 
 /// One case into a NaN-poisoned output (or in place).
 pub fn case(device: &Device, dtype: DType, variant: RopeVariant, shape: (usize, usize, usize, usize, usize), inplace: bool) -> Result<Outcome> {

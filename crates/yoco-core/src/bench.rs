@@ -137,7 +137,9 @@ impl Draws {
     /// A tensor of `f(z)`, z ~ N(0, 1), in `dtype` on `device` (a bench's gates, say).
     pub fn map_normal(&mut self, dims: &[usize], dtype: crate::DType, device: &crate::Device, f: impl Fn(f64) -> f64 + Sync) -> crate::Result<crate::Tensor> {
         let mut values = vec![0.0f32; dims.iter().product()];
-        crate::rng::par_fill(&mut values, self.next_seed, |rng| f(rng.normal()) as f32);
+        // The counter mixed first: par_fill needs a well-mixed seed (small ones repeat blocks).
+        let seed = crate::rng::Rng::new(self.next_seed).next_u64();
+        crate::rng::par_fill(&mut values, seed, |rng| f(rng.normal()) as f32);
         self.next_seed += 1;
         crate::Tensor::from_f32(&values, dims.to_vec(), dtype, device, crate::MemoryCategory::Activations)
     }

@@ -18,26 +18,35 @@ pub(super) fn recompute_overflowed_rows<T: Element>(x: &Inputs<T>, out: &mut [T]
         return;
     }
     let d = x.p.dims;
+    // The positions whose key or value is not finite, per (sequence, K/V head), found in one pass
+    // so that each row asks with a binary search instead of reading its keys again (a NaN in a
+    // long cache would otherwise cost a scalar pass over the cache per row).
+    let non_finite: Vec<Vec<usize>> = (0..d.batch * d.kv_heads)
+        .into_par_iter()
+        .map(|bk| (0..d.kv_len).filter(|&j| !all_finite(x.k_row(bk / d.kv_heads, j, bk % d.kv_heads)) || !all_finite(x.v_row(bk / d.kv_heads, j, bk % d.kv_heads))).collect())
+        .collect();
     out.par_chunks_mut(d.head_dim).enumerate().for_each(|(row, o)| {
         if !all_finite(o) {
             let (b, i, h) = (row / (d.q_len * d.heads), row / d.heads % d.q_len, row % d.heads);
-            exact_row(x, b, i, h, o);
+            let hk = h / d.group();
+            let (lo, hi) = x.p.mask.key_range(i, d.q_len, d.kv_len);
+            let bad = &non_finite[b * d.kv_heads + hk];
+            let sees_bad = bad.get(bad.partition_point(|&j| j < lo)).is_some_and(|&j| j < hi);
+            if all_finite(x.q_row(b, i, h)) && !sees_bad {
+                exact_row(x, b, i, h, o);
+            }
         }
     });
 }
 
-/// Row `(b, i, h)` in f64 into `o`, unless one of its inputs is not finite (then `o` is left as
-/// the fast path wrote it). Scores of f32 inputs and an f32 scale stay far inside f64's range.
+/// Row `(b, i, h)` in f64 into `o`, from inputs the caller found finite. Scores of f32 inputs
+/// and an f32 scale stay far inside f64's range.
 fn exact_row<T: Element>(x: &Inputs<T>, b: usize, i: usize, h: usize, o: &mut [T]) {
     let d = x.p.dims;
     let hk = h / d.group();
     let (lo, hi) = x.p.mask.key_range(i, d.q_len, d.kv_len);
     let wide = |row: &[T]| row.iter().map(|v| f64::from(v.to_f32())).collect::<Vec<f64>>();
-    let q = x.q_row(b, i, h);
-    if !all_finite(q) || (lo..hi).any(|j| !all_finite(x.k_row(b, j, hk)) || !all_finite(x.v_row(b, j, hk))) {
-        return;
-    }
-    let q = wide(q);
+    let q = wide(x.q_row(b, i, h));
     let scale = f64::from(x.p.scale);
     let scores: Vec<f64> = (lo..hi).map(|j| scale * q.iter().zip(wide(x.k_row(b, j, hk))).map(|(a, k)| a * k).sum::<f64>()).collect();
     let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);

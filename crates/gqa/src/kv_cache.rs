@@ -122,8 +122,9 @@ impl KvCache {
         let mut out = Tensor::for_overwrite(q.shape().clone(), q.dtype(), q.device(), MemoryCategory::Activations)?;
         self.write(k, v, n)?;
         if let Err(error) = self.attend_into(q, options, &mut out) {
-            // A failed launch after the write: forget the new positions (their bytes past `len`
-            // are unused), so the cache holds what it held before the call.
+            // A failed launch after the write (reachable through a device failure only: every
+            // input was checked before the write): forget the new positions (their bytes past
+            // `len` are unused), so the cache holds what it held before the call.
             self.len -= n;
             return Err(error);
         }

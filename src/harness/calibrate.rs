@@ -98,10 +98,11 @@ fn ceilings(device: &Device) -> Result<(usize, String, f64, f64)> {
             Ok((c.threads, "f32 FMA".into(), c.fma_gflops, c.copy_gbs))
         }
         #[cfg(feature = "cuda")]
-        Device::Cuda(d) => {
-            let (side, copy_bytes) = if d.is_emulated() { (256, 1 << 24) } else { (8192, 1 << 30) };
-            let gemm = 1e3 * yoco_core::cuda::cublas_gemm_tflops(d, side, side, side, 10)?;
-            Ok((0, format!("cuBLAS bf16 GEMM {side}³"), gemm, yoco_core::cuda::device_copy_bandwidth(d, copy_bytes, 20)?))
+        Device::Cuda(_) => {
+            // The benches' ceilings (smaller on the emulator: a 256³ GEMM, 16 MiB copies).
+            let (gemm, what) = yoco_core::bench::compute_ceiling_gflops(device, (8192, 8192, 8192), 10)?;
+            let side = yoco_core::bench::full_or_emulated(device, 8192, 256);
+            Ok((0, format!("{what} {side}³"), gemm, yoco_core::bench::copy_ceiling_gbs(device)?))
         }
     }
 }

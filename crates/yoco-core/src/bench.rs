@@ -115,18 +115,19 @@ pub fn full_or_emulated<T>(device: &crate::Device, full: T, emulated: T) -> T {
     }
 }
 
-/// The random inputs of a bench, each tensor from the next seed and drawn in parallel
-/// ([`rng::par_fill`](crate::rng::par_fill)): at a GPU's shapes the benches draw billions of
-/// values, and one thread of Box–Muller at ~23 ns a value spent over two minutes of the GPU
-/// call before anything was timed (the heaviest bench alone ~40 s, of its 60).
+/// The random inputs of a bench, each tensor drawn in parallel
+/// ([`rng::par_fill`](crate::rng::par_fill)) from the next seed of one generator, as
+/// [`Rng::normal_vec`](crate::rng::Rng::normal_vec) draws, but into f32: at a GPU's shapes the
+/// benches draw billions of values, and one thread of Box–Muller at ~23 ns a value spent over
+/// two minutes of the GPU call before anything was timed (the heaviest bench alone ~40 s, of its 60).
 pub struct Draws {
-    next_seed: u64,
+    seeds: crate::rng::Rng,
 }
 
 impl Draws {
-    /// Seeds `seed`, `seed + 1`, … for the tensors in the order they are drawn.
+    /// Draws whose tensors' seeds come from `Rng::new(seed)`.
     pub fn new(seed: u64) -> Self {
-        Draws { next_seed: seed }
+        Draws { seeds: crate::rng::Rng::new(seed) }
     }
 
     /// A tensor of `scale` · N(0, 1) values in `dtype` on `device`.
@@ -137,10 +138,7 @@ impl Draws {
     /// A tensor of `f(z)`, z ~ N(0, 1), in `dtype` on `device` (a bench's gates, say).
     pub fn map_normal(&mut self, dims: &[usize], dtype: crate::DType, device: &crate::Device, f: impl Fn(f64) -> f64 + Sync) -> crate::Result<crate::Tensor> {
         let mut values = vec![0.0f32; dims.iter().product()];
-        // The counter mixed first: par_fill needs a well-mixed seed (small ones repeat blocks).
-        let seed = crate::rng::Rng::new(self.next_seed).next_u64();
-        crate::rng::par_fill(&mut values, seed, |rng| f(rng.normal()) as f32);
-        self.next_seed += 1;
+        crate::rng::par_fill(&mut values, self.seeds.next_u64(), |rng| f(rng.normal()) as f32);
         crate::Tensor::from_f32(&values, dims.to_vec(), dtype, device, crate::MemoryCategory::Activations)
     }
 }

@@ -87,6 +87,27 @@ step() {
     echo "== exit $rc after $(( SECONDS - began ))s" >> "$file"
 }
 
+# Nsight Compute on one launch of each kernel whose target is most at risk, the causal prefill
+# attention (D 128, 16K tokens) and the gated-retention prefill (parallel schedule: states, then
+# outputs), at the benches' shapes: so that a miss comes back with its reason (speed of light
+# against the tensor and shared-memory pipes, occupancy, stall reasons) in the same call. The
+# clocks are left as the card has them (--clock-control none; ncu would otherwise lock them to
+# base while it profiles), and the bench is stopped once its launches are profiled (--kill).
+profile() {
+    local file=$1 ncu
+    ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1 || true)
+    if [ -z "$ncu" ]; then
+        echo "Nsight Compute (ncu) not found" > "$file"
+        return
+    fi
+    local options=(--clock-control none --kill yes --section SpeedOfLight --section ComputeWorkloadAnalysis
+        --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats --section WarpStateStats)
+    YOCO_BENCH_DEVICES=cuda YOCO_BENCH_PACE=short step 45 "$file" "$ncu" "${options[@]}" -k regex:attention_prefill_d128 --launch-count 1 \
+        "$bin/benches/gqa" --bench --noplot "prefill-cuda:0-bf16/B1-Nq16384-Nk16384-H24/8-D128-causal"
+    YOCO_BENCH_DEVICES=cuda YOCO_BENCH_PACE=short step 45 "$file" "$ncu" "${options[@]}" -k "regex:gret_(states|outputs)" --launch-count 2 \
+        "$bin/benches/gated_retention" --bench --noplot "gated_retention_prefill/cuda:0-bf16-chunk64-parallel/16384"
+}
+
 run() {
     local out="${OUT:-$root/target/gpu-check-out}" device="${1:-cuda}"
     SECONDS=0  # DEADLINE counts from here (the dry run builds first)
@@ -112,7 +133,8 @@ run() {
     # In the order of what matters most, so that a call cut short still brings back the first
     # things: correctness and memcheck, the ceilings, the benches of the kernels with targets
     # (attention prefill and decode, gated retention, RMSNorm, SwiGLU, cross-attention), the
-    # peers they are set beside, the other benches, then racecheck and initcheck (slowest; the
+    # peers they are set beside, the profiles of the two riskiest targets, the other benches,
+    # then racecheck and initcheck (slowest; the
     # sanitizers are refused on some runtimes). On the GPU: GPU-filling shapes, CUDA-only benches
     # at the short pace. In the dry run: the small shapes and criterion's test mode (each bench once).
     local large=--large bench_args="--bench --noplot"
@@ -150,6 +172,11 @@ run() {
     else
         echo "peers not run on device $device" > "$out/peers.txt"
     fi
+    if [ "$device" = cuda ]; then
+        profile "$out/profile.txt"
+    else
+        echo "Nsight Compute not run on device $device" > "$out/profile.txt"
+    fi
     local bench
     for bench in "$bin"/benches/*; do
         if [[ " ${targeted[*]} " == *" $(basename "$bench") "* ]]; then continue; fi
@@ -164,6 +191,7 @@ run() {
     fi
     # One summary: every bench fraction line and every peer line, for the commit under reports/gpu/.
     grep -hE "^(check|cuda|cpu|peer/|[a-z_]+/.*(GB/s|GFLOP/s|TFLOP/s)|== )" "$out"/{check,benches,peers,sanitizer}.txt > "$out/summary.txt" || true
+    grep -hE "^ *(attention_prefill|gret_)|^== |Duration|Throughput|Achieved Occupancy|Registers Per Thread" "$out/profile.txt" >> "$out/summary.txt" || true
     rm -rf "$bin"
     echo "gpu-check: results in $out after ${SECONDS}s"
 }

@@ -28,6 +28,11 @@ enum Command {
         /// Print every case, not only failures.
         #[arg(long, short)]
         verbose: bool,
+        /// Only the groups whose names begin with this (repeatable; `--only attention` runs
+        /// "attention", "attention windows" and, with --large, "attention large"). With
+        /// YOCO_TEST_SEED, replays one group of a failed run in seconds.
+        #[arg(long, value_name = "GROUP")]
+        only: Vec<String>,
     },
     /// Generate tokens from token ids with YOCO or its Transformer twin.
     Generate {
@@ -67,9 +72,9 @@ fn run(args: Args) -> yoco_core::Result<bool> {
     eprintln!("{}", yoco::build_info());
     match args.command {
         Some(Command::Compare(args)) => yoco::harness::compare::run(&args).map(|r| print_headline(&r)),
-        Some(Command::Check { device, large, verbose }) => {
+        Some(Command::Check { device, large, verbose, only }) => {
             let scale = if large { Scale::Large } else { Scale::Small };
-            Ok(cli::check::run(&device.open()?, scale, verbose)? == 0)
+            Ok(cli::check::run(&device.open()?, scale, verbose, &only)? == 0)
         }
         Some(Command::Generate { model, prompt, new_tokens, temperature, span }) => cli::generate::run(&model, &prompt, new_tokens, temperature, span).map(|_| true),
         Some(Command::Config { name, list }) => cli::config::run(name.as_deref(), list).map(|_| true),

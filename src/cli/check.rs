@@ -2,7 +2,7 @@
 //! fresh random inputs (the same cases the test suites run), one line per case.
 
 use yoco_core::testing::{run_seed, Outcome};
-use yoco_core::{Device, Result};
+use yoco_core::{Device, Error, Result};
 
 /// Which shapes to check at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,15 +44,26 @@ fn sweeps(device: &Device, scale: Scale) -> Vec<Sweep<'_>> {
     sweeps
 }
 
-/// Runs and prints every case on every device; returns how many failed. Each group's lines are
-/// printed as soon as it finishes, with its time, so that a run stopped from outside (a GPU call's
-/// time limit) still shows the groups it finished.
-pub fn run(devices: &[Device], scale: Scale, verbose: bool) -> Result<usize> {
+/// The groups of [`sweeps`] that `only` selects: those whose names begin with one of its words,
+/// or all of them when it is empty. A word that selects no group is an error that lists the names.
+fn selected<'a>(sweeps: Vec<Sweep<'a>>, only: &[String]) -> Result<Vec<Sweep<'a>>> {
+    if let Some(word) = only.iter().find(|w| !sweeps.iter().any(|(name, _)| name.starts_with(w.as_str()))) {
+        let names: Vec<&str> = sweeps.iter().map(|(name, _)| *name).collect();
+        return Err(Error::invalid("yoco check", "--only", format!("{word:?}: expected the beginning of a group's name, one of {names:?}")));
+    }
+    Ok(sweeps.into_iter().filter(|(name, _)| only.is_empty() || only.iter().any(|w| name.starts_with(w.as_str()))).collect())
+}
+
+/// Runs and prints every case of the groups `only` selects (all, when empty) on every device;
+/// returns how many failed. Each group's lines are printed as soon as it finishes, with its
+/// time, so that a run stopped from outside (a GPU call's time limit) still shows the groups it
+/// finished; a group with failures is followed by the command that replays it.
+pub fn run(devices: &[Device], scale: Scale, verbose: bool, only: &[String]) -> Result<usize> {
     println!("check: seed {} (YOCO_TEST_SEED replays it)", run_seed());
     let mut failed = 0;
     for device in devices {
         let (mut passed, mut total, mut worst) = (0, 0, 0.0f64);
-        for (name, sweep) in sweeps(device, scale) {
+        for (name, sweep) in selected(sweeps(device, scale), only)? {
             let started = std::time::Instant::now();
             let outcomes = sweep()?;
             for o in outcomes.iter().filter(|o| verbose || !o.passed()) {
@@ -60,6 +71,11 @@ pub fn run(devices: &[Device], scale: Scale, verbose: bool) -> Result<usize> {
             }
             let bad = outcomes.iter().filter(|o| !o.passed()).count();
             println!("check {device} {name}: {} of {} passed in {:.1} s", outcomes.len() - bad, outcomes.len(), started.elapsed().as_secs_f64());
+            if bad > 0 {
+                let kind = if device.is_cpu() { "cpu" } else { "cuda" };
+                let large = if scale == Scale::Large { " --large" } else { "" };
+                println!("replay: YOCO_TEST_SEED={} yoco check --device {kind}{large} --only '{name}' -v", run_seed());
+            }
             passed += outcomes.len() - bad;
             total += outcomes.len();
             worst = outcomes.iter().map(|o| o.error / o.bound).fold(worst, f64::max);
@@ -68,4 +84,30 @@ pub fn run(devices: &[Device], scale: Scale, verbose: bool) -> Result<usize> {
         println!("check {device}: {passed} of {total} cases passed; worst error/bound {worst:.2}");
     }
     Ok(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(only: &[&str], scale: Scale) -> Result<Vec<&'static str>> {
+        let cpu = Device::cpu();
+        let only: Vec<String> = only.iter().map(|w| w.to_string()).collect();
+        let chosen = selected(sweeps(&cpu, scale), &only)?;
+        Ok(chosen.into_iter().map(|(name, _)| name).collect())
+    }
+
+    #[test]
+    fn only_selects_the_groups_its_words_begin() {
+        assert_eq!(names(&[], Scale::Small).unwrap().len(), sweeps(&Device::cpu(), Scale::Small).len());
+        assert_eq!(names(&["attention"], Scale::Small).unwrap(), ["attention", "attention windows"]);
+        assert_eq!(names(&["attention"], Scale::Large).unwrap(), ["attention", "attention windows", "attention large"]);
+        assert_eq!(names(&["swiglu", "rope"], Scale::Small).unwrap(), ["swiglu", "rope"]);
+    }
+
+    #[test]
+    fn a_word_that_selects_nothing_is_an_error_naming_the_groups() {
+        let err = names(&["rope", "softmax"], Scale::Small).unwrap_err().to_string();
+        assert!(err.contains("\"softmax\"") && err.contains("cross-attention"), "{err}");
+    }
 }

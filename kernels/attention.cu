@@ -38,6 +38,8 @@
 //              bandwidth; now ~2 mma per 16 keys per k-step, which leaves the loop load-bound.)
 //   combine  — merges the splits of each (row, K/V head, batch): weights 2^(m_s − max) once per
 //              split in shared memory, then the partial rows summed with float4 loads.
+//   exact_row — the cold path of prefill and combine: a row whose f32 arithmetic overflowed
+//              (scores past f32's range) is computed again in f64 by one warp, key by key.
 //
 // Decode, reviewed from the SASS alone (sm_90a, D = 128 bf16, 128 threads): per iteration (8
 // keys per warp), 983 instructions for 4 rows at first (each V pack converted once per row, bf16
@@ -78,6 +80,73 @@ __device__ __forceinline__ KeyRange key_range(const AttentionParams& p, int i) {
     const int hi = min(i + p.kv_len - p.q_len + 1, p.kv_len);
     const int lo = p.mask == ATTN_MASK_WINDOW ? max(i + p.kv_len - p.q_len + 1 - p.window, 0) : 0;
     return {lo, hi};
+}
+
+// ---- rows whose f32 arithmetic overflows --------------------------------------------------------
+
+// Query row i of head h, batch b, computed again in f64 by the calling warp (all 32 lanes call
+// it): scores scale · q·k summed in f64 from the stored values, the softmax and P·V in f64, the
+// result rounded once more to T. For rows the f32 path returned non-finite (a score past f32's
+// range — inputs near 1e19, or a huge scale — makes the running max ∞ and the row NaN): the
+// callers run it only for those, so finite inputs never come out NaN, as on the CPU
+// (crates/gqa/src/cpu/exact.rs). Slow — one warp walks the row's keys one at a time — and cold.
+// A NaN or ∞ among the row's inputs still gives a non-finite row. Inlined (a call's ABI made the
+// D = 64 prefill spill at its 128-register bound); it runs after the row outputs are dead.
+template <typename T>
+__device__ __forceinline__ void exact_row(const AttentionParams& p, int b, int h, int i) {
+    constexpr int PER_LANE = 256 / 32;  // largest head dim over the warp
+    const int lane = threadIdx.x & 31;
+    const int dim = p.head_dim;
+    const int64_t q_stride = static_cast<int64_t>(p.heads) * dim;
+    const int64_t kv_stride = static_cast<int64_t>(p.kv_heads) * dim;
+    const T* q = static_cast<const T*>(p.q) + (static_cast<int64_t>(b) * p.q_len + i) * q_stride + static_cast<int64_t>(h) * dim;
+    const int64_t kv_head = static_cast<int64_t>(h / p.group) * dim;
+    const T* k = static_cast<const T*>(p.k) + b * p.kv_batch_stride + kv_head;
+    const T* v = static_cast<const T*>(p.v) + b * p.kv_batch_stride + kv_head;
+    double qd[PER_LANE], o[PER_LANE];
+#pragma unroll
+    for (int c = 0; c < PER_LANE; ++c) {
+        const int d = lane + 32 * c;
+        qd[c] = d < dim ? static_cast<double>(to_f32(q[d])) : 0.0;
+        o[c] = 0.0;
+    }
+    // Online softmax in f64, whose range holds any score of f32-range inputs (|q·k| < 256 · 3.5e76).
+    // fmax would drop a NaN score: it is carried in `nan` instead, so that it reaches the row.
+    const KeyRange range = key_range(p, i);
+    double m = -INFINITY, l = 0.0;
+    bool nan = false;
+    for (int j = range.lo; j < range.hi; ++j) {
+        const T* kj = k + j * kv_stride;
+        const T* vj = v + j * kv_stride;
+        double s = 0.0;
+#pragma unroll
+        for (int c = 0; c < PER_LANE; ++c) {
+            const int d = lane + 32 * c;
+            if (d < dim) s = fma(qd[c], static_cast<double>(to_f32(kj[d])), s);
+        }
+#pragma unroll
+        for (int offset = 16; offset > 0; offset >>= 1) s += __shfl_xor_sync(0xffffffffu, s, offset);
+        s *= static_cast<double>(p.scale);
+        nan = nan || s != s;
+        const double m_new = fmax(m, s);
+        if (m_new == -INFINITY) continue;  // weight 0 so far (an input of −∞); no −∞ − −∞
+        const double corr = exp(m - m_new);
+        const double w = exp(s - m_new);
+        l = fma(l, corr, w);
+#pragma unroll
+        for (int c = 0; c < PER_LANE; ++c) {
+            const int d = lane + 32 * c;
+            if (d < dim) o[c] = fma(o[c], corr, w * static_cast<double>(to_f32(vj[d])));
+        }
+        m = m_new;
+    }
+    T* out = static_cast<T*>(p.out) + (static_cast<int64_t>(b) * p.q_len + i) * q_stride + static_cast<int64_t>(h) * dim;
+#pragma unroll
+    for (int c = 0; c < PER_LANE; ++c) {
+        const int d = lane + 32 * c;
+        // A row that sees no key is 0, as the fast path and the reference have it.
+        if (d < dim) out[d] = yoco::from_f32<T>(nan ? NAN : l > 0.0 ? static_cast<float>(o[c] / l) : 0.0f);
+    }
 }
 
 // ---- prefill ----------------------------------------------------------------------------------
@@ -342,15 +411,39 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
     yoco::cp_async_wait<0>();  // nothing in flight at exit (only empty groups, unless n_tiles <= 0)
 
     T* out = static_cast<T*>(p.out) + static_cast<int64_t>(b) * p.q_len * q_stride + static_cast<int64_t>(h) * D;
+    // A row whose f32 arithmetic overflowed is not written here but computed again in f64 below:
+    // an output not finite, or a sum that is not a positive finite number although the row sees
+    // keys (its maximum term is 1 otherwise; a scaled maximum past f32's range makes every term
+    // 0). Its quad's 4 lanes agree through the shuffles.
+    int overflowed = 0;  // bit e: row qi[e]
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
         l[e] += __shfl_xor_sync(0xffffffffu, l[e], 1);
         l[e] += __shfl_xor_sync(0xffffffffu, l[e], 2);
-        if (qi[e] >= p.q_len) continue;
         const float inv = l[e] > 0.0f ? 1.0f / l[e] : 0.0f;
+        bool finite = true;
+#pragma unroll
+        for (int dt = 0; dt < DTILES; ++dt) {
+            o[dt][2 * e] *= inv;
+            o[dt][2 * e + 1] *= inv;
+            finite = finite && isfinite(o[dt][2 * e]) && isfinite(o[dt][2 * e + 1]);
+        }
+        const bool sum_ok = l[e] > 0.0f && isfinite(l[e]);
+        int bad = (!finite || (!sum_ok && range[e].lo < range[e].hi)) && qi[e] < p.q_len;
+        bad |= __shfl_xor_sync(0xffffffffu, bad, 1);
+        bad |= __shfl_xor_sync(0xffffffffu, bad, 2);
+        overflowed |= bad << e;
+        if (qi[e] >= p.q_len || bad) continue;
         uint32_t* row = reinterpret_cast<uint32_t*>(out + qi[e] * q_stride);
 #pragma unroll
-        for (int dt = 0; dt < DTILES; ++dt) row[(dt * 8 + 2 * tig) / 2] = yoco::pack2<T>(o[dt][2 * e] * inv, o[dt][2 * e + 1] * inv);
+        for (int dt = 0; dt < DTILES; ++dt) row[(dt * 8 + 2 * tig) / 2] = yoco::pack2<T>(o[dt][2 * e], o[dt][2 * e + 1]);
+    }
+    if (__any_sync(0xffffffffu, overflowed)) {
+        // The warp's 16 rows in turn, each row's flags read from the first lane of its quad.
+        for (int rr = 0; rr < 16; ++rr) {
+            const int flags = __shfl_sync(0xffffffffu, overflowed, (rr & 7) * 4);
+            if (flags >> (rr >> 3) & 1) exact_row<T>(p, b, h, i0 + warp * 16 + rr);
+        }
     }
 }
 
@@ -825,8 +918,12 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
     const int i = r / p.group;
     const int h = hk * p.group + r % p.group;
     T* out = static_cast<T*>(p.out) + ((static_cast<int64_t>(b) * p.q_len + i) * p.heads + h) * head_dim;
-    for (int d4 = threadIdx.x; d4 < d4s; d4 += THREADS) {
-        float4 o = s_sum[0][d4];
+    // One float4 of the row per thread (head_dim / 4 <= 64 < THREADS).
+    static_assert(MAX_D4 <= THREADS, "one float4 of the output per thread");
+    const int d4 = threadIdx.x;
+    float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (d4 < d4s) {
+        o = s_sum[0][d4];
 #pragma unroll
         for (int w = 1; w < WARPS; ++w) {
             const float4 x = s_sum[w][d4];
@@ -835,9 +932,22 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
             o.z += x.z;
             o.w += x.w;
         }
+        o = make_float4(o.x * inv, o.y * inv, o.z * inv, o.w * inv);
+    }
+    // A row whose f32 arithmetic overflowed in some split is computed again in f64 by the first
+    // warp instead of written from the partials: as in the prefill, an output not finite or a
+    // sum that is not a positive finite number although the row sees keys.
+    const KeyRange range = key_range(p, i);
+    const bool sum_ok = lsum > 0.0f && isfinite(lsum);
+    const bool finite = isfinite(o.x) && isfinite(o.y) && isfinite(o.z) && isfinite(o.w);
+    if (yoco::block_max(finite && (sum_ok || range.lo >= range.hi) ? 0.0f : 1.0f, s_scratch) > 0.0f) {
+        if (warp == 0) exact_row<T>(p, b, h, i);
+        return;
+    }
+    if (d4 < d4s) {
         uint2 packed;
-        packed.x = yoco::pack2<T>(o.x * inv, o.y * inv);
-        packed.y = yoco::pack2<T>(o.z * inv, o.w * inv);
+        packed.x = yoco::pack2<T>(o.x, o.y);
+        packed.y = yoco::pack2<T>(o.z, o.w);
         reinterpret_cast<uint2*>(out)[d4] = packed;
     }
 }
@@ -870,6 +980,9 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
     }
 #define DECODE_ENTRIES(D, NAME, T) \
     DECODE_ENTRY(D, 1, NAME, T) DECODE_ENTRY(D, 2, NAME, T) DECODE_ENTRY(D, 3, NAME, T) DECODE_ENTRY(D, 4, NAME, T) DECODE_ENTRY(D, 8, NAME, T)
+// The combine (in DTYPE_ENTRIES): "1 program per SM at least", so that ptxas takes the registers
+// exact_row needs (90) instead of spilling at the 80 its default heuristic stopped at; it is one
+// program per row and moves little, so its occupancy matters little.
 #define DTYPE_ENTRIES(NAME, T)                              \
     PREFILL_ENTRY(64, ATTN_BLOCK_N_SMALL_D, 4, NAME, T)     \
     PREFILL_ENTRY(128, ATTN_BLOCK_N_SMALL_D, 2, NAME, T)    \
@@ -880,7 +993,7 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
     DECODE_MMA_ENTRY(64, 2, NAME, T)                        \
     DECODE_MMA_ENTRY(128, 2, NAME, T)                       \
     DECODE_MMA_ENTRY(256, 1, NAME, T)                       \
-    extern "C" __global__ void __launch_bounds__(ATTN_COMBINE_THREADS) attention_combine_##NAME(AttentionParams p) { \
+    extern "C" __global__ void __launch_bounds__(ATTN_COMBINE_THREADS, 1) attention_combine_##NAME(AttentionParams p) { \
         decode_combine<T>(p);                               \
     }
 

@@ -58,6 +58,7 @@ typedef struct AttentionParams {
     int32_t mask;  /* ATTN_MASK_* */
     int32_t window;
     float scale_log2; /* scale * log2(e): scores go to exp2 */
+    float scale;      /* the scale itself, for the f64 recomputation of rows whose f32 arithmetic overflows */
     /* Decode only. Row r is query r / group of head kv_head * group + r % group. */
     int32_t rows;
     int32_t splits;

@@ -78,6 +78,7 @@ pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, p: &Problem, out: &m
         mask: mask as i32,
         window: i32_of("window", window)?,
         scale_log2: p.scale * std::f32::consts::LOG2_E,
+        scale: p.scale,
         rows: 0,
         splits: 0,
         keys_per_split: 0,

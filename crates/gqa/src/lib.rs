@@ -14,12 +14,15 @@
 //! is the whole score matrix and a plain softmax), and skips key blocks entirely outside the
 //! mask, so sliding-window cost grows linearly with the sequence.
 //!
-//! Scores past f32's range (inputs near 1e19, a scale near 1e37) overflow the online softmax.
-//! The CPU path finds the rows that came out non-finite from finite inputs and computes them again
-//! in f64 (`cpu::exact`), so it gives the reference's answer there too. The CUDA kernels do not:
-//! finding those rows would cost a wait for the device on every call, and such rows are NaN there,
-//! as they are in flash-attention and PyTorch's SDPA (the models check their logits for
-//! non-finite values when they sample, so a model run stops with a typed error instead).
+//! Scores past f32's range (inputs near 1e19, a scale near 1e37) overflow the online softmax,
+//! which then gives NaN (as flash-attention and PyTorch's SDPA do) or, where the scaled maximum
+//! overflows, a row of zeros. Every path finds those rows and computes them again in f64, so it
+//! gives the reference's answer there too: the CPU path scans its output after the call for rows
+//! that came out non-finite from finite inputs (`cpu::exact`); the CUDA kernels check each row as
+//! they finish it (an output not finite, or a softmax sum that is not a positive finite number
+//! although the row sees keys) and have one warp recompute it (`exact_row` in
+//! `kernels/attention.cu`), with no wait for the device. A NaN or ∞ among a row's inputs still
+//! gives a non-finite row, as in the reference.
 //!
 //! The rooms, as in every primitive crate: this file is the API (shapes, dtypes, devices, head
 //! dims and masks checked; typed errors; dispatch by device); [`mask`] the one definition of

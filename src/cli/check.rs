@@ -27,6 +27,7 @@ fn sweeps(device: &Device, scale: Scale) -> Vec<Sweep<'_>> {
         ("rope", Box::new(move || yoco_rope::check::sweep(device, yoco_rope::check::SHAPES))),
         ("attention", Box::new(move || yoco_gqa::check::sweep(device, yoco_gqa::check::SHAPES))),
         ("attention windows", Box::new(move || yoco_gqa::check::sweep(device, &yoco_gqa::check::window_cases()))),
+        ("attention overflowing scores", Box::new(move || yoco_gqa::check::overflowing_scores(device))),
         ("swa ring", Box::new(move || yoco_swa::check::sweep(device, &yoco_swa::check::ring_cases()))),
         ("cross-attention", Box::new(move || yoco_cross_attention::check::sweep(device, yoco_cross_attention::check::CASES))),
         ("models", Box::new(move || crate::model::check::sweep(device))),
@@ -100,8 +101,9 @@ mod tests {
     #[test]
     fn only_selects_the_groups_its_words_begin() {
         assert_eq!(names(&[], Scale::Small).unwrap().len(), sweeps(&Device::cpu(), Scale::Small).len());
-        assert_eq!(names(&["attention"], Scale::Small).unwrap(), ["attention", "attention windows"]);
-        assert_eq!(names(&["attention"], Scale::Large).unwrap(), ["attention", "attention windows", "attention large"]);
+        assert_eq!(names(&["attention"], Scale::Small).unwrap(), ["attention", "attention windows", "attention overflowing scores"]);
+        assert_eq!(names(&["attention w"], Scale::Large).unwrap(), ["attention windows"]);
+        assert_eq!(names(&["attention"], Scale::Large).unwrap(), ["attention", "attention windows", "attention overflowing scores", "attention large"]);
         assert_eq!(names(&["swiglu", "rope"], Scale::Small).unwrap(), ["swiglu", "rope"]);
     }
 

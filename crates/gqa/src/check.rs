@@ -2,10 +2,10 @@
 //! build and machine have), the SWA and cross-attention crates, and `yoco check` (which runs it
 //! on a GPU machine at larger shapes too).
 
-use yoco_core::testing::{case_rng, judge, Outcome};
+use yoco_core::testing::{case_rng, judge, rel_l2, rounding_floor, Outcome, F32_REL_L2_BOUND};
 use yoco_core::{DType, Device, MemoryCategory, Result, Tensor};
 
-use crate::{attention_into, reference, AttentionOptions, Dims, KvCache, Mask};
+use crate::{attention, attention_into, reference, AttentionOptions, Dims, KvCache, Mask};
 
 /// One attention problem: sizes and mask.
 #[derive(Clone, Copy, Debug)]
@@ -222,6 +222,63 @@ pub fn sweep(device: &Device, cases: &[Case]) -> Result<Vec<Outcome>> {
         for c in cases {
             outcomes.push(case(device, dtype, c)?);
         }
+    }
+    Ok(outcomes)
+}
+
+/// Scores past f32's range (inputs near 1e19, or a scale of 1e37), which overflow the online
+/// softmax: every path must still give the reference's answer, within one rounding of each
+/// output (the rows are computed again in f64), straight and through a cache with room to spare
+/// (strided rows); prefill and decode (on CUDA: the CUDA-core and the tensor-core decode, through
+/// the combine), causal and windowed. Then a NaN key (sequence 0, position 30, K/V head 0) must
+/// reach exactly the rows that see it, no fewer and no more (its outcome's error counts the rows
+/// that are wrong). bf16 holds 1e19 (f16 does not); CUDA runs no f32.
+pub fn overflowing_scores(device: &Device) -> Result<Vec<Outcome>> {
+    let dtypes: &[DType] = if device.is_cpu() { &[DType::F32, DType::BF16] } else { &[DType::BF16] };
+    let mut outcomes = Vec::new();
+    for &dtype in dtypes {
+        let bound = if dtype == DType::F32 { F32_REL_L2_BOUND } else { rounding_floor(dtype) };
+        for mask in [Mask::Causal, Mask::Window(16)] {
+            // q_len 70: prefill; 1 (2 rows per K/V head) and 5 (10): the two decodes.
+            for (q_len, input_scale, scale) in [(70, 1e19, None), (1, 1e19, None), (5, 1e19, None), (70, 1.0, Some(1e37f32)), (1, 1.0, Some(1e37f32))] {
+                let c = case_of(2, q_len, 70, 4, 2, 64, mask);
+                let label = format!("overflowing scores {device} {dtype} {} q_len={q_len} inputs x{input_scale:e} scale {scale:?}", mask.label());
+                let x = Inputs::random(&label, c.dims, dtype, device)?;
+                let big = |t: &Tensor| Tensor::from_f64(&t.to_f64_vec()?.iter().map(|v| v * input_scale).collect::<Vec<_>>(), t.dims().to_vec(), dtype, device, MemoryCategory::Activations);
+                let (q, k) = (big(&x.q)?, big(&x.k)?);
+                let options = AttentionOptions { mask, scale };
+                let want = reference::attention(&q.to_f64_vec()?, &k.to_f64_vec()?, &x.v64, c.dims, mask, f64::from(scale.unwrap_or(1.0 / 8.0)));
+                let direct = attention(&q, &k, &x.v, options)?.to_f64_vec()?;
+                let mut cache = KvCache::new(2, 100, 2, 64, dtype, device)?;
+                cache.append(&k, &x.v)?;
+                let cached = cache.attend(&q, options)?.to_f64_vec()?;
+                for (how, out) in [("direct", direct), ("cached", cached)] {
+                    // rel_l2 is +∞ for any non-finite output.
+                    outcomes.push(Outcome { label: format!("{label} {how}"), error: rel_l2(&out, &want), plain_error: None, bound });
+                }
+            }
+        }
+    }
+    let dtype = dtypes[0];
+    for q_len in [70, 5] {
+        let c = case_of(2, q_len, 70, 4, 2, 64, Mask::Causal);
+        let label = format!("a NaN key {device} {dtype} q_len={q_len}");
+        let x = Inputs::random(&label, c.dims, dtype, device)?;
+        let mut keys = x.k64.clone();
+        keys[30 * 2 * 64] = f64::NAN;
+        let k = Tensor::from_f64(&keys, x.k.dims().to_vec(), dtype, device, MemoryCategory::Activations)?;
+        let out = attention(&x.q, &k, &x.v, AttentionOptions::causal())?.to_f64_vec()?;
+        let wrong = out
+            .chunks(64)
+            .enumerate()
+            .filter(|(row, values)| {
+                let (b, i, h) = (row / (q_len * 4), row / 4 % q_len, row % 4);
+                // Bottom-right causal: query i sees keys up to 70 − q_len + i.
+                let sees_nan = b == 0 && 70 - q_len + i >= 30 && h < 2;
+                values.iter().any(|v| v.is_nan()) != sees_nan
+            })
+            .count();
+        outcomes.push(Outcome { label: format!("{label}: rows that are NaN exactly where they see it"), error: wrong as f64, plain_error: None, bound: 0.0 });
     }
     Ok(outcomes)
 }

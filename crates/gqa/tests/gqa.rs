@@ -2,7 +2,7 @@
 //! in `check`), decode against prefill, the growing cache against a full forward, the
 //! accounting of the cache, and every kind of bad input.
 
-use yoco_core::testing::{assert_all_passed, check_rel_l2, rounding_floor, test_devices, F32_REL_L2_BOUND};
+use yoco_core::testing::{assert_all_passed, check_rel_l2, test_devices, F32_REL_L2_BOUND};
 use yoco_core::{DType, Device, Error, MemoryCategory, Tensor};
 use yoco_gqa::check::{self, case_of, last_rows, Inputs};
 use yoco_gqa::{attention, attention_prefix_into, AttentionOptions, KvCache, Mask};
@@ -75,57 +75,13 @@ fn an_explicit_scale_is_used() {
     check_rel_l2("scale 0.3", &out.to_f64_vec().unwrap(), &want, F32_REL_L2_BOUND).unwrap();
 }
 
-/// Scores past f32's range (inputs near 1e19, or a scale of 1e37) still give the reference's
-/// answer on every device, prefill and decode (on CUDA: the CUDA-core and the tensor-core decode,
-/// through the combine), causal and windowed, and over a cache with room to spare: the rows the
-/// online softmax turns NaN are computed again in f64. A NaN among the keys still reaches
-/// exactly the rows that see it.
+/// Scores past f32's range still give the reference's answer on every device, and a NaN key
+/// reaches exactly the rows that see it (`check::overflowing_scores`, which `yoco check` runs
+/// too).
 #[test]
 fn scores_past_f32_range_match_the_reference() {
     for device in test_devices("scores_past_f32_range_match_the_reference") {
-        // bf16 holds 1e19 (f16 does not); CUDA runs no f32.
-        let dtypes: &[DType] = if device.is_cpu() { &[DType::F32, DType::BF16] } else { &[DType::BF16] };
-        for &dtype in dtypes {
-            let bound = if dtype == DType::F32 { F32_REL_L2_BOUND } else { rounding_floor(dtype) };
-            for mask in [Mask::Causal, Mask::Window(16)] {
-                // q_len 70: prefill; 1 (2 rows per K/V head) and 5 (10): the two decodes.
-                for (q_len, input_scale, scale) in [(70, 1e19, None), (1, 1e19, None), (5, 1e19, None), (70, 1.0, Some(1e37f32)), (1, 1.0, Some(1e37f32))] {
-                    let c = case_of(2, q_len, 70, 4, 2, 64, mask);
-                    let label = format!("overflowing scores {device} {dtype} {mask:?} q_len {q_len} inputs x{input_scale:e} scale {scale:?}");
-                    let x = Inputs::random(&label, c.dims, dtype, &device).unwrap();
-                    let big = |t: &Tensor| Tensor::from_f64(&t.to_f64_vec().unwrap().iter().map(|v| v * input_scale).collect::<Vec<_>>(), t.dims().to_vec(), dtype, &device, MemoryCategory::Activations).unwrap();
-                    let (q, k) = (big(&x.q), big(&x.k));
-                    let options = AttentionOptions { mask, scale };
-                    let scale64 = f64::from(scale.unwrap_or(1.0 / 8.0));
-                    let want = yoco_gqa::reference::attention(&q.to_f64_vec().unwrap(), &k.to_f64_vec().unwrap(), &x.v64, c.dims, mask, scale64);
-                    // Straight, and through a cache of 100 positions holding the 70 (strided rows).
-                    let direct = attention(&q, &k, &x.v, options).unwrap().to_f64_vec().unwrap();
-                    let mut cache = KvCache::new(2, 100, 2, 64, dtype, &device).unwrap();
-                    cache.append(&k, &x.v).unwrap();
-                    let cached = cache.attend(&q, options).unwrap().to_f64_vec().unwrap();
-                    for (how, out) in [("direct", direct), ("cached", cached)] {
-                        assert!(out.iter().all(|v| v.is_finite()), "{label} {how}: non-finite outputs");
-                        check_rel_l2(&format!("{label} {how}"), &out, &want, bound).unwrap();
-                    }
-                }
-            }
-        }
-        // Key 30 of sequence 0, K/V head 0, NaN: the queries of sequence 0 from 30 on see it in
-        // query heads 0 and 1 (its group), no other row does. Prefill, and decode of the last 5.
-        let dtype = if device.is_cpu() { DType::F32 } else { DType::BF16 };
-        for q_len in [70, 5] {
-            let c = case_of(2, q_len, 70, 4, 2, 64, Mask::Causal);
-            let x = Inputs::random("a NaN key", c.dims, dtype, &device).unwrap();
-            let mut keys = x.k.to_f64_vec().unwrap();
-            keys[30 * 2 * 64] = f64::NAN;
-            let k = Tensor::from_f64(&keys, x.k.dims().to_vec(), dtype, &device, MemoryCategory::Activations).unwrap();
-            let out = attention(&x.q, &k, &x.v, AttentionOptions::causal()).unwrap().to_f64_vec().unwrap();
-            for (row, values) in out.chunks(64).enumerate() {
-                let (b, i, h) = (row / (q_len * 4), row / 4 % q_len, row % 4);
-                let position = 70 - q_len + i;  // bottom-right causal: query i sees keys up to this
-                assert_eq!(values.iter().any(|v| v.is_nan()), b == 0 && position >= 30 && h < 2, "{device} row {row} (sequence {b}, query {i}, head {h})");
-            }
-        }
+        assert_all_passed(&check::overflowing_scores(&device).unwrap());
     }
 }
 

@@ -84,14 +84,23 @@ __device__ __forceinline__ KeyRange key_range(const AttentionParams& p, int i) {
 
 // ---- rows whose f32 arithmetic overflows --------------------------------------------------------
 
+// Whether a finished row must be computed again (exact_row): an output not finite, or a softmax
+// sum that is not a positive finite number although the row sees keys (its largest term is 1
+// otherwise; a scaled maximum past f32's range makes every term 0, or the sum ∞). Scores past
+// f32's range cause both: inputs near 1e19, or a huge scale. Not caught: a score whose partial
+// sums overflow to −∞ although the whole is in range, which then weighs 0 (the CPU path has the
+// same gap).
+__device__ __forceinline__ bool row_overflowed(bool outputs_finite, float sum, bool sees_keys) {
+    return !outputs_finite || (sees_keys && !(sum > 0.0f && isfinite(sum)));
+}
+
 // Query row i of head h, batch b, computed again in f64 by the calling warp (all 32 lanes call
 // it): scores scale · q·k summed in f64 from the stored values, the softmax and P·V in f64, the
-// result rounded once more to T. For rows the f32 path returned non-finite (a score past f32's
-// range — inputs near 1e19, or a huge scale — makes the running max ∞ and the row NaN): the
-// callers run it only for those, so finite inputs never come out NaN, as on the CPU
-// (crates/gqa/src/cpu/exact.rs). Slow — one warp walks the row's keys one at a time — and cold.
-// A NaN or ∞ among the row's inputs still gives a non-finite row. Inlined (a call's ABI made the
-// D = 64 prefill spill at its 128-register bound); it runs after the row outputs are dead.
+// result rounded once more to T. For the rows row_overflowed flags, so that finite inputs never
+// come out NaN (or 0), as on the CPU (crates/gqa/src/cpu/exact.rs). Slow — one warp walks the
+// row's keys one at a time — and cold. A row with a NaN or +∞ score is NaN, as in the reference;
+// the walk stops at that key. Inlined (a call's ABI made the D = 64 prefill spill at its
+// 128-register bound); it runs after the row outputs are dead.
 template <typename T>
 __device__ __forceinline__ void exact_row(const AttentionParams& p, int b, int h, int i) {
     constexpr int PER_LANE = 256 / 32;  // largest head dim over the warp
@@ -110,8 +119,10 @@ __device__ __forceinline__ void exact_row(const AttentionParams& p, int b, int h
         qd[c] = d < dim ? static_cast<double>(to_f32(q[d])) : 0.0;
         o[c] = 0.0;
     }
-    // Online softmax in f64, whose range holds any score of f32-range inputs (|q·k| < 256 · 3.5e76).
-    // fmax would drop a NaN score: it is carried in `nan` instead, so that it reaches the row.
+    // Online softmax in f64, whose range holds any score of f32-range inputs (|q·k| <= 256 ·
+    // FLT_MAX² ≈ 3e79). A NaN or +∞ score makes the row NaN (the reference's max − max is NaN
+    // there; fmax would drop a NaN): it ends the walk, at the same key in every lane, since the
+    // butterfly leaves every lane the same sum.
     const KeyRange range = key_range(p, i);
     double m = -INFINITY, l = 0.0;
     bool nan = false;
@@ -127,7 +138,8 @@ __device__ __forceinline__ void exact_row(const AttentionParams& p, int b, int h
 #pragma unroll
         for (int offset = 16; offset > 0; offset >>= 1) s += __shfl_xor_sync(0xffffffffu, s, offset);
         s *= static_cast<double>(p.scale);
-        nan = nan || s != s;
+        nan = !(s < INFINITY) && s != -INFINITY;  // NaN or +∞
+        if (nan) break;
         const double m_new = fmax(m, s);
         if (m_new == -INFINITY) continue;  // weight 0 so far (an input of −∞); no −∞ − −∞
         const double corr = exp(m - m_new);
@@ -411,10 +423,8 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
     yoco::cp_async_wait<0>();  // nothing in flight at exit (only empty groups, unless n_tiles <= 0)
 
     T* out = static_cast<T*>(p.out) + static_cast<int64_t>(b) * p.q_len * q_stride + static_cast<int64_t>(h) * D;
-    // A row whose f32 arithmetic overflowed is not written here but computed again in f64 below:
-    // an output not finite, or a sum that is not a positive finite number although the row sees
-    // keys (its maximum term is 1 otherwise; a scaled maximum past f32's range makes every term
-    // 0). Its quad's 4 lanes agree through the shuffles.
+    // A row whose f32 arithmetic overflowed (row_overflowed) is not written here but computed
+    // again in f64 below. Its quad's 4 lanes agree through the shuffles.
     int overflowed = 0;  // bit e: row qi[e]
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
@@ -428,8 +438,7 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
             o[dt][2 * e + 1] *= inv;
             finite = finite && isfinite(o[dt][2 * e]) && isfinite(o[dt][2 * e + 1]);
         }
-        const bool sum_ok = l[e] > 0.0f && isfinite(l[e]);
-        int bad = (!finite || (!sum_ok && range[e].lo < range[e].hi)) && qi[e] < p.q_len;
+        int bad = row_overflowed(finite, l[e], range[e].lo < range[e].hi) && qi[e] < p.q_len;
         bad |= __shfl_xor_sync(0xffffffffu, bad, 1);
         bad |= __shfl_xor_sync(0xffffffffu, bad, 2);
         overflowed |= bad << e;
@@ -934,13 +943,11 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
         }
         o = make_float4(o.x * inv, o.y * inv, o.z * inv, o.w * inv);
     }
-    // A row whose f32 arithmetic overflowed in some split is computed again in f64 by the first
-    // warp instead of written from the partials: as in the prefill, an output not finite or a
-    // sum that is not a positive finite number although the row sees keys.
+    // A row whose f32 arithmetic overflowed in some split (row_overflowed) is computed again in
+    // f64 by the first warp instead of written from the partials.
     const KeyRange range = key_range(p, i);
-    const bool sum_ok = lsum > 0.0f && isfinite(lsum);
     const bool finite = isfinite(o.x) && isfinite(o.y) && isfinite(o.z) && isfinite(o.w);
-    if (yoco::block_max(finite && (sum_ok || range.lo >= range.hi) ? 0.0f : 1.0f, s_scratch) > 0.0f) {
+    if (yoco::block_max(row_overflowed(finite, lsum, range.lo < range.hi) ? 1.0f : 0.0f, s_scratch) > 0.0f) {
         if (warp == 0) exact_row<T>(p, b, h, i);
         return;
     }

@@ -102,9 +102,9 @@ profile() {
     fi
     local options=(--clock-control none --kill yes --section SpeedOfLight --section ComputeWorkloadAnalysis
         --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats --section WarpStateStats)
-    YOCO_BENCH_DEVICES=cuda YOCO_BENCH_PACE=short step 45 "$file" "$ncu" "${options[@]}" -k regex:attention_prefill_d128 --launch-count 1 \
+    YOCO_BENCH_DEVICES=cuda YOCO_BENCH_PACE=short step 40 "$file" "$ncu" "${options[@]}" -k regex:attention_prefill_d128 --launch-count 1 \
         "$bin/benches/gqa" --bench --noplot "prefill-cuda:0-bf16/B1-Nq16384-Nk16384-H24/8-D128-causal"
-    YOCO_BENCH_DEVICES=cuda YOCO_BENCH_PACE=short step 45 "$file" "$ncu" "${options[@]}" -k "regex:gret_(states|outputs)" --launch-count 2 \
+    YOCO_BENCH_DEVICES=cuda YOCO_BENCH_PACE=short step 40 "$file" "$ncu" "${options[@]}" -k "regex:gret_(states|outputs)" --launch-count 2 \
         "$bin/benches/gated_retention" --bench --noplot "gated_retention_prefill/cuda:0-bf16-chunk64-parallel/16384"
 }
 
@@ -191,7 +191,9 @@ run() {
     fi
     # One summary: every bench fraction line and every peer line, for the commit under reports/gpu/.
     grep -hE "^(check|cuda|cpu|peer/|[a-z_]+/.*(GB/s|GFLOP/s|TFLOP/s)|== )" "$out"/{check,benches,peers,sanitizer}.txt > "$out/summary.txt" || true
-    grep -hE "^ *(attention_prefill|gret_)|^== |Duration|Throughput|Achieved Occupancy|Registers Per Thread" "$out/profile.txt" >> "$out/summary.txt" || true
+    # ncu says why it profiled nothing (counters restricted to admins, no kernel matched) in its
+    # ==WARNING== and ==ERROR== lines.
+    grep -hE "^ *(attention_prefill|gret_)|^== |^==(WARNING|ERROR)==|Duration|Throughput|Achieved Occupancy|Registers Per Thread" "$out/profile.txt" >> "$out/summary.txt" || true
     rm -rf "$bin"
     echo "gpu-check: results in $out after ${SECONDS}s"
 }

@@ -28,8 +28,8 @@ enum Command {
         /// Print every case, not only failures.
         #[arg(long, short)]
         verbose: bool,
-        /// Only the groups whose names begin with this (repeatable; `--only attention` runs
-        /// "attention", "attention windows" and, with --large, "attention large"). With
+        /// Only the group this names, or else the groups whose names begin with it (repeatable;
+        /// `--only swiglu` runs "swiglu", `--only swi` also "swiglu large" with --large). With
         /// YOCO_TEST_SEED, replays one group of a failed run in seconds.
         #[arg(long, value_name = "GROUP")]
         only: Vec<String>,

@@ -45,14 +45,16 @@ fn sweeps(device: &Device, scale: Scale) -> Vec<Sweep<'_>> {
     sweeps
 }
 
-/// The groups of [`sweeps`] that `only` selects: those whose names begin with one of its words,
-/// or all of them when it is empty. A word that selects no group is an error that lists the names.
+/// The groups of [`sweeps`] that `only` selects, or all of them when it is empty. Each word
+/// selects the group it names exactly, or else every group whose name begins with it. A word
+/// that selects no group is an error that lists the names.
 fn selected<'a>(sweeps: Vec<Sweep<'a>>, only: &[String]) -> Result<Vec<Sweep<'a>>> {
-    if let Some(word) = only.iter().find(|w| !sweeps.iter().any(|(name, _)| name.starts_with(w.as_str()))) {
-        let names: Vec<&str> = sweeps.iter().map(|(name, _)| *name).collect();
-        return Err(Error::invalid("yoco check", "--only", format!("{word:?}: expected the beginning of a group's name, one of {names:?}")));
+    let names: Vec<&'static str> = sweeps.iter().map(|(name, _)| *name).collect();
+    let picks = |word: &str, name: &str| if names.contains(&word) { name == word } else { name.starts_with(word) };
+    if let Some(word) = only.iter().find(|w| !names.iter().any(|name| picks(w, name))) {
+        return Err(Error::invalid("yoco check", "--only", format!("{word:?}: expected a group's name or its beginning, one of {names:?}")));
     }
-    Ok(sweeps.into_iter().filter(|(name, _)| only.is_empty() || only.iter().any(|w| name.starts_with(w.as_str()))).collect())
+    Ok(sweeps.into_iter().filter(|(name, _)| only.is_empty() || only.iter().any(|w| picks(w, name))).collect())
 }
 
 /// Runs and prints every case of the groups `only` selects (all, when empty) on every device;
@@ -99,12 +101,15 @@ mod tests {
     }
 
     #[test]
-    fn only_selects_the_groups_its_words_begin() {
+    fn only_selects_the_group_a_word_names_or_those_it_begins() {
         assert_eq!(names(&[], Scale::Small).unwrap().len(), sweeps(&Device::cpu(), Scale::Small).len());
-        assert_eq!(names(&["attention"], Scale::Small).unwrap(), ["attention", "attention windows", "attention overflowing scores"]);
-        assert_eq!(names(&["attention w"], Scale::Large).unwrap(), ["attention windows"]);
-        assert_eq!(names(&["attention"], Scale::Large).unwrap(), ["attention", "attention windows", "attention overflowing scores", "attention large"]);
-        assert_eq!(names(&["swiglu", "rope"], Scale::Small).unwrap(), ["swiglu", "rope"]);
+        // A whole name selects that group alone (the replay line's case); a beginning, every
+        // group it begins.
+        assert_eq!(names(&["attention"], Scale::Large).unwrap(), ["attention"]);
+        assert_eq!(names(&["rmsnorm"], Scale::Small).unwrap(), ["rmsnorm"]);
+        assert_eq!(names(&["attention "], Scale::Small).unwrap(), ["attention windows", "attention overflowing scores"]);
+        assert_eq!(names(&["attention "], Scale::Large).unwrap(), ["attention windows", "attention overflowing scores", "attention large"]);
+        assert_eq!(names(&["swiglu", "ro"], Scale::Small).unwrap(), ["swiglu", "rope"]);
     }
 
     #[test]

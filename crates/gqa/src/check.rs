@@ -2,7 +2,7 @@
 //! build and machine have), the SWA and cross-attention crates, and `yoco check` (which runs it
 //! on a GPU machine at larger shapes too).
 
-use yoco_core::testing::{case_rng, judge, rel_l2, rounding_floor, Outcome, F32_REL_L2_BOUND};
+use yoco_core::testing::{case_rng, judge, once_rounded_bound, rel_l2, Outcome};
 use yoco_core::{DType, Device, MemoryCategory, Result, Tensor};
 
 use crate::{attention, attention_into, reference, AttentionOptions, Dims, KvCache, Mask};
@@ -229,27 +229,40 @@ pub fn sweep(device: &Device, cases: &[Case]) -> Result<Vec<Outcome>> {
 /// Scores past f32's range (inputs near 1e19, or a scale of 1e37), which overflow the online
 /// softmax: every path must still give the reference's answer, within one rounding of each
 /// output (the rows are computed again in f64), straight and through a cache with room to spare
-/// (strided rows); prefill and decode (on CUDA: the CUDA-core and the tensor-core decode, through
-/// the combine), causal and windowed. Then a NaN key (sequence 0, position 30, K/V head 0) must
-/// reach exactly the rows that see it, no fewer and no more (its outcome's error counts the rows
-/// that are wrong). bf16 holds 1e19 (f16 does not); CUDA runs no f32.
+/// (strided rows); prefill at head dims 64, 128 and 256, and decode (on CUDA: the CUDA-core and
+/// the tensor-core decode, over one split and several, through the combine), causal and
+/// windowed. Then [`non_finite_inputs`]. bf16 holds 1e19 (f16 does not); CUDA runs no f32.
 pub fn overflowing_scores(device: &Device) -> Result<Vec<Outcome>> {
     let dtypes: &[DType] = if device.is_cpu() { &[DType::F32, DType::BF16] } else { &[DType::BF16] };
+    // (q_len, kv_len, head_dim, input scale, attention scale): q_len 40 and 70 prefill; 1 (2 rows
+    // per K/V head) the CUDA-core decode, 5 (10 rows) the tensor-core one; 1100 keys make
+    // several decode splits.
+    const CASES: &[(usize, usize, usize, f64, Option<f32>)] = &[
+        (70, 70, 64, 1e19, None),
+        (70, 70, 128, 1e19, None),
+        (40, 70, 256, 1e19, None),
+        (1, 70, 64, 1e19, None),
+        (5, 70, 128, 1e19, None),
+        (1, 1100, 128, 1e19, None),
+        (70, 70, 64, 1.0, Some(1e37)),
+        (1, 70, 256, 1.0, Some(1e37)),
+        (5, 1100, 64, 1.0, Some(1e37)),
+    ];
     let mut outcomes = Vec::new();
     for &dtype in dtypes {
-        let bound = if dtype == DType::F32 { F32_REL_L2_BOUND } else { rounding_floor(dtype) };
+        let bound = once_rounded_bound(dtype);
         for mask in [Mask::Causal, Mask::Window(16)] {
-            // q_len 70: prefill; 1 (2 rows per K/V head) and 5 (10): the two decodes.
-            for (q_len, input_scale, scale) in [(70, 1e19, None), (1, 1e19, None), (5, 1e19, None), (70, 1.0, Some(1e37f32)), (1, 1.0, Some(1e37f32))] {
-                let c = case_of(2, q_len, 70, 4, 2, 64, mask);
-                let label = format!("overflowing scores {device} {dtype} {} q_len={q_len} inputs x{input_scale:e} scale {scale:?}", mask.label());
+            for &(q_len, kv_len, head_dim, input_scale, scale) in CASES {
+                let c = case_of(2, q_len, kv_len, 4, 2, head_dim, mask);
+                let label = format!("{} inputs x{input_scale:e} scale {scale:?}", label("overflowing scores", device, dtype, &c));
                 let x = Inputs::random(&label, c.dims, dtype, device)?;
                 let big = |t: &Tensor| Tensor::from_f64(&t.to_f64_vec()?.iter().map(|v| v * input_scale).collect::<Vec<_>>(), t.dims().to_vec(), dtype, device, MemoryCategory::Activations);
                 let (q, k) = (big(&x.q)?, big(&x.k)?);
                 let options = AttentionOptions { mask, scale };
-                let want = reference::attention(&q.to_f64_vec()?, &k.to_f64_vec()?, &x.v64, c.dims, mask, f64::from(scale.unwrap_or(1.0 / 8.0)));
+                let scale64 = f64::from(scale.unwrap_or(1.0 / (head_dim as f32).sqrt()));
+                let want = reference::attention(&q.to_f64_vec()?, &k.to_f64_vec()?, &x.v64, c.dims, mask, scale64);
                 let direct = attention(&q, &k, &x.v, options)?.to_f64_vec()?;
-                let mut cache = KvCache::new(2, 100, 2, 64, dtype, device)?;
+                let mut cache = KvCache::new(2, kv_len + 30, 2, head_dim, dtype, device)?;
                 cache.append(&k, &x.v)?;
                 let cached = cache.attend(&q, options)?.to_f64_vec()?;
                 for (how, out) in [("direct", direct), ("cached", cached)] {
@@ -259,26 +272,42 @@ pub fn overflowing_scores(device: &Device) -> Result<Vec<Outcome>> {
             }
         }
     }
-    let dtype = dtypes[0];
-    for q_len in [70, 5] {
-        let c = case_of(2, q_len, 70, 4, 2, 64, Mask::Causal);
-        let label = format!("a NaN key {device} {dtype} q_len={q_len}");
-        let x = Inputs::random(&label, c.dims, dtype, device)?;
-        let mut keys = x.k64.clone();
-        keys[30 * 2 * 64] = f64::NAN;
-        let k = Tensor::from_f64(&keys, x.k.dims().to_vec(), dtype, device, MemoryCategory::Activations)?;
-        let out = attention(&x.q, &k, &x.v, AttentionOptions::causal())?.to_f64_vec()?;
-        let wrong = out
-            .chunks(64)
-            .enumerate()
-            .filter(|(row, values)| {
-                let (b, i, h) = (row / (q_len * 4), row / 4 % q_len, row % 4);
-                // Bottom-right causal: query i sees keys up to 70 − q_len + i.
-                let sees_nan = b == 0 && 70 - q_len + i >= 30 && h < 2;
-                values.iter().any(|v| v.is_nan()) != sees_nan
-            })
-            .count();
-        outcomes.push(Outcome { label: format!("{label}: rows that are NaN exactly where they see it"), error: wrong as f64, plain_error: None, bound: 0.0 });
+    outcomes.extend(non_finite_inputs(device, dtypes[0])?);
+    Ok(outcomes)
+}
+
+/// A NaN key, a +∞ key and a NaN value (sequence 0, position 30, K/V head 0, dim 0), in prefill
+/// and decode: each row must be non-finite exactly where the reference's is (a NaN key reaches
+/// every row that sees it; a +∞ key the rows whose query makes its score +∞; a NaN value every
+/// row that sees it, and no row that only shares its tile), and the finite rows must meet the
+/// sweep's rule. Two outcomes each: the count of rows whose finiteness differs (bound 0), and the
+/// finite rows' error.
+pub fn non_finite_inputs(device: &Device, dtype: DType) -> Result<Vec<Outcome>> {
+    let mut outcomes = Vec::new();
+    for (what, value, in_keys) in [("a NaN key", f64::NAN, true), ("a +∞ key", f64::INFINITY, true), ("a NaN value", f64::NAN, false)] {
+        for q_len in [70, 5] {
+            let c = case_of(2, q_len, 70, 4, 2, 64, Mask::Causal);
+            let label = label(what, device, dtype, &c);
+            let x = Inputs::random(&label, c.dims, dtype, device)?;
+            let (mut k64, mut v64) = (x.k64.clone(), x.v64.clone());
+            let with_it = if in_keys { &mut k64 } else { &mut v64 };
+            with_it[30 * 2 * 64] = value;
+            let t = |vals: &[f64]| Tensor::from_f64(vals, x.k.dims().to_vec(), dtype, device, MemoryCategory::Activations);
+            let out = attention(&x.q, &t(&k64)?, &t(&v64)?, AttentionOptions::causal())?.to_f64_vec()?;
+            let (want, plain) = expected(&x.q64, &k64, &v64, c.dims, Mask::Causal, dtype);
+            let finite = |row: &[f64]| row.iter().all(|v| v.is_finite());
+            let (mut wrong, mut kept) = (0, Vec::new());
+            for (row, (o, w)) in out.chunks(64).zip(want.chunks(64)).enumerate() {
+                if finite(o) != finite(w) {
+                    wrong += 1;
+                } else if finite(w) {
+                    kept.push(row);
+                }
+            }
+            let rows = |vals: &[f64]| -> Vec<f64> { kept.iter().flat_map(|&r| vals[r * 64..(r + 1) * 64].iter().copied()).collect() };
+            outcomes.push(Outcome { label: format!("{label}: rows whose finiteness differs from the reference's"), error: wrong as f64, plain_error: None, bound: 0.0 });
+            outcomes.push(judge(format!("{label}: the {} finite rows", kept.len()), dtype, &rows(&out), &rows(&plain), &rows(&want)));
+        }
     }
     Ok(outcomes)
 }

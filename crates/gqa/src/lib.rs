@@ -22,7 +22,8 @@
 //! they finish it (an output not finite, or a softmax sum that is not a positive finite number
 //! although the row sees keys) and have one warp recompute it (`exact_row` in
 //! `kernels/attention.cu`), with no wait for the device. A NaN or ∞ among a row's inputs still
-//! gives a non-finite row, as in the reference.
+//! gives a non-finite row where the reference's is. Not caught, on either device: a score whose
+//! f32 partial sums overflow to −∞ although the whole is in range (its key then weighs 0).
 //!
 //! The rooms, as in every primitive crate: this file is the API (shapes, dtypes, devices, head
 //! dims and masks checked; typed errors; dispatch by device); [`mask`] the one definition of

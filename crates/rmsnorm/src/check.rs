@@ -1,7 +1,7 @@
 //! Validation against the reference on fresh random inputs, shared by `tests/` (every device the
 //! build and machine have) and `yoco check` (which runs it on a GPU machine at larger shapes).
 
-use yoco_core::testing::{case_rng, judge, rel_l2, rounding_floor, Outcome, F32_REL_L2_BOUND};
+use yoco_core::testing::{case_rng, judge, once_rounded_bound, rel_l2, Outcome};
 use yoco_core::{DType, Device, MemoryCategory, Result, Tensor};
 
 use crate::{reference, rms_norm_into, rms_norm_residual_into, DEFAULT_EPS};
@@ -99,7 +99,7 @@ pub fn overflowing_rows(device: &Device) -> Result<Vec<Outcome>> {
                 // be off by. (The sweep's yardstick, a plain implementation's error, is no use
                 // here: the plain one sums squares in f32 and overflows.) Half of it, tried first,
                 // failed one run in a few: 200 once-rounded outputs reached 1.96e-3 against 1.95e-3.
-                let bound = if dtype == DType::F32 { F32_REL_L2_BOUND } else { rounding_floor(dtype) };
+                let bound = once_rounded_bound(dtype);
                 outcomes.push(Outcome { error: rel_l2(&y.to_f64_vec()?, &want), label, plain_error: None, bound });
             }
         }

@@ -87,9 +87,9 @@ __device__ __forceinline__ KeyRange key_range(const AttentionParams& p, int i) {
 // Whether a finished row must be computed again (exact_row): an output not finite, or a softmax
 // sum that is not a positive finite number although the row sees keys (its largest term is 1
 // otherwise; a scaled maximum past f32's range makes every term 0, or the sum ∞). Scores past
-// f32's range cause both: inputs near 1e19, or a huge scale. Not caught: a score whose partial
-// sums overflow to −∞ although the whole is in range, which then weighs 0 (the CPU path has the
-// same gap).
+// f32's range cause both: inputs near 1e19, or a huge scale. Not caught: a score whose f32 sum
+// passes −∞ on the way although the whole is the row's maximum, which then weighs 0 (products
+// of both signs past f32's range; the CPU path has the same gap, crates/gqa/src/lib.rs).
 __device__ __forceinline__ bool row_overflowed(bool outputs_finite, float sum, bool sees_keys) {
     return !outputs_finite || (sees_keys && !(sum > 0.0f && isfinite(sum)));
 }

@@ -99,9 +99,10 @@ fn ceilings(device: &Device) -> Result<(usize, String, f64, f64)> {
         }
         #[cfg(feature = "cuda")]
         Device::Cuda(_) => {
-            // The benches' ceilings (smaller on the emulator: a 256³ GEMM, 16 MiB copies).
-            let (gemm, what) = yoco_core::bench::compute_ceiling_gflops(device, (8192, 8192, 8192), 10)?;
-            let side = yoco_core::bench::full_or_emulated(device, 8192, 256);
+            // The benches' ceilings (smaller on the emulator).
+            let shape = (8192, 8192, 8192);
+            let (gemm, what) = yoco_core::bench::compute_ceiling_gflops(device, shape, 10)?;
+            let (side, _, _) = yoco_core::bench::ceiling_gemm_shape(device, shape);
             Ok((0, format!("{what} {side}³"), gemm, yoco_core::bench::copy_ceiling_gbs(device)?))
         }
     }

@@ -163,17 +163,22 @@ pub fn copy_ceiling_gbs(device: &crate::Device) -> crate::Result<f64> {
     }
 }
 
+/// The `(m, n, k)` of the GEMM whose rate is `device`'s compute ceiling when `gemm` is asked
+/// for: `gemm` itself, or 256³ on the emulator.
+pub fn ceiling_gemm_shape(device: &crate::Device, gemm: (usize, usize, usize)) -> (usize, usize, usize) {
+    full_or_emulated(device, gemm, (256, 256, 256))
+}
+
 /// The arithmetic ceiling of `device` in GFLOP/s, measured now, and what it is: the f32 FMA rate
 /// on the CPU ("FMA"), the cuBLAS bf16 GEMM rate (f32 accumulation, median of `reps`) of
-/// `[m, k] · [n, k]ᵀ` on a GPU ("cuBLAS bf16 GEMM"). On the emulator the GEMM is 256³ whatever
-/// `gemm` says, as the harness's calibration measures it there.
+/// `[m, k] · [n, k]ᵀ` on a GPU ("cuBLAS bf16 GEMM"), at [`ceiling_gemm_shape`].
 #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
 pub fn compute_ceiling_gflops(device: &crate::Device, gemm: (usize, usize, usize), reps: usize) -> crate::Result<(f64, &'static str)> {
     match device {
         crate::Device::Cpu(_) => Ok((crate::ceiling::fma_gflops(), "FMA")),
         #[cfg(feature = "cuda")]
         crate::Device::Cuda(d) => {
-            let (m, n, k) = full_or_emulated(device, gemm, (256, 256, 256));
+            let (m, n, k) = ceiling_gemm_shape(device, gemm);
             Ok((1e3 * crate::cuda::cublas_gemm_tflops(d, m, n, k, reps)?, "cuBLAS bf16 GEMM"))
         }
     }

@@ -182,7 +182,7 @@ pub fn once_rounded_bound(dtype: DType) -> f64 {
 /// bits), the largest relative error of one rounding to nearest. A path that computes exactly
 /// and rounds its output once can reach it, so no bound below it is fair.
 ///
-/// Half of it, the floor until stop 15, failed the fused residual RMSNorm at 3 rows × width 7
+/// Half of it, the floor before, failed the fused residual RMSNorm at 3 rows × width 7
 /// about once in 10,000 draws per dtype (20,000 draws each). Its y is rounded once against the
 /// plain implementation's three roundings, and over 21 outputs the plain error can come out
 /// small by luck (1.17e-3, against the path's 2.72e-3 in bf16).

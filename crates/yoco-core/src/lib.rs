@@ -10,7 +10,10 @@
 //!   reads these to reproduce the paper's memory comparison, so nothing may allocate around it.
 //! * [`Error`]: the one error type of the workspace. Bad input is an error that says what was
 //!   expected, never a panic.
-//! * [`matmul`]: the CPU GEMM every fast CPU path uses (the `gemm` crate, multithreaded).
+//! * [`matmul`]: the CPU GEMMs the fast CPU paths use (the `gemm` and `matrixmultiply` crates,
+//!   chosen by shape).
+//! * [`simd`]: explicit vectors for the hand-written CPU micro-kernels, run on AVX-512 where the
+//!   CPU has it.
 //! * [`ceiling`]: measures this machine's FMA throughput and memory bandwidth, so that every speed
 //!   can be quoted as a fraction of a ceiling measured in the same run.
 //! * `cuda` (feature `cuda`): context creation that never panics without a driver, loading of the
@@ -29,6 +32,7 @@ pub mod memory;
 pub mod pages;
 pub mod rng;
 pub mod shape;
+pub mod simd;
 pub mod tensor;
 pub mod testing;
 

@@ -10,7 +10,7 @@
 //! also keep every thread busy when there are fewer sequences × heads than threads.
 //!
 //! Within a range, tiles of [`TILE`] positions, each in three steps written in explicit vectors
-//! ([`super::simd`]), with the keys and values read in their storage type where they lie:
+//! ([`yoco_core::simd`]), with the keys and values read in their storage type where they lie:
 //! * scores: the query rows of a K/V head's group, a few at a time, against each key, so that
 //!   every vector of the key is loaded once for those rows;
 //! * the online-softmax update of each row over the tile, with the exponentials in a plain loop
@@ -26,8 +26,9 @@ use rayon::prelude::*;
 use yoco_core::math::exp;
 use yoco_core::Element;
 
-use super::simd::{load_widened, Simd};
-use super::{prefetch, Inputs, Isa, OutRows};
+use yoco_core::simd::{dispatch, load_widened, Simd, SimdKernel};
+
+use super::{prefetch, Inputs, OutRows};
 
 /// Keys per tile: scores for a tile of keys, then their values.
 const TILE: usize = 32;
@@ -50,7 +51,7 @@ struct Partial {
     o: Vec<f32>,
 }
 
-pub(super) fn attend<T: Element>(x: &Inputs<T>, isa: Isa, out: OutRows<T>) {
+pub(super) fn attend<T: Element>(x: &Inputs<T>, out: OutRows<T>) {
     let d = x.p.dims;
     // The keys any query of a sequence sees (every sequence has the same ranges).
     let (lo, hi) = (0..d.q_len).map(|i| x.p.mask.key_range(i, d.q_len, d.kv_len)).fold((usize::MAX, 0), |(lo, hi), (l, h)| (lo.min(l), hi.max(h)));
@@ -62,7 +63,7 @@ pub(super) fn attend<T: Element>(x: &Inputs<T>, isa: Isa, out: OutRows<T>) {
         .map(|t| {
             let (b, r) = (t / ranges, t % ranges);
             let start = (lo + r * per_range).min(hi);
-            range(isa, x, b, start..(start + per_range).min(hi))
+            dispatch(KeyRange { x, b, keys: start..(start + per_range).min(hi) }, &mut ())
         })
         .collect();
     let (rows, dim) = (d.q_len * d.heads, d.head_dim);
@@ -101,22 +102,20 @@ fn ranges_per_sequence(keys: usize, batch: usize, threads: usize) -> usize {
 }
 
 /// The partial softmax of every query and head of sequence `b` over the keys `keys`.
-fn range<T: Element>(isa: Isa, x: &Inputs<T>, b: usize, keys: Range<usize>) -> Partial {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the CPU has AVX-512F and AVX-512VL (Isa::detect).
-        Isa::Avx512 => unsafe { range_avx512(x, b, keys) },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Baseline => range_body::<T, super::simd::Avx2>(x, b, keys),
-        #[cfg(not(target_arch = "x86_64"))]
-        Isa::Baseline => range_body::<T, super::simd::Scalar>(x, b, keys),
-    }
+struct KeyRange<'a, T> {
+    x: &'a Inputs<'a, T>,
+    b: usize,
+    keys: Range<usize>,
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")]
-unsafe fn range_avx512<T: Element>(x: &Inputs<T>, b: usize, keys: Range<usize>) -> Partial {
-    range_body::<T, super::simd::Avx512>(x, b, keys)
+impl<T: Element> SimdKernel for KeyRange<'_, T> {
+    type Output = Partial;
+    type Scratch = ();
+
+    #[inline(always)]
+    fn run<V: Simd>(self, _: &mut ()) -> Partial {
+        range_body::<T, V>(self.x, self.b, self.keys)
+    }
 }
 
 #[inline(always)]

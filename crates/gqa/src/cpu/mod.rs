@@ -6,20 +6,21 @@
 //! A block of more than [`ROWS_PATH_MAX`] queries goes to [`tiles`]: register-blocked
 //! micro-kernels for `S = Q Kᵀ` and `O += P V` on packed f32 tiles, laid out so that every inner
 //! loop runs along contiguous memory and vectorises (AVX-512 when the CPU has it, chosen at run
-//! time; AVX2 + FMA otherwise, the build's baseline). A last block of a few queries (the tail of
-//! a prefill) goes to [`rows`], which reads the keys where they lie: a query-wide tile would be
-//! mostly padding there. A decode step (at most [`ROWS_PATH_MAX`] queries per sequence) goes to
-//! [`decode`], which splits the keys, not the heads, among the tasks. Rows whose scores pass
-//! f32's range are then computed again in f64 by [`exact`].
+//! time by [`yoco_core::simd::dispatch`]; AVX2 + FMA otherwise, the build's baseline). A last
+//! block of a few queries (the tail of a prefill) goes to [`rows`], which reads the keys where
+//! they lie: a query-wide tile would be mostly padding there. A decode step (at most
+//! [`ROWS_PATH_MAX`] queries per sequence) goes to [`decode`], which splits the keys, not the
+//! heads, among the tasks. Rows whose scores pass f32's range are then computed again in f64 by
+//! [`exact`].
 
 mod decode;
 mod exact;
 mod rows;
-mod simd;
 mod tiles;
 
 use rayon::prelude::*;
 use yoco_core::half::{bf16, f16};
+use yoco_core::simd::{dispatch, Simd, SimdKernel};
 use yoco_core::{DType, Element, Result, Tensor};
 
 use crate::Problem;
@@ -107,26 +108,6 @@ impl<T: Element> OutRows<T> {
     }
 }
 
-/// The vector ISA the micro-kernels are compiled for, detected once per call.
-#[derive(Clone, Copy)]
-enum Isa {
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-    Baseline,
-}
-
-impl Isa {
-    /// AVX-512 where the CPU has it, unless `YOCO_CPU_ISA=avx2` asks for the baseline (how the
-    /// AVX2 kernels are tested on an AVX-512 machine).
-    fn detect() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") && std::env::var("YOCO_CPU_ISA").map_or(true, |v| v != "avx2") {
-            return Isa::Avx512;
-        }
-        Isa::Baseline
-    }
-}
-
 /// Per-thread scratch: the packed tiles and the running softmax state of one task.
 pub(crate) struct Scratch {
     /// Qᵀ of the block, pre-scaled: [head_dim][BR].
@@ -177,9 +158,8 @@ fn typed<T: Element>(q: &[T], k: &[T], v: &[T], p: &Problem, out: &mut [T]) {
 fn attend<T: Element>(x: &Inputs<T>, out: &mut [T]) {
     let d = x.p.dims;
     let rows = OutRows { ptr: out.as_mut_ptr(), len: out.len(), q_len: d.q_len, heads: d.heads, head_dim: d.head_dim };
-    let isa = Isa::detect();
     if d.q_len <= ROWS_PATH_MAX {
-        decode::attend(x, isa, rows);
+        decode::attend(x, rows);
         return;
     }
     // The query heads of a K/V head share its tiles: a task takes all of them over BR / group
@@ -198,7 +178,7 @@ fn attend<T: Element>(x: &Inputs<T>, out: &mut [T]) {
             let (b, set) = ((t / blocks) / head_sets, (t / blocks) % head_sets);
             let i0 = block * queries;
             let block = Block { b, h0: set * heads, heads, i0, queries: (d.q_len - i0).min(queries) };
-            task(isa, x, s, block, rows);
+            dispatch(Task { x, block, out: rows }, s);
         },
     );
 }
@@ -225,36 +205,31 @@ impl Block {
     }
 }
 
-/// One task.
-fn task<T: Element>(isa: Isa, x: &Inputs<T>, s: &mut Scratch, block: Block, out: OutRows<T>) {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the CPU has AVX-512F and AVX-512VL (Isa::detect).
-        Isa::Avx512 => unsafe { task_avx512(x, s, block, out) },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Baseline => task_body::<T, simd::Avx2, 4, 2>(x, s, block, out),
-        #[cfg(not(target_arch = "x86_64"))]
-        Isa::Baseline => task_body::<T, simd::Scalar, 4, 1>(x, s, block, out),
-    }
+/// One task, on the CPU's widest vectors.
+struct Task<'a, T> {
+    x: &'a Inputs<'a, T>,
+    block: Block,
+    out: OutRows<T>,
 }
 
-/// The task compiled with AVX-512 enabled: 512-bit vectors, 32 registers, so the micro-kernels
-/// hold 8 × 2 vectors of accumulators.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
-unsafe fn task_avx512<T: Element>(x: &Inputs<T>, s: &mut Scratch, block: Block, out: OutRows<T>) {
-    task_body::<T, simd::Avx512, 8, 2>(x, s, block, out)
-}
+impl<T: Element> SimdKernel for Task<'_, T> {
+    type Output = ();
+    type Scratch = Scratch;
 
-/// `R` × `NV`: the register block of the micro-kernels (rows broadcast × vectors of `V`).
-#[inline(always)]
-fn task_body<T: Element, V: simd::Simd, const R: usize, const NV: usize>(x: &Inputs<T>, s: &mut Scratch, block: Block, out: OutRows<T>) {
-    if block.queries <= ROWS_PATH_MAX {
-        for h in block.h0..block.h0 + block.heads {
-            rows::attend(x, s, block.b, h, block.i0, block.queries, out);
+    /// `R` × `NV`, the register block of the micro-kernels (rows broadcast × vectors of `V`):
+    /// 8 × 2 with AVX-512 (16 of its 32 registers), 4 × 2 with AVX2's 16.
+    #[inline(always)]
+    fn run<V: Simd>(self, s: &mut Scratch) {
+        let Task { x, block, out } = self;
+        if block.queries <= ROWS_PATH_MAX {
+            for h in block.h0..block.h0 + block.heads {
+                rows::attend(x, s, block.b, h, block.i0, block.queries, out);
+            }
+        } else if V::LANES >= 16 {
+            tiles::attend::<T, V, 8, 2>(x, s, block, out);
+        } else {
+            tiles::attend::<T, V, 4, 2>(x, s, block, out);
         }
-    } else {
-        tiles::attend::<T, V, R, NV>(x, s, block, out);
     }
 }
 

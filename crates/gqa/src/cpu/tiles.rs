@@ -12,9 +12,9 @@
 //! reduction (8 × 2 with AVX-512: 16 of the 32 zmm registers; 4 × 2 with AVX2).
 
 use yoco_core::math::exp;
+use yoco_core::simd::Simd;
 use yoco_core::Element;
 
-use super::simd::Simd;
 use super::{Block, Inputs, OutRows, Scratch, BC, BR};
 
 /// Inlined into the caller, so that it is compiled with the caller's target features (the

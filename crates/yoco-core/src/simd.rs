@@ -1,20 +1,25 @@
-//! The vectors the micro-kernels are written in. LLVM did not keep plain-array accumulators in
-//! registers (the first version of `tiles` ran at 2% of the FMA ceiling with every FMA a scalar
-//! load-modify-store), so the register blocks are spelled out in explicit vectors.
+//! The vectors the CPU micro-kernels are written in, and [`dispatch`], which runs a kernel on the
+//! widest of them that the CPU has. LLVM did not keep plain-array accumulators in registers (the
+//! first version of the attention tiles ran at 2% of the FMA ceiling with every FMA a scalar
+//! load-modify-store), so register blocks are spelled out in explicit vectors.
 //!
-//! Safety: the x86 types wrap intrinsics that need AVX-512F (or AVX2 + FMA). [`Avx512`] is only
-//! used inside `task_avx512`, which runs only after `Isa::detect` saw AVX-512F and AVX-512VL;
-//! [`Avx2`] needs AVX2 + FMA, the build's baseline (`target-cpu=x86-64-v3` in
-//! .cargo/config.toml), which includes F16C. Loads and stores take fixed-size arrays, so they
-//! stay in bounds.
+//! Soundness: the x86 types wrap intrinsics that need AVX-512F (or AVX2 + FMA). They are private
+//! to this module; a kernel only ever sees them as the `V` of [`SimdKernel::run`], which
+//! [`dispatch`] calls with [`Avx512`] only after detecting AVX-512F and AVX-512VL, inside a
+//! function compiled with those features. [`Avx2`] needs AVX2 + FMA, the build's baseline
+//! (`target-cpu=x86-64-v3` in .cargo/config.toml), which includes F16C. Loads and stores take
+//! fixed-size arrays, so they stay in bounds.
 
-use yoco_core::half::slice::HalfFloatSliceExt;
-use yoco_core::half::{bf16, f16};
-use yoco_core::dtype::as_slice_of;
-use yoco_core::Element;
+use std::sync::OnceLock;
+
+use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
+
+use crate::dtype::as_slice_of;
+use crate::Element;
 
 /// A vector of `LANES` f32.
-pub(super) trait Simd: Copy {
+pub trait Simd: Copy {
     const LANES: usize;
     fn splat(x: f32) -> Self;
     fn load(s: &[f32]) -> Self;
@@ -35,7 +40,7 @@ pub(super) trait Simd: Copy {
 /// `V::LANES` elements of `s` (from its start) widened to f32, read where they lie: the
 /// decode path streams the cache's rows in their storage type rather than copying them.
 #[inline(always)]
-pub(super) fn load_widened<T: Element, V: Simd>(s: &[T]) -> V {
+pub fn load_widened<T: Element, V: Simd>(s: &[T]) -> V {
     if let Some(s) = as_slice_of::<T, f32>(s) {
         V::load(s)
     } else if let Some(s) = as_slice_of::<T, bf16>(s) {
@@ -52,7 +57,7 @@ pub(super) fn load_widened<T: Element, V: Simd>(s: &[T]) -> V {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(super) use x86::{Avx2, Avx512};
+use x86::{Avx2, Avx512};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -61,7 +66,7 @@ mod x86 {
     use super::Simd;
 
     #[derive(Clone, Copy)]
-    pub(in super::super) struct Avx512(__m512);
+    pub(super) struct Avx512(__m512);
 
     impl Simd for Avx512 {
         const LANES: usize = 16;
@@ -118,7 +123,7 @@ mod x86 {
     }
 
     #[derive(Clone, Copy)]
-    pub(in super::super) struct Avx2(__m256);
+    pub(super) struct Avx2(__m256);
 
     impl Simd for Avx2 {
         const LANES: usize = 8;
@@ -182,7 +187,7 @@ mod x86 {
 /// The portable fallback: one lane.
 #[cfg(not(target_arch = "x86_64"))]
 #[derive(Clone, Copy)]
-pub(super) struct Scalar(f32);
+struct Scalar(f32);
 
 #[cfg(not(target_arch = "x86_64"))]
 impl Simd for Scalar {
@@ -223,4 +228,63 @@ impl Simd for Scalar {
     fn load_f16(s: &[u16]) -> Self {
         Scalar(f16::from_bits(s[0]).to_f32())
     }
+}
+
+/// A computation written once over any [`Simd`] type, run by [`dispatch`].
+pub trait SimdKernel {
+    type Output;
+    /// What the computation writes besides its output. It travels as a `&mut` argument of its
+    /// own, not inside `self`: a reference argument tells the compiler that nothing else aliases
+    /// it, a reference inside a struct does not, and without that the micro-kernels reload
+    /// from memory after each store (measured: the attention tiles 3–9% slower).
+    type Scratch;
+    /// The computation on vectors `V`. Mark it `#[inline(always)]`, and everything it calls that
+    /// touches `V` too: only code inlined into [`dispatch`]'s AVX-512 entry is compiled with
+    /// AVX-512 enabled (elsewhere every vector operation would be a function call).
+    fn run<V: Simd>(self, scratch: &mut Self::Scratch) -> Self::Output;
+}
+
+/// The vector ISA the micro-kernels run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// 16 f32 lanes, 32 registers.
+    Avx512,
+    /// 8 f32 lanes, 16 registers (x86-64-v3); one lane off x86.
+    Baseline,
+}
+
+impl Isa {
+    /// AVX-512 where the CPU has it, unless `YOCO_CPU_ISA=avx2` asks for the baseline (how the
+    /// AVX2 kernels are tested on an AVX-512 machine). Detected once per process.
+    pub fn detect() -> Isa {
+        static DETECTED: OnceLock<Isa> = OnceLock::new();
+        *DETECTED.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") && std::env::var("YOCO_CPU_ISA").map_or(true, |v| v != "avx2") {
+                return Isa::Avx512;
+            }
+            Isa::Baseline
+        })
+    }
+}
+
+/// Runs `kernel` on the vectors of [`Isa::detect`].
+pub fn dispatch<K: SimdKernel>(kernel: K, scratch: &mut K::Scratch) -> K::Output {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if Isa::detect() == Isa::Avx512 {
+            // SAFETY: the CPU has AVX-512F and AVX-512VL (Isa::detect).
+            return unsafe { run_avx512(kernel, scratch) };
+        }
+        kernel.run::<Avx2>(scratch)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    kernel.run::<Scalar>(scratch)
+}
+
+/// The kernel compiled with AVX-512 enabled.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")]
+unsafe fn run_avx512<K: SimdKernel>(kernel: K, scratch: &mut K::Scratch) -> K::Output {
+    kernel.run::<Avx512>(scratch)
 }

@@ -230,6 +230,23 @@ impl Simd for Scalar {
     }
 }
 
+/// Asks for every cache line of `row` to be brought into the (level 2) cache ahead of its use.
+#[inline(always)]
+pub fn prefetch<T>(row: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        let bytes = std::mem::size_of_val(row);
+        let base = row.as_ptr().cast::<i8>();
+        for line in (0..bytes).step_by(64) {
+            // SAFETY: a prefetch is a hint that never faults; the address lies inside `row`.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(base.add(line)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
+}
+
 /// A computation written once over any [`Simd`] type, run by [`dispatch`].
 pub trait SimdKernel {
     type Output;

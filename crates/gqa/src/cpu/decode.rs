@@ -26,9 +26,9 @@ use rayon::prelude::*;
 use yoco_core::math::exp;
 use yoco_core::Element;
 
-use yoco_core::simd::{dispatch, load_widened, Simd, SimdKernel};
+use yoco_core::simd::{dispatch, load_widened, prefetch, Simd, SimdKernel};
 
-use super::{prefetch, Inputs, OutRows};
+use super::{Inputs, OutRows};
 
 /// Keys per tile: scores for a tile of keys, then their values.
 const TILE: usize = 32;

@@ -4,9 +4,10 @@
 //! along the head dim. A query-wide tile would be mostly padding there.
 
 use yoco_core::math::{dot, exp};
+use yoco_core::simd::prefetch;
 use yoco_core::Element;
 
-use super::{prefetch, Inputs, OutRows, Scratch, BC};
+use super::{Inputs, OutRows, Scratch, BC};
 
 /// Rows of K (or V) requested ahead of their use: consecutive positions of one K/V head lie
 /// `kv_heads · head_dim` elements apart (4 KiB at 8 × 128 f32), each row on its own page, where

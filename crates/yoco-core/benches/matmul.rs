@@ -1,10 +1,11 @@
-//! Which GEMM crate the fast CPU paths use for which shape: `gemm` against `matrixmultiply` on
-//! the shapes the models run (the table in src/matmul.rs comes from here) — the FFN's projections at prefill (many rows)
-//! and decode (one row) — as GFLOP/s and a fraction of the FMA ceiling measured in this run.
-//! FLOPs per call: 2·m·n·k. Beside them, the project's own entry points: `matmul_nt` (f32, the
-//! crate chosen by shape) and `matmul_nt_widened` on bf16 storage (the 16-bit CPU models' path);
-//! the one-row products are memory-bound and are also quoted against the copy ceiling, by the
-//! bytes of their weights (4 or 2 per element).
+//! Which CPU GEMM the fast CPU paths use for which shape: the `gemm` and `matrixmultiply` crates
+//! beside the project's own entry points on the shapes the models run (the table in
+//! src/matmul/mod.rs comes from here) — the FFN's projections at prefill (many rows) and decode
+//! (one row) — as GFLOP/s and a fraction of the FMA ceiling measured in this run. FLOPs per
+//! call: 2·m·n·k. The project's entry points: `matmul_nt` (f32: the packed GEMM or `gemm` by
+//! shape) and `matmul_nt_widened` on bf16 storage (the 16-bit CPU models' path); the one-row
+//! products are memory-bound and are also quoted against the copy ceiling, by the bytes of their
+//! weights (4 or 2 per element).
 
 use std::time::Instant;
 
@@ -42,9 +43,10 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("matmul_nt");
     let (samples, warm_up, measurement) = group_timing(true);
     group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
-    // (m, n, k): prefill FFN up-projection of YOCO-160M, its down-projection, small batches of
-    // rows (where the crates cross over), a decode row of YOCO-3B.
-    for &(m, n, k) in &[(512, 2048, 768), (512, 768, 2048), (128, 2048, 768), (32, 2048, 768), (8, 2048, 768), (1, 8192, 3072)] {
+    // (m, n, k): prefill FFN up-projection of YOCO-160M, its down-projection, tiny-yoco's
+    // up-projection over a prefill span of 2048 tokens (the harness's), small batches of rows
+    // (where the paths cross over), a decode row of YOCO-3B.
+    for &(m, n, k) in &[(512, 2048, 768), (512, 768, 2048), (2048, 704, 256), (128, 2048, 768), (32, 2048, 768), (8, 2048, 768), (1, 8192, 3072)] {
         let a: Vec<f32> = (0..m * k).map(|_| rng.normal() as f32).collect();
         let b: Vec<f32> = (0..n * k).map(|_| rng.normal() as f32).collect();
         let mut out = vec![0f32; m * n];

@@ -5,8 +5,8 @@
 //!
 //! Soundness: the x86 types wrap intrinsics that need AVX-512F (or AVX2 + FMA). They are private
 //! to this module; a kernel only ever sees them as the `V` of [`SimdKernel::run`], which
-//! [`dispatch`] calls with [`Avx512`] only after detecting AVX-512F and AVX-512VL, inside a
-//! function compiled with those features. [`Avx2`] needs AVX2 + FMA, the build's baseline
+//! [`dispatch`] calls with `Avx512` only after detecting AVX-512F and AVX-512VL, inside a
+//! function compiled with those features. `Avx2` needs AVX2 + FMA, the build's baseline
 //! (`target-cpu=x86-64-v3` in .cargo/config.toml), which includes F16C. Loads and stores take
 //! fixed-size arrays, so they stay in bounds.
 
@@ -227,6 +227,33 @@ impl Simd for Scalar {
     #[inline(always)]
     fn load_f16(s: &[u16]) -> Self {
         Scalar(f16::from_bits(s[0]).to_f32())
+    }
+}
+
+/// The register block of the CPU micro-kernels: `acc[r][n] += Σ_{p < depth} a[r][p] · b[p][n]`,
+/// `b`'s rows `ldb` apart, `NV` vectors of each (from its start) against `R` rows of `a`, each
+/// element of `a` broadcast. `R × NV` accumulators stay in registers across the whole depth: 8 × 2
+/// on AVX-512 (16 of 32 registers), 4 × 2 on AVX2 (8 of 16). Call it from a [`SimdKernel`],
+/// inlined.
+#[inline(always)]
+pub fn fma_block<V: Simd, const R: usize, const NV: usize>(acc: &mut [[V; NV]; R], a: &[&[f32]; R], b: &[f32], ldb: usize, depth: usize) {
+    let mut rows: [&[f32]; R] = [&[]; R];
+    for (row, a) in rows.iter_mut().zip(a) {
+        *row = &a[..depth];
+    }
+    for p in 0..depth {
+        let b_row = &b[p * ldb..][..NV * V::LANES];
+        let mut b = [V::splat(0.0); NV];
+        for (n, x) in b.iter_mut().enumerate() {
+            *x = V::load(&b_row[n * V::LANES..]);
+        }
+        let a = &rows;
+        for r in 0..R {
+            let x = V::splat(a[r][p]);
+            for n in 0..NV {
+                acc[r][n] = acc[r][n].fma(x, b[n]);
+            }
+        }
     }
 }
 

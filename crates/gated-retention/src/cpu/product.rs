@@ -5,7 +5,7 @@
 //! number of [`PAD`] wide. For a chunk of 64 tokens a general GEMM spent a quarter of its time
 //! packing these operands.
 
-use yoco_core::simd::Simd;
+use yoco_core::simd::{fma_block, Simd};
 
 /// Columns of every right operand and output are a multiple of this: the widest register block,
 /// 2 vectors of 16 lanes (AVX-512).
@@ -81,21 +81,9 @@ fn block<V: Simd, const R: usize, const NV: usize>(c: &mut [f32], ldc: usize, r0
         let depth = if t.lower { t.depth.min(r0 + R) } else { t.depth };
         let mut a: [&[f32]; R] = [&[]; R];
         for (r, row) in a.iter_mut().enumerate() {
-            *row = &t.a[(r0 + r) * t.lda..][..depth];
+            *row = &t.a[(r0 + r) * t.lda..];
         }
-        for p in 0..depth {
-            let b_row = &t.b[p * t.ldb + c0..][..NV * V::LANES];
-            let mut b = [V::splat(0.0); NV];
-            for (n, x) in b.iter_mut().enumerate() {
-                *x = V::load(&b_row[n * V::LANES..]);
-            }
-            for r in 0..R {
-                let x = V::splat(a[r][p]);
-                for n in 0..NV {
-                    acc[r][n] = acc[r][n].fma(x, b[n]);
-                }
-            }
-        }
+        fma_block::<V, R, NV>(&mut acc, &a, &t.b[c0..], t.ldb, depth);
     }
     for (r, row) in acc.iter().enumerate() {
         for (n, x) in row.iter().enumerate() {

@@ -1,17 +1,24 @@
-//! CPU matrix products for the fast CPU paths, on two GEMM crates chosen by shape from
-//! measurements (`benches/matmul.rs`, this 2-core AVX-512 machine, FMA ceiling 517 GFLOP/s):
+//! CPU matrix products for the fast CPU paths: our own packed GEMM (`packed.rs`) from
+//! `PACKED_ROWS` (32) rows, the `gemm` crate below, chosen by shape from measurements
+//! (`benches/matmul.rs`, this 2-core AVX-512 machine, FMA ceiling 539 GFLOP/s, GFLOP/s):
 //!
-//! | m × n × k | gemm | matrixmultiply |
-//! |---|---|---|
-//! | 512 × 2048 × 768 (prefill) | 241 GFLOP/s | 349 GFLOP/s |
-//! | 32 × 2048 × 768 | 156 | 83 |
-//! | 8 × 2048 × 768 | 73 | 33 |
-//! | 1 × 8192 × 3072 (decode row) | 20 (memory-bound) | 2.8 |
+//! | m × n × k | gemm | matrixmultiply | packed |
+//! |---|---|---|---|
+//! | 2048 × 704 × 256 (tiny-yoco's FFN, prefill) | 252 | 384 | 465 (86%) |
+//! | 512 × 2048 × 768 (YOCO-160M's FFN, prefill) | 249 | 320 | 381 (71%) |
+//! | 512 × 768 × 2048 | 244 | 318 | 391 (73%) |
+//! | 128 × 2048 × 768 | 223 | 232 | 315 |
+//! | 32 × 2048 × 768 | 165 | 113 | 170 |
+//! | 8 × 2048 × 768 | 76 | 33 | — |
+//! | 1 × 8192 × 3072 (decode row) | 19 (memory-bound) | 2.8 | — |
 //!
-//! So many-row products (prefill) go to matrixmultiply and few-row ones (decode, small batches)
-//! to gemm, which also parallelises a single row over the output columns.
+//! So many-row products (prefill) take the packed GEMM, which replaced matrixmultiply there, and
+//! few-row ones (decode, small batches) `gemm`, which also parallelises a single row over the
+//! output columns. [`gemm_serial`] (products inside already-parallel tasks) keeps both crates.
 //!
 //! 16-bit storage ([`matmul_nt_widened`]) multiplies in f32 too: neither crate has a bf16 kernel.
+
+mod packed;
 
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -26,8 +33,14 @@ fn check_len(op: &'static str, what: &'static str, len: usize, rows: usize, cols
     }
 }
 
-/// Rows from which matrixmultiply is the faster crate (between the measured 32 and 512).
+/// Rows from which a 16-bit product widens its weights as it packs them for the packed GEMM
+/// rather than a block at a time for the serial one (at 32 and 100 rows the blocks were 20%
+/// faster, at 512 the packing twice).
 const MANY_ROWS: usize = 128;
+
+/// Rows from which an f32 product takes the packed GEMM rather than the gemm crate (measured:
+/// 10–20% faster at 32 and 64 rows, 25% slower at 16).
+const PACKED_ROWS: usize = 32;
 
 fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
     // Below ~1 MFLOP the fork-join costs more than it saves.
@@ -46,10 +59,11 @@ pub fn matmul_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f3
 /// `c[m, n] = a[m, k] · b[n, k]ᵀ` stored in a 16-bit type (any [`Element`], though f32 has
 /// [`matmul_nt`] without the copies): products and sums in f32, `c` rounded once, as cuBLAS does
 /// with f32 accumulation. By the number of rows:
-/// - fewer than [`FEW_ROWS`] (decode): dot products off the 16-bit rows of `b` (the weights),
+/// - fewer than `FEW_ROWS` (decode): dot products off the 16-bit rows of `b` (the weights),
 ///   widened in registers: one pass over 2-byte weights, as a memory-bound product should be;
-/// - up to [`MANY_ROWS`]: `b` widened a cache-sized block of rows per task, each block one GEMM;
-/// - more (prefill, where the arithmetic dominates): `b` widened whole, then the f32 GEMM.
+/// - up to `MANY_ROWS`: `b` widened a cache-sized block of rows per task, each block one GEMM;
+/// - more (prefill, where the arithmetic dominates): the packed GEMM, which widens `b` as it
+///   packs it.
 ///
 /// `a` is widened once. The widened copies are transient host buffers.
 pub fn matmul_nt_widened<T: Element>(m: usize, n: usize, k: usize, a: &[T], b: &[T], c: &mut [T]) -> Result<()> {
@@ -72,8 +86,7 @@ pub fn matmul_nt_widened<T: Element>(m: usize, n: usize, k: usize, a: &[T], b: &
     }
     let mut c32 = vec![0.0f32; m * n];
     if m >= MANY_ROWS {
-        let b32: Vec<f32> = b.par_iter().map(|x| x.to_f32()).collect();
-        matmul_nt(m, n, k, &a32, &b32, &mut c32)?;
+        packed::gemm(m, n, k, &a32, b, 1, k, &mut c32);
         c.par_iter_mut().zip(c32.par_iter()).for_each(|(c, v)| *c = T::from_f32(*v));
         return Ok(());
     }
@@ -163,15 +176,12 @@ fn product(op: &'static str, m: usize, n: usize, k: usize, a: &[f32], b: &[f32],
         return Ok(());
     }
     // op(b)'s (row stride, column stride) as a [k, n] matrix.
-    let (b_rs, b_cs) = if b_transposed { (1, k as isize) } else { (n as isize, 1) };
-    if m >= MANY_ROWS {
-        // SAFETY: lengths checked above; a is [m, k] row-major, op(b) [k, n] through its strides,
-        // c [m, n] row-major, so every index lies inside its slice.
-        unsafe {
-            matrixmultiply::sgemm(m, k, n, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), b_rs, b_cs, 0.0, c.as_mut_ptr(), n as isize, 1);
-        }
+    let (b_rs, b_cs) = if b_transposed { (1, k) } else { (n, 1) };
+    if m >= PACKED_ROWS {
+        packed::gemm(m, n, k, a, b, b_rs, b_cs, c);
         return Ok(());
     }
+    let (b_rs, b_cs) = (b_rs as isize, b_cs as isize);
     // SAFETY: as above; gemm takes (column stride, row stride) pairs.
     unsafe {
         gemm::gemm(
@@ -210,7 +220,7 @@ mod tests {
     fn widened_products_round_the_f32_product_once() {
         use half::bf16;
         let mut rng = Rng::new(11);
-        for (m, n, k) in [(1, 1, 1), (3, 517, 300), (1, 2048, 64), (FEW_ROWS, 100, 70), (9, 300, 45), (MANY_ROWS, 45, 33), (MANY_ROWS + 5, 130, 257)] {
+        for (m, n, k) in [(1, 1, 1), (3, 517, 300), (1, 2048, 64), (FEW_ROWS, 100, 70), (9, 300, 45), (MANY_ROWS, 45, 33), (MANY_ROWS + 5, 530, 257)] {
             let a: Vec<bf16> = (0..m * k).map(|_| bf16::from_f64(rng.normal())).collect();
             let b: Vec<bf16> = (0..n * k).map(|_| bf16::from_f64(rng.normal())).collect();
             let mut c = vec![bf16::ZERO; m * n];
@@ -231,7 +241,9 @@ mod tests {
     #[test]
     fn nt_and_nn_match_naive_on_odd_shapes() {
         let mut rng = Rng::new(11);
-        for &(m, n, k) in &[(1, 1, 1), (7, 13, 5), (65, 33, 130), (128, 96, 257), (300, 17, 64)] {
+        // From PACKED_ROWS rows the packed GEMM: rows past its 8-row blocks and its tasks' 64,
+        // columns past a panel of 32 and a packed block's 512, depths past its slices of 256.
+        for &(m, n, k) in &[(1, 1, 1), (7, 13, 5), (65, 33, 130), (128, 96, 257), (300, 17, 64), (133, 530, 520), (PACKED_ROWS, 64, 1)] {
             let a: Vec<f32> = (0..m * k).map(|_| rng.normal() as f32).collect();
             let b: Vec<f32> = (0..n * k).map(|_| rng.normal() as f32).collect();
             let want = naive_nt(m, n, k, &a, &b);
@@ -245,6 +257,15 @@ mod tests {
             matmul_nn(m, n, k, &a, &bt, &mut c2).unwrap();
             let c64: Vec<f64> = c2.iter().map(|&v| v as f64).collect();
             assert!(crate::testing::rel_l2(&c64, &want) < 1e-6, "nn {m}x{n}x{k}");
+        }
+    }
+
+    #[test]
+    fn an_empty_reduction_gives_zeros() {
+        for m in [1, PACKED_ROWS] {
+            let mut c = vec![f32::NAN; m * 3];
+            matmul_nt(m, 3, 0, &[], &[], &mut c).unwrap();
+            assert!(c.iter().all(|&x| x == 0.0), "{m} rows");
         }
     }
 

@@ -10,8 +10,8 @@
 //!   reads these to reproduce the paper's memory comparison, so nothing may allocate around it.
 //! * [`Error`]: the one error type of the workspace. Bad input is an error that says what was
 //!   expected, never a panic.
-//! * [`matmul`]: the CPU GEMMs the fast CPU paths use (the `gemm` and `matrixmultiply` crates,
-//!   chosen by shape).
+//! * [`matmul`]: the CPU GEMMs the fast CPU paths use (our packed GEMM for many rows, the `gemm`
+//!   crate for few, chosen by shape).
 //! * [`simd`]: explicit vectors for the hand-written CPU micro-kernels, run on AVX-512 where the
 //!   CPU has it.
 //! * [`ceiling`]: measures this machine's FMA throughput and memory bandwidth, so that every speed

@@ -1,7 +1,6 @@
 //! The fast CPU path: the gate elementwise on rayon, the FFN's three GEMMs on
 //! `yoco_core::matmul` (its packed GEMM for prefill's many rows, the `gemm` crate for few; in f32
-//! for every storage dtype)
-//! with the gate applied in place between them.
+//! for every storage dtype) with the gate applied in place between them.
 
 use rayon::prelude::*;
 use yoco_core::half::{bf16, f16};

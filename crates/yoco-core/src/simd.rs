@@ -5,10 +5,9 @@
 //!
 //! Soundness: the x86 types wrap intrinsics that need AVX-512F (or AVX2 + FMA). They are private
 //! to this module; a kernel only ever sees them as the `V` of [`SimdKernel::run`], which
-//! [`dispatch`] calls with `Avx512` only after detecting AVX-512F and AVX-512VL, inside a
-//! function compiled with those features. `Avx2` needs AVX2 + FMA, the build's baseline
-//! (`target-cpu=x86-64-v3` in .cargo/config.toml), which includes F16C. Loads and stores take
-//! fixed-size arrays, so they stay in bounds.
+//! [`dispatch`] calls with `Avx512` (or `Avx2`) only after detecting AVX-512F and AVX-512VL (or
+//! AVX2, FMA and F16C), inside a function compiled with those features; other CPUs get one lane
+//! (`Scalar`). Loads and stores take fixed-size arrays, so they stay in bounds.
 
 use std::sync::OnceLock;
 
@@ -129,7 +128,7 @@ mod x86 {
         const LANES: usize = 8;
         #[inline(always)]
         fn splat(x: f32) -> Self {
-            // SAFETY: AVX present (baseline, module comment).
+            // SAFETY: AVX present (module comment).
             Avx2(unsafe { _mm256_set1_ps(x) })
         }
         #[inline(always)]
@@ -146,7 +145,7 @@ mod x86 {
         }
         #[inline(always)]
         fn fma(self, a: Self, b: Self) -> Self {
-            // SAFETY: FMA present (baseline).
+            // SAFETY: FMA present (module comment).
             Avx2(unsafe { _mm256_fmadd_ps(a.0, b.0, self.0) })
         }
         #[inline(always)]
@@ -161,7 +160,7 @@ mod x86 {
         }
         #[inline(always)]
         fn sum(self) -> f32 {
-            // SAFETY: AVX present (baseline).
+            // SAFETY: AVX present (module comment).
             unsafe {
                 let halves = _mm_add_ps(_mm256_castps256_ps128(self.0), _mm256_extractf128_ps::<1>(self.0));
                 let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
@@ -171,25 +170,23 @@ mod x86 {
         #[inline(always)]
         fn load_bf16(s: &[u16]) -> Self {
             let s: &[u16; 8] = s[..8].try_into().expect("8 lanes");
-            // SAFETY: AVX2 present (baseline); s holds 8 u16 (unaligned load). bf16 is the top
+            // SAFETY: AVX2 present (module comment); s holds 8 u16 (unaligned load). bf16 is the top
             // half of an f32: zero-extend, shift into place.
             Avx2(unsafe { _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(s.as_ptr().cast())))) })
         }
         #[inline(always)]
         fn load_f16(s: &[u16]) -> Self {
             let s: &[u16; 8] = s[..8].try_into().expect("8 lanes");
-            // SAFETY: F16C present (baseline); s holds 8 u16 (unaligned load).
+            // SAFETY: F16C present (module comment); s holds 8 u16 (unaligned load).
             Avx2(unsafe { _mm256_cvtph_ps(_mm_loadu_si128(s.as_ptr().cast())) })
         }
     }
 }
 
 /// The portable fallback: one lane.
-#[cfg(not(target_arch = "x86_64"))]
 #[derive(Clone, Copy)]
 struct Scalar(f32);
 
-#[cfg(not(target_arch = "x86_64"))]
 impl Simd for Scalar {
     const LANES: usize = 1;
     #[inline(always)]
@@ -293,37 +290,46 @@ pub trait SimdKernel {
 pub enum Isa {
     /// 16 f32 lanes, 32 registers.
     Avx512,
-    /// 8 f32 lanes, 16 registers (x86-64-v3); one lane off x86.
-    Baseline,
+    /// 8 f32 lanes, 16 registers, with FMA (x86-64-v3, the build's baseline).
+    Avx2,
+    /// One lane: a CPU without AVX2 and FMA, or not x86.
+    Scalar,
 }
 
 impl Isa {
-    /// AVX-512 where the CPU has it, unless `YOCO_CPU_ISA=avx2` asks for the baseline (how the
-    /// AVX2 kernels are tested on an AVX-512 machine). Detected once per process.
+    /// The widest the CPU has, detected once per process, unless `YOCO_CPU_ISA` asks for a
+    /// narrower one (`avx2` or `scalar`: how those kernels are tested on an AVX-512 machine).
     pub fn detect() -> Isa {
         static DETECTED: OnceLock<Isa> = OnceLock::new();
         *DETECTED.get_or_init(|| {
+            let asked = std::env::var("YOCO_CPU_ISA").unwrap_or_default();
             #[cfg(target_arch = "x86_64")]
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") && std::env::var("YOCO_CPU_ISA").map_or(true, |v| v != "avx2") {
-                return Isa::Avx512;
+            {
+                let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
+                if avx2 && asked != "scalar" {
+                    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") && asked != "avx2" {
+                        return Isa::Avx512;
+                    }
+                    return Isa::Avx2;
+                }
             }
-            Isa::Baseline
+            let _ = asked;
+            Isa::Scalar
         })
     }
 }
 
-/// Runs `kernel` on the vectors of [`Isa::detect`].
+/// Runs `kernel` on the vectors of [`Isa::detect`], inside a function compiled for them.
 pub fn dispatch<K: SimdKernel>(kernel: K, scratch: &mut K::Scratch) -> K::Output {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if Isa::detect() == Isa::Avx512 {
-            // SAFETY: the CPU has AVX-512F and AVX-512VL (Isa::detect).
-            return unsafe { run_avx512(kernel, scratch) };
-        }
-        kernel.run::<Avx2>(scratch)
+    match Isa::detect() {
+        // SAFETY: the CPU has AVX-512F and AVX-512VL (Isa::detect).
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { run_avx512(kernel, scratch) },
+        // SAFETY: the CPU has AVX2, FMA and F16C (Isa::detect).
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { run_avx2(kernel, scratch) },
+        _ => kernel.run::<Scalar>(scratch),
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    kernel.run::<Scalar>(scratch)
 }
 
 /// The kernel compiled with AVX-512 enabled.
@@ -331,4 +337,12 @@ pub fn dispatch<K: SimdKernel>(kernel: K, scratch: &mut K::Scratch) -> K::Output
 #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")]
 unsafe fn run_avx512<K: SimdKernel>(kernel: K, scratch: &mut K::Scratch) -> K::Output {
     kernel.run::<Avx512>(scratch)
+}
+
+/// The kernel compiled with AVX2 enabled: the build's baseline already, but a build without
+/// `.cargo/config.toml` (this crate as another project's dependency) would not have it.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn run_avx2<K: SimdKernel>(kernel: K, scratch: &mut K::Scratch) -> K::Output {
+    kernel.run::<Avx2>(scratch)
 }

@@ -6,7 +6,7 @@
 //! A block of more than [`ROWS_PATH_MAX`] queries goes to [`tiles`]: register-blocked
 //! micro-kernels for `S = Q Kᵀ` and `O += P V` on packed f32 tiles, laid out so that every inner
 //! loop runs along contiguous memory and vectorises (AVX-512 when the CPU has it, chosen at run
-//! time by [`yoco_core::simd::dispatch`]; AVX2 + FMA otherwise, the build's baseline). A last
+//! time by [`yoco_core::simd::dispatch`]; AVX2 + FMA otherwise, one lane without them). A last
 //! block of a few queries (the tail of a prefill) goes to [`rows`], which reads the keys where
 //! they lie: a query-wide tile would be mostly padding there. A decode step (at most
 //! [`ROWS_PATH_MAX`] queries per sequence) goes to [`decode`], which splits the keys, not the

@@ -12,7 +12,7 @@
 //! reduction (8 × 2 with AVX-512: 16 of the 32 zmm registers; 4 × 2 with AVX2).
 
 use yoco_core::math::exp;
-use yoco_core::simd::Simd;
+use yoco_core::simd::{fma_block, Simd};
 use yoco_core::Element;
 
 use super::{Block, Inputs, OutRows, Scratch, BC, BR};
@@ -104,19 +104,7 @@ pub(super) fn scores<V: Simd, const R: usize, const NV: usize>(qt: &[f32], k: &[
         }
         for ib in (0..BR).step_by(width) {
             let mut acc = [[V::splat(0.0); NV]; R];
-            for dd in 0..d {
-                let qrow = &qt[dd * BR + ib..][..width];
-                let mut qv = [V::splat(0.0); NV];
-                for n in 0..NV {
-                    qv[n] = V::load(&qrow[n * V::LANES..]);
-                }
-                for r in 0..R {
-                    let kv = V::splat(krows[r][dd]);
-                    for n in 0..NV {
-                        acc[r][n] = acc[r][n].fma(kv, qv[n]);
-                    }
-                }
-            }
+            fma_block::<V, R, NV>(&mut acc, &krows, &qt[ib..], BR, d);
             for r in 0..R {
                 for n in 0..NV {
                     acc[r][n].store(&mut st[(jb + r) * BR + ib + n * V::LANES..]);

@@ -9,7 +9,10 @@ pub fn run(devices: &[Device]) -> Result<()> {
         match device {
             Device::Cpu(_) => {
                 let c = CpuCeilings::measure();
-                println!("cpu: {} threads, f32 FMA {:.1} GFLOP/s, copy bandwidth {:.1} GB/s (read + write)", c.threads, c.fma_gflops, c.copy_gbs);
+                println!(
+                    "cpu: {} threads, f32 FMA {:.1} GFLOP/s; bandwidth: copy {:.1} GB/s (read + write), in-place update {:.1} GB/s (read + write), read {:.1} GB/s",
+                    c.threads, c.fma_gflops, c.copy_gbs, c.update_gbs, c.read_gbs
+                );
             }
             #[cfg(feature = "cuda")]
             Device::Cuda(d) => {

@@ -4,13 +4,13 @@
 //! (CPU) measured in this run. The CPU path skips the blocks of Q·Kᵀ and A·V that the causal mask
 //! zeroes (12% of the form's FLOPs at chunk 64, D 128; 17% at D 64): its rate is the form's work
 //! per second, a little more than the work it did. The decode step moves the state (read +
-//! write, 8·D² bytes per head) and is quoted against the copy ceiling. The last lines check
+//! write, 8·D² bytes per head, in place) and is quoted against the in-place update ceiling. The last lines check
 //! linearity: time(32K) / time(16K) (target ≤ 2.3). On the CPU emulator (`emulator/`) the CUDA
 //! steps run at tiny sizes: 2 heads over 256 and 512 tokens, decode batches of 1 and 3.
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, tokens, Bound, Draws, SampleLog};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, bandwidth_ceiling_gbs, fraction_line, full_or_emulated, time_on, tokens, Bound, Draws, SampleLog, Traffic};
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_gated_retention::{gated_retention, gated_retention_step, ChunkSchedule, RetentionOptions};
 
@@ -91,8 +91,8 @@ fn bench(c: &mut Criterion) {
         }
         group.finish();
 
-        let copy = copy_ceiling_gbs(&device).unwrap();
-        lines.push(format!("{device}: copy ceiling {copy:.1} GB/s"));
+        let update = bandwidth_ceiling_gbs(&device, Traffic::Update).unwrap();
+        lines.push(format!("{device}: in-place update ceiling {update:.1} GB/s"));
         let mut group = c.benchmark_group("gated_retention_step");
         let (samples, warm_up, measurement) = group_timing(false);
         group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
@@ -108,7 +108,7 @@ fn bench(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new(&id, format!("batch{batch}")), |b| {
                 b.iter_custom(|iters| log.record(iters, time_on(&device, iters, || drop(gated_retention_step(&q, &k, &v, &g, &mut state, &model_options).unwrap()))))
             });
-            lines.push(fraction_line(&format!("gated_retention/step/{id}/batch{batch}"), log.take_median(), Bound::Memory { bytes, ceiling_gbs: copy }));
+            lines.push(fraction_line(&format!("gated_retention/step/{id}/batch{batch}"), log.take_median(), Bound::Memory { bytes, ceiling_gbs: update, traffic: Traffic::Update }));
         }
         group.finish();
     }

@@ -6,7 +6,8 @@
 //! for a causal square mask, and only the unmasked work for a sliding window (what a kernel that
 //! skips masked tiles must do). Ceiling: the FMA rate (CPU), the cuBLAS bf16 GEMM rate (GPU).
 //! Bytes of a decode step: K and V of every visible position, read once:
-//! `2 · B · H_kv · D · (visible keys) · sizeof(dtype)`. Ceiling: copy bandwidth.
+//! `2 · B · H_kv · D · (visible keys) · sizeof(dtype)`. Ceiling: read bandwidth (the cache is
+//! only read).
 //!
 //! `YOCO_BENCH_QUICK=1` keeps only the CPU prefill target shape (N = 4096, D = 64). On the CPU
 //! emulator (`emulator/`) each GPU shape has a tiny stand-in: the same head dim, mask and
@@ -14,7 +15,7 @@
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, Draws, SampleLog};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, bandwidth_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, Draws, SampleLog, Traffic};
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_gqa::{attention_into, AttentionOptions, Mask};
 
@@ -75,8 +76,8 @@ fn bench(c: &mut Criterion) {
     for device in bench_devices() {
         let dtype = if device.is_cpu() { DType::F32 } else { DType::BF16 };
         let (compute_ceiling, _) = compute_ceiling_gflops(&device, (8192, 8192, 8192), 10).unwrap();
-        let copy_ceiling = copy_ceiling_gbs(&device).unwrap();
-        lines.push(format!("{device}: FMA/GEMM ceiling {compute_ceiling:.1} GFLOP/s, copy ceiling {copy_ceiling:.1} GB/s"));
+        let read_ceiling = bandwidth_ceiling_gbs(&device, Traffic::Read).unwrap();
+        lines.push(format!("{device}: FMA/GEMM ceiling {compute_ceiling:.1} GFLOP/s, read ceiling {read_ceiling:.1} GB/s"));
         let mut group = c.benchmark_group("attention");
         let (samples, warm_up, measurement) = group_timing(true);
         group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
@@ -99,7 +100,7 @@ fn bench(c: &mut Criterion) {
                     // Keys read per sequence: those any of its queries sees.
                     let keys = (0..nq).map(|i| mask.key_range(i, nq, nk)).fold((nk, 0), |(lo, hi), (l, h)| (lo.min(l), hi.max(h)));
                     let bytes = 2.0 * (b * hkv * d * (keys.1 - keys.0) * dtype.size_in_bytes()) as f64;
-                    Bound::Memory { bytes, ceiling_gbs: copy_ceiling }
+                    Bound::Memory { bytes, ceiling_gbs: read_ceiling, traffic: Traffic::Read }
                 };
                 lines.push(fraction_line(&format!("attention/{id}/{shape}"), log.take_median(), bound));
             }

@@ -7,7 +7,7 @@
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, Draws, SampleLog};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, Draws, SampleLog, Traffic};
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_rmsnorm::{rms_norm_into, rms_norm_residual_into, DEFAULT_EPS};
 
@@ -81,7 +81,7 @@ fn bench(c: &mut Criterion) {
                         rms_norm_into(&o.x, &w, DEFAULT_EPS, &mut o.y).unwrap()
                     })))
                 });
-                let bound = Bound::Memory { bytes: bytes as f64, ceiling_gbs: ceiling };
+                let bound = Bound::Memory { bytes: bytes as f64, ceiling_gbs: ceiling, traffic: Traffic::Copy };
                 lines.push(fraction_line(&format!("rmsnorm/{id}/{shape}"), log.take_median(), bound));
 
                 let bytes = (rows * width * s * 4 + width * s) as u64;
@@ -99,7 +99,7 @@ fn bench(c: &mut Criterion) {
                         )
                     })
                 });
-                let bound = Bound::Memory { bytes: bytes as f64, ceiling_gbs: ceiling };
+                let bound = Bound::Memory { bytes: bytes as f64, ceiling_gbs: ceiling, traffic: Traffic::Copy };
                 lines.push(fraction_line(&format!("rmsnorm/{id}/{shape}"), log.take_median(), bound));
             }
         }

@@ -3,7 +3,7 @@
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, Draws, SampleLog};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, Draws, SampleLog, Traffic};
 use yoco_core::{DType, MemoryCategory, Tensor};
 use yoco_rope::{Rope, RopeVariant, DEFAULT_THETA};
 
@@ -35,7 +35,7 @@ fn bench(c: &mut Criterion) {
                 group.bench_function(BenchmarkId::new(&id, &shape), |b| {
                     b.iter_custom(|iters| log.record(iters, time_on(&device, iters, || rope.apply_into(&x, 1000, &mut out).unwrap())))
                 });
-                let bound = Bound::Memory { bytes: bytes as f64, ceiling_gbs: ceiling };
+                let bound = Bound::Memory { bytes: bytes as f64, ceiling_gbs: ceiling, traffic: Traffic::Copy };
                 lines.push(fraction_line(&format!("rope/{id}/{shape}"), log.take_median(), bound));
             }
         }

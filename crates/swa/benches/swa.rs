@@ -2,12 +2,12 @@
 //! 16K / 8K time ratio is printed, target <= 2.3), and a ring-buffer decode step. Prefill FLOPs
 //! count only the unmasked work, `4 · B · H · D · (visible pairs)`, against the FMA ceiling
 //! (CPU) or cuBLAS bf16 GEMM rate (GPU); a decode step reads the ring's K and V once,
-//! `2 · B · H_kv · D · W · sizeof`, against the copy ceiling. On the CPU emulator (`emulator/`)
+//! `2 · B · H_kv · D · W · sizeof`, against the read ceiling. On the CPU emulator (`emulator/`)
 //! the same steps run at tiny sizes: 3 heads over 1, a window of 64, up to 1K tokens.
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, tokens, Bound, Draws, SampleLog};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, bandwidth_ceiling_gbs, fraction_line, full_or_emulated, time_on, tokens, Bound, Draws, SampleLog, Traffic};
 use yoco_core::{DType, MemoryCategory, Tensor};
 use yoco_swa::{swa_attention_into, Mask, SwaCache, PAPER_WINDOW};
 
@@ -21,8 +21,8 @@ fn bench(c: &mut Criterion) {
         let (ceiling, _) = compute_ceiling_gflops(&device, (8192, 8192, 8192), 10).unwrap();
         let w = full_or_emulated(&device, PAPER_WINDOW, 64);
         let lengths = full_or_emulated(&device, [4096, 8192, 16384], [256, 512, 1024]);
-        let copy = copy_ceiling_gbs(&device).unwrap();
-        lines.push(format!("{device}: FMA/GEMM ceiling {ceiling:.1} GFLOP/s, copy ceiling {copy:.1} GB/s"));
+        let read = bandwidth_ceiling_gbs(&device, Traffic::Read).unwrap();
+        lines.push(format!("{device}: FMA/GEMM ceiling {ceiling:.1} GFLOP/s, read ceiling {read:.1} GB/s"));
         let mut group = c.benchmark_group("swa");
         let (samples, warm_up, measurement) = group_timing(true);
         group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
@@ -55,7 +55,7 @@ fn bench(c: &mut Criterion) {
             ring.forward(&q1, &k1, &k1, None).unwrap();
         }))));
         let bytes = 2.0 * (kv_heads * d * w * dtype.size_in_bytes()) as f64;
-        lines.push(fraction_line(&format!("swa/{id}/{shape}"), log.take_median(), Bound::Memory { bytes, ceiling_gbs: copy }));
+        lines.push(fraction_line(&format!("swa/{id}/{shape}"), log.take_median(), Bound::Memory { bytes, ceiling_gbs: read, traffic: Traffic::Read }));
         group.finish();
     }
     print_summary("SWA against the ceilings measured in this run", &lines);

@@ -5,7 +5,7 @@
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, Draws, SampleLog};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, Draws, SampleLog, Traffic};
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_swiglu::{ffn, silu_mul_into, FfnWeights};
 
@@ -28,7 +28,7 @@ fn bench_silu_mul(c: &mut Criterion, device: &Device, draws: &mut Draws, log: &S
         group.bench_function(BenchmarkId::new(&id, &shape), |b| {
             b.iter_custom(|iters| log.record(iters, time_on(device, iters, || silu_mul_into(&gate, &up, &mut out).unwrap())))
         });
-        lines.push(fraction_line(&format!("silu_mul/{id}/{shape}"), log.take_median(), Bound::Memory { bytes: bytes as f64, ceiling_gbs: ceiling }));
+        lines.push(fraction_line(&format!("silu_mul/{id}/{shape}"), log.take_median(), Bound::Memory { bytes: bytes as f64, ceiling_gbs: ceiling, traffic: Traffic::Copy }));
     }
     group.finish();
 }

@@ -4,13 +4,13 @@
 //! (one row) — as GFLOP/s and a fraction of the FMA ceiling measured in this run. FLOPs per
 //! call: 2·m·n·k. The project's entry points: `matmul_nt` (f32: the packed GEMM or `gemm` by
 //! shape) and `matmul_nt_widened` on bf16 storage (the 16-bit CPU models' path); the one-row
-//! products are memory-bound and are also quoted against the copy ceiling, by the bytes of their
+//! products are memory-bound and are also quoted against the read ceiling, by the bytes of their
 //! weights (4 or 2 per element).
 
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{group_timing, print_summary, fraction_line, Bound, SampleLog};
+use yoco_core::bench::{group_timing, print_summary, fraction_line, Bound, SampleLog, Traffic};
 use yoco_core::half::bf16;
 use yoco_core::matmul::{matmul_nt, matmul_nt_widened};
 use yoco_core::rng::Rng;
@@ -36,9 +36,9 @@ fn bench(c: &mut Criterion) {
         return;
     }
     let ceiling = yoco_core::ceiling::fma_gflops();
-    let copy = yoco_core::bench::copy_ceiling_gbs(&yoco_core::Device::cpu()).expect("the CPU copy ceiling");
+    let read = yoco_core::bench::bandwidth_ceiling_gbs(&yoco_core::Device::cpu(), Traffic::Read).expect("the CPU read ceiling");
     let log = SampleLog::new();
-    let mut lines = vec![format!("cpu: FMA ceiling {ceiling:.1} GFLOP/s on {} threads, copy ceiling {copy:.1} GB/s", rayon::current_num_threads())];
+    let mut lines = vec![format!("cpu: FMA ceiling {ceiling:.1} GFLOP/s on {} threads, read ceiling {read:.1} GB/s", rayon::current_num_threads())];
     let mut rng = Rng::new(3);
     let mut group = c.benchmark_group("matmul_nt");
     let (samples, warm_up, measurement) = group_timing(true);
@@ -74,7 +74,7 @@ fn bench(c: &mut Criterion) {
             lines.push(fraction_line(&format!("matmul_nt/{name}/{shape}"), secs, Bound::Compute { flops, ceiling_gflops: ceiling }));
             if m == 1 {
                 let bytes = (n * k * if name == "yoco-bf16" { 2 } else { 4 }) as f64;
-                lines.push(fraction_line(&format!("matmul_nt/{name}/{shape} (weights read)"), secs, Bound::Memory { bytes, ceiling_gbs: copy }));
+                lines.push(fraction_line(&format!("matmul_nt/{name}/{shape} (weights read)"), secs, Bound::Memory { bytes, ceiling_gbs: read, traffic: Traffic::Read }));
             }
         }
     }

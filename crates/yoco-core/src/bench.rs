@@ -45,8 +45,8 @@ impl SampleLog {
 /// What a kernel is up against: memory bandwidth or arithmetic.
 #[derive(Clone, Copy, Debug)]
 pub enum Bound {
-    /// Bytes moved per call, against a bandwidth ceiling in GB/s.
-    Memory { bytes: f64, ceiling_gbs: f64 },
+    /// Bytes moved per call, against the bandwidth ceiling in GB/s of that kind of traffic.
+    Memory { bytes: f64, ceiling_gbs: f64, traffic: Traffic },
     /// FLOPs per call, against an arithmetic ceiling in GFLOP/s.
     Compute { flops: f64, ceiling_gflops: f64 },
 }
@@ -57,9 +57,9 @@ pub fn fraction_line(label: &str, seconds: f64, bound: Bound) -> String {
         return format!("{label}: not run (filtered out)");
     }
     match bound {
-        Bound::Memory { bytes, ceiling_gbs } => {
+        Bound::Memory { bytes, ceiling_gbs, traffic } => {
             let gbs = bytes / seconds / 1e9;
-            format!("{label}: {:.3} ms, {gbs:.1} GB/s = {:.0}% of the {ceiling_gbs:.1} GB/s copy ceiling", seconds * 1e3, 100.0 * gbs / ceiling_gbs)
+            format!("{label}: {:.3} ms, {gbs:.1} GB/s = {:.0}% of the {ceiling_gbs:.1} GB/s {} ceiling", seconds * 1e3, 100.0 * gbs / ceiling_gbs, traffic.name())
         }
         Bound::Compute { flops, ceiling_gflops } => {
             let gflops = flops / seconds / 1e9;
@@ -156,10 +156,49 @@ pub fn tokens(n: usize) -> String {
 /// device-to-device copy bandwidth over 1 GiB (far past any L2); over 16 MiB on the emulator,
 /// as the harness's calibration measures it there.
 pub fn copy_ceiling_gbs(device: &crate::Device) -> crate::Result<f64> {
+    bandwidth_ceiling_gbs(device, Traffic::Copy)
+}
+
+/// How a memory-bound kernel moves its bytes, which decides the ceiling it is quoted against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Traffic {
+    /// Reads one buffer and writes another (a norm, an elementwise op).
+    Copy,
+    /// Reads a buffer and writes it back in place (a recurrent state).
+    Update,
+    /// Reads far more than it writes (a decode step over a cache, a one-row product).
+    Read,
+}
+
+impl Traffic {
+    /// The name a fraction line gives its ceiling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Traffic::Copy => "copy",
+            Traffic::Update => "in-place update",
+            Traffic::Read => "read",
+        }
+    }
+}
+
+/// The bandwidth ceiling of `device` for `traffic` in GB/s, measured now, over 256 MiB on the
+/// CPU ([`crate::ceiling`]: a copy, an update in place, a sum; they differ by half or more on a
+/// CPU, where a store to a line not yet read reads it first). On a GPU every kind takes the
+/// device-to-device copy over 1 GiB (16 MiB on the emulator): a GPU's stores write whole lines,
+/// so a copy runs near its memory's peak.
+pub fn bandwidth_ceiling_gbs(device: &crate::Device, traffic: Traffic) -> crate::Result<f64> {
+    const HOST_BYTES: usize = 256 << 20;
     match device {
-        crate::Device::Cpu(_) => Ok(crate::ceiling::copy_bandwidth_gbs(256 << 20)),
+        crate::Device::Cpu(_) => Ok(match traffic {
+            Traffic::Copy => crate::ceiling::copy_bandwidth_gbs(HOST_BYTES),
+            Traffic::Update => crate::ceiling::update_bandwidth_gbs(HOST_BYTES),
+            Traffic::Read => crate::ceiling::read_bandwidth_gbs(HOST_BYTES),
+        }),
         #[cfg(feature = "cuda")]
-        crate::Device::Cuda(d) => crate::cuda::device_copy_bandwidth(d, full_or_emulated(device, 1 << 30, 1 << 24), 20),
+        crate::Device::Cuda(d) => {
+            let _ = traffic;
+            crate::cuda::device_copy_bandwidth(d, full_or_emulated(device, 1 << 30, 1 << 24), 20)
+        }
     }
 }
 

@@ -104,3 +104,15 @@ fn cuda_without_a_gpu_is_an_error_not_a_panic() {
     }
     assert!(Device::cuda(10_000).is_err());
 }
+
+/// A memory-bound line names the kind of ceiling it is quoted against, and a filtered-out bench
+/// (NaN median) gives no rate.
+#[test]
+fn fraction_lines_name_their_ceiling() {
+    use yoco_core::bench::{fraction_line, Bound, Traffic};
+    let line = fraction_line("step", 1e-3, Bound::Memory { bytes: 50e6, ceiling_gbs: 100.0, traffic: Traffic::Update });
+    assert_eq!(line, "step: 1.000 ms, 50.0 GB/s = 50% of the 100.0 GB/s in-place update ceiling");
+    let line = fraction_line("decode", 2e-3, Bound::Memory { bytes: 50e6, ceiling_gbs: 50.0, traffic: Traffic::Read });
+    assert!(line.ends_with("25.0 GB/s = 50% of the 50.0 GB/s read ceiling"), "{line}");
+    assert_eq!(fraction_line("x", f64::NAN, Bound::Memory { bytes: 1.0, ceiling_gbs: 1.0, traffic: Traffic::Copy }), "x: not run (filtered out)");
+}

@@ -164,9 +164,9 @@ pub fn copy_bandwidth_gbs(bytes: usize) -> f64 {
 
 /// Bandwidth in GB/s (read + write bytes) of a `bytes`-sized buffer scaled in place by all of
 /// rayon's threads, measured as [`copy_bandwidth_gbs`]: the ceiling of kernels that update their
-/// data where it lies (a recurrent state). A copy's stores go to lines it has not read, which
-/// the CPU reads first, so an update moves fewer bytes than a copy for the same count: on the
-/// 2-core machine this was written on, 125 GB/s against a copy's 78 in the same minute.
+/// data where it lies (a recurrent state). On the 2-core machine this was written on it ran at
+/// 125 GB/s against a copy's 78 in the same minute (probably because a copy's stores go to lines
+/// not yet in the cache, which the CPU fetches first or streams past).
 pub fn update_bandwidth_gbs(bytes: usize) -> f64 {
     let n = bytes / 4;
     let mut x: Vec<f32> = (0..n).map(|i| i as f32).collect();

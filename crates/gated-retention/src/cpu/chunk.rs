@@ -8,7 +8,7 @@
 //! * `S = e^(b_last) S + (K ⊙ e^(b_last − b))ᵀ V`.
 //!
 //! Layouts (f32, rows padded to [`PAD`] columns where they are a right operand or an output):
-//! `Q [len][D]`, `Kᵀ [D][Cp]` (k scaled, transposed as it is gathered, so that it is the right
+//! `Q [len][D]`, `Kᵀ [D][Cp]` (k scaled, transposed once gathered, so that it is the right
 //! operand of `Q Kᵀ` and, decayed, the left operand of the state's update), `V [len][D]`,
 //! `A [len][Cp]`, `O [len][D]`, `S [D][D]`; `Cp` is the chunk rounded up to [`PAD`]. The head dim
 //! is a multiple of [`PAD`] ([`crate::SUPPORTED_HEAD_DIMS`]).

@@ -1,5 +1,6 @@
 //! This machine's ceilings, measured in the same run as the figures quoted against them:
-//! peak f32 FMA throughput and memory copy bandwidth, on every core rayon uses.
+//! peak f32 FMA throughput and memory bandwidth (a copy, an update in place, a read), on every
+//! core rayon uses.
 
 use std::hint::black_box;
 use std::time::Instant;

@@ -138,6 +138,7 @@ impl Draws {
     /// A tensor of `f(z)`, z ~ N(0, 1), in `dtype` on `device` (a bench's gates, say).
     pub fn map_normal(&mut self, dims: &[usize], dtype: crate::DType, device: &crate::Device, f: impl Fn(f64) -> f64 + Sync) -> crate::Result<crate::Tensor> {
         let mut values = vec![0.0f32; dims.iter().product()];
+        crate::pages::advise_huge_pages(&mut values);
         crate::rng::par_fill(&mut values, self.seeds.next_u64(), |rng| f(rng.normal()) as f32);
         crate::Tensor::from_f32(&values, dims.to_vec(), dtype, device, crate::MemoryCategory::Activations)
     }

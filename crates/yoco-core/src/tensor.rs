@@ -59,6 +59,19 @@ fn element_count(op: &'static str, shape: &Shape, dtype: DType) -> Result<usize>
 /// `n` zeros, zeroed by the allocator (a fresh mapping for large sizes, untouched until first
 /// written, so the huge-page advice still applies to every page), or an error where the
 /// allocator refuses: a size that cannot be had ends the call, not the process.
+/// `data` converted element by element into a fresh host buffer advised for huge pages, as
+/// [`Tensor::zeros`]'s are ([`crate::pages`]): a `to_vec` or `collect` of a large slice faults its
+/// pages in 4 KiB at a time, and a tensor built that way (a bench's K/V cache from random draws)
+/// then pays a TLB miss per page wherever it is read with a stride of a page, where the models'
+/// own caches do not.
+fn host_copy<S: Copy, T: Element>(op: &'static str, shape: &Shape, data: &[S], convert: impl Fn(S) -> T) -> Result<Vec<T>> {
+    let mut v = zeroed_vec::<T>(op, shape, data.len())?;
+    for (d, &s) in v.iter_mut().zip(data) {
+        *d = convert(s);
+    }
+    Ok(v)
+}
+
 fn zeroed_vec<T: Element>(op: &'static str, shape: &Shape, n: usize) -> Result<Vec<T>> {
     if n == 0 {
         return Ok(Vec::new());
@@ -159,22 +172,23 @@ impl Tensor {
 
     /// Rounds f64 values to `dtype` (directly, no double rounding) and places them on `device`.
     pub fn from_f64(data: &[f64], shape: impl Into<Shape>, dtype: DType, device: &Device, category: MemoryCategory) -> Result<Tensor> {
-        fn convert<T: Element>(data: &[f64]) -> Vec<T> {
-            data.iter().map(|&v| T::from_f64(v)).collect()
-        }
+        const OP: &str = "Tensor::from_f64";
+        let shape = shape.into();
         match dtype {
-            DType::F32 => Self::from_vec(convert::<f32>(data), shape, device, category),
-            DType::BF16 => Self::from_vec(convert::<bf16>(data), shape, device, category),
-            DType::F16 => Self::from_vec(convert::<f16>(data), shape, device, category),
+            DType::F32 => Self::from_vec(host_copy(OP, &shape, data, f32::from_f64)?, shape, device, category),
+            DType::BF16 => Self::from_vec(host_copy(OP, &shape, data, bf16::from_f64)?, shape, device, category),
+            DType::F16 => Self::from_vec(host_copy(OP, &shape, data, f16::from_f64)?, shape, device, category),
         }
     }
 
     /// Rounds f32 values to `dtype` and places them on `device`.
     pub fn from_f32(data: &[f32], shape: impl Into<Shape>, dtype: DType, device: &Device, category: MemoryCategory) -> Result<Tensor> {
+        const OP: &str = "Tensor::from_f32";
+        let shape = shape.into();
         match dtype {
-            DType::F32 => Self::from_vec(data.to_vec(), shape, device, category),
-            DType::BF16 => Self::from_vec(data.iter().map(|&v| bf16::from_f32(v)).collect(), shape, device, category),
-            DType::F16 => Self::from_vec(data.iter().map(|&v| f16::from_f32(v)).collect(), shape, device, category),
+            DType::F32 => Self::from_vec(host_copy(OP, &shape, data, |v| v)?, shape, device, category),
+            DType::BF16 => Self::from_vec(host_copy(OP, &shape, data, bf16::from_f32)?, shape, device, category),
+            DType::F16 => Self::from_vec(host_copy(OP, &shape, data, f16::from_f32)?, shape, device, category),
         }
     }
 

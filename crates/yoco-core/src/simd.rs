@@ -5,7 +5,7 @@
 //!
 //! Soundness: the x86 types wrap intrinsics that need AVX-512F (or AVX2 + FMA). They are private
 //! to this module; a kernel only ever sees them as the `V` of [`SimdKernel::run`], which
-//! [`dispatch`] calls with `Avx512` (or `Avx2`) only after detecting AVX-512F and AVX-512VL (or
+//! [`dispatch`] calls with `Avx512` (or `Avx2`) only after detecting AVX-512F, VL, BW and DQ (or
 //! AVX2, FMA and F16C), inside a function compiled with those features; other CPUs get one lane
 //! (`Scalar`). Loads and stores take fixed-size arrays, so they stay in bounds.
 
@@ -307,7 +307,12 @@ impl Isa {
             {
                 let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
                 if avx2 && asked != "scalar" {
-                    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") && asked != "avx2" {
+                    // Every feature run_avx512 enables, so that its code never meets a CPU without one.
+                    let avx512 = is_x86_feature_detected!("avx512f")
+                        && is_x86_feature_detected!("avx512vl")
+                        && is_x86_feature_detected!("avx512bw")
+                        && is_x86_feature_detected!("avx512dq");
+                    if avx512 && asked != "avx2" {
                         return Isa::Avx512;
                     }
                     return Isa::Avx2;
@@ -322,7 +327,7 @@ impl Isa {
 /// Runs `kernel` on the vectors of [`Isa::detect`], inside a function compiled for them.
 pub fn dispatch<K: SimdKernel>(kernel: K, scratch: &mut K::Scratch) -> K::Output {
     match Isa::detect() {
-        // SAFETY: the CPU has AVX-512F and AVX-512VL (Isa::detect).
+        // SAFETY: the CPU has AVX-512F, VL, BW and DQ (Isa::detect).
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { run_avx512(kernel, scratch) },
         // SAFETY: the CPU has AVX2, FMA and F16C (Isa::detect).

@@ -184,9 +184,9 @@ impl Traffic {
 
 /// The bandwidth ceiling of `device` for `traffic` in GB/s, measured now, over 256 MiB on the
 /// CPU ([`crate::ceiling`]: a copy, an update in place, a sum; on this project's CPU machine an
-/// update ran 1.6× a copy's rate). On a GPU every kind takes the
-/// device-to-device copy over 1 GiB (16 MiB on the emulator): a GPU's stores write whole lines,
-/// so a copy runs near its memory's peak.
+/// update ran 1.6× a copy's rate). On a GPU every kind takes the device-to-device copy over
+/// 1 GiB (16 MiB on the emulator): a GPU's stores write whole lines, so a copy runs near its
+/// memory's peak.
 pub fn bandwidth_ceiling_gbs(device: &crate::Device, traffic: Traffic) -> crate::Result<f64> {
     const HOST_BYTES: usize = 256 << 20;
     match device {

@@ -123,8 +123,8 @@ fn widest_fma() -> (fn(u64) -> f32, usize) {
 }
 
 /// Peak f32 FMA GFLOP/s on all of rayon's threads with the widest FMA the CPU has (AVX-512,
-/// else AVX2): the best of five ~50 ms rounds, every thread running independent chains at once. The GEMM
-/// crates use AVX-512 where it exists, so a lower ISA's peak would not be a ceiling.
+/// else AVX2): the best of five ~50 ms rounds, every thread running independent chains at once.
+/// The GEMMs use AVX-512 where it exists, so a lower ISA's peak would not be a ceiling.
 pub fn fma_gflops() -> f64 {
     let threads = rayon::current_num_threads();
     let iters: u64 = 4_000_000;

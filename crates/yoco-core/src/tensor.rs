@@ -59,19 +59,6 @@ fn element_count(op: &'static str, shape: &Shape, dtype: DType) -> Result<usize>
 /// `n` zeros, zeroed by the allocator (a fresh mapping for large sizes, untouched until first
 /// written, so the huge-page advice still applies to every page), or an error where the
 /// allocator refuses: a size that cannot be had ends the call, not the process.
-/// `data` converted element by element into a fresh host buffer advised for huge pages, as
-/// [`Tensor::zeros`]'s are ([`crate::pages`]): a `to_vec` or `collect` of a large slice faults its
-/// pages in 4 KiB at a time, and a tensor built that way (a bench's K/V cache from random draws)
-/// then pays a TLB miss per page wherever it is read with a stride of a page, where the models'
-/// own caches do not.
-fn host_copy<S: Copy, T: Element>(op: &'static str, shape: &Shape, data: &[S], convert: impl Fn(S) -> T) -> Result<Vec<T>> {
-    let mut v = zeroed_vec::<T>(op, shape, data.len())?;
-    for (d, &s) in v.iter_mut().zip(data) {
-        *d = convert(s);
-    }
-    Ok(v)
-}
-
 fn zeroed_vec<T: Element>(op: &'static str, shape: &Shape, n: usize) -> Result<Vec<T>> {
     if n == 0 {
         return Ok(Vec::new());
@@ -87,6 +74,19 @@ fn zeroed_vec<T: Element>(op: &'static str, shape: &Shape, n: usize) -> Result<V
     // bits are a valid T: `zeros` calls this with f32, bf16 and f16 only (0.0 in each).
     let mut v = unsafe { Vec::from_raw_parts(ptr, n, n) };
     crate::pages::advise_huge_pages(&mut v);
+    Ok(v)
+}
+
+/// `data` converted element by element into a fresh host buffer advised for huge pages, as
+/// [`Tensor::zeros`]'s are ([`crate::pages`]): a `to_vec` or `collect` of a large slice faults its
+/// pages in 4 KiB at a time, and a tensor built that way (a bench's K/V cache from random draws)
+/// then pays a TLB miss per page wherever it is read with a stride of a page, where the models'
+/// own caches do not.
+fn host_copy<S: Copy, T: Element>(op: &'static str, shape: &Shape, data: &[S], convert: impl Fn(S) -> T) -> Result<Vec<T>> {
+    let mut v = zeroed_vec::<T>(op, shape, data.len())?;
+    for (d, &s) in v.iter_mut().zip(data) {
+        *d = convert(s);
+    }
     Ok(v)
 }
 

@@ -97,7 +97,6 @@ impl<T: Element> Segment<'_, T> {
     fn walk<V: Simd, const R: usize, const NV: usize>(self, w: &mut Scratch) {
         let RetentionShape { seq, heads, dim, .. } = self.shape;
         let (b, h) = (self.bh / heads, self.bh % heads);
-        let token = |n: usize| ((b * seq + n) * heads + h) * dim;
         let padded = self.chunk.next_multiple_of(PAD);
         w.state.copy_from_slice(self.state);
         let mut start = self.start;
@@ -131,7 +130,7 @@ impl<T: Element> Segment<'_, T> {
             product::<V, R, NV>(&mut w.out, dim, len, dim, Start::Zero, &[intra, inter], Blocks::All);
             self.prefetch_part(&next, 2);
             for (t, row) in w.out[..len * dim].chunks_exact(dim).enumerate() {
-                let dst = token(start + t);
+                let dst = self.row(start + t);
                 for (j, &x) in row.iter().enumerate() {
                     // SAFETY: this task alone writes the elements of (b, h); dst + j < o.len()
                     // because o has q's shape and dst indexes a row of q.
@@ -160,15 +159,21 @@ impl<T: Element> Segment<'_, T> {
     /// once the rows came in later (measured at 4K tokens, 8 heads of 128: 11.4 ms, in parts 10.8).
     #[inline(always)]
     fn prefetch_part(&self, next: &Range<usize>, part: usize) {
-        let RetentionShape { seq, heads, dim, .. } = self.shape;
-        let (b, h) = (self.bh / heads, self.bh % heads);
+        let dim = self.shape.dim;
         let per_part = next.len().div_ceil(PREFETCH_PARTS);
         for n in next.clone().skip(part * per_part).take(per_part) {
-            let row = ((b * seq + n) * heads + h) * dim;
+            let row = self.row(n);
             for x in [self.q, self.k, self.v] {
                 prefetch(&x[row..][..dim]);
             }
         }
+    }
+
+    /// Where token `n`'s row of this (batch, head) starts in q, k, v and o.
+    #[inline(always)]
+    fn row(&self, n: usize) -> usize {
+        let RetentionShape { seq, heads, dim, .. } = self.shape;
+        ((self.bh / heads * seq + n) * heads + self.bh % heads) * dim
     }
 
     /// The chunk's rows of this head widened to f32: q and v as rows, k scaled and then
@@ -176,10 +181,9 @@ impl<T: Element> Segment<'_, T> {
     /// a fifth of the prefill waiting on memory).
     #[inline(always)]
     fn gather(&self, w: &mut Scratch, start: usize, len: usize, padded: usize) {
-        let RetentionShape { seq, heads, dim, .. } = self.shape;
-        let (b, h) = (self.bh / heads, self.bh % heads);
+        let dim = self.shape.dim;
         for t in 0..len {
-            let src = ((b * seq + start + t) * heads + h) * dim;
+            let src = self.row(start + t);
             for (dst, x) in w.q[t * dim..][..dim].iter_mut().zip(&self.q[src..][..dim]) {
                 *dst = x.to_f32();
             }

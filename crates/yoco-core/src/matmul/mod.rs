@@ -182,7 +182,9 @@ fn product(op: &'static str, m: usize, n: usize, k: usize, a: &[f32], b: &[f32],
         return Ok(());
     }
     let (b_rs, b_cs) = (b_rs as isize, b_cs as isize);
-    // SAFETY: as above; gemm takes (column stride, row stride) pairs.
+    // SAFETY: lengths checked above: a is [m, k] row-major, op(b) [k, n] through its strides, c
+    // [m, n] row-major, so every index lies inside its slice; gemm takes (column stride, row
+    // stride) pairs.
     unsafe {
         gemm::gemm(
             m, n, k,
@@ -214,8 +216,8 @@ mod tests {
     }
 
     /// 16-bit storage: the f32 product of the stored values, rounded once, on the three paths
-    /// (dot products, blocked weights, weights widened whole), with block edges that do not
-    /// divide n.
+    /// (dot products, blocked weights, the packed GEMM widening as it packs), with block edges
+    /// that do not divide n.
     #[test]
     fn widened_products_round_the_f32_product_once() {
         use half::bf16;
@@ -319,14 +321,15 @@ fn fits(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
 
 /// Below this `m·k + k·n`, matrixmultiply runs a product on the calling thread (0.3's
 /// heuristic gives a product one thread per 2^14 of it), so [`gemm_serial`] can use its AVX-512
-/// kernel there; the gemm crate's is AVX2 on stable Rust, which kept the CPU gated retention
-/// (64 × 64 products per chunk) under half of the FMA ceiling. Measured (2-core AVX-512, chunk
-/// 64): 178 → 223 GFLOP/s at D = 64, 206 → 285 at D = 128. Larger products (D = 256) stay on the
-/// gemm crate, which never leaves the calling thread with `Parallelism::None`.
+/// kernel there; the gemm crate's is AVX2 on stable Rust. Measured when the CPU gated retention
+/// ran its 64 × 64 chunk products here (it has kernels of its own now), 2-core AVX-512: 178 → 223
+/// GFLOP/s at D = 64, 206 → 285 at D = 128. Larger products stay on the gemm crate, which never
+/// leaves the calling thread with `Parallelism::None`.
 const MATRIXMULTIPLY_SERIAL_BELOW: usize = 2 << 14;
 
 /// `c = a · b`, or `c += a · b` with `accumulate`, on the calling thread only: for callers that
-/// are already parallel (one task per head) and multiply small matrices (one chunk).
+/// are already parallel and multiply small matrices (a 16-bit product's block of widened
+/// weights, one task each).
 pub fn gemm_serial(c: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, accumulate: bool) -> Result<()> {
     const OP: &str = "gemm_serial";
     if a.cols != b.rows || a.rows != c.rows || b.cols != c.cols {

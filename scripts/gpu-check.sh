@@ -5,7 +5,7 @@
 #   scripts/gpu-check.sh prepare   here (no GPU): build the release binaries with the kernels
 #                                  embedded (--features cuda) and stage what travels in stage/
 #                                  (git-ignored): the yoco binary, the bench executables, the
-#                                  peers script, and the flash-linear-attention wheels
+#                                  peers scripts, and the flash-linear-attention wheels
 #   scripts/gpu-check.sh run       on the GPU machine (CUDA, PyTorch, Triton; no Rust), from the
 #                                  repository root with `carry: ["stage"]`: every step under its
 #                                  own time limit, results to $OUT (at most 8 files come back)
@@ -43,7 +43,7 @@ for line in sys.stdin:
     cp target/release/yoco "$build/yoco"
     while read -r name path; do cp "$path" "$build/benches/$name"; done < "$root/target/bench-executables.txt"
     strip "$build/yoco" "$build"/benches/* 2>/dev/null || true
-    cp scripts/gpu/peers.py "$build/peers.py"
+    cp scripts/peers.py scripts/side_by_side.py "$build/"
     # flash-linear-attention for the gated-retention peer (pure Python; Triton and PyTorch are
     # there), with the two pure-Python packages its import needs besides them: einops (imported by
     # fla.ops for every op) and packaging (fla.utils), which the image may lack.
@@ -194,6 +194,16 @@ run() {
     # ncu says why it profiled nothing (counters restricted to admins, no kernel matched) in its
     # ==WARNING== and ==ERROR== lines.
     grep -hE "^ *(attention_prefill|gret_)|^== |^==(WARNING|ERROR)==|Duration|Throughput|Achieved Occupancy|Registers Per Thread" "$out/profile.txt" >> "$out/summary.txt" || true
+    # Each peer beside yoco's bench on its shape (scripts/side_by_side.py), at the summary's end.
+    if [ "$device" = cuda ]; then
+        { echo; echo "== peers beside yoco (peer time / yoco time; above 1: yoco is faster)"; python3 "$bin/side_by_side.py" "$out/benches.txt" "$out/peers.txt"; } >> "$out/summary.txt" 2>&1 || true
+    else
+        # No peers here, but the labels they will stand beside must still be printed by yoco's
+        # benches (a renamed bench would lose its peer in the GPU run's table, and in
+        # scripts/cpu-peers.sh's).
+        python3 "$bin/peers.py" --labels --device cpu > "$out/peer-labels.txt"
+        python3 "$bin/side_by_side.py" --require "$out/peer-labels.txt" "$out/benches.txt"
+    fi
     rm -rf "$bin"
     echo "gpu-check: results in $out after ${SECONDS}s"
 }

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# yoco's CPU kernels beside the peers a user would pick instead, on this machine, in one run:
+# yoco's CPU benches (criterion, short pace), then PyTorch on the same shapes (scripts/peers.py
+# --device cpu: SDPA's flash backend, flex_attention, rms_norm, silu*mul, linear layers, and
+# flash-linear-attention's naive_chunk_simple_gla, its chunkwise gated retention in PyTorch), then
+# the two side by side (scripts/side_by_side.py).
+#
+#   scripts/cpu-peers.sh [OUT]    results in OUT (default reports/cpu-peers/): machine.txt,
+#                                 yoco.txt, peers.txt and summary.md (the tables); only those files
+#
+# PyTorch comes from PyPI into .venv-peers/ (git-ignored; made on the first run). PyPI's Linux
+# wheel of PyTorch pulls its CUDA libraries too (about 5 GB with them; a few minutes), because it
+# loads them at import, though nothing here runs on a GPU. The run itself takes about 15 minutes on
+# 2 cores. It is not part of CI (the download); CI checks, through scripts/gpu-check.sh --dry-run,
+# that yoco's benches still print every label the peers stand beside.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+out="${1:-$root/reports/cpu-peers}"
+venv="${YOCO_PEERS_VENV:-$root/.venv-peers}"
+# Pinned so that a rerun measures the same peers; fla-core's naive form needs einops.
+packages=(torch==2.15.0 fla-core==0.6.0 einops==0.8.2 packaging)
+
+if ! "$venv/bin/python" -c "import torch, fla, einops" 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --upgrade pip
+    "$venv/bin/pip" install --quiet "${packages[@]}"
+fi
+
+mkdir -p "$out"
+rm -f "$out"/{machine.txt,yoco.txt,peers.txt,summary.md}
+cargo build --release --quiet
+{
+    date -u
+    target/release/yoco --version
+    echo "commit $(git rev-parse --short=12 HEAD)$(git diff --quiet HEAD -- . ':!reports' || echo ' (with uncommitted changes)')"
+    lscpu | grep -E "^(Model name|CPU\(s\)|Thread|Core|Socket|L3|Flags)" | sed -E 's/^(Flags:\s+).*/\1(avx512: '"$(grep -o 'avx512[a-z_0-9]*' /proc/cpuinfo | sort -u | tr '\n' ' ')"')/'
+    free -g | head -n 2
+    "$venv/bin/python" -c 'import torch, fla; print("torch", torch.__version__, "threads", torch.get_num_threads(), "ISA", torch.backends.cpu.get_cpu_capability(), "fla", fla.__version__)'
+} > "$out/machine.txt" 2>&1
+
+# A bench's summary: its ceilings, its fraction lines and its share of other work (not criterion's
+# per-benchmark report).
+summary_lines() {
+    grep -E '^(== |cpu: |other work took|[a-z_]+/[^ ]+( \([^)]*\))*: )' || true
+}
+
+# yoco first, then the peers: each run quotes itself against ceilings it measures in the same minutes.
+for crate in yoco-gqa yoco-swa yoco-cross-attention yoco-gated-retention yoco-rmsnorm yoco-swiglu; do
+    YOCO_BENCH_DEVICES=cpu YOCO_BENCH_PACE=short cargo bench --quiet -p "$crate" 2>&1 | summary_lines >> "$out/yoco.txt"
+done
+YOCO_BENCH_PACE=short cargo bench --quiet -p yoco-core --bench matmul 2>&1 | summary_lines >> "$out/yoco.txt"
+PYTHONUNBUFFERED=1 "$venv/bin/python" scripts/peers.py --device cpu > "$out/peers.txt" 2> "$out/peers.stderr.txt" || true
+# The stderr of a run is kept only where a peer failed (its traceback).
+grep -q "skipped" "$out/peers.txt" || rm -f "$out/peers.stderr.txt"
+
+{
+    echo "# yoco's CPU kernels beside PyTorch on the same shapes"
+    echo
+    echo "Machine and versions (machine.txt):"
+    echo
+    sed 's/^/    /' "$out/machine.txt"
+    echo
+    echo "yoco: \`cargo bench\` at the short pace (criterion medians; yoco.txt, with the ceilings each"
+    echo "bench measured in its own minutes). Peers: \`scripts/peers.py --device cpu\` (the median of 7"
+    echo "rounds; peers.txt). The last column is the peer's time over yoco's: above 1, yoco is faster."
+    echo "f32 unless the label says bf16 (yoco's attention and gated-retention CPU paths take f32)."
+    echo
+    python3 scripts/side_by_side.py "$out/yoco.txt" "$out/peers.txt"
+    echo
+    grep -h "other work took" "$out/yoco.txt" "$out/peers.txt" | sed 's/^/- /'
+} > "$out/summary.md"
+echo "cpu-peers: results in $out"

@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Sets each peer's time beside yoco's on the same shape: reads yoco's bench output (the summary
+lines `LABEL: T ms, RATE = P% of the … ceiling`) and scripts/peers.py's output (`peer/NAME: T ms,
+RATE [beside LABEL; LABEL]`), and prints one Markdown table row per (peer, yoco label) pair, with
+the peer's time over yoco's (above 1: yoco is faster).
+
+  side_by_side.py YOCO_OUTPUT PEERS_OUTPUT     the table (Markdown, to stdout)
+  side_by_side.py --require LABELS YOCO_OUTPUT exit 1, naming them, if any label listed in LABELS
+                                               (one per line: `peers.py --labels`) has no line in
+                                               YOCO_OUTPUT (a renamed bench would silently lose its
+                                               peer otherwise)
+"""
+import argparse
+import re
+import sys
+
+# A yoco summary line: the label, optional parenthesised notes (tokens/s, FLOP conventions, "weights
+# read"), then the time and the rest. The label itself has no spaces.
+YOCO_LINE = re.compile(r"^(?P<label>\S+)(?: \([^)]*\))*: (?P<ms>[0-9.]+) ms, (?P<rate>.*)$")
+PEER_LINE = re.compile(r"^peer/(?P<name>.+?): (?P<ms>[0-9.]+) ms(?:, (?P<rate>[^\[]*?))? \[beside (?P<beside>[^\]]*)\]$")
+
+
+def yoco_lines(path):
+    """label -> (milliseconds, [rates]); a label printed twice (a time quoted against two ceilings)
+    keeps its first time and both rates."""
+    found = {}
+    with open(path, errors="replace") as f:
+        for text in f:
+            m = YOCO_LINE.match(text.strip())
+            if m:
+                ms, rates = found.setdefault(m["label"], (float(m["ms"]), []))
+                rates.append(m["rate"])
+    return found
+
+
+def peer_lines(path):
+    with open(path, errors="replace") as f:
+        for text in f:
+            m = PEER_LINE.match(text.strip())
+            if m:
+                yield m["name"], float(m["ms"]), m["rate"] or "", [b.strip() for b in m["beside"].split(";")]
+
+
+def table(yoco, peers):
+    rows = [
+        "| yoco bench | yoco | yoco's rate | peer | peer | peer's rate | peer time ÷ yoco time |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, peer_ms, peer_rate, beside in peers:
+        for label in beside:
+            if label in yoco:
+                ms, rates = yoco[label]
+                ratio = f"**{peer_ms / ms:.2f}**" if ms > 0 else "—"
+                rows.append(f"| `{label}` | {ms:.3f} ms | {'; '.join(rates)} | `{name}` | {peer_ms:.3f} ms | {peer_rate} | {ratio} |")
+            else:
+                rows.append(f"| `{label}` | no line in yoco's output | | `{name}` | {peer_ms:.3f} ms | {peer_rate} | — |")
+    return "\n".join(rows)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--require", metavar="LABELS", help="check that every label in this file has a yoco line")
+    parser.add_argument("files", nargs="+", metavar="FILE")
+    args = parser.parse_args()
+    if args.require:
+        if len(args.files) != 1:
+            parser.error("--require takes one YOCO_OUTPUT")
+        yoco = yoco_lines(args.files[0])
+        with open(args.require) as f:
+            missing = [label for label in (t.strip() for t in f) if label and label not in yoco]
+        for label in missing:
+            print(f"side_by_side: no yoco bench line for the peer label {label}", file=sys.stderr)
+        sys.exit(1 if missing else 0)
+    if len(args.files) != 2:
+        parser.error("give YOCO_OUTPUT and PEERS_OUTPUT")
+    print(table(yoco_lines(args.files[0]), list(peer_lines(args.files[1]))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,8 @@
 //! Which CPU GEMM the fast CPU paths use for which shape: the `gemm` and `matrixmultiply` crates
 //! beside the project's own entry points on the shapes the models run (the table in
 //! src/matmul/mod.rs comes from here) — the FFN's projections at prefill (many rows) and decode
-//! (one row) — as GFLOP/s and a fraction of the FMA ceiling measured in this run. FLOPs per
+//! (one row) — as GFLOP/s and a fraction of the FMA ceiling measured in this run (the bf16 pair
+//! ceiling for yoco's bf16 products where they multiply bf16 pairs natively). FLOPs per
 //! call: 2·m·n·k. The project's entry points: `matmul_nt` (f32: the packed GEMM or `gemm` by
 //! shape) and `matmul_nt_widened` on bf16 storage (the 16-bit CPU models' path); the one-row
 //! products are memory-bound and are also quoted against the read ceiling, by the bytes of their
@@ -36,9 +37,13 @@ fn bench(c: &mut Criterion) {
         return;
     }
     let ceiling = yoco_core::ceiling::fma_gflops();
+    let (bf16_ceiling, bf16_what) = yoco_core::bench::cpu_product_ceiling_gflops(yoco_core::DType::BF16);
     let read = yoco_core::bench::bandwidth_ceiling_gbs(&yoco_core::Device::cpu(), Traffic::Read).expect("the CPU read ceiling");
     let log = SampleLog::new();
     let mut lines = vec![format!("cpu: FMA ceiling {ceiling:.1} GFLOP/s on {} threads, read ceiling {read:.1} GB/s", rayon::current_num_threads())];
+    if bf16_what != "FMA" {
+        lines.push(format!("cpu: {bf16_what} ceiling {bf16_ceiling:.1} GFLOP/s (yoco-bf16)"));
+    }
     let mut rng = Rng::new(3);
     let mut group = c.benchmark_group("matmul_nt");
     let (samples, warm_up, measurement) = group_timing(true);
@@ -71,7 +76,12 @@ fn bench(c: &mut Criterion) {
                 })
             });
             let secs = log.take_median();
-            lines.push(fraction_line(&format!("matmul_nt/{name}/{shape}"), secs, Bound::Compute { flops, ceiling_gflops: ceiling }));
+            let line = if name == "yoco-bf16" {
+                fraction_line(&format!("matmul_nt/{name}/{shape}"), secs, Bound::Compute { flops, ceiling_gflops: bf16_ceiling }).replace("FMA ceiling", &format!("{bf16_what} ceiling"))
+            } else {
+                fraction_line(&format!("matmul_nt/{name}/{shape}"), secs, Bound::Compute { flops, ceiling_gflops: ceiling })
+            };
+            lines.push(line);
             if m == 1 {
                 let bytes = (n * k * if name == "yoco-bf16" { 2 } else { 4 }) as f64;
                 lines.push(fraction_line(&format!("matmul_nt/{name}/{shape} (weights read)"), secs, Bound::Memory { bytes, ceiling_gbs: read, traffic: Traffic::Read }));
@@ -79,7 +89,7 @@ fn bench(c: &mut Criterion) {
         }
     }
     group.finish();
-    print_summary("CPU GEMM crates against the FMA ceiling measured in this run", &lines);
+    print_summary("CPU GEMM crates against the ceilings measured in this run", &lines);
 }
 
 criterion_group!(benches, bench);

@@ -224,6 +224,18 @@ pub fn compute_ceiling_gflops(device: &crate::Device, gemm: (usize, usize, usize
     }
 }
 
+/// The CPU's arithmetic ceiling for products stored in `dtype`, measured now, and its name: the
+/// bf16 pair rate ("bf16-pair FMA") where bf16 products multiply pairs natively
+/// ([`crate::matmul::bf16_pairs_in_use`]), else the f32 FMA rate ("FMA").
+pub fn cpu_product_ceiling_gflops(dtype: crate::DType) -> (f64, &'static str) {
+    if dtype == crate::DType::BF16 && crate::matmul::bf16_pairs_in_use() {
+        if let Some(gflops) = crate::ceiling::bf16_pair_gflops() {
+            return (gflops, "bf16-pair FMA");
+        }
+    }
+    (crate::ceiling::fma_gflops(), "FMA")
+}
+
 /// The devices a bench runs on: the CPU, and CUDA device 0 when there is one (else a line why).
 /// `YOCO_BENCH_DEVICES=cuda` (or `cpu`) keeps only those named, comma-separated: on a GPU machine
 /// lent for minutes, the CPU benches would only spend its time.

@@ -94,6 +94,26 @@ unsafe fn fma_chains_avx512(iters: u64) -> f32 {
     _mm512_reduce_add_ps(sum)
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn bf16_pair_chains(iters: u64) -> f32 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_set1_ps(1.0); CHAINS];
+    // Pairs of small bf16 values (1/128 each): the sums grow by 16/128² an iteration, finite.
+    let a: __m512bh = std::mem::transmute(_mm512_set1_epi16(0x3c00));
+    let b: __m512bh = std::mem::transmute(_mm512_set1_epi16(0x3c00));
+    for _ in 0..iters {
+        for r in acc.iter_mut() {
+            *r = _mm512_dpbf16_ps(*r, a, b);
+        }
+    }
+    let mut sum = _mm512_setzero_ps();
+    for r in acc {
+        sum = _mm512_add_ps(sum, r);
+    }
+    _mm512_reduce_add_ps(sum)
+}
+
 fn fma_chains_portable(iters: u64) -> f32 {
     let mut acc = [[1.0f32; LANES]; CHAINS];
     for _ in 0..iters {
@@ -126,17 +146,36 @@ fn widest_fma() -> (fn(u64) -> f32, usize) {
 /// else AVX2): the best of five ~50 ms rounds, every thread running independent chains at once.
 /// The GEMMs use AVX-512 where it exists, so a lower ISA's peak would not be a ceiling.
 pub fn fma_gflops() -> f64 {
+    let (fma_chains, lanes) = widest_fma();
+    peak_gflops(fma_chains, CHAINS * lanes * 2)
+}
+
+/// Peak bf16 GFLOP/s of `vdpbf16ps` (AVX512-BF16: 16 lanes, each adding two bf16 products to an
+/// f32), measured as [`fma_gflops`]; `None` on a CPU without it. The ceiling of the bf16
+/// products that use it (`matmul::matmul_nt_widened` on bf16 storage): about twice the f32 FMA
+/// rate where the instruction runs at full rate.
+pub fn bf16_pair_gflops() -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16") {
+        // SAFETY: the CPU supports AVX-512F and AVX512-BF16 (checked above).
+        return Some(peak_gflops(|iters| unsafe { bf16_pair_chains(iters) }, CHAINS * 16 * 4));
+    }
+    None
+}
+
+/// The best of five ~50 ms rounds of `chains` on every thread at once, in GFLOP/s, each of its
+/// iterations `flops_per_iter` FLOPs.
+fn peak_gflops(chains: fn(u64) -> f32, flops_per_iter: usize) -> f64 {
     let threads = rayon::current_num_threads();
     let iters: u64 = 4_000_000;
-    let (fma_chains, lanes) = widest_fma();
-    let flops_per_thread = (iters as usize * CHAINS * lanes * 2) as f64;
+    let flops_per_thread = (iters as usize * flops_per_iter) as f64;
     let mut best = 0.0f64;
     for _ in 0..5 {
         let start = Instant::now();
         // broadcast: one run on every thread at once. A parallel iterator over `threads` items
         // may run two of them on one thread, one after the other, and a bench once quoted
         // itself against half the ceiling (269 of ~530 GFLOP/s) that way.
-        let sink: f32 = rayon::broadcast(|_| fma_chains(black_box(iters))).into_iter().sum();
+        let sink: f32 = rayon::broadcast(|_| chains(black_box(iters))).into_iter().sum();
         black_box(sink);
         let secs = start.elapsed().as_secs_f64();
         best = best.max(flops_per_thread * threads as f64 / secs / 1e9);

@@ -1,0 +1,365 @@
+//! bf16 products on CPUs with AVX512-BF16 (Zen 4 and later, Cooper Lake and Sapphire Rapids and
+//! later): `vdpbf16ps` multiplies 16 pairs of bf16 by 16 pairs and adds each pair's two products
+//! to an f32 lane, 32 multiply-adds an instruction where an f32 FMA does 16, with no widening
+//! pass. `c[m, n] = a[m, k] · b[n, k]ᵀ`, all bf16, sums in f32, `c` rounded once.
+//!
+//! Two forms, by the number of rows:
+//! - [`packed`] (many rows, prefill): the weights `b` packed per call into panels of 32 columns
+//!   whose lanes hold a column's pair `(b[j, 2p], b[j, 2p + 1])`, against pairs of `a` broadcast
+//!   where they lie; 8 rows × 2 vectors of accumulators;
+//! - [`dots`] (a few rows, small batches): no packing; 4 rows of `a` against 4 rows of `b`, 32
+//!   elements of each row a step, lanes summed at the end.
+//!
+//! Numerics: each product of two bf16 is exact in f32, and each lane adds its two in turn, so the
+//! sums round as an f32 FMA chain's do (in another order). The instruction treats denormal inputs
+//! and results as zero (its DAZ and FTZ are fixed): values below 2^-126 in magnitude, which the
+//! widening path keeps, count as 0 here, as in oneDNN's bf16 kernels.
+//!
+//! Soundness: the intrinsics need AVX-512F, BW and BF16; they are called only from
+//! [`available`]-checked entries compiled with those features.
+
+use std::arch::x86_64::*;
+use std::sync::OnceLock;
+
+use half::bf16;
+use rayon::prelude::*;
+
+use crate::simd::Isa;
+
+/// The CPU has AVX512-BF16 (and the AVX-512 the other kernels use), and `YOCO_CPU_ISA` does not
+/// ask for narrower vectors. Detected once per process.
+pub(super) fn available() -> bool {
+    static DETECTED: OnceLock<bool> = OnceLock::new();
+    *DETECTED.get_or_init(|| Isa::detect() == Isa::Avx512 && is_x86_feature_detected!("avx512bf16"))
+}
+
+/// Columns per packed panel: two vectors of 16 lanes.
+const PANEL: usize = 32;
+/// Columns packed and multiplied per block (a whole number of panels).
+const COLUMNS: usize = 512;
+/// Rows of `a` per task of the packed form.
+const ROWS: usize = 64;
+/// Rows of `a` per register block of the packed form.
+const BLOCK_ROWS: usize = 8;
+/// Pairs of a panel packed per pass (the tile written stays in the level-1 cache).
+const PACK_PAIRS: usize = 16;
+/// Rows of `b` per task of the dot form.
+const DOT_ROWS_PER_TASK: usize = 64;
+
+/// bf16 bits as the u16 the intrinsics take (bf16 is `repr(transparent)` over u16).
+fn bits(s: &[bf16]) -> &[u16] {
+    // SAFETY: bf16 has the size, alignment and validity of u16.
+    unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<u16>(), s.len()) }
+}
+
+/// Pair `p` of a bf16 row, `(row[2p], row[2p + 1])`, as one 32-bit word (low half first); a row
+/// of odd length ends in a pair whose high half is zero.
+#[inline(always)]
+fn pair(row: &[u16], p: usize) -> u32 {
+    let lo = row[2 * p] as u32;
+    let hi = row.get(2 * p + 1).map_or(0, |&h| h as u32);
+    lo | hi << 16
+}
+
+/// The packed form: lengths checked by the caller, `m, n, k > 0`, [`available`] true.
+pub(super) fn packed(m: usize, n: usize, k: usize, a: &[bf16], b: &[bf16], c: &mut [bf16]) {
+    let (a, b) = (bits(a), bits(b));
+    let pairs = k.div_ceil(2);
+    // a's rows in blocks of BLOCK_ROWS, each [pairs][BLOCK_ROWS]: the register block's broadcasts
+    // all sit at fixed offsets from one pointer (read from the rows where they lie, eight row
+    // pointers did not fit the registers and were reloaded from the stack every step).
+    let mut a_packed = vec![0u32; m.div_ceil(BLOCK_ROWS) * pairs * BLOCK_ROWS];
+    a_packed.par_chunks_mut(pairs * BLOCK_ROWS).enumerate().for_each(|(block, packed)| pack_rows(packed, a, block * BLOCK_ROWS, m, k));
+    let out = SharedC { ptr: c.as_mut_ptr(), len: c.len() };
+    let row_blocks = m.div_ceil(ROWS);
+    let mut panels_packed = vec![0u32; pairs * COLUMNS.min(n.next_multiple_of(PANEL))];
+    for first in (0..n).step_by(COLUMNS) {
+        let panels = (n - first).min(COLUMNS).div_ceil(PANEL);
+        panels_packed[..panels * pairs * PANEL].par_chunks_mut(pairs * PANEL).enumerate().for_each(|(j, panel)| pack_panel(panel, b, first + j * PANEL, n, k));
+        let (a, panels_packed) = (&a_packed, &panels_packed);
+        (0..row_blocks * panels).into_par_iter().for_each(|t| {
+            let (rb, j) = (t / panels, t % panels);
+            let rows = rb * ROWS..((rb + 1) * ROWS).min(m);
+            let task = PanelTask { m, n, pairs, a, panel: &panels_packed[j * pairs * PANEL..][..pairs * PANEL], first: first + j * PANEL, rows, out };
+            // SAFETY: `available` (the caller's check) found AVX-512F, BW and BF16.
+            unsafe { task.run() }
+        });
+    }
+}
+
+/// Pair `p` of `row`, for every pair, into `words[p · stride]`.
+fn pairs_of_row(words: &mut [u32], stride: usize, row: &[u16]) {
+    let whole = row.len() / 2;
+    for (p, chunk) in row.chunks_exact(2).enumerate() {
+        words[p * stride] = chunk[0] as u32 | (chunk[1] as u32) << 16;
+    }
+    if row.len() % 2 == 1 {
+        words[whole * stride] = pair(row, whole);
+    }
+}
+
+/// Rows `first .. first + BLOCK_ROWS` of a into `packed` [pairs][BLOCK_ROWS]; rows past m are
+/// zeros (their sums are not stored).
+fn pack_rows(packed: &mut [u32], a: &[u16], first: usize, m: usize, k: usize) {
+    for r in 0..BLOCK_ROWS {
+        if first + r < m {
+            pairs_of_row(&mut packed[r..], BLOCK_ROWS, &a[(first + r) * k..][..k]);
+        } else {
+            packed[r..].iter_mut().step_by(BLOCK_ROWS).for_each(|w| *w = 0);
+        }
+    }
+}
+
+/// Columns `first ..` of `bᵀ` (rows of b) into `panel` [pairs][PANEL] as bf16 pairs; columns
+/// past n are zeros (their products are not stored, and zeros keep them finite). A tile of
+/// [`PACK_PAIRS`] pairs at a time, so that the tile written stays in the level-1 cache.
+fn pack_panel(panel: &mut [u32], b: &[u16], first: usize, n: usize, k: usize) {
+    let pairs = k.div_ceil(2);
+    let cols = PANEL.min(n - first);
+    for p0 in (0..pairs).step_by(PACK_PAIRS) {
+        let count = PACK_PAIRS.min(pairs - p0);
+        let tile = &mut panel[p0 * PANEL..][..count * PANEL];
+        let span = 2 * p0..(2 * (p0 + count)).min(k);
+        for col in 0..PANEL {
+            if col < cols {
+                pairs_of_row(&mut tile[col..], PANEL, &b[(first + col) * k..][span.clone()]);
+            } else {
+                tile[col..].iter_mut().step_by(PANEL).for_each(|w| *w = 0);
+            }
+        }
+    }
+}
+
+/// `c`, shared by the tasks, which write disjoint blocks of it.
+#[derive(Clone, Copy)]
+struct SharedC {
+    ptr: *mut bf16,
+    len: usize,
+}
+// SAFETY: each task writes only its own block of c (see `packed` and `dots`).
+unsafe impl Send for SharedC {}
+unsafe impl Sync for SharedC {}
+
+impl SharedC {
+    /// `len` elements of c from `at`.
+    ///
+    /// # Safety
+    /// No other task writes them while the slice lives (each task owns its block).
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice(&self, at: usize, len: usize) -> &mut [bf16] {
+        assert!(at + len <= self.len, "a task's block of c lies inside c");
+        // SAFETY: in bounds (asserted); exclusive by the caller's promise; the caller's `c` is
+        // borrowed mutably for the whole product.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(at), len) }
+    }
+}
+
+/// One task of the packed form: `c[rows, first .. first + PANEL]` (the columns below n).
+struct PanelTask<'a> {
+    m: usize,
+    n: usize,
+    pairs: usize,
+    /// a packed by [`pack_rows`], every block of rows.
+    a: &'a [u32],
+    panel: &'a [u32],
+    first: usize,
+    /// A whole number of row blocks from its start.
+    rows: std::ops::Range<usize>,
+    out: SharedC,
+}
+
+impl PanelTask<'_> {
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    unsafe fn run(&self) {
+        for r0 in self.rows.clone().step_by(BLOCK_ROWS) {
+            // SAFETY: the features are enabled here.
+            unsafe { self.block(r0) };
+        }
+    }
+
+    /// Rows `r0 .. r0 + BLOCK_ROWS` (those below m) of the task's columns, over the whole
+    /// reduction.
+    #[inline(always)]
+    unsafe fn block(&self, r0: usize) {
+        let pairs = self.pairs;
+        let a = &self.a[r0 * pairs..][..pairs * BLOCK_ROWS];
+        let b = &self.panel[..pairs * PANEL];
+        let mut acc = [[_mm512_setzero_ps(); 2]; BLOCK_ROWS];
+        for p in 0..pairs {
+            // SAFETY: p < pairs, so both reads lie in the slices above (a block of rows holds
+            // BLOCK_ROWS words a pair, a panel PANEL).
+            let (a, b) = unsafe { (a.as_ptr().add(p * BLOCK_ROWS), b.as_ptr().add(p * PANEL)) };
+            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.cast()));
+            let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(16).cast()));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(a.add(r).read() as i32));
+                acc[0] = _mm512_dpbf16_ps(acc[0], x, b0);
+                acc[1] = _mm512_dpbf16_ps(acc[1], x, b1);
+            }
+        }
+        let valid = PANEL.min(self.n - self.first);
+        for (r, acc) in acc.iter().enumerate().take(self.m.saturating_sub(r0)) {
+            let mut sums = [0f32; PANEL];
+            _mm512_storeu_ps(sums.as_mut_ptr(), acc[0]);
+            _mm512_storeu_ps(sums[16..].as_mut_ptr(), acc[1]);
+            // SAFETY: row r0 + r, columns first .. first + valid belong to this task alone.
+            let to = unsafe { self.out.slice((r0 + r) * self.n + self.first, valid) };
+            for (c, &s) in to.iter_mut().zip(&sums) {
+                *c = bf16::from_f32(s);
+            }
+        }
+    }
+}
+
+/// The dot form: lengths checked by the caller, `m, n, k > 0`, [`available`] true. Each task
+/// takes [`DOT_ROWS_PER_TASK`] rows of b (columns of c) against every row of a.
+pub(super) fn dots(m: usize, n: usize, k: usize, a: &[bf16], b: &[bf16], c: &mut [bf16]) {
+    let (a, b) = (bits(a), bits(b));
+    let out = SharedC { ptr: c.as_mut_ptr(), len: c.len() };
+    (0..n.div_ceil(DOT_ROWS_PER_TASK)).into_par_iter().for_each(|t| {
+        let task = DotTask { m, n, k, a, b, cols: t * DOT_ROWS_PER_TASK..((t + 1) * DOT_ROWS_PER_TASK).min(n), out };
+        // SAFETY: `available` (the caller's check) found AVX-512F, BW and BF16.
+        unsafe { task.run() }
+    });
+}
+
+/// One task of the dot form: `c[.., cols]`.
+struct DotTask<'a> {
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &'a [u16],
+    b: &'a [u16],
+    cols: std::ops::Range<usize>,
+    out: SharedC,
+}
+
+impl DotTask<'_> {
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    unsafe fn run(&self) {
+        // Each block of b's rows against every block of a's, so that those rows stay in the
+        // level-1 cache while a's (few) rows come from level 1 or 2.
+        let (m, cols) = (self.m, &self.cols);
+        let (row_end, col_end) = (m - m % 4, cols.start + (cols.len() - cols.len() % 4));
+        // SAFETY (each call): the features are enabled here.
+        for j0 in (cols.start..col_end).step_by(4) {
+            for i0 in (0..row_end).step_by(4) {
+                unsafe { self.block::<4, 4>(i0, j0) };
+            }
+            for i0 in row_end..m {
+                unsafe { self.block::<1, 4>(i0, j0) };
+            }
+        }
+        for j0 in col_end..cols.end {
+            for i0 in (0..row_end).step_by(4) {
+                unsafe { self.block::<4, 1>(i0, j0) };
+            }
+            for i0 in row_end..m {
+                unsafe { self.block::<1, 1>(i0, j0) };
+            }
+        }
+    }
+
+    /// `c[i0 .. i0 + R, j0 .. j0 + J]`, 32 elements of the reduction a step; in the last,
+    /// partial step the elements past k are masked to zero in both operands.
+    #[inline(always)]
+    unsafe fn block<const R: usize, const J: usize>(&self, i0: usize, j0: usize) {
+        let k = self.k;
+        let a: [&[u16]; R] = std::array::from_fn(|r| &self.a[(i0 + r) * k..][..k]);
+        let b: [&[u16]; J] = std::array::from_fn(|j| &self.b[(j0 + j) * k..][..k]);
+        let mut acc = [[_mm512_setzero_ps(); J]; R];
+        let whole = k - k % 32;
+        for p0 in (0..whole).step_by(32) {
+            // SAFETY: p0 + 32 ≤ k: all 32 elements lie in each row.
+            unsafe { Self::step(&mut acc, &a, &b, p0, !0) };
+        }
+        if whole < k {
+            // SAFETY: the mask keeps the k − whole elements that lie in each row.
+            unsafe { Self::step(&mut acc, &a, &b, whole, (1u32 << (k - whole)) - 1) };
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            // SAFETY: row i0 + r, columns j0 .. j0 + J belong to this task alone.
+            let to = unsafe { self.out.slice((i0 + r) * self.n + j0, J) };
+            for (c, &s) in to.iter_mut().zip(acc) {
+                *c = bf16::from_f32(_mm512_reduce_add_ps(s));
+            }
+        }
+    }
+
+    /// One step of [`block`](Self::block): elements `p0 ..` of the rows, those in `mask`.
+    ///
+    /// # Safety
+    /// Every element `mask` keeps lies in each row; AVX-512F, BW and BF16 are present (this is
+    /// inlined into `run`, which enables them).
+    #[inline(always)]
+    unsafe fn step<const R: usize, const J: usize>(acc: &mut [[__m512; J]; R], a: &[&[u16]; R], b: &[&[u16]; J], p0: usize, mask: __mmask32) {
+        // SAFETY: the masked load reads only the elements the mask keeps (the caller's promise).
+        let load = |row: &[u16]| -> __m512bh { unsafe { std::mem::transmute(_mm512_maskz_loadu_epi16(mask, row.as_ptr().add(p0).cast())) } };
+        let bv: [__m512bh; J] = std::array::from_fn(|j| load(b[j]));
+        for r in 0..R {
+            let av = load(a[r]);
+            for j in 0..J {
+                acc[r][j] = _mm512_dpbf16_ps(acc[r][j], av, bv[j]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn random(rng: &mut Rng, len: usize) -> Vec<bf16> {
+        (0..len).map(|_| bf16::from_f64(rng.normal())).collect()
+    }
+
+    /// Both forms, whatever the row thresholds send them, against the f64 product of the stored
+    /// values: one rounding to bf16 plus the f32 sums' error. Shapes past every edge: rows past a
+    /// register block (8, 4) and a task (64), columns past a panel (32), a block of columns (512)
+    /// and a dot task (64), odd k (the last pair's high half), k below and past a step of 32.
+    #[test]
+    fn both_forms_match_the_f64_product() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX512-BF16");
+            return;
+        }
+        let mut rng = Rng::new(5);
+        for (m, n, k) in [(1, 1, 1), (4, 100, 70), (9, 300, 45), (70, 33, 2), (133, 530, 257), (261, 45, 33), (8, 2048, 31), (5, 64, 96)] {
+            let (a, b) = (random(&mut rng, m * k), random(&mut rng, n * k));
+            let want: Vec<f64> = (0..m * n).map(|idx| (0..k).map(|p| a[idx / n * k + p].to_f64() * b[idx % n * k + p].to_f64()).sum()).collect();
+            for (form, f) in [("packed", packed as fn(usize, usize, usize, &[bf16], &[bf16], &mut [bf16])), ("dots", dots)] {
+                let mut c = vec![bf16::NAN; m * n];
+                f(m, n, k, &a, &b, &mut c);
+                for (i, (got, want)) in c.iter().zip(&want).enumerate() {
+                    let tolerance = want.abs() * 2f64.powi(-8) + 1e-4 * (k as f64).sqrt();
+                    assert!((got.to_f64() - want).abs() <= tolerance, "{form} m={m} n={n} k={k} element {i}: {got} vs {want}");
+                }
+            }
+        }
+    }
+
+    /// A row of odd length ends in a pair whose high half is zero, not the next row's first
+    /// element: an ∞ there reaches its own row's sums only.
+    #[test]
+    fn an_odd_row_does_not_read_the_next_row() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX512-BF16");
+            return;
+        }
+        let (n, k) = (40, 33);
+        for m in [5, 261] {
+            let mut a = vec![bf16::ONE; m * k];
+            a[k] = bf16::INFINITY; // row 1, element 0
+            let b = vec![bf16::ONE; n * k];
+            for (form, f) in [("packed", packed as fn(usize, usize, usize, &[bf16], &[bf16], &mut [bf16])), ("dots", dots)] {
+                let mut c = vec![bf16::NAN; m * n];
+                f(m, n, k, &a, &b, &mut c);
+                for (i, c) in c.iter().enumerate() {
+                    let want = if i / n == 1 { f32::INFINITY } else { k as f32 };
+                    assert_eq!(c.to_f32(), want, "{form} m={m} element {i}");
+                }
+            }
+        }
+    }
+}

@@ -6,6 +6,7 @@ use rayon::prelude::*;
 use yoco_core::half::{bf16, f16};
 use yoco_core::math::silu;
 use yoco_core::matmul::linear_into;
+use yoco_core::simd::{dispatch, Simd, SimdKernel};
 use yoco_core::{DType, Element, MemoryCategory, Result, Tensor};
 
 use crate::FfnWeights;
@@ -16,10 +17,8 @@ const CHUNK: usize = 16 * 1024;
 pub(crate) fn silu_mul(gate: &Tensor, up: &Tensor, out: &mut Tensor) -> Result<()> {
     fn typed<T: Element>(gate: &Tensor, up: &Tensor, out: &mut Tensor) -> Result<()> {
         let (g, u) = (gate.as_slice::<T>()?, up.as_slice::<T>()?);
-        out.as_mut_slice::<T>()?.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(u.par_chunks(CHUNK)).for_each(|((o, g), u)| {
-            for ((o, g), u) in o.iter_mut().zip(g).zip(u) {
-                *o = T::from_f32(silu(g.to_f32()) * u.to_f32());
-            }
+        out.as_mut_slice::<T>()?.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(u.par_chunks(CHUNK)).for_each(|((out, gate), up)| {
+            dispatch(SiluMul { gate: Some(gate), up }, out);
         });
         Ok(())
     }
@@ -30,14 +29,34 @@ pub(crate) fn silu_mul(gate: &Tensor, up: &Tensor, out: &mut Tensor) -> Result<(
     }
 }
 
+/// `out ← silu(gate) ⊙ up` over one task's elements (`gate: None`: out holds the gate, updated in
+/// place), in f32, rounded to T once. Written as scalar code for the compiler to vectorise,
+/// inside [`dispatch`] so that it does so with the widest vectors the CPU has: with AVX-512's 16
+/// lanes rather than AVX2's 8, bf16 storage (whose widening and rounding add work per element)
+/// went from 7.1 to 4.4 ms at 2048 × 8192 (f32 is at the copy bandwidth either way).
+struct SiluMul<'a, T> {
+    gate: Option<&'a [T]>,
+    up: &'a [T],
+}
+
+impl<T: Element> SimdKernel for SiluMul<'_, T> {
+    type Output = ();
+    type Scratch = [T];
+
+    #[inline(always)]
+    fn run<V: Simd>(self, out: &mut [T]) {
+        let f = |g: T, u: T| T::from_f32(silu(g.to_f32()) * u.to_f32());
+        match self.gate {
+            Some(gate) => out.iter_mut().zip(gate).zip(self.up).for_each(|((o, &g), &u)| *o = f(g, u)),
+            None => out.iter_mut().zip(self.up).for_each(|(g, &u)| *g = f(*g, u)),
+        }
+    }
+}
+
 /// `gate ← silu(gate) ⊙ up` in place (in f32, rounded to T once): saves the FFN a third
 /// [rows, F] buffer.
 fn silu_mul_in_place<T: Element>(gate: &mut [T], up: &[T]) {
-    gate.par_chunks_mut(CHUNK).zip(up.par_chunks(CHUNK)).for_each(|(g, u)| {
-        for (g, u) in g.iter_mut().zip(u) {
-            *g = T::from_f32(silu(g.to_f32()) * u.to_f32());
-        }
-    });
+    gate.par_chunks_mut(CHUNK).zip(up.par_chunks(CHUNK)).for_each(|(gate, up)| dispatch(SiluMul { gate: None, up }, gate));
 }
 
 /// The FFN in x's dtype: the GEMMs on `yoco_core::matmul` (f32 products; 16-bit outputs rounded

@@ -278,7 +278,7 @@ pub trait SimdKernel {
     /// own, not inside `self`: a reference argument tells the compiler that nothing else aliases
     /// it, a reference inside a struct does not, and without that the micro-kernels reload
     /// from memory after each store (measured: the attention tiles 3–9% slower).
-    type Scratch;
+    type Scratch: ?Sized;
     /// The computation on vectors `V`. Mark it `#[inline(always)]`, and everything it calls that
     /// touches `V` too: only code inlined into [`dispatch`]'s AVX-512 entry is compiled with
     /// AVX-512 enabled (elsewhere every vector operation would be a function call).

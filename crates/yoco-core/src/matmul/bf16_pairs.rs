@@ -25,6 +25,7 @@ use half::bf16;
 use rayon::prelude::*;
 
 use crate::simd::Isa;
+use crate::Element;
 
 /// The CPU has AVX512-BF16 (and the AVX-512 the other kernels use), and `YOCO_CPU_ISA` does not
 /// ask for narrower vectors. Detected once per process.
@@ -205,7 +206,7 @@ impl PanelTask<'_> {
             // SAFETY: row r0 + r, columns first .. first + valid belong to this task alone.
             let to = unsafe { self.out.slice((r0 + r) * self.n + self.first, valid) };
             for (c, &s) in to.iter_mut().zip(&sums) {
-                *c = bf16::from_f32(s);
+                *c = <bf16 as Element>::from_f32(s);
             }
         }
     }
@@ -281,7 +282,7 @@ impl DotTask<'_> {
             // SAFETY: row i0 + r, columns j0 .. j0 + J belong to this task alone.
             let to = unsafe { self.out.slice((i0 + r) * self.n + j0, J) };
             for (c, &s) in to.iter_mut().zip(acc) {
-                *c = bf16::from_f32(_mm512_reduce_add_ps(s));
+                *c = <bf16 as Element>::from_f32(_mm512_reduce_add_ps(s));
             }
         }
     }

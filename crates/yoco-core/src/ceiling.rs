@@ -87,6 +87,14 @@ unsafe fn fma_chains_avx512(iters: u64) -> f32 {
             *r = _mm512_fmadd_ps(*r, a, b);
         }
     }
+    total_avx512(acc)
+}
+
+/// The sum of every lane of the chains (kept, so that the compiler cannot drop them).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn total_avx512(acc: [std::arch::x86_64::__m512; CHAINS]) -> f32 {
+    use std::arch::x86_64::*;
     let mut sum = _mm512_setzero_ps();
     for r in acc {
         sum = _mm512_add_ps(sum, r);
@@ -107,11 +115,7 @@ unsafe fn bf16_pair_chains(iters: u64) -> f32 {
             *r = _mm512_dpbf16_ps(*r, a, b);
         }
     }
-    let mut sum = _mm512_setzero_ps();
-    for r in acc {
-        sum = _mm512_add_ps(sum, r);
-    }
-    _mm512_reduce_add_ps(sum)
+    total_avx512(acc)
 }
 
 fn fma_chains_portable(iters: u64) -> f32 {

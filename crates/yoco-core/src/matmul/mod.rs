@@ -66,7 +66,7 @@ pub fn matmul_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f3
     product("matmul_nt", m, n, k, a, b, true, c)
 }
 
-/// Whether bf16 products from `FEW_ROWS` (4) rows multiply bf16 pairs natively here
+/// Whether bf16 products multiply bf16 pairs natively here
 /// (AVX512-BF16; [`matmul_nt_widened`]): their ceiling is then that instruction's rate
 /// ([`crate::ceiling::bf16_pair_gflops`]), not the f32 FMA rate.
 pub fn bf16_pairs_in_use() -> bool {
@@ -79,13 +79,14 @@ pub fn bf16_pairs_in_use() -> bool {
 /// `c[m, n] = a[m, k] · b[n, k]ᵀ` stored in a 16-bit type (any [`Element`], though f32 has
 /// [`matmul_nt`] without the copies): products and sums in f32, `c` rounded once, as cuBLAS does
 /// with f32 accumulation. By the number of rows:
-/// - fewer than `FEW_ROWS` (decode): dot products off the 16-bit rows of `b` (the weights),
-///   widened in registers: one pass over 2-byte weights, as a memory-bound product should be;
-/// - bf16 on a CPU with AVX512-BF16 (`bf16_pairs.rs`): bf16 pairs multiplied natively, at about
-///   twice the f32 FMA rate, with no widening: dot products of the rows below `PAIRS_PACKED_ROWS`
-///   (256), the weights packed into pairs from there. Denormal values count as zero there;
-/// - otherwise up to `MANY_ROWS`: `b` widened a cache-sized block of rows per task, each block
-///   one GEMM;
+/// - bf16 on a CPU with AVX512-BF16 (`bf16_pairs.rs`), any number of rows: bf16 pairs
+///   multiplied natively, at about twice the f32 FMA rate, with no widening: dot products of the
+///   rows below `PAIRS_PACKED_ROWS` (256; a decode row reads its 2-byte weights once), the
+///   weights packed into pairs from there. Denormal values count as zero there;
+/// - otherwise, fewer than `FEW_ROWS` (decode): dot products off the 16-bit rows of `b` (the
+///   weights), widened in registers: one pass over 2-byte weights, as a memory-bound product
+///   should be;
+/// - up to `MANY_ROWS`: `b` widened a cache-sized block of rows per task, each block one GEMM;
 /// - more (prefill, where the arithmetic dominates): the packed GEMM, which widens `b` as it
 ///   packs it.
 ///
@@ -100,7 +101,7 @@ pub fn matmul_nt_widened<T: Element>(m: usize, n: usize, k: usize, a: &[T], b: &
     }
     #[cfg(target_arch = "x86_64")]
     if let (Some(a), Some(b), Some(c)) = (as_slice_of::<T, half::bf16>(a), as_slice_of::<T, half::bf16>(b), as_mut_slice_of::<T, half::bf16>(c)) {
-        if m >= FEW_ROWS && k > 0 && bf16_pairs::available() {
+        if k > 0 && bf16_pairs::available() {
             if m >= PAIRS_PACKED_ROWS {
                 bf16_pairs::packed(m, n, k, a, b, c);
             } else {

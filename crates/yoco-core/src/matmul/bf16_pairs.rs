@@ -4,11 +4,11 @@
 //! pass. `c[m, n] = a[m, k] · b[n, k]ᵀ`, all bf16, sums in f32, `c` rounded once.
 //!
 //! Two forms, by the number of rows:
-//! - [`packed`] (many rows, prefill): the weights `b` packed per call into panels of 32 columns
-//!   whose lanes hold a column's pair `(b[j, 2p], b[j, 2p + 1])`, against pairs of `a` broadcast
-//!   where they lie; 8 rows × 2 vectors of accumulators;
-//! - [`dots`] (a few rows, small batches): no packing; 4 rows of `a` against 4 rows of `b`, 32
-//!   elements of each row a step, lanes summed at the end.
+//! - [`packed`] (many rows, prefill), here: the weights `b` packed per call into panels of 32
+//!   columns whose lanes hold a column's pair `(b[j, 2p], b[j, 2p + 1])`, and `a` into blocks of 8
+//!   rows, each pair of a row broadcast; 8 rows × 2 vectors of accumulators;
+//! - the dot form (a few rows, small batches; `dots.rs`, shared with f32): no packing; 4 rows of
+//!   `a` against 4 rows of `b`, 32 elements of each row a step, lanes summed at the end.
 //!
 //! Numerics: each product of two bf16 is exact in f32, and each lane adds its two in turn, so the
 //! sums round as an f32 FMA chain's do (in another order). The instruction treats denormal inputs
@@ -24,6 +24,7 @@ use std::sync::OnceLock;
 use half::bf16;
 use rayon::prelude::*;
 
+use super::shared_out::SharedOut;
 use crate::simd::Isa;
 use crate::Element;
 
@@ -44,8 +45,6 @@ const ROWS: usize = 64;
 const BLOCK_ROWS: usize = 8;
 /// Pairs of a panel packed per pass (the tile written stays in the level-1 cache).
 const PACK_PAIRS: usize = 16;
-/// Rows of `b` per task of the dot form.
-const DOT_ROWS_PER_TASK: usize = 64;
 
 /// bf16 bits as the u16 the intrinsics take (bf16 is `repr(transparent)` over u16).
 fn bits(s: &[bf16]) -> &[u16] {
@@ -71,7 +70,7 @@ pub(super) fn packed(m: usize, n: usize, k: usize, a: &[bf16], b: &[bf16], c: &m
     // pointers did not fit the registers and were reloaded from the stack every step).
     let mut a_packed = vec![0u32; m.div_ceil(BLOCK_ROWS) * pairs * BLOCK_ROWS];
     a_packed.par_chunks_mut(pairs * BLOCK_ROWS).enumerate().for_each(|(block, packed)| pack_rows(packed, a, block * BLOCK_ROWS, m, k));
-    let out = SharedC { ptr: c.as_mut_ptr(), len: c.len() };
+    let out = SharedOut::new(c);
     let row_blocks = m.div_ceil(ROWS);
     let mut panels_packed = vec![0u32; pairs * COLUMNS.min(n.next_multiple_of(PANEL))];
     for first in (0..n).step_by(COLUMNS) {
@@ -131,30 +130,6 @@ fn pack_panel(panel: &mut [u32], b: &[u16], first: usize, n: usize, k: usize) {
     }
 }
 
-/// `c`, shared by the tasks, which write disjoint blocks of it.
-#[derive(Clone, Copy)]
-struct SharedC {
-    ptr: *mut bf16,
-    len: usize,
-}
-// SAFETY: each task writes only its own block of c (see `packed` and `dots`).
-unsafe impl Send for SharedC {}
-unsafe impl Sync for SharedC {}
-
-impl SharedC {
-    /// `len` elements of c from `at`.
-    ///
-    /// # Safety
-    /// No other task writes them while the slice lives (each task owns its block).
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn slice(&self, at: usize, len: usize) -> &mut [bf16] {
-        assert!(at + len <= self.len, "a task's block of c lies inside c");
-        // SAFETY: in bounds (asserted); exclusive by the caller's promise; the caller's `c` is
-        // borrowed mutably for the whole product.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(at), len) }
-    }
-}
-
 /// One task of the packed form: `c[rows, first .. first + PANEL]` (the columns below n).
 struct PanelTask<'a> {
     m: usize,
@@ -166,7 +141,7 @@ struct PanelTask<'a> {
     first: usize,
     /// A whole number of row blocks from its start.
     rows: std::ops::Range<usize>,
-    out: SharedC,
+    out: SharedOut<bf16>,
 }
 
 impl PanelTask<'_> {
@@ -212,103 +187,10 @@ impl PanelTask<'_> {
     }
 }
 
-/// The dot form: lengths checked by the caller, `m, n, k > 0`, [`available`] true. Each task
-/// takes [`DOT_ROWS_PER_TASK`] rows of b (columns of c) against every row of a.
-pub(super) fn dots(m: usize, n: usize, k: usize, a: &[bf16], b: &[bf16], c: &mut [bf16]) {
-    let (a, b) = (bits(a), bits(b));
-    let out = SharedC { ptr: c.as_mut_ptr(), len: c.len() };
-    (0..n.div_ceil(DOT_ROWS_PER_TASK)).into_par_iter().for_each(|t| {
-        let task = DotTask { m, n, k, a, b, cols: t * DOT_ROWS_PER_TASK..((t + 1) * DOT_ROWS_PER_TASK).min(n), out };
-        // SAFETY: `available` (the caller's check) found AVX-512F, BW and BF16.
-        unsafe { task.run() }
-    });
-}
-
-/// One task of the dot form: `c[.., cols]`.
-struct DotTask<'a> {
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &'a [u16],
-    b: &'a [u16],
-    cols: std::ops::Range<usize>,
-    out: SharedC,
-}
-
-impl DotTask<'_> {
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    unsafe fn run(&self) {
-        // Each block of b's rows against every block of a's, so that those rows stay in the
-        // level-1 cache while a's (few) rows come from level 1 or 2.
-        let (m, cols) = (self.m, &self.cols);
-        let (row_end, col_end) = (m - m % 4, cols.start + (cols.len() - cols.len() % 4));
-        // SAFETY (each call): the features are enabled here.
-        for j0 in (cols.start..col_end).step_by(4) {
-            for i0 in (0..row_end).step_by(4) {
-                unsafe { self.block::<4, 4>(i0, j0) };
-            }
-            for i0 in row_end..m {
-                unsafe { self.block::<1, 4>(i0, j0) };
-            }
-        }
-        for j0 in col_end..cols.end {
-            for i0 in (0..row_end).step_by(4) {
-                unsafe { self.block::<4, 1>(i0, j0) };
-            }
-            for i0 in row_end..m {
-                unsafe { self.block::<1, 1>(i0, j0) };
-            }
-        }
-    }
-
-    /// `c[i0 .. i0 + R, j0 .. j0 + J]`, 32 elements of the reduction a step; in the last,
-    /// partial step the elements past k are masked to zero in both operands.
-    #[inline(always)]
-    unsafe fn block<const R: usize, const J: usize>(&self, i0: usize, j0: usize) {
-        let k = self.k;
-        let a: [&[u16]; R] = std::array::from_fn(|r| &self.a[(i0 + r) * k..][..k]);
-        let b: [&[u16]; J] = std::array::from_fn(|j| &self.b[(j0 + j) * k..][..k]);
-        let mut acc = [[_mm512_setzero_ps(); J]; R];
-        let whole = k - k % 32;
-        for p0 in (0..whole).step_by(32) {
-            // SAFETY: p0 + 32 ≤ k: all 32 elements lie in each row.
-            unsafe { Self::step(&mut acc, &a, &b, p0, !0) };
-        }
-        if whole < k {
-            // SAFETY: the mask keeps the k − whole elements that lie in each row.
-            unsafe { Self::step(&mut acc, &a, &b, whole, (1u32 << (k - whole)) - 1) };
-        }
-        for (r, acc) in acc.iter().enumerate() {
-            // SAFETY: row i0 + r, columns j0 .. j0 + J belong to this task alone.
-            let to = unsafe { self.out.slice((i0 + r) * self.n + j0, J) };
-            for (c, &s) in to.iter_mut().zip(acc) {
-                *c = <bf16 as Element>::from_f32(_mm512_reduce_add_ps(s));
-            }
-        }
-    }
-
-    /// One step of [`block`](Self::block): elements `p0 ..` of the rows, those in `mask`.
-    ///
-    /// # Safety
-    /// Every element `mask` keeps lies in each row; AVX-512F, BW and BF16 are present (this is
-    /// inlined into `run`, which enables them).
-    #[inline(always)]
-    unsafe fn step<const R: usize, const J: usize>(acc: &mut [[__m512; J]; R], a: &[&[u16]; R], b: &[&[u16]; J], p0: usize, mask: __mmask32) {
-        // SAFETY: the masked load reads only the elements the mask keeps (the caller's promise).
-        let load = |row: &[u16]| -> __m512bh { unsafe { std::mem::transmute(_mm512_maskz_loadu_epi16(mask, row.as_ptr().add(p0).cast())) } };
-        let bv: [__m512bh; J] = std::array::from_fn(|j| load(b[j]));
-        for r in 0..R {
-            let av = load(a[r]);
-            for j in 0..J {
-                acc[r][j] = _mm512_dpbf16_ps(acc[r][j], av, bv[j]);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::matmul::dots::dots;
     use crate::rng::Rng;
 
     fn random(rng: &mut Rng, len: usize) -> Vec<bf16> {
@@ -329,7 +211,7 @@ mod tests {
         for (m, n, k) in [(1, 1, 1), (4, 100, 70), (9, 300, 45), (70, 33, 2), (133, 530, 257), (261, 45, 33), (8, 2048, 31), (5, 64, 96)] {
             let (a, b) = (random(&mut rng, m * k), random(&mut rng, n * k));
             let want: Vec<f64> = (0..m * n).map(|idx| (0..k).map(|p| a[idx / n * k + p].to_f64() * b[idx % n * k + p].to_f64()).sum()).collect();
-            for (form, f) in [("packed", packed as fn(usize, usize, usize, &[bf16], &[bf16], &mut [bf16])), ("dots", dots)] {
+            for (form, f) in [("packed", packed as fn(usize, usize, usize, &[bf16], &[bf16], &mut [bf16])), ("dots", dots::<bf16>)] {
                 let mut c = vec![bf16::NAN; m * n];
                 f(m, n, k, &a, &b, &mut c);
                 for (i, (got, want)) in c.iter().zip(&want).enumerate() {
@@ -353,7 +235,7 @@ mod tests {
             let mut a = vec![bf16::ONE; m * k];
             a[k] = bf16::INFINITY; // row 1, element 0
             let b = vec![bf16::ONE; n * k];
-            for (form, f) in [("packed", packed as fn(usize, usize, usize, &[bf16], &[bf16], &mut [bf16])), ("dots", dots)] {
+            for (form, f) in [("packed", packed as fn(usize, usize, usize, &[bf16], &[bf16], &mut [bf16])), ("dots", dots::<bf16>)] {
                 let mut c = vec![bf16::NAN; m * n];
                 f(m, n, k, &a, &b, &mut c);
                 for (i, c) in c.iter().enumerate() {

@@ -13,6 +13,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::shared_out::SharedOut;
 use crate::simd::{dispatch, fma_block, Simd, SimdKernel};
 use crate::Element;
 
@@ -36,7 +37,7 @@ pub(super) fn gemm<T: Element>(m: usize, n: usize, k: usize, a: &[f32], b: &[T],
         c.fill(0.0);
         return;
     }
-    let out = SharedC { ptr: c.as_mut_ptr(), len: c.len() };
+    let out = SharedOut::new(c);
     let row_blocks = m.div_ceil(ROWS);
     let mut packed = vec![0f32; k * COLUMNS.min(n.next_multiple_of(PANEL))];
     for first in (0..n).step_by(COLUMNS) {
@@ -69,16 +70,6 @@ fn pack_panel<T: Element>(panel: &mut [f32], b: &[T], first: usize, n: usize, k:
     }
 }
 
-/// `c`, shared by the tasks, which write disjoint blocks of it.
-#[derive(Clone, Copy)]
-struct SharedC {
-    ptr: *mut f32,
-    len: usize,
-}
-// SAFETY: each task writes only its own rows × panel block of c (see `gemm`).
-unsafe impl Send for SharedC {}
-unsafe impl Sync for SharedC {}
-
 /// One task: `c[rows, first .. first + PANEL]` (the columns below n) from one packed panel.
 struct Task<'a> {
     n: usize,
@@ -87,7 +78,7 @@ struct Task<'a> {
     panel: &'a [f32],
     first: usize,
     rows: Range<usize>,
-    out: SharedC,
+    out: SharedOut<f32>,
 }
 
 impl SimdKernel for Task<'_> {
@@ -135,13 +126,9 @@ impl Task<'_> {
             return;
         }
         // A row of c: rows r0.. and columns col..col + valid are this task's alone (gemm).
-        let c_row = |r: usize| {
-            let at = (r0 + r) * self.n + col;
-            assert!(at + valid <= self.out.len);
-            // SAFETY: in bounds (asserted); no other task touches these elements while this one
-            // runs, and the caller's `c` is borrowed mutably for the whole of `gemm`.
-            unsafe { std::slice::from_raw_parts_mut(self.out.ptr.add(at), valid) }
-        };
+        // SAFETY: no other task touches these elements while this one runs, and the caller's
+        // `c` is borrowed mutably for the whole of `gemm`.
+        let c_row = |r: usize| unsafe { self.out.slice((r0 + r) * self.n + col, valid) };
         // The last panel's columns past n go through `tile`.
         let mut tile = [0f32; PANEL];
         let mut acc = [[V::splat(0.0); NV]; R];

@@ -45,6 +45,8 @@ const ROWS: usize = 64;
 const BLOCK_ROWS: usize = 8;
 /// Pairs of a panel packed per pass (the tile written stays in the level-1 cache).
 const PACK_PAIRS: usize = 16;
+// `transpose_16` packs a tile's pairs 16 columns at a time.
+const _: () = assert!(PACK_PAIRS == 16 && PANEL % 16 == 0);
 
 /// bf16 bits as the u16 the intrinsics take (bf16 is `repr(transparent)` over u16).
 fn bits(s: &[bf16]) -> &[u16] {

@@ -5,7 +5,7 @@
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, copy_ceiling_gbs, cpu_product_ceiling_gflops, fraction_line, full_or_emulated, time_on, Bound, Draws, SampleLog, Traffic};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, copy_ceiling_gbs, bf16_pair_ceiling_gflops, fraction_line, full_or_emulated, time_on, Bound, Draws, SampleLog, Traffic};
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_swiglu::{ffn, silu_mul_into, FfnWeights};
 
@@ -43,9 +43,9 @@ fn bench_ffn(c: &mut Criterion, device: &Device, draws: &mut Draws, log: &Sample
     // the CPU, each dtype's (bf16 products may multiply pairs natively, at twice the f32 rate).
     let (ceiling, what) = compute_ceiling_gflops(device, (rows, f, d), 20).unwrap();
     lines.push(format!("{device}: {what} ceiling {ceiling:.1} GFLOP/s"));
-    let (bf16_ceiling, bf16_what) = if device.is_cpu() { cpu_product_ceiling_gflops(DType::BF16) } else { (ceiling, what) };
-    if bf16_what != what {
-        lines.push(format!("{device}: {bf16_what} ceiling {bf16_ceiling:.1} GFLOP/s (bf16)"));
+    let pairs = if device.is_cpu() { bf16_pair_ceiling_gflops() } else { None };
+    if let Some(pairs) = pairs {
+        lines.push(format!("{device}: bf16-pair FMA ceiling {pairs:.1} GFLOP/s (bf16)"));
     }
     let flops = 6.0 * rows as f64 * d as f64 * f as f64;
     let mut group = c.benchmark_group("ffn");
@@ -63,7 +63,10 @@ fn bench_ffn(c: &mut Criterion, device: &Device, draws: &mut Draws, log: &Sample
         group.bench_function(BenchmarkId::new(&id, &shape), |b| {
             b.iter_custom(|iters| log.record(iters, time_on(device, iters, || drop(ffn(&x, &weights).unwrap()))))
         });
-        let (ceiling, what) = if dtype == DType::BF16 { (bf16_ceiling, bf16_what) } else { (ceiling, what) };
+        let (ceiling, what) = match pairs {
+            Some(pairs) if dtype == DType::BF16 => (pairs, "bf16-pair FMA"),
+            _ => (ceiling, what),
+        };
         let line = fraction_line(&format!("ffn/{id}/{shape} (FLOPs = 6·rows·d·F)"), log.take_median(), Bound::Compute { flops, ceiling_gflops: ceiling });
         lines.push(line.replace("FMA ceiling", &format!("{what} ceiling")));
     }

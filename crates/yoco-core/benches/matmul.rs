@@ -37,12 +37,12 @@ fn bench(c: &mut Criterion) {
         return;
     }
     let ceiling = yoco_core::ceiling::fma_gflops();
-    let (bf16_ceiling, bf16_what) = yoco_core::bench::cpu_product_ceiling_gflops(yoco_core::DType::BF16);
+    let pairs = yoco_core::bench::bf16_pair_ceiling_gflops();
     let read = yoco_core::bench::bandwidth_ceiling_gbs(&yoco_core::Device::cpu(), Traffic::Read).expect("the CPU read ceiling");
     let log = SampleLog::new();
     let mut lines = vec![format!("cpu: FMA ceiling {ceiling:.1} GFLOP/s on {} threads, read ceiling {read:.1} GB/s", rayon::current_num_threads())];
-    if bf16_what != "FMA" {
-        lines.push(format!("cpu: {bf16_what} ceiling {bf16_ceiling:.1} GFLOP/s (yoco-bf16)"));
+    if let Some(pairs) = pairs {
+        lines.push(format!("cpu: bf16-pair FMA ceiling {pairs:.1} GFLOP/s (yoco-bf16)"));
     }
     let mut rng = Rng::new(3);
     let mut group = c.benchmark_group("matmul_nt");
@@ -82,10 +82,9 @@ fn bench(c: &mut Criterion) {
                 })
             });
             let secs = log.take_median();
-            let line = if name == "yoco-bf16" {
-                fraction_line(&format!("matmul_nt/{name}/{shape}"), secs, Bound::Compute { flops, ceiling_gflops: bf16_ceiling }).replace("FMA ceiling", &format!("{bf16_what} ceiling"))
-            } else {
-                fraction_line(&format!("matmul_nt/{name}/{shape}"), secs, Bound::Compute { flops, ceiling_gflops: ceiling })
+            let line = match (name, pairs) {
+                ("yoco-bf16", Some(pairs)) => fraction_line(&format!("matmul_nt/{name}/{shape}"), secs, Bound::Compute { flops, ceiling_gflops: pairs }).replace("FMA ceiling", "bf16-pair FMA ceiling"),
+                _ => fraction_line(&format!("matmul_nt/{name}/{shape}"), secs, Bound::Compute { flops, ceiling_gflops: ceiling }),
             };
             lines.push(line);
             if m == 1 {

@@ -224,16 +224,11 @@ pub fn compute_ceiling_gflops(device: &crate::Device, gemm: (usize, usize, usize
     }
 }
 
-/// The CPU's arithmetic ceiling for products stored in `dtype`, measured now, and its name: the
-/// bf16 pair rate ("bf16-pair FMA") where bf16 products multiply pairs natively
-/// ([`crate::matmul::bf16_pairs_in_use`]), else the f32 FMA rate ("FMA").
-pub fn cpu_product_ceiling_gflops(dtype: crate::DType) -> (f64, &'static str) {
-    if dtype == crate::DType::BF16 && crate::matmul::bf16_pairs_in_use() {
-        if let Some(gflops) = crate::ceiling::bf16_pair_gflops() {
-            return (gflops, "bf16-pair FMA");
-        }
-    }
-    (crate::ceiling::fma_gflops(), "FMA")
+/// The bf16 pair rate in GFLOP/s, measured now, where the CPU's bf16 products multiply bf16 pairs
+/// natively ([`crate::matmul::bf16_pairs_in_use`]): their ceiling. `None` where they widen to
+/// f32, whose ceiling is then the f32 FMA rate the bench measures anyway.
+pub fn bf16_pair_ceiling_gflops() -> Option<f64> {
+    crate::matmul::bf16_pairs_in_use().then(crate::ceiling::bf16_pair_gflops).flatten()
 }
 
 /// The devices a bench runs on: the CPU, and CUDA device 0 when there is one (else a line why).

@@ -46,21 +46,12 @@ const BLOCK_ROWS: usize = 8;
 /// Pairs of a panel packed per pass (the tile written stays in the level-1 cache).
 const PACK_PAIRS: usize = 16;
 // `transpose_16` packs a tile's pairs 16 columns at a time.
-const _: () = assert!(PACK_PAIRS == 16 && PANEL % 16 == 0);
+const _: () = assert!(PACK_PAIRS == 16 && PANEL.is_multiple_of(16));
 
 /// bf16 bits as the u16 the intrinsics take (bf16 is `repr(transparent)` over u16).
 fn bits(s: &[bf16]) -> &[u16] {
     // SAFETY: bf16 has the size, alignment and validity of u16.
     unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<u16>(), s.len()) }
-}
-
-/// Pair `p` of a bf16 row, `(row[2p], row[2p + 1])`, as one 32-bit word (low half first); a row
-/// of odd length ends in a pair whose high half is zero.
-#[inline(always)]
-fn pair(row: &[u16], p: usize) -> u32 {
-    let lo = row[2 * p] as u32;
-    let hi = row.get(2 * p + 1).map_or(0, |&h| h as u32);
-    lo | hi << 16
 }
 
 /// The packed form: lengths checked by the caller, `m, n, k > 0`, [`available`] true.
@@ -89,14 +80,15 @@ pub(super) fn packed(m: usize, n: usize, k: usize, a: &[bf16], b: &[bf16], c: &m
     }
 }
 
-/// Pair `p` of `row`, for every pair, into `words[p · stride]`.
+/// Pair `p` of `row`, `(row[2p], row[2p + 1])` as one 32-bit word (low half first), for every
+/// pair, into `words[p · stride]`; a row of odd length ends in a pair whose high half is zero.
 fn pairs_of_row(words: &mut [u32], stride: usize, row: &[u16]) {
-    let whole = row.len() / 2;
-    for (p, chunk) in row.chunks_exact(2).enumerate() {
+    let mut chunks = row.chunks_exact(2);
+    for (p, chunk) in (&mut chunks).enumerate() {
         words[p * stride] = chunk[0] as u32 | (chunk[1] as u32) << 16;
     }
-    if row.len() % 2 == 1 {
-        words[whole * stride] = pair(row, whole);
+    if let [last] = chunks.remainder() {
+        words[row.len() / 2 * stride] = *last as u32;
     }
 }
 

@@ -9,10 +9,12 @@ pub fn run(devices: &[Device]) -> Result<()> {
         match device {
             Device::Cpu(_) => {
                 let c = CpuCeilings::measure();
-                // The bf16 products' own ceiling where the CPU multiplies bf16 pairs natively.
+                // The bf16 products' own ceilings where the CPU multiplies bf16 pairs natively, or
+                // on AMX tiles.
                 let pairs = yoco_core::ceiling::bf16_pair_gflops().map_or(String::new(), |g| format!(", bf16 pairs (AVX512-BF16) {g:.1} GFLOP/s"));
+                let tiles = yoco_core::ceiling::amx_bf16_gflops().map_or(String::new(), |g| format!(", bf16 tiles (AMX) {g:.1} GFLOP/s"));
                 println!(
-                    "cpu: {} threads, f32 FMA {:.1} GFLOP/s{pairs}; bandwidth: copy {:.1} GB/s (read + write), in-place update {:.1} GB/s (read + write), read {:.1} GB/s",
+                    "cpu: {} threads, f32 FMA {:.1} GFLOP/s{pairs}{tiles}; bandwidth: copy {:.1} GB/s (read + write), in-place update {:.1} GB/s (read + write), read {:.1} GB/s",
                     c.threads, c.fma_gflops, c.copy_gbs, c.update_gbs, c.read_gbs
                 );
             }

@@ -5,7 +5,7 @@
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, copy_ceiling_gbs, bf16_pair_ceiling_gflops, fraction_line, full_or_emulated, time_on, Bound, Draws, SampleLog, Traffic};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, copy_ceiling_gbs, bf16_ceiling_gflops, fraction_line, full_or_emulated, time_on, Bound, Draws, SampleLog, Traffic};
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_swiglu::{ffn, silu_mul_into, FfnWeights};
 
@@ -34,18 +34,18 @@ fn bench_silu_mul(c: &mut Criterion, device: &Device, draws: &mut Draws, log: &S
 }
 
 fn bench_ffn(c: &mut Criterion, device: &Device, draws: &mut Draws, log: &SampleLog, lines: &mut Vec<String>) {
-    // YOCO-160M's FFN on the CPU (d 768, F 2048) in f32 and bf16 (bf16 pairs multiplied natively
-    // where the CPU has AVX512-BF16, else f32 products); YOCO-3B's
+    // YOCO-160M's FFN on the CPU (d 768, F 2048) in f32 and bf16 (on AMX tiles or bf16 pairs
+    // where the CPU has them, else f32 products); YOCO-3B's
     // on a GPU (d 3072, F 8192) in bf16.
     let (rows, d, f) = if device.is_cpu() { (512, 768, 2048) } else { full_or_emulated(device, (8192, 3072, 8192), (64, 256, 512)) };
     let dtypes: &[DType] = if device.is_cpu() { &[DType::F32, DType::BF16] } else { &[DType::BF16] };
     // The GEMM ceiling at the FFN's up-projection (the shape matters only to cuBLAS's rate); on
-    // the CPU, each dtype's (bf16 products may multiply pairs natively, at twice the f32 rate).
+    // the CPU, each dtype's (bf16 products may multiply on AMX tiles or bf16 pairs).
     let (ceiling, what) = compute_ceiling_gflops(device, (rows, f, d), 20).unwrap();
     lines.push(format!("{device}: {what} ceiling {ceiling:.1} GFLOP/s"));
-    let pairs = if device.is_cpu() { bf16_pair_ceiling_gflops() } else { None };
-    if let Some(pairs) = pairs {
-        lines.push(format!("{device}: bf16-pair FMA ceiling {pairs:.1} GFLOP/s (bf16)"));
+    let bf16_ceiling = if device.is_cpu() { bf16_ceiling_gflops(rows) } else { None };
+    if let Some((gflops, unit)) = bf16_ceiling {
+        lines.push(format!("{device}: {unit} ceiling {gflops:.1} GFLOP/s (bf16)"));
     }
     let flops = 6.0 * rows as f64 * d as f64 * f as f64;
     let mut group = c.benchmark_group("ffn");
@@ -63,8 +63,8 @@ fn bench_ffn(c: &mut Criterion, device: &Device, draws: &mut Draws, log: &Sample
         group.bench_function(BenchmarkId::new(&id, &shape), |b| {
             b.iter_custom(|iters| log.record(iters, time_on(device, iters, || drop(ffn(&x, &weights).unwrap()))))
         });
-        let (ceiling, what) = match pairs {
-            Some(pairs) if dtype == DType::BF16 => (pairs, "bf16-pair FMA"),
+        let (ceiling, what) = match bf16_ceiling {
+            Some(bf16) if dtype == DType::BF16 => bf16,
             _ => (ceiling, what),
         };
         let line = fraction_line(&format!("ffn/{id}/{shape} (FLOPs = 6·rows·d·F)"), log.take_median(), Bound::Compute { flops, ceiling_gflops: ceiling });

@@ -224,11 +224,17 @@ pub fn compute_ceiling_gflops(device: &crate::Device, gemm: (usize, usize, usize
     }
 }
 
-/// The bf16 pair rate in GFLOP/s, measured now, where the CPU's bf16 products multiply bf16 pairs
-/// natively ([`crate::matmul::bf16_pairs_in_use`]): their ceiling. `None` where they widen to
-/// f32, whose ceiling is then the f32 FMA rate the bench measures anyway.
-pub fn bf16_pair_ceiling_gflops() -> Option<f64> {
-    crate::matmul::bf16_pairs_in_use().then(crate::ceiling::bf16_pair_gflops).flatten()
+/// The ceiling of a CPU bf16 product of `rows` rows, measured now, and its name: the AMX tile
+/// rate or the bf16 pair rate, whichever unit the product multiplies on
+/// ([`crate::matmul::bf16_unit`]). `None` where it widens to f32, whose ceiling is then the f32
+/// FMA rate the bench measures anyway.
+pub fn bf16_ceiling_gflops(rows: usize) -> Option<(f64, &'static str)> {
+    use crate::matmul::Bf16Unit;
+    match crate::matmul::bf16_unit(rows) {
+        Bf16Unit::Tiles => crate::ceiling::amx_bf16_gflops().map(|g| (g, "AMX bf16 tile")),
+        Bf16Unit::Pairs => crate::ceiling::bf16_pair_gflops().map(|g| (g, "bf16-pair FMA")),
+        Bf16Unit::F32 => None,
+    }
 }
 
 /// The devices a bench runs on: the CPU, and CUDA device 0 when there is one (else a line why).

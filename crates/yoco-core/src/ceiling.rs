@@ -1,6 +1,7 @@
 //! This machine's ceilings, measured in the same run as the figures quoted against them:
-//! peak f32 FMA throughput and memory bandwidth (a copy, an update in place, a read), on every
-//! core rayon uses.
+//! peak f32 FMA throughput (and the bf16 units' where the CPU has them: AVX512-BF16's pairs,
+//! AMX's tiles) and memory bandwidth (a copy, an update in place, a read), on every core rayon
+//! uses.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -167,9 +168,32 @@ pub fn bf16_pair_gflops() -> Option<f64> {
     None
 }
 
+/// The AMX tile unit's peak bf16 rate on every rayon thread, GFLOP/s (`tdpbf16ps` on operands
+/// held in tiles, four independent sums), where the CPU has AMX-BF16 and lets this process use
+/// it; `None` elsewhere. Measured as [`fma_gflops`] is: the ceiling of the bf16 products that
+/// multiply on tiles (`matmul::bf16_unit`).
+pub fn amx_bf16_gflops() -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if crate::matmul::amx::available() {
+        // 16 × 16 × 32 multiply-adds a tdpbf16ps, four an iteration; an iteration of the loop
+        // is 16 of the chains' (a tile product takes ~16 cycles, an FMA chain's step one).
+        const FLOPS: usize = 4 * 2 * 16 * 16 * 32;
+        let operands = [0x3c00u16; 16 * 32]; // bf16 1/128: finite sums
+        return Some(peak_gflops(
+            |iters| {
+                // SAFETY: `amx::available` returned true.
+                let mut tiles = unsafe { crate::matmul::amx::Tiles::configure() };
+                tiles.peak_loop(&operands, iters / 16)
+            },
+            FLOPS / 16,
+        ));
+    }
+    None
+}
+
 /// The best of five ~50 ms rounds of `chains` on every thread at once, in GFLOP/s, each of its
 /// iterations `flops_per_iter` FLOPs.
-fn peak_gflops(chains: fn(u64) -> f32, flops_per_iter: usize) -> f64 {
+pub(crate) fn peak_gflops(chains: impl Fn(u64) -> f32 + Sync, flops_per_iter: usize) -> f64 {
     let threads = rayon::current_num_threads();
     let iters: u64 = 4_000_000;
     let flops_per_thread = (iters as usize * flops_per_iter) as f64;

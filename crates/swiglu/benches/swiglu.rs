@@ -43,7 +43,7 @@ fn bench_ffn(c: &mut Criterion, device: &Device, draws: &mut Draws, log: &Sample
     // the CPU, each dtype's (bf16 products may multiply on AMX tiles or bf16 pairs).
     let (ceiling, what) = compute_ceiling_gflops(device, (rows, f, d), 20).unwrap();
     lines.push(format!("{device}: {what} ceiling {ceiling:.1} GFLOP/s"));
-    let bf16_ceiling = if device.is_cpu() { bf16_ceiling_gflops(rows) } else { None };
+    let bf16_ceiling = if device.is_cpu() { bf16_ceiling_gflops(rows, d) } else { None };
     if let Some((gflops, unit)) = bf16_ceiling {
         lines.push(format!("{device}: {unit} ceiling {gflops:.1} GFLOP/s (bf16)"));
     }

@@ -62,7 +62,7 @@ fn bench(c: &mut Criterion) {
         let shape = format!("{m}x{n}x{k}");
         group.throughput(Throughput::Elements(flops as u64));
         // yoco's bf16 products multiply on AMX tiles, bf16 pairs or widened f32 by CPU and rows.
-        let bf16_ceiling = yoco_core::bench::bf16_ceiling_gflops(m);
+        let bf16_ceiling = yoco_core::bench::bf16_ceiling_gflops(m, k);
         if let Some((gflops, unit)) = bf16_ceiling {
             lines.push(format!("cpu: {unit} ceiling {gflops:.1} GFLOP/s (yoco-bf16, {m} rows)"));
         }

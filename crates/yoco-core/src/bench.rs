@@ -224,13 +224,13 @@ pub fn compute_ceiling_gflops(device: &crate::Device, gemm: (usize, usize, usize
     }
 }
 
-/// The ceiling of a CPU bf16 product of `rows` rows, measured now, and its name: the AMX tile
-/// rate or the bf16 pair rate, whichever unit the product multiplies on
+/// The ceiling of a CPU bf16 product of `rows` rows and reduction `depth`, measured now, and its
+/// name: the AMX tile rate or the bf16 pair rate, whichever unit the product multiplies on
 /// ([`crate::matmul::bf16_unit`]). `None` where it widens to f32, whose ceiling is then the f32
 /// FMA rate the bench measures anyway.
-pub fn bf16_ceiling_gflops(rows: usize) -> Option<(f64, &'static str)> {
+pub fn bf16_ceiling_gflops(rows: usize, depth: usize) -> Option<(f64, &'static str)> {
     use crate::matmul::Bf16Unit;
-    match crate::matmul::bf16_unit(rows) {
+    match crate::matmul::bf16_unit(rows, depth) {
         Bf16Unit::Tiles => crate::ceiling::amx_bf16_gflops().map(|g| (g, "AMX bf16 tile")),
         Bf16Unit::Pairs => crate::ceiling::bf16_pair_gflops().map(|g| (g, "bf16-pair FMA")),
         Bf16Unit::F32 => None,

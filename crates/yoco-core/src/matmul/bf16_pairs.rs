@@ -256,6 +256,7 @@ impl PanelTask<'_> {
 mod tests {
     use super::*;
     use crate::matmul::bf16_amx::amx;
+    use crate::matmul::bf16_amx_in_place::{in_place, STEP};
     use crate::matmul::dots::dots;
     use crate::rng::Rng;
 
@@ -268,6 +269,11 @@ mod tests {
             forms.push(("amx", amx));
         }
         forms
+    }
+
+    /// The in-place AMX form where the CPU has AMX: k a multiple of its step.
+    fn in_place_form(k: usize) -> Option<(&'static str, Form)> {
+        (crate::matmul::amx::available() && k.is_multiple_of(STEP)).then_some(("amx in place", in_place as Form))
     }
 
     fn random(rng: &mut Rng, len: usize) -> Vec<bf16> {
@@ -286,10 +292,10 @@ mod tests {
             return;
         }
         let mut rng = Rng::new(5);
-        for (m, n, k) in [(1, 1, 1), (4, 100, 70), (9, 300, 45), (70, 33, 2), (133, 530, 257), (261, 45, 33), (8, 2048, 31), (5, 64, 96), (300, 40, 100)] {
+        for (m, n, k) in [(1, 1, 1), (4, 100, 70), (9, 300, 45), (70, 33, 2), (133, 530, 257), (261, 45, 33), (8, 2048, 31), (5, 64, 96), (300, 40, 100), (70, 530, 64), (33, 100, 32)] {
             let (a, b) = (random(&mut rng, m * k), random(&mut rng, n * k));
             let want: Vec<f64> = (0..m * n).map(|idx| (0..k).map(|p| a[idx / n * k + p].to_f64() * b[idx % n * k + p].to_f64()).sum()).collect();
-            for (form, f) in forms() {
+            for (form, f) in forms().into_iter().chain(in_place_form(k)) {
                 let mut c = vec![bf16::NAN; m * n];
                 f(m, n, k, &a, &b, &mut c);
                 for (i, (got, want)) in c.iter().zip(&want).enumerate() {

@@ -23,13 +23,16 @@
 //! 16-bit storage ([`matmul_nt_widened`]) multiplies in f32 too (neither crate has a bf16
 //! kernel), except bf16 on CPUs with AVX512-BF16, which multiplies bf16 pairs natively
 //! (`bf16_pairs.rs`), and bf16 on CPUs with AMX, which multiplies tiles on the matrix unit
-//! (`amx.rs`, `bf16_amx.rs`) from 24 rows: on the 2-core Xeon with AMX, 512 × 2048 × 768 in
-//! 1.6–2.4 ms against the pairs' 11.6 (the VM's timings swing by half there).
+//! (`amx.rs`, `bf16_amx.rs`, `bf16_amx_in_place.rs`) from 8 rows: on the 2-core Xeon with AMX,
+//! 512 × 2048 × 768 in 1.6–2.6 ms against the pairs' 11.6 (the VM's timings swing by half
+//! there), 32 rows 0.25 against 0.82–1.06.
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod amx;
 #[cfg(target_arch = "x86_64")]
 mod bf16_amx;
+#[cfg(target_arch = "x86_64")]
+mod bf16_amx_in_place;
 #[cfg(target_arch = "x86_64")]
 mod bf16_pairs;
 #[cfg(target_arch = "x86_64")]
@@ -56,11 +59,22 @@ fn check_len(op: &'static str, what: &'static str, len: usize, rows: usize, cols
 /// faster, at 512 the packing twice).
 const MANY_ROWS: usize = 128;
 
-/// Rows from which a bf16 product on a CPU with AMX multiplies on the tile unit (measured, 2048 ×
-/// 768 weights, Xeon with AMX: the dot form's bf16 pairs 0.36 ms at 16 rows against the tiles'
-/// 0.39, 0.58 against 0.39 at 24, 0.79 against 0.46 at 32; the tiles' time there is mostly the
-/// weights' packing).
+/// Rows from which a bf16 product on a CPU with AMX multiplies on the tile unit, the weights read
+/// in place (`bf16_amx_in_place.rs`; measured, 2048 × 768 weights, the 2-core Xeon: 0.25 ms at 8
+/// to 32 rows, reading the weights, against the dot form's bf16 pairs 0.29 at 8 rows, 0.81 at 24,
+/// 1.06 at 32; at 4, 0.26 against 0.15–0.20).
+const AMX_IN_PLACE_ROWS: usize = 8;
+
+/// Rows from which a bf16 product whose depth is not a multiple of 32 multiplies on the tile unit
+/// with the weights packed (`bf16_amx.rs`; measured as above, depth 768: the pairs 0.36 ms at 16
+/// rows against the packed tiles' 0.39, 0.58 against 0.39 at 24, 0.79 against 0.46 at 32).
 const AMX_ROWS: usize = 24;
+
+/// Rows from which an AMX product packs the weights (`bf16_amx.rs`) rather than reading them in
+/// place and packing `a` (measured as above, 2048 × 768 weights, interleaved: in place 0.25
+/// against 0.62 ms at 32 rows, 0.47 against 0.78 at 64, 0.95 against 1.23 at 128, 1.4–1.7 against
+/// 2.2 at 256, level at 512; 2048 × 704 × 256 packed 1.49 against 1.84).
+const AMX_PACKED_ROWS: usize = 512;
 
 /// Rows from which a bf16 product on AVX512-BF16 packs its weights into pairs rather than taking
 /// dot products of its rows (measured, 2048 × 768 weights: dot products 508 GFLOP/s at 128 rows
@@ -102,28 +116,32 @@ pub enum Bf16Unit {
     F32,
 }
 
-/// The unit [`matmul_nt_widened`] multiplies a bf16 product of `rows` rows on, on this CPU:
-/// AMX tiles from `AMX_ROWS` (24) rows where the CPU has AMX-BF16, else bf16 pairs where it
-/// has AVX512-BF16, else f32.
-pub fn bf16_unit(rows: usize) -> Bf16Unit {
+/// The unit [`matmul_nt_widened`] multiplies a bf16 product of `rows` rows and reduction
+/// `depth` on, on this CPU: AMX tiles where the CPU has AMX-BF16, from `AMX_IN_PLACE_ROWS` (8)
+/// rows where the depth is a multiple of 32, else from `AMX_ROWS` (24); else bf16 pairs where it
+/// has AVX512-BF16; else f32.
+pub fn bf16_unit(rows: usize, depth: usize) -> Bf16Unit {
     #[cfg(target_arch = "x86_64")]
     {
-        if rows >= AMX_ROWS && amx::available() {
+        let from = if depth.is_multiple_of(bf16_amx_in_place::STEP) { AMX_IN_PLACE_ROWS } else { AMX_ROWS };
+        if rows >= from && amx::available() {
             return Bf16Unit::Tiles;
         }
         if bf16_pairs::available() {
             return Bf16Unit::Pairs;
         }
     }
-    let _ = rows;
+    let _ = (rows, depth);
     Bf16Unit::F32
 }
 
 /// `c[m, n] = a[m, k] · b[n, k]ᵀ` stored in a 16-bit type (any [`Element`], though f32 has
 /// [`matmul_nt`] without the copies): products and sums in f32, `c` rounded once, as cuBLAS does
 /// with f32 accumulation. By the number of rows:
-/// - bf16 on a CPU with AMX-BF16 (Sapphire Rapids and later Xeons), from `AMX_ROWS` (24) rows:
-///   the AMX tile unit (`bf16_amx.rs`), many times the vector units' rate;
+/// - bf16 on a CPU with AMX-BF16 (Sapphire Rapids and later Xeons), from 8 rows (24 where k is
+///   not a multiple of 32; [`bf16_unit`]): the AMX tile unit, many times the vector units' rate,
+///   with the weights read in place below `AMX_PACKED_ROWS` (512) (`bf16_amx_in_place.rs`),
+///   packed from there (`bf16_amx.rs`);
 /// - bf16 on a CPU with AVX512-BF16 (`bf16_pairs.rs`), the other numbers of rows: bf16 pairs
 ///   multiplied natively, at about twice the f32 FMA rate, with no widening: dot products of the
 ///   rows below `PAIRS_PACKED_ROWS` (256; a decode row reads its 2-byte weights once), the
@@ -147,8 +165,9 @@ pub fn matmul_nt_widened<T: Element>(m: usize, n: usize, k: usize, a: &[T], b: &
     #[cfg(target_arch = "x86_64")]
     if let (Some(a), Some(b), Some(c)) = (as_slice_of::<T, half::bf16>(a), as_slice_of::<T, half::bf16>(b), as_mut_slice_of::<T, half::bf16>(c)) {
         // An empty reduction takes the widening path, which writes the zeros.
-        let unit = if k > 0 { bf16_unit(m) } else { Bf16Unit::F32 };
+        let unit = if k > 0 { bf16_unit(m, k) } else { Bf16Unit::F32 };
         match unit {
+            Bf16Unit::Tiles if m < AMX_PACKED_ROWS && k.is_multiple_of(bf16_amx_in_place::STEP) => bf16_amx_in_place::in_place(m, n, k, a, b, c),
             Bf16Unit::Tiles => bf16_amx::amx(m, n, k, a, b, c),
             Bf16Unit::Pairs if m >= PAIRS_PACKED_ROWS => bf16_pairs::packed(m, n, k, a, b, c),
             Bf16Unit::Pairs => dots::dots(m, n, k, a, b, c),

@@ -1,0 +1,115 @@
+//! The AMX form of a bf16 product for fewer rows (`bf16_amx.rs` has the one for many):
+//! `c[m, n] = a[m, k] · b[n, k]ᵀ` with the weights `b` read where they lie, 16 of their rows a
+//! tile, and `a`'s rows packed into the pair form's panels instead — the operands' roles swapped,
+//! so that the tiles hold blocks of `cᵀ`, transposed in registers on the way out. At a few dozen
+//! rows, packing the weights cost more than the product (2048 × 768 weights: 3 MiB written a call
+//! for 100 MFLOP at 32 rows).
+//!
+//! A tile row of weights is 32 elements, so k must be a multiple of 32 (a row of weights would
+//! run into the next one otherwise); the caller sends other products to the packed AMX form. The
+//! last block of weights, when n is not a multiple of 32, is copied with zero rows after it.
+//! Numerics as the other forms' (`bf16_pairs.rs`).
+
+use std::arch::x86_64::*;
+
+use half::bf16;
+use rayon::prelude::*;
+
+use super::amx::{Tiles, TILE_ROWS};
+use super::bf16_pairs::{bits, pack_panel, transpose_words, PANEL};
+use super::shared_out::SharedOut;
+
+/// Weight rows in a register block (two tiles), and rows of `a` in a panel.
+const BLOCK: usize = 2 * TILE_ROWS;
+const _: () = assert!(BLOCK == PANEL);
+/// Elements of the reduction a step (a tile row of bf16).
+pub(super) const STEP: usize = 32;
+/// Blocks of weights per task.
+const TASK_BLOCKS: usize = 2;
+
+/// The in-place form: lengths checked by the caller, `m, n, k > 0`, k a multiple of [`STEP`],
+/// `amx::available` true.
+pub(super) fn in_place(m: usize, n: usize, k: usize, a: &[bf16], b: &[bf16], c: &mut [bf16]) {
+    assert!(k.is_multiple_of(STEP), "whole steps of the reduction");
+    let (a, b) = (bits(a), bits(b));
+    let pairs = k / 2;
+    let mut panels = vec![0u32; m.div_ceil(PANEL) * pairs * PANEL];
+    panels.par_chunks_mut(pairs * PANEL).enumerate().for_each(|(i, panel)| pack_panel(panel, a, i * PANEL, m, k));
+    let whole = n - n % BLOCK;
+    let mut tail = vec![0u16; if whole < n { BLOCK * k } else { 0 }];
+    tail[..(n - whole) * k].copy_from_slice(&b[whole * k..]);
+    let out = SharedOut::new(c);
+    let blocks = n.div_ceil(BLOCK);
+    let (panels, tail) = (&panels, &tail);
+    (0..blocks.div_ceil(TASK_BLOCKS)).into_par_iter().for_each(|t| {
+        let task = InPlaceTask { m, n, k, panels, out };
+        for block in t * TASK_BLOCKS..((t + 1) * TASK_BLOCKS).min(blocks) {
+            let first = block * BLOCK;
+            let weights = if first < whole { &b[first * k..][..BLOCK * k] } else { &tail[..] };
+            // SAFETY: `amx::available` (the caller's check) found AMX and AVX512-BF16.
+            unsafe { task.run(weights, first) };
+        }
+    });
+}
+
+/// A task of the in-place form: columns of `c` a block of weights at a time.
+struct InPlaceTask<'a> {
+    m: usize,
+    n: usize,
+    k: usize,
+    /// a packed by `pack_panel`: [m / 32][k / 2][32] pairs.
+    panels: &'a [u32],
+    out: SharedOut<bf16>,
+}
+
+impl InPlaceTask<'_> {
+    /// `c[.., first .. first + BLOCK]` (the columns below n) from `weights`, BLOCK rows of k.
+    ///
+    /// # Safety
+    /// `amx::available` returned true.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    unsafe fn run(&self, weights: &[u16], first: usize) {
+        assert_eq!(weights.len(), BLOCK * self.k, "a whole block of weights");
+        let pairs = self.k / 2;
+        // SAFETY: AMX is there (this function's promise).
+        let mut tiles = unsafe { Tiles::configure() };
+        let mut sums = [[0f32; PANEL]; BLOCK];
+        for (p, panel) in self.panels.chunks_exact(pairs * PANEL).enumerate() {
+            tiles.zero_sums();
+            for s in 0..self.k / STEP {
+                // SAFETY: step s of the 32 weight rows is 64 bytes at s·64 of each row of 2k
+                // bytes (k is a multiple of 32), and its 16 pairs × 32 rows of a the panel's
+                // 2 KiB from s·16·32 words.
+                unsafe { tiles.multiply_add_2x2(weights[s * STEP..].as_ptr(), 2 * self.k, panel[s * (STEP / 2) * PANEL..][..STEP / 2 * PANEL].as_ptr()) };
+            }
+            tiles.store_sums(&mut sums);
+            // SAFETY: the features are enabled here.
+            unsafe { self.write_transposed(&sums, p * PANEL, first) };
+        }
+    }
+
+    /// `sums[w][r]` = c[r0 + r, first + w], rounded to bf16 (as `bf16_amx.rs` rounds) into the
+    /// rows of c below m and columns below n: each 16 × 16 quarter transposed in registers.
+    #[inline(always)]
+    unsafe fn write_transposed(&self, sums: &[[f32; PANEL]; BLOCK], r0: usize, first: usize) {
+        let (rows, cols) = (PANEL.min(self.m - r0), BLOCK.min(self.n - first));
+        for rh in (0..rows).step_by(16) {
+            for wh in (0..cols).step_by(16) {
+                let count = (cols - wh).min(16);
+                let mask: __mmask16 = if count == 16 { !0 } else { (1u16 << count) - 1 };
+                // SAFETY: AVX-512F, BW, VL and BF16 (the caller's); each load reads 16 f32 of a
+                // row of sums.
+                let t = unsafe { transpose_words(std::array::from_fn(|i| _mm512_castps_si512(_mm512_loadu_ps(sums[wh + i][rh..].as_ptr())))) };
+                for (p, words) in t.iter().enumerate().take(rows - rh) {
+                    // SAFETY: row r0 + rh + p < m, columns first + wh .. + count belong to this
+                    // task alone; the masked store writes those `count` elements only.
+                    unsafe {
+                        let rounded: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(_mm512_castsi512_ps(*words)));
+                        let to = self.out.slice((r0 + rh + p) * self.n + first + wh, count);
+                        _mm256_mask_storeu_epi16(to.as_mut_ptr().cast(), mask, rounded);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -82,6 +82,8 @@ fn request_tile_permission() -> bool {
 pub(super) const ROW_BYTES: usize = 64;
 /// Rows in a tile.
 pub(super) const TILE_ROWS: usize = 16;
+/// Elements of a bf16 product's reduction a tile row holds: a step of the AMX forms.
+pub(super) const STEP: usize = ROW_BYTES / 2;
 
 /// The tile configuration `ldtilecfg` reads.
 #[repr(C, align(64))]

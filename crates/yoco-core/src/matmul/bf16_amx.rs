@@ -16,14 +16,12 @@ use std::arch::x86_64::*;
 use half::bf16;
 use rayon::prelude::*;
 
-use super::amx::{Tiles, TILE_ROWS};
+use super::amx::{Tiles, STEP, TILE_ROWS};
 use super::bf16_pairs::{bits, pack_panel, PANEL};
 use super::shared_out::SharedOut;
 
 /// Rows of `a` in a register block (two tiles).
 const BLOCK_ROWS: usize = 2 * TILE_ROWS;
-/// Elements of the reduction a step (a tile row of bf16).
-const STEP: usize = 32;
 /// Columns packed and multiplied per block (a whole number of panels).
 const COLUMNS: usize = 512;
 /// Rows of `a` per task (a whole number of blocks).

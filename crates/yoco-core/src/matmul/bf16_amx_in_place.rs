@@ -15,15 +15,13 @@ use std::arch::x86_64::*;
 use half::bf16;
 use rayon::prelude::*;
 
-use super::amx::{Tiles, TILE_ROWS};
+use super::amx::{Tiles, STEP, TILE_ROWS};
 use super::bf16_pairs::{bits, pack_panel, transpose_words, PANEL};
 use super::shared_out::SharedOut;
 
 /// Weight rows in a register block (two tiles), and rows of `a` in a panel.
 const BLOCK: usize = 2 * TILE_ROWS;
 const _: () = assert!(BLOCK == PANEL);
-/// Elements of the reduction a step (a tile row of bf16).
-pub(super) const STEP: usize = 32;
 /// Blocks of weights per task.
 const TASK_BLOCKS: usize = 2;
 

@@ -256,7 +256,8 @@ impl PanelTask<'_> {
 mod tests {
     use super::*;
     use crate::matmul::bf16_amx::amx;
-    use crate::matmul::bf16_amx_in_place::{in_place, STEP};
+    use crate::matmul::amx::STEP;
+    use crate::matmul::bf16_amx_in_place::in_place;
     use crate::matmul::dots::dots;
     use crate::rng::Rng;
 

@@ -123,7 +123,7 @@ pub enum Bf16Unit {
 pub fn bf16_unit(rows: usize, depth: usize) -> Bf16Unit {
     #[cfg(target_arch = "x86_64")]
     {
-        let from = if depth.is_multiple_of(bf16_amx_in_place::STEP) { AMX_IN_PLACE_ROWS } else { AMX_ROWS };
+        let from = if depth.is_multiple_of(amx::STEP) { AMX_IN_PLACE_ROWS } else { AMX_ROWS };
         if rows >= from && amx::available() {
             return Bf16Unit::Tiles;
         }
@@ -167,7 +167,7 @@ pub fn matmul_nt_widened<T: Element>(m: usize, n: usize, k: usize, a: &[T], b: &
         // An empty reduction takes the widening path, which writes the zeros.
         let unit = if k > 0 { bf16_unit(m, k) } else { Bf16Unit::F32 };
         match unit {
-            Bf16Unit::Tiles if m < AMX_PACKED_ROWS && k.is_multiple_of(bf16_amx_in_place::STEP) => bf16_amx_in_place::in_place(m, n, k, a, b, c),
+            Bf16Unit::Tiles if m < AMX_PACKED_ROWS && k.is_multiple_of(amx::STEP) => bf16_amx_in_place::in_place(m, n, k, a, b, c),
             Bf16Unit::Tiles => bf16_amx::amx(m, n, k, a, b, c),
             Bf16Unit::Pairs if m >= PAIRS_PACKED_ROWS => bf16_pairs::packed(m, n, k, a, b, c),
             Bf16Unit::Pairs => dots::dots(m, n, k, a, b, c),

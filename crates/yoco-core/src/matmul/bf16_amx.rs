@@ -1,9 +1,10 @@
-//! The AMX form of a bf16 product (`amx.rs`): `c[m, n] = a[m, k] · b[n, k]ᵀ`, all bf16, sums in
-//! f32, `c` rounded once. A register block is 2 × 2 tiles of sums (32 rows × 32 columns of `c`),
-//! fed a step of 32 elements of the reduction at a time by two tiles of `a`'s rows and two of the
-//! weights' columns:
-//! - `a` is copied with its rows padded to a whole number of blocks and the reduction to a whole
-//!   number of steps, with zeros (which keep the padded products finite and zero);
+//! The AMX form of a bf16 product for many rows (`amx.rs`; `bf16_amx_in_place.rs` has the one for
+//! fewer): `c[m, n] = a[m, k] · b[n, k]ᵀ`, all bf16, sums in f32, `c` rounded once. A register
+//! block is 2 × 2 tiles of sums (32 rows × 32 columns of `c`), fed a step of 32 elements of the
+//! reduction at a time by two tiles of `a`'s rows and two of the weights' columns:
+//! - `a` is copied step-major ([`tile_rows`]), its rows padded to a whole number of blocks and the
+//!   reduction to a whole number of steps with zeros (which keep the padded products finite and
+//!   zero);
 //! - the weights are packed per call into the packed form's panels of 32 columns' pairs
 //!   (`bf16_pairs.rs`), which are exactly the tiles `tdpbf16ps` takes, a block of columns at a
 //!   time, with the reduction padded likewise.

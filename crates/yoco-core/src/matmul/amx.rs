@@ -96,8 +96,9 @@ struct TileConfig {
 }
 
 /// The tile registers, configured on this thread until dropped (which releases them, so that the
-/// thread's saved state is small again).
-pub(crate) struct Tiles(());
+/// thread's saved state is small again). Not `Send`: the tile state is the thread's, so a
+/// configuration moved to another thread would describe tiles that thread never configured.
+pub(crate) struct Tiles(std::marker::PhantomData<*const ()>);
 
 impl Tiles {
     /// Configures every tile as 16 rows × 64 bytes.
@@ -112,7 +113,7 @@ impl Tiles {
         // SAFETY: AMX is there and this process may use it (the caller's promise); the
         // configuration is valid for palette 1 (8 tiles of at most 16 × 64 bytes).
         unsafe { asm!("ldtilecfg [{}]", in(reg) &config, options(nostack, readonly)) };
-        Tiles(())
+        Tiles(std::marker::PhantomData)
     }
 
     /// Tiles 0–3 (the sums) set to zero.

@@ -28,6 +28,7 @@ fn sweeps(device: &Device, scale: Scale) -> Vec<Sweep<'_>> {
         ("attention", Box::new(move || yoco_gqa::check::sweep(device, yoco_gqa::check::SHAPES))),
         ("attention windows", Box::new(move || yoco_gqa::check::sweep(device, &yoco_gqa::check::window_cases()))),
         ("attention overflowing scores", Box::new(move || yoco_gqa::check::overflowing_scores(device))),
+        ("attention rising scores", Box::new(move || yoco_gqa::check::rising_scores(device))),
         ("swa ring", Box::new(move || yoco_swa::check::sweep(device, &yoco_swa::check::ring_cases()))),
         ("cross-attention", Box::new(move || yoco_cross_attention::check::sweep(device, yoco_cross_attention::check::CASES))),
         ("models", Box::new(move || crate::model::check::sweep(device))),
@@ -107,8 +108,8 @@ mod tests {
         // group it begins.
         assert_eq!(names(&["attention"], Scale::Large).unwrap(), ["attention"]);
         assert_eq!(names(&["rmsnorm"], Scale::Small).unwrap(), ["rmsnorm"]);
-        assert_eq!(names(&["attention "], Scale::Small).unwrap(), ["attention windows", "attention overflowing scores"]);
-        assert_eq!(names(&["attention "], Scale::Large).unwrap(), ["attention windows", "attention overflowing scores", "attention large"]);
+        assert_eq!(names(&["attention "], Scale::Small).unwrap(), ["attention windows", "attention overflowing scores", "attention rising scores"]);
+        assert_eq!(names(&["attention "], Scale::Large).unwrap(), ["attention windows", "attention overflowing scores", "attention rising scores", "attention large"]);
         assert_eq!(names(&["swiglu", "ro"], Scale::Small).unwrap(), ["swiglu", "rope"]);
     }
 

@@ -168,10 +168,38 @@ pub fn label(what: &str, device: &Device, dtype: DType, c: &Case) -> String {
 pub fn case(device: &Device, dtype: DType, c: &Case) -> Result<Outcome> {
     let label = label("attention", device, dtype, c);
     let x = Inputs::random(&label, c.dims, dtype, device)?;
+    judged(label, &x, c, dtype, device)
+}
+
+/// One attention call on `x` into a NaN-poisoned output, judged against the reference.
+fn judged(label: String, x: &Inputs, c: &Case, dtype: DType, device: &Device) -> Result<Outcome> {
     let mut out = poisoned(x.q.dims(), dtype, device)?;
     attention_into(&x.q, &x.k, &x.v, AttentionOptions { mask: c.mask, scale: None }, &mut out)?;
     let (want, plain) = x.expected(c.dims, c.mask, dtype);
     Ok(judge(label, dtype, &out.to_f64_vec()?, &plain, &want))
+}
+
+/// Scores that rise along the keys (key `j` scaled by `1 + 10 j / kv_len`), so that a row's
+/// maximum rises by tens over its keys, past its first tiles' maximum several times: a path
+/// that keeps its sums against an earlier maximum (the CPU's bf16 tiles rescale them only when
+/// the maximum rises by more than a margin) must rescale them right, causal, windowed and
+/// unmasked, at head dims 64 and 128.
+pub fn rising_scores(device: &Device) -> Result<Vec<Outcome>> {
+    let cases = [case_of(1, 300, 300, 4, 2, 128, Mask::Causal), case_of(2, 100, 600, 2, 1, 64, Mask::None), case_of(1, 300, 300, 4, 2, 64, Mask::Window(150))];
+    let mut outcomes = Vec::new();
+    for &dtype in dtypes(device) {
+        for c in &cases {
+            let label = label("attention rising scores", device, dtype, c);
+            let mut x = Inputs::random(&label, c.dims, dtype, device)?;
+            let Dims { kv_len, kv_heads, head_dim, .. } = c.dims;
+            let row = kv_heads * head_dim;
+            let rising: Vec<f64> = x.k64.iter().enumerate().map(|(e, v)| v * (1.0 + 10.0 * (e / row % kv_len) as f64 / kv_len as f64)).collect();
+            x.k = Tensor::from_f64(&rising, x.k.dims().to_vec(), dtype, device, MemoryCategory::Activations)?;
+            x.k64 = x.k.to_f64_vec()?;
+            outcomes.push(judged(label, &x, c, dtype, device)?);
+        }
+    }
+    Ok(outcomes)
 }
 
 /// The queries a check of a long sequence compares: the ends, both sides of the first tile

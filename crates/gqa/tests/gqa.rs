@@ -19,6 +19,13 @@ fn attention_matches_reference() {
 }
 
 #[test]
+fn rising_scores_match_reference() {
+    for device in test_devices("rising_scores_match_reference") {
+        assert_all_passed(&check::rising_scores(&device).unwrap());
+    }
+}
+
+#[test]
 fn sliding_windows_match_reference_at_every_edge() {
     for device in test_devices("sliding_windows_match_reference_at_every_edge") {
         assert_all_passed(&check::sweep(&device, &check::window_cases()).unwrap());

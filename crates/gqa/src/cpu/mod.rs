@@ -13,6 +13,8 @@
 //! heads, among the tasks. Rows whose scores pass f32's range are then computed again in f64 by
 //! [`exact`].
 
+#[cfg(target_arch = "x86_64")]
+mod amx_tiles;
 mod decode;
 mod exact;
 mod rows;
@@ -128,6 +130,10 @@ pub(crate) struct Scratch {
     /// Visible key range [lo, hi) per query of the block.
     lo: Vec<usize>,
     hi: Vec<usize>,
+    /// The bf16 tile path's queries [BR][head_dim] and probabilities [BR][BC], as bf16 bits;
+    /// sized on its first use (empty elsewhere). Its scores take `st` as [BR][BC].
+    q_bits: Vec<u16>,
+    p_bits: Vec<u16>,
 }
 
 impl Scratch {
@@ -144,6 +150,8 @@ impl Scratch {
             corr: vec![0.0; BR],
             lo: vec![0; BR],
             hi: vec![0; BR],
+            q_bits: Vec::new(),
+            p_bits: Vec::new(),
         }
     }
 }
@@ -168,6 +176,9 @@ fn attend<T: Element>(x: &Inputs<T>, out: &mut [T]) {
     // 9× slower measured at 26): there a task takes one head's BR queries.
     let heads = if BR / d.group() > ROWS_PATH_MAX { d.group() } else { 1 };
     let queries = BR / heads;
+    // bf16 on a CPU with AMX: keys and values packed once for the tile unit, for every task.
+    #[cfg(target_arch = "x86_64")]
+    let packed = amx_tiles::usable(T::DTYPE, d.head_dim).then(|| amx_tiles::Packed::new(x));
     let blocks = d.q_len.div_ceil(queries);
     let head_sets = d.heads / heads;
     (0..d.batch * head_sets * blocks).into_par_iter().for_each_init(
@@ -178,7 +189,16 @@ fn attend<T: Element>(x: &Inputs<T>, out: &mut [T]) {
             let (b, set) = ((t / blocks) / head_sets, (t / blocks) % head_sets);
             let i0 = block * queries;
             let block = Block { b, h0: set * heads, heads, i0, queries: (d.q_len - i0).min(queries) };
-            dispatch(Task { x, block, out: rows }, s);
+            dispatch(
+                Task {
+                    x,
+                    block,
+                    out: rows,
+                    #[cfg(target_arch = "x86_64")]
+                    packed: packed.as_ref(),
+                },
+                s,
+            );
         },
     );
 }
@@ -210,6 +230,9 @@ struct Task<'a, T> {
     x: &'a Inputs<'a, T>,
     block: Block,
     out: OutRows<T>,
+    /// This call's keys and values packed for the tile unit, where its blocks go there.
+    #[cfg(target_arch = "x86_64")]
+    packed: Option<&'a amx_tiles::Packed>,
 }
 
 impl<T: Element> SimdKernel for Task<'_, T> {
@@ -220,12 +243,20 @@ impl<T: Element> SimdKernel for Task<'_, T> {
     /// 8 × 2 with AVX-512 (16 of its 32 registers), 4 × 2 with AVX2's 16.
     #[inline(always)]
     fn run<V: Simd>(self, s: &mut Scratch) {
-        let Task { x, block, out } = self;
+        let Task { x, block, out, .. } = self;
         if block.queries <= ROWS_PATH_MAX {
             for h in block.h0..block.h0 + block.heads {
                 rows::attend(x, s, block.b, h, block.i0, block.queries, out);
             }
-        } else if V::LANES >= 16 {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(packed) = self.packed {
+            // SAFETY: `packed` exists only where `amx_tiles::usable` returned true for this call.
+            unsafe { amx_tiles::attend(x, s, packed, block, out) };
+            return;
+        }
+        if V::LANES >= 16 {
             tiles::attend::<T, V, 8, 2>(x, s, block, out);
         } else {
             tiles::attend::<T, V, 4, 2>(x, s, block, out);

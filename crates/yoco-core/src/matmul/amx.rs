@@ -9,9 +9,14 @@
 //! `arch_prctl(ARCH_REQ_XCOMP_PERM)` for the permission to use it, which each process must ask
 //! for before its first tile instruction (the instruction faults otherwise).
 //!
-//! Soundness: every function here that runs a tile instruction is `unsafe` and is called only
-//! after [`available`] returned true, between [`Tiles::configure`] and the drop of what it
-//! returns, on one thread (the tile state is the thread's).
+//! Soundness: tile instructions run only through a [`Tiles`], which exists only after
+//! [`available`] returned true (its [`Tiles::configure`] is `unsafe` for that), on the thread that
+//! configured it (the tile state is the thread's; `Tiles` is not `Send`). Its methods that touch
+//! memory are `unsafe` too: the caller vouches for the bytes.
+//!
+//! Public for the other crates' bf16 kernels (the CPU attention's tiled path): [`Tiles::zero`],
+//! [`Tiles::load`], [`Tiles::store`] and [`Tiles::dot`] name their tiles by const parameters, so
+//! that each is one instruction.
 
 use std::arch::asm;
 use std::sync::OnceLock;
@@ -20,8 +25,9 @@ use crate::simd::Isa;
 
 /// The CPU has AMX-TILE and AMX-BF16 (and AVX512-BF16, which rounds the sums), the operating
 /// system saves the tile state and lets this process use it, and `YOCO_CPU_ISA` does not ask for
-/// narrower vectors. Detected (and the permission asked for) once per process.
-pub(crate) fn available() -> bool {
+/// narrower vectors (AMX is only used with AVX-512). Detected (and the permission asked for) once
+/// per process.
+pub fn available() -> bool {
     static DETECTED: OnceLock<bool> = OnceLock::new();
     *DETECTED.get_or_init(|| Isa::detect() == Isa::Avx512 && is_x86_feature_detected!("avx512bf16") && cpu_has_amx_bf16() && os_allows_tiles())
 }
@@ -79,11 +85,11 @@ fn request_tile_permission() -> bool {
 }
 
 /// Bytes in a tile's row: 32 bf16, 16 pairs, or 16 f32.
-pub(super) const ROW_BYTES: usize = 64;
+pub const ROW_BYTES: usize = 64;
 /// Rows in a tile.
-pub(super) const TILE_ROWS: usize = 16;
+pub const TILE_ROWS: usize = 16;
 /// Elements of a bf16 product's reduction a tile row holds: a step of the AMX forms.
-pub(super) const STEP: usize = ROW_BYTES / 2;
+pub const STEP: usize = ROW_BYTES / 2;
 
 /// The tile configuration `ldtilecfg` reads.
 #[repr(C, align(64))]
@@ -98,14 +104,14 @@ struct TileConfig {
 /// The tile registers, configured on this thread until dropped (which releases them, so that the
 /// thread's saved state is small again). Not `Send`: the tile state is the thread's, so a
 /// configuration moved to another thread would describe tiles that thread never configured.
-pub(crate) struct Tiles(std::marker::PhantomData<*const ()>);
+pub struct Tiles(std::marker::PhantomData<*const ()>);
 
 impl Tiles {
     /// Configures every tile as 16 rows × 64 bytes.
     ///
     /// # Safety
     /// [`available`] returned true.
-    pub(crate) unsafe fn configure() -> Tiles {
+    pub unsafe fn configure() -> Tiles {
         // Palette 1 has 8 tiles; the fields of the other 8 must be zero (ldtilecfg faults).
         let mut config = TileConfig { palette: 1, start_row: 0, reserved: [0; 14], bytes_per_row: [0; 16], rows: [0; 16] };
         config.bytes_per_row[..8].fill(ROW_BYTES as u16);
@@ -114,6 +120,42 @@ impl Tiles {
         // configuration is valid for palette 1 (8 tiles of at most 16 × 64 bytes).
         unsafe { asm!("ldtilecfg [{}]", in(reg) &config, options(nostack, readonly)) };
         Tiles(std::marker::PhantomData)
+    }
+
+    /// Tile `T` set to zero.
+    #[inline(always)]
+    pub fn zero<const T: u8>(&mut self) {
+        // SAFETY: the tiles are configured (self exists); no memory is touched.
+        unsafe { asm!("tilezero tmm{t}", t = const T, options(nostack, nomem)) };
+    }
+
+    /// Tile `T` read from 16 rows of 64 bytes at `src`, `stride` bytes apart.
+    ///
+    /// # Safety
+    /// Those bytes are readable.
+    #[inline(always)]
+    pub unsafe fn load<const T: u8>(&mut self, src: *const u8, stride: usize) {
+        // SAFETY: the tiles are configured (self exists); the reads lie where the caller promised.
+        unsafe { asm!("tileloadd tmm{t}, [{src} + {stride}*1]", t = const T, src = in(reg) src, stride = in(reg) stride, options(nostack, readonly)) };
+    }
+
+    /// Tile `T` written to 16 rows of 64 bytes at `dst`, `stride` bytes apart.
+    ///
+    /// # Safety
+    /// Those bytes are writable, and nothing else refers to them.
+    #[inline(always)]
+    pub unsafe fn store<const T: u8>(&mut self, dst: *mut u8, stride: usize) {
+        // SAFETY: the tiles are configured (self exists); the writes lie where the caller promised.
+        unsafe { asm!("tilestored [{dst} + {stride}*1], tmm{t}", t = const T, dst = in(reg) dst, stride = in(reg) stride, options(nostack)) };
+    }
+
+    /// `tdpbf16ps`: tile `C` (16 × 16 f32) += tile `A` (16 rows × 32 bf16) · tile `B` (16 rows
+    /// of 16 pairs: row `p` holds rows `2p` and `2p + 1` of the 32 × 16 operand). The three
+    /// must differ (the assembler refuses otherwise).
+    #[inline(always)]
+    pub fn dot<const C: u8, const A: u8, const B: u8>(&mut self) {
+        // SAFETY: the tiles are configured (self exists); no memory is touched.
+        unsafe { asm!("tdpbf16ps tmm{c}, tmm{a}, tmm{b}", c = const C, a = const A, b = const B, options(nostack, nomem)) };
     }
 
     /// Tiles 0–3 (the sums) set to zero.

@@ -28,7 +28,7 @@
 //! there), 32 rows 0.25 against 0.82–1.06.
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod amx;
+pub mod amx;
 #[cfg(target_arch = "x86_64")]
 mod bf16_amx;
 #[cfg(target_arch = "x86_64")]

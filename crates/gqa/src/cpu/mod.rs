@@ -130,10 +130,9 @@ pub(crate) struct Scratch {
     /// Visible key range [lo, hi) per query of the block.
     lo: Vec<usize>,
     hi: Vec<usize>,
-    /// The bf16 tile path's queries [BR][head_dim] and probabilities [BR][BC], as bf16 bits;
-    /// sized on its first use (empty elsewhere). Its scores take `st` as [BR][BC].
-    q_bits: Vec<u16>,
-    p_bits: Vec<u16>,
+    /// The bf16 tile path's (empty where it does not run).
+    #[cfg(target_arch = "x86_64")]
+    bf16_tiles: amx_tiles::Buffers,
 }
 
 impl Scratch {
@@ -150,8 +149,8 @@ impl Scratch {
             corr: vec![0.0; BR],
             lo: vec![0; BR],
             hi: vec![0; BR],
-            q_bits: Vec::new(),
-            p_bits: Vec::new(),
+            #[cfg(target_arch = "x86_64")]
+            bf16_tiles: amx_tiles::Buffers::default(),
         }
     }
 }

@@ -220,14 +220,16 @@ def attention_dtype():
 
 
 def sdpa_causal_cases():
-    dt = attention_dtype()
-    for b, h, hkv, n, d, causal in shapes(
-        [(1, 24, 8, 16384, 128, True), (2, 32, 8, 8192, 64, True), (1, 24, 8, 8192, 128, False)],
-        [(1, 8, 8, 4096, 64, True), (1, 4, 4, 4096, 128, True)],
-        [(1, 6, 2, 256, 64, True)],
-    ):
-        mask = "causal" if causal else "none"
-        yield (b, h, hkv, n, d, causal), [f"attention/prefill-{yoco_device()}-{dt}/B{b}-Nq{n}-Nk{n}-H{h}/{hkv}-D{d}-{mask}"]
+    """At every dtype of yoco's prefill bench: bf16 on the GPU; f32 and bf16 on the CPU, where
+    yoco's bf16 prefill runs on the AMX tile unit if the CPU has one."""
+    for dt in dtypes():
+        for b, h, hkv, n, d, causal in shapes(
+            [(1, 24, 8, 16384, 128, True), (2, 32, 8, 8192, 64, True), (1, 24, 8, 8192, 128, False)],
+            [(1, 8, 8, 4096, 64, True), (1, 4, 4, 4096, 128, True)],
+            [(1, 6, 2, 256, 64, True)],
+        ):
+            mask = "causal" if causal else "none"
+            yield (b, h, hkv, n, d, causal, dt), [f"attention/prefill-{yoco_device()}-{dt}/B{b}-Nq{n}-Nk{n}-H{h}/{hkv}-D{d}-{mask}"]
 
 
 def sdpa_causal(case):
@@ -235,8 +237,7 @@ def sdpa_causal(case):
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    b, h, hkv, n, d, causal = case
-    dt = attention_dtype()
+    b, h, hkv, n, d, causal, dt = case
     q = torch.randn(b, h, n, d, device=device(), dtype=torch_dtype(dt))
     k = torch.randn(b, hkv, n, d, device=device(), dtype=torch_dtype(dt))
     v = torch.randn(b, hkv, n, d, device=device(), dtype=torch_dtype(dt))

@@ -4,7 +4,8 @@
 //! FLOPs of a prefill: `4 · B · H · D · (visible (query, key) pairs)` — two FLOPs per
 //! multiply-add in Q Kᵀ and in P V. That is `4·B·H·Nq·Nk·D` without a mask, about half of it
 //! for a causal square mask, and only the unmasked work for a sliding window (what a kernel that
-//! skips masked tiles must do). Ceiling: the FMA rate (CPU), the cuBLAS bf16 GEMM rate (GPU).
+//! skips masked tiles must do). Ceiling: the FMA rate (CPU), or the AMX bf16 tile rate for the
+//! CPU's bf16 prefill where it runs on tiles; the cuBLAS bf16 GEMM rate (GPU).
 //! Bytes of a decode step: K and V of every visible position, read once:
 //! `2 · B · H_kv · D · (visible keys) · sizeof(dtype)`. Ceiling: read bandwidth (the cache is
 //! only read).
@@ -74,14 +75,25 @@ fn bench(c: &mut Criterion) {
     let log = SampleLog::new();
     let mut draws = Draws::new(1);
     for device in bench_devices() {
-        let dtype = if device.is_cpu() { DType::F32 } else { DType::BF16 };
         let (compute_ceiling, _) = compute_ceiling_gflops(&device, (8192, 8192, 8192), 10).unwrap();
         let read_ceiling = bandwidth_ceiling_gbs(&device, Traffic::Read).unwrap();
         lines.push(format!("{device}: FMA/GEMM ceiling {compute_ceiling:.1} GFLOP/s, read ceiling {read_ceiling:.1} GB/s"));
+        // The CPU's bf16 prefill on the AMX tile unit, where it multiplies there, against that
+        // unit's rate (measured now); else it widens to f32, against the FMA ceiling.
+        let tile_ceiling = if device.is_cpu() { yoco_core::ceiling::amx_bf16_gflops() } else { None };
+        if let Some(g) = tile_ceiling {
+            lines.push(format!("{device}: AMX bf16 tile ceiling {g:.1} GFLOP/s"));
+        }
         let mut group = c.benchmark_group("attention");
         let (samples, warm_up, measurement) = group_timing(true);
         group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
-        for (what, shapes) in [("prefill", prefill_shapes(&device)), ("decode", decode_shapes(&device))] {
+        // The GPU in bf16; the CPU in f32, and its prefill in bf16 too.
+        let runs = if device.is_cpu() {
+            [(DType::F32, "prefill"), (DType::BF16, "prefill"), (DType::F32, "decode")].map(|(dtype, what)| (dtype, what, if what == "prefill" { prefill_shapes(&device) } else { decode_shapes(&device) })).to_vec()
+        } else {
+            vec![(DType::BF16, "prefill", prefill_shapes(&device)), (DType::BF16, "decode", decode_shapes(&device))]
+        };
+        for (dtype, what, shapes) in runs {
             for (b, nq, nk, h, hkv, d, mask) in shapes {
                 let q = draws.normal(&[b, nq, h, d], 1.0, dtype, &device).unwrap();
                 let k = draws.normal(&[b, nk, hkv, d], 1.0, dtype, &device).unwrap();
@@ -94,15 +106,17 @@ fn bench(c: &mut Criterion) {
                     bencher.iter_custom(|iters| log.record(iters, time_on(&device, iters, || attention_into(&q, &k, &v, options, &mut out).unwrap())))
                 });
                 let pairs = mask.visible_pairs(nq, nk) as f64;
+                let on_tiles = what == "prefill" && dtype == DType::BF16 && yoco_gqa::cpu::bf16_prefill_on_tiles(d);
                 let bound = if what == "prefill" {
-                    Bound::Compute { flops: 4.0 * (b * h * d) as f64 * pairs, ceiling_gflops: compute_ceiling }
+                    Bound::Compute { flops: 4.0 * (b * h * d) as f64 * pairs, ceiling_gflops: tile_ceiling.filter(|_| on_tiles).unwrap_or(compute_ceiling) }
                 } else {
                     // Keys read per sequence: those any of its queries sees.
                     let keys = (0..nq).map(|i| mask.key_range(i, nq, nk)).fold((nk, 0), |(lo, hi), (l, h)| (lo.min(l), hi.max(h)));
                     let bytes = 2.0 * (b * hkv * d * (keys.1 - keys.0) * dtype.size_in_bytes()) as f64;
                     Bound::Memory { bytes, ceiling_gbs: read_ceiling, traffic: Traffic::Read }
                 };
-                lines.push(fraction_line(&format!("attention/{id}/{shape}"), log.take_median(), bound));
+                let line = fraction_line(&format!("attention/{id}/{shape}"), log.take_median(), bound);
+                lines.push(if on_tiles && tile_ceiling.is_some() { line.replace("FMA ceiling", "AMX bf16 tile ceiling") } else { line });
             }
         }
         group.finish();

@@ -38,6 +38,17 @@ pub const BC: usize = 64;
 /// Blocks of at most this many queries take the row path.
 pub const ROWS_PATH_MAX: usize = 4;
 
+/// Whether a bf16 prefill (blocks of more than [`ROWS_PATH_MAX`] queries) at this head dim
+/// multiplies on the AMX tile unit (`amx_tiles.rs`: a Xeon with AMX-BF16, the head dim a
+/// multiple of 32) rather than widening to the f32 tiles: which ceiling a bench quotes it
+/// against.
+pub fn bf16_prefill_on_tiles(head_dim: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return amx_tiles::usable(DType::BF16, head_dim);
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Shapes are checked by the caller (lib.rs).
 pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, p: &Problem, out: &mut Tensor) -> Result<()> {
     match q.dtype() {

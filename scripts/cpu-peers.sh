@@ -36,7 +36,7 @@ cargo build --release --quiet
     echo "commit $(git rev-parse --short=12 HEAD)$(git diff --quiet HEAD -- . ':!reports' || echo ' (with uncommitted changes)')"
     lscpu | grep -E "^(Model name|CPU\(s\)|Thread|Core|Socket|L3|Flags)" | sed -E 's/^(Flags:\s+).*/\1(avx512: '"$(grep -o 'avx512[a-z_0-9]*' /proc/cpuinfo | sort -u | tr '\n' ' ')"')/'
     free -g | head -n 2
-    "$venv/bin/python" -c 'import torch, fla; print("torch", torch.__version__, "threads", torch.get_num_threads(), "ISA", torch.backends.cpu.get_cpu_capability(), "fla", fla.__version__)'
+    "$venv/bin/python" -W ignore -c 'import torch, fla; print("torch", torch.__version__, "threads", torch.get_num_threads(), "ISA", torch.backends.cpu.get_cpu_capability(), "fla", fla.__version__)'
 } > "$out/machine.txt" 2>&1
 
 # A bench's summary: its ceilings, its fraction lines and its share of other work (not criterion's

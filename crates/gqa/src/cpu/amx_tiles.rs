@@ -1,6 +1,6 @@
 //! The tiled path for bf16 on the AMX tile unit (Xeons with AMX-BF16): the blocks of up to
-//! [`BR`] rows of [`super::tiles`], against tiles of [`BC`] keys (this path's own), both products on tiles and the
-//! softmax in f32 between them:
+//! [`BR`] rows of [`super::tiles`], against tiles of [`BC`] keys (this path's own), both products
+//! on tiles and the softmax in f32 between them:
 //! * `S = Q Kᵀ` [rows][BC] in f32: Q's rows as stored (the scale is applied to S in f32, so the
 //!   queries are not rounded twice), K as pairs of head dims in key order;
 //! * per row of S: the scale, the mask, the running maximum and the exponentials, rounded to bf16
@@ -9,9 +9,9 @@
 //!   the weights it was summed with;
 //! * `O += P V` on tiles of O loaded and stored as f32, V as pairs of keys.
 //!
-//! K and V are packed into those pair layouts once per call ([`Packed`]), for every task: a
-//! task's tiles are then read where the packing left them, and a tile serves every block of
-//! queries that sees it.
+//! K and V are packed into those pair layouts once per call ([`Packed`], as large as K and V),
+//! for every task: a task's tiles are then read where the packing left them, and a tile serves
+//! every block of queries that sees it.
 //!
 //! O is rescaled only when a row's maximum rises more than [`RESCALE_MARGIN`] past the maximum
 //! its sums are taken against (a lazy rescale: O and the running sum stay consistent, both taken
@@ -37,7 +37,7 @@ pub(super) const BC: usize = 128;
 pub(super) struct Buffers {
     /// The block's queries, bf16 bits: [BR][head_dim].
     q: Vec<u16>,
-    /// Scores of a tile, then nothing: [BR][BC].
+    /// Scores of a tile, scaled and masked in place: [BR][BC].
     s: Vec<f32>,
     /// Probabilities of a tile, bf16 bits: [BR][BC].
     p: Vec<u16>,

@@ -23,7 +23,7 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 use yoco_core::math::exp;
-use yoco_core::matmul::amx::{self, Tiles, ROW_BYTES, STEP, TILE_ROWS};
+use yoco_core::matmul::amx::{self, Tiles, STEP, TILE_ROWS};
 use yoco_core::{DType, Element};
 
 use super::{Block, Inputs, OutRows, Scratch, BR};
@@ -188,34 +188,14 @@ unsafe fn scores(tiles: &mut Tiles, q: &[u16], k: &[u32], s: &mut [f32], rows: u
     let (q_stride, k_stride, s_stride) = (hd * 2, BC * 4, BC * 4);
     for r0 in (0..rows).step_by(BLOCK) {
         for j in (0..BC).step_by(BLOCK) {
-            tiles.zero::<0>();
-            tiles.zero::<1>();
-            tiles.zero::<2>();
-            tiles.zero::<3>();
+            tiles.zero_sums();
             for step in 0..hd / STEP {
                 // SAFETY: rows r0 .. r0 + 32 of q, dims of this step; K's pair rows of this step
                 // (16 of them), keys j .. j + 32: all inside the slices (the caller's promise).
-                unsafe {
-                    let qa = q.as_ptr().add(r0 * hd + step * STEP).cast::<u8>();
-                    tiles.load::<4>(qa, q_stride);
-                    tiles.load::<5>(qa.add(TILE_ROWS * q_stride), q_stride);
-                    let kb = k.as_ptr().add(step * STEP / 2 * BC + j).cast::<u8>();
-                    tiles.load::<6>(kb, k_stride);
-                    tiles.load::<7>(kb.add(ROW_BYTES), k_stride);
-                }
-                tiles.dot::<0, 4, 6>();
-                tiles.dot::<1, 4, 7>();
-                tiles.dot::<2, 5, 6>();
-                tiles.dot::<3, 5, 7>();
+                unsafe { tiles.multiply_add_2x2(q[r0 * hd + step * STEP..].as_ptr(), q_stride, k[step * STEP / 2 * BC + j..].as_ptr(), k_stride) };
             }
             // SAFETY: rows r0 .. r0 + 32, columns j .. j + 32 of s (the caller's promise).
-            unsafe {
-                let out = s.as_mut_ptr().add(r0 * BC + j).cast::<u8>();
-                tiles.store::<0>(out, s_stride);
-                tiles.store::<1>(out.add(ROW_BYTES), s_stride);
-                tiles.store::<2>(out.add(TILE_ROWS * s_stride), s_stride);
-                tiles.store::<3>(out.add(TILE_ROWS * s_stride + ROW_BYTES), s_stride);
-            }
+            unsafe { tiles.store_sums_at(s[r0 * BC + j..].as_mut_ptr(), s_stride) };
         }
     }
 }
@@ -232,37 +212,16 @@ unsafe fn accumulate(tiles: &mut Tiles, p: &[u16], v: &[u32], o: &mut [f32], row
     let (p_stride, v_stride, o_stride) = (BC * 2, hd * 4, hd * 4);
     for r0 in (0..rows).step_by(BLOCK) {
         for c in (0..hd).step_by(BLOCK) {
+            let ot = o[r0 * hd + c..].as_mut_ptr();
             // SAFETY: rows r0 .. r0 + 32, dims c .. c + 32 of o (the caller's promise).
-            let ot = unsafe { o.as_mut_ptr().add(r0 * hd + c).cast::<u8>() };
-            unsafe {
-                tiles.load::<0>(ot, o_stride);
-                tiles.load::<1>(ot.add(ROW_BYTES), o_stride);
-                tiles.load::<2>(ot.add(TILE_ROWS * o_stride), o_stride);
-                tiles.load::<3>(ot.add(TILE_ROWS * o_stride + ROW_BYTES), o_stride);
-            }
+            unsafe { tiles.load_sums(ot, o_stride) };
             for step in 0..BC / STEP {
                 // SAFETY: rows r0 .. r0 + 32 of p, keys of this step; V's pair rows of this step
                 // (16), dims c .. c + 32: inside the slices (the caller's promise).
-                unsafe {
-                    let pa = p.as_ptr().add(r0 * BC + step * STEP).cast::<u8>();
-                    tiles.load::<4>(pa, p_stride);
-                    tiles.load::<5>(pa.add(TILE_ROWS * p_stride), p_stride);
-                    let vb = v.as_ptr().add(step * STEP / 2 * hd + c).cast::<u8>();
-                    tiles.load::<6>(vb, v_stride);
-                    tiles.load::<7>(vb.add(ROW_BYTES), v_stride);
-                }
-                tiles.dot::<0, 4, 6>();
-                tiles.dot::<1, 4, 7>();
-                tiles.dot::<2, 5, 6>();
-                tiles.dot::<3, 5, 7>();
+                unsafe { tiles.multiply_add_2x2(p[r0 * BC + step * STEP..].as_ptr(), p_stride, v[step * STEP / 2 * hd + c..].as_ptr(), v_stride) };
             }
-            // SAFETY: as the loads of O above.
-            unsafe {
-                tiles.store::<0>(ot, o_stride);
-                tiles.store::<1>(ot.add(ROW_BYTES), o_stride);
-                tiles.store::<2>(ot.add(TILE_ROWS * o_stride), o_stride);
-                tiles.store::<3>(ot.add(TILE_ROWS * o_stride + ROW_BYTES), o_stride);
-            }
+            // SAFETY: as the load.
+            unsafe { tiles.store_sums_at(ot, o_stride) };
         }
     }
 }

@@ -14,9 +14,9 @@
 //! configured it (the tile state is the thread's; `Tiles` is not `Send`). Its methods that touch
 //! memory are `unsafe` too: the caller vouches for the bytes.
 //!
-//! Public for the other crates' bf16 kernels (the CPU attention's tiled path): [`Tiles::zero`],
-//! [`Tiles::load`], [`Tiles::store`] and [`Tiles::dot`] name their tiles by const parameters, so
-//! that each is one instruction.
+//! Public for the other crates' bf16 kernels (the CPU attention's tiled path): 2 × 2 tiles of f32
+//! sums ([`Tiles::zero_sums`], [`Tiles::load_sums`], [`Tiles::store_sums_at`]) and the product
+//! that adds to them ([`Tiles::multiply_add_2x2`]).
 
 use std::arch::asm;
 use std::sync::OnceLock;
@@ -85,7 +85,7 @@ fn request_tile_permission() -> bool {
 }
 
 /// Bytes in a tile's row: 32 bf16, 16 pairs, or 16 f32.
-pub const ROW_BYTES: usize = 64;
+pub(super) const ROW_BYTES: usize = 64;
 /// Rows in a tile.
 pub const TILE_ROWS: usize = 16;
 /// Elements of a bf16 product's reduction a tile row holds: a step of the AMX forms.
@@ -122,45 +122,9 @@ impl Tiles {
         Tiles(std::marker::PhantomData)
     }
 
-    /// Tile `T` set to zero.
-    #[inline(always)]
-    pub fn zero<const T: u8>(&mut self) {
-        // SAFETY: the tiles are configured (self exists); no memory is touched.
-        unsafe { asm!("tilezero tmm{t}", t = const T, options(nostack, nomem)) };
-    }
-
-    /// Tile `T` read from 16 rows of 64 bytes at `src`, `stride` bytes apart.
-    ///
-    /// # Safety
-    /// Those bytes are readable.
-    #[inline(always)]
-    pub unsafe fn load<const T: u8>(&mut self, src: *const u8, stride: usize) {
-        // SAFETY: the tiles are configured (self exists); the reads lie where the caller promised.
-        unsafe { asm!("tileloadd tmm{t}, [{src} + {stride}*1]", t = const T, src = in(reg) src, stride = in(reg) stride, options(nostack, readonly)) };
-    }
-
-    /// Tile `T` written to 16 rows of 64 bytes at `dst`, `stride` bytes apart.
-    ///
-    /// # Safety
-    /// Those bytes are writable, and nothing else refers to them.
-    #[inline(always)]
-    pub unsafe fn store<const T: u8>(&mut self, dst: *mut u8, stride: usize) {
-        // SAFETY: the tiles are configured (self exists); the writes lie where the caller promised.
-        unsafe { asm!("tilestored [{dst} + {stride}*1], tmm{t}", t = const T, dst = in(reg) dst, stride = in(reg) stride, options(nostack)) };
-    }
-
-    /// `tdpbf16ps`: tile `C` (16 × 16 f32) += tile `A` (16 rows × 32 bf16) · tile `B` (16 rows
-    /// of 16 pairs: row `p` holds rows `2p` and `2p + 1` of the 32 × 16 operand). The three
-    /// must differ (the assembler refuses otherwise).
-    #[inline(always)]
-    pub fn dot<const C: u8, const A: u8, const B: u8>(&mut self) {
-        // SAFETY: the tiles are configured (self exists); no memory is touched.
-        unsafe { asm!("tdpbf16ps tmm{c}, tmm{a}, tmm{b}", c = const C, a = const A, b = const B, options(nostack, nomem)) };
-    }
-
     /// Tiles 0–3 (the sums) set to zero.
     #[inline(always)]
-    pub(super) fn zero_sums(&mut self) {
+    pub fn zero_sums(&mut self) {
         // SAFETY: the tiles are configured (self exists).
         unsafe { asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem)) };
     }
@@ -168,12 +132,12 @@ impl Tiles {
     /// Sums `[2 × 2 tiles] += a [32 rows × 32 bf16] · b [16 pairs × 32 columns]`: tile 0 rows
     /// 0–15 × columns 0–15, tile 1 rows 0–15 × 16–31, tile 2 rows 16–31 × 0–15, tile 3 rows
     /// 16–31 × 16–31. `a` is 32 rows of 64 bytes, `a_stride` bytes apart; `b` 16 rows of 128
-    /// bytes (32 columns' pairs), consecutive.
+    /// bytes (32 columns' pairs), `b_stride` bytes apart. Tiles 4–7 hold the operands after.
     ///
     /// # Safety
     /// Those bytes are readable.
     #[inline(always)]
-    pub(super) unsafe fn multiply_add_2x2(&mut self, a: *const u16, a_stride: usize, b: *const u32) {
+    pub unsafe fn multiply_add_2x2(&mut self, a: *const u16, a_stride: usize, b: *const u32, b_stride: usize) {
         // SAFETY: the tiles are configured (self exists); the reads lie where the caller promised.
         unsafe {
             asm!(
@@ -189,7 +153,7 @@ impl Tiles {
                 a16 = in(reg) a.byte_add(TILE_ROWS * a_stride),
                 stride = in(reg) a_stride,
                 b = in(reg) b,
-                b_stride = in(reg) 2 * ROW_BYTES,
+                b_stride = in(reg) b_stride,
                 options(nostack, readonly),
             )
         };
@@ -234,19 +198,49 @@ impl Tiles {
     /// [`multiply_add_2x2`](Self::multiply_add_2x2)).
     #[inline(always)]
     pub(super) fn store_sums(&mut self, out: &mut [[f32; 32]; 32]) {
-        let base = out.as_mut_ptr().cast::<f32>();
-        // SAFETY: the tiles are configured (self exists); each store writes 16 rows of 64 bytes,
-        // 128 bytes apart, inside `out` (tile 3 ends at its last byte).
+        // SAFETY: 32 rows of 32 f32, 128 bytes apart: `out` exactly.
+        unsafe { self.store_sums_at(out.as_mut_ptr().cast(), 32 * 4) };
+    }
+
+    /// Tiles 0–3 into the 32 × 32 f32 at `dst`, rows `stride` bytes apart (tile 0 its top left).
+    ///
+    /// # Safety
+    /// Those bytes are writable, and nothing else refers to them.
+    #[inline(always)]
+    pub unsafe fn store_sums_at(&mut self, dst: *mut f32, stride: usize) {
+        // SAFETY: the tiles are configured (self exists); the writes lie where the caller promised.
         unsafe {
             asm!(
                 "tilestored [{base} + {stride}*1], tmm0",
                 "tilestored [{base} + {stride}*1 + 64], tmm1",
                 "tilestored [{lower} + {stride}*1], tmm2",
                 "tilestored [{lower} + {stride}*1 + 64], tmm3",
-                base = in(reg) base,
-                lower = in(reg) base.add(16 * 32),
-                stride = in(reg) 32usize * 4,
+                base = in(reg) dst,
+                lower = in(reg) dst.byte_add(TILE_ROWS * stride),
+                stride = in(reg) stride,
                 options(nostack),
+            )
+        };
+    }
+
+    /// Tiles 0–3 from the 32 × 32 f32 at `src`, rows `stride` bytes apart (tile 0 its top left):
+    /// sums to add to.
+    ///
+    /// # Safety
+    /// Those bytes are readable.
+    #[inline(always)]
+    pub unsafe fn load_sums(&mut self, src: *const f32, stride: usize) {
+        // SAFETY: the tiles are configured (self exists); the reads lie where the caller promised.
+        unsafe {
+            asm!(
+                "tileloadd tmm0, [{base} + {stride}*1]",
+                "tileloadd tmm1, [{base} + {stride}*1 + 64]",
+                "tileloadd tmm2, [{lower} + {stride}*1]",
+                "tileloadd tmm3, [{lower} + {stride}*1 + 64]",
+                base = in(reg) src,
+                lower = in(reg) src.byte_add(TILE_ROWS * stride),
+                stride = in(reg) stride,
+                options(nostack, readonly),
             )
         };
     }

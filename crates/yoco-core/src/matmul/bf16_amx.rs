@@ -107,7 +107,7 @@ impl AmxTask<'_> {
             for s in 0..self.depth / STEP {
                 // SAFETY: step s of the block's 32 rows is the 2 KiB of `a` from s·tile_step
                 // (32 rows of 64 bytes), and its 16 pairs × 32 columns the panel's 2 KiB.
-                unsafe { tiles.multiply_add_2x2(a[s * tile_step..][..tile_step].as_ptr(), 2 * STEP, self.panel[s * (STEP / 2) * PANEL..][..STEP / 2 * PANEL].as_ptr()) };
+                unsafe { tiles.multiply_add_2x2(a[s * tile_step..][..tile_step].as_ptr(), 2 * STEP, self.panel[s * (STEP / 2) * PANEL..][..STEP / 2 * PANEL].as_ptr(), 4 * PANEL) };
             }
             tiles.store_sums(&mut sums);
             // SAFETY: the features are enabled here.

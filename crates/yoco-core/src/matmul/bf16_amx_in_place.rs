@@ -78,7 +78,7 @@ impl InPlaceTask<'_> {
                 // SAFETY: step s of the 32 weight rows is 64 bytes at s·64 of each row of 2k
                 // bytes (k is a multiple of 32), and its 16 pairs × 32 rows of a the panel's
                 // 2 KiB from s·16·32 words.
-                unsafe { tiles.multiply_add_2x2(weights[s * STEP..].as_ptr(), 2 * self.k, panel[s * (STEP / 2) * PANEL..][..STEP / 2 * PANEL].as_ptr()) };
+                unsafe { tiles.multiply_add_2x2(weights[s * STEP..].as_ptr(), 2 * self.k, panel[s * (STEP / 2) * PANEL..][..STEP / 2 * PANEL].as_ptr(), 4 * PANEL) };
             }
             tiles.store_sums(&mut sums);
             // SAFETY: the features are enabled here.

@@ -12,6 +12,10 @@
 //! [`ROWS_PATH_MAX`] queries per sequence) goes to [`decode`], which splits the keys, not the
 //! heads, among the tasks. Rows whose scores pass f32's range are then computed again in f64 by
 //! [`exact`].
+//!
+//! bf16 on a CPU with AMX (Sapphire Rapids and later Xeons) takes `amx_tiles` for the tiled
+//! blocks instead: the same blocks of rows, both products on the tile unit, K and V packed once
+//! per call ([`bf16_prefill_on_tiles`] says where).
 
 #[cfg(target_arch = "x86_64")]
 mod amx_tiles;

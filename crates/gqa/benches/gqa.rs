@@ -89,7 +89,7 @@ fn bench(c: &mut Criterion) {
         group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
         // The GPU in bf16; the CPU in f32, and its prefill in bf16 too.
         let runs = if device.is_cpu() {
-            [(DType::F32, "prefill"), (DType::BF16, "prefill"), (DType::F32, "decode")].map(|(dtype, what)| (dtype, what, if what == "prefill" { prefill_shapes(&device) } else { decode_shapes(&device) })).to_vec()
+            vec![(DType::F32, "prefill", prefill_shapes(&device)), (DType::BF16, "prefill", prefill_shapes(&device)), (DType::F32, "decode", decode_shapes(&device))]
         } else {
             vec![(DType::BF16, "prefill", prefill_shapes(&device)), (DType::BF16, "decode", decode_shapes(&device))]
         };

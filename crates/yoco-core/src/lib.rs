@@ -20,6 +20,7 @@
 //!   cubin/PTX that yoco-build embeds, launching, cuBLAS, and a CUDA-event timer.
 //! * [`testing`]: random inputs and the tolerance rules that every crate's tests share.
 
+pub mod aligned;
 pub mod bench;
 pub mod ceiling;
 pub mod contention;

@@ -22,6 +22,7 @@
 use std::arch::x86_64::*;
 
 use rayon::prelude::*;
+use yoco_core::aligned::AlignedVec;
 use yoco_core::math::exp;
 use yoco_core::matmul::amx::{self, Tiles, STEP, TILE_ROWS};
 use yoco_core::{DType, Element};
@@ -32,15 +33,30 @@ use super::{Block, Inputs, OutRows, Scratch, BR};
 /// serves twice the keys (N 4096, 4 heads, D 128, causal: 63 ms at 64 keys, 51 at 128).
 pub(super) const BC: usize = 128;
 
-/// The tile path's buffers in a thread's [`Scratch`], sized on their first use.
+/// The tile path's buffers in a thread's [`Scratch`], sized on their first use; aligned to cache
+/// lines, as every operand the tiles load or store (a tile row split over two lines loads several
+/// times slower: `yoco_core::aligned`).
 #[derive(Default)]
 pub(super) struct Buffers {
     /// The block's queries, bf16 bits: [BR][head_dim].
-    q: Vec<u16>,
+    q: AlignedVec<u16>,
     /// Scores of a tile, scaled and masked in place: [BR][BC].
-    s: Vec<f32>,
+    s: AlignedVec<f32>,
     /// Probabilities of a tile, bf16 bits: [BR][BC].
-    p: Vec<u16>,
+    p: AlignedVec<u16>,
+}
+
+impl Buffers {
+    /// Sized for a head dim (once per thread's scratch: a call has one head dim).
+    fn size_for(&mut self, head_dim: usize) {
+        if self.q.len() != BR * head_dim {
+            self.q = AlignedVec::zeroed(BR * head_dim);
+        }
+        if self.s.is_empty() {
+            self.s = AlignedVec::zeroed(BR * BC);
+            self.p = AlignedVec::zeroed(BR * BC);
+        }
+    }
 }
 
 /// How far (in units of the scaled scores) a row's maximum may rise past the maximum its sums
@@ -64,8 +80,8 @@ pub(super) fn usable(dtype: DType, head_dim: usize) -> bool {
 /// * V as `[BC / 2][head_dim]` pairs: row `t` holds keys `2t, 2t + 1` of each dim, the second
 ///   operand of `P V`.
 pub(super) struct Packed {
-    k: Vec<u32>,
-    v: Vec<u32>,
+    k: AlignedVec<u32>,
+    v: AlignedVec<u32>,
     /// Tiles per (sequence, K/V head).
     tiles: usize,
     /// Pairs in one tile of K (and of V): `BC × head_dim / 2`.
@@ -81,8 +97,8 @@ impl Packed {
         let hd = d.head_dim;
         let tiles = d.kv_len.div_ceil(BC);
         let tile_len = BC * hd / 2;
-        let mut k = vec![0u32; d.batch * d.kv_heads * tiles * tile_len];
-        let mut v = vec![0u32; k.len()];
+        let mut k = AlignedVec::zeroed(d.batch * d.kv_heads * tiles * tile_len);
+        let mut v = AlignedVec::zeroed(k.len());
         k.par_chunks_mut(tile_len).zip(v.par_chunks_mut(tile_len)).enumerate().for_each(|(index, (kt, vt))| {
             let (b, hk, t) = (index / tiles / d.kv_heads, index / tiles % d.kv_heads, index % tiles);
             for jj in 0..BC.min(d.kv_len - t * BC) {
@@ -160,9 +176,7 @@ pub(super) unsafe fn attend<T: Element>(x: &Inputs<T>, s: &mut Scratch, packed: 
 fn pack_queries<T: Element>(x: &Inputs<T>, s: &mut Scratch, block: Block, rows: usize) {
     let hd = x.p.dims.head_dim;
     let buffers = &mut s.bf16_tiles;
-    buffers.q.resize(BR * hd, 0);
-    buffers.s.resize(BR * BC, 0.0);
-    buffers.p.resize(BR * BC, 0);
+    buffers.size_for(hd);
     for r in 0..rows {
         let dst = &mut buffers.q[r * hd..][..hd];
         if r < block.rows() {

@@ -25,6 +25,7 @@ mod rows;
 mod tiles;
 
 use rayon::prelude::*;
+use yoco_core::aligned::AlignedVec;
 use yoco_core::half::{bf16, f16};
 use yoco_core::simd::{dispatch, Simd, SimdKernel};
 use yoco_core::{DType, Element, Result, Tensor};
@@ -125,17 +126,18 @@ impl<T: Element> OutRows<T> {
     }
 }
 
-/// Per-thread scratch: the packed tiles and the running softmax state of one task.
+/// Per-thread scratch: the packed tiles and the running softmax state of one task. The tiles are
+/// aligned to cache lines (a 64-byte load from a row split over two lines costs two).
 pub(crate) struct Scratch {
     /// Qᵀ of the block, pre-scaled: [head_dim][BR].
-    qt: Vec<f32>,
+    qt: AlignedVec<f32>,
     /// K and V tiles: [BC][head_dim].
-    k: Vec<f32>,
-    v: Vec<f32>,
+    k: AlignedVec<f32>,
+    v: AlignedVec<f32>,
     /// Scores, then probabilities, transposed: [BC][BR].
-    st: Vec<f32>,
+    st: AlignedVec<f32>,
     /// Unnormalised output: [BR][head_dim].
-    o: Vec<f32>,
+    o: AlignedVec<f32>,
     /// Each query's maximum score over the current tile: [BR].
     tile_max: Vec<f32>,
     /// Running max, running sum, per-tile correction: [BR].
@@ -153,11 +155,11 @@ pub(crate) struct Scratch {
 impl Scratch {
     fn new(head_dim: usize) -> Self {
         Scratch {
-            qt: vec![0.0; head_dim * BR],
-            k: vec![0.0; BC * head_dim],
-            v: vec![0.0; BC * head_dim],
-            st: vec![0.0; BC * BR],
-            o: vec![0.0; BR * head_dim],
+            qt: AlignedVec::zeroed(head_dim * BR),
+            k: AlignedVec::zeroed(BC * head_dim),
+            v: AlignedVec::zeroed(BC * head_dim),
+            st: AlignedVec::zeroed(BC * BR),
+            o: AlignedVec::zeroed(BR * head_dim),
             tile_max: vec![0.0; BR],
             m: vec![0.0; BR],
             l: vec![0.0; BR],

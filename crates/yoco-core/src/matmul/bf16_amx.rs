@@ -17,6 +17,8 @@ use std::arch::x86_64::*;
 use half::bf16;
 use rayon::prelude::*;
 
+use crate::aligned::AlignedVec;
+
 use super::amx::{Tiles, STEP, TILE_ROWS};
 use super::bf16_pairs::{bits, pack_panel, PANEL};
 use super::shared_out::SharedOut;
@@ -33,11 +35,11 @@ pub(super) fn amx(m: usize, n: usize, k: usize, a: &[bf16], b: &[bf16], c: &mut 
     let (a, b) = (bits(a), bits(b));
     let depth = k.next_multiple_of(STEP);
     let padded_rows = m.next_multiple_of(BLOCK_ROWS);
-    let mut a_tiles = vec![0u16; padded_rows * depth];
+    let mut a_tiles = AlignedVec::<u16>::zeroed(padded_rows * depth);
     a_tiles.par_chunks_mut(BLOCK_ROWS * depth).enumerate().for_each(|(block, tiles)| tile_rows(tiles, a, block * BLOCK_ROWS, m, k));
     let pairs = depth / 2;
     let out = SharedOut::new(c);
-    let mut panels_packed = vec![0u32; pairs * COLUMNS.min(n.next_multiple_of(PANEL))];
+    let mut panels_packed = AlignedVec::<u32>::zeroed(pairs * COLUMNS.min(n.next_multiple_of(PANEL)));
     for first in (0..n).step_by(COLUMNS) {
         let panels = (n - first).min(COLUMNS).div_ceil(PANEL);
         // Pairs past k's stay zero: pack_panel writes the first k.div_ceil(2) of each panel.

@@ -5,6 +5,13 @@
 //! rows, packing the weights cost more than the product (2048 × 768 weights: 3 MiB written a call
 //! for 100 MFLOP at 32 rows).
 //!
+//! The weights are not copied to align them (a tensor's storage starts 16 bytes into a cache
+//! line, so each of their tile rows spans two lines: `crate::aligned`): below `AMX_PACKED_ROWS`
+//! the product streams them from memory, and a copy into an aligned block before its tiles were
+//! loaded measured slower with weights read from memory (the matmul bench: 8 rows 0.26 → 0.32 ms,
+//! 32 rows 0.21–0.26 → 0.30–0.32), though faster with weights the cache held (128 rows 0.85 →
+//! 0.54 ms).
+//!
 //! A tile row of weights is 32 elements, so k must be a multiple of 32 (a row of weights would
 //! run into the next one otherwise); the caller sends other products to the packed AMX form. The
 //! last block of weights, when n is not a multiple of 32, is copied with zero rows after it.
@@ -14,6 +21,8 @@ use std::arch::x86_64::*;
 
 use half::bf16;
 use rayon::prelude::*;
+
+use crate::aligned::AlignedVec;
 
 use super::amx::{Tiles, STEP, TILE_ROWS};
 use super::bf16_pairs::{bits, pack_panel, transpose_words, PANEL};
@@ -31,10 +40,10 @@ pub(super) fn in_place(m: usize, n: usize, k: usize, a: &[bf16], b: &[bf16], c: 
     assert!(k.is_multiple_of(STEP), "whole steps of the reduction");
     let (a, b) = (bits(a), bits(b));
     let pairs = k / 2;
-    let mut panels = vec![0u32; m.div_ceil(PANEL) * pairs * PANEL];
+    let mut panels = AlignedVec::<u32>::zeroed(m.div_ceil(PANEL) * pairs * PANEL);
     panels.par_chunks_mut(pairs * PANEL).enumerate().for_each(|(i, panel)| pack_panel(panel, a, i * PANEL, m, k));
     let whole = n - n % BLOCK;
-    let mut tail = vec![0u16; if whole < n { BLOCK * k } else { 0 }];
+    let mut tail = AlignedVec::<u16>::zeroed(if whole < n { BLOCK * k } else { 0 });
     tail[..(n - whole) * k].copy_from_slice(&b[whole * k..]);
     let out = SharedOut::new(c);
     let blocks = n.div_ceil(BLOCK);

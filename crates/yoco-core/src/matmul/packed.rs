@@ -14,6 +14,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::shared_out::SharedOut;
+use crate::aligned::AlignedVec;
 use crate::simd::{dispatch, fma_block, Simd, SimdKernel};
 use crate::Element;
 
@@ -39,7 +40,7 @@ pub(super) fn gemm<T: Element>(m: usize, n: usize, k: usize, a: &[f32], b: &[T],
     }
     let out = SharedOut::new(c);
     let row_blocks = m.div_ceil(ROWS);
-    let mut packed = vec![0f32; k * COLUMNS.min(n.next_multiple_of(PANEL))];
+    let mut packed = AlignedVec::<f32>::zeroed(k * COLUMNS.min(n.next_multiple_of(PANEL)));
     for first in (0..n).step_by(COLUMNS) {
         let panels = (n - first).min(COLUMNS).div_ceil(PANEL);
         // Panel j holds op(b)'s columns first + j·PANEL .. as rows [k][PANEL], zeros past n.

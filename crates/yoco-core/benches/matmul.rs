@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use yoco_core::bench::{group_timing, print_summary, fraction_line, Bound, SampleLog, Traffic};
+use yoco_core::aligned::AlignedVec;
 use yoco_core::half::bf16;
 use yoco_core::matmul::{matmul_nt, matmul_nt_widened};
 use yoco_core::rng::Rng;
@@ -48,16 +49,19 @@ fn bench(c: &mut Criterion) {
     // up-projection over a prefill span of 2048 tokens (the harness's), small batches of rows
     // (where the paths cross over), a decode row of YOCO-3B.
     for &(m, n, k) in &[(512, 2048, 768), (512, 768, 2048), (2048, 704, 256), (128, 2048, 768), (32, 2048, 768), (8, 2048, 768), (1, 8192, 3072)] {
-        let a: Vec<f32> = (0..m * k).map(|_| rng.normal() as f32).collect();
-        let b: Vec<f32> = (0..n * k).map(|_| rng.normal() as f32).collect();
-        let mut out = vec![0f32; m * n];
-        let (a16, b16): (Vec<bf16>, Vec<bf16>) = (a.iter().map(|&v| bf16::from_f32(v)).collect(), b.iter().map(|&v| bf16::from_f32(v)).collect());
+        // Operands aligned to cache lines, as the models' tensors are (`CpuStorage`).
+        let aligned = |values: Vec<f32>| AlignedVec::try_from_slice(&values).expect("the bench's operands");
+        let aligned16 = |values: &[f32]| AlignedVec::try_from_slice(&values.iter().map(|&v| bf16::from_f32(v)).collect::<Vec<_>>()).expect("the bench's operands");
+        let a = aligned((0..m * k).map(|_| rng.normal() as f32).collect());
+        let b = aligned((0..n * k).map(|_| rng.normal() as f32).collect());
+        let mut out = AlignedVec::<f32>::zeroed(m * n);
+        let (a16, b16) = (aligned16(&a), aligned16(&b));
         // A memory-bound product (one row) reads copies of the weights in turn, 256 MiB of them
         // at least, so that each call reads from memory: the same 50 MB of bf16 weights read
         // again were partly in the 32 MiB last-level cache (141% of the read ceiling).
         let copies = if m == 1 { (256usize << 20).div_ceil(n * k * 2) } else { 1 };
         let (bs, b16s) = (vec![b.clone(); copies], vec![b16.clone(); copies]);
-        let mut out16 = vec![bf16::ZERO; m * n];
+        let mut out16 = AlignedVec::<bf16>::zeroed(m * n);
         let flops = 2.0 * (m * n * k) as f64;
         let shape = format!("{m}x{n}x{k}");
         group.throughput(Throughput::Elements(flops as u64));

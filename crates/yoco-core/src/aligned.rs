@@ -1,4 +1,5 @@
-//! Zeroed scratch buffers aligned to a cache line, for the kernels' packed operands.
+//! Zeroed buffers aligned to a cache line: the host tensors' storage and the kernels' packed
+//! operands.
 //!
 //! A `Vec` is aligned to its element only, and glibc's large allocations (a fresh mapping) start
 //! 16 bytes into a page: every 64-byte row of such a buffer then straddles two cache lines. A tile
@@ -23,10 +24,11 @@ unsafe impl ZeroBits for u16 {}
 unsafe impl ZeroBits for u32 {}
 unsafe impl ZeroBits for f32 {}
 unsafe impl ZeroBits for half::bf16 {}
+unsafe impl ZeroBits for half::f16 {}
 
 /// `len` zeroed elements of `T` from an address that is a multiple of [`ALIGN`]; a fixed length
-/// (a scratch buffer sized once per call). Large ones are advised to huge pages as tensors are
-/// ([`crate::pages`]).
+/// (a tensor's storage, or a scratch buffer sized once per call). Large ones are advised to huge
+/// pages ([`crate::pages`]) before their first write.
 pub struct AlignedVec<T: ZeroBits> {
     ptr: std::ptr::NonNull<T>,
     len: usize,
@@ -42,22 +44,49 @@ impl<T: ZeroBits> AlignedVec<T> {
     /// # Panics
     /// Where the allocator refuses (as `vec!` does: scratch sized from tensors that already exist).
     pub fn zeroed(len: usize) -> Self {
-        let layout = Self::layout(len);
+        let layout = Self::layout(len).expect("a buffer's size fits the address space");
+        Self::try_zeroed(len).unwrap_or_else(|| std::alloc::handle_alloc_error(layout))
+    }
+
+    /// `len` zeros, or `None` where the size overflows the address space or the allocator refuses
+    /// (for tensors: a size that cannot be had ends the call, not the process).
+    pub fn try_zeroed(len: usize) -> Option<Self> {
+        let layout = Self::layout(len)?;
         if layout.size() == 0 {
             // No allocation; an aligned address that is never read.
             let dangling = std::ptr::NonNull::new(std::ptr::without_provenance_mut(ALIGN)).expect("ALIGN is not zero");
-            return AlignedVec { ptr: dangling, len };
+            return Some(AlignedVec { ptr: dangling, len });
         }
         // SAFETY: the layout's size is non-zero.
-        let raw = unsafe { alloc_zeroed(layout) }.cast::<T>();
-        let ptr = std::ptr::NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        let ptr = std::ptr::NonNull::new(unsafe { alloc_zeroed(layout) }.cast::<T>())?;
         let mut buffer = AlignedVec { ptr, len };
         crate::pages::advise_huge_pages(&mut buffer);
-        buffer
+        Some(buffer)
     }
 
-    fn layout(len: usize) -> Layout {
-        Layout::array::<T>(len).and_then(|l| l.align_to(ALIGN)).expect("a scratch buffer's size fits the address space")
+    /// A copy of `data`, or `None` as [`try_zeroed`](Self::try_zeroed).
+    pub fn try_from_slice(data: &[T]) -> Option<Self> {
+        let mut buffer = Self::try_zeroed(data.len())?;
+        buffer.copy_from_slice(data);
+        Some(buffer)
+    }
+
+    fn layout(len: usize) -> Option<Layout> {
+        Layout::array::<T>(len).and_then(|l| l.align_to(ALIGN)).ok()
+    }
+}
+
+impl<T: ZeroBits> Clone for AlignedVec<T> {
+    fn clone(&self) -> Self {
+        let mut copy = Self::zeroed(self.len);
+        copy.copy_from_slice(self);
+        copy
+    }
+}
+
+impl<T: ZeroBits + std::fmt::Debug> std::fmt::Debug for AlignedVec<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
@@ -86,7 +115,7 @@ impl<T: ZeroBits> DerefMut for AlignedVec<T> {
 
 impl<T: ZeroBits> Drop for AlignedVec<T> {
     fn drop(&mut self) {
-        let layout = Self::layout(self.len);
+        let layout = Self::layout(self.len).expect("the layout it was allocated with");
         if layout.size() != 0 {
             // SAFETY: allocated in `zeroed` with this same layout.
             unsafe { dealloc(self.ptr.as_ptr().cast(), layout) };
@@ -107,8 +136,15 @@ mod tests {
             assert!(buffer.iter().all(|&x| x == 0));
             if let Some(last) = buffer.last_mut() {
                 *last = 7;
-                assert_eq!(buffer[len - 1], 7);
+                let copy = buffer.clone();
+                assert_eq!(copy.as_ptr() as usize % ALIGN, 0);
+                assert_eq!(&copy[..], &buffer[..]);
             }
         }
+    }
+
+    #[test]
+    fn an_impossible_size_is_refused_not_a_panic() {
+        assert!(AlignedVec::<f32>::try_zeroed(usize::MAX / 2).is_none());
     }
 }

@@ -6,6 +6,7 @@ use std::fmt;
 
 #[cfg(feature = "cuda")]
 use crate::tensor::CudaStorage;
+use crate::aligned::{AlignedVec, ZeroBits};
 use crate::tensor::CpuStorage;
 
 /// The storage type of a tensor's elements.
@@ -79,7 +80,7 @@ pub fn as_mut_slice_of<T: 'static, U: 'static>(s: &mut [T]) -> Option<&mut [U]> 
 }
 
 /// A Rust type that can be a tensor element.
-pub trait Element: DeviceElement + Copy + Send + Sync + Default + fmt::Debug + PartialEq + 'static {
+pub trait Element: DeviceElement + ZeroBits + Copy + Send + Sync + Default + fmt::Debug + PartialEq + 'static {
     /// The matching [`DType`].
     const DTYPE: DType;
     fn to_f32(self) -> f32;
@@ -88,8 +89,8 @@ pub trait Element: DeviceElement + Copy + Send + Sync + Default + fmt::Debug + P
     /// Rounds to nearest even, directly from f64 (no double rounding through f32).
     fn from_f64(v: f64) -> Self;
 
-    /// Wraps a vector as CPU storage of this type.
-    fn into_cpu_storage(v: Vec<Self>) -> CpuStorage;
+    /// Wraps a buffer as CPU storage of this type.
+    fn into_cpu_storage(v: AlignedVec<Self>) -> CpuStorage;
     /// The elements of `s` if it holds this type.
     fn cpu_slice(s: &CpuStorage) -> Option<&[Self]>;
     /// The elements of `s` if it holds this type, mutably.
@@ -105,7 +106,7 @@ pub trait Element: DeviceElement + Copy + Send + Sync + Default + fmt::Debug + P
 /// Implements the storage accessors of [`Element`] for one type and its storage variant.
 macro_rules! storage_access {
     ($variant:ident) => {
-        fn into_cpu_storage(v: Vec<Self>) -> CpuStorage {
+        fn into_cpu_storage(v: AlignedVec<Self>) -> CpuStorage {
             CpuStorage::$variant(v)
         }
         fn cpu_slice(s: &CpuStorage) -> Option<&[Self]> {

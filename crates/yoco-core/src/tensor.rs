@@ -2,6 +2,7 @@
 
 use half::{bf16, f16};
 
+use crate::aligned::AlignedVec;
 use crate::memory::{MemoryCategory, MemoryCharge};
 use crate::{DType, Device, Element, Error, Result, Shape};
 
@@ -10,12 +11,14 @@ fn not_on(kind: crate::DeviceKind, op: &'static str, expected: &str) -> Error {
     Error::DeviceMismatch { op, what: "tensor", expected: expected.into(), got: kind.to_string() }
 }
 
-/// Host storage, one vector per dtype.
+/// Host storage, one buffer per dtype, aligned to a cache line (`crate::aligned`: a `Vec` of
+/// this size starts 16 bytes into one, and every 64-byte load of it then spans two lines; the AMX
+/// products' tile loads of weights ran several times slower from the cache that way).
 #[derive(Clone, Debug)]
 pub enum CpuStorage {
-    F32(Vec<f32>),
-    BF16(Vec<bf16>),
-    F16(Vec<f16>),
+    F32(AlignedVec<f32>),
+    BF16(AlignedVec<bf16>),
+    F16(AlignedVec<f16>),
 }
 
 /// Device storage, one buffer per dtype.
@@ -59,22 +62,8 @@ fn element_count(op: &'static str, shape: &Shape, dtype: DType) -> Result<usize>
 /// `n` zeros, zeroed by the allocator (a fresh mapping for large sizes, untouched until first
 /// written, so the huge-page advice still applies to every page), or an error where the
 /// allocator refuses: a size that cannot be had ends the call, not the process.
-fn zeroed_vec<T: Element>(op: &'static str, shape: &Shape, n: usize) -> Result<Vec<T>> {
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    let refused = || Error::OutOfMemory { op, what: format!("a {} tensor of shape {shape}", T::DTYPE), reason: format!("the allocator refused {} bytes", n * std::mem::size_of::<T>()) };
-    let layout = std::alloc::Layout::array::<T>(n).map_err(|_| refused())?;
-    // SAFETY: the layout has a non-zero size (n > 0, T is 2 or 4 bytes).
-    let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<T>();
-    if ptr.is_null() {
-        return Err(refused());
-    }
-    // SAFETY: ptr was allocated by the global allocator with the layout of [T; n], and all-zero
-    // bits are a valid T: `zeros` calls this with f32, bf16 and f16 only (0.0 in each).
-    let mut v = unsafe { Vec::from_raw_parts(ptr, n, n) };
-    crate::pages::advise_huge_pages(&mut v);
-    Ok(v)
+fn zeroed_host<T: Element>(op: &'static str, shape: &Shape, n: usize) -> Result<AlignedVec<T>> {
+    AlignedVec::try_zeroed(n).ok_or_else(|| Tensor::refused::<T>(op, shape, n))
 }
 
 /// `data` converted element by element into a fresh host buffer advised for huge pages, as
@@ -82,8 +71,8 @@ fn zeroed_vec<T: Element>(op: &'static str, shape: &Shape, n: usize) -> Result<V
 /// pages in 4 KiB at a time, and a tensor built that way (a bench's K/V cache from random draws)
 /// then pays a TLB miss per page wherever it is read with a stride of a page, where the models'
 /// own caches do not.
-fn host_copy<S: Copy, T: Element>(op: &'static str, shape: &Shape, data: &[S], convert: impl Fn(S) -> T) -> Result<Vec<T>> {
-    let mut v = zeroed_vec::<T>(op, shape, data.len())?;
+fn host_copy<S: Copy, T: Element>(op: &'static str, shape: &Shape, data: &[S], convert: impl Fn(S) -> T) -> Result<AlignedVec<T>> {
+    let mut v = zeroed_host::<T>(op, shape, data.len())?;
     for (d, &s) in v.iter_mut().zip(data) {
         *d = convert(s);
     }
@@ -99,9 +88,9 @@ impl Tensor {
         match device {
             Device::Cpu(_) => {
                 let storage = match dtype {
-                    DType::F32 => CpuStorage::F32(zeroed_vec(OP, &shape, n)?),
-                    DType::BF16 => CpuStorage::BF16(zeroed_vec(OP, &shape, n)?),
-                    DType::F16 => CpuStorage::F16(zeroed_vec(OP, &shape, n)?),
+                    DType::F32 => CpuStorage::F32(zeroed_host(OP, &shape, n)?),
+                    DType::BF16 => CpuStorage::BF16(zeroed_host(OP, &shape, n)?),
+                    DType::F16 => CpuStorage::F16(zeroed_host(OP, &shape, n)?),
                 };
                 Ok(Self::assemble(shape, dtype, device, Storage::Cpu(storage), category))
             }
@@ -150,24 +139,53 @@ impl Tensor {
         }
     }
 
-    /// Takes ownership of `data` (CPU) or uploads it (CUDA).
+    /// `data` as a tensor: copied into aligned host storage (CPU; see [`CpuStorage`]) or uploaded
+    /// (CUDA).
     pub fn from_vec<T: Element>(data: Vec<T>, shape: impl Into<Shape>, device: &Device, category: MemoryCategory) -> Result<Tensor> {
-        let shape = shape.into();
-        if shape.checked_numel() != Some(data.len()) {
-            return Err(Error::ElementCount { len: data.len(), shape: shape.to_string(), expected: shape.checked_numel().unwrap_or(usize::MAX) });
-        }
+        Self::from_host_slice("Tensor::from_vec", &data, shape.into(), device, category)
+    }
+
+    /// `data` as a tensor, checked against `shape`: a copy in aligned host storage, or uploaded.
+    fn from_host_slice<T: Element>(op: &'static str, data: &[T], shape: Shape, device: &Device, category: MemoryCategory) -> Result<Tensor> {
+        Self::check_count(data.len(), &shape)?;
         match device {
-            Device::Cpu(_) => Ok(Self::assemble(shape, T::DTYPE, device, Storage::Cpu(T::into_cpu_storage(data)), category)),
+            Device::Cpu(_) => {
+                let host = AlignedVec::try_from_slice(data).ok_or_else(|| Self::refused::<T>(op, &shape, data.len()))?;
+                Ok(Self::assemble(shape, T::DTYPE, device, Storage::Cpu(T::into_cpu_storage(host)), category))
+            }
             #[cfg(feature = "cuda")]
             Device::Cuda(d) => {
-                let mut data = data;
-                if data.is_empty() {
-                    data.push(T::default());
-                }
-                let slice = d.stream().clone_htod(&data).map_err(|e| Error::cuda("Tensor::from_vec", e))?;
+                // A zero-length upload is refused by the driver: one element stands in for none.
+                let one = [T::default()];
+                let data = if data.is_empty() { &one[..] } else { data };
+                let slice = d.stream().clone_htod(data).map_err(|e| Error::cuda(op, e))?;
                 Ok(Self::assemble(shape, T::DTYPE, device, Storage::Cuda(T::into_cuda_storage(slice)), category))
             }
         }
+    }
+
+    /// `data` (already host storage) as a tensor on `device`: kept as it is on the CPU.
+    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+    fn from_host<T: Element>(op: &'static str, data: AlignedVec<T>, shape: Shape, device: &Device, category: MemoryCategory) -> Result<Tensor> {
+        match device {
+            Device::Cpu(_) => {
+                Self::check_count(data.len(), &shape)?;
+                Ok(Self::assemble(shape, T::DTYPE, device, Storage::Cpu(T::into_cpu_storage(data)), category))
+            }
+            #[cfg(feature = "cuda")]
+            Device::Cuda(_) => Self::from_host_slice(op, &data, shape, device, category),
+        }
+    }
+
+    fn check_count(len: usize, shape: &Shape) -> Result<()> {
+        if shape.checked_numel() != Some(len) {
+            return Err(Error::ElementCount { len, shape: shape.to_string(), expected: shape.checked_numel().unwrap_or(usize::MAX) });
+        }
+        Ok(())
+    }
+
+    fn refused<T: Element>(op: &'static str, shape: &Shape, n: usize) -> Error {
+        Error::OutOfMemory { op, what: format!("a {} tensor of shape {shape}", T::DTYPE), reason: format!("the allocator refused {} bytes", n * std::mem::size_of::<T>()) }
     }
 
     /// Rounds f64 values to `dtype` (directly, no double rounding) and places them on `device`.
@@ -175,9 +193,9 @@ impl Tensor {
         const OP: &str = "Tensor::from_f64";
         let shape = shape.into();
         match dtype {
-            DType::F32 => Self::from_vec(host_copy(OP, &shape, data, f32::from_f64)?, shape, device, category),
-            DType::BF16 => Self::from_vec(host_copy(OP, &shape, data, bf16::from_f64)?, shape, device, category),
-            DType::F16 => Self::from_vec(host_copy(OP, &shape, data, f16::from_f64)?, shape, device, category),
+            DType::F32 => Self::from_host(OP, host_copy(OP, &shape, data, f32::from_f64)?, shape, device, category),
+            DType::BF16 => Self::from_host(OP, host_copy(OP, &shape, data, bf16::from_f64)?, shape, device, category),
+            DType::F16 => Self::from_host(OP, host_copy(OP, &shape, data, f16::from_f64)?, shape, device, category),
         }
     }
 
@@ -186,9 +204,9 @@ impl Tensor {
         const OP: &str = "Tensor::from_f32";
         let shape = shape.into();
         match dtype {
-            DType::F32 => Self::from_vec(host_copy(OP, &shape, data, |v| v)?, shape, device, category),
-            DType::BF16 => Self::from_vec(host_copy(OP, &shape, data, bf16::from_f32)?, shape, device, category),
-            DType::F16 => Self::from_vec(host_copy(OP, &shape, data, f16::from_f32)?, shape, device, category),
+            DType::F32 => Self::from_host(OP, host_copy(OP, &shape, data, |v| v)?, shape, device, category),
+            DType::BF16 => Self::from_host(OP, host_copy(OP, &shape, data, bf16::from_f32)?, shape, device, category),
+            DType::F16 => Self::from_host(OP, host_copy(OP, &shape, data, f16::from_f32)?, shape, device, category),
         }
     }
 

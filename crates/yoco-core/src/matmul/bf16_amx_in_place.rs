@@ -5,12 +5,11 @@
 //! rows, packing the weights cost more than the product (2048 × 768 weights: 3 MiB written a call
 //! for 100 MFLOP at 32 rows).
 //!
-//! The weights are not copied to align them (a tensor's storage starts 16 bytes into a cache
-//! line, so each of their tile rows spans two lines: `crate::aligned`): below `AMX_PACKED_ROWS`
-//! the product streams them from memory, and a copy into an aligned block before its tiles were
-//! loaded measured slower with weights read from memory (the matmul bench: 8 rows 0.26 → 0.32 ms,
-//! 32 rows 0.21–0.26 → 0.30–0.32), though faster with weights the cache held (128 rows 0.85 →
-//! 0.54 ms).
+//! The weights are read where they lie, which for a tensor is on cache lines (`CpuStorage` is
+//! aligned: a tile row split over two lines loads several times slower, `crate::aligned`). A
+//! slice that is not aligned is read as it is: copying each block into an aligned buffer first
+//! measured slower with weights the cache did not hold (the matmul bench: 8 rows 0.26 → 0.32
+//! ms, 32 rows 0.21–0.26 → 0.30–0.32).
 //!
 //! A tile row of weights is 32 elements, so k must be a multiple of 32 (a row of weights would
 //! run into the next one otherwise); the caller sends other products to the packed AMX form. The

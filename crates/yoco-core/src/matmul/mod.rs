@@ -24,8 +24,11 @@
 //! kernel), except bf16 on CPUs with AVX512-BF16, which multiplies bf16 pairs natively
 //! (`bf16_pairs.rs`), and bf16 on CPUs with AMX, which multiplies tiles on the matrix unit
 //! (`amx.rs`, `bf16_amx.rs`, `bf16_amx_in_place.rs`) from 8 rows: on the 2-core Xeon with AMX,
-//! 512 × 2048 × 768 in 1.6–2.6 ms against the pairs' 11.6 (the VM's timings swing by half
-//! there), 32 rows 0.25 against 0.82–1.06.
+//! 512 × 2048 × 768 in 1.9–2.0 ms against the pairs' 11.6, 32 rows 0.15 against 0.82–1.06 (the
+//! matmul bench, operands aligned to cache lines as tensors are; 2.2–3.2 and 0.22 before the
+//! packed operands and tensors were aligned). The VM's timings swing by half there, and its tile
+//! ceiling between ~1.9 and ~4.4 TFLOP/s (one thread alone measured 2.2: its two CPUs seem to
+//! share one core's tile unit at times and not at others).
 
 #[cfg(target_arch = "x86_64")]
 pub mod amx;

@@ -75,7 +75,7 @@ fn bench(c: &mut Criterion) {
     let log = SampleLog::new();
     let mut draws = Draws::new(1);
     for device in bench_devices() {
-        let (compute_ceiling, _) = compute_ceiling_gflops(&device, (8192, 8192, 8192), 10).unwrap();
+        let (compute_ceiling, ceiling_name) = compute_ceiling_gflops(&device, (8192, 8192, 8192), 10).unwrap();
         let read_ceiling = bandwidth_ceiling_gbs(&device, Traffic::Read).unwrap();
         lines.push(format!("{device}: FMA/GEMM ceiling {compute_ceiling:.1} GFLOP/s, read ceiling {read_ceiling:.1} GB/s"));
         // The CPU's bf16 prefill on the AMX tile unit, where it multiplies there, against that
@@ -108,15 +108,18 @@ fn bench(c: &mut Criterion) {
                 let pairs = mask.visible_pairs(nq, nk) as f64;
                 let on_tiles = what == "prefill" && dtype == DType::BF16 && yoco_gqa::cpu::bf16_prefill_on_tiles(d);
                 let bound = if what == "prefill" {
-                    Bound::Compute { flops: 4.0 * (b * h * d) as f64 * pairs, ceiling_gflops: tile_ceiling.filter(|_| on_tiles).unwrap_or(compute_ceiling) }
+                    let (ceiling_gflops, ceiling) = match tile_ceiling {
+                        Some(tiles) if on_tiles => (tiles, "AMX bf16 tile"),
+                        _ => (compute_ceiling, ceiling_name),
+                    };
+                    Bound::Compute { flops: 4.0 * (b * h * d) as f64 * pairs, ceiling_gflops, ceiling }
                 } else {
                     // Keys read per sequence: those any of its queries sees.
                     let keys = (0..nq).map(|i| mask.key_range(i, nq, nk)).fold((nk, 0), |(lo, hi), (l, h)| (lo.min(l), hi.max(h)));
                     let bytes = 2.0 * (b * hkv * d * (keys.1 - keys.0) * dtype.size_in_bytes()) as f64;
                     Bound::Memory { bytes, ceiling_gbs: read_ceiling, traffic: Traffic::Read }
                 };
-                let line = fraction_line(&format!("attention/{id}/{shape}"), log.take_median(), bound);
-                lines.push(if on_tiles && tile_ceiling.is_some() { line.replace("FMA ceiling", "AMX bf16 tile ceiling") } else { line });
+                lines.push(fraction_line(&format!("attention/{id}/{shape}"), log.take_median(), bound));
             }
         }
         group.finish();

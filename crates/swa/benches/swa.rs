@@ -18,7 +18,7 @@ fn bench(c: &mut Criterion) {
     let mut draws = Draws::new(1);
     for device in bench_devices() {
         let (dtype, (heads, kv_heads, d)) = if device.is_cpu() { (DType::F32, (4, 2, 64)) } else { (DType::BF16, full_or_emulated(&device, (24, 8, 128), (3, 1, 128))) };
-        let (ceiling, _) = compute_ceiling_gflops(&device, (8192, 8192, 8192), 10).unwrap();
+        let (ceiling, what) = compute_ceiling_gflops(&device, (8192, 8192, 8192), 10).unwrap();
         let w = full_or_emulated(&device, PAPER_WINDOW, 64);
         let lengths = full_or_emulated(&device, [4096, 8192, 16384], [256, 512, 1024]);
         let read = bandwidth_ceiling_gbs(&device, Traffic::Read).unwrap();
@@ -40,7 +40,7 @@ fn bench(c: &mut Criterion) {
             let median = log.take_median();
             medians.push(median);
             let flops = 4.0 * (heads * d) as f64 * Mask::Window(w).visible_pairs(n, n) as f64;
-            lines.push(fraction_line(&format!("swa/{id}/{shape}"), median, Bound::Compute { flops, ceiling_gflops: ceiling }));
+            lines.push(fraction_line(&format!("swa/{id}/{shape}"), median, Bound::Compute { flops, ceiling_gflops: ceiling, ceiling: what }));
         }
         lines.push(format!("swa/prefill-{device}: time {} / {} = {:.2} (linear would be 2.0; target <= 2.3)", tokens(lengths[2]), tokens(lengths[1]), medians[2] / medians[1]));
 

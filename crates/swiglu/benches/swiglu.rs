@@ -67,8 +67,8 @@ fn bench_ffn(c: &mut Criterion, device: &Device, draws: &mut Draws, log: &Sample
             Some(bf16) if dtype == DType::BF16 => bf16,
             _ => (ceiling, what),
         };
-        let line = fraction_line(&format!("ffn/{id}/{shape} (FLOPs = 6·rows·d·F)"), log.take_median(), Bound::Compute { flops, ceiling_gflops: ceiling });
-        lines.push(line.replace("FMA ceiling", &format!("{what} ceiling")));
+        let line = fraction_line(&format!("ffn/{id}/{shape} (FLOPs = 6·rows·d·F)"), log.take_median(), Bound::Compute { flops, ceiling_gflops: ceiling, ceiling: what });
+        lines.push(line);
     }
     group.finish();
 }

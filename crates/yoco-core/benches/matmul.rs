@@ -87,10 +87,11 @@ fn bench(c: &mut Criterion) {
                 })
             });
             let secs = log.take_median();
-            let line = match (name, bf16_ceiling) {
-                ("yoco-bf16", Some((gflops, unit))) => fraction_line(&format!("matmul_nt/{name}/{shape}"), secs, Bound::Compute { flops, ceiling_gflops: gflops }).replace("FMA ceiling", &format!("{unit} ceiling")),
-                _ => fraction_line(&format!("matmul_nt/{name}/{shape}"), secs, Bound::Compute { flops, ceiling_gflops: ceiling }),
+            let (ceiling_gflops, ceiling) = match (name, bf16_ceiling) {
+                ("yoco-bf16", Some(bf16)) => bf16,
+                _ => (ceiling, "FMA"),
             };
+            let line = fraction_line(&format!("matmul_nt/{name}/{shape}"), secs, Bound::Compute { flops, ceiling_gflops, ceiling });
             lines.push(line);
             if m == 1 {
                 let bytes = (n * k * if name == "yoco-bf16" { 2 } else { 4 }) as f64;

@@ -47,8 +47,9 @@ impl SampleLog {
 pub enum Bound {
     /// Bytes moved per call, against the bandwidth ceiling in GB/s of that kind of traffic.
     Memory { bytes: f64, ceiling_gbs: f64, traffic: Traffic },
-    /// FLOPs per call, against an arithmetic ceiling in GFLOP/s.
-    Compute { flops: f64, ceiling_gflops: f64 },
+    /// FLOPs per call, against an arithmetic ceiling in GFLOP/s and its name ("FMA", "cuBLAS bf16
+    /// GEMM", "AMX bf16 tile": what [`compute_ceiling_gflops`] or [`bf16_ceiling_gflops`] says).
+    Compute { flops: f64, ceiling_gflops: f64, ceiling: &'static str },
 }
 
 /// One line: the bench's median, its rate, and the rate as a fraction of the ceiling.
@@ -61,13 +62,13 @@ pub fn fraction_line(label: &str, seconds: f64, bound: Bound) -> String {
             let gbs = bytes / seconds / 1e9;
             format!("{label}: {:.3} ms, {gbs:.1} GB/s = {:.0}% of the {ceiling_gbs:.1} GB/s {} ceiling", seconds * 1e3, 100.0 * gbs / ceiling_gbs, traffic.name())
         }
-        Bound::Compute { flops, ceiling_gflops } => {
+        Bound::Compute { flops, ceiling_gflops, ceiling } => {
             let gflops = flops / seconds / 1e9;
             // A GPU's ceiling is the cuBLAS GEMM rate, in the hundreds of TFLOP/s; a CPU's is the
-            // FMA rate, in GFLOP/s. Each is quoted in the unit its size reads best in.
-            let (scale, unit, name) = if ceiling_gflops >= 1e4 { (1e-3, "TFLOP/s", "GEMM") } else { (1.0, "GFLOP/s", "FMA") };
+            // FMA or tile rate, in GFLOP/s. Each is quoted in the unit its size reads best in.
+            let (scale, unit) = if ceiling_gflops >= 1e4 { (1e-3, "TFLOP/s") } else { (1.0, "GFLOP/s") };
             format!(
-                "{label}: {:.3} ms, {:.1} {unit} = {:.0}% of the {:.1} {unit} {name} ceiling",
+                "{label}: {:.3} ms, {:.1} {unit} = {:.0}% of the {:.1} {unit} {ceiling} ceiling",
                 seconds * 1e3,
                 gflops * scale,
                 100.0 * gflops / ceiling_gflops,

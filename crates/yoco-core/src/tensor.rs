@@ -334,14 +334,23 @@ impl Tensor {
         match &self.storage {
             Storage::Cpu(s) => Ok(T::cpu_slice(s).expect("dtype checked above").to_vec()),
             #[cfg(feature = "cuda")]
-            Storage::Cuda(s) => {
-                let d = self.device.as_cuda("Tensor::to_vec")?;
-                let slice = T::cuda_slice(s).expect("dtype checked above");
-                let mut v = d.stream().clone_dtoh(slice).map_err(|e| Error::cuda("Tensor::to_vec", e))?;
-                v.truncate(self.numel());
-                Ok(v)
-            }
+            Storage::Cuda(_) => Ok(self.download::<T>("Tensor::to_vec")?.to_vec()),
         }
+    }
+
+    /// A CUDA tensor's elements (the dtype checked by the caller) copied into a fresh host
+    /// buffer, in one transfer of exactly `numel` elements (the device buffer may hold more: an
+    /// empty tensor's holds one).
+    #[cfg(feature = "cuda")]
+    fn download<T: Element>(&self, op: &'static str) -> Result<AlignedVec<T>> {
+        let Storage::Cuda(s) = &self.storage else { return Err(not_on(self.device.kind(), op, "cuda")) };
+        let d = self.device.as_cuda(op)?;
+        let slice = T::cuda_slice(s).expect("the dtype's storage");
+        let mut host = zeroed_host::<T>(op, &self.shape, self.numel())?;
+        if !host.is_empty() {
+            d.stream().memcpy_dtoh(&slice.slice(..host.len()), &mut host[..]).map_err(|e| Error::cuda(op, e))?;
+        }
+        Ok(host)
     }
 
     /// The elements widened to f64, copied to the host: what tests compare against references.
@@ -369,8 +378,15 @@ impl Tensor {
             out.copy_range_from(0, self, 0, self.numel())?;
             return Ok(out);
         }
+        const OP: &str = "Tensor::to_device";
+        // One copy each way: uploaded from where the host elements lie, downloaded straight
+        // into the new tensor's own (aligned) storage.
         fn copy<T: Element>(t: &Tensor, device: &Device) -> Result<Tensor> {
-            Tensor::from_vec(t.to_vec::<T>()?, t.shape.clone(), device, t.category())
+            match &t.storage {
+                Storage::Cpu(s) => Tensor::from_host_slice(OP, T::cpu_slice(s).expect("the dtype's storage"), t.shape.clone(), device, t.category()),
+                #[cfg(feature = "cuda")]
+                Storage::Cuda(_) => Tensor::from_host(OP, t.download::<T>(OP)?, t.shape.clone(), device, t.category()),
+            }
         }
         match self.dtype {
             DType::F32 => copy::<f32>(self, device),

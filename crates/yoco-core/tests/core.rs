@@ -14,6 +14,12 @@ fn tensors_round_trip_through_every_dtype() {
             assert_eq!(t.dims(), &[2, 3]);
             assert_eq!(t.to_f64_vec().unwrap(), vals);
             assert_eq!(t.to_device(&Device::cpu()).unwrap().to_f64_vec().unwrap(), vals);
+            let host = Tensor::from_f64(&vals, [2, 3], dtype, &Device::cpu(), MemoryCategory::Activations).unwrap();
+            assert_eq!(host.to_device(&device).unwrap().to_f64_vec().unwrap(), vals);
+            // An empty tensor travels both ways too (the driver refuses a zero-length copy).
+            let empty = Tensor::zeros([0, 3], dtype, &Device::cpu(), MemoryCategory::Activations).unwrap();
+            let there = empty.to_device(&device).unwrap();
+            assert_eq!((there.dims(), there.to_device(&Device::cpu()).unwrap().numel()), (&[0, 3][..], 0));
             for other in DType::ALL {
                 assert_eq!(t.to_dtype(other).unwrap().to_f64_vec().unwrap(), vals, "{dtype} -> {other} on {device}");
             }

@@ -77,7 +77,7 @@ fn bench(c: &mut Criterion) {
     for device in bench_devices() {
         let (compute_ceiling, ceiling_name) = compute_ceiling_gflops(&device, (8192, 8192, 8192), 10).unwrap();
         let read_ceiling = bandwidth_ceiling_gbs(&device, Traffic::Read).unwrap();
-        lines.push(format!("{device}: FMA/GEMM ceiling {compute_ceiling:.1} GFLOP/s, read ceiling {read_ceiling:.1} GB/s"));
+        lines.push(format!("{device}: {ceiling_name} ceiling {compute_ceiling:.1} GFLOP/s, read ceiling {read_ceiling:.1} GB/s"));
         // The CPU's bf16 prefill on the AMX tile unit, where it multiplies there, against that
         // unit's rate (measured now); else it widens to f32, against the FMA ceiling.
         let tile_ceiling = if device.is_cpu() { yoco_core::ceiling::amx_bf16_gflops() } else { None };

@@ -22,7 +22,7 @@ fn bench(c: &mut Criterion) {
         let w = full_or_emulated(&device, PAPER_WINDOW, 64);
         let lengths = full_or_emulated(&device, [4096, 8192, 16384], [256, 512, 1024]);
         let read = bandwidth_ceiling_gbs(&device, Traffic::Read).unwrap();
-        lines.push(format!("{device}: FMA/GEMM ceiling {ceiling:.1} GFLOP/s, read ceiling {read:.1} GB/s"));
+        lines.push(format!("{device}: {what} ceiling {ceiling:.1} GFLOP/s, read ceiling {read:.1} GB/s"));
         let mut group = c.benchmark_group("swa");
         let (samples, warm_up, measurement) = group_timing(true);
         group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);

@@ -17,12 +17,16 @@ use super::yoco::{Yoco, YocoCache};
 pub const RETENTION_CHUNK: usize = yoco_gated_retention::DEFAULT_CHUNK;
 
 /// YOCO or the Transformer, chosen by the config's architecture.
+// One per loaded model, built once and never moved in a loop: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum AnyModel {
     Yoco(Yoco),
     Transformer(Transformer),
 }
 
 /// The matching cache.
+// One per generation, built once (the CUDA build's caches carry device handles, hence the size).
+#[allow(clippy::large_enum_variant)]
 pub enum AnyCache {
     Yoco(YocoCache),
     Transformer(TransformerCache),
@@ -177,7 +181,7 @@ pub fn generate(model: &AnyModel, prompt: &[u32], batch: usize, new_tokens: usiz
     if new_tokens == 0 {
         return Err(Error::invalid("generate", "new_tokens", "0: expected at least one token to generate"));
     }
-    if batch == 0 || prompt.len() % batch != 0 {
+    if batch == 0 || !prompt.len().is_multiple_of(batch) {
         return Err(Error::invalid("generate", "prompt", format!("{} tokens do not split into {batch} equal sequences", prompt.len())));
     }
     let per_sequence = prompt.len() / batch;

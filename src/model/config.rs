@@ -93,7 +93,7 @@ impl ModelConfig {
                 return Err(bad(field, format!("{v}: expected 1..={limit}")));
             }
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(bad("n_heads", format!("{} is not a multiple of n_kv_heads = {}", self.n_heads, self.n_kv_heads)));
         }
         if !SUPPORTED_HEAD_DIMS.contains(&self.head_dim) {
@@ -109,7 +109,7 @@ impl ModelConfig {
             return Err(bad("norm_eps", format!("{}: expected a value > 0 that is finite and not 0 in f32", self.norm_eps)));
         }
         if let Architecture::Yoco { self_decoder } = self.architecture {
-            if self.n_layers < 2 || self.n_layers % 2 != 0 {
+            if self.n_layers < 2 || !self.n_layers.is_multiple_of(2) {
                 return Err(bad("n_layers", format!("{}: YOCO needs an even number of layers (half self-decoder, half cross-decoder)", self.n_layers)));
             }
             match self_decoder {
@@ -208,6 +208,8 @@ fn ffn_for(d: usize) -> usize {
     (8 * d).div_ceil(3).div_ceil(256) * 256
 }
 
+// One argument per column of the paper's configuration table.
+#[allow(clippy::too_many_arguments)]
 fn yoco(name: &str, d: usize, layers: usize, heads: usize, kv_heads: usize, ffn: usize, gret_head_dim: usize, vocab: usize, max_seq: usize) -> ModelConfig {
     ModelConfig {
         name: name.to_string(),

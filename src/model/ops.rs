@@ -124,7 +124,7 @@ impl Ops {
         let [rows, d] = *table.dims() else {
             return Err(Error::invalid(OP, "table", format!("{}: expected [vocab, d]", table.shape())));
         };
-        if batch == 0 || tokens.len() % batch != 0 {
+        if batch == 0 || !tokens.len().is_multiple_of(batch) {
             return Err(Error::invalid(OP, "tokens", format!("{} tokens do not split into {batch} equal sequences", tokens.len())));
         }
         // The models check ids against their config, but this is public: an id past the table

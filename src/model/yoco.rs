@@ -18,6 +18,8 @@ use super::ops::{Backend, Ops};
 use super::weights::Weights;
 
 /// The self-decoder's mixer, with what it needs beyond its weights.
+// One per model, built once: the RoPE tables' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Mixer {
     /// Gated retention: its heads, their RoPE, and the `[head_dim]` ones of its per-head RMSNorm
     /// (which has no weight).
@@ -259,7 +261,7 @@ impl Yoco {
 /// changes any state, so that one that errors leaves the cache as it was.
 pub fn check_tokens(config: &ModelConfig, tokens: &[u32], batch: usize, held: usize, capacity: usize) -> Result<()> {
     const OP: &str = "tokens";
-    if batch == 0 || tokens.is_empty() || tokens.len() % batch != 0 {
+    if batch == 0 || tokens.is_empty() || !tokens.len().is_multiple_of(batch) {
         return Err(Error::invalid(OP, "tokens", format!("{} tokens do not split into {batch} equal, non-empty sequences", tokens.len())));
     }
     if tokens.len() / batch > config.max_seq_len {

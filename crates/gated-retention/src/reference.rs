@@ -186,8 +186,8 @@ fn chunkwise_pair(p: &Problem<'_>, chunk: usize, dtype: Option<DType>, b: usize,
             for u in 0..=t {
                 let ku = p.qkv(b, start + u, h);
                 let score = r((0..d).map(|i| p.q[qt + i] * p.key(b, start + u, h, i)).sum::<f64>() * (cum[t] - cum[u]).exp());
-                for j in 0..d {
-                    ot[j] += score * p.v[ku + j];
+                for (o, v) in ot.iter_mut().zip(&p.v[ku..ku + d]) {
+                    *o += score * v;
                 }
             }
             let decayed_q: Vec<f64> = (0..d).map(|i| r(p.q[qt + i] * cum[t].exp())).collect();

@@ -86,7 +86,7 @@ pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, p: &Problem, out: &m
     };
     // cp.async and the 16-byte packs read whole 16-byte chunks.
     for (what, ptr) in [("q", params.q), ("k", params.k), ("v", params.v), ("out", params.out as *const c_void)] {
-        if (ptr as usize) % 16 != 0 {
+        if !(ptr as usize).is_multiple_of(16) {
             return Err(Error::invalid(OP, what, "the buffer is not 16-byte aligned"));
         }
     }

@@ -21,6 +21,8 @@ pub fn attention_rows(q: &[f64], k: &[f64], v: &[f64], dims: Dims, mask: Mask, s
 }
 
 /// [`attention_plain`] for the queries `rows` only.
+// attention_rows' arguments and the storage dtype.
+#[allow(clippy::too_many_arguments)]
 pub fn attention_rows_plain(q: &[f64], k: &[f64], v: &[f64], dims: Dims, mask: Mask, scale: f64, rows: &[usize], dtype: DType) -> Vec<f64> {
     attention_rounded(q, k, v, dims, mask, scale, rows, Some(dtype))
 }

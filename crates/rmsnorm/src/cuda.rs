@@ -58,8 +58,8 @@ pub(crate) fn rms_norm(x: &Tensor, residual: Option<&Tensor>, weight: &Tensor, e
     }
     let aligned = [params.x, params.residual, params.weight, params.y as *const _, params.h as *const _]
         .iter()
-        .all(|p| (*p as usize) % 16 == 0);
-    params.vectorized = (width % pack == 0 && aligned) as i32;
+        .all(|p| (*p as usize).is_multiple_of(16));
+    params.vectorized = (width.is_multiple_of(pack) && aligned) as i32;
 
     let warp = width * dtype.size_in_bytes() <= RMSNORM_WARP_MAX_ROW_BYTES as usize;
     let rows_per_block = if warp { RMSNORM_THREADS as usize / 32 } else { 1 };

@@ -65,7 +65,7 @@ impl RopeVariant {
 pub fn inv_freq(variant: RopeVariant, head_dim: usize, theta: f64) -> Result<Vec<f32>> {
     const OP: &str = "rope";
     let min = if variant == RopeVariant::Yoco { 4 } else { 2 };
-    if head_dim % 2 != 0 || head_dim < min {
+    if !head_dim.is_multiple_of(2) || head_dim < min {
         return Err(Error::invalid(OP, "head_dim", format!("{head_dim}: expected an even head dim >= {min} for the {} variant", variant.name())));
     }
     if !(theta.is_finite() && theta > 1.0) {

@@ -23,8 +23,8 @@ unsafe impl DeviceRepr for SiluMulParams {}
 fn launch_silu_mul(device: &CudaDevice, dtype: DType, gate: *const std::ffi::c_void, up: *const std::ffi::c_void, out: *mut std::ffi::c_void, n: usize) -> Result<()> {
     const OP: &str = "silu_mul (cuda)";
     let pack = 16 / dtype.size_in_bytes();
-    let aligned = [gate, up, out as *const _].iter().all(|p| (*p as usize) % 16 == 0);
-    let vectorized = n % pack == 0 && aligned;
+    let aligned = [gate, up, out as *const _].iter().all(|p| (*p as usize).is_multiple_of(16));
+    let vectorized = n.is_multiple_of(pack) && aligned;
     let params = SiluMulParams { gate, up, out, n: n as i64, vectorized: vectorized as i32 };
     let work = if vectorized { n / pack } else { n };
     let name = match dtype {

@@ -32,7 +32,7 @@ impl fmt::Display for KernelResources {
 /// The number just before `unit` in `line` ("12 bytes spill stores" → 12 for "bytes spill stores").
 fn number_before(line: &str, unit: &str) -> Option<u32> {
     let head = &line[..line.find(unit)?];
-    head.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).last()?.parse().ok()
+    head.split(|c: char| !c.is_ascii_digit()).rfind(|s| !s.is_empty())?.parse().ok()
 }
 
 /// One entry per kernel that ptxas described, in report order.

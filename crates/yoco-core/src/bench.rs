@@ -147,7 +147,7 @@ impl Draws {
 
 /// A sequence length as a bench's line names it: `16K` for 16384, `384` for 384.
 pub fn tokens(n: usize) -> String {
-    if n >= 1024 && n % 1024 == 0 {
+    if n >= 1024 && n.is_multiple_of(1024) {
         format!("{}K", n / 1024)
     } else {
         n.to_string()

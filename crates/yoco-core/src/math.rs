@@ -21,7 +21,7 @@ pub fn exp(x: f32) -> f32 {
     p = p.mul_add(r, 8.333_452e-3);
     p = p.mul_add(r, 4.166_579_6e-2);
     p = p.mul_add(r, 1.666_666_5e-1);
-    p = p.mul_add(r, 5.000_000_1e-1);
+    p = p.mul_add(r, 5e-1);
     let e = (p * r).mul_add(r, r) + 1.0;
     // 2^n from its exponent bits; n is in [-126, 127] after the clamp, so the conversion needs
     // none of `as`'s saturation (NaN inputs leave the clamp as NaN: n is then NaN, and so is e).

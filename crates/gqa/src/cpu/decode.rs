@@ -17,6 +17,7 @@
 //!   over the tile's scores (it vectorises);
 //! * `o += p · v`: a few rows' outputs held in registers across the tile's values, each vector
 //!   of a value loaded once for those rows.
+//!
 //! A scalar version of the same loops ran at 0.25 ns per (row, key, dimension), a multiply-add
 //! a cycle (the first design: 45% of copy bandwidth at 24/8 heads of 128).
 
@@ -95,7 +96,7 @@ pub(super) fn attend<T: Element>(x: &Inputs<T>, out: OutRows<T>) {
 fn ranges_per_sequence(keys: usize, batch: usize, threads: usize) -> usize {
     let most = (keys / MIN_RANGE).max(1);
     let mut ranges = (2 * threads).div_ceil(batch).min(most);
-    while (batch * ranges) % threads != 0 && ranges < most && ranges < 2 * threads {
+    while !(batch * ranges).is_multiple_of(threads) && ranges < most && ranges < 2 * threads {
         ranges += 1;
     }
     ranges

@@ -8,6 +8,7 @@
 //! * `Sᵀ = K Qᵀ`: broadcast `K[j][d]`, multiply the vector `Qᵀ[d][i..i+C]`;
 //! * the softmax statistics per query are element-wise maxima and sums over the rows of `Sᵀ`;
 //! * `O = corr ⊙ O + Pᵀᵀ V`: broadcast `Sᵀ[j][i]`, multiply the vector `V[j][c..c+C]`.
+//!
 //! Each micro-kernel keeps an `R × NV` block of vector accumulators in registers over its whole
 //! reduction (8 × 2 with AVX-512: 16 of the 32 zmm registers; 4 × 2 with AVX2).
 

@@ -252,7 +252,11 @@ fn probabilities(s: &mut Scratch, j0: usize, rows: usize, full: bool, scale: f32
         let row = &mut s.bf16_tiles.s[r * BC..][..BC];
         // The row's visible keys as offsets into the tile, within 0 ..= BC.
         let visible = (s.lo[r].saturating_sub(j0).min(BC), s.hi[r].saturating_sub(j0).min(BC));
-        let most = scale_mask_max(row.try_into().expect("a row of BC scores"), scale, if full { (0, BC) } else { visible });
+        let row: &mut [f32; BC] = row.try_into().expect("a row of BC scores");
+        // A row that sees every key of the tile is left unscaled: its maximum is the scale times
+        // the raw one (the rounding is monotone), and its exponentials scale as they subtract.
+        let unmasked = full || visible == (0, BC);
+        let (most, row_scale) = if unmasked { (scale * row_max(row), scale) } else { (scale_mask_max(row, scale, visible), 1.0) };
         if most > s.m[r] + RESCALE_MARGIN {
             let corr = exp(s.m[r] - most);
             s.l[r] *= corr;
@@ -263,22 +267,23 @@ fn probabilities(s: &mut Scratch, j0: usize, rows: usize, full: bool, scale: f32
         }
         let base = if s.m[r] == f32::NEG_INFINITY { 0.0 } else { s.m[r] };
         let row = &s.bf16_tiles.s[r * BC..][..BC];
-        s.l[r] += exponentials_to_bf16(row.try_into().expect("a row of BC scores"), base, &mut s.bf16_tiles.p[r * BC..][..BC]);
+        s.l[r] += exponentials_to_bf16(row.try_into().expect("a row of BC scores"), row_scale, base, &mut s.bf16_tiles.p[r * BC..][..BC]);
     }
 }
 
-/// `e^(x − base)` of a row of scaled scores, 0 where a score is −∞ (masked), rounded to bf16 (to
-/// nearest even) into `out`; returns the sum of the rounded values.
+/// `e^(x · scale − base)` of a row of scores (`scale` 1 where the row was scaled already), 0
+/// where a score is −∞ (masked), rounded to bf16 (to nearest even) into `out`; returns the sum of
+/// the rounded values.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
 #[inline]
-fn exponentials_to_bf16(row: &[f32; BC], base: f32, out: &mut [u16]) -> f32 {
+fn exponentials_to_bf16(row: &[f32; BC], scale: f32, base: f32, out: &mut [u16]) -> f32 {
     assert_eq!(out.len(), BC);
-    let (base, minus_infinity) = (_mm512_set1_ps(base), _mm512_set1_ps(f32::NEG_INFINITY));
+    let (scale, minus_base, minus_infinity) = (_mm512_set1_ps(scale), _mm512_set1_ps(-base), _mm512_set1_ps(f32::NEG_INFINITY));
     let exponential = |c: usize| {
         // SAFETY: 16 values at c < BC, inside the row.
         let x = unsafe { _mm512_loadu_ps(row[c..].as_ptr()) };
         let masked = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, minus_infinity);
-        _mm512_maskz_mov_ps(!masked, exp_lanes(_mm512_sub_ps(x, base)))
+        _mm512_maskz_mov_ps(!masked, exp_lanes(_mm512_fmadd_ps(x, scale, minus_base)))
     };
     let mut sum = _mm512_setzero_ps();
     for c in (0..BC).step_by(32) {
@@ -310,6 +315,21 @@ fn exp_lanes(x: __m512) -> __m512 {
         p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c));
     }
     _mm512_scalef_ps(p, n)
+}
+
+/// The maximum of a row of scores.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn row_max(row: &[f32; BC]) -> f32 {
+    // SAFETY: 16 values at each c < BC, inside the row.
+    let lanes = |c: usize| unsafe { _mm512_loadu_ps(row[c..].as_ptr()) };
+    let mut most = [lanes(0), lanes(16), lanes(32), lanes(48)];
+    for c in (64..BC).step_by(64) {
+        for (i, m) in most.iter_mut().enumerate() {
+            *m = _mm512_max_ps(*m, lanes(c + 16 * i));
+        }
+    }
+    _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(most[0], most[1]), _mm512_max_ps(most[2], most[3])))
 }
 
 /// A row of scores times `scale`, −∞ outside the keys `visible.0 .. visible.1` of the tile;

@@ -25,6 +25,7 @@ use rayon::prelude::*;
 use yoco_core::aligned::AlignedVec;
 use yoco_core::math::exp;
 use yoco_core::matmul::amx::{self, Tiles, STEP, TILE_ROWS};
+use yoco_core::matmul::transpose_words;
 use yoco_core::{DType, Element};
 
 use super::{Block, Inputs, OutRows, Scratch, BR};
@@ -101,15 +102,13 @@ impl Packed {
         let mut v = AlignedVec::zeroed(k.len());
         k.par_chunks_mut(tile_len).zip(v.par_chunks_mut(tile_len)).enumerate().for_each(|(index, (kt, vt))| {
             let (b, hk, t) = (index / tiles / d.kv_heads, index / tiles % d.kv_heads, index % tiles);
-            for jj in 0..BC.min(d.kv_len - t * BC) {
-                let j = t * BC + jj;
-                for (w, pair) in x.k_row(b, j, hk).chunks_exact(2).enumerate() {
-                    kt[w * BC + jj] = bits(pair[0]) | bits(pair[1]) << 16;
-                }
-                let half = 16 * (jj % 2);
-                for (slot, &value) in vt[jj / 2 * hd..][..hd].iter_mut().zip(x.v_row(b, j, hk)) {
-                    *slot |= bits(value) << half;
-                }
+            let keys = BC.min(d.kv_len - t * BC);
+            let k_rows: [&[u16]; BC] = std::array::from_fn(|jj| if jj < keys { bf16_bits(x.k_row(b, t * BC + jj, hk)) } else { &[] });
+            let v_rows: [&[u16]; BC] = std::array::from_fn(|jj| if jj < keys { bf16_bits(x.v_row(b, t * BC + jj, hk)) } else { &[] });
+            // SAFETY: a `Packed` is built only where `usable` found AMX, hence AVX-512F and BW.
+            unsafe {
+                pack_keys(kt, &k_rows[..keys], hd);
+                pack_values(vt, &v_rows[..keys], hd);
             }
         });
         Packed { k, v, tiles, tile_len, kv_heads: d.kv_heads }
@@ -119,6 +118,73 @@ impl Packed {
     fn tile(&self, b: usize, hk: usize, t: usize) -> (&[u32], &[u32]) {
         let start = ((b * self.kv_heads + hk) * self.tiles + t) * self.tile_len;
         (&self.k[start..][..self.tile_len], &self.v[start..][..self.tile_len])
+    }
+}
+
+/// A row of bf16 values (T is bf16 where the tiles run: [`usable`]) as their bits.
+fn bf16_bits<T: Element>(row: &[T]) -> &[u16] {
+    use yoco_core::half::slice::HalfFloatSliceExt;
+    yoco_core::dtype::as_slice_of::<T, yoco_core::half::bf16>(row).expect("bf16 rows on the tile path").reinterpret_cast()
+}
+
+/// Keys `rows` (a tile's, up to [`BC`]) into K's pair layout `[head_dim / 2][BC]`: 16 keys × 16
+/// pairs at a time transposed in registers (as a word at a time, the packing of K and V took a
+/// twelfth of the attention), the keys past the last 16 word by word.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_keys(kt: &mut [u32], rows: &[&[u16]], hd: usize) {
+    assert!(kt.len() == hd / 2 * BC && rows.len() <= BC && rows.iter().all(|r| r.len() == hd) && hd.is_multiple_of(32), "a tile of keys");
+    let whole = rows.len() - rows.len() % 16;
+    for j0 in (0..whole).step_by(16) {
+        for w0 in (0..hd / 2).step_by(16) {
+            // SAFETY: each load reads 16 words (32 values) of a row from value 2·w0 < hd − 31;
+            // each store writes 16 words of row w0 + w of kt from key j0 ≤ BC − 16 (asserted).
+            unsafe {
+                let words = transpose_words(std::array::from_fn(|i| _mm512_loadu_si512(rows[j0 + i][2 * w0..].as_ptr().cast())));
+                for (w, words) in words.iter().enumerate() {
+                    _mm512_storeu_si512(kt[(w0 + w) * BC + j0..].as_mut_ptr().cast(), *words);
+                }
+            }
+        }
+    }
+    for (jj, row) in rows.iter().enumerate().skip(whole) {
+        for (w, pair) in row.chunks_exact(2).enumerate() {
+            kt[w * BC + jj] = pair[0] as u32 | (pair[1] as u32) << 16;
+        }
+    }
+}
+
+/// Keys `rows` (a tile's, up to [`BC`]) into V's pair layout `[BC / 2][head_dim]`: two keys'
+/// rows interleaved value by value, 32 values at a time; an odd last key pairs with zeros.
+///
+/// # Safety
+/// The CPU has AVX-512F and BW.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn pack_values(vt: &mut [u32], rows: &[&[u16]], hd: usize) {
+    assert!(vt.len() == BC / 2 * hd && rows.len() <= BC && rows.iter().all(|r| r.len() == hd) && hd.is_multiple_of(32), "a tile of values");
+    // Word i of the result's first half is (first[i], second[i]), of its second half
+    // (first[16 + i], second[16 + i]): indices past 31 pick from the second operand.
+    let first_half = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+    let second_half = _mm512_add_epi16(first_half, _mm512_set1_epi16(16));
+    for (t, pair) in rows.chunks_exact(2).enumerate() {
+        for d0 in (0..hd).step_by(32) {
+            // SAFETY: 32 values of each row from d0 ≤ hd − 32; 32 words of vt's row t from d0
+            // (t < BC / 2; asserted).
+            unsafe {
+                let (a, b) = (_mm512_loadu_si512(pair[0][d0..].as_ptr().cast()), _mm512_loadu_si512(pair[1][d0..].as_ptr().cast()));
+                let to = vt[t * hd + d0..].as_mut_ptr();
+                _mm512_storeu_si512(to.cast(), _mm512_permutex2var_epi16(a, first_half, b));
+                _mm512_storeu_si512(to.add(16).cast(), _mm512_permutex2var_epi16(a, second_half, b));
+            }
+        }
+    }
+    if rows.len() % 2 == 1 {
+        let (t, last) = (rows.len() / 2, rows[rows.len() - 1]);
+        for (slot, &value) in vt[t * hd..][..hd].iter_mut().zip(last) {
+            *slot = value as u32;
+        }
     }
 }
 

@@ -162,10 +162,12 @@ unsafe fn transpose_16(rows: &[&[u16]; 16], tile: &mut [u32]) {
 /// result holds word p of every row. Interleaves words, then pairs of words, then quarters of
 /// the vectors twice: 64 shuffles for 256 words.
 ///
+/// Public for the other crates' packing (the CPU attention's tiled path packs its keys with it).
+///
 /// # Safety
 /// The CPU has AVX-512F (the caller is compiled with it).
 #[inline(always)]
-pub(super) unsafe fn transpose_words(r: [__m512i; 16]) -> [__m512i; 16] {
+pub unsafe fn transpose_words(r: [__m512i; 16]) -> [__m512i; 16] {
     // SAFETY: AVX-512F (the caller's promise); no memory is touched.
     unsafe {
         let mut t = [_mm512_setzero_si512(); 16];

@@ -43,6 +43,9 @@ mod dots;
 mod packed;
 mod shared_out;
 
+#[cfg(target_arch = "x86_64")]
+pub use bf16_pairs::transpose_words;
+
 use gemm::Parallelism;
 use rayon::prelude::*;
 

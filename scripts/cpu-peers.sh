@@ -2,16 +2,21 @@
 # yoco's CPU kernels beside the peers a user would pick instead, on this machine, in one run:
 # yoco's CPU benches (criterion, short pace), then PyTorch on the same shapes (scripts/peers.py
 # --device cpu: SDPA's flash backend, flex_attention, rms_norm, silu*mul, linear layers, and
-# flash-linear-attention's naive_chunk_simple_gla, its chunkwise gated retention in PyTorch), then
-# the two side by side (scripts/side_by_side.py).
+# flash-linear-attention's naive_chunk_simple_gla, its chunkwise gated retention in PyTorch), in
+# rounds that alternate the two, then the two side by side (scripts/side_by_side.py), each side's
+# fastest round per shape: on a shared VM whose timings swing by half from minute to minute, one
+# round each had let a busy minute decide a ratio (PyTorch's own bf16 512 x 2048 x 768 product
+# read 0.97 ms in one run and 2.17 in the next).
 #
 #   scripts/cpu-peers.sh [OUT]    results in OUT (default reports/cpu-peers/): machine.txt,
-#                                 yoco.txt, peers.txt and summary.md (the tables); only those files
+#                                 yoco.N.txt and peers.N.txt for each round N, and summary.md
+#                                 (the tables); only those files
+#   YOCO_PEERS_ROUNDS=R           rounds (default 2)
 #
 # PyTorch comes from PyPI into .venv-peers/ (git-ignored; made on the first run). PyPI's Linux
 # wheel of PyTorch pulls its CUDA libraries too (about 5 GB with them; a few minutes), because it
-# loads them at import, though nothing here runs on a GPU. The run itself takes about 15 minutes on
-# 2 cores. It is not part of CI (the download); CI checks, through scripts/gpu-check.sh --dry-run,
+# loads them at import, though nothing here runs on a GPU. A round takes about 10 minutes on 2
+# cores. It is not part of CI (the download); CI checks, through scripts/gpu-check.sh --dry-run,
 # that yoco's benches still print every label the peers stand beside.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,7 +33,8 @@ if ! "$venv/bin/python" -c "import torch, fla, einops" 2>/dev/null; then
 fi
 
 mkdir -p "$out"
-rm -f "$out"/{machine.txt,yoco.txt,peers.txt,summary.md}
+rounds="${YOCO_PEERS_ROUNDS:-2}"
+rm -f "$out"/{machine.txt,yoco.txt,peers.txt,summary.md} "$out"/yoco.*.txt "$out"/peers.*.txt "$out"/peers.stderr.*.txt
 cargo build --release --quiet
 {
     date -u
@@ -45,14 +51,20 @@ summary_lines() {
     grep -E '^(== |cpu: |other work took|[a-z_]+/[^ ]+( \([^)]*\))*: )' || true
 }
 
-# yoco first, then the peers: each run quotes itself against ceilings it measures in the same minutes.
-for crate in yoco-gqa yoco-swa yoco-cross-attention yoco-gated-retention yoco-rmsnorm yoco-swiglu; do
-    YOCO_BENCH_DEVICES=cpu YOCO_BENCH_PACE=short cargo bench --quiet -p "$crate" 2>&1 | summary_lines >> "$out/yoco.txt"
+# yoco, then the peers, round after round: each run quotes itself against ceilings it measures in
+# the same minutes.
+pairs=()
+for round in $(seq 1 "$rounds"); do
+    yoco="$out/yoco.$round.txt" peers="$out/peers.$round.txt"
+    for crate in yoco-gqa yoco-swa yoco-cross-attention yoco-gated-retention yoco-rmsnorm yoco-swiglu; do
+        YOCO_BENCH_DEVICES=cpu YOCO_BENCH_PACE=short cargo bench --quiet -p "$crate" 2>&1 | summary_lines >> "$yoco"
+    done
+    YOCO_BENCH_PACE=short cargo bench --quiet -p yoco-core --bench matmul 2>&1 | summary_lines >> "$yoco"
+    PYTHONUNBUFFERED=1 "$venv/bin/python" scripts/peers.py --device cpu > "$peers" 2> "$out/peers.stderr.$round.txt" || true
+    # The stderr of a run is kept only where a peer failed (its traceback).
+    grep -q "skipped" "$peers" || rm -f "$out/peers.stderr.$round.txt"
+    pairs+=("$yoco" "$peers")
 done
-YOCO_BENCH_PACE=short cargo bench --quiet -p yoco-core --bench matmul 2>&1 | summary_lines >> "$out/yoco.txt"
-PYTHONUNBUFFERED=1 "$venv/bin/python" scripts/peers.py --device cpu > "$out/peers.txt" 2> "$out/peers.stderr.txt" || true
-# The stderr of a run is kept only where a peer failed (its traceback).
-grep -q "skipped" "$out/peers.txt" || rm -f "$out/peers.stderr.txt"
 
 {
     echo "# yoco's CPU kernels beside PyTorch on the same shapes"
@@ -61,13 +73,16 @@ grep -q "skipped" "$out/peers.txt" || rm -f "$out/peers.stderr.txt"
     echo
     sed 's/^/    /' "$out/machine.txt"
     echo
-    echo "yoco: \`cargo bench\` at the short pace (criterion medians; yoco.txt, with the ceilings each"
-    echo "bench measured in its own minutes). Peers: \`scripts/peers.py --device cpu\` (the median of 7"
-    echo "rounds; peers.txt). The last column is the peer's time over yoco's: above 1, yoco is faster."
-    echo "f32 unless the label says bf16 (yoco's attention and gated-retention CPU paths take f32)."
+    echo "$rounds rounds, each yoco then the peers; each side's fastest round per shape. yoco: \`cargo"
+    echo "bench\` at the short pace (criterion medians; yoco.N.txt, with the ceilings each bench measured"
+    echo "in its own minutes). Peers: \`scripts/peers.py --device cpu\` (the median of 7 repetitions;"
+    echo "peers.N.txt). The last column is the peer's time over yoco's: above 1, yoco is faster. f32"
+    echo "unless the label says bf16 (yoco's gated-retention CPU path takes f32)."
     echo
-    python3 scripts/side_by_side.py "$out/yoco.txt" "$out/peers.txt"
+    python3 scripts/side_by_side.py "${pairs[@]}"
     echo
-    grep -h "other work took" "$out/yoco.txt" "$out/peers.txt" | sed 's/^/- /'
+    for round in $(seq 1 "$rounds"); do
+        grep -h "other work took" "$out/yoco.$round.txt" "$out/peers.$round.txt" | sed "s/^/- round $round: /"
+    done
 } > "$out/summary.md"
 echo "cpu-peers: results in $out"

@@ -4,7 +4,13 @@ lines `LABEL: T ms, RATE = P% of the … ceiling`) and scripts/peers.py's output
 RATE [beside LABEL; LABEL]`), and prints one Markdown table row per (peer, yoco label) pair, with
 the peer's time over yoco's (above 1: yoco is faster).
 
-  side_by_side.py YOCO_OUTPUT PEERS_OUTPUT     the table (Markdown, to stdout)
+  side_by_side.py YOCO_OUTPUT PEERS_OUTPUT [YOCO_OUTPUT PEERS_OUTPUT ...]
+                                               the table (Markdown, to stdout). Several rounds (a
+                                               pair of outputs each, run one after the other):
+                                               each side's fastest time per label, with the line
+                                               (rates, ceilings) of the round it came from, so
+                                               that a minute of a busy machine does not decide a
+                                               ratio
   side_by_side.py --require LABELS YOCO_OUTPUT exit 1, naming them, if any label listed in LABELS
                                                (one per line: `peers.py --labels`) has no line in
                                                YOCO_OUTPUT (a renamed bench would silently lose its
@@ -33,12 +39,33 @@ def yoco_lines(path):
     return found
 
 
+def fastest_yoco(paths):
+    """yoco_lines over several rounds: per label, the round with the shortest time."""
+    best = {}
+    for path in paths:
+        for label, (ms, rates) in yoco_lines(path).items():
+            if label not in best or ms < best[label][0]:
+                best[label] = (ms, rates)
+    return best
+
+
 def peer_lines(path):
     with open(path, errors="replace") as f:
         for text in f:
             m = PEER_LINE.match(text.strip())
             if m:
                 yield m["name"], float(m["ms"]), m["rate"] or "", [b.strip() for b in m["beside"].split(";")]
+
+
+def fastest_peers(paths):
+    """peer_lines over several rounds: per peer, the round with the shortest time, in the first
+    round's order."""
+    best = {}
+    for path in paths:
+        for name, ms, rate, beside in peer_lines(path):
+            if name not in best or ms < best[name][1]:
+                best[name] = (name, ms, rate, beside)
+    return list(best.values())
 
 
 def table(yoco, peers):
@@ -71,9 +98,9 @@ def main():
         for label in missing:
             print(f"side_by_side: no yoco bench line for the peer label {label}", file=sys.stderr)
         sys.exit(1 if missing else 0)
-    if len(args.files) != 2:
-        parser.error("give YOCO_OUTPUT and PEERS_OUTPUT")
-    print(table(yoco_lines(args.files[0]), list(peer_lines(args.files[1]))))
+    if len(args.files) % 2 != 0:
+        parser.error("give YOCO_OUTPUT and PEERS_OUTPUT, a pair per round")
+    print(table(fastest_yoco(args.files[0::2]), fastest_peers(args.files[1::2])))
 
 
 if __name__ == "__main__":

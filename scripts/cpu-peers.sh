@@ -12,6 +12,8 @@
 #                                 yoco.N.txt and peers.N.txt for each round N, and summary.md
 #                                 (the tables); only those files
 #   YOCO_PEERS_ROUNDS=R           rounds (default 2)
+#   scripts/cpu-peers.sh --summary [OUT]
+#                                 summary.md again from OUT's rounds, nothing run
 #
 # PyTorch comes from PyPI into .venv-peers/ (git-ignored; made on the first run). PyPI's Linux
 # wheel of PyTorch pulls its CUDA libraries too (about 5 GB with them; a few minutes), because it
@@ -21,10 +23,53 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+summary_only=false
+if [ "${1:-}" = --summary ]; then
+    summary_only=true
+    shift
+fi
 out="${1:-$root/reports/cpu-peers}"
 venv="${YOCO_PEERS_VENV:-$root/.venv-peers}"
 # Pinned so that a rerun measures the same peers; fla-core's naive form needs einops.
 packages=(torch==2.15.0 fla-core==0.6.0 einops==0.8.2 packaging)
+
+# summary.md from OUT's rounds: each side's fastest round per shape (scripts/side_by_side.py).
+write_summary() {
+    local pairs=() rounds=0
+    while [ -f "$out/yoco.$((rounds + 1)).txt" ] && [ -f "$out/peers.$((rounds + 1)).txt" ]; do
+        rounds=$((rounds + 1))
+        pairs+=("$out/yoco.$rounds.txt" "$out/peers.$rounds.txt")
+    done
+    if [ "$rounds" -eq 0 ]; then
+        echo "cpu-peers: no rounds (yoco.1.txt, peers.1.txt) in $out" >&2
+        exit 1
+    fi
+    {
+        echo "# yoco's CPU kernels beside PyTorch on the same shapes"
+        echo
+        echo "Machine and versions (machine.txt):"
+        echo
+        sed 's/^/    /' "$out/machine.txt"
+        echo
+        echo "$rounds rounds, each yoco then the peers; each side's fastest round per shape. yoco: \`cargo"
+        echo "bench\` at the short pace (criterion medians; yoco.N.txt, with the ceilings each bench measured"
+        echo "in its own minutes). Peers: \`scripts/peers.py --device cpu\` (the median of 7 repetitions;"
+        echo "peers.N.txt). The last column is the peer's time over yoco's: above 1, yoco is faster. f32"
+        echo "unless the label says bf16 (yoco's gated-retention CPU path takes f32)."
+        echo
+        python3 scripts/side_by_side.py "${pairs[@]}"
+        echo
+        for round in $(seq 1 "$rounds"); do
+            grep -h "other work took" "$out/yoco.$round.txt" "$out/peers.$round.txt" | sed "s/^/- round $round: /"
+        done
+    } > "$out/summary.md"
+}
+
+if $summary_only; then
+    write_summary
+    echo "cpu-peers: summary in $out/summary.md"
+    exit 0
+fi
 
 if ! "$venv/bin/python" -c "import torch, fla, einops" 2>/dev/null; then
     python3 -m venv "$venv"
@@ -53,7 +98,6 @@ summary_lines() {
 
 # yoco, then the peers, round after round: each run quotes itself against ceilings it measures in
 # the same minutes.
-pairs=()
 for round in $(seq 1 "$rounds"); do
     yoco="$out/yoco.$round.txt" peers="$out/peers.$round.txt"
     for crate in yoco-gqa yoco-swa yoco-cross-attention yoco-gated-retention yoco-rmsnorm yoco-swiglu; do
@@ -63,26 +107,7 @@ for round in $(seq 1 "$rounds"); do
     PYTHONUNBUFFERED=1 "$venv/bin/python" scripts/peers.py --device cpu > "$peers" 2> "$out/peers.stderr.$round.txt" || true
     # The stderr of a run is kept only where a peer failed (its traceback).
     grep -q "skipped" "$peers" || rm -f "$out/peers.stderr.$round.txt"
-    pairs+=("$yoco" "$peers")
 done
 
-{
-    echo "# yoco's CPU kernels beside PyTorch on the same shapes"
-    echo
-    echo "Machine and versions (machine.txt):"
-    echo
-    sed 's/^/    /' "$out/machine.txt"
-    echo
-    echo "$rounds rounds, each yoco then the peers; each side's fastest round per shape. yoco: \`cargo"
-    echo "bench\` at the short pace (criterion medians; yoco.N.txt, with the ceilings each bench measured"
-    echo "in its own minutes). Peers: \`scripts/peers.py --device cpu\` (the median of 7 repetitions;"
-    echo "peers.N.txt). The last column is the peer's time over yoco's: above 1, yoco is faster. f32"
-    echo "unless the label says bf16 (yoco's gated-retention CPU path takes f32)."
-    echo
-    python3 scripts/side_by_side.py "${pairs[@]}"
-    echo
-    for round in $(seq 1 "$rounds"); do
-        grep -h "other work took" "$out/yoco.$round.txt" "$out/peers.$round.txt" | sed "s/^/- round $round: /"
-    done
-} > "$out/summary.md"
+write_summary
 echo "cpu-peers: results in $out"

@@ -58,13 +58,15 @@ def peer_lines(path):
 
 
 def fastest_peers(paths):
-    """peer_lines over several rounds: per peer, the round with the shortest time, in the first
-    round's order."""
+    """peer_lines over several rounds: per peer (its name without the notes in parentheses, such
+    as a rate in tokens/s, which differ from round to round), the round with the shortest time,
+    in the first round's order."""
     best = {}
     for path in paths:
         for name, ms, rate, beside in peer_lines(path):
-            if name not in best or ms < best[name][1]:
-                best[name] = (name, ms, rate, beside)
+            key = re.sub(r"( \([^)]*\))+$", "", name)
+            if key not in best or ms < best[key][1]:
+                best[key] = (name, ms, rate, beside)
     return list(best.values())
 
 

@@ -26,6 +26,7 @@ pub trait Simd: Copy {
     /// `a · b + self`, fused.
     fn fma(self, a: Self, b: Self) -> Self;
     fn mul(self, b: Self) -> Self;
+    /// `self + b`.
     fn add(self, b: Self) -> Self;
     /// Lane-wise maximum (as `maxps`: `b` where either is NaN).
     fn max(self, b: Self) -> Self;
@@ -63,8 +64,8 @@ pub fn load_widened<T: Element, V: Simd>(s: &[T]) -> V {
 
 /// `v` rounded to T (once, as `T::from_f32`) into `s`'s first `V::LANES` elements: the other
 /// half of [`load_widened`], so that a kernel over 16-bit storage widens, computes and narrows in
-/// vectors (written as scalar conversions, LLVM vectorised the loops only in part: RMSNorm and
-/// the SwiGLU gate on bf16 ran at half the copy bandwidth that f32 reached).
+/// vectors (written as scalar conversions, LLVM vectorised the loops only in part: RMSNorm on
+/// bf16 ran at half the copy bandwidth that f32 reached).
 #[inline(always)]
 pub fn store_narrowed<T: Element, V: Simd>(v: V, s: &mut [T]) {
     if let Some(s) = as_mut_slice_of::<T, f32>(s) {

@@ -334,23 +334,27 @@ impl Tensor {
         match &self.storage {
             Storage::Cpu(s) => Ok(T::cpu_slice(s).expect("dtype checked above").to_vec()),
             #[cfg(feature = "cuda")]
-            Storage::Cuda(_) => Ok(self.download::<T>("Tensor::to_vec")?.to_vec()),
+            Storage::Cuda(_) => {
+                let mut host = vec![T::default(); self.numel()];
+                self.download_into("Tensor::to_vec", &mut host)?;
+                Ok(host)
+            }
         }
     }
 
-    /// A CUDA tensor's elements (the dtype checked by the caller) copied into a fresh host
-    /// buffer, in one transfer of exactly `numel` elements (the device buffer may hold more: an
-    /// empty tensor's holds one).
+    /// A CUDA tensor's elements (the dtype checked by the caller) copied into `host` (`numel`
+    /// long), in one transfer of exactly those elements: the device buffer may hold more (an
+    /// empty tensor's holds one), and a zero-length copy is not made.
     #[cfg(feature = "cuda")]
-    fn download<T: Element>(&self, op: &'static str) -> Result<AlignedVec<T>> {
+    fn download_into<T: Element>(&self, op: &'static str, host: &mut [T]) -> Result<()> {
         let Storage::Cuda(s) = &self.storage else { return Err(not_on(self.device.kind(), op, "cuda")) };
+        debug_assert_eq!(host.len(), self.numel());
+        if host.is_empty() {
+            return Ok(());
+        }
         let d = self.device.as_cuda(op)?;
         let slice = T::cuda_slice(s).expect("the dtype's storage");
-        let mut host = zeroed_host::<T>(op, &self.shape, self.numel())?;
-        if !host.is_empty() {
-            d.stream().memcpy_dtoh(&slice.slice(..host.len()), &mut host[..]).map_err(|e| Error::cuda(op, e))?;
-        }
-        Ok(host)
+        d.stream().memcpy_dtoh(&slice.slice(..host.len()), host).map_err(|e| Error::cuda(op, e))
     }
 
     /// The elements widened to f64, copied to the host: what tests compare against references.
@@ -385,7 +389,11 @@ impl Tensor {
             match &t.storage {
                 Storage::Cpu(s) => Tensor::from_host_slice(OP, T::cpu_slice(s).expect("the dtype's storage"), t.shape.clone(), device, t.category()),
                 #[cfg(feature = "cuda")]
-                Storage::Cuda(_) => Tensor::from_host(OP, t.download::<T>(OP)?, t.shape.clone(), device, t.category()),
+                Storage::Cuda(_) => {
+                    let mut host = zeroed_host::<T>(OP, &t.shape, t.numel())?;
+                    t.download_into(OP, &mut host)?;
+                    Tensor::from_host(OP, host, t.shape.clone(), device, t.category())
+                }
             }
         }
         match self.dtype {

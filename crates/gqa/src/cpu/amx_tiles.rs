@@ -128,8 +128,8 @@ fn bf16_bits<T: Element>(row: &[T]) -> &[u16] {
 }
 
 /// Keys `rows` (a tile's, up to [`BC`]) into K's pair layout `[head_dim / 2][BC]`: 16 keys × 16
-/// pairs at a time transposed in registers (as a word at a time, the packing of K and V took a
-/// twelfth of the attention), the keys past the last 16 word by word.
+/// pairs at a time transposed in registers (a word at a time, the packing of K and V took about
+/// a tenth of the attention), the keys past the last 16 word by word.
 ///
 /// # Safety
 /// The CPU has AVX-512F.

@@ -14,8 +14,8 @@
 //!
 //! So many-row products (prefill) take the packed GEMM, which replaced matrixmultiply there, and
 //! few-row ones (decode, small batches) `gemm`, which also parallelises a single row over the
-//! output columns — except that on a CPU with AVX-512 the products `x · wᵀ` of fewer than 128
-//! rows take our dot form (`dots.rs`: 4 rows of x against 4 of w, no packing): 8 rows 76 → 250–300
+//! output columns — except that on a CPU with AVX-512 the products `x · wᵀ` of fewer than 256
+//! rows (`DOT_ROWS`) take our dot form (`dots.rs`: 4 rows of x against 4 of w, no packing): 8 rows 76 → 250–300
 //! GFLOP/s, 32 rows 160 → 313, a decode row 2.9 → 2.4 ms (91–94% of the read ceiling; the gemm
 //! crate's kernel is AVX2 on stable Rust). [`gemm_serial`] (products inside already-parallel
 //! tasks) keeps both crates.
@@ -88,9 +88,13 @@ const AMX_PACKED_ROWS: usize = 512;
 const PAIRS_PACKED_ROWS: usize = 256;
 
 /// Rows below which an f32 product `x · wᵀ` takes the dot form (`dots.rs`) on a CPU with
-/// AVX-512 (measured, 2048 × 768 weights: at 8 rows 0.09 ms against the gemm crate's 0.34, at
-/// 32 rows 0.32 against the packed GEMM's 0.6, level at 128, the packed GEMM 1.5× faster at 512).
-const DOT_ROWS: usize = 128;
+/// AVX-512. Measured with 2048 × 768 weights: on the Zen 5, at 8 rows 0.09 ms against the gemm
+/// crate's 0.34, at 32 rows 0.32 against the packed GEMM's 0.6, level at 128, the packed GEMM
+/// 1.5× faster at 512; on the Xeon (interleaved in one process, best of 40 each), the dot form
+/// 2.27 against 4.17 ms at 128 rows, 3.4–3.6 against 5.0–5.3 at 192, 3.4–5.2 against 4.3–6.9 at
+/// 256, level at 384 and 0.8× at 512 (768 × 2048 weights: 0.65× the time at 128 rows, level at
+/// 256). The packed GEMM packs all of the weights per call, which fewer rows do not repay.
+const DOT_ROWS: usize = 256;
 
 /// Rows from which an f32 product takes the packed GEMM rather than the gemm crate (measured:
 /// 10–20% faster at 32 and 64 rows, 25% slower at 16).
@@ -359,9 +363,11 @@ mod tests {
     #[test]
     fn nt_and_nn_match_naive_on_odd_shapes() {
         let mut rng = Rng::new(11);
-        // From PACKED_ROWS rows the packed GEMM: rows past its 8-row blocks and its tasks' 64,
-        // columns past a panel of 32 and a packed block's 512, depths past its slices of 256.
-        for &(m, n, k) in &[(1, 1, 1), (7, 13, 5), (9, 70, 37), (31, 130, 16), (65, 33, 130), (128, 96, 257), (300, 17, 64), (133, 530, 520), (PACKED_ROWS, 64, 1)] {
+        // From PACKED_ROWS rows the packed GEMM (nt from DOT_ROWS with AVX-512, below it the dot
+        // form; CI runs this under YOCO_CPU_ISA=avx2 too): rows past its 8-row blocks and its
+        // tasks' 64, columns past a panel of 32 and a packed block's 512, depths past its slices
+        // of 256.
+        for &(m, n, k) in &[(1, 1, 1), (7, 13, 5), (9, 70, 37), (31, 130, 16), (65, 33, 130), (128, 96, 257), (300, 17, 64), (133, 530, 520), (PACKED_ROWS, 64, 1), (DOT_ROWS + 5, 530, 257)] {
             let a: Vec<f32> = (0..m * k).map(|_| rng.normal() as f32).collect();
             let b: Vec<f32> = (0..n * k).map(|_| rng.normal() as f32).collect();
             let want = naive_nt(m, n, k, &a, &b);

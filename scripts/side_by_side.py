@@ -39,14 +39,19 @@ def yoco_lines(path):
     return found
 
 
+def fastest(entries):
+    """(key, milliseconds, value) from several rounds -> {key: value} of each key's shortest time,
+    in the order the keys first appear."""
+    best = {}
+    for key, ms, value in entries:
+        if key not in best or ms < best[key][0]:
+            best[key] = (ms, value)
+    return {key: value for key, (ms, value) in best.items()}
+
+
 def fastest_yoco(paths):
     """yoco_lines over several rounds: per label, the round with the shortest time."""
-    best = {}
-    for path in paths:
-        for label, (ms, rates) in yoco_lines(path).items():
-            if label not in best or ms < best[label][0]:
-                best[label] = (ms, rates)
-    return best
+    return fastest((label, ms, (ms, rates)) for path in paths for label, (ms, rates) in yoco_lines(path).items())
 
 
 def peer_lines(path):
@@ -61,13 +66,8 @@ def fastest_peers(paths):
     """peer_lines over several rounds: per peer (its name without the notes in parentheses, such
     as a rate in tokens/s, which differ from round to round), the round with the shortest time,
     in the first round's order."""
-    best = {}
-    for path in paths:
-        for name, ms, rate, beside in peer_lines(path):
-            key = re.sub(r"( \([^)]*\))+$", "", name)
-            if key not in best or ms < best[key][1]:
-                best[key] = (name, ms, rate, beside)
-    return list(best.values())
+    lines = (line for path in paths for line in peer_lines(path))
+    return list(fastest((re.sub(r"( \([^)]*\))+$", "", line[0]), line[1], line) for line in lines).values())
 
 
 def table(yoco, peers):

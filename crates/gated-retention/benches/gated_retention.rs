@@ -72,8 +72,7 @@ fn bench(c: &mut Criterion) {
                 medians.push(secs);
                 // A filtered-out benchmark's median is NaN: no rate in its label then.
                 let rate = if secs.is_finite() { format!(" ({:.0} tokens/s)", seq as f64 / secs) } else { String::new() };
-                let line = fraction_line(&format!("gated_retention/prefill/{id}/H{heads}xD{DIM}/N={seq}{rate}"), secs, Bound::Compute { flops, ceiling_gflops: ceiling, ceiling: what });
-                lines.push(line);
+                lines.push(fraction_line(&format!("gated_retention/prefill/{id}/H{heads}xD{DIM}/N={seq}{rate}"), secs, Bound::Compute { flops, ceiling_gflops: ceiling, ceiling: what }));
             }
             if let ([.., n16, n32], [.., t16, t32]) = (lengths, &medians[..]) {
                 // Not for lengths filtered out (NaN medians).

@@ -67,8 +67,7 @@ fn bench_ffn(c: &mut Criterion, device: &Device, draws: &mut Draws, log: &Sample
             Some(bf16) if dtype == DType::BF16 => bf16,
             _ => (ceiling, what),
         };
-        let line = fraction_line(&format!("ffn/{id}/{shape} (FLOPs = 6·rows·d·F)"), log.take_median(), Bound::Compute { flops, ceiling_gflops: ceiling, ceiling: what });
-        lines.push(line);
+        lines.push(fraction_line(&format!("ffn/{id}/{shape} (FLOPs = 6·rows·d·F)"), log.take_median(), Bound::Compute { flops, ceiling_gflops: ceiling, ceiling: what }));
     }
     group.finish();
 }

@@ -188,12 +188,6 @@ unsafe fn pack_values(vt: &mut [u32], rows: &[&[u16]], hd: usize) {
     }
 }
 
-/// A bf16 value's bits (bf16 is the top half of the f32 it widens to, exactly).
-#[inline(always)]
-fn bits<T: Element>(value: T) -> u32 {
-    value.to_f32().to_bits() >> 16
-}
-
 /// One task's block on the tile unit.
 ///
 /// # Safety
@@ -247,9 +241,7 @@ fn pack_queries<T: Element>(x: &Inputs<T>, s: &mut Scratch, block: Block, rows: 
         let dst = &mut buffers.q[r * hd..][..hd];
         if r < block.rows() {
             let (i, h) = block.row(r);
-            for (d, &q) in dst.iter_mut().zip(x.q_row(block.b, i, h)) {
-                *d = bits(q) as u16;
-            }
+            dst.copy_from_slice(bf16_bits(x.q_row(block.b, i, h)));
         } else {
             dst.fill(0);
         }

@@ -94,7 +94,7 @@ impl Sizes {
 fn ceilings(device: &Device) -> Result<(usize, String, f64, f64)> {
     match device {
         // The two the calibration quotes against (CpuCeilings::measure would take the update and
-        // read bandwidths too, seconds of 256 MiB passes for nothing).
+        // read bandwidths too, seconds of passes over hundreds of MiB for nothing).
         Device::Cpu(_) => Ok((rayon::current_num_threads(), "f32 FMA".into(), fma_gflops(), yoco_core::bench::copy_ceiling_gbs(device)?)),
         #[cfg(feature = "cuda")]
         Device::Cuda(_) => {

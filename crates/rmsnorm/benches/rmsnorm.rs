@@ -38,10 +38,11 @@ struct Operands {
     h: Tensor,
 }
 
-/// Enough operand sets to cover at least 256 MiB, the size the copy ceiling is measured over.
+/// Enough operand sets to span what the copy ceiling is measured over
+/// (`yoco_core::ceiling::memory_bytes`: at least 256 MiB, twice the last-level cache).
 fn operand_sets(draws: &mut Draws, rows: usize, width: usize, dtype: DType, device: &Device) -> Vec<Operands> {
     let set_bytes = 4 * rows * width * dtype.size_in_bytes();
-    let count = (256usize << 20).div_ceil(set_bytes).clamp(1, 16);
+    let count = yoco_core::ceiling::memory_bytes().div_ceil(set_bytes).clamp(1, 32);
     (0..count)
         .map(|_| Operands {
             x: draws.normal(&[rows, width], 1.0, dtype, device).unwrap(),

@@ -154,7 +154,8 @@ pub fn tokens(n: usize) -> String {
     }
 }
 
-/// The memory ceiling of `device` in GB/s, measured now: host copy bandwidth over 256 MiB, or
+/// The memory ceiling of `device` in GB/s, measured now: host copy bandwidth over
+/// [`crate::ceiling::memory_bytes`], or
 /// device-to-device copy bandwidth over 1 GiB (far past any L2); over 16 MiB on the emulator,
 /// as the harness's calibration measures it there.
 pub fn copy_ceiling_gbs(device: &crate::Device) -> crate::Result<f64> {
@@ -183,18 +184,17 @@ impl Traffic {
     }
 }
 
-/// The bandwidth ceiling of `device` for `traffic` in GB/s, measured now, over 256 MiB on the
-/// CPU ([`crate::ceiling`]: a copy, an update in place, a sum; on this project's CPU machine an
+/// The bandwidth ceiling of `device` for `traffic` in GB/s, measured now, over
+/// [`crate::ceiling::memory_bytes`] on the CPU (a copy, an update in place, a sum; on this project's CPU machine an
 /// update ran 1.6× a copy's rate). On a GPU every kind takes the device-to-device copy over
 /// 1 GiB (16 MiB on the emulator): a GPU's stores write whole lines, so a copy runs near its
 /// memory's peak.
 pub fn bandwidth_ceiling_gbs(device: &crate::Device, traffic: Traffic) -> crate::Result<f64> {
-    const HOST_BYTES: usize = 256 << 20;
     match device {
         crate::Device::Cpu(_) => Ok(match traffic {
-            Traffic::Copy => crate::ceiling::copy_bandwidth_gbs(HOST_BYTES),
-            Traffic::Update => crate::ceiling::update_bandwidth_gbs(HOST_BYTES),
-            Traffic::Read => crate::ceiling::read_bandwidth_gbs(HOST_BYTES),
+            Traffic::Copy => crate::ceiling::copy_bandwidth_gbs(crate::ceiling::memory_bytes()),
+            Traffic::Update => crate::ceiling::update_bandwidth_gbs(crate::ceiling::memory_bytes()),
+            Traffic::Read => crate::ceiling::read_bandwidth_gbs(crate::ceiling::memory_bytes()),
         }),
         #[cfg(feature = "cuda")]
         crate::Device::Cuda(d) => {

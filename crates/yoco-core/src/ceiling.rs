@@ -38,17 +38,55 @@ pub struct CpuCeilings {
 }
 
 impl CpuCeilings {
-    /// Measures the ceilings (a few seconds).
+    /// Measures the ceilings (a few seconds), the bandwidths over [`memory_bytes`] buffers.
     pub fn measure() -> Self {
-        const BYTES: usize = 256 << 20;
+        let bytes = memory_bytes();
         CpuCeilings {
             threads: rayon::current_num_threads(),
             fma_gflops: fma_gflops(),
-            copy_gbs: copy_bandwidth_gbs(BYTES),
-            update_gbs: update_bandwidth_gbs(BYTES),
-            read_gbs: read_bandwidth_gbs(BYTES),
+            copy_gbs: copy_bandwidth_gbs(bytes),
+            update_gbs: update_bandwidth_gbs(bytes),
+            read_gbs: read_bandwidth_gbs(bytes),
         }
     }
+}
+
+/// The size of this CPU's last-level cache in bytes (the largest cache `cpu0` lists under
+/// `/sys/devices/system/cpu/cpu0/cache`), or `None` where that is not readable.
+pub fn last_level_cache_bytes() -> Option<usize> {
+    let caches = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache").ok()?;
+    caches
+        .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path().join("size")).ok())
+        .filter_map(|size| parse_cache_size(&size))
+        .max()
+}
+
+/// A sysfs cache size ("48K", "2048K", "307200K", "32M") in bytes.
+fn parse_cache_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, ""),
+    };
+    let scale = match unit {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return None,
+    };
+    digits.parse::<usize>().ok()?.checked_mul(scale)
+}
+
+/// The bytes a bandwidth ceiling is measured over, and that a memory-bound bench's operands must
+/// span so that every call reads from memory rather than from a cache the previous one warmed:
+/// twice the last-level cache, at least 256 MiB (a Zen 5's 32 MiB level 3 needs far less; the
+/// Xeon VM's 300 MiB one held the 256 MiB that had been used everywhere, and a decode product
+/// that cycled through it read at 128–140% of the read ceiling), at most 2 GiB.
+pub fn memory_bytes() -> usize {
+    const LEAST: usize = 256 << 20;
+    const MOST: usize = 2 << 30;
+    last_level_cache_bytes().map_or(LEAST, |llc| llc.saturating_mul(2).clamp(LEAST, MOST))
 }
 
 /// Independent FMA chains per thread: enough to cover the FMA latency (4 cycles) on two ports.
@@ -219,6 +257,12 @@ pub(crate) fn peak_gflops(chains: impl Fn(u64) -> f32 + Sync, flops_per_iter: us
 /// machine can do. On a shared VM the bandwidth swings by half from one moment to the next
 /// (35–70 GB/s on the 2-core machine this was written on); the median of seven had let a
 /// report's RMSNorm read 124% of the copy ceiling measured a minute earlier.
+///
+/// Its stores are ordinary ones, as the kernels' are (they leave their outputs in the cache for
+/// the next operation to read): glibc's `memcpy` of pieces past its non-temporal threshold
+/// (about three quarters of a thread's share of the last-level cache) streams past the cache, and
+/// on the Xeon VM moved 32–39 GB/s over 1 GiB against 21–23 with ordinary stores. The pieces here
+/// stay under it there.
 pub fn copy_bandwidth_gbs(bytes: usize) -> f64 {
     let n = bytes / 4;
     let src: Vec<f32> = (0..n).map(|i| i as f32).collect();
@@ -247,25 +291,37 @@ pub fn update_bandwidth_gbs(bytes: usize) -> f64 {
 
 /// Bandwidth in GB/s of a `bytes`-sized buffer summed by all of rayon's threads, measured as
 /// [`copy_bandwidth_gbs`]: the ceiling of kernels that read far more than they write (a decode
-/// step over a K/V cache, a product with one row of activations).
+/// step over a K/V cache, a product with one row of activations). Each thread reads
+/// [`READ_STREAMS`] parts of its piece at once ([`sum_in_streams`]), as those kernels read
+/// several rows at once: one stream per thread read 15–20 GB/s on the Xeon VM where eight read
+/// 28–30, and the decode kernels had read 23–30 against the one-stream ceiling.
 pub fn read_bandwidth_gbs(bytes: usize) -> f64 {
     let n = bytes / 4;
     let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
     let piece = piece(n);
     best_gbs((n * 4) as f64, || {
-        // Sixteen running sums, so that the loop vectorises (an in-order sum would not).
-        let sum: f32 = x
-            .par_chunks(piece)
-            .map(|c| {
-                let mut acc = [0f32; 16];
-                for run in c.chunks_exact(16) {
-                    acc.iter_mut().zip(run).for_each(|(a, v)| *a += v);
-                }
-                acc.iter().sum::<f32>()
-            })
-            .sum();
+        let sum: f32 = x.par_chunks(piece).map(sum_in_streams).sum();
         black_box(sum);
     })
+}
+
+/// Parts of a piece [`read_bandwidth_gbs`] reads at once.
+const READ_STREAMS: usize = 8;
+
+/// The sum of `values`, read as [`READ_STREAMS`] contiguous parts in lockstep, sixteen running
+/// sums each so that the loop vectorises (an in-order sum would not); the tail past the parts'
+/// whole runs of sixteen after them.
+fn sum_in_streams(values: &[f32]) -> f32 {
+    const RUN: usize = 16;
+    let part = values.len() / READ_STREAMS / RUN * RUN;
+    let mut acc = [[0f32; RUN]; READ_STREAMS];
+    for at in (0..part).step_by(RUN) {
+        for (s, acc) in acc.iter_mut().enumerate() {
+            acc.iter_mut().zip(&values[s * part + at..][..RUN]).for_each(|(a, v)| *a += v);
+        }
+    }
+    let tail: f32 = values[READ_STREAMS * part..].iter().sum();
+    acc.iter().flatten().sum::<f32>() + tail
 }
 
 /// Elements per task of the bandwidth passes: four contiguous pieces per thread.
@@ -284,4 +340,41 @@ fn best_gbs(bytes_moved: f64, mut pass: impl FnMut()) -> f64 {
         })
         .fold(f64::INFINITY, f64::min);
     bytes_moved / fastest / 1e9
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The streamed read sums every element once, whatever the length's remainder.
+    #[test]
+    fn the_streamed_read_sums_every_element() {
+        for len in [0, 1, 15, 16, READ_STREAMS * 16 - 1, READ_STREAMS * 16, READ_STREAMS * 16 * 3 + 37, 10_000] {
+            // Small integers: every partial sum is exact in f32, so any order gives the same.
+            let values: Vec<f32> = (0..len).map(|i| (i % 7) as f32 + 1.0).collect();
+            let want: f32 = values.iter().sum();
+            assert_eq!(sum_in_streams(&values), want, "{len} values");
+        }
+    }
+
+    #[test]
+    fn sysfs_cache_sizes_parse() {
+        assert_eq!(parse_cache_size("48K\n"), Some(48 << 10));
+        assert_eq!(parse_cache_size("307200K"), Some(300 << 20));
+        assert_eq!(parse_cache_size("32M"), Some(32 << 20));
+        assert_eq!(parse_cache_size("1G"), Some(1 << 30));
+        assert_eq!(parse_cache_size("512"), Some(512));
+        assert_eq!(parse_cache_size("K"), None);
+        assert_eq!(parse_cache_size("12Q"), None);
+        assert_eq!(parse_cache_size(""), None);
+    }
+
+    #[test]
+    fn ceilings_span_at_least_256_mib() {
+        let bytes = memory_bytes();
+        assert!((256 << 20..=2 << 30).contains(&bytes), "{bytes}");
+        if let Some(llc) = last_level_cache_bytes() {
+            assert!(bytes >= (2 * llc).min(2 << 30), "{bytes} against a {llc}-byte last-level cache");
+        }
+    }
 }

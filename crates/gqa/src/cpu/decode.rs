@@ -11,8 +11,12 @@
 //!
 //! Within a range, tiles of [`TILE`] positions, each in three steps written in explicit vectors
 //! ([`yoco_core::simd`]), with the keys and values read in their storage type where they lie:
-//! * scores: the query rows of a K/V head's group, a few at a time, against each key, so that
-//!   every vector of the key is loaded once for those rows;
+//! * scores: the query rows of a K/V head's group, a few at a time, against a few keys at a time
+//!   (four with AVX-512, two with AVX2), so that every vector of a key is loaded once for those
+//!   rows and every vector of a query row once for those keys, and the rows × keys dot products
+//!   are independent accumulators: one key at a time, each dot product's chain of FMAs waited on
+//!   the one before (24/8 heads of 128, f32, N 32768: 16.5–17.2 ms against 13.1–13.3 with four
+//!   keys, interleaved in one process);
 //! * the online-softmax update of each row over the tile, with the exponentials in a plain loop
 //!   over the tile's scores (it vectorises);
 //! * `o += p · v`: a few rows' outputs held in registers across the tile's values, each vector
@@ -136,17 +140,26 @@ fn range_body<T: Element, V: Simd>(x: &Inputs<T>, b: usize, keys: Range<usize>) 
     let mut t0 = keys.start;
     while t0 < keys.end {
         let count = (keys.end - t0).min(TILE);
-        for jj in 0..count {
-            let j = t0 + jj;
-            if j + PREFETCH < keys.end {
-                prefetch_position(x, b, j + PREFETCH);
-            }
-            for (hk, members) in group_rows.iter().enumerate() {
-                let k = x.k_row(b, j, hk);
-                for block in members.chunks(ROW_BLOCK) {
-                    score_block::<T, V>(&q, block, k, dim, &mut scores, jj);
+        // Scores, a few keys at a time (their dot products are independent accumulators).
+        let step = score_keys::<V>();
+        let mut jj = 0;
+        while jj < count {
+            let n = step.min(count - jj);
+            for j in t0 + jj..t0 + jj + n {
+                if j + PREFETCH < keys.end {
+                    prefetch_position(x, b, j + PREFETCH);
                 }
             }
+            for (hk, members) in group_rows.iter().enumerate() {
+                let mut k: [&[T]; MAX_SCORE_KEYS] = [&[]; MAX_SCORE_KEYS];
+                for (i, k) in k[..n].iter_mut().enumerate() {
+                    *k = x.k_row(b, t0 + jj + i, hk);
+                }
+                for block in members.chunks(ROW_BLOCK) {
+                    score_block::<T, V>(&q, block, &k[..n], dim, &mut scores, jj);
+                }
+            }
+            jj += n;
         }
         if t0 < seen_by_all_lo || t0 + count > seen_by_all_hi {
             for (row, row_scores) in scores.chunks_exact_mut(TILE).enumerate() {
@@ -175,36 +188,70 @@ fn range_body<T: Element, V: Simd>(x: &Inputs<T>, b: usize, keys: Range<usize>) 
     part
 }
 
-/// The scores of key `k` (position `jj` of the tile) for the query rows `block` (at most
-/// [`ROW_BLOCK`]), into `scores[row][jj]`.
+/// Keys scored together at most: their dot products with a block of rows are independent
+/// accumulators (`ROW_BLOCK` × keys), so that the FMA latency of one dot product does not bound
+/// the loop.
+const MAX_SCORE_KEYS: usize = 4;
+
+/// Keys scored together on vectors `V`: four with 32 registers (AVX-512: 16 accumulators for
+/// four rows, four key vectors, a query vector), two with 16 (AVX2).
 #[inline(always)]
-fn score_block<T: Element, V: Simd>(q: &[f32], block: &[usize], k: &[T], dim: usize, scores: &mut [f32], jj: usize) {
-    match block.len() {
-        1 => score_rows::<T, V, 1>(q, block, k, dim, scores, jj),
-        2 => score_rows::<T, V, 2>(q, block, k, dim, scores, jj),
-        3 => score_rows::<T, V, 3>(q, block, k, dim, scores, jj),
-        _ => score_rows::<T, V, ROW_BLOCK>(q, block, k, dim, scores, jj),
+fn score_keys<V: Simd>() -> usize {
+    if V::LANES >= 16 { MAX_SCORE_KEYS } else { 2 }
+}
+
+/// The scores of keys `k` (positions `jj0 ..` of the tile) for the query rows `block` (at most
+/// [`ROW_BLOCK`]), into `scores[row][jj0 + i]`.
+#[inline(always)]
+fn score_block<T: Element, V: Simd>(q: &[f32], block: &[usize], k: &[&[T]], dim: usize, scores: &mut [f32], jj0: usize) {
+    macro_rules! rows {
+        ($keys:literal) => {
+            match block.len() {
+                1 => score_rows::<T, V, 1, $keys>(q, block, k, dim, scores, jj0),
+                2 => score_rows::<T, V, 2, $keys>(q, block, k, dim, scores, jj0),
+                3 => score_rows::<T, V, 3, $keys>(q, block, k, dim, scores, jj0),
+                _ => score_rows::<T, V, ROW_BLOCK, $keys>(q, block, k, dim, scores, jj0),
+            }
+        };
+    }
+    match k.len() {
+        1 => rows!(1),
+        2 => rows!(2),
+        3 => rows!(3),
+        _ => rows!(4),
     }
 }
 
-/// [`score_block`] for exactly `R` rows: `R` vector accumulators along the head dim (a multiple
-/// of the vector width: 64, 128 or 256), reduced once at the end.
+/// [`score_block`] for exactly `R` rows and `K` keys: `R × K` accumulators along the head
+/// dim, each reduced once at the end.
 #[inline(always)]
-fn score_rows<T: Element, V: Simd, const R: usize>(q: &[f32], block: &[usize], k: &[T], dim: usize, scores: &mut [f32], jj: usize) {
+fn score_rows<T: Element, V: Simd, const R: usize, const K: usize>(q: &[f32], block: &[usize], k: &[&[T]], dim: usize, scores: &mut [f32], jj0: usize) {
     let mut rows: [&[f32]; R] = [&[]; R];
     for (r, row) in rows.iter_mut().enumerate() {
         *row = &q[block[r] * dim..][..dim];
     }
-    let mut acc = [V::splat(0.0); R];
+    let mut keys: [&[T]; K] = [&[]; K];
+    for (i, key) in keys.iter_mut().enumerate() {
+        *key = &k[i][..dim];
+    }
+    let mut acc = [[V::splat(0.0); K]; R];
     debug_assert_eq!(dim % V::LANES, 0, "head dim {dim} not a multiple of {}", V::LANES);
     for c in (0..dim).step_by(V::LANES) {
-        let kv = load_widened::<T, V>(&k[c..]);
+        let mut kv = [V::splat(0.0); K];
+        for (kv, key) in kv.iter_mut().zip(&keys) {
+            *kv = load_widened::<T, V>(&key[c..]);
+        }
         for r in 0..R {
-            acc[r] = acc[r].fma(V::load(&rows[r][c..]), kv);
+            let qv = V::load(&rows[r][c..]);
+            for i in 0..K {
+                acc[r][i] = acc[r][i].fma(qv, kv[i]);
+            }
         }
     }
     for r in 0..R {
-        scores[block[r] * TILE + jj] = acc[r].sum();
+        for i in 0..K {
+            scores[block[r] * TILE + jj0 + i] = acc[r][i].sum();
+        }
     }
 }
 

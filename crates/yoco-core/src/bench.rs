@@ -57,26 +57,35 @@ pub fn fraction_line(label: &str, seconds: f64, bound: Bound) -> String {
     if !seconds.is_finite() {
         return format!("{label}: not run (filtered out)");
     }
-    match bound {
+    let (line, fraction) = match bound {
         Bound::Memory { bytes, ceiling_gbs, traffic } => {
             let gbs = bytes / seconds / 1e9;
-            format!("{label}: {:.3} ms, {gbs:.1} GB/s = {:.0}% of the {ceiling_gbs:.1} GB/s {} ceiling", seconds * 1e3, 100.0 * gbs / ceiling_gbs, traffic.name())
+            let fraction = gbs / ceiling_gbs;
+            (format!("{label}: {:.3} ms, {gbs:.1} GB/s = {:.0}% of the {ceiling_gbs:.1} GB/s {} ceiling", seconds * 1e3, 100.0 * fraction, traffic.name()), fraction)
         }
         Bound::Compute { flops, ceiling_gflops, ceiling } => {
             let gflops = flops / seconds / 1e9;
+            let fraction = gflops / ceiling_gflops;
             // A GPU's ceiling is the cuBLAS GEMM rate, in the hundreds of TFLOP/s; a CPU's is the
             // FMA or tile rate, in GFLOP/s. Each is quoted in the unit its size reads best in.
             let (scale, unit) = if ceiling_gflops >= 1e4 { (1e-3, "TFLOP/s") } else { (1.0, "GFLOP/s") };
-            format!(
-                "{label}: {:.3} ms, {:.1} {unit} = {:.0}% of the {:.1} {unit} {ceiling} ceiling",
-                seconds * 1e3,
-                gflops * scale,
-                100.0 * gflops / ceiling_gflops,
-                ceiling_gflops * scale
-            )
+            (format!("{label}: {:.3} ms, {:.1} {unit} = {:.0}% of the {:.1} {unit} {ceiling} ceiling", seconds * 1e3, gflops * scale, 100.0 * fraction, ceiling_gflops * scale), fraction)
         }
+    };
+    if fraction > PAST_CEILING {
+        format!("{line} {PAST_CEILING_NOTE}")
+    } else {
+        line
     }
 }
+
+/// A rate this far past its ceiling is not a fraction of it: the ceiling was measured in a
+/// slower minute than the kernel (the VMs' speed swings by half), or the kernel's data stayed
+/// in a cache the ceiling's did not. (Up to 5% past is a ceiling's own spread.)
+const PAST_CEILING: f64 = 1.05;
+
+/// What a line whose rate is [`PAST_CEILING`] past its ceiling ends with.
+pub const PAST_CEILING_NOTE: &str = "⚠ past the ceiling: not a fraction of it (the ceiling was measured in a slower minute, or the data stayed in a cache)";
 
 /// Runs `f` `iters` times on `device` and returns the elapsed time: wall-clock on the CPU, CUDA
 /// events around the queued launches on a GPU (so the launches' host overhead overlaps).

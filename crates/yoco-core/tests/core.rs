@@ -122,3 +122,18 @@ fn fraction_lines_name_their_ceiling() {
     assert!(line.ends_with("25.0 GB/s = 50% of the 50.0 GB/s read ceiling"), "{line}");
     assert_eq!(fraction_line("x", f64::NAN, Bound::Memory { bytes: 1.0, ceiling_gbs: 1.0, traffic: Traffic::Copy }), "x: not run (filtered out)");
 }
+
+/// A rate past its ceiling (beyond a ceiling's own 5% spread) is flagged, not quoted as a
+/// fraction; one within it is not.
+#[test]
+fn rates_past_their_ceiling_are_flagged() {
+    use yoco_core::bench::{fraction_line, Bound, Traffic, PAST_CEILING_NOTE};
+    let memory = |gbs: f64| fraction_line("m", 1.0, Bound::Memory { bytes: gbs * 1e9, ceiling_gbs: 100.0, traffic: Traffic::Copy });
+    let compute = |gflops: f64| fraction_line("c", 1.0, Bound::Compute { flops: gflops * 1e9, ceiling_gflops: 100.0, ceiling: "FMA" });
+    for line in [memory(104.0), compute(104.0), memory(50.0)] {
+        assert!(!line.contains(PAST_CEILING_NOTE), "{line}");
+    }
+    for line in [memory(106.0), compute(111.0)] {
+        assert!(line.ends_with(&format!("ceiling {PAST_CEILING_NOTE}")), "{line}");
+    }
+}

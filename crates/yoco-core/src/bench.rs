@@ -164,9 +164,8 @@ pub fn tokens(n: usize) -> String {
 }
 
 /// The memory ceiling of `device` in GB/s, measured now: host copy bandwidth over
-/// [`crate::ceiling::memory_bytes`], or
-/// device-to-device copy bandwidth over 1 GiB (far past any L2); over 16 MiB on the emulator,
-/// as the harness's calibration measures it there.
+/// [`crate::ceiling::memory_bytes`], or device-to-device copy bandwidth over 1 GiB (far past any
+/// L2); over 16 MiB on the emulator, as the harness's calibration measures it there.
 pub fn copy_ceiling_gbs(device: &crate::Device) -> crate::Result<f64> {
     bandwidth_ceiling_gbs(device, Traffic::Copy)
 }
@@ -194,10 +193,10 @@ impl Traffic {
 }
 
 /// The bandwidth ceiling of `device` for `traffic` in GB/s, measured now, over
-/// [`crate::ceiling::memory_bytes`] on the CPU (a copy, an update in place, a sum; on this project's CPU machine an
-/// update ran 1.6× a copy's rate). On a GPU every kind takes the device-to-device copy over
-/// 1 GiB (16 MiB on the emulator): a GPU's stores write whole lines, so a copy runs near its
-/// memory's peak.
+/// [`crate::ceiling::memory_bytes`] on the CPU (a copy, an update in place, a sum; on this
+/// project's CPU machine an update ran 1.6× a copy's rate). On a GPU every kind takes the
+/// device-to-device copy over 1 GiB (16 MiB on the emulator): a GPU's stores write whole lines,
+/// so a copy runs near its memory's peak.
 pub fn bandwidth_ceiling_gbs(device: &crate::Device, traffic: Traffic) -> crate::Result<f64> {
     match device {
         crate::Device::Cpu(_) => Ok(match traffic {

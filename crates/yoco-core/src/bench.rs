@@ -84,7 +84,7 @@ pub fn fraction_line(label: &str, seconds: f64, bound: Bound) -> String {
 /// in a cache the ceiling's did not. (Up to 5% past is a ceiling's own spread.)
 const PAST_CEILING: f64 = 1.05;
 
-/// What a line whose rate is [`PAST_CEILING`] past its ceiling ends with.
+/// What a line whose rate is more than 5% past its ceiling ends with.
 pub const PAST_CEILING_NOTE: &str = "⚠ past the ceiling: not a fraction of it (the ceiling was measured in a slower minute, or the data stayed in a cache)";
 
 /// Runs `f` `iters` times on `device` and returns the elapsed time: wall-clock on the CPU, CUDA

@@ -291,10 +291,10 @@ pub fn update_bandwidth_gbs(bytes: usize) -> f64 {
 
 /// Bandwidth in GB/s of a `bytes`-sized buffer summed by all of rayon's threads, measured as
 /// [`copy_bandwidth_gbs`]: the ceiling of kernels that read far more than they write (a decode
-/// step over a K/V cache, a product with one row of activations). Each thread reads
-/// [`READ_STREAMS`] parts of its piece at once ([`sum_in_streams`]), as those kernels read
-/// several rows at once: one stream per thread read 15–20 GB/s on the Xeon VM where eight read
-/// 28–30, and the decode kernels had read 23–30 against the one-stream ceiling.
+/// step over a K/V cache, a product with one row of activations). Each thread reads eight
+/// parts of its piece at once, as those kernels read several rows at once: one stream per thread
+/// read 15–20 GB/s on the Xeon VM where eight read 28–30, and the decode kernels had read 23–30
+/// against the one-stream ceiling.
 pub fn read_bandwidth_gbs(bytes: usize) -> f64 {
     let n = bytes / 4;
     let x: Vec<f32> = (0..n).map(|i| i as f32).collect();

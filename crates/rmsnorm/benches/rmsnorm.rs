@@ -39,10 +39,9 @@ struct Operands {
 }
 
 /// Enough operand sets to span what the copy ceiling is measured over
-/// (`yoco_core::ceiling::memory_bytes`: at least 256 MiB, twice the last-level cache).
+/// (`yoco_core::bench::sets_spanning_memory`).
 fn operand_sets(draws: &mut Draws, rows: usize, width: usize, dtype: DType, device: &Device) -> Vec<Operands> {
-    let set_bytes = 4 * rows * width * dtype.size_in_bytes();
-    let count = yoco_core::ceiling::memory_bytes().div_ceil(set_bytes).clamp(1, 32);
+    let count = yoco_core::bench::sets_spanning_memory(4 * rows * width * dtype.size_in_bytes(), 32);
     (0..count)
         .map(|_| Operands {
             x: draws.normal(&[rows, width], 1.0, dtype, device).unwrap(),

@@ -20,9 +20,9 @@ fn bench_silu_mul(c: &mut Criterion, device: &Device, draws: &mut Draws, log: &S
     for &dtype in dtypes {
         let bytes = (3 * rows * f * dtype.size_in_bytes()) as u64;
         // On the CPU, calls rotate over operand sets spanning what the copy ceiling is measured
-        // over (`ceiling::memory_bytes`), so that each reads from memory: one set of 192 MiB
-        // stayed partly in the Xeon VM's 300 MiB last-level cache (110% of the copy ceiling).
-        let count = if device.is_cpu() { yoco_core::ceiling::memory_bytes().div_ceil(bytes as usize).clamp(1, 8) } else { 1 };
+        // over (`bench::sets_spanning_memory`): one set of 192 MiB stayed partly in the Xeon
+        // VM's 300 MiB last-level cache (110% of the copy ceiling).
+        let count = if device.is_cpu() { yoco_core::bench::sets_spanning_memory(bytes as usize, 8) } else { 1 };
         let mut sets: Vec<(Tensor, Tensor, Tensor)> = (0..count)
             .map(|_| {
                 let gate = draws.normal(&[rows, f], 2.0, dtype, device).unwrap();

@@ -57,11 +57,10 @@ fn bench(c: &mut Criterion) {
         let mut out = AlignedVec::<f32>::zeroed(m * n);
         let (a16, b16) = (aligned16(&a), aligned16(&b));
         // A memory-bound product (one row) reads copies of the weights in turn, as many bytes of
-        // them as the read ceiling is measured over (`ceiling::memory_bytes`: at least 256 MiB,
-        // twice the last-level cache), so that each call reads from memory: the same 50 MB of
-        // bf16 weights read again were partly in the 32 MiB last-level cache (141% of the read
-        // ceiling).
-        let copies = if m == 1 { yoco_core::ceiling::memory_bytes().div_ceil(n * k * 2) } else { 1 };
+        // them as the read ceiling is measured over (`bench::sets_spanning_memory`): the same
+        // 50 MB of bf16 weights read again were partly in the 32 MiB last-level cache (141% of
+        // the read ceiling).
+        let copies = if m == 1 { yoco_core::bench::sets_spanning_memory(n * k * 2, usize::MAX) } else { 1 };
         let (bs, b16s) = (vec![b.clone(); copies], vec![b16.clone(); copies]);
         let mut out16 = AlignedVec::<bf16>::zeroed(m * n);
         let flops = 2.0 * (m * n * k) as f64;

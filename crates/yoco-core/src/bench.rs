@@ -199,17 +199,28 @@ impl Traffic {
 /// so a copy runs near its memory's peak.
 pub fn bandwidth_ceiling_gbs(device: &crate::Device, traffic: Traffic) -> crate::Result<f64> {
     match device {
-        crate::Device::Cpu(_) => Ok(match traffic {
-            Traffic::Copy => crate::ceiling::copy_bandwidth_gbs(crate::ceiling::memory_bytes()),
-            Traffic::Update => crate::ceiling::update_bandwidth_gbs(crate::ceiling::memory_bytes()),
-            Traffic::Read => crate::ceiling::read_bandwidth_gbs(crate::ceiling::memory_bytes()),
-        }),
+        crate::Device::Cpu(_) => {
+            let bytes = crate::ceiling::memory_bytes();
+            Ok(match traffic {
+                Traffic::Copy => crate::ceiling::copy_bandwidth_gbs(bytes),
+                Traffic::Update => crate::ceiling::update_bandwidth_gbs(bytes),
+                Traffic::Read => crate::ceiling::read_bandwidth_gbs(bytes),
+            })
+        }
         #[cfg(feature = "cuda")]
         crate::Device::Cuda(d) => {
             let _ = traffic;
             crate::cuda::device_copy_bandwidth(d, full_or_emulated(device, 1 << 30, 1 << 24), 20)
         }
     }
+}
+
+/// How many operand sets of `set_bytes` each a memory-bound CPU bench rotates over: together
+/// they span what the bandwidth ceilings are measured over ([`crate::ceiling::memory_bytes`]), so
+/// that each call reads from memory rather than from a cache the previous call warmed; at least
+/// one, at most `most`.
+pub fn sets_spanning_memory(set_bytes: usize, most: usize) -> usize {
+    crate::ceiling::memory_bytes().div_ceil(set_bytes.max(1)).clamp(1, most.max(1))
 }
 
 /// The `(m, n, k)` of the GEMM whose rate is `device`'s compute ceiling when `gemm` is asked

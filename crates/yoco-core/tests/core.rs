@@ -137,3 +137,15 @@ fn rates_past_their_ceiling_are_flagged() {
         assert!(line.ends_with(&format!("ceiling {PAST_CEILING_NOTE}")), "{line}");
     }
 }
+
+/// Rotating operand sets span the ceilings' bytes, within the bench's limit, and never none.
+#[test]
+fn operand_sets_span_the_ceilings_bytes() {
+    use yoco_core::bench::sets_spanning_memory;
+    let span = yoco_core::ceiling::memory_bytes();
+    assert_eq!(sets_spanning_memory(span, 8), 1);
+    assert_eq!(sets_spanning_memory(span / 3 + 1, 8), 3);
+    assert_eq!(sets_spanning_memory(1, 8), 8);
+    assert_eq!(sets_spanning_memory(usize::MAX, 8), 1);
+    assert_eq!(sets_spanning_memory(0, 0), 1);
+}

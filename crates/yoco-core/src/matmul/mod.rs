@@ -17,8 +17,8 @@
 //! output columns — except that on a CPU with AVX-512 the products `x · wᵀ` of fewer than 256
 //! rows (`DOT_ROWS`) take our dot form (`dots.rs`: 4 rows of x against 4 of w, no packing): 8
 //! rows 76 → 250–300 GFLOP/s, 32 rows 160 → 313, a decode row 2.9 → 2.4 ms (91–94% of the read
-//! ceiling; the gemm crate's kernel is AVX2 on stable Rust). [`gemm_serial`] (products inside already-parallel
-//! tasks) keeps both crates.
+//! ceiling; the gemm crate's kernel is AVX2 on stable Rust). [`gemm_serial`] (products inside
+//! already-parallel tasks) keeps both crates.
 //!
 //! 16-bit storage ([`matmul_nt_widened`]) multiplies in f32 too (neither crate has a bf16
 //! kernel), except bf16 on CPUs with AVX512-BF16, which multiplies bf16 pairs natively

@@ -24,7 +24,8 @@ use rayon::prelude::*;
 use crate::aligned::AlignedVec;
 
 use super::amx::{Tiles, STEP, TILE_ROWS};
-use super::bf16_pairs::{bits, pack_panel, transpose_words, PANEL};
+use super::bf16_pairs::{bits, pack_panel, PANEL};
+use super::words::transpose_words;
 use super::shared_out::SharedOut;
 
 /// Weight rows in a register block (two tiles), and rows of `a` in a panel.

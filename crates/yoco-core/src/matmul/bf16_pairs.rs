@@ -28,6 +28,7 @@ use half::bf16;
 use rayon::prelude::*;
 
 use super::shared_out::SharedOut;
+use super::words::transpose_16;
 use crate::aligned::AlignedVec;
 use crate::simd::Isa;
 use crate::Element;
@@ -111,7 +112,7 @@ fn pack_rows(packed: &mut [u32], a: &[u16], first: usize, m: usize, k: usize) {
 /// Columns `first ..` of `bᵀ` (rows of b) into `panel` [pairs][PANEL] as bf16 pairs; columns
 /// past n are zeros (their products are not stored, and zeros keep them finite). A tile of
 /// [`PACK_PAIRS`] pairs at a time, so that the tile written stays in the level-1 cache; a tile's
-/// 16 × 16 words of whole pairs and valid columns are transposed in registers ([`transpose_16`]),
+/// 16 × 16 words of whole pairs and valid columns are transposed in registers (`transpose_16`),
 /// the edges word by word.
 pub(super) fn pack_panel(panel: &mut [u32], b: &[u16], first: usize, n: usize, k: usize) {
     let pairs = k.div_ceil(2);
@@ -125,7 +126,7 @@ pub(super) fn pack_panel(panel: &mut [u32], b: &[u16], first: usize, n: usize, k
                 let rows: [&[u16]; 16] = std::array::from_fn(|i| &b[(first + c0 + i) * k..][span.clone()]);
                 // SAFETY: `packed` runs only where `available` found AVX-512; each row holds the
                 // tile's 16 whole pairs (p0 + 16 ≤ k / 2).
-                unsafe { transpose_16(&rows, &mut tile[c0..]) };
+                unsafe { transpose_16(&rows, &mut tile[c0..], PANEL, 16) };
                 continue;
             }
             for col in c0..c0 + 16 {
@@ -136,65 +137,6 @@ pub(super) fn pack_panel(panel: &mut [u32], b: &[u16], first: usize, n: usize, k
                 }
             }
         }
-    }
-}
-
-/// `tile[p · PANEL + i] = pair p of rows[i]`, for 16 pairs and 16 rows ([`transpose_words`];
-/// a word at a time took several instructions each, and packing was a sixth of a 512-row
-/// product).
-///
-/// # Safety
-/// The CPU has AVX-512F; each row holds at least 32 elements.
-#[target_feature(enable = "avx512f")]
-unsafe fn transpose_16(rows: &[&[u16]; 16], tile: &mut [u32]) {
-    assert!(rows.iter().all(|r| r.len() >= 32) && tile.len() >= 15 * PANEL + 16, "a whole tile");
-    // SAFETY: each load reads 64 bytes (32 elements) of a row, each store 16 words of the tile,
-    // all in bounds (asserted).
-    unsafe {
-        let words = transpose_words(std::array::from_fn(|i| _mm512_loadu_si512(rows[i].as_ptr().cast())));
-        for (p, words) in words.iter().enumerate() {
-            _mm512_storeu_si512(tile[p * PANEL..].as_mut_ptr().cast(), *words);
-        }
-    }
-}
-
-/// The 16 × 16 matrix of 32-bit words whose rows are `r`, transposed in registers: row p of the
-/// result holds word p of every row. Interleaves words, then pairs of words, then quarters of
-/// the vectors twice: 64 shuffles for 256 words.
-///
-/// Public for the other crates' packing (the CPU attention's tiled path packs its keys with it).
-///
-/// # Safety
-/// The CPU has AVX-512F (the caller is compiled with it).
-#[inline(always)]
-pub unsafe fn transpose_words(r: [__m512i; 16]) -> [__m512i; 16] {
-    // SAFETY: AVX-512F (the caller's promise); no memory is touched.
-    unsafe {
-        let mut t = [_mm512_setzero_si512(); 16];
-        for i in 0..8 {
-            t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-            t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-        }
-        let mut u = [_mm512_setzero_si512(); 16];
-        for i in 0..4 {
-            u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-            u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-            u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-            u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-        }
-        let mut v = [_mm512_setzero_si512(); 16];
-        for i in 0..4 {
-            v[i] = _mm512_shuffle_i32x4::<0x88>(u[i], u[i + 4]);
-            v[i + 4] = _mm512_shuffle_i32x4::<0xDD>(u[i], u[i + 4]);
-            v[i + 8] = _mm512_shuffle_i32x4::<0x88>(u[i + 8], u[i + 12]);
-            v[i + 12] = _mm512_shuffle_i32x4::<0xDD>(u[i + 8], u[i + 12]);
-        }
-        let mut out = [_mm512_setzero_si512(); 16];
-        for j in 0..8 {
-            out[j] = _mm512_shuffle_i32x4::<0x88>(v[j], v[j + 8]);
-            out[j + 8] = _mm512_shuffle_i32x4::<0xDD>(v[j], v[j + 8]);
-        }
-        out
     }
 }
 

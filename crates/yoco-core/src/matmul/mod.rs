@@ -1,6 +1,7 @@
 //! CPU matrix products for the fast CPU paths: our own packed GEMM (`packed.rs`) from
 //! `PACKED_ROWS` (32) rows, the `gemm` crate below, chosen by shape from measurements
-//! (`benches/matmul.rs`, this 2-core AVX-512 machine, FMA ceiling 539 GFLOP/s, GFLOP/s):
+//! (`benches/matmul.rs`, the 2-core Zen 5, FMA ceiling 539 GFLOP/s, GFLOP/s; the packed GEMM
+//! as it was before it packed `a` too, which made it 13–40% faster on the 2-core Xeon):
 //!
 //! | m × n × k | gemm | matrixmultiply | packed |
 //! |---|---|---|---|
@@ -14,7 +15,7 @@
 //!
 //! So many-row products (prefill) take the packed GEMM, which replaced matrixmultiply there, and
 //! few-row ones (decode, small batches) `gemm`, which also parallelises a single row over the
-//! output columns — except that on a CPU with AVX-512 the products `x · wᵀ` of fewer than 256
+//! output columns — except that on a CPU with AVX-512 the products `x · wᵀ` of fewer than 64
 //! rows (`DOT_ROWS`) take our dot form (`dots.rs`: 4 rows of x against 4 of w, no packing): 8
 //! rows 76 → 250–300 GFLOP/s, 32 rows 160 → 313, a decode row 2.9 → 2.4 ms (91–94% of the read
 //! ceiling; the gemm crate's kernel is AVX2 on stable Rust). [`gemm_serial`] (products inside
@@ -41,10 +42,13 @@ mod bf16_pairs;
 #[cfg(target_arch = "x86_64")]
 mod dots;
 mod packed;
+mod scratch;
 mod shared_out;
+#[cfg(target_arch = "x86_64")]
+mod words;
 
 #[cfg(target_arch = "x86_64")]
-pub use bf16_pairs::transpose_words;
+pub use words::transpose_words;
 
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -88,13 +92,14 @@ const AMX_PACKED_ROWS: usize = 512;
 const PAIRS_PACKED_ROWS: usize = 256;
 
 /// Rows below which an f32 product `x · wᵀ` takes the dot form (`dots.rs`) on a CPU with
-/// AVX-512. Measured with 2048 × 768 weights: on the Zen 5, at 8 rows 0.09 ms against the gemm
-/// crate's 0.34, at 32 rows 0.32 against the packed GEMM's 0.6, level at 128, the packed GEMM
-/// 1.5× faster at 512; on the Xeon (interleaved in one process, best of 40 each), the dot form
-/// 2.27 against 4.17 ms at 128 rows, 3.4–3.6 against 5.0–5.3 at 192, 3.4–5.2 against 4.3–6.9 at
-/// 256, level at 384 and 0.8× at 512 (768 × 2048 weights: 0.65× the time at 128 rows, level at
-/// 256). The packed GEMM packs all of the weights per call, which fewer rows do not repay.
-const DOT_ROWS: usize = 256;
+/// AVX-512. The packed GEMM packs all of the weights per call, which few rows do not repay.
+/// Measured on the 2-core Xeon, interleaved in one process, best of 10–20 each, since the packed
+/// GEMM packs `a` too (GFLOP/s, dot form against packed): 2048 × 768 weights, 104 against 58 at
+/// 16 rows, 118 against 94 at 32, level at 48 and 64, 134 against 164 at 96 and 128, 146 against
+/// 201 at 256; 768 × 2048 weights, 99 against 88 at 32 rows, 104 against 114 at 64, 108 against
+/// 122 at 128. (Before, with the older packed GEMM, the crossing lay at 256–384 rows on the Xeon
+/// and about 128 on the Zen 5, which this machine could not re-measure.)
+const DOT_ROWS: usize = 64;
 
 /// Rows from which an f32 product takes the packed GEMM rather than the gemm crate (measured:
 /// 10–20% faster at 32 and 64 rows, 25% slower at 16).
@@ -364,9 +369,9 @@ mod tests {
     fn nt_and_nn_match_naive_on_odd_shapes() {
         let mut rng = Rng::new(11);
         // From PACKED_ROWS rows the packed GEMM (nt from DOT_ROWS with AVX-512, below it the dot
-        // form; CI runs this under YOCO_CPU_ISA=avx2 too): rows past its 8-row blocks and its
-        // tasks' 64, columns past a panel of 32 and a packed block's 512, depths past its slices
-        // of 256.
+        // form; CI runs this under YOCO_CPU_ISA=avx2 too): rows past its groups of 12 (6 with
+        // AVX2) and its tasks' 96, columns past a panel of 32 and a packed block's 512, depths
+        // past its slices of 256 (packed.rs tests its edges directly).
         for &(m, n, k) in &[(1, 1, 1), (7, 13, 5), (9, 70, 37), (31, 130, 16), (65, 33, 130), (128, 96, 257), (300, 17, 64), (133, 530, 520), (PACKED_ROWS, 64, 1), (DOT_ROWS + 5, 530, 257)] {
             let a: Vec<f32> = (0..m * k).map(|_| rng.normal() as f32).collect();
             let b: Vec<f32> = (0..n * k).map(|_| rng.normal() as f32).collect();

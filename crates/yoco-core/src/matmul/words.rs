@@ -60,11 +60,11 @@ pub(super) unsafe fn transpose_16<T: Copy, W: Copy>(rows: &[&[T]; 16], tile: &mu
     unsafe {
         let words = transpose_words(std::array::from_fn(|i| _mm512_loadu_si512(rows[i].as_ptr().cast())));
         for (p, words) in words.iter().enumerate() {
-            let to = tile[p * stride..].as_mut_ptr().cast();
+            let to = tile[p * stride..].as_mut_ptr();
             if width == 16 {
-                _mm512_storeu_si512(to, *words);
+                _mm512_storeu_si512(to.cast(), *words);
             } else {
-                _mm512_mask_storeu_epi32(to, ((1u32 << width) - 1) as __mmask16, *words);
+                _mm512_mask_storeu_epi32(to.cast(), ((1u32 << width) - 1) as __mmask16, *words);
             }
         }
     }

@@ -7,7 +7,7 @@
 //! cross-decoder for the last prompt token only (one query over the whole cache).
 //!
 //! [`SharedKvCache`] is that cache: written once per token, read (`&self`) by every cross layer.
-//! It is yoco-gqa's [`KvCache`](yoco_gqa::KvCache) with the write/read split of its use, and the
+//! It is yoco-gqa's [`KvCache`] with the write/read split of its use, and the
 //! attention is yoco-gqa's core (prefill kernel for chunks, split-KV decode kernel for one query).
 //!
 //! Rooms: this file is the API; [`check`] the validation the tests and `yoco check` share. The

@@ -14,7 +14,7 @@
 //! model (the root crate): they are GEMMs and elementwise work shared with the attention layers,
 //! and keeping them there keeps this crate free of sibling dependencies.
 //!
-//! Rooms: this file is the API; [`reference`] the f64 oracle in three forms; [`cpu`] the fast
+//! Rooms: this file is the API; [`mod@reference`] the f64 oracle in three forms; [`cpu`] the fast
 //! chunkwise path and the decode step; `cuda` the launchers of `kernels/gated_retention.cu`;
 //! [`check`] the validation shared by the tests and `yoco check`.
 

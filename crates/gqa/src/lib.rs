@@ -30,7 +30,7 @@
 //!
 //! The rooms, as in every primitive crate: this file is the API (shapes, dtypes, devices, head
 //! dims and masks checked; typed errors; dispatch by device); [`mask`] the one definition of
-//! which keys a query sees; [`reference`] the f64 oracle and the plain same-precision variant;
+//! which keys a query sees; [`mod@reference`] the f64 oracle and the plain same-precision variant;
 //! [`cpu`] the fast CPU path; `cuda` the launchers of `kernels/attention.cu` (flash-attention-2
 //! prefill on tensor cores, split-KV decode); [`kv_cache`] the growing cache; [`check`] the
 //! validation the tests and `yoco check` share.

@@ -3,7 +3,7 @@
 //! `h = x + r; y = RMSNorm(h)`, which returns both `h` (the new residual stream) and `y`.
 //!
 //! The rooms, as in every primitive crate: this file is the API (shapes, dtypes, devices and
-//! `eps` checked, typed errors, dispatch by device); [`reference`] is the f64 oracle; [`cpu`] the
+//! `eps` checked, typed errors, dispatch by device); [`mod@reference`] is the f64 oracle; [`cpu`] the
 //! fast CPU path; `cuda` the launcher of `kernels/rmsnorm.cu` (feature `cuda`); [`check`] the
 //! validation against the reference that the tests and `yoco check` share.
 

@@ -4,7 +4,7 @@
 use yoco_core::DType;
 
 /// `y = x * (mean(x²) + eps)^-½ * w` per row.
-/// x: [rows, width], weight: [width] → y: [rows, width].
+/// x: `[rows, width]`, weight: `[width]` → y: `[rows, width]`.
 pub fn rms_norm(x: &[f64], weight: &[f64], eps: f64) -> Vec<f64> {
     let width = weight.len();
     let mut y = vec![0.0; x.len()];
@@ -18,7 +18,7 @@ pub fn rms_norm(x: &[f64], weight: &[f64], eps: f64) -> Vec<f64> {
     y
 }
 
-/// `h = x + r; y = rms_norm(h)`. x, r: [rows, width], weight: [width] → (h, y).
+/// `h = x + r; y = rms_norm(h)`. x, r: `[rows, width]`, weight: `[width]` → (h, y).
 pub fn rms_norm_residual(x: &[f64], residual: &[f64], weight: &[f64], eps: f64) -> (Vec<f64>, Vec<f64>) {
     let h: Vec<f64> = x.iter().zip(residual).map(|(a, b)| a + b).collect();
     let y = rms_norm(&h, weight, eps);

@@ -12,7 +12,7 @@
 //! Computing the angle in f32 is part of the semantics, not an approximation of them: at
 //! position 100 000 its rounding moves φ by up to ~4e-3 rad, far more than any tolerance.
 //!
-//! The rooms, as in every primitive crate: this file is the API; [`reference`] the f64 oracle
+//! The rooms, as in every primitive crate: this file is the API; [`mod@reference`] the f64 oracle
 //! (and the plain same-precision variant); [`cpu`] the fast CPU path; `cuda` the launcher of
 //! `kernels/rope.cu`; [`check`] the validation the tests and `yoco check` share.
 

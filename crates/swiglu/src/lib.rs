@@ -2,7 +2,7 @@
 //! `FFN(x) = W2 · (silu(W1 x) ⊙ (W3 x))` with W1, W3: d→F and W2: F→d, stored `[out, in]`.
 //!
 //! The rooms, as in every primitive crate: this file is the API (checks, typed errors, dispatch
-//! by device); [`reference`] the f64 oracle; [`cpu`] the fast CPU path (the GEMMs on
+//! by device); [`mod@reference`] the f64 oracle; [`cpu`] the fast CPU path (the GEMMs on
 //! `yoco_core::matmul`); `cuda` the launcher of `kernels/swiglu.cu` and the cuBLAS GEMMs;
 //! [`check`] the validation against the reference that the tests and `yoco check` share.
 

@@ -8,7 +8,7 @@ pub fn silu(v: f64) -> f64 {
     v / (1.0 + (-v).exp())
 }
 
-/// `silu(gate) ⊙ up`. gate, up: [n] → [n].
+/// `silu(gate) ⊙ up`. gate, up: `[n]` → `[n]`.
 pub fn silu_mul(gate: &[f64], up: &[f64]) -> Vec<f64> {
     gate.iter().zip(up).map(|(&g, &u)| silu(g) * u).collect()
 }

@@ -1,6 +1,6 @@
-//! The fast CPU path: the chunkwise form in f32 ([`chunk`]), one rayon task per (batch, head)
+//! The fast CPU path: the chunkwise form in f32 (`chunk.rs`), one rayon task per (batch, head)
 //! carrying its D×D state through the chunks, the products on micro-kernels of their own
-//! ([`product`]); and the recurrent decode step. FLOPs per chunk of C tokens: 2C²D (Q·Kᵀ) + 2C²D
+//! (`product.rs`); and the recurrent decode step. FLOPs per chunk of C tokens: 2C²D (Q·Kᵀ) + 2C²D
 //! (A·V) + 2CD² (Q·S) + 2CD² (Kᵀ·V), of which the causal mask makes about a quarter zero work
 //! that is skipped.
 

@@ -3,15 +3,15 @@
 //! A task's [`BR`] rows are its block's queries for every query head of the K/V head (GQA
 //! packing), so that each key and value tile serves the whole group.
 //!
-//! A block of more than [`ROWS_PATH_MAX`] queries goes to [`tiles`]: register-blocked
+//! A block of more than [`ROWS_PATH_MAX`] queries goes to `tiles.rs`: register-blocked
 //! micro-kernels for `S = Q Kᵀ` and `O += P V` on packed f32 tiles, laid out so that every inner
 //! loop runs along contiguous memory and vectorises (AVX-512 when the CPU has it, chosen at run
 //! time by [`yoco_core::simd::dispatch`]; AVX2 + FMA otherwise, one lane without them). A last
-//! block of a few queries (the tail of a prefill) goes to [`rows`], which reads the keys where
+//! block of a few queries (the tail of a prefill) goes to `rows.rs`, which reads the keys where
 //! they lie: a query-wide tile would be mostly padding there. A decode step (at most
-//! [`ROWS_PATH_MAX`] queries per sequence) goes to [`decode`], which splits the keys, not the
+//! [`ROWS_PATH_MAX`] queries per sequence) goes to `decode.rs`, which splits the keys, not the
 //! heads, among the tasks. Rows whose scores pass f32's range are then computed again in f64 by
-//! [`exact`].
+//! `exact.rs`.
 //!
 //! bf16 on a CPU with AMX (Sapphire Rapids and later Xeons) takes `amx_tiles` for the tiled
 //! blocks instead: the same blocks of rows, both products on the tile unit, K and V packed once

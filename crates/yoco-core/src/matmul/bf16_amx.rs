@@ -17,10 +17,9 @@ use std::arch::x86_64::*;
 use half::bf16;
 use rayon::prelude::*;
 
-use crate::aligned::AlignedVec;
-
 use super::amx::{Tiles, STEP, TILE_ROWS};
 use super::bf16_pairs::{bits, pack_panel, PANEL};
+use super::scratch::Scratch;
 use super::shared_out::SharedOut;
 
 /// Rows of `a` in a register block (two tiles).
@@ -35,15 +34,19 @@ pub(super) fn amx(m: usize, n: usize, k: usize, a: &[bf16], b: &[bf16], c: &mut 
     let (a, b) = (bits(a), bits(b));
     let depth = k.next_multiple_of(STEP);
     let padded_rows = m.next_multiple_of(BLOCK_ROWS);
-    let mut a_tiles = AlignedVec::<u16>::zeroed(padded_rows * depth);
+    let mut a_tiles = Scratch::<u16>::take(padded_rows * depth);
     a_tiles.par_chunks_mut(BLOCK_ROWS * depth).enumerate().for_each(|(block, tiles)| tile_rows(tiles, a, block * BLOCK_ROWS, m, k));
     let pairs = depth / 2;
     let out = SharedOut::new(c);
-    let mut panels_packed = AlignedVec::<u32>::zeroed(pairs * COLUMNS.min(n.next_multiple_of(PANEL)));
+    let mut panels_packed = Scratch::<u32>::take(pairs * COLUMNS.min(n.next_multiple_of(PANEL)));
     for first in (0..n).step_by(COLUMNS) {
         let panels = (n - first).min(COLUMNS).div_ceil(PANEL);
-        // Pairs past k's stay zero: pack_panel writes the first k.div_ceil(2) of each panel.
-        panels_packed[..panels * pairs * PANEL].par_chunks_mut(pairs * PANEL).enumerate().for_each(|(j, panel)| pack_panel(panel, b, first + j * PANEL, n, k));
+        panels_packed[..panels * pairs * PANEL].par_chunks_mut(pairs * PANEL).enumerate().for_each(|(j, panel)| {
+            pack_panel(panel, b, first + j * PANEL, n, k);
+            // pack_panel writes the first k.div_ceil(2) pairs; those past them pad the last step
+            // and must be zeros (they meet a's padding, zeros too, in sums that are stored).
+            panel[k.div_ceil(2) * PANEL..].fill(0);
+        });
         let (a_tiles, panels_packed) = (&a_tiles, &panels_packed);
         let row_chunks = padded_rows.div_ceil(ROWS);
         (0..row_chunks * panels).into_par_iter().for_each(|t| {
@@ -65,14 +68,18 @@ pub(super) fn amx(m: usize, n: usize, k: usize, a: &[bf16], b: &[bf16], c: &mut 
 }
 
 /// Rows `first .. first + BLOCK_ROWS` of a (those below m) into `tiles`, step after step of the
-/// reduction: `[steps][BLOCK_ROWS][STEP]`, zeros past m and k, so that the two tiles a step reads
-/// are 2 KiB in one piece and a block's steps one stream (rows read where they lie, 32 rows
-/// apart, were as many streams, and the loads waited on them).
+/// reduction: `[steps][BLOCK_ROWS][STEP]`, zeros past m and k (written here: the buffer is kept
+/// from earlier products), so that the two tiles a step reads are 2 KiB in one piece and a
+/// block's steps one stream (rows read where they lie, 32 rows apart, were as many streams, and
+/// the loads waited on them).
 fn tile_rows(tiles: &mut [u16], a: &[u16], first: usize, m: usize, k: usize) {
-    for r in 0..BLOCK_ROWS.min(m.saturating_sub(first)) {
-        let row = &a[(first + r) * k..][..k];
-        for (s, chunk) in row.chunks(STEP).enumerate() {
-            tiles[(s * BLOCK_ROWS + r) * STEP..][..chunk.len()].copy_from_slice(chunk);
+    let rows = BLOCK_ROWS.min(m.saturating_sub(first));
+    for (s, step) in tiles.chunks_exact_mut(BLOCK_ROWS * STEP).enumerate() {
+        let span = s * STEP..((s + 1) * STEP).min(k);
+        for (r, to) in step.chunks_exact_mut(STEP).enumerate() {
+            let from = if r < rows { &a[(first + r) * k..][span.clone()] } else { &[][..] };
+            to[..from.len()].copy_from_slice(from);
+            to[from.len()..].fill(0);
         }
     }
 }

@@ -21,11 +21,11 @@ use std::arch::x86_64::*;
 use half::bf16;
 use rayon::prelude::*;
 
-use crate::aligned::AlignedVec;
 
 use super::amx::{Tiles, STEP, TILE_ROWS};
 use super::bf16_pairs::{bits, pack_panel, PANEL};
 use super::words::transpose_words;
+use super::scratch::Scratch;
 use super::shared_out::SharedOut;
 
 /// Weight rows in a register block (two tiles), and rows of `a` in a panel.
@@ -40,10 +40,13 @@ pub(super) fn in_place(m: usize, n: usize, k: usize, a: &[bf16], b: &[bf16], c: 
     assert!(k.is_multiple_of(STEP), "whole steps of the reduction");
     let (a, b) = (bits(a), bits(b));
     let pairs = k / 2;
-    let mut panels = AlignedVec::<u32>::zeroed(m.div_ceil(PANEL) * pairs * PANEL);
+    // Both kept from earlier products (`scratch.rs`): pack_panel writes every pair (k is a whole
+    // number of steps) and zeros for a's rows past m; the tail's weight rows past n hold other
+    // values, which reach only c's columns past n, not stored.
+    let mut panels = Scratch::<u32>::take(m.div_ceil(PANEL) * pairs * PANEL);
     panels.par_chunks_mut(pairs * PANEL).enumerate().for_each(|(i, panel)| pack_panel(panel, a, i * PANEL, m, k));
     let whole = n - n % BLOCK;
-    let mut tail = AlignedVec::<u16>::zeroed(if whole < n { BLOCK * k } else { 0 });
+    let mut tail = Scratch::<u16>::take(if whole < n { BLOCK * k } else { 0 });
     tail[..(n - whole) * k].copy_from_slice(&b[whole * k..]);
     let out = SharedOut::new(c);
     let blocks = n.div_ceil(BLOCK);

@@ -27,9 +27,9 @@ use std::sync::OnceLock;
 use half::bf16;
 use rayon::prelude::*;
 
+use super::scratch::Scratch;
 use super::shared_out::SharedOut;
 use super::words::transpose_16;
-use crate::aligned::AlignedVec;
 use crate::simd::Isa;
 use crate::Element;
 
@@ -66,11 +66,13 @@ pub(super) fn packed(m: usize, n: usize, k: usize, a: &[bf16], b: &[bf16], c: &m
     // a's rows in blocks of BLOCK_ROWS, each [pairs][BLOCK_ROWS]: the register block's broadcasts
     // all sit at fixed offsets from one pointer (read from the rows where they lie, eight row
     // pointers did not fit the registers and were reloaded from the stack every step).
-    let mut a_packed = AlignedVec::<u32>::zeroed(m.div_ceil(BLOCK_ROWS) * pairs * BLOCK_ROWS);
+    // Buffers kept from earlier products (`scratch.rs`): pack_rows and pack_panel write every
+    // word, zeros past m, n and k included.
+    let mut a_packed = Scratch::<u32>::take(m.div_ceil(BLOCK_ROWS) * pairs * BLOCK_ROWS);
     a_packed.par_chunks_mut(pairs * BLOCK_ROWS).enumerate().for_each(|(block, packed)| pack_rows(packed, a, block * BLOCK_ROWS, m, k));
     let out = SharedOut::new(c);
     let row_blocks = m.div_ceil(ROWS);
-    let mut panels_packed = AlignedVec::<u32>::zeroed(pairs * COLUMNS.min(n.next_multiple_of(PANEL)));
+    let mut panels_packed = Scratch::<u32>::take(pairs * COLUMNS.min(n.next_multiple_of(PANEL)));
     for first in (0..n).step_by(COLUMNS) {
         let panels = (n - first).min(COLUMNS).div_ceil(PANEL);
         panels_packed[..panels * pairs * PANEL].par_chunks_mut(pairs * PANEL).enumerate().for_each(|(j, panel)| pack_panel(panel, b, first + j * PANEL, n, k));

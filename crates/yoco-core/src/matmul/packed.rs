@@ -64,11 +64,11 @@ pub(super) fn gemm<T: Element>(m: usize, n: usize, k: usize, a: &[f32], b: &[T],
     let isa = Isa::detect();
     let group = group_rows(isa);
     let groups = m.div_ceil(group);
-    let mut a_packed = Scratch::take(groups * group * k);
+    let mut a_packed = Scratch::<f32>::take(groups * group * k);
     a_packed.par_chunks_mut(group * k).enumerate().for_each(|(g, to)| pack_group(to, a, g * group..((g + 1) * group).min(m), k, isa));
     let out = SharedOut::new(c);
     let row_blocks = groups.div_ceil(GROUPS);
-    let mut panels_packed = Scratch::take(k * COLUMNS.min(n.next_multiple_of(PANEL)));
+    let mut panels_packed = Scratch::<f32>::take(k * COLUMNS.min(n.next_multiple_of(PANEL)));
     for first in (0..n).step_by(COLUMNS) {
         let panels = (n - first).min(COLUMNS).div_ceil(PANEL);
         // Panel j holds op(b)'s columns first + j·PANEL .. as rows [k][PANEL].

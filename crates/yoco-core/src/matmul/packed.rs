@@ -69,10 +69,10 @@ pub(super) fn gemm<T: Element>(m: usize, n: usize, k: usize, a: &[f32], b: &[T],
     let out = SharedOut::new(c);
     let row_blocks = groups.div_ceil(GROUPS);
     let mut panels_packed = Scratch::<f32>::take(k * COLUMNS.min(n.next_multiple_of(PANEL)));
+    let b_view = Strided { b, rs: b_rs, cs: b_cs };
     for first in (0..n).step_by(COLUMNS) {
         let panels = (n - first).min(COLUMNS).div_ceil(PANEL);
         // Panel j holds op(b)'s columns first + j·PANEL .. as rows [k][PANEL].
-        let b_view = Strided { b, rs: b_rs, cs: b_cs };
         panels_packed[..panels * k * PANEL].par_chunks_mut(k * PANEL).enumerate().for_each(|(j, panel)| pack_panel(panel, b_view, first + j * PANEL, n, k, isa));
         let (a_packed, panels_packed) = (&a_packed, &panels_packed);
         (0..row_blocks * panels).into_par_iter().for_each(|t| {
@@ -89,21 +89,22 @@ pub(super) fn gemm<T: Element>(m: usize, n: usize, k: usize, a: &[f32], b: &[T],
 /// product (their sums are not stored).
 fn pack_group(to: &mut [f32], a: &[f32], rows: Range<usize>, k: usize, isa: Isa) {
     let group = to.len() / k;
-    let row = |r: usize| &a[(rows.start + r.min(rows.len() - 1)) * k..][..k];
+    // Sixteen rows, the transposes' height: those past the group's (16 > 12) are read but not
+    // stored.
+    let last = rows.len() - 1;
+    let rows: [&[f32]; 16] = std::array::from_fn(|r| &a[(rows.start + r.min(last)) * k..][..k]);
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 {
         done = k - k % PACK_STEPS;
         for p0 in (0..done).step_by(PACK_STEPS) {
-            // Rows past the group's (16 > 12) are read but not stored.
-            let tile: [&[f32]; 16] = std::array::from_fn(|r| &row(r)[p0..p0 + PACK_STEPS]);
+            let tile: [&[f32]; 16] = std::array::from_fn(|r| &rows[r][p0..p0 + PACK_STEPS]);
             // SAFETY: Isa::Avx512 was detected; each row holds 16 words and `to` the tile's
             // steps p0 .. p0 + 16 of `group` words each.
             unsafe { super::words::transpose_16(&tile, &mut to[p0 * group..], group, group) };
         }
     }
     let _ = isa;
-    let rows: Vec<&[f32]> = (0..group).map(row).collect();
     for (p, to) in to.chunks_exact_mut(group).enumerate().skip(done) {
         for (to, row) in to.iter_mut().zip(&rows) {
             *to = row[p];

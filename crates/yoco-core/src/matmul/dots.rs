@@ -1,16 +1,17 @@
 //! The dot form of `c[m, n] = a[m, k] · b[n, k]ᵀ` with AVX-512, for few rows of `a` (decode,
 //! small batches), where packing the weights would cost more than it saves: a block of 4 rows of
 //! `a` against 4 rows of `b`, one vector of each row a step, each output's lanes summed at the
-//! end. Two element types: f32 (FMA; AVX-512F) and bf16 (pairs multiplied by `vdpbf16ps`;
-//! AVX512-BF16, see `bf16_pairs.rs`), each row read where it lies, in its own type.
+//! end. Three element types: f32 (FMA; AVX-512F), bf16 (pairs multiplied by `vdpbf16ps`;
+//! AVX512-BF16, see `bf16_pairs.rs`) and f16 (widened by `vcvtph2ps` as it is loaded, then FMA),
+//! each row read where it lies, in its own type.
 //!
 //! Soundness: the intrinsics are called only from each element's `run`, compiled with the
 //! features its instructions need, which the caller has detected (`available` in `bf16_pairs.rs`
-//! for bf16, `Isa::Avx512` for f32).
+//! for bf16, `Isa::Avx512` for f32 and f16).
 
 use std::arch::x86_64::*;
 
-use half::bf16;
+use half::{bf16, f16};
 use rayon::prelude::*;
 
 use super::shared_out::SharedOut;
@@ -98,6 +99,34 @@ impl DotElement for bf16 {
         }
         // SAFETY: the CPU has them (the caller's promise).
         unsafe { run_avx512_bf16(task) }
+    }
+}
+
+impl DotElement for f16 {
+    const STEP: usize = 16;
+    type Vector = __m512;
+    #[inline(always)]
+    unsafe fn load(row: &[f16], p0: usize, count: usize) -> __m512 {
+        let mask: __mmask16 = if count >= 16 { !0 } else { (1u16 << count) - 1 };
+        // SAFETY: as f32's; f16 is 16 bits, AVX-512BW and VL present; the widening is exact.
+        unsafe { _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, row.as_ptr().add(p0).cast())) }
+    }
+    #[inline(always)]
+    unsafe fn madd(acc: __m512, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F present (the caller's promise).
+        unsafe { _mm512_fmadd_ps(a, b, acc) }
+    }
+    fn round(sum: f32) -> f16 {
+        <f16 as Element>::from_f32(sum)
+    }
+    unsafe fn run(task: &DotTask<'_, f16>) {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+        unsafe fn run_avx512(task: &DotTask<'_, f16>) {
+            // SAFETY: the features are enabled here.
+            unsafe { task.body() }
+        }
+        // SAFETY: the CPU has them (the caller's promise: Isa::Avx512).
+        unsafe { run_avx512(task) }
     }
 }
 

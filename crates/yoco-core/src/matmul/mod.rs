@@ -101,6 +101,14 @@ const PAIRS_PACKED_ROWS: usize = 256;
 /// and about 128 on the Zen 5, which this machine could not re-measure.)
 const DOT_ROWS: usize = 64;
 
+/// Rows below which an f16 product on AVX-512 takes the dot form (`dots.rs`, each vector widened
+/// by `vcvtph2ps` as it is loaded) rather than widening its operands for the f32 paths. Measured
+/// on the Xeon VM, 3072 × 8192 weights, alternated runs: 1 row 1.3–1.8 ms against 3.3 (then
+/// widened element by element), 16 rows 5.9–7.4 against 15.4, 64 rows 24 against 44 (blocked),
+/// 128 rows 42–48 against 61–69 (packed); at 256 rows the packed GEMM was faster (78–81 against
+/// 87–101), at 512 by a fifth.
+const F16_DOT_ROWS: usize = 192;
+
 /// Rows from which an f32 product takes the packed GEMM rather than the gemm crate (measured:
 /// 10–20% faster at 32 and 64 rows, 25% slower at 16).
 const PACKED_ROWS: usize = 32;
@@ -161,6 +169,8 @@ pub fn bf16_unit(rows: usize, depth: usize) -> Bf16Unit {
 ///   multiplied natively, at about twice the f32 FMA rate, with no widening: dot products of the
 ///   rows below `PAIRS_PACKED_ROWS` (256; a decode row reads its 2-byte weights once), the
 ///   weights packed into pairs from there. Denormal values count as zero there;
+/// - f16 on a CPU with AVX-512, below `F16_DOT_ROWS` (192): the dot form (`dots.rs`), each vector
+///   of either operand widened as it is loaded;
 /// - otherwise, fewer than `FEW_ROWS` (decode): dot products off the 16-bit rows of `b` (the
 ///   weights), widened in registers: one pass over 2-byte weights, as a memory-bound product
 ///   should be;
@@ -189,6 +199,13 @@ pub fn matmul_nt_widened<T: Element>(m: usize, n: usize, k: usize, a: &[T], b: &
             Bf16Unit::F32 => {}
         }
         if unit != Bf16Unit::F32 {
+            return Ok(());
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(a), Some(b), Some(c)) = (as_slice_of::<T, half::f16>(a), as_slice_of::<T, half::f16>(b), as_mut_slice_of::<T, half::f16>(c)) {
+        if m < F16_DOT_ROWS && k > 0 && crate::simd::Isa::detect() == crate::simd::Isa::Avx512 {
+            dots::dots(m, n, k, a, b, c);
             return Ok(());
         }
     }
@@ -341,26 +358,31 @@ mod tests {
     /// 16-bit storage: the f32 product of the stored values, rounded once, on the paths the rows
     /// choose (dot products, blocked weights, the packed GEMM widening as it packs; bf16 pairs
     /// multiplied natively instead on a CPU with AVX512-BF16, whose forms `bf16_pairs.rs` also
-    /// tests directly: CI runs this under YOCO_CPU_ISA=avx2 too), with block edges that do not
-    /// divide n.
+    /// tests directly, and f16 in the dot form on AVX-512: CI runs this under YOCO_CPU_ISA=avx2
+    /// too), with block edges that do not divide n.
     #[test]
     fn widened_products_round_the_f32_product_once() {
-        use half::bf16;
-        let mut rng = Rng::new(11);
-        for (m, n, k) in [(1, 1, 1), (3, 517, 300), (1, 2048, 64), (FEW_ROWS, 100, 70), (9, 300, 45), (MANY_ROWS, 45, 33), (MANY_ROWS + 5, 530, 257), (PAIRS_PACKED_ROWS + 3, 70, 45)] {
-            let a: Vec<bf16> = (0..m * k).map(|_| bf16::from_f64(rng.normal())).collect();
-            let b: Vec<bf16> = (0..n * k).map(|_| bf16::from_f64(rng.normal())).collect();
-            let mut c = vec![bf16::ZERO; m * n];
-            matmul_nt_widened(m, n, k, &a, &b, &mut c).unwrap();
-            let wide = |v: &[bf16]| v.iter().map(|x| x.to_f32()).collect::<Vec<f32>>();
-            let want = naive_nt(m, n, k, &wide(&a), &wide(&b));
-            for (i, (got, want)) in c.iter().zip(&want).enumerate() {
-                // One rounding to bf16 (half an ulp: 2^-9 relative; 2^-8 allowed) plus the f32
-                // summation's error.
-                let tolerance = want.abs() * 2f64.powi(-8) + 1e-4 * (k as f64).sqrt();
-                assert!((got.to_f64() - want).abs() <= tolerance, "m={m} n={n} k={k} element {i}: {got} vs {want}");
+        fn check<T: Element>(ulp: f64, rng: &mut Rng) {
+            let shapes = [(1, 1, 1), (3, 517, 300), (1, 2048, 64), (FEW_ROWS, 100, 70), (9, 300, 45), (MANY_ROWS, 45, 33), (MANY_ROWS + 5, 530, 257), (F16_DOT_ROWS + 1, 70, 45), (PAIRS_PACKED_ROWS + 3, 70, 45)];
+            for (m, n, k) in shapes {
+                let a: Vec<T> = (0..m * k).map(|_| T::from_f64(rng.normal())).collect();
+                let b: Vec<T> = (0..n * k).map(|_| T::from_f64(rng.normal())).collect();
+                let mut c = vec![T::from_f32(f32::NAN); m * n];
+                matmul_nt_widened(m, n, k, &a, &b, &mut c).unwrap();
+                let wide = |v: &[T]| v.iter().map(|x| x.to_f32()).collect::<Vec<f32>>();
+                let want = naive_nt(m, n, k, &wide(&a), &wide(&b));
+                for (i, (got, want)) in c.iter().zip(&want).enumerate() {
+                    // One rounding to T (half an ulp; a whole ulp allowed) plus the f32
+                    // summation's error.
+                    let tolerance = want.abs() * ulp + 1e-4 * (k as f64).sqrt();
+                    assert!((got.to_f64() - want).abs() <= tolerance, "{} m={m} n={n} k={k} element {i}: {got:?} vs {want}", T::DTYPE);
+                }
             }
         }
+        use half::{bf16, f16};
+        let mut rng = Rng::new(11);
+        check::<bf16>(2f64.powi(-8), &mut rng);
+        check::<f16>(2f64.powi(-10), &mut rng);
         let mut short = vec![bf16::ZERO; 3];
         assert!(matmul_nt_widened(2, 2, 2, &[bf16::ONE; 4], &[bf16::ONE; 4], &mut short).is_err());
     }

@@ -32,10 +32,11 @@ pub(crate) fn silu_mul(gate: &Tensor, up: &Tensor, out: &mut Tensor) -> Result<(
 /// `out ← silu(gate) ⊙ up` over one task's elements (`gate: None`: out holds the gate, updated in
 /// place), in f32, rounded to T once, inside [`dispatch`] so that it runs on the widest vectors
 /// the CPU has. Each vector of elements is widened and narrowed by `yoco_core::simd` (F16C's
-/// `vcvtph2ps` for f16: the `half` crate's f16 conversion, a call per element, kept the plain
-/// loop scalar at 5.5–7.0 ns an element against 0.47–0.50 now, on one thread of the Xeon VM; bf16
-/// 0.75–0.92 to 0.65–0.70); silu itself is a plain loop over the vector's lanes, which LLVM
-/// vectorises (`math::exp`). The tail shorter than a vector goes element by element.
+/// `vcvtph2ps` for f16: written as one plain loop with the `half` crate's conversions, the f16
+/// gate compiled to scalar code, a `vcvtph2ps` per element, at 5.5–7.0 ns an element against
+/// 0.47–0.50 now, on one thread of the Xeon VM; bf16 0.75–0.92 to 0.65–0.70); silu itself is a
+/// plain loop over the vector's lanes, which LLVM vectorises (`math::exp`). The tail shorter
+/// than a vector goes element by element.
 struct SiluMul<'a, T> {
     gate: Option<&'a [T]>,
     up: &'a [T],

@@ -103,10 +103,10 @@ const DOT_ROWS: usize = 64;
 
 /// Rows below which an f16 product on AVX-512 takes the dot form (`dots.rs`, each vector widened
 /// by `vcvtph2ps` as it is loaded) rather than widening its operands for the f32 paths. Measured
-/// on the Xeon VM, 3072 × 8192 weights, alternated runs: 1 row 1.3–1.8 ms against 3.3 (then
-/// widened element by element), 16 rows 5.9–7.4 against 15.4, 64 rows 24 against 44 (blocked),
-/// 128 rows 42–48 against 61–69 (packed); at 256 rows the packed GEMM was faster (78–81 against
-/// 87–101), at 512 by a fifth.
+/// on the Xeon VM, 3072 × 8192 weights, old and new binaries in turn: 1 row 1.8–2.5 ms → 1.2–1.3
+/// (dot products off the widened rows before), 16 rows 14–15 → 6.3–6.7, 64 rows 36–40 → 24–27
+/// (blocked), 128 rows 68–69 → 46–49 (packed); at 256 rows the packed GEMM was level or faster
+/// (97–113 against 98–112; 78–81 against 87–101 in another minute), at 512 faster by a fifth.
 const F16_DOT_ROWS: usize = 192;
 
 /// Rows from which an f32 product takes the packed GEMM rather than the gemm crate (measured:

@@ -83,8 +83,25 @@ const AMX_ROWS: usize = 24;
 /// Rows from which an AMX product packs the weights (`bf16_amx.rs`) rather than reading them in
 /// place and packing `a` (measured as above, 2048 × 768 weights, interleaved: in place 0.25
 /// against 0.62 ms at 32 rows, 0.47 against 0.78 at 64, 0.95 against 1.23 at 128, 1.4–1.7 against
-/// 2.2 at 256, level at 512; 2048 × 704 × 256 packed 1.49 against 1.84).
-const AMX_PACKED_ROWS: usize = 512;
+/// 2.2 at 256, level at 512; 2048 × 704 × 256 packed 1.49 against 1.84). Since both forms keep
+/// their buffers (`scratch.rs`), in place is the faster at 512 rows (interleaved, three rounds:
+/// 512 × 2048 × 768 1.20–1.64 ms against 1.56–2.09, 512 × 704 × 256 0.19–0.35 against 0.26–0.41;
+/// k 1024 and 1536, 768 weight rows: 8–23%), either way at 768 (faster with k 768 and 256, 15–20%
+/// slower with k 2048), and packed is the faster from 1,536 rows (8–25%).
+const AMX_PACKED_ROWS: usize = 768;
+
+/// [`AMX_PACKED_ROWS`] where the weights' rows lie a multiple of 4 KiB apart (k a multiple of
+/// 2048): a weight tile's 16 rows then fall in one set of the level-1 cache, and at 512 rows in
+/// place measured 9% slower to 25% faster at k 2048 from run to run, 4–7% slower at k 4096.
+const AMX_PACKED_ROWS_4K_APART: usize = 512;
+
+/// Whether a bf16 product on AMX tiles reads its weights in place (`bf16_amx_in_place.rs`), which
+/// needs k a whole number of tile steps, or packs them (`bf16_amx.rs`).
+#[cfg(target_arch = "x86_64")]
+fn weights_in_place(m: usize, k: usize) -> bool {
+    let packed_from = if (2 * k).is_multiple_of(4096) { AMX_PACKED_ROWS_4K_APART } else { AMX_PACKED_ROWS };
+    k.is_multiple_of(amx::STEP) && m < packed_from
+}
 
 /// Rows from which a bf16 product on AVX512-BF16 packs its weights into pairs rather than taking
 /// dot products of its rows (measured, 2048 × 768 weights: dot products 508 GFLOP/s at 128 rows
@@ -163,7 +180,8 @@ pub fn bf16_unit(rows: usize, depth: usize) -> Bf16Unit {
 /// with f32 accumulation. By the number of rows:
 /// - bf16 on a CPU with AMX-BF16 (Sapphire Rapids and later Xeons), from 8 rows (24 where k is
 ///   not a multiple of 32; [`bf16_unit`]): the AMX tile unit, many times the vector units' rate,
-///   with the weights read in place below `AMX_PACKED_ROWS` (512) (`bf16_amx_in_place.rs`),
+///   with the weights read in place below `AMX_PACKED_ROWS` (768; 512 where k is a multiple of
+///   2048) (`bf16_amx_in_place.rs`),
 ///   packed from there (`bf16_amx.rs`);
 /// - bf16 on a CPU with AVX512-BF16 (`bf16_pairs.rs`), the other numbers of rows: bf16 pairs
 ///   multiplied natively, at about twice the f32 FMA rate, with no widening: dot products of the
@@ -192,7 +210,7 @@ pub fn matmul_nt_widened<T: Element>(m: usize, n: usize, k: usize, a: &[T], b: &
         // An empty reduction takes the widening path, which writes the zeros.
         let unit = if k > 0 { bf16_unit(m, k) } else { Bf16Unit::F32 };
         match unit {
-            Bf16Unit::Tiles if m < AMX_PACKED_ROWS && k.is_multiple_of(amx::STEP) => bf16_amx_in_place::in_place(m, n, k, a, b, c),
+            Bf16Unit::Tiles if weights_in_place(m, k) => bf16_amx_in_place::in_place(m, n, k, a, b, c),
             Bf16Unit::Tiles => bf16_amx::amx(m, n, k, a, b, c),
             Bf16Unit::Pairs if m >= PAIRS_PACKED_ROWS => bf16_pairs::packed(m, n, k, a, b, c),
             Bf16Unit::Pairs => dots::dots(m, n, k, a, b, c),

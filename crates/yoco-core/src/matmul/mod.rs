@@ -15,7 +15,7 @@
 //!
 //! So many-row products (prefill) take the packed GEMM, which replaced matrixmultiply there, and
 //! few-row ones (decode, small batches) `gemm`, which also parallelises a single row over the
-//! output columns — except that on a CPU with AVX-512 the products `x · wᵀ` of fewer than 64
+//! output columns — except that on a CPU with AVX-512 the products `x · wᵀ` of fewer than 192
 //! rows (`DOT_ROWS`) take our dot form (`dots.rs`: 4 rows of x against 4 of w, no packing): 8
 //! rows 76 → 250–300 GFLOP/s, 32 rows 160 → 313, a decode row 2.9 → 2.4 ms (91–94% of the read
 //! ceiling; the gemm crate's kernel is AVX2 on stable Rust). [`gemm_serial`] (products inside
@@ -110,13 +110,16 @@ const PAIRS_PACKED_ROWS: usize = 256;
 
 /// Rows below which an f32 product `x · wᵀ` takes the dot form (`dots.rs`) on a CPU with
 /// AVX-512. The packed GEMM packs all of the weights per call, which few rows do not repay.
-/// Measured on the 2-core Xeon, interleaved in one process, best of 10–20 each, since the packed
-/// GEMM packs `a` too (GFLOP/s, dot form against packed): 2048 × 768 weights, 104 against 58 at
-/// 16 rows, 118 against 94 at 32, level at 48 and 64, 134 against 164 at 96 and 128, 146 against
-/// 201 at 256; 768 × 2048 weights, 99 against 88 at 32 rows, 104 against 114 at 64, 108 against
-/// 122 at 128. (Before, with the older packed GEMM, the crossing lay at 256–384 rows on the Xeon
-/// and about 128 on the Zen 5, which this machine could not re-measure.)
-const DOT_ROWS: usize = 64;
+/// Measured on the 2-core Xeon, interleaved in one process, operands aligned to cache lines as a
+/// tensor's are (GFLOP/s, dot form against packed, five rounds in different minutes): 2048 × 768
+/// weights 158–231 against 114–160 at 64 rows, 156–237 against 122–170 at 128, 160–218 against
+/// 133–179 at 160 and 192; 768 × 2048 weights 140–215 against 119–166 at 128 rows, level at
+/// 192; 704 × 256 level to 12% faster at 96–192. At 256 rows the packed GEMM was the faster on
+/// two of three shapes (768 × 2048: 20%), from 384 on all. The bound had been set to 64 on
+/// operands in plain `Vec`s, which start 16 bytes into a cache line: every 64-byte row load of
+/// the dot form then spans two lines, and there it is level with packing (which copies into
+/// aligned buffers) or slower (92–126 against 112–125 at 128 rows).
+const DOT_ROWS: usize = 192;
 
 /// Rows below which an f16 product on AVX-512 takes the dot form (`dots.rs`, each vector widened
 /// by `vcvtph2ps` as it is loaded) rather than widening its operands for the f32 paths. Measured

@@ -86,20 +86,23 @@ const AMX_ROWS: usize = 24;
 /// 2.2 at 256, level at 512; 2048 × 704 × 256 packed 1.49 against 1.84). Since both forms keep
 /// their buffers (`scratch.rs`), in place is the faster at 512 rows (interleaved, three rounds:
 /// 512 × 2048 × 768 1.20–1.64 ms against 1.56–2.09, 512 × 704 × 256 0.19–0.35 against 0.26–0.41;
-/// k 1024 and 1536, 768 weight rows: 8–23%), either way at 768 (faster with k 768 and 256, 15–20%
-/// slower with k 2048), and packed is the faster from 1,536 rows (8–25%).
+/// 768 weight rows at k 1024 and 1536, 3–23%) and at 768 either way (faster with k 768 and 256),
+/// and packed the faster from 1,536 rows (8–25%).
 const AMX_PACKED_ROWS: usize = 768;
 
-/// [`AMX_PACKED_ROWS`] where the weights' rows lie a multiple of 4 KiB apart (k a multiple of
-/// 2048): a weight tile's 16 rows then fall in one set of the level-1 cache, and at 512 rows in
-/// place measured 9% slower to 25% faster at k 2048 from run to run, 4–7% slower at k 4096.
-const AMX_PACKED_ROWS_4K_APART: usize = 512;
+/// Depths from which the packed form takes over from [`AMX_PACKED_ROWS_DEEP`] rows instead: with
+/// 768 weight rows, packed was 5–8% faster at 512 rows and 15–20% at 640 for k 1984, 2048 and
+/// 2112 alike (and 4–7% at k 4096), in place 3–23% faster at k 1024 and 1536.
+const AMX_DEEP: usize = 1792;
+
+/// [`AMX_PACKED_ROWS`] for depths from [`AMX_DEEP`].
+const AMX_PACKED_ROWS_DEEP: usize = 512;
 
 /// Whether a bf16 product on AMX tiles reads its weights in place (`bf16_amx_in_place.rs`), which
 /// needs k a whole number of tile steps, or packs them (`bf16_amx.rs`).
 #[cfg(target_arch = "x86_64")]
 fn weights_in_place(m: usize, k: usize) -> bool {
-    let packed_from = if (2 * k).is_multiple_of(4096) { AMX_PACKED_ROWS_4K_APART } else { AMX_PACKED_ROWS };
+    let packed_from = if k >= AMX_DEEP { AMX_PACKED_ROWS_DEEP } else { AMX_PACKED_ROWS };
     k.is_multiple_of(amx::STEP) && m < packed_from
 }
 
@@ -183,8 +186,8 @@ pub fn bf16_unit(rows: usize, depth: usize) -> Bf16Unit {
 /// with f32 accumulation. By the number of rows:
 /// - bf16 on a CPU with AMX-BF16 (Sapphire Rapids and later Xeons), from 8 rows (24 where k is
 ///   not a multiple of 32; [`bf16_unit`]): the AMX tile unit, many times the vector units' rate,
-///   with the weights read in place below `AMX_PACKED_ROWS` (768; 512 where k is a multiple of
-///   2048) (`bf16_amx_in_place.rs`),
+///   with the weights read in place below `AMX_PACKED_ROWS` (768; 512 from a depth of 1792)
+///   (`bf16_amx_in_place.rs`),
 ///   packed from there (`bf16_amx.rs`);
 /// - bf16 on a CPU with AVX512-BF16 (`bf16_pairs.rs`), the other numbers of rows: bf16 pairs
 ///   multiplied natively, at about twice the f32 FMA rate, with no widening: dot products of the

@@ -187,8 +187,7 @@ pub fn bf16_unit(rows: usize, depth: usize) -> Bf16Unit {
 /// - bf16 on a CPU with AMX-BF16 (Sapphire Rapids and later Xeons), from 8 rows (24 where k is
 ///   not a multiple of 32; [`bf16_unit`]): the AMX tile unit, many times the vector units' rate,
 ///   with the weights read in place below `AMX_PACKED_ROWS` (768; 512 from a depth of 1792)
-///   (`bf16_amx_in_place.rs`),
-///   packed from there (`bf16_amx.rs`);
+///   (`bf16_amx_in_place.rs`), packed from there (`bf16_amx.rs`);
 /// - bf16 on a CPU with AVX512-BF16 (`bf16_pairs.rs`), the other numbers of rows: bf16 pairs
 ///   multiplied natively, at about twice the f32 FMA rate, with no widening: dot products of the
 ///   rows below `PAIRS_PACKED_ROWS` (256; a decode row reads its 2-byte weights once), the

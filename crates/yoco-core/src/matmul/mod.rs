@@ -1,5 +1,5 @@
 //! CPU matrix products for the fast CPU paths: our own packed GEMM (`packed.rs`) from
-//! `PACKED_ROWS` (32) rows, the `gemm` crate below, chosen by shape from measurements
+//! `PACKED_ROWS` (32; 192 without AVX-512) rows, the `gemm` crate below, chosen by shape from measurements
 //! (`benches/matmul.rs`, the 2-core Zen 5, FMA ceiling 539 GFLOP/s, GFLOP/s; the packed GEMM
 //! as it was before it packed `a` too, which made it 13–40% faster on the 2-core Xeon):
 //!
@@ -132,9 +132,17 @@ const DOT_ROWS: usize = 192;
 /// (97–113 against 98–112; 78–81 against 87–101 in another minute), at 512 faster by a fifth.
 const F16_DOT_ROWS: usize = 192;
 
-/// Rows from which an f32 product takes the packed GEMM rather than the gemm crate (measured:
+/// Rows from which an f32 product takes the packed GEMM rather than the gemm crate where the dot
+/// form does not take it (`b` not transposed, or more rows), on a CPU with AVX-512 (measured:
 /// 10–20% faster at 32 and 64 rows, 25% slower at 16).
 const PACKED_ROWS: usize = 32;
+
+/// [`PACKED_ROWS`] without AVX-512, where the packed GEMM's register block is AVX2's 6 × 2 and
+/// the gemm crate's kernel is AVX2 too. It had been 32 as well; measured with
+/// `YOCO_CPU_ISA=avx2` on the Xeon (aligned operands, interleaved in one process, two rounds),
+/// the gemm crate was the faster up to 128 rows (2048 × 768 weights: 1.3–1.8× at 8–32 rows,
+/// 1.1–1.5× at 48–128; 768 × 2048: 1.2–1.4× at 32 and 128) and level from 192 to 512.
+const PACKED_ROWS_AVX2: usize = 192;
 
 fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
     // Below ~1 MFLOP the fork-join costs more than it saves.
@@ -340,7 +348,8 @@ fn product(op: &'static str, m: usize, n: usize, k: usize, a: &[f32], b: &[f32],
         dots::dots(m, n, k, a, b, c);
         return Ok(());
     }
-    if m >= PACKED_ROWS {
+    let packed_from = if crate::simd::Isa::detect() == crate::simd::Isa::Avx512 { PACKED_ROWS } else { PACKED_ROWS_AVX2 };
+    if m >= packed_from {
         packed::gemm(m, n, k, a, b, b_rs, b_cs, c);
         return Ok(());
     }

@@ -113,8 +113,8 @@ impl DotElement for f16 {
     }
     #[inline(always)]
     unsafe fn madd(acc: __m512, a: __m512, b: __m512) -> __m512 {
-        // SAFETY: AVX-512F present (the caller's promise).
-        unsafe { _mm512_fmadd_ps(a, b, acc) }
+        // SAFETY: widened, the lanes multiply as f32's do (the caller's promise covers both).
+        unsafe { <f32 as DotElement>::madd(acc, a, b) }
     }
     fn round(sum: f32) -> f16 {
         <f16 as Element>::from_f32(sum)

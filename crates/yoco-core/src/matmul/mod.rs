@@ -1,7 +1,8 @@
 //! CPU matrix products for the fast CPU paths: our own packed GEMM (`packed.rs`) from
-//! `PACKED_ROWS` (32; 192 without AVX-512) rows, the `gemm` crate below, chosen by shape from measurements
-//! (`benches/matmul.rs`, the 2-core Zen 5, FMA ceiling 539 GFLOP/s, GFLOP/s; the packed GEMM
-//! as it was before it packed `a` too, which made it 13–40% faster on the 2-core Xeon):
+//! `PACKED_ROWS` (32; 192 without AVX-512) rows, the `gemm` crate below, chosen by shape from
+//! measurements (`benches/matmul.rs`, the 2-core Zen 5, FMA ceiling 539 GFLOP/s, GFLOP/s; the
+//! packed GEMM as it was before it packed `a` too, which made it 13–40% faster on the 2-core
+//! Xeon):
 //!
 //! | m × n × k | gemm | matrixmultiply | packed |
 //! |---|---|---|---|
@@ -343,13 +344,13 @@ fn product(op: &'static str, m: usize, n: usize, k: usize, a: &[f32], b: &[f32],
     }
     // op(b)'s (row stride, column stride) as a [k, n] matrix.
     let (b_rs, b_cs) = if b_transposed { (1, k) } else { (n, 1) };
+    let avx512 = crate::simd::Isa::detect() == crate::simd::Isa::Avx512;
     #[cfg(target_arch = "x86_64")]
-    if m < DOT_ROWS && b_transposed && k > 0 && crate::simd::Isa::detect() == crate::simd::Isa::Avx512 {
+    if m < DOT_ROWS && b_transposed && k > 0 && avx512 {
         dots::dots(m, n, k, a, b, c);
         return Ok(());
     }
-    let packed_from = if crate::simd::Isa::detect() == crate::simd::Isa::Avx512 { PACKED_ROWS } else { PACKED_ROWS_AVX2 };
-    if m >= packed_from {
+    if m >= if avx512 { PACKED_ROWS } else { PACKED_ROWS_AVX2 } {
         packed::gemm(m, n, k, a, b, b_rs, b_cs, c);
         return Ok(());
     }

@@ -285,12 +285,14 @@ pub fn overflowing_scores(device: &Device) -> Result<Vec<Outcome>> {
                 let c = case_of(2, q_len, kv_len, 4, 2, head_dim, mask);
                 let label = format!("{} inputs x{input_scale:e} scale {scale:?}", label("overflowing scores", device, dtype, &c));
                 let x = Inputs::random(&label, c.dims, dtype, device)?;
-                // Magnitudes only, at 1e19: with products of both signs past f32's range, a score's
-                // f32 sum can reach −∞ and stay there although the whole is the row's maximum (the
-                // gap crate::lib documents); that failed one run in about 60 on the CPU. Positive
-                // products make every overflow a +∞ score, which the paths catch.
+                // Magnitudes only: with products of both signs past f32's range, a score's f32 sum
+                // can reach −∞ and stay there although the whole is the row's maximum (the gap
+                // crate::lib documents); at 1e19 that failed one run in about 60 on the CPU, and
+                // with the scale 1e37 (which the CPU path folds into the queries, so that partial
+                // sums carry it) seed 1796006342637353537. Positive products make every overflow
+                // a +∞ score, which the paths catch.
                 let big = |t: &Tensor| {
-                    let values: Vec<f64> = t.to_f64_vec()?.iter().map(|v| if input_scale == 1.0 { *v } else { v.abs() * input_scale }).collect();
+                    let values: Vec<f64> = t.to_f64_vec()?.iter().map(|v| v.abs() * input_scale).collect();
                     Tensor::from_f64(&values, t.dims().to_vec(), dtype, device, MemoryCategory::Activations)
                 };
                 let (q, k) = (big(&x.q)?, big(&x.k)?);

@@ -259,40 +259,44 @@ pub fn sweep(device: &Device, cases: &[Case]) -> Result<Vec<Outcome>> {
 /// output (the rows are computed again in f64), straight and through a cache with room to spare
 /// (strided rows); prefill at head dims 64, 128 and 256, and decode (on CUDA: the CUDA-core and
 /// the tensor-core decode, over one split and several, through the combine), causal and
-/// windowed. Then [`non_finite_inputs`]. bf16 holds 1e19 (f16 does not); CUDA runs no f32. The
-/// 1e19 inputs are positive (see below).
+/// windowed. Then [`cancelling_products`] and [`non_finite_inputs`]. bf16 holds 1e19 (f16 does
+/// not); CUDA runs no f32. The 1e19 inputs are positive (see below).
 pub fn overflowing_scores(device: &Device) -> Result<Vec<Outcome>> {
     let dtypes: &[DType] = if device.is_cpu() { &[DType::F32, DType::BF16] } else { &[DType::BF16] };
-    // (q_len, kv_len, head_dim, input scale, attention scale): q_len 40 and 70 prefill; 1 (2 rows
-    // per K/V head) the CUDA-core decode, 5 (10 rows) the tensor-core one; 1100 keys make
-    // several decode splits.
-    const CASES: &[(usize, usize, usize, f64, Option<f32>)] = &[
-        (70, 70, 64, 1e19, None),
-        (70, 70, 128, 1e19, None),
-        (40, 70, 256, 1e19, None),
-        (1, 70, 64, 1e19, None),
-        (5, 70, 128, 1e19, None),
-        (1, 1100, 128, 1e19, None),
-        (70, 70, 64, 1.0, Some(1e37)),
-        (1, 70, 256, 1.0, Some(1e37)),
-        (5, 1100, 64, 1.0, Some(1e37)),
+    // q_len 40 and 70 prefill; 1 (2 rows per K/V head) the CUDA-core decode, 5 (10 rows) the
+    // tensor-core one; 1100 keys make several decode splits.
+    //
+    // Inputs near 1e19 are drawn as magnitudes only: with products of both signs past f32's
+    // range, a score's f32 sum can reach −∞ and stay there although the whole is the row's
+    // maximum (the gap crate::lib documents; it failed one run in about 60 on the CPU). Positive
+    // products make every overflow a +∞ score, which the paths catch. With the scale 1e37 the
+    // products stay in range and the scores pass it only once scaled, so both signs are drawn:
+    // at inputs ×3 most scores overflow, some rows every visible one below (−∞), some above; at
+    // ×1 most rows stay in range with scores near 1e38.
+    /// (q_len, kv_len, head_dim, input scale, attention scale, both signs).
+    type OverflowCase = (usize, usize, usize, f64, Option<f32>, bool);
+    const CASES: &[OverflowCase] = &[
+        (70, 70, 64, 1e19, None, false),
+        (70, 70, 128, 1e19, None, false),
+        (40, 70, 256, 1e19, None, false),
+        (1, 70, 64, 1e19, None, false),
+        (5, 70, 128, 1e19, None, false),
+        (1, 1100, 128, 1e19, None, false),
+        (70, 70, 64, 3.0, Some(1e37), true),
+        (70, 70, 128, 1.0, Some(1e37), true),
+        (1, 70, 256, 3.0, Some(1e37), true),
+        (5, 1100, 64, 3.0, Some(1e37), true),
     ];
     let mut outcomes = Vec::new();
     for &dtype in dtypes {
         let bound = once_rounded_bound(dtype);
         for mask in [Mask::Causal, Mask::Window(16)] {
-            for &(q_len, kv_len, head_dim, input_scale, scale) in CASES {
+            for &(q_len, kv_len, head_dim, input_scale, scale, both_signs) in CASES {
                 let c = case_of(2, q_len, kv_len, 4, 2, head_dim, mask);
                 let label = format!("{} inputs x{input_scale:e} scale {scale:?}", label("overflowing scores", device, dtype, &c));
                 let x = Inputs::random(&label, c.dims, dtype, device)?;
-                // Magnitudes only: with products of both signs past f32's range, a score's f32 sum
-                // can reach −∞ and stay there although the whole is the row's maximum (the gap
-                // crate::lib documents); at 1e19 that failed one run in about 60 on the CPU, and
-                // with the scale 1e37 (which the CPU path folds into the queries, so that partial
-                // sums carry it) seed 1796006342637353537. Positive products make every overflow
-                // a +∞ score, which the paths catch.
                 let big = |t: &Tensor| {
-                    let values: Vec<f64> = t.to_f64_vec()?.iter().map(|v| v.abs() * input_scale).collect();
+                    let values: Vec<f64> = t.to_f64_vec()?.iter().map(|&v| if both_signs { v } else { v.abs() } * input_scale).collect();
                     Tensor::from_f64(&values, t.dims().to_vec(), dtype, device, MemoryCategory::Activations)
                 };
                 let (q, k) = (big(&x.q)?, big(&x.k)?);
@@ -310,7 +314,46 @@ pub fn overflowing_scores(device: &Device) -> Result<Vec<Outcome>> {
             }
         }
     }
+    for &dtype in dtypes {
+        outcomes.extend(cancelling_products(device, dtype)?);
+    }
     outcomes.extend(non_finite_inputs(device, dtypes[0])?);
+    Ok(outcomes)
+}
+
+/// Scores whose products pass f32's range once scaled although the scores do not, at the scale
+/// 1e37: every query all ones; the even keys −20 over the first half of the head dim and +20
+/// over the second, the last element raised by 0.5–1 (their scores), the odd keys zero but the
+/// last element, 0–0.4 (theirs). An even key is the maximum of every row that sees one, and a
+/// path that multiplied the scaled query by the key (the CPU's f32 paths once folded the scale
+/// into the queries) would see its sum pass −∞ within two products and weigh it 0. Prefill (a
+/// last block on the CPU's row path: 68 queries), decode, and decode over several key ranges.
+pub fn cancelling_products(device: &Device, dtype: DType) -> Result<Vec<Outcome>> {
+    let scale = 1e37f32;
+    let mut outcomes = Vec::new();
+    for (q_len, kv_len, head_dim) in [(68, 68, 64), (68, 68, 128), (1, 70, 128), (5, 1100, 64)] {
+        let c = case_of(2, q_len, kv_len, 4, 2, head_dim, Mask::Causal);
+        let label = label("cancelling products, scale 1e37", device, dtype, &c);
+        let mut rng = case_rng(&label);
+        let x = Inputs::random(&label, c.dims, dtype, device)?;
+        let q64 = vec![1.0; x.q64.len()];
+        let mut k64 = vec![0.0; x.k64.len()];
+        for (row, k) in k64.chunks_exact_mut(head_dim).enumerate() {
+            // Row `(b · kv_len + j) · kv_heads + hk`: position j.
+            if (row / c.dims.kv_heads % kv_len).is_multiple_of(2) {
+                k[..head_dim / 2].fill(-20.0);
+                k[head_dim / 2..].fill(20.0);
+                k[head_dim - 1] += rng.uniform_in(0.5, 1.0);
+            } else {
+                k[head_dim - 1] = rng.uniform_in(0.0, 0.4);
+            }
+        }
+        let t = |vals: &[f64], like: &Tensor| Tensor::from_f64(vals, like.dims().to_vec(), dtype, device, MemoryCategory::Activations);
+        let (q, k) = (t(&q64, &x.q)?, t(&k64, &x.k)?);
+        let want = reference::attention(&q.to_f64_vec()?, &k.to_f64_vec()?, &x.v64, c.dims, Mask::Causal, f64::from(scale));
+        let out = attention(&q, &k, &x.v, AttentionOptions::causal().with_scale(scale))?.to_f64_vec()?;
+        outcomes.push(Outcome { label, error: rel_l2(&out, &want), plain_error: None, bound: once_rounded_bound(dtype) });
+    }
     Ok(outcomes)
 }
 

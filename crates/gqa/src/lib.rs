@@ -23,11 +23,13 @@
 //! although the row sees keys) and have one warp recompute it (`exact_row` in
 //! `kernels/attention.cu`), with no wait for the device. A NaN or ∞ among a row's inputs still
 //! gives a non-finite row where the reference's is. Not caught, on either device: a score whose
-//! f32 sum passes −∞ on the way (products of both signs past f32's range, |q_d·k_d| > 3.4e38; on
-//! the CPU's f32 paths, which fold the scale into the queries, partial sums past it, as with a
-//! scale near 1e37) although the whole is the row's maximum; its key then weighs 0 instead of 1.
-//! Inputs that large are outside what the f32 paths compute faithfully;
-//! `check::overflowing_scores` draws positive ones, whose overflows are all caught.
+//! f32 sum passes −∞ on the way (products of both signs past f32's range, |q_d·k_d| > 3.4e38,
+//! inputs near 1e19) although the whole is the row's maximum; its key then weighs 0 instead of
+//! one. Inputs that large are outside what the f32 paths compute faithfully;
+//! `check::overflowing_scores` draws them positive, whose overflows are all caught. Every path
+//! applies the scale to finished scores, never to the queries, so a large scale alone cannot do
+//! that: the same check draws both signs at the scale 1e37, and `check::cancelling_products`
+//! gives every row products that would pass f32's range if the scale were folded in.
 //!
 //! The rooms, as in every primitive crate: this file is the API (shapes, dtypes, devices, head
 //! dims and masks checked; typed errors; dispatch by device); [`mask`] the one definition of

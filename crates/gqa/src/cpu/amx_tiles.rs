@@ -331,7 +331,9 @@ fn probabilities(s: &mut Scratch, j0: usize, rows: usize, full: bool, scale: f32
 
 /// `e^(x · scale − base)` of a row of scores (`scale` 1 where the row was scaled already), 0
 /// where a score is −∞ (masked), rounded to bf16 (to nearest even) into `out`; returns the sum of
-/// the rounded values.
+/// the rounded values. A fused multiply-add, unlike the f32 paths (`super::exponent_base`): the
+/// maximum's exponent is the product's rounding error, under 4e-6 for scaled scores below 100,
+/// and at a scale near 1e37 large enough to make the row ∞ or 0, hence NaN, for `exact.rs`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
 #[inline]
 fn exponentials_to_bf16(row: &[f32; BC], scale: f32, base: f32, out: &mut [u16]) -> f32 {

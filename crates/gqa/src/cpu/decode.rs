@@ -33,7 +33,7 @@ use yoco_core::Element;
 
 use yoco_core::simd::{dispatch, load_widened, prefetch, Simd, SimdKernel};
 
-use super::{Inputs, OutRows};
+use super::{exponent_base, Inputs, OutRows};
 
 /// Keys per tile: scores for a tile of keys, then their values.
 const TILE: usize = 32;
@@ -128,7 +128,7 @@ fn range_body<T: Element, V: Simd>(x: &Inputs<T>, b: usize, keys: Range<usize>) 
     let p = &x.p;
     let d = p.dims;
     let (dim, group, rows) = (d.head_dim, d.group(), d.q_len * d.heads);
-    let q: Vec<f32> = (0..rows).flat_map(|row| x.q_row(b, row / d.heads, row % d.heads).iter().map(|v| v.to_f32() * p.scale)).collect();
+    let q: Vec<f32> = (0..rows).flat_map(|row| x.q_row(b, row / d.heads, row % d.heads).iter().map(|v| v.to_f32())).collect();
     let visible: Vec<(usize, usize)> = (0..d.q_len).map(|i| p.mask.key_range(i, d.q_len, d.kv_len)).collect();
     // Keys every query sees: a tile inside them needs no mask.
     let (seen_by_all_lo, seen_by_all_hi) = visible.iter().fold((0, usize::MAX), |(lo, hi), &(l, h)| (lo.max(l), hi.min(h)));
@@ -172,7 +172,7 @@ fn range_body<T: Element, V: Simd>(x: &Inputs<T>, b: usize, keys: Range<usize>) 
             }
         }
         for row in 0..rows {
-            softmax_update(&mut part, row, &mut scores[row * TILE..][..count], dim);
+            softmax_update(&mut part, row, &mut scores[row * TILE..][..count], dim, p.scale);
         }
         let mut values: [&[T]; TILE] = [&[]; TILE];
         for (hk, members) in group_rows.iter().enumerate() {
@@ -255,19 +255,21 @@ fn score_rows<T: Element, V: Simd, const R: usize, const K: usize>(q: &[f32], bl
     }
 }
 
-/// One row's online-softmax step over a tile: the new running max, the correction of what the
-/// row accumulated so far, and the tile's probabilities in place of its scores (0 where masked).
-/// A row that has seen no visible key yet keeps m = −∞, l = 0, o = 0.
+/// One row's online-softmax step over a tile of raw scores: the new running max (in scaled
+/// units: the scale times the raw maximum), the correction of what the row accumulated so far,
+/// and the tile's probabilities `e^(score · scale − base)` in place of its scores, `base` as
+/// [`exponent_base`] says. An exponent of −∞ (a masked score, or one below f32's range once
+/// scaled) weighs exactly 0 (exp saturates at ~1e-38, not 0). A row that has seen no visible key
+/// yet keeps m = −∞, l = 0, o = 0.
 #[inline(always)]
-fn softmax_update(part: &mut Partial, row: usize, scores: &mut [f32], dim: usize) {
-    let tile_max = scores.iter().fold(f32::NEG_INFINITY, |a, &v| if v > a { v } else { a });
+fn softmax_update(part: &mut Partial, row: usize, scores: &mut [f32], dim: usize, scale: f32) {
+    let tile_max = scale * scores.iter().fold(f32::NEG_INFINITY, |a, &v| if v > a { v } else { a });
     let m_old = part.m[row];
     let m_new = if tile_max > m_old { tile_max } else { m_old };
-    // Masked scores are −∞ and weigh exactly nothing (exp saturates at ~1e-38, not 0); when
-    // every score so far is masked, m_new is −∞ too and the select avoids −∞ − −∞.
+    let base = exponent_base(m_new);
     for s in scores.iter_mut() {
-        let e = exp(*s - m_new);
-        *s = if *s == f32::NEG_INFINITY { 0.0 } else { e };
+        let exponent = *s * scale - base;
+        *s = if exponent == f32::NEG_INFINITY { 0.0 } else { exp(exponent) };
     }
     // Summed apart from the exponentials, in partial sums: an in-order sum in the same loop
     // would keep that loop from vectorising.
@@ -278,7 +280,7 @@ fn softmax_update(part: &mut Partial, row: usize, scores: &mut [f32], dim: usize
         }
     }
     let sum: f32 = partial.iter().sum();
-    let corr = if m_old == f32::NEG_INFINITY { 0.0 } else { exp(m_old - m_new) };
+    let corr = if m_old == f32::NEG_INFINITY { 0.0 } else { exp(m_old - base) };
     if corr != 1.0 {
         part.o[row * dim..][..dim].iter_mut().for_each(|v| *v *= corr);
     }

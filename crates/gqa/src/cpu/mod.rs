@@ -126,10 +126,32 @@ impl<T: Element> OutRows<T> {
     }
 }
 
+/// What a row's exponentials `e^(score · scale − base)` are taken against, given its running
+/// maximum of scaled scores: that maximum; 0 while it is −∞ (no visible key yet, or every visible
+/// score below f32's range once scaled), so that the exponents stay −∞ and weigh 0 (the row's sum
+/// stays 0 until a finite score comes, and a row that ends so comes out NaN for `exact.rs`); NaN
+/// where it is +∞ (a score past f32's range once scaled), so that the row comes out NaN for
+/// `exact.rs` whatever its other scores.
+///
+/// The exponent is `score · scale` rounded, then `− base`, not a fused multiply-add: the
+/// maximum's exponent is then exactly 0 and every other one at most 0 (the rounding is
+/// monotone), where a fused one would leave the product's rounding error, up to 1e31 at a scale
+/// near 1e37, which the exponential turns into ∞ or its clamp.
+#[inline(always)]
+fn exponent_base(max: f32) -> f32 {
+    if max == f32::NEG_INFINITY {
+        0.0
+    } else if max == f32::INFINITY {
+        f32::NAN
+    } else {
+        max
+    }
+}
+
 /// Per-thread scratch: the packed tiles and the running softmax state of one task. The tiles are
 /// aligned to cache lines (a 64-byte load from a row split over two lines costs two).
 pub(crate) struct Scratch {
-    /// Qᵀ of the block, pre-scaled: [head_dim][BR].
+    /// Qᵀ of the block: [head_dim][BR].
     qt: AlignedVec<f32>,
     /// K and V tiles: [BC][head_dim].
     k: AlignedVec<f32>,

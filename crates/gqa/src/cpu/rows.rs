@@ -7,7 +7,7 @@ use yoco_core::math::{dot, exp};
 use yoco_core::simd::prefetch;
 use yoco_core::Element;
 
-use super::{Inputs, OutRows, Scratch, BC};
+use super::{exponent_base, Inputs, OutRows, Scratch, BC};
 
 /// Rows of K (or V) requested ahead of their use: consecutive positions of one K/V head lie
 /// `kv_heads · head_dim` elements apart (4 KiB at 8 × 128 f32), each row on its own page, where
@@ -21,7 +21,7 @@ pub(super) fn attend<T: Element>(x: &Inputs<T>, s: &mut Scratch, b: usize, h: us
     let (q, o, sc) = (&mut s.qt[..d], &mut s.o[..d], &mut s.st[..BC]);
     for i in i0..i0 + n {
         for (dst, src) in q.iter_mut().zip(x.q_row(b, i, h)) {
-            *dst = src.to_f32() * p.scale;
+            *dst = src.to_f32();
         }
         o.fill(0.0);
         let (lo, hi) = p.mask.key_range(i, p.dims.q_len, p.dims.kv_len);
@@ -35,9 +35,12 @@ pub(super) fn attend<T: Element>(x: &Inputs<T>, s: &mut Scratch, b: usize, h: us
                 }
                 *s = dot(q, x.k_row(b, j0 + jj, hk));
             }
-            // Every key in [lo, hi) is visible, so the tile max is finite.
-            let m_new = sc[..count].iter().fold(m, |a, &v| if v > a { v } else { a });
-            let corr = exp(m - m_new);
+            // Every key in [lo, hi) is visible, so the tile's raw max is finite; scaled, it can
+            // pass f32's range (see `exponent_base`).
+            let tile_max = p.scale * sc[..count].iter().fold(f32::NEG_INFINITY, |a, &v| if v > a { v } else { a });
+            let m_new = if tile_max > m { tile_max } else { m };
+            let base = exponent_base(m_new);
+            let corr = exp(m - base);
             l *= corr;
             for od in o.iter_mut() {
                 *od *= corr;
@@ -46,7 +49,9 @@ pub(super) fn attend<T: Element>(x: &Inputs<T>, s: &mut Scratch, b: usize, h: us
                 if j0 + jj + PREFETCH_ROWS < hi {
                     prefetch(x.v_row(b, j0 + jj + PREFETCH_ROWS, hk));
                 }
-                let pj = exp(sj - m_new);
+                // −∞: a score below f32's range once scaled, which weighs 0.
+                let exponent = sj * p.scale - base;
+                let pj = if exponent == f32::NEG_INFINITY { 0.0 } else { exp(exponent) };
                 l += pj;
                 for (od, vd) in o.iter_mut().zip(x.v_row(b, j0 + jj, hk)) {
                     *od = pj.mul_add(vd.to_f32(), *od);

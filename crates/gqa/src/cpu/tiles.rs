@@ -3,10 +3,13 @@
 //!
 //! Layouts are chosen so that every inner loop is contiguous and vectorises along queries or
 //! along the head dim, never along a reduction (which would need horizontal sums):
-//! `Qᵀ [D][BR]` (pre-scaled), `K, V [BC][D]`, scores and then probabilities transposed
-//! `Sᵀ [BC][BR]`, output `O [BR][D]`. Then
+//! `Qᵀ [D][BR]`, `K, V [BC][D]`, scores and then probabilities transposed `Sᵀ [BC][BR]`, output
+//! `O [BR][D]`. Then
 //! * `Sᵀ = K Qᵀ`: broadcast `K[j][d]`, multiply the vector `Qᵀ[d][i..i+C]`;
-//! * the softmax statistics per query are element-wise maxima and sums over the rows of `Sᵀ`;
+//! * the softmax statistics per query are element-wise maxima and sums over the rows of `Sᵀ`,
+//!   the scale applied to the scores there (in the exponentials' multiply-add), not folded into
+//!   the queries: a product of scaled queries could pass f32's range part way through a dot
+//!   product whose whole does not;
 //! * `O = corr ⊙ O + Pᵀᵀ V`: broadcast `Sᵀ[j][i]`, multiply the vector `V[j][c..c+C]`.
 //!
 //! Each micro-kernel keeps an `R × NV` block of vector accumulators in registers over its whole
@@ -16,7 +19,7 @@ use yoco_core::math::exp;
 use yoco_core::simd::{fma_block, Simd};
 use yoco_core::Element;
 
-use super::{Block, Inputs, OutRows, Scratch, BC, BR};
+use super::{exponent_base, Block, Inputs, OutRows, Scratch, BC, BR};
 
 /// Inlined into the caller, so that it is compiled with the caller's target features (the
 /// AVX-512 intrinsics are only inlined into functions that have them).
@@ -52,7 +55,7 @@ pub(super) fn attend<T: Element, V: Simd, const R: usize, const NV: usize>(x: &I
             // sit far above every visible score and underflow their exponentials. Retaken.
             masked_tile_max(&s.st, &mut s.tile_max);
         }
-        softmax_update(s, full);
+        softmax_update(s, full, p.scale);
         accumulate::<V, R, NV>(&s.st, &s.v, &mut s.o, &s.corr, d);
         j0 += count;
     }
@@ -62,7 +65,7 @@ pub(super) fn attend<T: Element, V: Simd, const R: usize, const NV: usize>(x: &I
     }
 }
 
-/// Qᵀ of the block's rows, scaled, zero in the padding columns.
+/// Qᵀ of the block's rows, zero in the padding columns.
 #[inline(always)]
 fn pack_queries<T: Element>(x: &Inputs<T>, s: &mut Scratch, block: Block) {
     let d = x.p.dims.head_dim;
@@ -70,7 +73,7 @@ fn pack_queries<T: Element>(x: &Inputs<T>, s: &mut Scratch, block: Block) {
     for r in 0..block.rows() {
         let (i, h) = block.row(r);
         for (c, v) in x.q_row(block.b, i, h).iter().enumerate() {
-            s.qt[c * BR + r] = v.to_f32() * x.p.scale;
+            s.qt[c * BR + r] = v.to_f32();
         }
     }
     debug_assert_eq!(s.qt.len(), d * BR);
@@ -147,27 +150,33 @@ fn mask_tile(st: &mut [f32], j0: usize, lo: &[usize], hi: &[usize]) {
     }
 }
 
-/// Online softmax over one tile: new running max per query, the correction of what was
-/// accumulated so far, and the probabilities (in place of the scores). A query that has seen no
-/// visible key yet keeps m = −∞ and gets probabilities 0 (computed against 0, not −∞, to avoid
-/// −∞ − −∞).
+/// Online softmax over one tile of raw scores: new running max per query (in scaled units: the
+/// scale times the raw maximum, the rounding being monotone and the scale positive), the
+/// correction of what was accumulated so far, and the probabilities `e^(score · scale − base)`
+/// in place of the scores, `base` as [`exponent_base`] says. An exponent of −∞ (a masked score,
+/// or one whose scaled value passes f32's range below) weighs exactly 0.
 #[inline(always)]
-fn softmax_update(s: &mut Scratch, full: bool) {
-    let tile_max = &s.tile_max;
+fn softmax_update(s: &mut Scratch, full: bool, scale: f32) {
     let mut base = [0f32; BR];
-    for i in 0..BR {
-        let m_new = if tile_max[i] > s.m[i] { tile_max[i] } else { s.m[i] };
-        base[i] = if m_new == f32::NEG_INFINITY { 0.0 } else { m_new };
-        s.corr[i] = exp(s.m[i] - base[i]);
+    let mut every_max_finite = true;
+    for (i, base) in base.iter_mut().enumerate() {
+        let tile_max = scale * s.tile_max[i];
+        let m_new = if tile_max > s.m[i] { tile_max } else { s.m[i] };
+        every_max_finite &= m_new.is_finite();
+        *base = exponent_base(m_new);
+        s.corr[i] = exp(s.m[i] - *base);
         s.l[i] *= s.corr[i];
         s.m[i] = m_new;
     }
+    // A tile every row sees whole, every row's max finite: no exponent can be −∞ but one below
+    // f32's range, whose exp (~1e-38, the clamp) is as good as 0 beside the max's 1.
+    let unchecked = full && every_max_finite;
     let mut sums = [0f32; BR];
     for row in s.st.chunks_exact_mut(BR) {
         for ((v, &m), sum) in row.iter_mut().zip(&base).zip(sums.iter_mut()) {
-            let e = exp(*v - m);
+            let x = *v * scale - m;
             // exp saturates at ~1e-38 rather than 0; masked entries must weigh exactly nothing.
-            let e = if full || *v != f32::NEG_INFINITY { e } else { 0.0 };
+            let e = if unchecked || x != f32::NEG_INFINITY { exp(x) } else { 0.0 };
             *v = e;
             *sum += e;
         }

@@ -173,14 +173,13 @@ __device__ __forceinline__ const T* tile_src(const T* base, int64_t stride, int 
 }
 
 // ROWS rows of D elements, rows row0 .. row0+ROWS of `base` (row stride `stride` elements; `src`
-// = tile_src(base, stride, row0)), into shared memory with row stride D + ATTN_SMEM_PAD; rows
+// = tile_src(base, stride, row0)), copied by the block's THREADS threads into shared memory with row stride D + ATTN_SMEM_PAD; rows
 // >= limit are zero-filled (keys past kv_len must weigh nothing and must not bring NaN from
 // unused cache capacity into P·V), their copies reading nothing (`base` stands in as address).
-template <typename T, int ROWS, int D>
+template <typename T, int ROWS, int D, int THREADS = ATTN_PREFILL_THREADS>
 __device__ __forceinline__ void load_tile(T* smem, const T* src, const T* base, int64_t stride, int row0, int limit) {
     constexpr int CHUNKS = D / 8;  // 16-byte chunks per row
     constexpr int SMEM_STRIDE = D + ATTN_SMEM_PAD;
-    constexpr int THREADS = ATTN_PREFILL_THREADS;
     // A compile-time trip count, and every pass covers whole rows with the same column per
     // thread: the loop unrolls and only the row advances (by RSTEP) from one pass to the next.
     static_assert(THREADS % CHUNKS == 0 && ROWS * CHUNKS % THREADS == 0, "a tile is whole passes of whole rows");
@@ -293,9 +292,12 @@ __device__ __forceinline__ void accumulate_16_keys(float (&o)[D / 8][4], const f
     }
 }
 
-template <typename T, int D, int BN>
+// WARPS warps of 16 query rows each: a block of BM = 16 · WARPS queries shares every K and V
+// tile it copies (ATTN_PREFILL_WARPS, or ATTN_PREFILL_WIDE_WARPS for the wide entries).
+template <typename T, int D, int BN, int WARPS>
 __device__ __forceinline__ void prefill(const AttentionParams& p) {
-    constexpr int BM = ATTN_BLOCK_M;
+    constexpr int BM = 16 * WARPS;
+    constexpr int THREADS = 32 * WARPS;
     constexpr int SMEM_STRIDE = D + ATTN_SMEM_PAD;
     constexpr bool Q_IN_REGS = D <= 128;
     constexpr int KSTEPS = D / 16;  // k-steps of Q Kᵀ
@@ -343,14 +345,14 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
     const int64_t tile_step = BN * kv_stride;
     const T* k_src = tile_src<T, D>(k, kv_stride, n_begin);
     const T* v_src = tile_src<T, D>(v, kv_stride, n_begin);
-    load_tile<T, BM, D>(sQ, tile_src<T, D>(q, q_stride, i0), q, q_stride, i0, p.q_len);
-    load_tile<T, BN, D>(sK, k_src, k, kv_stride, n_begin, p.kv_len);
+    load_tile<T, BM, D, THREADS>(sQ, tile_src<T, D>(q, q_stride, i0), q, q_stride, i0, p.q_len);
+    load_tile<T, BN, D, THREADS>(sK, k_src, k, kv_stride, n_begin, p.kv_len);
     yoco::cp_async_commit();
-    load_tile<T, BN, D>(sV, v_src, v, kv_stride, n_begin, p.kv_len);
+    load_tile<T, BN, D, THREADS>(sV, v_src, v, kv_stride, n_begin, p.kv_len);
     yoco::cp_async_commit();
     k_src += tile_step;
     v_src += tile_step;
-    if (n_tiles > 1) load_tile<T, BN, D>(sK + BN * SMEM_STRIDE, k_src, k, kv_stride, n_begin + BN, p.kv_len);
+    if (n_tiles > 1) load_tile<T, BN, D, THREADS>(sK + BN * SMEM_STRIDE, k_src, k, kv_stride, n_begin + BN, p.kv_len);
     yoco::cp_async_commit();
     k_src += tile_step;
 
@@ -377,7 +379,7 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
                 for (int kk = 0; kk < KSTEPS; ++kk) yoco::ldmatrix_x4(qf[kk], q_frag_row + kk * 16);
             }
         }
-        if (t + 1 < n_tiles) load_tile<T, BN, D>(sV + (buf ^ 1) * BN * SMEM_STRIDE, v_src, v, kv_stride, n0 + BN, p.kv_len);
+        if (t + 1 < n_tiles) load_tile<T, BN, D, THREADS>(sV + (buf ^ 1) * BN * SMEM_STRIDE, v_src, v, kv_stride, n0 + BN, p.kv_len);
         yoco::cp_async_commit();
         v_src += tile_step;
         T* const sKb = sK + buf * BN * SMEM_STRIDE;
@@ -412,7 +414,7 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
         online_softmax<NTILES, DTILES>(s, m, l, o, p.scale_log2);
         yoco::cp_async_wait<2>();  // V(t) landed
         __syncthreads();
-        if (t + 2 < n_tiles) load_tile<T, BN, D>(sKb, k_src, k, kv_stride, n0 + 2 * BN, p.kv_len);
+        if (t + 2 < n_tiles) load_tile<T, BN, D, THREADS>(sKb, k_src, k, kv_stride, n0 + 2 * BN, p.kv_len);
         yoco::cp_async_commit();
         k_src += tile_step;
 
@@ -961,7 +963,7 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
 
 }  // namespace
 
-// Entries: attention_prefill_d{64,128,256}_{bf16,f16}, attention_decode_d{D}_r{1,2,3,4,8}_{dtype},
+// Entries: attention_prefill_d{64,128,256}_{bf16,f16}, attention_prefill_wide_d{64,128}_{dtype}, attention_decode_d{D}_r{1,2,3,4,8}_{dtype},
 // attention_decode_mma_d{D}_{dtype}, attention_combine_{dtype}.
 // MIN_BLOCKS: the programs per SM that shared memory allows (Q tile + double-buffered K and V,
 // row stride D + ATTN_SMEM_PAD): 45 KB at D = 64 -> 4, 85 KB at 128 and 99 KB at 256 -> 2 of
@@ -970,7 +972,16 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
 #define PREFILL_ENTRY(D, BN, MIN_BLOCKS, NAME, T)                                                                      \
     extern "C" __global__ void __launch_bounds__(ATTN_PREFILL_THREADS, MIN_BLOCKS) attention_prefill_d##D##_##NAME( \
         AttentionParams p) {                                                                                        \
-        prefill<T, D, BN>(p);                                                                                       \
+        prefill<T, D, BN, ATTN_PREFILL_WARPS>(p);                                                                   \
+    }
+// The wide prefill (8 warps, 128 queries a block: each K and V tile copied once for twice the
+// rows, half the L2 traffic per FLOP): 55 KB of shared memory at D = 64 -> 2 programs per SM
+// (16 warps, as the narrow entry's 4), 104 KB at D = 128 -> 1 whose registers may reach 255 (8
+// warps, as the narrow entry's 2 programs).
+#define PREFILL_WIDE_ENTRY(D, BN, MIN_BLOCKS, NAME, T)                                                                          \
+    extern "C" __global__ void __launch_bounds__(ATTN_PREFILL_WIDE_WARPS * 32, MIN_BLOCKS) attention_prefill_wide_d##D##_##NAME( \
+        AttentionParams p) {                                                                                                    \
+        prefill<T, D, BN, ATTN_PREFILL_WIDE_WARPS>(p);                                                                          \
     }
 #define DECODE_ENTRY(D, R, NAME, T)                                                                                  \
     extern "C" __global__ void __launch_bounds__(ATTN_DECODE_THREADS, R >= 8 ? 2 : 4) attention_decode_d##D##_r##R##_##NAME( \
@@ -994,6 +1005,8 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
     PREFILL_ENTRY(64, ATTN_BLOCK_N_SMALL_D, 4, NAME, T)     \
     PREFILL_ENTRY(128, ATTN_BLOCK_N_SMALL_D, 2, NAME, T)    \
     PREFILL_ENTRY(256, ATTN_BLOCK_N_D256, 2, NAME, T)       \
+    PREFILL_WIDE_ENTRY(64, ATTN_BLOCK_N_SMALL_D, 2, NAME, T) \
+    PREFILL_WIDE_ENTRY(128, ATTN_BLOCK_N_SMALL_D, 1, NAME, T) \
     DECODE_ENTRIES(64, NAME, T)                             \
     DECODE_ENTRIES(128, NAME, T)                            \
     DECODE_ENTRIES(256, NAME, T)                            \

@@ -11,8 +11,11 @@
 
 /* Prefill (flash-attention-2 on tensor cores): 4 warps, each owning 16 of the 64 queries of a
  * program; one program per (query block, head, batch). */
-#define ATTN_PREFILL_THREADS 128
-#define ATTN_BLOCK_M 64
+#define ATTN_PREFILL_WARPS 4
+#define ATTN_PREFILL_THREADS 128 /* 32 * ATTN_PREFILL_WARPS */
+#define ATTN_BLOCK_M 64          /* 16 * ATTN_PREFILL_WARPS */
+/* The wide prefill entries (head dims 64 and 128): 8 warps, 128 queries a program. */
+#define ATTN_PREFILL_WIDE_WARPS 8
 /* Keys per tile: 64 for head dims 64 and 128, 32 for 256 (registers: the output accumulator
  * of a 256-wide head is already 128 per thread). */
 #define ATTN_BLOCK_N_SMALL_D 64

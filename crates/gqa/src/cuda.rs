@@ -1,5 +1,5 @@
-//! Launchers of `kernels/attention.cu`: the flash-attention-2 prefill kernel on tensor cores,
-//! and for a few query rows per K/V head (decode, `q_len · group <= 16`) the split-KV decode
+//! Launchers of `kernels/attention.cu`: the flash-attention-2 prefill kernel on tensor cores (4
+//! warps of 16 queries a program; 8 with `YOCO_ATTN_PREFILL_WARPS=8`, [`prefill_wide`]), and for a few query rows per K/V head (decode, `q_len · group <= 16`) the split-KV decode
 //! kernels (CUDA cores up to 8 rows, tensor cores for 9–16) and their combine. Shapes are checked
 //! by lib.rs; this file checks what the kernels assume on top (storage type, 16-byte alignment,
 //! 32-bit sizes, grid limits).
@@ -18,9 +18,9 @@ mod sys {
     include!(concat!(env!("OUT_DIR"), "/attention_kernels.rs"));
 }
 use sys::{
-    entry, AttentionParams, ATTN_BLOCK_M, ATTN_BLOCK_N_D256, ATTN_BLOCK_N_SMALL_D, ATTN_COMBINE_THREADS, ATTN_DECODE_MAX_ROWS, ATTN_DECODE_MAX_SPLITS,
+    entry, AttentionParams, ATTN_BLOCK_N_D256, ATTN_BLOCK_N_SMALL_D, ATTN_COMBINE_THREADS, ATTN_DECODE_MAX_ROWS, ATTN_DECODE_MAX_SPLITS,
     ATTN_DECODE_MMA_BLOCK_N, ATTN_DECODE_MMA_ROWS, ATTN_DECODE_THREADS, ATTN_MASK_CAUSAL, ATTN_MASK_NONE, ATTN_MASK_WINDOW, ATTN_PREFILL_THREADS,
-    ATTN_SMEM_PAD, MODULE,
+    ATTN_PREFILL_WARPS, ATTN_PREFILL_WIDE_WARPS, ATTN_SMEM_PAD, MODULE,
 };
 
 // SAFETY: a plain C struct (bindgen, layout-tested) passed by value as the kernels declare it.
@@ -100,25 +100,50 @@ pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, p: &Problem, out: &m
     }
 }
 
+/// The prefill kernel for a head dim, storage type and block width: its entry, queries per
+/// program and threads per program.
+fn prefill_kernel(d: usize, dtype: DType, wide: bool) -> Result<(&'static str, usize, u32)> {
+    let name = match (d, dtype, wide) {
+        (64, DType::BF16, false) => entry::ATTENTION_PREFILL_D64_BF16,
+        (128, DType::BF16, false) => entry::ATTENTION_PREFILL_D128_BF16,
+        (256, DType::BF16, false) => entry::ATTENTION_PREFILL_D256_BF16,
+        (64, DType::F16, false) => entry::ATTENTION_PREFILL_D64_F16,
+        (128, DType::F16, false) => entry::ATTENTION_PREFILL_D128_F16,
+        (256, DType::F16, false) => entry::ATTENTION_PREFILL_D256_F16,
+        (64, DType::BF16, true) => entry::ATTENTION_PREFILL_WIDE_D64_BF16,
+        (128, DType::BF16, true) => entry::ATTENTION_PREFILL_WIDE_D128_BF16,
+        (64, DType::F16, true) => entry::ATTENTION_PREFILL_WIDE_D64_F16,
+        (128, DType::F16, true) => entry::ATTENTION_PREFILL_WIDE_D128_F16,
+        _ => return Err(Error::Unsupported { op: OP, what: format!("head dim {d} in {dtype}") }),
+    };
+    let warps = if wide { ATTN_PREFILL_WIDE_WARPS } else { ATTN_PREFILL_WARPS };
+    Ok((name, 16 * warps as usize, 32 * warps))
+}
+
+/// Whether prefill takes the wide kernel (8 warps, 128 queries a program, head dims 64 and 128)
+/// instead of the default (4 warps, 64): `YOCO_ATTN_PREFILL_WARPS=8` asks for it, so that a GPU
+/// run can measure both (`scripts/gpu-check.sh` does) before the default is chosen from figures.
+/// Read once per process; anything but unset, 4 or 8 is an error.
+fn prefill_wide(head_dim: usize) -> Result<bool> {
+    static ASKED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    match ASKED.get_or_init(|| std::env::var("YOCO_ATTN_PREFILL_WARPS").ok()).as_deref() {
+        None | Some("4") => Ok(false),
+        Some("8") => Ok(head_dim <= 128),
+        Some(other) => Err(Error::invalid(OP, "YOCO_ATTN_PREFILL_WARPS", format!("{other:?}: expected 4 or 8"))),
+    }
+}
+
 fn prefill(device: &CudaDevice, params: AttentionParams, dtype: DType, p: &Problem) -> Result<()> {
     let d = p.dims.head_dim;
     let bn = if d == 256 { ATTN_BLOCK_N_D256 } else { ATTN_BLOCK_N_SMALL_D } as usize;
+    let (name, block_m, threads) = prefill_kernel(d, dtype, prefill_wide(d)?)?;
     // Q tile + double-buffered K and V tiles, rows padded by ATTN_SMEM_PAD elements.
-    let smem = (ATTN_BLOCK_M as usize + 4 * bn) * (d + ATTN_SMEM_PAD as usize) * dtype.size_in_bytes();
-    let name = match (d, dtype) {
-        (64, DType::BF16) => entry::ATTENTION_PREFILL_D64_BF16,
-        (128, DType::BF16) => entry::ATTENTION_PREFILL_D128_BF16,
-        (256, DType::BF16) => entry::ATTENTION_PREFILL_D256_BF16,
-        (64, DType::F16) => entry::ATTENTION_PREFILL_D64_F16,
-        (128, DType::F16) => entry::ATTENTION_PREFILL_D128_F16,
-        (256, DType::F16) => entry::ATTENTION_PREFILL_D256_F16,
-        _ => return Err(Error::Unsupported { op: OP, what: format!("head dim {d} in {dtype}") }),
-    };
+    let smem = (block_m + 4 * bn) * (d + ATTN_SMEM_PAD as usize) * dtype.size_in_bytes();
     let func = device.function_with_dynamic_smem(&MODULE, name, smem)?;
-    let blocks = ceil_div(p.dims.q_len, ATTN_BLOCK_M as usize);
+    let blocks = ceil_div(p.dims.q_len, block_m);
     let cfg = LaunchConfig {
         grid_dim: (blocks as u32, p.dims.heads as u32, p.dims.batch as u32),
-        block_dim: (ATTN_PREFILL_THREADS, 1, 1),
+        block_dim: (threads, 1, 1),
         shared_mem_bytes: smem as u32,
     };
     let mut launch = device.stream().launch_builder(&func);
@@ -300,7 +325,22 @@ fn decode(device: &CudaDevice, on: &yoco_core::Device, mut params: AttentionPara
 
 #[cfg(test)]
 mod tests {
-    use super::{decode_kernel, plan_splits, DType, ATTN_DECODE_MAX_SPLITS, DECODE_MAX_ROWS, MIN_KEYS_PER_SPLIT};
+    use super::{decode_kernel, plan_splits, prefill_kernel, DType, ATTN_DECODE_MAX_SPLITS, DECODE_MAX_ROWS, MIN_KEYS_PER_SPLIT};
+
+    #[test]
+    fn prefill_blocks_match_their_entries() {
+        for dtype in [DType::BF16, DType::F16] {
+            for d in [64, 128, 256] {
+                let (name, rows, threads) = prefill_kernel(d, dtype, false).unwrap();
+                assert!(!name.contains("wide") && rows == 64 && threads == 128, "{name}");
+            }
+            for d in [64, 128] {
+                let (name, rows, threads) = prefill_kernel(d, dtype, true).unwrap();
+                assert!(name.contains("wide") && rows == 128 && threads == 256, "{name}");
+            }
+            assert!(prefill_kernel(256, dtype, true).is_err());
+        }
+    }
 
     #[test]
     fn decode_rows_pick_their_kernel() {

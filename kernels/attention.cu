@@ -215,18 +215,22 @@ __device__ __forceinline__ void q_fragment(uint32_t (&a)[4], const uint32_t (&qf
     }
 }
 
-// S += Q Kᵀ for one k-step (head dims kk·16 .. kk·16 + 15) and 16 keys: `a` is the warp's Q
-// fragment of that k-step, `sK16` the first of the 16 keys' rows in shared memory; s0 gets keys
-// 0–7, s1 keys 8–15 (C fragments). One ldmatrix: r0, r1 are B of keys 0–7 (dims 0–7, 8–15), r2,
-// r3 of keys 8–15.
-template <typename T, int D>
-__device__ __forceinline__ void scores_16_keys(float (&s0)[4], float (&s1)[4], const uint32_t (&a)[4], const T* sK16, int kk) {
+// S += Q Kᵀ for one k-step (head dims kk·16 .. kk·16 + 15) and the tile's keys np·16 .. np·16 + 15,
+// for each of the warp's MT m-tiles of 16 query rows: a[mt] is m-tile mt's Q fragment of that
+// k-step, `sK16` the first of the 16 keys' rows in shared memory; s[mt][2np] gets keys 0–7,
+// s[mt][2np + 1] keys 8–15 (C fragments). One ldmatrix serves every m-tile: r0, r1 are B of keys
+// 0–7 (dims 0–7, 8–15), r2, r3 of keys 8–15.
+template <typename T, int D, int MT, int NT>
+__device__ __forceinline__ void scores_16_keys(float (&s)[MT][NT][4], int np, const uint32_t (&a)[MT][4], const T* sK16, int kk) {
     constexpr int SMEM_STRIDE = D + ATTN_SMEM_PAD;
     const int lane = threadIdx.x & 31;
     uint32_t kb[4];
     yoco::ldmatrix_x4(kb, sK16 + ((lane & 7) + ((lane >> 4) << 3)) * SMEM_STRIDE + kk * 16 + ((lane >> 3) & 1) * 8);
-    yoco::mma_m16n8k16<T>(s0, a, kb[0], kb[1]);
-    yoco::mma_m16n8k16<T>(s1, a, kb[2], kb[3]);
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+        yoco::mma_m16n8k16<T>(s[mt][2 * np], a[mt], kb[0], kb[1]);
+        yoco::mma_m16n8k16<T>(s[mt][2 * np + 1], a[mt], kb[2], kb[3]);
+    }
 }
 
 // Online softmax over one tile of raw scores s (NT 8-key column tiles, C fragments: rows g and
@@ -275,31 +279,48 @@ __device__ __forceinline__ void online_softmax(float (&s)[NT][4], float (&m)[2],
     }
 }
 
-// O += P V for 16 keys: p0, p1 are P's C fragments of keys 0–7 and 8–15, which make the A
-// fragment of the product; `sV16` is the first of the 16 keys' rows in shared memory.
-template <typename T, int D>
-__device__ __forceinline__ void accumulate_16_keys(float (&o)[D / 8][4], const float (&p0)[4], const float (&p1)[4], const T* sV16) {
+// O += P V for the tile's keys kk·16 .. kk·16 + 15, for each of the warp's MT m-tiles: P's C
+// fragments s[mt][2kk] (keys 0–7) and s[mt][2kk + 1] (8–15) make m-tile mt's A fragment; `sV16`
+// is the first of the 16 keys' rows in shared memory. One ldmatrix per 16 dims serves every m-tile.
+template <typename T, int D, int MT, int NT>
+__device__ __forceinline__ void accumulate_16_keys(float (&o)[MT][D / 8][4], const float (&s)[MT][NT][4], int kk, const T* sV16) {
     constexpr int SMEM_STRIDE = D + ATTN_SMEM_PAD;
     const int lane = threadIdx.x & 31;
-    const uint32_t a[4] = {yoco::pack2<T>(p0[0], p0[1]), yoco::pack2<T>(p0[2], p0[3]), yoco::pack2<T>(p1[0], p1[1]), yoco::pack2<T>(p1[2], p1[3])};
+    uint32_t a[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+        const float(&p0)[4] = s[mt][2 * kk];
+        const float(&p1)[4] = s[mt][2 * kk + 1];
+        a[mt][0] = yoco::pack2<T>(p0[0], p0[1]);
+        a[mt][1] = yoco::pack2<T>(p0[2], p0[3]);
+        a[mt][2] = yoco::pack2<T>(p1[0], p1[1]);
+        a[mt][3] = yoco::pack2<T>(p1[2], p1[3]);
+    }
 #pragma unroll
     for (int dp = 0; dp < D / 16; ++dp) {
         // Keys 0..15, dims dp*16 + 0..15, transposed: r0, r1 for dim tile 2dp, r2, r3 for 2dp+1.
         uint32_t vb[4];
         yoco::ldmatrix_x4_trans(vb, sV16 + ((lane & 7) + (((lane >> 3) & 1) << 3)) * SMEM_STRIDE + dp * 16 + (lane >> 4) * 8);
-        yoco::mma_m16n8k16<T>(o[2 * dp], a, vb[0], vb[1]);
-        yoco::mma_m16n8k16<T>(o[2 * dp + 1], a, vb[2], vb[3]);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+            yoco::mma_m16n8k16<T>(o[mt][2 * dp], a[mt], vb[0], vb[1]);
+            yoco::mma_m16n8k16<T>(o[mt][2 * dp + 1], a[mt], vb[2], vb[3]);
+        }
     }
 }
 
-// WARPS warps of 16 query rows each: a block of BM = 16 · WARPS queries shares every K and V
-// tile it copies (ATTN_PREFILL_WARPS, or ATTN_PREFILL_WIDE_WARPS for the wide entries).
-template <typename T, int D, int BN, int WARPS>
+// WARPS warps of MT m-tiles of 16 query rows each: a block of BM = 16 · MT · WARPS queries shares
+// every K and V tile it copies, and each of a warp's ldmatrix loads of K and V serves its MT
+// m-tiles. The default entries are 4 warps × 1 (64 queries, Q's fragments held in registers),
+// the wide ones 8 × 1 (128), the tall ones 4 × 2 (128; Q's fragments re-read from shared memory:
+// two m-tiles' outputs and scores leave no registers for them).
+template <typename T, int D, int BN, int WARPS, int MT>
 __device__ __forceinline__ void prefill(const AttentionParams& p) {
-    constexpr int BM = 16 * WARPS;
+    constexpr int WARP_ROWS = 16 * MT;
+    constexpr int BM = WARP_ROWS * WARPS;
     constexpr int THREADS = 32 * WARPS;
     constexpr int SMEM_STRIDE = D + ATTN_SMEM_PAD;
-    constexpr bool Q_IN_REGS = D <= 128;
+    constexpr bool Q_IN_REGS = MT == 1 && D <= 128;
     constexpr int KSTEPS = D / 16;  // k-steps of Q Kᵀ
     constexpr int NTILES = BN / 8;  // 8-key column tiles of S
     constexpr int DTILES = D / 8;   // 8-wide column tiles of O
@@ -356,17 +377,27 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
     yoco::cp_async_commit();
     k_src += tile_step;
 
-    // This thread's two query rows (C-fragment rows g and g + 8 of its warp's 16).
-    const int qi[2] = {i0 + warp * 16 + g, i0 + warp * 16 + g + 8};
-    const KeyRange range[2] = {key_range(p, qi[0]), key_range(p, qi[1])};
-
-    float o[DTILES][4];
+    // This thread's query rows: C-fragment rows g and g + 8 of each of its warp's m-tiles.
+    // (Row 2·mt + e of the thread: query row_of(mt, e).)
+    const auto row_of = [&](int mt, int e) { return i0 + warp * WARP_ROWS + mt * 16 + g + 8 * e; };
+    KeyRange range[MT][2];
 #pragma unroll
-    for (int dt = 0; dt < DTILES; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
-    float m[2] = {-INFINITY, -INFINITY};
-    float l[2] = {0.0f, 0.0f};
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) range[mt][e] = key_range(p, row_of(mt, e));
+    }
+
+    float o[MT][DTILES][4];
+    float m[MT][2], l[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int dt = 0; dt < DTILES; ++dt) o[mt][dt][0] = o[mt][dt][1] = o[mt][dt][2] = o[mt][dt][3] = 0.0f;
+        m[mt][0] = m[mt][1] = -INFINITY;
+        l[mt][0] = l[mt][1] = 0.0f;
+    }
     uint32_t qf[Q_IN_REGS ? KSTEPS : 1][4];
-    const T* q_frag_row = sQ + (warp * 16 + (lane & 15)) * SMEM_STRIDE + (lane >> 4) * 8;
+    const T* q_frag_row = sQ + (warp * WARP_ROWS + (lane & 15)) * SMEM_STRIDE + (lane >> 4) * 8;
 
     for (int t = 0; t < n_tiles; ++t) {
         const int n0 = n_begin + t * BN;
@@ -386,32 +417,40 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
         const T* sVb = sV + buf * BN * SMEM_STRIDE;
 
         // S = Q Kᵀ (raw scores, f32).
-        float s[NTILES][4];
+        float s[MT][NTILES][4];
 #pragma unroll
-        for (int nt = 0; nt < NTILES; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+        for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+            for (int nt = 0; nt < NTILES; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
+        }
 #pragma unroll
         for (int kk = 0; kk < KSTEPS; ++kk) {
-            uint32_t a[4];
-            q_fragment<Q_IN_REGS>(a, qf, q_frag_row, kk);
+            uint32_t a[MT][4];
 #pragma unroll
-            for (int np = 0; np < NTILES / 2; ++np) scores_16_keys<T, D>(s[2 * np], s[2 * np + 1], a, sKb + np * 16 * SMEM_STRIDE, kk);
+            for (int mt = 0; mt < MT; ++mt) q_fragment<Q_IN_REGS>(a[mt], qf, q_frag_row + mt * 16 * SMEM_STRIDE, kk);
+#pragma unroll
+            for (int np = 0; np < NTILES / 2; ++np) scores_16_keys<T, D>(s, np, a, sKb + np * 16 * SMEM_STRIDE, kk);
         }
 
         // The mask, only on tiles that cross one of its edges (or the end of the keys).
         const bool full = n0 + BN <= first.hi && n0 >= last.lo;
         if (!full) {
 #pragma unroll
-            for (int nt = 0; nt < NTILES; ++nt) {
+            for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const int j = n0 + nt * 8 + 2 * tig + (e & 1);
-                    const KeyRange& r = range[e >> 1];
-                    if (j < r.lo || j >= r.hi) s[nt][e] = -INFINITY;
+                for (int nt = 0; nt < NTILES; ++nt) {
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const int j = n0 + nt * 8 + 2 * tig + (e & 1);
+                        const KeyRange& r = range[mt][e >> 1];
+                        if (j < r.lo || j >= r.hi) s[mt][nt][e] = -INFINITY;
+                    }
                 }
             }
         }
 
-        online_softmax<NTILES, DTILES>(s, m, l, o, p.scale_log2);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) online_softmax<NTILES, DTILES>(s[mt], m[mt], l[mt], o[mt], p.scale_log2);
         yoco::cp_async_wait<2>();  // V(t) landed
         __syncthreads();
         if (t + 2 < n_tiles) load_tile<T, BN, D, THREADS>(sKb, k_src, k, kv_stride, n0 + 2 * BN, p.kv_len);
@@ -420,40 +459,46 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
 
         // O += P V: P's C fragments are the A fragments of the next product (two key tiles per k-step).
 #pragma unroll
-        for (int kk = 0; kk < BN / 16; ++kk) accumulate_16_keys<T, D>(o, s[2 * kk], s[2 * kk + 1], sVb + kk * 16 * SMEM_STRIDE);
+        for (int kk = 0; kk < BN / 16; ++kk) accumulate_16_keys<T, D>(o, s, kk, sVb + kk * 16 * SMEM_STRIDE);
     }
     yoco::cp_async_wait<0>();  // nothing in flight at exit (only empty groups, unless n_tiles <= 0)
 
     T* out = static_cast<T*>(p.out) + static_cast<int64_t>(b) * p.q_len * q_stride + static_cast<int64_t>(h) * D;
     // A row whose f32 arithmetic overflowed (row_overflowed) is not written here but computed
     // again in f64 below. Its quad's 4 lanes agree through the shuffles.
-    int overflowed = 0;  // bit e: row qi[e]
+    int overflowed = 0;  // bit 2·mt + e: row row_of(mt, e), C-fragment row 16·mt + 8·e + g
 #pragma unroll
-    for (int e = 0; e < 2; ++e) {
-        l[e] += __shfl_xor_sync(0xffffffffu, l[e], 1);
-        l[e] += __shfl_xor_sync(0xffffffffu, l[e], 2);
-        const float inv = l[e] > 0.0f ? 1.0f / l[e] : 0.0f;
-        bool finite = true;
+    for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-        for (int dt = 0; dt < DTILES; ++dt) {
-            o[dt][2 * e] *= inv;
-            o[dt][2 * e + 1] *= inv;
-            finite = finite && isfinite(o[dt][2 * e]) && isfinite(o[dt][2 * e + 1]);
+        for (int e = 0; e < 2; ++e) {
+            float& sum = l[mt][e];
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+            const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+            bool finite = true;
+#pragma unroll
+            for (int dt = 0; dt < DTILES; ++dt) {
+                o[mt][dt][2 * e] *= inv;
+                o[mt][dt][2 * e + 1] *= inv;
+                finite = finite && isfinite(o[mt][dt][2 * e]) && isfinite(o[mt][dt][2 * e + 1]);
+            }
+            const int qi = row_of(mt, e);
+            int bad = row_overflowed(finite, sum, range[mt][e].lo < range[mt][e].hi) && qi < p.q_len;
+            bad |= __shfl_xor_sync(0xffffffffu, bad, 1);
+            bad |= __shfl_xor_sync(0xffffffffu, bad, 2);
+            overflowed |= bad << (2 * mt + e);
+            if (qi >= p.q_len || bad) continue;
+            uint32_t* row = reinterpret_cast<uint32_t*>(out + qi * q_stride);
+#pragma unroll
+            for (int dt = 0; dt < DTILES; ++dt) row[(dt * 8 + 2 * tig) / 2] = yoco::pack2<T>(o[mt][dt][2 * e], o[mt][dt][2 * e + 1]);
         }
-        int bad = row_overflowed(finite, l[e], range[e].lo < range[e].hi) && qi[e] < p.q_len;
-        bad |= __shfl_xor_sync(0xffffffffu, bad, 1);
-        bad |= __shfl_xor_sync(0xffffffffu, bad, 2);
-        overflowed |= bad << e;
-        if (qi[e] >= p.q_len || bad) continue;
-        uint32_t* row = reinterpret_cast<uint32_t*>(out + qi[e] * q_stride);
-#pragma unroll
-        for (int dt = 0; dt < DTILES; ++dt) row[(dt * 8 + 2 * tig) / 2] = yoco::pack2<T>(o[dt][2 * e], o[dt][2 * e + 1]);
     }
     if (__any_sync(0xffffffffu, overflowed)) {
-        // The warp's 16 rows in turn, each row's flags read from the first lane of its quad.
-        for (int rr = 0; rr < 16; ++rr) {
+        // The warp's rows in turn, each row's flags read from the first lane of its quad: row rr
+        // is C-fragment row rr % 16 of m-tile rr / 16.
+        for (int rr = 0; rr < WARP_ROWS; ++rr) {
             const int flags = __shfl_sync(0xffffffffu, overflowed, (rr & 7) * 4);
-            if (flags >> (rr >> 3) & 1) exact_row<T>(p, b, h, i0 + warp * 16 + rr);
+            if (flags >> ((rr >> 3) & (2 * MT - 1)) & 1) exact_row<T>(p, b, h, i0 + warp * WARP_ROWS + rr);
         }
     }
 }
@@ -799,9 +844,9 @@ __device__ __forceinline__ void decode_mma(const AttentionParams& p) {
         vis_hi = min(vis_hi, kr.hi);
     }
 
-    float o[DTILES][4];
+    float o[1][DTILES][4];  // one m-tile (the helpers take a warp's m-tiles)
 #pragma unroll
-    for (int dt = 0; dt < DTILES; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+    for (int dt = 0; dt < DTILES; ++dt) o[0][dt][0] = o[0][dt][1] = o[0][dt][2] = o[0][dt][3] = 0.0f;
     float m[2] = {-INFINITY, -INFINITY};
     float l[2] = {0.0f, 0.0f};
     uint32_t qf[Q_IN_REGS ? KSTEPS : 1][4];
@@ -830,12 +875,12 @@ __device__ __forceinline__ void decode_mma(const AttentionParams& p) {
         const T* sK16 = sK + (buf * BN + warp * 16) * SMEM_STRIDE;
         const T* sV16 = sV + (buf * BN + warp * 16) * SMEM_STRIDE;
 
-        float s[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+        float s[1][2][4] = {{{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}}};
 #pragma unroll
         for (int kk = 0; kk < KSTEPS; ++kk) {
-            uint32_t a[4];
-            q_fragment<Q_IN_REGS>(a, qf, q_frag_row, kk);
-            scores_16_keys<T, D>(s[0], s[1], a, sK16, kk);
+            uint32_t a[1][4];
+            q_fragment<Q_IN_REGS>(a[0], qf, q_frag_row, kk);
+            scores_16_keys<T, D>(s, 0, a, sK16, kk);
         }
         // The mask and the split's end, only on tiles that cross an edge (the same for the block).
         // Padding rows are left unmasked: their Q is zero, so their scores are 0, and they are
@@ -847,12 +892,12 @@ __device__ __forceinline__ void decode_mma(const AttentionParams& p) {
                 for (int e = 0; e < 4; ++e) {
                     const int j = n0 + warp * 16 + nt * 8 + 2 * tig + (e & 1);
                     const KeyRange& r = range[e >> 1];
-                    if (g + 8 * (e >> 1) < p.rows && (j < r.lo || j >= r.hi)) s[nt][e] = -INFINITY;
+                    if (g + 8 * (e >> 1) < p.rows && (j < r.lo || j >= r.hi)) s[0][nt][e] = -INFINITY;
                 }
             }
         }
-        online_softmax<2, DTILES>(s, m, l, o, p.scale_log2);
-        accumulate_16_keys<T, D>(o, s[0], s[1], sV16);
+        online_softmax<2, DTILES>(s[0], m, l, o[0], p.scale_log2);
+        accumulate_16_keys<T, D>(o, s, 0, sV16);
         __syncthreads();  // every warp is done with buffer buf before tile t + 2 is copied into it
     }
     yoco::cp_async_wait<0>();  // only empty groups can be pending; the tiles become s_o below
@@ -866,7 +911,7 @@ __device__ __forceinline__ void decode_mma(const AttentionParams& p) {
         const int r = g + 8 * e;
 #pragma unroll
         for (int dt = 0; dt < DTILES; ++dt) {
-            reinterpret_cast<float2*>(s_o + (warp * ROWS + r) * O_STRIDE + dt * 8)[tig] = make_float2(o[dt][2 * e], o[dt][2 * e + 1]);
+            reinterpret_cast<float2*>(s_o + (warp * ROWS + r) * O_STRIDE + dt * 8)[tig] = make_float2(o[0][dt][2 * e], o[0][dt][2 * e + 1]);
         }
         if (tig == 0) {
             s_m[warp][r] = m[e] == -INFINITY ? -INFINITY : __fmul_rn(m[e], p.scale_log2);
@@ -963,7 +1008,7 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
 
 }  // namespace
 
-// Entries: attention_prefill_d{64,128,256}_{bf16,f16}, attention_prefill_wide_d{64,128}_{dtype}, attention_decode_d{D}_r{1,2,3,4,8}_{dtype},
+// Entries: attention_prefill_d{64,128,256}_{bf16,f16}, attention_prefill_{wide,tall}_d{64,128}_{dtype}, attention_decode_d{D}_r{1,2,3,4,8}_{dtype},
 // attention_decode_mma_d{D}_{dtype}, attention_combine_{dtype}.
 // MIN_BLOCKS: the programs per SM that shared memory allows (Q tile + double-buffered K and V,
 // row stride D + ATTN_SMEM_PAD): 45 KB at D = 64 -> 4, 85 KB at 128 and 99 KB at 256 -> 2 of
@@ -972,7 +1017,7 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
 #define PREFILL_ENTRY(D, BN, MIN_BLOCKS, NAME, T)                                                                      \
     extern "C" __global__ void __launch_bounds__(ATTN_PREFILL_THREADS, MIN_BLOCKS) attention_prefill_d##D##_##NAME( \
         AttentionParams p) {                                                                                        \
-        prefill<T, D, BN, ATTN_PREFILL_WARPS>(p);                                                                   \
+        prefill<T, D, BN, ATTN_PREFILL_WARPS, 1>(p);                                                                \
     }
 // The wide prefill (8 warps, 128 queries a block: each K and V tile copied once for twice the
 // rows, half the L2 traffic per FLOP): 55 KB of shared memory at D = 64 -> 2 programs per SM
@@ -981,7 +1026,16 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
 #define PREFILL_WIDE_ENTRY(D, BN, MIN_BLOCKS, NAME, T)                                                                          \
     extern "C" __global__ void __launch_bounds__(ATTN_PREFILL_WIDE_WARPS * 32, MIN_BLOCKS) attention_prefill_wide_d##D##_##NAME( \
         AttentionParams p) {                                                                                                    \
-        prefill<T, D, BN, ATTN_PREFILL_WIDE_WARPS>(p);                                                                          \
+        prefill<T, D, BN, ATTN_PREFILL_WIDE_WARPS, 1>(p);                                                                       \
+    }
+// The tall prefill (4 warps of two 16-row m-tiles, 128 queries a program: each ldmatrix of K and V
+// feeds both m-tiles' products, as flash-attention-2 runs D = 128 on sm80 and later): 2 programs
+// per SM (8 warps), registers up to 255 (ptxas: 240 at D = 64; 251 at D = 128, with 32-key tiles:
+// two m-tiles' scores of 64 keys spilled).
+#define PREFILL_TALL_ENTRY(D, BN, MIN_BLOCKS, NAME, T)                                                                      \
+    extern "C" __global__ void __launch_bounds__(ATTN_PREFILL_THREADS, MIN_BLOCKS) attention_prefill_tall_d##D##_##NAME( \
+        AttentionParams p) {                                                                                            \
+        prefill<T, D, BN, ATTN_PREFILL_WARPS, 2>(p);                                                                    \
     }
 #define DECODE_ENTRY(D, R, NAME, T)                                                                                  \
     extern "C" __global__ void __launch_bounds__(ATTN_DECODE_THREADS, R >= 8 ? 2 : 4) attention_decode_d##D##_r##R##_##NAME( \
@@ -1007,6 +1061,8 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
     PREFILL_ENTRY(256, ATTN_BLOCK_N_D256, 2, NAME, T)       \
     PREFILL_WIDE_ENTRY(64, ATTN_BLOCK_N_SMALL_D, 2, NAME, T) \
     PREFILL_WIDE_ENTRY(128, ATTN_BLOCK_N_SMALL_D, 1, NAME, T) \
+    PREFILL_TALL_ENTRY(64, ATTN_BLOCK_N_SMALL_D, 2, NAME, T) \
+    PREFILL_TALL_ENTRY(128, ATTN_BLOCK_N_TALL_D128, 2, NAME, T) \
     DECODE_ENTRIES(64, NAME, T)                             \
     DECODE_ENTRIES(128, NAME, T)                            \
     DECODE_ENTRIES(256, NAME, T)                            \

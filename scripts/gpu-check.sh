@@ -172,16 +172,21 @@ run() {
     else
         echo "peers not run on device $device" > "$out/peers.txt"
     fi
-    # The wide prefill kernel (8 warps, 128 queries a program; YOCO_ATTN_PREFILL_WARPS=8) beside
-    # the default that the benches above measured: its correctness on the attention sweep and the
-    # windows at the check's small shapes, then the prefill benches again, so that the default is
-    # chosen from figures of one call. Its own file: with it, eight files, the most that come back.
-    echo "== the wide prefill kernel (YOCO_ATTN_PREFILL_WARPS=8): check, then the prefill benches" > "$out/wide.txt"
-    YOCO_ATTN_PREFILL_WARPS=8 step 45 "$out/wide.txt" "$bin/yoco" check --device "$device" --only attention --only "attention windows"
-    if [ -x "$bin/benches/gqa" ]; then
-        # shellcheck disable=SC2086
-        YOCO_ATTN_PREFILL_WARPS=8 YOCO_BENCH_DEVICES="$device" YOCO_BENCH_PACE=short step 45 "$out/wide.txt" "$bin/benches/gqa" $bench_args prefill-
-    fi
+    # The prefill attention's other program shapes (YOCO_ATTN_PREFILL: wide, 8 warps of 16 queries;
+    # tall, 4 warps of 32) beside the default the benches above measured: each one's correctness
+    # on the attention sweep and the windows at the check's small shapes, then the prefill benches
+    # again, so that the default is chosen from the figures of one call. Their own file: with it,
+    # eight files, the most that come back.
+    : > "$out/variants.txt"
+    local variant
+    for variant in wide tall; do
+        echo "== the $variant prefill kernel (YOCO_ATTN_PREFILL=$variant): check, then the prefill benches" >> "$out/variants.txt"
+        YOCO_ATTN_PREFILL=$variant step 45 "$out/variants.txt" "$bin/yoco" check --device "$device" --only attention --only "attention windows"
+        if [ -x "$bin/benches/gqa" ]; then
+            # shellcheck disable=SC2086
+            YOCO_ATTN_PREFILL=$variant YOCO_BENCH_DEVICES="$device" YOCO_BENCH_PACE=short step 45 "$out/variants.txt" "$bin/benches/gqa" $bench_args prefill-
+        fi
+    done
     if [ "$device" = cuda ]; then
         profile "$out/profile.txt"
     else
@@ -200,7 +205,7 @@ run() {
         step 90 "$out/sanitizer.txt" "$sanitizer" --tool initcheck --error-exitcode 9 "$bin/yoco" check --device cuda
     fi
     # One summary: every bench fraction line and every peer line, for the commit under reports/gpu/.
-    grep -hE "^(check|cuda|cpu|peer/|[a-z_]+/.*(GB/s|GFLOP/s|TFLOP/s)|== )" "$out"/{check,benches,peers,sanitizer,wide}.txt > "$out/summary.txt" || true
+    grep -hE "^(check|cuda|cpu|peer/|[a-z_]+/.*(GB/s|GFLOP/s|TFLOP/s)|== )" "$out"/{check,benches,peers,sanitizer,variants}.txt > "$out/summary.txt" || true
     # ncu says why it profiled nothing (counters restricted to admins, no kernel matched) in its
     # ==WARNING== and ==ERROR== lines.
     grep -hE "^ *(attention_prefill|gret_)|^== |^==(WARNING|ERROR)==|Duration|Throughput|Achieved Occupancy|Registers Per Thread" "$out/profile.txt" >> "$out/summary.txt" || true

@@ -14,8 +14,11 @@
 #define ATTN_PREFILL_WARPS 4
 #define ATTN_PREFILL_THREADS 128 /* 32 * ATTN_PREFILL_WARPS */
 #define ATTN_BLOCK_M 64          /* 16 * ATTN_PREFILL_WARPS */
-/* The wide prefill entries (head dims 64 and 128): 8 warps, 128 queries a program. */
+/* Two other prefill entries for head dims 64 and 128, selected by YOCO_ATTN_PREFILL (crates/gqa
+ * cuda.rs): wide, 8 warps of 16 queries (128 a program); tall, ATTN_PREFILL_WARPS warps of 32
+ * queries (two 16-row m-tiles each, 128 a program), with 32-key tiles at D = 128. */
 #define ATTN_PREFILL_WIDE_WARPS 8
+#define ATTN_BLOCK_N_TALL_D128 32
 /* Keys per tile: 64 for head dims 64 and 128, 32 for 256 (registers: the output accumulator
  * of a 256-wide head is already 128 per thread). */
 #define ATTN_BLOCK_N_SMALL_D 64

@@ -1,5 +1,6 @@
 //! Launchers of `kernels/attention.cu`: the flash-attention-2 prefill kernel on tensor cores (4
-//! warps of 16 queries a program; 8 with `YOCO_ATTN_PREFILL_WARPS=8`, [`prefill_wide`]), and for a few query rows per K/V head (decode, `q_len · group <= 16`) the split-KV decode
+//! warps of 16 queries a program, or another shape `YOCO_ATTN_PREFILL` names: [`PrefillBlock`]),
+//! and for a few query rows per K/V head (decode, `q_len · group <= 16`) the split-KV decode
 //! kernels (CUDA cores up to 8 rows, tensor cores for 9–16) and their combine. Shapes are checked
 //! by lib.rs; this file checks what the kernels assume on top (storage type, 16-byte alignment,
 //! 32-bit sizes, grid limits).
@@ -20,7 +21,7 @@ mod sys {
 use sys::{
     entry, AttentionParams, ATTN_BLOCK_N_D256, ATTN_BLOCK_N_SMALL_D, ATTN_COMBINE_THREADS, ATTN_DECODE_MAX_ROWS, ATTN_DECODE_MAX_SPLITS,
     ATTN_DECODE_MMA_BLOCK_N, ATTN_DECODE_MMA_ROWS, ATTN_DECODE_THREADS, ATTN_MASK_CAUSAL, ATTN_MASK_NONE, ATTN_MASK_WINDOW, ATTN_PREFILL_THREADS,
-    ATTN_PREFILL_WARPS, ATTN_PREFILL_WIDE_WARPS, ATTN_SMEM_PAD, MODULE,
+    ATTN_BLOCK_N_TALL_D128, ATTN_PREFILL_WARPS, ATTN_PREFILL_WIDE_WARPS, ATTN_SMEM_PAD, MODULE,
 };
 
 // SAFETY: a plain C struct (bindgen, layout-tested) passed by value as the kernels declare it.
@@ -100,45 +101,79 @@ pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, p: &Problem, out: &m
     }
 }
 
-/// The prefill kernel for a head dim, storage type and block width: its entry, queries per
-/// program and threads per program.
-fn prefill_kernel(d: usize, dtype: DType, wide: bool) -> Result<(&'static str, usize, u32)> {
-    let name = match (d, dtype, wide) {
-        (64, DType::BF16, false) => entry::ATTENTION_PREFILL_D64_BF16,
-        (128, DType::BF16, false) => entry::ATTENTION_PREFILL_D128_BF16,
-        (256, DType::BF16, false) => entry::ATTENTION_PREFILL_D256_BF16,
-        (64, DType::F16, false) => entry::ATTENTION_PREFILL_D64_F16,
-        (128, DType::F16, false) => entry::ATTENTION_PREFILL_D128_F16,
-        (256, DType::F16, false) => entry::ATTENTION_PREFILL_D256_F16,
-        (64, DType::BF16, true) => entry::ATTENTION_PREFILL_WIDE_D64_BF16,
-        (128, DType::BF16, true) => entry::ATTENTION_PREFILL_WIDE_D128_BF16,
-        (64, DType::F16, true) => entry::ATTENTION_PREFILL_WIDE_D64_F16,
-        (128, DType::F16, true) => entry::ATTENTION_PREFILL_WIDE_D128_F16,
-        _ => return Err(Error::Unsupported { op: OP, what: format!("head dim {d} in {dtype}") }),
-    };
-    let warps = if wide { ATTN_PREFILL_WIDE_WARPS } else { ATTN_PREFILL_WARPS };
-    Ok((name, 16 * warps as usize, 32 * warps))
+/// The CUDA prefill kernel's shape of program, for head dims 64 and 128 (256 always takes
+/// [`PrefillBlock::Default`]): which is fastest is for a GPU run to say (`scripts/gpu-check.sh`
+/// measures all three), `YOCO_ATTN_PREFILL` chooses until then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PrefillBlock {
+    /// 4 warps of 16 queries (64 a program), Q's fragments in registers.
+    Default,
+    /// 8 warps of 16 queries (128 a program): each K and V tile copied once for twice the rows.
+    Wide,
+    /// 4 warps of 32 queries (128 a program): each shared-memory load of K and V feeds two
+    /// 16-row m-tiles, as flash-attention-2 runs D = 128; 32-key tiles at D = 128.
+    Tall,
 }
 
-/// Whether prefill takes the wide kernel (8 warps, 128 queries a program, head dims 64 and 128)
-/// instead of the default (4 warps, 64): `YOCO_ATTN_PREFILL_WARPS=8` asks for it, so that a GPU
-/// run can measure both (`scripts/gpu-check.sh` does) before the default is chosen from figures.
-/// Read once per process; anything but unset, 4 or 8 is an error.
-fn prefill_wide(head_dim: usize) -> Result<bool> {
+/// A prefill launch's kernel: its entry, queries and threads per program, keys per tile.
+struct PrefillKernel {
+    name: &'static str,
+    block_m: usize,
+    threads: u32,
+    block_n: usize,
+}
+
+fn prefill_kernel(d: usize, dtype: DType, block: PrefillBlock) -> Result<PrefillKernel> {
+    use PrefillBlock::{Default, Tall, Wide};
+    let name = match (d, dtype, block) {
+        (64, DType::BF16, Default) => entry::ATTENTION_PREFILL_D64_BF16,
+        (128, DType::BF16, Default) => entry::ATTENTION_PREFILL_D128_BF16,
+        (256, DType::BF16, Default) => entry::ATTENTION_PREFILL_D256_BF16,
+        (64, DType::F16, Default) => entry::ATTENTION_PREFILL_D64_F16,
+        (128, DType::F16, Default) => entry::ATTENTION_PREFILL_D128_F16,
+        (256, DType::F16, Default) => entry::ATTENTION_PREFILL_D256_F16,
+        (64, DType::BF16, Wide) => entry::ATTENTION_PREFILL_WIDE_D64_BF16,
+        (128, DType::BF16, Wide) => entry::ATTENTION_PREFILL_WIDE_D128_BF16,
+        (64, DType::F16, Wide) => entry::ATTENTION_PREFILL_WIDE_D64_F16,
+        (128, DType::F16, Wide) => entry::ATTENTION_PREFILL_WIDE_D128_F16,
+        (64, DType::BF16, Tall) => entry::ATTENTION_PREFILL_TALL_D64_BF16,
+        (128, DType::BF16, Tall) => entry::ATTENTION_PREFILL_TALL_D128_BF16,
+        (64, DType::F16, Tall) => entry::ATTENTION_PREFILL_TALL_D64_F16,
+        (128, DType::F16, Tall) => entry::ATTENTION_PREFILL_TALL_D128_F16,
+        _ => return Err(Error::Unsupported { op: OP, what: format!("head dim {d} in {dtype} ({block:?} prefill)") }),
+    };
+    let (warps, rows_per_warp) = match block {
+        Default => (ATTN_PREFILL_WARPS, 16),
+        Wide => (ATTN_PREFILL_WIDE_WARPS, 16),
+        Tall => (ATTN_PREFILL_WARPS, 32),
+    };
+    let block_n = match (d, block) {
+        (256, _) => ATTN_BLOCK_N_D256,
+        (128, Tall) => ATTN_BLOCK_N_TALL_D128,
+        _ => ATTN_BLOCK_N_SMALL_D,
+    };
+    Ok(PrefillKernel { name, block_m: rows_per_warp * warps as usize, threads: 32 * warps, block_n: block_n as usize })
+}
+
+/// The prefill program shape `YOCO_ATTN_PREFILL` asks for (`default`, `wide` or `tall`; unset is
+/// `default`), read once per process; head dim 256 takes the default whatever it says. Anything
+/// else is an error, so that a comparison cannot silently run the default twice.
+fn prefill_block(head_dim: usize) -> Result<PrefillBlock> {
     static ASKED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    match ASKED.get_or_init(|| std::env::var("YOCO_ATTN_PREFILL_WARPS").ok()).as_deref() {
-        None | Some("4") => Ok(false),
-        Some("8") => Ok(head_dim <= 128),
-        Some(other) => Err(Error::invalid(OP, "YOCO_ATTN_PREFILL_WARPS", format!("{other:?}: expected 4 or 8"))),
-    }
+    let block = match ASKED.get_or_init(|| std::env::var("YOCO_ATTN_PREFILL").ok()).as_deref() {
+        None | Some("default") => PrefillBlock::Default,
+        Some("wide") => PrefillBlock::Wide,
+        Some("tall") => PrefillBlock::Tall,
+        Some(other) => return Err(Error::invalid(OP, "YOCO_ATTN_PREFILL", format!("{other:?}: expected default, wide or tall"))),
+    };
+    Ok(if head_dim == 256 { PrefillBlock::Default } else { block })
 }
 
 fn prefill(device: &CudaDevice, params: AttentionParams, dtype: DType, p: &Problem) -> Result<()> {
     let d = p.dims.head_dim;
-    let bn = if d == 256 { ATTN_BLOCK_N_D256 } else { ATTN_BLOCK_N_SMALL_D } as usize;
-    let (name, block_m, threads) = prefill_kernel(d, dtype, prefill_wide(d)?)?;
+    let PrefillKernel { name, block_m, threads, block_n } = prefill_kernel(d, dtype, prefill_block(d)?)?;
     // Q tile + double-buffered K and V tiles, rows padded by ATTN_SMEM_PAD elements.
-    let smem = (block_m + 4 * bn) * (d + ATTN_SMEM_PAD as usize) * dtype.size_in_bytes();
+    let smem = (block_m + 4 * block_n) * (d + ATTN_SMEM_PAD as usize) * dtype.size_in_bytes();
     let func = device.function_with_dynamic_smem(&MODULE, name, smem)?;
     let blocks = ceil_div(p.dims.q_len, block_m);
     let cfg = LaunchConfig {
@@ -325,20 +360,24 @@ fn decode(device: &CudaDevice, on: &yoco_core::Device, mut params: AttentionPara
 
 #[cfg(test)]
 mod tests {
-    use super::{decode_kernel, plan_splits, prefill_kernel, DType, ATTN_DECODE_MAX_SPLITS, DECODE_MAX_ROWS, MIN_KEYS_PER_SPLIT};
+    use super::{decode_kernel, plan_splits, prefill_kernel, DType, PrefillBlock, ATTN_DECODE_MAX_SPLITS, DECODE_MAX_ROWS, MIN_KEYS_PER_SPLIT};
 
     #[test]
     fn prefill_blocks_match_their_entries() {
         for dtype in [DType::BF16, DType::F16] {
             for d in [64, 128, 256] {
-                let (name, rows, threads) = prefill_kernel(d, dtype, false).unwrap();
-                assert!(!name.contains("wide") && rows == 64 && threads == 128, "{name}");
+                let k = prefill_kernel(d, dtype, PrefillBlock::Default).unwrap();
+                assert!(!k.name.contains("wide") && !k.name.contains("tall") && (k.block_m, k.threads) == (64, 128), "{}", k.name);
+                assert_eq!(k.block_n, if d == 256 { 32 } else { 64 });
             }
             for d in [64, 128] {
-                let (name, rows, threads) = prefill_kernel(d, dtype, true).unwrap();
-                assert!(name.contains("wide") && rows == 128 && threads == 256, "{name}");
+                let k = prefill_kernel(d, dtype, PrefillBlock::Wide).unwrap();
+                assert!(k.name.contains("wide") && (k.block_m, k.threads, k.block_n) == (128, 256, 64), "{}", k.name);
+                let k = prefill_kernel(d, dtype, PrefillBlock::Tall).unwrap();
+                assert!(k.name.contains("tall") && (k.block_m, k.threads) == (128, 128), "{}", k.name);
+                assert_eq!(k.block_n, if d == 128 { 32 } else { 64 });
             }
-            assert!(prefill_kernel(256, dtype, true).is_err());
+            assert!(prefill_kernel(256, dtype, PrefillBlock::Wide).is_err() && prefill_kernel(256, dtype, PrefillBlock::Tall).is_err());
         }
     }
 

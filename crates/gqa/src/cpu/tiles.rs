@@ -7,8 +7,8 @@
 //! `O [BR][D]`. Then
 //! * `Sᵀ = K Qᵀ`: broadcast `K[j][d]`, multiply the vector `Qᵀ[d][i..i+C]`;
 //! * the softmax statistics per query are element-wise maxima and sums over the rows of `Sᵀ`,
-//!   the scale applied to the scores there (in the exponentials' multiply-add), not folded into
-//!   the queries: a product of scaled queries could pass f32's range part way through a dot
+//!   the scale applied to the scores there (the exponents are `s · scale − max`), not folded
+//!   into the queries: a product of scaled queries could pass f32's range part way through a dot
 //!   product whose whole does not;
 //! * `O = corr ⊙ O + Pᵀᵀ V`: broadcast `Sᵀ[j][i]`, multiply the vector `V[j][c..c+C]`.
 //!

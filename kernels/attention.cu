@@ -4,7 +4,8 @@
 //
 // Versions (all three in the library; crates/gqa/src/cuda.rs picks by shape):
 //   prefill  — flash-attention-2 on tensor cores (mma.sync m16n8k16, ldmatrix, cp.async). One
-//              program per (64-query block, head, batch), 4 warps x 16 queries. Q stays in
+//              program per (query block, head, batch): by default a 64-query block, 4 warps x 16
+//              queries (also 8 x 16 and 4 x 32 for D 64 and 128, `prefill` below). Q stays in
 //              registers for D <= 128 (re-read from shared memory per k-step for D = 256, whose
 //              output accumulator alone takes 128 registers per thread). K/V tiles (64 keys;
 //              32 for D = 256) are double-buffered in shared memory with cp.async, K and V in
@@ -176,7 +177,7 @@ __device__ __forceinline__ const T* tile_src(const T* base, int64_t stride, int 
 // = tile_src(base, stride, row0)), copied by the block's THREADS threads into shared memory with row stride D + ATTN_SMEM_PAD; rows
 // >= limit are zero-filled (keys past kv_len must weigh nothing and must not bring NaN from
 // unused cache capacity into P·V), their copies reading nothing (`base` stands in as address).
-template <typename T, int ROWS, int D, int THREADS = ATTN_PREFILL_THREADS>
+template <typename T, int ROWS, int D, int THREADS>
 __device__ __forceinline__ void load_tile(T* smem, const T* src, const T* base, int64_t stride, int row0, int limit) {
     constexpr int CHUNKS = D / 8;  // 16-byte chunks per row
     constexpr int SMEM_STRIDE = D + ATTN_SMEM_PAD;
@@ -498,7 +499,7 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
         // is C-fragment row rr % 16 of m-tile rr / 16.
         for (int rr = 0; rr < WARP_ROWS; ++rr) {
             const int flags = __shfl_sync(0xffffffffu, overflowed, (rr & 7) * 4);
-            if (flags >> ((rr >> 3) & (2 * MT - 1)) & 1) exact_row<T>(p, b, h, i0 + warp * WARP_ROWS + rr);
+            if (flags >> (rr >> 3) & 1) exact_row<T>(p, b, h, i0 + warp * WARP_ROWS + rr);
         }
     }
 }
@@ -821,8 +822,8 @@ __device__ __forceinline__ void decode_mma(const AttentionParams& p) {
     const T* k_src = tile_src<T, D>(k, kv_stride, begin);
     const T* v_src = tile_src<T, D>(v, kv_stride, begin);
     if (n_tiles > 0) {
-        load_tile<T, BN, D>(sK, k_src, k, kv_stride, begin, end);
-        load_tile<T, BN, D>(sV, v_src, v, kv_stride, begin, end);
+        load_tile<T, BN, D, THREADS>(sK, k_src, k, kv_stride, begin, end);
+        load_tile<T, BN, D, THREADS>(sV, v_src, v, kv_stride, begin, end);
     }
     yoco::cp_async_commit();
     k_src += tile_step;
@@ -857,8 +858,8 @@ __device__ __forceinline__ void decode_mma(const AttentionParams& p) {
         const int buf = t & 1;
         // The other buffer was last read by tile t − 1's products, behind the barrier that ended it.
         if (t + 1 < n_tiles) {
-            load_tile<T, BN, D>(sK + (buf ^ 1) * BN * SMEM_STRIDE, k_src, k, kv_stride, n0 + BN, end);
-            load_tile<T, BN, D>(sV + (buf ^ 1) * BN * SMEM_STRIDE, v_src, v, kv_stride, n0 + BN, end);
+            load_tile<T, BN, D, THREADS>(sK + (buf ^ 1) * BN * SMEM_STRIDE, k_src, k, kv_stride, n0 + BN, end);
+            load_tile<T, BN, D, THREADS>(sV + (buf ^ 1) * BN * SMEM_STRIDE, v_src, v, kv_stride, n0 + BN, end);
         }
         yoco::cp_async_commit();
         k_src += tile_step;
@@ -1010,19 +1011,21 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
 
 // Entries: attention_prefill_d{64,128,256}_{bf16,f16}, attention_prefill_{wide,tall}_d{64,128}_{dtype}, attention_decode_d{D}_r{1,2,3,4,8}_{dtype},
 // attention_decode_mma_d{D}_{dtype}, attention_combine_{dtype}.
-// MIN_BLOCKS: the programs per SM that shared memory allows (Q tile + double-buffered K and V,
-// row stride D + ATTN_SMEM_PAD): 45 KB at D = 64 -> 4, 85 KB at 128 and 99 KB at 256 -> 2 of
+// MIN_BLOCKS of the default entries: the programs per SM that shared memory allows (Q tile +
+// double-buffered K and V, row stride D + ATTN_SMEM_PAD): 45 KB at D = 64 -> 4, 85 KB at 128 and 99 KB at 256 -> 2 of
 // the 227 KB. Telling ptxas so keeps D = 64 at <= 128 registers (4 programs) and lets D = 128 use
 // up to 255 where its default heuristic would stop near 170 for an occupancy it cannot reach.
+static_assert(ATTN_PREFILL_THREADS == 32 * ATTN_PREFILL_WARPS, "the default and tall entries' launch bounds are their warps'");
 #define PREFILL_ENTRY(D, BN, MIN_BLOCKS, NAME, T)                                                                      \
     extern "C" __global__ void __launch_bounds__(ATTN_PREFILL_THREADS, MIN_BLOCKS) attention_prefill_d##D##_##NAME( \
         AttentionParams p) {                                                                                        \
         prefill<T, D, BN, ATTN_PREFILL_WARPS, 1>(p);                                                                \
     }
 // The wide prefill (8 warps, 128 queries a block: each K and V tile copied once for twice the
-// rows, half the L2 traffic per FLOP): 55 KB of shared memory at D = 64 -> 2 programs per SM
-// (16 warps, as the narrow entry's 4), 104 KB at D = 128 -> 1 whose registers may reach 255 (8
-// warps, as the narrow entry's 2 programs).
+// rows, half the L2 traffic per FLOP). Registers set its programs per SM, not shared memory (55
+// and 104 KB at D = 64 and 128 would allow 4 and 2): at D = 64, 2 programs of <= 128 registers
+// (16 warps, as the default's 4); at D = 128, 1 whose registers may reach 255 (8 warps, as the
+// default's 2, but one program: its barriers stall every warp of the SM).
 #define PREFILL_WIDE_ENTRY(D, BN, MIN_BLOCKS, NAME, T)                                                                          \
     extern "C" __global__ void __launch_bounds__(ATTN_PREFILL_WIDE_WARPS * 32, MIN_BLOCKS) attention_prefill_wide_d##D##_##NAME( \
         AttentionParams p) {                                                                                                    \
@@ -1030,8 +1033,8 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
     }
 // The tall prefill (4 warps of two 16-row m-tiles, 128 queries a program: each ldmatrix of K and V
 // feeds both m-tiles' products, as flash-attention-2 runs D = 128 on sm80 and later): 2 programs
-// per SM (8 warps), registers up to 255 (ptxas: 240 at D = 64; 251 at D = 128, with 32-key tiles:
-// two m-tiles' scores of 64 keys spilled).
+// per SM (8 warps) for registers up to 255 (ptxas: 240 at D = 64; 251 at D = 128, with 32-key
+// tiles: two m-tiles' scores of 64 keys spilled); shared memory would allow 4 and 3.
 #define PREFILL_TALL_ENTRY(D, BN, MIN_BLOCKS, NAME, T)                                                                      \
     extern "C" __global__ void __launch_bounds__(ATTN_PREFILL_THREADS, MIN_BLOCKS) attention_prefill_tall_d##D##_##NAME( \
         AttentionParams p) {                                                                                            \

@@ -174,15 +174,16 @@ run() {
     fi
     # The prefill attention's other program shapes (YOCO_ATTN_PREFILL: wide, 8 warps of 16 queries;
     # tall, 4 warps of 32) beside the default the benches above measured: each one's correctness
-    # on the attention sweep and the windows at the check's small shapes, then the prefill benches
-    # again, so that the default is chosen from the figures of one call. Their own file: with it,
-    # eight files, the most that come back.
+    # on every attention group at the check's small shapes (the sweep, windows, overflowing scores
+    # through exact_row, rising scores through the rescale), then on the GPU the prefill benches
+    # again (on the CPU the variable changes nothing), so that the default is chosen from the
+    # figures of one call. Their own file: with it, eight files, the most that come back.
     : > "$out/variants.txt"
     local variant
     for variant in wide tall; do
         echo "== the $variant prefill kernel (YOCO_ATTN_PREFILL=$variant): check, then the prefill benches" >> "$out/variants.txt"
-        YOCO_ATTN_PREFILL=$variant step 45 "$out/variants.txt" "$bin/yoco" check --device "$device" --only attention --only "attention windows"
-        if [ -x "$bin/benches/gqa" ]; then
+        YOCO_ATTN_PREFILL=$variant step 45 "$out/variants.txt" "$bin/yoco" check --device "$device" --only attention --only "attention "
+        if [ "$device" = cuda ] && [ -x "$bin/benches/gqa" ]; then
             # shellcheck disable=SC2086
             YOCO_ATTN_PREFILL=$variant YOCO_BENCH_DEVICES="$device" YOCO_BENCH_PACE=short step 45 "$out/variants.txt" "$bin/benches/gqa" $bench_args prefill-
         fi

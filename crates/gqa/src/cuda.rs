@@ -159,14 +159,19 @@ fn prefill_kernel(d: usize, dtype: DType, block: PrefillBlock) -> Result<Prefill
 /// `default`), read once per process; head dim 256 takes the default whatever it says. Anything
 /// else is an error, so that a comparison cannot silently run the default twice.
 fn prefill_block(head_dim: usize) -> Result<PrefillBlock> {
-    static ASKED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    let block = match ASKED.get_or_init(|| std::env::var("YOCO_ATTN_PREFILL").ok()).as_deref() {
-        None | Some("default") => PrefillBlock::Default,
-        Some("wide") => PrefillBlock::Wide,
-        Some("tall") => PrefillBlock::Tall,
-        Some(other) => return Err(Error::invalid(OP, "YOCO_ATTN_PREFILL", format!("{other:?}: expected default, wide or tall"))),
-    };
+    static ASKED: std::sync::OnceLock<Option<std::ffi::OsString>> = std::sync::OnceLock::new();
+    let block = parse_prefill_block(ASKED.get_or_init(|| std::env::var_os("YOCO_ATTN_PREFILL")).as_deref())?;
     Ok(if head_dim == 256 { PrefillBlock::Default } else { block })
+}
+
+/// A `YOCO_ATTN_PREFILL` value: unset, `default`, `wide` or `tall`.
+fn parse_prefill_block(asked: Option<&std::ffi::OsStr>) -> Result<PrefillBlock> {
+    match asked.map(|v| v.to_str()) {
+        None | Some(Some("default")) => Ok(PrefillBlock::Default),
+        Some(Some("wide")) => Ok(PrefillBlock::Wide),
+        Some(Some("tall")) => Ok(PrefillBlock::Tall),
+        Some(_) => Err(Error::invalid(OP, "YOCO_ATTN_PREFILL", format!("{:?}: expected default, wide or tall", asked.unwrap_or_default()))),
+    }
 }
 
 fn prefill(device: &CudaDevice, params: AttentionParams, dtype: DType, p: &Problem) -> Result<()> {
@@ -360,24 +365,37 @@ fn decode(device: &CudaDevice, on: &yoco_core::Device, mut params: AttentionPara
 
 #[cfg(test)]
 mod tests {
-    use super::{decode_kernel, plan_splits, prefill_kernel, DType, PrefillBlock, ATTN_DECODE_MAX_SPLITS, DECODE_MAX_ROWS, MIN_KEYS_PER_SPLIT};
+    use super::{decode_kernel, parse_prefill_block, plan_splits, prefill_kernel, DType, PrefillBlock, ATTN_DECODE_MAX_SPLITS, DECODE_MAX_ROWS, MIN_KEYS_PER_SPLIT};
 
     #[test]
     fn prefill_blocks_match_their_entries() {
-        for dtype in [DType::BF16, DType::F16] {
+        for (dtype, suffix) in [(DType::BF16, "bf16"), (DType::F16, "f16")] {
             for d in [64, 128, 256] {
                 let k = prefill_kernel(d, dtype, PrefillBlock::Default).unwrap();
-                assert!(!k.name.contains("wide") && !k.name.contains("tall") && (k.block_m, k.threads) == (64, 128), "{}", k.name);
-                assert_eq!(k.block_n, if d == 256 { 32 } else { 64 });
+                assert_eq!(k.name, format!("attention_prefill_d{d}_{suffix}"));
+                assert_eq!((k.block_m, k.threads, k.block_n), (64, 128, if d == 256 { 32 } else { 64 }));
             }
             for d in [64, 128] {
                 let k = prefill_kernel(d, dtype, PrefillBlock::Wide).unwrap();
-                assert!(k.name.contains("wide") && (k.block_m, k.threads, k.block_n) == (128, 256, 64), "{}", k.name);
+                assert_eq!(k.name, format!("attention_prefill_wide_d{d}_{suffix}"));
+                assert_eq!((k.block_m, k.threads, k.block_n), (128, 256, 64));
                 let k = prefill_kernel(d, dtype, PrefillBlock::Tall).unwrap();
-                assert!(k.name.contains("tall") && (k.block_m, k.threads) == (128, 128), "{}", k.name);
-                assert_eq!(k.block_n, if d == 128 { 32 } else { 64 });
+                assert_eq!(k.name, format!("attention_prefill_tall_d{d}_{suffix}"));
+                assert_eq!((k.block_m, k.threads, k.block_n), (128, 128, if d == 128 { 32 } else { 64 }));
             }
             assert!(prefill_kernel(256, dtype, PrefillBlock::Wide).is_err() && prefill_kernel(256, dtype, PrefillBlock::Tall).is_err());
+        }
+    }
+
+    #[test]
+    fn prefill_block_values() {
+        use std::ffi::OsStr;
+        assert_eq!(parse_prefill_block(None).unwrap(), PrefillBlock::Default);
+        for (value, block) in [("default", PrefillBlock::Default), ("wide", PrefillBlock::Wide), ("tall", PrefillBlock::Tall)] {
+            assert_eq!(parse_prefill_block(Some(OsStr::new(value))).unwrap(), block);
+        }
+        for bad in ["", "Wide", "8", "tall "] {
+            assert!(parse_prefill_block(Some(OsStr::new(bad))).is_err(), "{bad:?}");
         }
     }
 

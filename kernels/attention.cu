@@ -174,9 +174,10 @@ __device__ __forceinline__ const T* tile_src(const T* base, int64_t stride, int 
 }
 
 // ROWS rows of D elements, rows row0 .. row0+ROWS of `base` (row stride `stride` elements; `src`
-// = tile_src(base, stride, row0)), copied by the block's THREADS threads into shared memory with row stride D + ATTN_SMEM_PAD; rows
-// >= limit are zero-filled (keys past kv_len must weigh nothing and must not bring NaN from
-// unused cache capacity into P·V), their copies reading nothing (`base` stands in as address).
+// = tile_src(base, stride, row0)), copied by the block's THREADS threads into shared memory with
+// row stride D + ATTN_SMEM_PAD; rows >= limit are zero-filled (keys past kv_len must weigh
+// nothing and must not bring NaN from unused cache capacity into P·V), their copies reading
+// nothing (`base` stands in as address).
 template <typename T, int ROWS, int D, int THREADS>
 __device__ __forceinline__ void load_tile(T* smem, const T* src, const T* base, int64_t stride, int row0, int limit) {
     constexpr int CHUNKS = D / 8;  // 16-byte chunks per row

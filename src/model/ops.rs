@@ -7,6 +7,7 @@
 //!
 //! Both take and return [`Tensor`]s, so the model code above is written once.
 
+use rayon::prelude::*;
 use yoco_core::{DType, Device, Element, Error, MemoryCategory, Result, Tensor};
 use yoco_gated_retention::{reference as gret_ref, ChunkSchedule, RetentionOptions};
 use yoco_gqa::{AttentionOptions, Dims, KvCache, Mask};
@@ -124,6 +125,9 @@ impl Ops {
         let [rows, d] = *table.dims() else {
             return Err(Error::invalid(OP, "table", format!("{}: expected [vocab, d]", table.shape())));
         };
+        if d == 0 {
+            return Err(Error::invalid(OP, "table", format!("{}: expected rows of at least one element", table.shape())));
+        }
         if batch == 0 || !tokens.len().is_multiple_of(batch) {
             return Err(Error::invalid(OP, "tokens", format!("{} tokens do not split into {batch} equal sequences", tokens.len())));
         }
@@ -138,19 +142,15 @@ impl Ops {
             #[cfg(feature = "cuda")]
             (Backend::Fast, Device::Cuda(dev)) => super::cuda_ops::embed(dev, table, tokens, dims, scale as f32),
             // On the host: read the rows in place (copying the whole table per step would cost a
-            // vocabulary's worth of bytes for every decoded token).
+            // vocabulary's worth of bytes for every decoded token), straight into the output.
             _ => {
-                fn gather<T: Element>(table: &Tensor, tokens: &[u32], d: usize, scale: f64) -> Result<Vec<f64>> {
-                    let t = table.as_slice::<T>()?;
-                    Ok(tokens.iter().flat_map(|&id| t[id as usize * d..(id as usize + 1) * d].iter().map(move |v| v.to_f64() * scale)).collect())
+                let mut out = Tensor::for_overwrite(dims, table.dtype(), table.device(), MemoryCategory::Activations)?;
+                match table.dtype() {
+                    DType::F32 => gather::<f32>(table, tokens, d, scale, &mut out)?,
+                    DType::BF16 => gather::<yoco_core::half::bf16>(table, tokens, d, scale, &mut out)?,
+                    DType::F16 => gather::<yoco_core::half::f16>(table, tokens, d, scale, &mut out)?,
                 }
-                let out = match table.dtype() {
-                    DType::F32 => gather::<f32>(table, tokens, d, scale)?,
-                    DType::BF16 => gather::<yoco_core::half::bf16>(table, tokens, d, scale)?,
-                    DType::F16 => gather::<yoco_core::half::f16>(table, tokens, d, scale)?,
-                };
-                // In the table's dtype, as the CUDA gather writes it.
-                Tensor::from_f64(&out, dims, table.dtype(), table.device(), MemoryCategory::Activations)
+                Ok(out)
             }
         }
     }
@@ -221,7 +221,59 @@ impl Ops {
     }
 }
 
+
+/// Rows `tokens` of `table` `[vocab, d]` times `scale` into `out` `[.., d]`, in the table's dtype:
+/// each product in f64, rounded once (as `Tensor::from_f64` would round it). Tokens in parallel
+/// from a few blocks of them (a decode step's one stays on this thread).
+fn gather<T: Element>(table: &Tensor, tokens: &[u32], d: usize, scale: f64, out: &mut Tensor) -> Result<()> {
+    let rows = table.as_slice::<T>()?;
+    out.as_mut_slice::<T>()?.par_chunks_mut(d).zip(tokens.par_iter()).with_min_len(64).for_each(|(to, &id)| {
+        for (to, v) in to.iter_mut().zip(&rows[id as usize * d..][..d]) {
+            *to = T::from_f64(v.to_f64() * scale);
+        }
+    });
+    Ok(())
+}
 /// `logsigmoid(z) / 16`, computed without overflow: `min(z, 0) − log1p(e^−|z|)`.
 pub fn log_sigmoid_over_16(z: f64) -> f64 {
     (z.min(0.0) - (-z.abs()).exp().ln_1p()) / 16.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use yoco_core::rng::Rng;
+
+    /// The host gather against the f64 products rounded once, bit for bit, in every dtype: two
+    /// sequences of 150 tokens (past the parallel split), ids repeated and the table's last row
+    /// among them; then the typed errors.
+    #[test]
+    fn embed_gathers_scaled_rows_rounded_once() {
+        let mut rng = Rng::new(17);
+        let (vocab, d, batch, len) = (37, 24, 2, 150);
+        let values: Vec<f64> = (0..vocab * d).map(|_| rng.normal()).collect();
+        let mut tokens: Vec<u32> = (0..batch * len).map(|_| (rng.uniform_in(0.0, vocab as f64) as u32).min(vocab as u32 - 1)).collect();
+        tokens[7] = vocab as u32 - 1;
+        let device = Device::cpu();
+        for dtype in [DType::F32, DType::BF16, DType::F16] {
+            let table = Tensor::from_f64(&values, vec![vocab, d], dtype, &device, MemoryCategory::Weights).unwrap();
+            let stored = table.to_f64_vec().unwrap();
+            let want: Vec<f64> = tokens.iter().flat_map(|&id| stored[id as usize * d..][..d].iter().map(|v| v * (d as f64).sqrt())).collect();
+            let want = Tensor::from_f64(&want, vec![batch, len, d], dtype, &device, MemoryCategory::Activations).unwrap().to_f64_vec().unwrap();
+            for backend in [Backend::Fast, Backend::Reference] {
+                let got = Ops::new(backend).embed(&table, &tokens, batch).unwrap();
+                assert_eq!(got.dims(), &[batch, len, d]);
+                let got = got.to_f64_vec().unwrap();
+                let first_wrong = got.iter().zip(&want).position(|(g, w)| g.to_bits() != w.to_bits());
+                assert_eq!(first_wrong, None, "{dtype:?} {backend:?}: element {first_wrong:?}");
+            }
+        }
+        let table = Tensor::from_f64(&values, vec![vocab, d], DType::F32, &device, MemoryCategory::Weights).unwrap();
+        let ops = Ops::new(Backend::Fast);
+        let err = |r: Result<Tensor>| r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err(ops.embed(&table, &[0, vocab as u32], 1)).contains("outside the table's 37 rows"));
+        assert!(err(ops.embed(&table, &[0, 1, 2], 2)).contains("do not split into 2"));
+        let empty_rows = Tensor::zeros([vocab, 0], DType::F32, &device, MemoryCategory::Weights).unwrap();
+        assert!(err(ops.embed(&empty_rows, &[0], 1)).contains("at least one element"));
+    }
 }

@@ -204,6 +204,11 @@ run() {
         # initcheck: a read of device memory nothing wrote, which is how a kernel that does not
         # write all of a Tensor::for_overwrite output (no memset before it) would show.
         step 90 "$out/sanitizer.txt" "$sanitizer" --tool initcheck --error-exitcode 9 "$bin/yoco" check --device cuda
+        # memcheck of the other prefill shapes too (the attention groups only), last: the default
+        # one can only become another that has been through it.
+        for variant in wide tall; do
+            YOCO_ATTN_PREFILL=$variant step 45 "$out/sanitizer.txt" "$sanitizer" --tool memcheck --error-exitcode 9 "$bin/yoco" check --device cuda --only attention --only "attention "
+        done
     fi
     # One summary: every bench fraction line and every peer line, for the commit under reports/gpu/.
     grep -hE "^(check|cuda|cpu|peer/|[a-z_]+/.*(GB/s|GFLOP/s|TFLOP/s)|== )" "$out"/{check,benches,peers,sanitizer,variants}.txt > "$out/summary.txt" || true

@@ -106,15 +106,20 @@ impl Ops {
         }
     }
 
-    /// RoPE of `x [B, N, H, D]` at positions `offset..offset + N`.
-    pub fn rope(&self, rope: &Rope, x: &Tensor, offset: usize) -> Result<Tensor> {
-        let _timer = OpTimer::start("rope", x.device());
+    /// RoPE of `x [B, N, H, D]` at positions `offset..offset + N`: `x` itself, rotated in place
+    /// (the models' fresh projections; an output of its own was an allocation and a pass more).
+    pub fn rope(&self, rope: &Rope, mut x: Tensor, offset: usize) -> Result<Tensor> {
+        let device = x.device().clone();
+        let _timer = OpTimer::start("rope", &device);
         match self.backend {
             Backend::Reference => {
                 let dims: [usize; 4] = x.dims().try_into().map_err(|_| Error::invalid("rope", "x", "expected [batch, seq, heads, head_dim]"))?;
                 act(&yoco_rope::reference::rope(&x.to_f64_vec()?, dims, rope.variant(), rope.inv_freq(), offset), x.dims().to_vec(), x.device())
             }
-            Backend::Fast => rope.apply(x, offset),
+            Backend::Fast => {
+                rope.apply_inplace(&mut x, offset)?;
+                Ok(x)
+            }
         }
     }
 

@@ -84,8 +84,8 @@ impl Transformer {
         let mut y = ops.rms_norm(&x, w.get("layers.0.attn_norm")?, c.norm_eps)?;
         for l in 0..c.n_layers {
             let p = format!("layers.{l}.attn");
-            let q = ops.rope(&self.rope, &heads(ops, &y, w.get(&format!("{p}.wq"))?, c.n_heads, c.head_dim)?, offset)?;
-            let k = ops.rope(&self.rope, &heads(ops, &y, w.get(&format!("{p}.wk"))?, c.n_kv_heads, c.head_dim)?, offset)?;
+            let q = ops.rope(&self.rope, heads(ops, &y, w.get(&format!("{p}.wq"))?, c.n_heads, c.head_dim)?, offset)?;
+            let k = ops.rope(&self.rope, heads(ops, &y, w.get(&format!("{p}.wk"))?, c.n_kv_heads, c.head_dim)?, offset)?;
             let v = heads(ops, &y, w.get(&format!("{p}.wv"))?, c.n_kv_heads, c.head_dim)?;
             cache.layers[l].append(&k, &v)?;
             drop((k, v));

@@ -150,8 +150,8 @@ impl Yoco {
         match (&self.mixer, state) {
             (Mixer::Retention { heads: h, head_dim: d, rope, unit_norm }, SelfState::Retention(state)) => {
                 let p = format!("self.{l}.gret");
-                let q = ops.rope(rope, &heads(ops, y, w.get(&format!("{p}.wq"))?, *h, *d)?, offset)?;
-                let k = ops.rope(rope, &heads(ops, y, w.get(&format!("{p}.wk"))?, *h, *d)?, offset)?;
+                let q = ops.rope(rope, heads(ops, y, w.get(&format!("{p}.wq"))?, *h, *d)?, offset)?;
+                let k = ops.rope(rope, heads(ops, y, w.get(&format!("{p}.wk"))?, *h, *d)?, offset)?;
                 let v = heads(ops, y, w.get(&format!("{p}.wv"))?, *h, *d)?;
                 let log_decay = ops.log_decay(&ops.linear(y, w.get(&format!("{p}.wgamma"))?)?)?;
                 let o = ops.gated_retention(&q, &k, &v, &log_decay, state, chunk)?;
@@ -162,8 +162,8 @@ impl Yoco {
             }
             (Mixer::Window { window }, state) => {
                 let p = format!("self.{l}.swa");
-                let q = ops.rope(&self.attn_rope, &heads(ops, y, w.get(&format!("{p}.wq"))?, c.n_heads, c.head_dim)?, offset)?;
-                let k = ops.rope(&self.attn_rope, &heads(ops, y, w.get(&format!("{p}.wk"))?, c.n_kv_heads, c.head_dim)?, offset)?;
+                let q = ops.rope(&self.attn_rope, heads(ops, y, w.get(&format!("{p}.wq"))?, c.n_heads, c.head_dim)?, offset)?;
+                let k = ops.rope(&self.attn_rope, heads(ops, y, w.get(&format!("{p}.wk"))?, c.n_kv_heads, c.head_dim)?, offset)?;
                 let v = heads(ops, y, w.get(&format!("{p}.wv"))?, c.n_kv_heads, c.head_dim)?;
                 let a = match state {
                     SelfState::Window(ring) => ring.forward(&q, &k, &v, None)?,
@@ -195,7 +195,7 @@ impl Yoco {
         drop(y);
         // The shared K̂/V̂ of these tokens: K̂ = RoPE(RMSNorm_kv(x) Wk), V̂ = RMSNorm_kv(x) Wv.
         let kv_in = ops.rms_norm(&x, w.get("cross.kv_norm")?, c.norm_eps)?;
-        let k = ops.rope(&self.attn_rope, &heads(ops, &kv_in, w.get("cross.wk")?, c.n_kv_heads, c.head_dim)?, offset)?;
+        let k = ops.rope(&self.attn_rope, heads(ops, &kv_in, w.get("cross.wk")?, c.n_kv_heads, c.head_dim)?, offset)?;
         let v = heads(ops, &kv_in, w.get("cross.wv")?, c.n_kv_heads, c.head_dim)?;
         cache.cross.append(&k, &v)?;
         Ok(x)
@@ -208,7 +208,7 @@ impl Yoco {
         let offset = cache.len() - x.dims()[1];
         let mut y = ops.rms_norm(&x, w.get("cross.0.attn_norm")?, c.norm_eps)?;
         for l in 0..c.self_layers() {
-            let q = ops.rope(&self.attn_rope, &heads(ops, &y, w.get(&format!("cross.{l}.wq"))?, c.n_heads, c.head_dim)?, offset)?;
+            let q = ops.rope(&self.attn_rope, heads(ops, &y, w.get(&format!("cross.{l}.wq"))?, c.n_heads, c.head_dim)?, offset)?;
             let a = merge_heads(ops.attend(&cache.cross, &q, Mask::Causal)?)?;
             let m = ops.linear(&a, w.get(&format!("cross.{l}.wo"))?)?;
             (x, y) = ffn_half(ops, w, &format!("cross.{l}"), &x, &m, w.get(&self.norm_after_cross(l))?, c.norm_eps)?;

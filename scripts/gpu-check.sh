@@ -15,11 +15,12 @@
 #                                  (tiny shapes, criterion's test mode) on the CPU emulator
 #                                  (emulator/); a bench that fails there fails the dry run
 #
-# The device tool call, once prepared:  run(command="bash scripts/gpu-check.sh run",
-#                                           carry=["stage"], timeout_s=420)
-# The run ends by itself by DEADLINE seconds (default 360), the most important steps first. With
-# scripts/gpu-compare.sh's call right after it (300 s) and a machine start (1–2 min), both fit the
-# 15 minutes of device time a task is lent.
+# The device tool call, once prepared, is scripts/gpu-run.sh's (this check, then the comparison,
+# in one call). On its own:  run(command="bash scripts/gpu-check.sh run", carry=["stage"],
+#                                timeout_s=420)
+# The run ends by itself by DEADLINE seconds (default 360; 320 under scripts/gpu-run.sh), the most
+# important steps first. With scripts/gpu-compare.sh's call right after it (300 s) and a machine
+# start (1–2 min), both fit the 15 minutes of device time a task is lent.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

@@ -17,8 +17,9 @@
 #                                     config and small lengths, then on CUDA with the CPU emulator
 #                                     (emulator/) standing in for the GPU, at one short length
 #
-# The device tool call, once prepared (right after scripts/gpu-check.sh's, while the machine is
-# warm):
+# The device tool call, once prepared, is scripts/gpu-run.sh's (the check, then this comparison
+# with the prefill shape the check found fastest, in one call). On its own, right after
+# scripts/gpu-check.sh's while the machine is warm:
 #   run(command="bash scripts/gpu-compare.sh run", carry=["stage"], timeout_s=360)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -41,6 +42,7 @@ run() {
         nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 || echo "no nvidia-smi"
         echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
         echo "gated-retention prefill schedule: ${YOCO_GRET_SCHEDULE:-parallel (the default; YOCO_GRET_SCHEDULE=sequential for the one-pass kernel)}"
+        echo "attention prefill program shape: ${YOCO_ATTN_PREFILL:-default (YOCO_ATTN_PREFILL=wide or tall for the others)}"
         echo "== comparison at $lengths, $generate generated tokens, budget $budget, batches up to $max_batch, deadline ${deadline}s"
     } > "$log"
     # The harness stops starting lengths 30 s before the deadline (writing the plots takes a few
@@ -77,6 +79,9 @@ case "${1:-}" in
         LD_LIBRARY_PATH="$root/target/emulator${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" OUT="$root/target/gpu-compare-dry-run-emulated" \
             run cuda tiny-yoco 1024 4 256MiB 240 1
         exited_cleanly "$root/target/gpu-compare-dry-run-emulated"
+        # The report says which of the CUDA kernels' alternatives ran.
+        tar xzf "$root/target/gpu-compare-dry-run-emulated/report.tgz" -O ./summary.md | grep -E "ran its .*(schedule|program shape)" \
+            | grep -c . | grep -qx 2 || { echo "gpu-compare: the emulated report does not name the gated-retention schedule and the prefill shape" >&2; exit 1; }
         ;;
     *) echo "usage: scripts/gpu-compare.sh prepare | run | --dry-run" >&2; exit 2 ;;
 esac

@@ -216,6 +216,9 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
     let efficiencies = calibration.efficiencies();
     let projection_generated = super::paper::GENERATED_TOKENS;
     let projection = project(&[32 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20], projection_generated, &efficiencies);
+    // Which of the kernels' alternatives ran, where the device has them (kept through every
+    // rewrite of the notes below).
+    let device_notes = if device.is_cpu() { Vec::new() } else { kernel_choices()? };
     let mut report = Report {
         protocol: Protocol {
             date: format!("{} s since the Unix epoch", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)),
@@ -232,12 +235,7 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
             repetitions: args.repetitions,
             memory_budget_bytes: budget,
             max_batch: args.max_batch,
-            notes: if device.is_cpu() {
-                Vec::new()
-            } else {
-                let schedule = yoco_gated_retention::ChunkSchedule::from_env()?;
-                vec![format!("gated retention's CUDA prefill ran its {} schedule ({} picks it)", schedule.name(), yoco_gated_retention::ChunkSchedule::ENV)]
-            },
+            notes: device_notes.clone(),
         },
         calibration,
         measurements: Vec::new(),
@@ -247,12 +245,13 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
         projection,
     };
     let notes = |skipped: &[usize], elapsed: f64| {
-        let mut notes = vec![
+        let mut notes = device_notes.clone();
+        notes.extend([
             "memory is the accounting's peak (every tensor the models allocate, by category) for batch 1 over prefill and decode; 'predicted' is the analytic model; 'resident Δ' is the peak memory in use during the run minus before it, from outside the accounting: the process's resident memory (CPU), or the device allocator's pool, which every yoco allocation goes through (CUDA); it excludes the weights (allocated before) and includes untracked scratch and allocator slack".to_string(),
             "prefill latency is the time to the first generated token (prefill with early exit for YOCO, sampling included)".into(),
             "throughput = batch × generated tokens / (prefill + decode seconds) at the largest batch whose predicted peak fits the budget, up to --max-batch; where the cap binds, the table says how many would have fit".into(),
             format!("whole run: {elapsed:.0} s"),
-        ];
+        ]);
         if !skipped.is_empty() {
             let list = skipped.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
             notes.push(format!("lengths {list} not measured: their predicted time would have run past the {:.0} s deadline", args.deadline.unwrap_or(0.0)));
@@ -294,6 +293,17 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
     let written = report.write(&args.out)?;
     eprintln!("compare: wrote {} files to {} in {:.0} s", written.len(), args.out.display(), started.elapsed().as_secs_f64());
     Ok(report)
+}
+
+/// The CUDA kernels' run-time choices this process made, one note each: gated retention's prefill
+/// schedule and (in a CUDA build) the prefill attention's program shape.
+fn kernel_choices() -> Result<Vec<String>> {
+    let schedule = yoco_gated_retention::ChunkSchedule::from_env()?;
+    #[allow(unused_mut)]
+    let mut notes = vec![format!("gated retention's CUDA prefill ran its {} schedule ({} picks it)", schedule.name(), yoco_gated_retention::ChunkSchedule::ENV)];
+    #[cfg(feature = "cuda")]
+    notes.push(format!("the attention's CUDA prefill ran its {} program shape at head dims 64 and 128 (YOCO_ATTN_PREFILL picks it: default, wide or tall)", yoco_gqa::cuda_prefill_shape()?));
+    Ok(notes)
 }
 
 #[cfg(test)]

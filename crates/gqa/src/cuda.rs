@@ -164,6 +164,15 @@ fn prefill_block(head_dim: usize) -> Result<PrefillBlock> {
     Ok(if head_dim == 256 { PrefillBlock::Default } else { block })
 }
 
+/// The name of the shape [`prefill_block`] gives head dims 64 and 128: `default`, `wide` or `tall`.
+pub(crate) fn prefill_shape_name() -> Result<&'static str> {
+    Ok(match prefill_block(64)? {
+        PrefillBlock::Default => "default",
+        PrefillBlock::Wide => "wide",
+        PrefillBlock::Tall => "tall",
+    })
+}
+
 /// A `YOCO_ATTN_PREFILL` value: unset, `default`, `wide` or `tall`.
 fn parse_prefill_block(asked: Option<&std::ffi::OsStr>) -> Result<PrefillBlock> {
     match asked.map(|v| v.to_str()) {

@@ -112,6 +112,14 @@ pub(crate) struct Problem {
     pub scale: f32,
 }
 
+/// Which program shape the CUDA prefill kernel runs at head dims 64 and 128 in this process
+/// (`YOCO_ATTN_PREFILL`: `default`, `wide` or `tall`; 256 always runs the default), for reports to
+/// say; an unknown value is the error the first prefill would return.
+#[cfg(feature = "cuda")]
+pub fn cuda_prefill_shape() -> Result<&'static str> {
+    cuda::prefill_shape_name()
+}
+
 /// Attention of `q` over `k`, `v`; returns `[batch, q_len, heads, head_dim]`.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, options: AttentionOptions) -> Result<Tensor> {
     let mut out = Tensor::for_overwrite(q.shape().clone(), q.dtype(), q.device(), MemoryCategory::Activations)?;

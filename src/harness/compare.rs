@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use yoco_core::{DType, Device, Error, Result};
 
 use super::calibrate::calibrate;
-use super::measure::{batch_for_budget, measure, RunPlan, LARGEST_BATCH_SOUGHT};
+use super::measure::{batch_for_budget, measure_all, RunPlan, LARGEST_BATCH_SOUGHT};
 use super::projection::project;
 use super::report::{bytes, check_replaceable, KvRow, Protocol, Report};
 use crate::cli::generate::parse_dtype;
@@ -274,14 +274,12 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
             }
         }
         let length_started = Instant::now();
-        for model in &models {
-            bar.set_message(format!("{} at {n} tokens", model.config().name));
-            let m = measure(model, n, &plan, true)?;
-            if let Some(c) = m.contention.filter(|c| c.is_contended()) {
-                bar.suspend(|| eprintln!("compare: ⚠ other work took {:.0}% of the CPUs while {} ran at {n} tokens: its times read high (flagged in the report)", 100.0 * c.elsewhere(), m.model));
-            }
-            report.measurements.push(m);
+        bar.set_message(format!("both models at {n} tokens"));
+        let measured = measure_all(&models, n, &plan)?;
+        if let Some(c) = measured.first().and_then(|m| m.contention).filter(|c| c.is_contended()) {
+            bar.suspend(|| eprintln!("compare: ⚠ other work took {:.0}% of the CPUs while the models ran at {n} tokens: their times read high (flagged in the report)", 100.0 * c.elsewhere()));
         }
+        report.measurements.extend(measured);
         history.push((n, length_started.elapsed().as_secs_f64()));
         report.protocol.lengths.push(n);
         report.protocol.notes = notes(&skipped, started.elapsed().as_secs_f64());

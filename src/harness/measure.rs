@@ -85,8 +85,9 @@ pub struct Measurement {
     pub throughput: Option<Throughput>,
     /// Where batch 1's time goes, by operation, from a profiled run of its own.
     pub phases: Phases,
-    /// What other processes and the hypervisor took of the CPUs over this whole measurement;
-    /// `None` where the system does not say (not Linux).
+    /// What other processes and the hypervisor took of the CPUs over this whole measurement (the
+    /// models' runs at this length together: [`measure_all`] interleaves them); `None` where the
+    /// system does not say (not Linux).
     pub contention: Option<Contention>,
 }
 
@@ -149,67 +150,99 @@ pub fn batch_for_budget(model: &AnyModel, length: usize, plan: &RunPlan) -> Opti
 /// Batches past this are not looked for (a report showing it means "at least this many").
 pub const LARGEST_BATCH_SOUGHT: usize = 4096;
 
-/// Measures `model` at `length` tokens (the last `plan.generated` of them generated).
-pub fn measure(model: &AnyModel, length: usize, plan: &RunPlan, with_throughput: bool) -> Result<Measurement> {
+/// A model's batch-1 runs at one length, as they accumulate.
+struct BatchOne<'a> {
+    model: &'a AnyModel,
+    /// Draws the prompt, then the throughput run's prompts.
+    rng: Rng,
+    tokens: Vec<u32>,
+    prefill_samples: Vec<f64>,
+    /// Seconds per decode step, one per repetition.
+    decode: Vec<f64>,
+    memory: Breakdown,
+    resident_bytes: Option<u64>,
+}
+
+/// Measures each of `models` at `length` tokens (the last `plan.generated` of them generated).
+/// Their batch-1 runs are interleaved repetition by repetition, the order turned each time (A B,
+/// B A, A B, ...), so that a machine whose speed drifts while they run (a shared VM's swings by
+/// half within minutes) weighs on every model alike, and the ratios between them do not take
+/// the drift for a difference; then each model's profiled run and its throughput run.
+pub fn measure_all(models: &[AnyModel], length: usize, plan: &RunPlan) -> Result<Vec<Measurement>> {
     if plan.repetitions == 0 {
         return Err(yoco_core::Error::invalid("measure", "repetitions", "0: expected at least one timed run"));
     }
-    let config = model.config();
     let prompt = length - plan.generated;
-    let mut rng = Rng::new(plan.seed ^ length as u64);
-    let tokens = random_prompt(&mut rng, prompt, config.vocab_size);
-    let device = model.device();
     let window = Window::open();
-
-    let mut prefill_samples = Vec::new();
-    let mut decode = Vec::new();
-    let mut memory = Breakdown::default();
-    let mut resident_bytes = None;
+    let mut runs: Vec<BatchOne> = models
+        .iter()
+        .map(|model| {
+            let mut rng = Rng::new(plan.seed ^ length as u64);
+            let tokens = random_prompt(&mut rng, prompt, model.config().vocab_size);
+            BatchOne { model, rng, tokens, prefill_samples: Vec::new(), decode: Vec::new(), memory: Breakdown::default(), resident_bytes: None }
+        })
+        .collect();
     for rep in 0..plan.repetitions {
-        device.tracker().reset_peaks();
-        let before = start_resident_peak(device);
-        let g = generate(model, &tokens, 1, plan.generated, &mut Sampler::Greedy, plan.span)?;
-        prefill_samples.push(g.prefill_seconds);
-        decode.push(g.decode_seconds / (plan.generated.max(2) - 1) as f64);
-        if rep == 0 {
-            memory = Breakdown::from_peaks(&device.memory());
-            resident_bytes = resident_peak(device).zip(before).map(|(peak, before)| peak.saturating_sub(before));
+        let order: Vec<usize> = if rep % 2 == 0 { (0..runs.len()).collect() } else { (0..runs.len()).rev().collect() };
+        for i in order {
+            let run = &mut runs[i];
+            let device = run.model.device();
+            device.tracker().reset_peaks();
+            let before = start_resident_peak(device);
+            let g = generate(run.model, &run.tokens, 1, plan.generated, &mut Sampler::Greedy, plan.span)?;
+            run.prefill_samples.push(g.prefill_seconds);
+            run.decode.push(g.decode_seconds / (plan.generated.max(2) - 1) as f64);
+            if rep == 0 {
+                run.memory = Breakdown::from_peaks(&device.memory());
+                run.resident_bytes = resident_peak(device).zip(before).map(|(peak, before)| peak.saturating_sub(before));
+            }
         }
     }
-    let phases = profiled(model, &tokens, plan)?;
-    let predicted = Breakdown::from_estimate(&predict(config, &plan.workload(1, length)));
-
-    let throughput = match batch_for_budget(model, length, plan) {
-        Some((batch, predicted_bytes)) if with_throughput => {
-            let prompts = random_prompt(&mut rng, batch * prompt, config.vocab_size);
-            let g = generate(model, &prompts, batch, plan.generated, &mut Sampler::Greedy, plan.span)?;
-            Some(Throughput {
-                batch,
-                fits: largest_batch(model, length, plan, LARGEST_BATCH_SOUGHT).map_or(batch, |(b, _)| b),
-                predicted_bytes,
-                prefill_seconds: g.prefill_seconds,
-                decode_seconds: g.decode_seconds,
-                tokens_per_second: (batch * plan.generated) as f64 / (g.prefill_seconds + g.decode_seconds),
-            })
-        }
-        _ => None,
-    };
-    Ok(Measurement {
-        model: config.name.clone(),
-        yoco: config.is_yoco(),
-        length,
-        prompt,
-        generated: plan.generated,
-        memory,
-        predicted,
-        resident_bytes,
-        prefill_seconds: yoco_core::ceiling::median(&mut prefill_samples.clone()),
-        prefill_samples,
-        decode_seconds_per_token: yoco_core::ceiling::median(&mut decode),
-        throughput,
-        phases,
-        contention: window.close(),
-    })
+    let mut measurements = Vec::new();
+    for mut run in runs {
+        let model = run.model;
+        let config = model.config();
+        let phases = profiled(model, &run.tokens, plan)?;
+        let predicted = Breakdown::from_estimate(&predict(config, &plan.workload(1, length)));
+        let throughput = match batch_for_budget(model, length, plan) {
+            Some((batch, predicted_bytes)) => {
+                let prompts = random_prompt(&mut run.rng, batch * prompt, config.vocab_size);
+                let g = generate(model, &prompts, batch, plan.generated, &mut Sampler::Greedy, plan.span)?;
+                Some(Throughput {
+                    batch,
+                    fits: largest_batch(model, length, plan, LARGEST_BATCH_SOUGHT).map_or(batch, |(b, _)| b),
+                    predicted_bytes,
+                    prefill_seconds: g.prefill_seconds,
+                    decode_seconds: g.decode_seconds,
+                    tokens_per_second: (batch * plan.generated) as f64 / (g.prefill_seconds + g.decode_seconds),
+                })
+            }
+            None => None,
+        };
+        measurements.push(Measurement {
+            model: config.name.clone(),
+            yoco: config.is_yoco(),
+            length,
+            prompt,
+            generated: plan.generated,
+            memory: run.memory,
+            predicted,
+            resident_bytes: run.resident_bytes,
+            prefill_seconds: yoco_core::ceiling::median(&mut run.prefill_samples.clone()),
+            prefill_samples: run.prefill_samples,
+            decode_seconds_per_token: yoco_core::ceiling::median(&mut run.decode),
+            throughput,
+            phases,
+            contention: None,
+        });
+    }
+    // One window over the models' interleaved runs: what other work took of the CPUs while any
+    // of them ran.
+    let contention = window.close();
+    for m in &mut measurements {
+        m.contention = contention;
+    }
+    Ok(measurements)
 }
 
 /// One profiled generation of `tokens` at batch 1.

@@ -191,7 +191,7 @@ impl Report {
         let c = &self.calibration;
         let mut s = String::new();
         let _ = writeln!(s, "# YOCO vs Transformer — measured on {}\n", p.machine);
-        let _ = writeln!(s, "Protocol: {} vs {}, backend `{}` on `{}`, {} storage, lengths {} (prompt = length − {} generated tokens), prefill span {}, {} repetition(s) (median), throughput at the largest batch (≤ {}) whose predicted peak fits {} of memory. {}. {}.\n",
+        let _ = writeln!(s, "Protocol: {} vs {}, backend `{}` on `{}`, {} storage, lengths {} (prompt = length − {} generated tokens), prefill span {}, {} repetition(s) (median; the two models' batch-1 runs interleaved, the order turned each repetition), throughput at the largest batch (≤ {}) whose predicted peak fits {} of memory. {}. {}.\n",
             p.yoco_config, p.transformer_config, p.backend, p.device, p.dtype,
             p.lengths.iter().map(|l| human(*l as f64)).collect::<Vec<_>>().join(", "), p.generated_tokens, p.prefill_span, p.repetitions,
             p.max_batch, bytes(p.memory_budget_bytes), p.build, p.date);

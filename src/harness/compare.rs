@@ -44,7 +44,8 @@ pub struct CompareArgs {
     /// Largest batch tried for throughput.
     #[arg(long, default_value_t = 16)]
     pub max_batch: usize,
-    /// Repetitions of the batch-1 run (the median latency is reported).
+    /// Repetitions of the batch-1 run (the median latency is reported), the two models' runs
+    /// interleaved.
     #[arg(long, default_value_t = 2)]
     pub repetitions: usize,
     /// Prefill span (tokens per sequence per step).

@@ -33,6 +33,7 @@ run() {
     local out="${OUT:-$root/target/gpu-run-out}"
     mkdir -p "$out"
     local log="$out/run.log" checked="$out/check"
+    mkdir -p "$checked"  # packed below even if the check could not start
     echo "gpu-run: $(date -u), check deadline ${CHECK_DEADLINE:-320}s, comparison deadline ${COMPARE_DEADLINE:-260}s" > "$log"
     local rc=0
     OUT="$checked" DEADLINE="${CHECK_DEADLINE:-320}" bash scripts/gpu-check.sh run >> "$log" 2>&1 || rc=$?

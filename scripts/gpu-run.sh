@@ -8,10 +8,12 @@
 #                                  `carry: ["stage"]` (scripts/gpu-check.sh prepare made it): the
 #                                  check with DEADLINE CHECK_DEADLINE (default 320 s), its files
 #                                  packed into check.tgz the moment it ends (its summary.txt beside
-#                                  it), then the comparison with DEADLINE COMPARE_DEADLINE (default
-#                                  260 s) and YOCO_ATTN_PREFILL set to the shape chosen. Five files
-#                                  come back (of the eight a call may return): run.log (the choice
-#                                  and why), summary.txt, check.tgz, compare.log, report.tgz.
+#                                  it), then the comparison with YOCO_ATTN_PREFILL set to the shape
+#                                  chosen and the rest of RUN_DEADLINE (default 560 s, from this
+#                                  script's start, less 20 s for packing: a check that ends early
+#                                  leaves the comparison more). Five files come back (of the eight a
+#                                  call may return): run.log (the choice and why), summary.txt,
+#                                  check.tgz, compare.log, report.tgz.
 #   scripts/gpu-run.sh --dry-run   here: the choice's self-test, then the choice on the files of
 #                                  scripts/gpu-check.sh's dry run (CPU benches: no CUDA prefill
 #                                  lines, so the default must stay)
@@ -23,10 +25,14 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-# The shape for the comparison, from a check's benches.txt and variants.txt: two lines, the shape
-# and the reason; the default where the files say nothing better.
+# The shape for the comparison, from a check's benches.txt, variants.txt and sanitizer.txt: two
+# lines, the shape and the reason; the default where the files say nothing better. Only the
+# benches of the comparison's attention count: YOCO-3B's Transformer twin prefills causal
+# attention with head dim 128 (its YOCO, gated retention and cross-attention decode: no prefill
+# attention kernel).
 choose() {
-    python3 scripts/fastest_prefill.py "$1/benches.txt" "$1/variants.txt" 2>&1 || printf 'default\nthe choice failed (above): the default stays\n'
+    python3 scripts/fastest_prefill.py --match D128-causal "$1/benches.txt" "$1/variants.txt" "$1/sanitizer.txt" 2>&1 \
+        || printf 'default\nthe choice failed (above): the default stays\n'
 }
 
 run() {
@@ -34,7 +40,9 @@ run() {
     mkdir -p "$out"
     local log="$out/run.log" checked="$out/check"
     mkdir -p "$checked"  # packed below even if the check could not start
-    echo "gpu-run: $(date -u), check deadline ${CHECK_DEADLINE:-320}s, comparison deadline ${COMPARE_DEADLINE:-260}s" > "$log"
+    SECONDS=0
+    local run_deadline=${RUN_DEADLINE:-560}
+    echo "gpu-run: $(date -u), check deadline ${CHECK_DEADLINE:-320}s, the whole run's ${run_deadline}s" > "$log"
     local rc=0
     OUT="$checked" DEADLINE="${CHECK_DEADLINE:-320}" bash scripts/gpu-check.sh run >> "$log" 2>&1 || rc=$?
     echo "== check: exit $rc after ${SECONDS}s" >> "$log"
@@ -45,10 +53,19 @@ run() {
     { echo "== prefill shape for the comparison: $shape"; tail -n +2 <<< "$choice"; } >> "$log"
     # Eight files are the most a call brings back, and the check alone writes eight.
     if [ -f "$checked/summary.txt" ]; then cp "$checked/summary.txt" "$out/summary.txt"; fi
-    tar czf "$out/check.tgz" -C "$checked" . && rm -rf "$checked"
-    rc=0
-    OUT="$out" YOCO_ATTN_PREFILL="$shape" DEADLINE="${COMPARE_DEADLINE:-260}" bash scripts/gpu-compare.sh run >> "$log" 2>&1 || rc=$?
-    echo "== comparison: exit $rc after ${SECONDS}s" >> "$log"
+    # Packed or dropped (summary.txt stays): loose, its eight files would crowd out the rest.
+    tar czf "$out/check.tgz" -C "$checked" . || echo "== packing the check failed: only its summary.txt comes back" >> "$log"
+    rm -rf "$checked"
+    # The comparison's own deadline is what is left: gpu-compare.sh's timeout adds 10 s of grace
+    # to it and packing its report a few more, within the 20 s kept back.
+    local left=$(( run_deadline - 20 - SECONDS ))
+    if [ "$left" -lt 60 ]; then
+        echo "== comparison not run: ${left}s left of the run's deadline" >> "$log"
+    else
+        rc=0
+        OUT="$out" YOCO_ATTN_PREFILL="$shape" DEADLINE="$left" bash scripts/gpu-compare.sh run >> "$log" 2>&1 || rc=$?
+        echo "== comparison (deadline ${left}s): exit $rc after ${SECONDS}s" >> "$log"
+    fi
     cat "$log"
 }
 
@@ -63,7 +80,7 @@ case "${1:-run}" in
         [ "$(head -n 1 <<< "$choice")" = default ] || { echo "gpu-run: chose a shape from CPU benches" >&2; exit 1; }
         # The parsing against what the scripts really print: the emulated CUDA benches' prefill
         # lines (five shapes), and the variants' sections with their checks passed.
-        described=$(python3 scripts/fastest_prefill.py --describe "$dry/benches-emulated.txt" "$dry/variants.txt")
+        described=$(python3 scripts/fastest_prefill.py --describe "$dry/benches-emulated.txt" "$dry/variants.txt" "$dry/sanitizer.txt")
         echo "$described"
         grep -qx "5 CUDA prefill benches" <<< "$described" && grep -q "^wide: check passed" <<< "$described" \
             && grep -q "^tall: check passed" <<< "$described" || { echo "gpu-run: the choice no longer reads the scripts' output" >&2; exit 1; }

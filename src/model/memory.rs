@@ -81,7 +81,6 @@ pub fn predict(c: &ModelConfig, w: &Workload) -> MemoryEstimate {
 fn predict_one_sequence(c: &ModelConfig, w: &Workload) -> MemoryEstimate {
     let (b, d, f) = (1, c.d_model, c.ffn_dim);
     let span = w.span.min(w.prompt).max(1);
-    let multi_span = w.prompt > span;
     // Weights: every parameter, plus what the model builds beside them: the RoPE frequency
     // tables (f32, head_dim / 2 each) and, for gated retention, the unit weight of its per-head norm.
     let rope_table = |head_dim: usize| head_dim / 2 * 4;
@@ -101,42 +100,60 @@ fn predict_one_sequence(c: &ModelConfig, w: &Workload) -> MemoryEstimate {
     let recurrent_state = b * (state_bytes_per_sequence(c, w.elem) + per_layer_state);
 
     // Activations: the most bytes live at once inside one span (see yoco.rs / transformer.rs /
-    // blocks.rs for the tensors counted), plus the previous span's last token that prefill keeps.
-    let e = b * span * d * w.elem; // one [batch, span, d] tensor
-    let ffn = 2 * b * span * f * w.elem; // the FFN's gate and up
-    let carried = if multi_span { b * d * w.elem } else { 0 };
-    let activations = carried
-        + match c.architecture {
-            Architecture::Transformer => {
-                let q = b * span * c.n_heads * c.head_dim * w.elem;
-                // x, y, q, the attention output, the mixer output, then h, y2 and the FFN's tensors.
-                (6 * e + 2 * q + ffn).max(7 * e + 2 * q)
-            }
-            Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { heads, head_dim } } => {
-                // Retention: x, y, q, k, v, o, the f32 gates and, on CUDA, the chunks' incoming
-                // states ([batch, heads, chunks, D, D]); the FFN half as above.
-                let chunks = span.div_ceil(yoco_gated_retention::DEFAULT_CHUNK);
-                let chunk_states = if w.retention_chunk_states { b * heads * chunks * head_dim * head_dim * w.elem } else { 0 };
-                (6 * e + b * span * heads * 4 + chunk_states).max(6 * e + ffn).max(7 * e)
-            }
-            Architecture::Yoco { self_decoder: SelfDecoder::SlidingWindow { window } } => {
-                // The ring lays the last W − 1 held keys and values out in order (`recent`), then
-                // concatenates them with the span's: both copies live during the attention.
-                let kv_row = c.n_kv_heads * c.head_dim * w.elem;
-                let attention = (0..w.prompt)
-                    .step_by(span)
-                    .map(|start| {
-                        let n = span.min(w.prompt - start);
-                        let prefix = start.min(window - 1);
-                        let copies = if prefix > 0 { 2 * b * (2 * prefix + n) * kv_row } else { 0 };
-                        let e = b * n * d * w.elem;
+    // blocks.rs for the tensors counted), plus, from the second span on, the previous span's last
+    // token that prefill keeps. The spans are the first (nothing carried), the later whole ones
+    // and a last partial one: each counted with what it carries, so that a prompt of one whole
+    // span and a shorter one peaks in whichever is higher (the whole span plus the token would
+    // overstate it by a token).
+    let carried = b * d * w.elem;
+    let prompt = w.prompt.max(1);
+    let activations = match c.architecture {
+        Architecture::Yoco { self_decoder: SelfDecoder::SlidingWindow { window } } => {
+            // The ring lays the last W − 1 held keys and values out in order (`recent`), then
+            // concatenates them with the span's: both copies live during the attention, and their
+            // size depends on where the span starts, so every span is counted.
+            let kv_row = c.n_kv_heads * c.head_dim * w.elem;
+            (0..prompt)
+                .step_by(span)
+                .map(|start| {
+                    let n = span.min(prompt - start);
+                    let prefix = start.min(window - 1);
+                    let copies = if prefix > 0 { 2 * b * (2 * prefix + n) * kv_row } else { 0 };
+                    let e = b * n * d * w.elem;
+                    let q = b * n * c.n_heads * c.head_dim * w.elem;
+                    let attention = 2 * e + 2 * q + 2 * b * n * kv_row + copies;
+                    let rest = (6 * e + 2 * b * n * f * w.elem).max(7 * e);
+                    attention.max(rest) + if start > 0 { carried } else { 0 }
+                })
+                .max()
+                .unwrap_or(0)
+        }
+        _ => {
+            // The other layers' peaks grow with the span's tokens and not with its start.
+            let peak = |n: usize| {
+                let e = b * n * d * w.elem; // one [batch, n, d] tensor
+                let ffn = 2 * b * n * f * w.elem; // the FFN's gate and up
+                match c.architecture {
+                    Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { heads, head_dim } } => {
+                        // Retention: x, y, q, k, v, o, the f32 gates and, on CUDA, the chunks'
+                        // incoming states ([batch, heads, chunks, D, D]); the FFN half as below.
+                        let chunks = n.div_ceil(yoco_gated_retention::DEFAULT_CHUNK);
+                        let chunk_states = if w.retention_chunk_states { b * heads * chunks * head_dim * head_dim * w.elem } else { 0 };
+                        (6 * e + b * n * heads * 4 + chunk_states).max(6 * e + ffn).max(7 * e)
+                    }
+                    _ => {
                         let q = b * n * c.n_heads * c.head_dim * w.elem;
-                        2 * e + 2 * q + 2 * b * n * kv_row + copies
-                    })
-                    .max()
-                    .unwrap_or(0);
-                attention.max(6 * e + ffn).max(7 * e)
-            }
-        };
+                        // x, y, q, the attention output, the mixer output, then h, y2 and the
+                        // FFN's tensors.
+                        (6 * e + 2 * q + ffn).max(7 * e + 2 * q)
+                    }
+                }
+            };
+            let first = peak(span);
+            let later_whole = if prompt >= 2 * span { peak(span) + carried } else { 0 };
+            let last_part = if prompt > span && prompt % span != 0 { peak(prompt % span) + carried } else { 0 };
+            first.max(later_whole).max(last_part)
+        }
+    };
     MemoryEstimate { weights, kv_cache, recurrent_state, activations }
 }

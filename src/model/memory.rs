@@ -151,7 +151,7 @@ fn predict_one_sequence(c: &ModelConfig, w: &Workload) -> MemoryEstimate {
             };
             let first = peak(span);
             let later_whole = if prompt >= 2 * span { peak(span) + carried } else { 0 };
-            let last_part = if prompt > span && prompt % span != 0 { peak(prompt % span) + carried } else { 0 };
+            let last_part = if prompt > span && !prompt.is_multiple_of(span) { peak(prompt % span) + carried } else { 0 };
             first.max(later_whole).max(last_part)
         }
     };

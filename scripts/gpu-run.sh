@@ -30,9 +30,10 @@ cd "$root"
 # benches of the comparison's attention count: YOCO-3B's Transformer twin prefills causal
 # attention with head dim 128 (its YOCO, gated retention and cross-attention decode: no prefill
 # attention kernel).
+# Its errors go to stderr, apart from the two lines.
 choose() {
-    python3 scripts/fastest_prefill.py --match D128-causal "$1/benches.txt" "$1/variants.txt" "$1/sanitizer.txt" 2>&1 \
-        || printf 'default\nthe choice failed (above): the default stays\n'
+    python3 scripts/fastest_prefill.py --match D128-causal "$1/benches.txt" "$1/variants.txt" "$1/sanitizer.txt" \
+        || printf 'default\nthe choice failed (its error is above): the default stays\n'
 }
 
 run() {
@@ -43,18 +44,23 @@ run() {
     SECONDS=0
     local run_deadline=${RUN_DEADLINE:-560}
     echo "gpu-run: $(date -u), check deadline ${CHECK_DEADLINE:-320}s, the whole run's ${run_deadline}s" > "$log"
-    local rc=0
-    OUT="$checked" DEADLINE="${CHECK_DEADLINE:-320}" bash scripts/gpu-check.sh run >> "$log" 2>&1 || rc=$?
+    local rc=0 check_deadline=${CHECK_DEADLINE:-320}
+    # The check ends by its deadline (each step is cut to it); the timeout is the backstop for
+    # what runs outside its steps (the unpacking, nvidia-smi, the wheels' install).
+    OUT="$checked" DEADLINE="$check_deadline" timeout --kill-after=10 $((check_deadline + 15)) bash scripts/gpu-check.sh run >> "$log" 2>&1 || rc=$?
     echo "== check: exit $rc after ${SECONDS}s" >> "$log"
     local choice shape
-    choice=$(choose "$checked")
+    choice=$(choose "$checked" 2>> "$log")
     shape=$(head -n 1 <<< "$choice")
     case "$shape" in default|wide|tall) ;; *) shape=default ;; esac
     { echo "== prefill shape for the comparison: $shape"; tail -n +2 <<< "$choice"; } >> "$log"
     # Eight files are the most a call brings back, and the check alone writes eight.
-    if [ -f "$checked/summary.txt" ]; then cp "$checked/summary.txt" "$out/summary.txt"; fi
+    if [ -f "$checked/summary.txt" ]; then cp "$checked/summary.txt" "$out/summary.txt" || true; fi
     # Packed or dropped (summary.txt stays): loose, its eight files would crowd out the rest.
-    tar czf "$out/check.tgz" -C "$checked" . || echo "== packing the check failed: only its summary.txt comes back" >> "$log"
+    if ! tar czf "$out/check.tgz" -C "$checked" .; then
+        rm -f "$out/check.tgz"
+        echo "== packing the check failed: only its summary.txt comes back" >> "$log"
+    fi
     rm -rf "$checked"
     # The comparison's own deadline is what is left: gpu-compare.sh's timeout adds 10 s of grace
     # to it and packing its report a few more, within the 20 s kept back.
@@ -75,7 +81,8 @@ case "${1:-run}" in
         python3 scripts/fastest_prefill.py --self-test
         dry="$root/target/gpu-check-dry-run"
         [ -f "$dry/benches-emulated.txt" ] || { echo "gpu-run: $dry/benches-emulated.txt missing: run 'scripts/gpu-check.sh --dry-run' first" >&2; exit 1; }
-        choice=$(choose "$dry")
+        # Without choose()'s fallback: a crash must fail the dry run, not read as the default.
+        choice=$(python3 scripts/fastest_prefill.py --match D128-causal "$dry/benches.txt" "$dry/variants.txt" "$dry/sanitizer.txt")
         echo "gpu-run: the choice on the CPU dry run's files: $choice"
         [ "$(head -n 1 <<< "$choice")" = default ] || { echo "gpu-run: chose a shape from CPU benches" >&2; exit 1; }
         # The parsing against what the scripts really print: the emulated CUDA benches' prefill

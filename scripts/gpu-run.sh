@@ -29,8 +29,7 @@ cd "$root"
 # lines, the shape and the reason; the default where the files say nothing better. Only the
 # benches of the comparison's attention count: YOCO-3B's Transformer twin prefills causal
 # attention with head dim 128 (its YOCO, gated retention and cross-attention decode: no prefill
-# attention kernel).
-# Its errors go to stderr, apart from the two lines.
+# attention kernel). Errors go to stderr, not into the two lines.
 choose() {
     python3 scripts/fastest_prefill.py --match D128-causal "$1/benches.txt" "$1/variants.txt" "$1/sanitizer.txt" \
         || printf 'default\nthe choice failed (its error is above): the default stays\n'

@@ -226,7 +226,6 @@ impl Ops {
     }
 }
 
-
 /// Rows `tokens` of `table` `[vocab, d]` times `scale` into `out` `[.., d]`, in the table's dtype:
 /// each product in f64, rounded once (as `Tensor::from_f64` would round it). Tokens in parallel
 /// from a few blocks of them (a decode step's one stays on this thread).
@@ -239,6 +238,7 @@ fn gather<T: Element>(table: &Tensor, tokens: &[u32], d: usize, scale: f64, out:
     });
     Ok(())
 }
+
 /// `logsigmoid(z) / 16`, computed without overflow: `min(z, 0) − log1p(e^−|z|)`.
 pub fn log_sigmoid_over_16(z: f64) -> f64 {
     (z.min(0.0) - (-z.abs()).exp().ln_1p()) / 16.0

@@ -180,8 +180,8 @@ run() {
     # again (on the CPU the variable changes nothing), so that the default is chosen from the
     # figures of one call. Their own file: with it, eight files, the most that come back.
     : > "$out/variants.txt"
-    local variant
-    for variant in wide tall; do
+    local variant variants=(wide tall)
+    for variant in "${variants[@]}"; do
         echo "== the $variant prefill kernel (YOCO_ATTN_PREFILL=$variant): check, then the prefill benches" >> "$out/variants.txt"
         YOCO_ATTN_PREFILL=$variant step 45 "$out/variants.txt" "$bin/yoco" check --device "$device" --only attention --only "attention "
         if [ "$device" = cuda ] && [ -x "$bin/benches/gqa" ]; then
@@ -204,7 +204,7 @@ run() {
         # memcheck of the other prefill shapes too (the attention groups only), before the slower
         # sanitizers: scripts/fastest_prefill.py refuses a shape whose memcheck failed, and a shape
         # becomes the default only once it has been through it. The header names the shape.
-        for variant in wide tall; do
+        for variant in "${variants[@]}"; do
             echo "== memcheck with the $variant prefill kernel (YOCO_ATTN_PREFILL=$variant)" >> "$out/sanitizer.txt"
             YOCO_ATTN_PREFILL=$variant step 45 "$out/sanitizer.txt" "$sanitizer" --tool memcheck --error-exitcode 9 "$bin/yoco" check --device cuda --only attention --only "attention "
         done

@@ -30,9 +30,13 @@ cd "$root"
 # benches of the comparison's attention count: YOCO-3B's Transformer twin prefills causal
 # attention with head dim 128 (its YOCO, gated retention and cross-attention decode: no prefill
 # attention kernel). Errors go to stderr, not into the two lines.
+fastest_prefill() {
+    python3 scripts/fastest_prefill.py --match D128-causal "$1/benches.txt" "$1/variants.txt" "$1/sanitizer.txt"
+}
+
+# fastest_prefill, or the default where it fails.
 choose() {
-    python3 scripts/fastest_prefill.py --match D128-causal "$1/benches.txt" "$1/variants.txt" "$1/sanitizer.txt" \
-        || printf 'default\nthe choice failed (its error is above): the default stays\n'
+    fastest_prefill "$1" || printf 'default\nthe choice failed (its error is above): the default stays\n'
 }
 
 run() {
@@ -81,7 +85,7 @@ case "${1:-run}" in
         dry="$root/target/gpu-check-dry-run"
         [ -f "$dry/benches-emulated.txt" ] || { echo "gpu-run: $dry/benches-emulated.txt missing: run 'scripts/gpu-check.sh --dry-run' first" >&2; exit 1; }
         # Without choose()'s fallback: a crash must fail the dry run, not read as the default.
-        choice=$(python3 scripts/fastest_prefill.py --match D128-causal "$dry/benches.txt" "$dry/variants.txt" "$dry/sanitizer.txt")
+        choice=$(fastest_prefill "$dry")
         echo "gpu-run: the choice on the CPU dry run's files: $choice"
         [ "$(head -n 1 <<< "$choice")" = default ] || { echo "gpu-run: chose a shape from CPU benches" >&2; exit 1; }
         # The parsing against what the scripts really print: the emulated CUDA benches' prefill

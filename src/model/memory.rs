@@ -149,10 +149,10 @@ fn predict_one_sequence(c: &ModelConfig, w: &Workload) -> MemoryEstimate {
                     }
                 }
             };
-            let first = peak(span);
-            let later_whole = if prompt >= 2 * span { peak(span) + carried } else { 0 };
+            let whole = peak(span);
+            let later_whole = if prompt >= 2 * span { whole + carried } else { 0 };
             let last_part = if prompt > span && !prompt.is_multiple_of(span) { peak(prompt % span) + carried } else { 0 };
-            first.max(later_whole).max(last_part)
+            whole.max(later_whole).max(last_part)
         }
     };
     MemoryEstimate { weights, kv_cache, recurrent_state, activations }

@@ -115,6 +115,19 @@ enum PrefillBlock {
     Tall,
 }
 
+impl PrefillBlock {
+    const ALL: [PrefillBlock; 3] = [PrefillBlock::Default, PrefillBlock::Wide, PrefillBlock::Tall];
+
+    /// Its `YOCO_ATTN_PREFILL` value.
+    fn name(self) -> &'static str {
+        match self {
+            PrefillBlock::Default => "default",
+            PrefillBlock::Wide => "wide",
+            PrefillBlock::Tall => "tall",
+        }
+    }
+}
+
 /// A prefill launch's kernel: its entry, queries and threads per program, keys per tile.
 struct PrefillKernel {
     name: &'static str,
@@ -166,21 +179,16 @@ fn prefill_block(head_dim: usize) -> Result<PrefillBlock> {
 
 /// The name of the shape [`prefill_block`] gives head dims 64 and 128: `default`, `wide` or `tall`.
 pub(crate) fn prefill_shape_name() -> Result<&'static str> {
-    Ok(match prefill_block(64)? {
-        PrefillBlock::Default => "default",
-        PrefillBlock::Wide => "wide",
-        PrefillBlock::Tall => "tall",
-    })
+    Ok(prefill_block(64)?.name())
 }
 
 /// A `YOCO_ATTN_PREFILL` value: unset, `default`, `wide` or `tall`.
 fn parse_prefill_block(asked: Option<&std::ffi::OsStr>) -> Result<PrefillBlock> {
-    match asked.map(|v| v.to_str()) {
-        None | Some(Some("default")) => Ok(PrefillBlock::Default),
-        Some(Some("wide")) => Ok(PrefillBlock::Wide),
-        Some(Some("tall")) => Ok(PrefillBlock::Tall),
-        Some(_) => Err(Error::invalid(OP, "YOCO_ATTN_PREFILL", format!("{:?}: expected default, wide or tall", asked.unwrap_or_default()))),
-    }
+    let Some(asked) = asked else { return Ok(PrefillBlock::Default) };
+    PrefillBlock::ALL
+        .into_iter()
+        .find(|block| asked.to_str() == Some(block.name()))
+        .ok_or_else(|| Error::invalid(OP, "YOCO_ATTN_PREFILL", format!("{asked:?}: expected default, wide or tall")))
 }
 
 fn prefill(device: &CudaDevice, params: AttentionParams, dtype: DType, p: &Problem) -> Result<()> {

@@ -5,7 +5,8 @@
 // Versions (all three in the library; crates/gqa/src/cuda.rs picks by shape):
 //   prefill  — flash-attention-2 on tensor cores (mma.sync m16n8k16, ldmatrix, cp.async). One
 //              program per (query block, head, batch): by default a 64-query block, 4 warps x 16
-//              queries (also 8 x 16 and 4 x 32 for D 64 and 128, `prefill` below). Q stays in
+//              queries (also 8 x 16, 4 x 32, and 2 warpgroups of 64 on wgmma for D 64 and 128,
+//              `prefill` below). Q stays in
 //              registers for D <= 128 (re-read from shared memory per k-step for D = 256, whose
 //              output accumulator alone takes 128 registers per thread). K/V tiles (64 keys;
 //              32 for D = 256) are double-buffered in shared memory with cp.async, K and V in
@@ -58,12 +59,15 @@
 // Reviewed from the SASS alone (sm_90a, D = 128 bf16, one key tile with no mask): exp2 without
 // range fix-ups, a fully unrolled tile loader and the skipped rescale took the loop from ~1080
 // issued instructions per tile to ~480 (HMMA 128 of them); K/V in separate groups costs ~5.
-// Not tried yet: wgmma/TMA (sm_90a) for prefill, which would need compute_90a PTX.
+// wgmma (sm_90a) for prefill: a fourth shape (prefill<..., WGMMA = true>, the entries
+// attention_prefill_wgmma_*), compiled and run on the emulator, not yet on a GPU. Not tried: TMA
+// loads, warp-specialised producers, or overlapping one tile's softmax with the next's products.
 #include <math.h>
 #include <type_traits>
 
 #include "attention.h"
 #include "yoco_common.cuh"
+#include "yoco_wgmma.cuh"
 
 namespace {
 
@@ -174,33 +178,36 @@ __device__ __forceinline__ const T* tile_src(const T* base, int64_t stride, int 
 }
 
 // ROWS rows of D elements, rows row0 .. row0+ROWS of `base` (row stride `stride` elements; `src`
-// = tile_src(base, stride, row0)), copied by the block's THREADS threads into shared memory with
-// row stride D + ATTN_SMEM_PAD; rows >= limit are zero-filled (keys past kv_len must weigh
-// nothing and must not bring NaN from unused cache capacity into P·V), their copies reading
-// nothing (`base` stands in as address).
-template <typename T, int ROWS, int D, int THREADS>
+// = tile_src(base, stride, row0)), copied by the block's THREADS threads into shared memory: with
+// row stride D + ATTN_SMEM_PAD (for ldmatrix), or SWIZZLED in wgmma's 128-byte-swizzled column
+// blocks of 64 elements (yoco_wgmma.cuh; `smem` on a 1024-byte boundary of the shared window).
+// Rows >= limit are zero-filled (keys past kv_len must weigh nothing and must not bring NaN from
+// unused cache capacity into P·V), their copies reading nothing (`base` stands in as address).
+template <typename T, int ROWS, int D, int THREADS, bool SWIZZLED = false>
 __device__ __forceinline__ void load_tile(T* smem, const T* src, const T* base, int64_t stride, int row0, int limit) {
     constexpr int CHUNKS = D / 8;  // 16-byte chunks per row
-    constexpr int SMEM_STRIDE = D + ATTN_SMEM_PAD;
     // A compile-time trip count, and every pass covers whole rows with the same column per
     // thread: the loop unrolls and only the row advances (by RSTEP) from one pass to the next.
     static_assert(THREADS % CHUNKS == 0 && ROWS * CHUNKS % THREADS == 0, "a tile is whole passes of whole rows");
     constexpr int RSTEP = THREADS / CHUNKS;  // rows per pass
+    // Swizzled, a pass moves by whole groups of 8 rows, so each thread's chunk keeps its swizzle.
+    static_assert(!SWIZZLED || RSTEP % 8 == 0, "swizzled passes of whole 8-row groups");
+    constexpr int PITCH = SWIZZLED ? 64 : D + ATTN_SMEM_PAD;  // elements from one row to the next
     const int r = threadIdx.x / CHUNKS;
-    const int col = (threadIdx.x % CHUNKS) * 8;
+    const int c = threadIdx.x % CHUNKS;
     const int64_t src_step = RSTEP * stride;
-    T* dst = smem + r * SMEM_STRIDE + col;
+    T* dst = SWIZZLED ? smem + c / 8 * ROWS * 64 + yoco::swizzled_chunk(r, c % 8) / static_cast<int>(sizeof(T)) : smem + r * PITCH + c * 8;
     if (row0 + ROWS <= limit) {  // every tile but the last: no row to check (block-uniform)
 #pragma unroll
         for (int it = 0; it < ROWS / RSTEP; ++it) {
-            yoco::cp_async_16(dst + it * RSTEP * SMEM_STRIDE, src, true);
+            yoco::cp_async_16(dst + it * RSTEP * PITCH, src, true);
             src += src_step;
         }
     } else {
 #pragma unroll
         for (int it = 0; it < ROWS / RSTEP; ++it) {
             const bool valid = row0 + r + it * RSTEP < limit;
-            yoco::cp_async_16(dst + it * RSTEP * SMEM_STRIDE, valid ? src : base, valid);
+            yoco::cp_async_16(dst + it * RSTEP * PITCH, valid ? src : base, valid);
             src += src_step;
         }
     }
@@ -281,6 +288,16 @@ __device__ __forceinline__ void online_softmax(float (&s)[NT][4], float (&m)[2],
     }
 }
 
+// P's C fragments of 16 keys, p0 (keys 0–7) and p1 (8–15), as the A fragment of P·V's k-step
+// over them (rounded to T: flash-attention's choice).
+template <typename T>
+__device__ __forceinline__ void p_fragment(uint32_t (&a)[4], const float (&p0)[4], const float (&p1)[4]) {
+    a[0] = yoco::pack2<T>(p0[0], p0[1]);
+    a[1] = yoco::pack2<T>(p0[2], p0[3]);
+    a[2] = yoco::pack2<T>(p1[0], p1[1]);
+    a[3] = yoco::pack2<T>(p1[2], p1[3]);
+}
+
 // O += P V for the tile's keys kk·16 .. kk·16 + 15, for each of the warp's MT m-tiles: P's C
 // fragments s[mt][2kk] (keys 0–7) and s[mt][2kk + 1] (8–15) make m-tile mt's A fragment; `sV16`
 // is the first of the 16 keys' rows in shared memory. One ldmatrix per 16 dims serves every m-tile.
@@ -290,14 +307,7 @@ __device__ __forceinline__ void accumulate_16_keys(float (&o)[MT][D / 8][4], con
     const int lane = threadIdx.x & 31;
     uint32_t a[MT][4];
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt) {
-        const float(&p0)[4] = s[mt][2 * kk];
-        const float(&p1)[4] = s[mt][2 * kk + 1];
-        a[mt][0] = yoco::pack2<T>(p0[0], p0[1]);
-        a[mt][1] = yoco::pack2<T>(p0[2], p0[3]);
-        a[mt][2] = yoco::pack2<T>(p1[0], p1[1]);
-        a[mt][3] = yoco::pack2<T>(p1[2], p1[3]);
-    }
+    for (int mt = 0; mt < MT; ++mt) p_fragment<T>(a[mt], s[mt][2 * kk], s[mt][2 * kk + 1]);
 #pragma unroll
     for (int dp = 0; dp < D / 16; ++dp) {
         // Keys 0..15, dims dp*16 + 0..15, transposed: r0, r1 for dim tile 2dp, r2, r3 for 2dp+1.
@@ -311,27 +321,69 @@ __device__ __forceinline__ void accumulate_16_keys(float (&o)[MT][D / 8][4], con
     }
 }
 
+// The wgmma form of the two products (WGMMA entries): the warp's warpgroup (4 warps, 64 query rows
+// of the program's BM) multiplies whole tiles from shared memory, swizzled (load_tile), and each
+// warp gets its 16 rows in the same C fragments as the mma.sync form, so the softmax and the
+// epilogue are shared. S = Q Kᵀ: KSTEPS instructions m64n{BN}k16, both operands K-major (rows of
+// 128-byte column blocks; k-step kk is column block kk / 4, 32 bytes per k-step within it).
+template <typename T, int D, int BN, int BM>
+__device__ __forceinline__ void scores_wgmma(float (&s)[BN / 8][4], const T* sQ, const T* sK) {
+    const int row0 = threadIdx.x / 128 * 64;  // the warpgroup's first row of the block's BM
+    const uint32_t q = yoco::shared_address(sQ) + row0 * 128;
+    const uint32_t k = yoco::shared_address(sK);
+    yoco::wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+        const uint32_t at = kk / 4 * 128, within = kk % 4 * 32;
+        yoco::wgmma_ss<T, BN>(reinterpret_cast<float(&)[BN / 2]>(s), yoco::wgmma_desc_sw128(q + at * BM + within, 16, 1024),
+                              yoco::wgmma_desc_sw128(k + at * BN + within, 16, 1024));
+    }
+    yoco::wgmma_commit();
+    yoco::wgmma_wait<0>();
+}
+
+// O += P V: BN / 16 instructions m64n{D}k16, P from registers (p_fragment), V MN-major (16 keys =
+// 2048 bytes of every column block per k-step; column blocks BN · 128 bytes apart).
+template <typename T, int D, int BN>
+__device__ __forceinline__ void accumulate_wgmma(float (&o)[D / 8][4], const float (&s)[BN / 8][4], const T* sV) {
+    const uint32_t v = yoco::shared_address(sV);
+    uint32_t a[BN / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) p_fragment<T>(a[kk], s[2 * kk], s[2 * kk + 1]);
+    yoco::wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk)
+        yoco::wgmma_rs<T, D>(reinterpret_cast<float(&)[D / 2]>(o), a[kk], yoco::wgmma_desc_sw128(v + kk * 2048, BN * 128, 1024));
+    yoco::wgmma_commit();
+    yoco::wgmma_wait<0>();
+}
+
 // WARPS warps of MT m-tiles of 16 query rows each: a block of BM = 16 · MT · WARPS queries shares
 // every K and V tile it copies, and each of a warp's ldmatrix loads of K and V serves its MT
 // m-tiles. The default entries are 4 warps × 1 (64 queries, Q's fragments held in registers),
 // the wide ones 8 × 1 (128), the tall ones 4 × 2 (128; Q's fragments re-read from shared memory:
-// two m-tiles' outputs and scores leave no registers for them).
-template <typename T, int D, int BN, int WARPS, int MT>
+// two m-tiles' outputs and scores leave no registers for them). WGMMA: the products by
+// warpgroups (scores_wgmma, accumulate_wgmma) instead of by warps, every tile swizzled.
+template <typename T, int D, int BN, int WARPS, int MT, bool WGMMA = false>
 __device__ __forceinline__ void prefill(const AttentionParams& p) {
     constexpr int WARP_ROWS = 16 * MT;
     constexpr int BM = WARP_ROWS * WARPS;
     constexpr int THREADS = 32 * WARPS;
     constexpr int SMEM_STRIDE = D + ATTN_SMEM_PAD;
-    constexpr bool Q_IN_REGS = MT == 1 && D <= 128;
+    constexpr int TILE_ROW = WGMMA ? D : SMEM_STRIDE;  // elements a tile row takes in shared memory
+    constexpr bool Q_IN_REGS = !WGMMA && MT == 1 && D <= 128;
     constexpr int KSTEPS = D / 16;  // k-steps of Q Kᵀ
     constexpr int NTILES = BN / 8;  // 8-key column tiles of S
     constexpr int DTILES = D / 8;   // 8-wide column tiles of O
     static_assert(BN % 16 == 0 && D % 16 == 0, "tile shapes");
+    static_assert(!WGMMA || (MT == 1 && WARPS % 4 == 0 && BN == 64 && (D == 64 || D == 128)), "the wgmma form's shapes");
 
     YOCO_DYNAMIC_SHARED(smem_raw, 16);
-    T* sQ = reinterpret_cast<T*>(smem_raw);  // [BM][SMEM_STRIDE]
-    T* sK = sQ + BM * SMEM_STRIDE;           // [2][BN][SMEM_STRIDE]
-    T* sV = sK + 2 * BN * SMEM_STRIDE;       // [2][BN][SMEM_STRIDE]
+    // The swizzled tiles start on 1024-byte boundaries of the shared window (the host adds 1 KiB).
+    unsigned char* const smem = WGMMA ? smem_raw + (1024 - yoco::shared_address(smem_raw) % 1024) % 1024 : smem_raw;
+    T* sQ = reinterpret_cast<T*>(smem);  // [BM][TILE_ROW]
+    T* sK = sQ + BM * TILE_ROW;          // [2][BN][TILE_ROW]
+    T* sV = sK + 2 * BN * TILE_ROW;      // [2][BN][TILE_ROW]
 
     const int m_block = gridDim.x - 1 - blockIdx.x;  // longest blocks first
     const int h = blockIdx.y;
@@ -368,14 +420,14 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
     const int64_t tile_step = BN * kv_stride;
     const T* k_src = tile_src<T, D>(k, kv_stride, n_begin);
     const T* v_src = tile_src<T, D>(v, kv_stride, n_begin);
-    load_tile<T, BM, D, THREADS>(sQ, tile_src<T, D>(q, q_stride, i0), q, q_stride, i0, p.q_len);
-    load_tile<T, BN, D, THREADS>(sK, k_src, k, kv_stride, n_begin, p.kv_len);
+    load_tile<T, BM, D, THREADS, WGMMA>(sQ, tile_src<T, D>(q, q_stride, i0), q, q_stride, i0, p.q_len);
+    load_tile<T, BN, D, THREADS, WGMMA>(sK, k_src, k, kv_stride, n_begin, p.kv_len);
     yoco::cp_async_commit();
-    load_tile<T, BN, D, THREADS>(sV, v_src, v, kv_stride, n_begin, p.kv_len);
+    load_tile<T, BN, D, THREADS, WGMMA>(sV, v_src, v, kv_stride, n_begin, p.kv_len);
     yoco::cp_async_commit();
     k_src += tile_step;
     v_src += tile_step;
-    if (n_tiles > 1) load_tile<T, BN, D, THREADS>(sK + BN * SMEM_STRIDE, k_src, k, kv_stride, n_begin + BN, p.kv_len);
+    if (n_tiles > 1) load_tile<T, BN, D, THREADS, WGMMA>(sK + BN * TILE_ROW, k_src, k, kv_stride, n_begin + BN, p.kv_len);
     yoco::cp_async_commit();
     k_src += tile_step;
 
@@ -405,6 +457,7 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
         const int n0 = n_begin + t * BN;
         const int buf = t & 1;
         yoco::cp_async_wait<2>();  // K(t) (and Q) landed
+        if constexpr (WGMMA) yoco::fence_proxy_async_shared();  // for wgmma's reads, after the barrier
         __syncthreads();
         if constexpr (Q_IN_REGS) {
             if (t == 0) {
@@ -412,11 +465,11 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
                 for (int kk = 0; kk < KSTEPS; ++kk) yoco::ldmatrix_x4(qf[kk], q_frag_row + kk * 16);
             }
         }
-        if (t + 1 < n_tiles) load_tile<T, BN, D, THREADS>(sV + (buf ^ 1) * BN * SMEM_STRIDE, v_src, v, kv_stride, n0 + BN, p.kv_len);
+        if (t + 1 < n_tiles) load_tile<T, BN, D, THREADS, WGMMA>(sV + (buf ^ 1) * BN * TILE_ROW, v_src, v, kv_stride, n0 + BN, p.kv_len);
         yoco::cp_async_commit();
         v_src += tile_step;
-        T* const sKb = sK + buf * BN * SMEM_STRIDE;
-        const T* sVb = sV + buf * BN * SMEM_STRIDE;
+        T* const sKb = sK + buf * BN * TILE_ROW;
+        const T* sVb = sV + buf * BN * TILE_ROW;
 
         // S = Q Kᵀ (raw scores, f32).
         float s[MT][NTILES][4];
@@ -425,13 +478,17 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
 #pragma unroll
             for (int nt = 0; nt < NTILES; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
         }
+        if constexpr (WGMMA) {
+            scores_wgmma<T, D, BN, BM>(s[0], sQ, sKb);
+        } else {
 #pragma unroll
-        for (int kk = 0; kk < KSTEPS; ++kk) {
-            uint32_t a[MT][4];
+            for (int kk = 0; kk < KSTEPS; ++kk) {
+                uint32_t a[MT][4];
 #pragma unroll
-            for (int mt = 0; mt < MT; ++mt) q_fragment<Q_IN_REGS>(a[mt], qf, q_frag_row + mt * 16 * SMEM_STRIDE, kk);
+                for (int mt = 0; mt < MT; ++mt) q_fragment<Q_IN_REGS>(a[mt], qf, q_frag_row + mt * 16 * SMEM_STRIDE, kk);
 #pragma unroll
-            for (int np = 0; np < NTILES / 2; ++np) scores_16_keys<T, D>(s, np, a, sKb + np * 16 * SMEM_STRIDE, kk);
+                for (int np = 0; np < NTILES / 2; ++np) scores_16_keys<T, D>(s, np, a, sKb + np * 16 * SMEM_STRIDE, kk);
+            }
         }
 
         // The mask, only on tiles that cross one of its edges (or the end of the keys).
@@ -454,14 +511,19 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) online_softmax<NTILES, DTILES>(s[mt], m[mt], l[mt], o[mt], p.scale_log2);
         yoco::cp_async_wait<2>();  // V(t) landed
+        if constexpr (WGMMA) yoco::fence_proxy_async_shared();
         __syncthreads();
-        if (t + 2 < n_tiles) load_tile<T, BN, D, THREADS>(sKb, k_src, k, kv_stride, n0 + 2 * BN, p.kv_len);
+        if (t + 2 < n_tiles) load_tile<T, BN, D, THREADS, WGMMA>(sKb, k_src, k, kv_stride, n0 + 2 * BN, p.kv_len);
         yoco::cp_async_commit();
         k_src += tile_step;
 
         // O += P V: P's C fragments are the A fragments of the next product (two key tiles per k-step).
+        if constexpr (WGMMA) {
+            accumulate_wgmma<T, D, BN>(o[0], s[0], sVb);
+        } else {
 #pragma unroll
-        for (int kk = 0; kk < BN / 16; ++kk) accumulate_16_keys<T, D>(o, s, kk, sVb + kk * 16 * SMEM_STRIDE);
+            for (int kk = 0; kk < BN / 16; ++kk) accumulate_16_keys<T, D>(o, s, kk, sVb + kk * 16 * SMEM_STRIDE);
+        }
     }
     yoco::cp_async_wait<0>();  // nothing in flight at exit (only empty groups, unless n_tiles <= 0)
 
@@ -1010,7 +1072,7 @@ __device__ __forceinline__ void decode_combine(const AttentionParams& p) {
 
 }  // namespace
 
-// Entries: attention_prefill_d{64,128,256}_{bf16,f16}, attention_prefill_{wide,tall}_d{64,128}_{dtype}, attention_decode_d{D}_r{1,2,3,4,8}_{dtype},
+// Entries: attention_prefill_d{64,128,256}_{bf16,f16}, attention_prefill_{wide,tall,wgmma}_d{64,128}_{dtype}, attention_decode_d{D}_r{1,2,3,4,8}_{dtype},
 // attention_decode_mma_d{D}_{dtype}, attention_combine_{dtype}.
 // MIN_BLOCKS of the default entries: the programs per SM that shared memory allows (Q tile +
 // double-buffered K and V, row stride D + ATTN_SMEM_PAD): 45 KB at D = 64 -> 4, 85 KB at 128 and 99 KB at 256 -> 2 of
@@ -1041,6 +1103,19 @@ static_assert(ATTN_PREFILL_THREADS == 32 * ATTN_PREFILL_WARPS, "the default and 
         AttentionParams p) {                                                                                            \
         prefill<T, D, BN, ATTN_PREFILL_WARPS, 2>(p);                                                                    \
     }
+// The wgmma prefill (2 warpgroups, 128 queries a program, yoco_wgmma.cuh): sm_90a only, so the
+// module's compute_90 PTX (for other GPUs' JIT) gets a trap in its place, which the host never
+// launches there (it asks for this entry only where YOCO_ATTN_PREFILL names it).
+#if defined(YOCO_EMULATED) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define PREFILL_WGMMA_BODY(D, BN, T) prefill<T, D, BN, ATTN_PREFILL_WGMMA_WARPS, 1, true>(p);
+#else
+#define PREFILL_WGMMA_BODY(D, BN, T) __trap();
+#endif
+#define PREFILL_WGMMA_ENTRY(D, BN, MIN_BLOCKS, NAME, T)                                                                            \
+    extern "C" __global__ void __launch_bounds__(ATTN_PREFILL_WGMMA_WARPS * 32, MIN_BLOCKS) attention_prefill_wgmma_d##D##_##NAME( \
+        AttentionParams p) {                                                                                                     \
+        PREFILL_WGMMA_BODY(D, BN, T)                                                                                             \
+    }
 #define DECODE_ENTRY(D, R, NAME, T)                                                                                  \
     extern "C" __global__ void __launch_bounds__(ATTN_DECODE_THREADS, R >= 8 ? 2 : 4) attention_decode_d##D##_r##R##_##NAME( \
         AttentionParams p) {                                                                                            \
@@ -1067,6 +1142,8 @@ static_assert(ATTN_PREFILL_THREADS == 32 * ATTN_PREFILL_WARPS, "the default and 
     PREFILL_WIDE_ENTRY(128, ATTN_BLOCK_N_SMALL_D, 1, NAME, T) \
     PREFILL_TALL_ENTRY(64, ATTN_BLOCK_N_SMALL_D, 2, NAME, T) \
     PREFILL_TALL_ENTRY(128, ATTN_BLOCK_N_TALL_D128, 2, NAME, T) \
+    PREFILL_WGMMA_ENTRY(64, ATTN_BLOCK_N_SMALL_D, 2, NAME, T) \
+    PREFILL_WGMMA_ENTRY(128, ATTN_BLOCK_N_SMALL_D, 2, NAME, T) \
     DECODE_ENTRIES(64, NAME, T)                             \
     DECODE_ENTRIES(128, NAME, T)                            \
     DECODE_ENTRIES(256, NAME, T)                            \

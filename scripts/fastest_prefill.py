@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Which program shape of the CUDA prefill attention (YOCO_ATTN_PREFILL: default, wide or tall) a
+"""Which program shape of the CUDA prefill attention (YOCO_ATTN_PREFILL: default, wide, tall or wgmma) a
 GPU run should compare the models with, from what scripts/gpu-check.sh measured in the same call:
 the default shape's prefill benches in its benches.txt, each other shape's check and prefill
 benches in its variants.txt, and each other shape's memcheck in its sanitizer.txt.

@@ -174,13 +174,13 @@ run() {
         echo "peers not run on device $device" > "$out/peers.txt"
     fi
     # The prefill attention's other program shapes (YOCO_ATTN_PREFILL: wide, 8 warps of 16 queries;
-    # tall, 4 warps of 32) beside the default the benches above measured: each one's correctness
+    # tall, 4 warps of 32; wgmma, 2 warpgroups of 64 on Hopper's wgmma) beside the default the benches above measured: each one's correctness
     # on every attention group at the check's small shapes (the sweep, windows, overflowing scores
     # through exact_row, rising scores through the rescale), then on the GPU the prefill benches
     # again (on the CPU the variable changes nothing), so that the default is chosen from the
     # figures of one call. Their own file: with it, eight files, the most that come back.
     : > "$out/variants.txt"
-    local variant variants=(wide tall)
+    local variant variants=(wide tall wgmma)
     for variant in "${variants[@]}"; do
         echo "== the $variant prefill kernel (YOCO_ATTN_PREFILL=$variant): check, then the prefill benches" >> "$out/variants.txt"
         YOCO_ATTN_PREFILL=$variant step 45 "$out/variants.txt" "$bin/yoco" check --device "$device" --only attention --only "attention "

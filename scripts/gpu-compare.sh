@@ -42,7 +42,7 @@ run() {
         nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 || echo "no nvidia-smi"
         echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
         echo "gated-retention prefill schedule: ${YOCO_GRET_SCHEDULE:-parallel (the default; YOCO_GRET_SCHEDULE=sequential for the one-pass kernel)}"
-        echo "attention prefill program shape: ${YOCO_ATTN_PREFILL:-default (YOCO_ATTN_PREFILL=wide or tall for the others)}"
+        echo "attention prefill program shape: ${YOCO_ATTN_PREFILL:-default (YOCO_ATTN_PREFILL=wide, tall or wgmma for the others)}"
         echo "== comparison at $lengths, $generate generated tokens, budget $budget, batches up to $max_batch, deadline ${deadline}s"
     } > "$log"
     # The harness stops starting lengths 30 s before the deadline (writing the plots takes a few

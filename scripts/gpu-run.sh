@@ -55,7 +55,7 @@ run() {
     local choice shape
     choice=$(choose "$checked" 2>> "$log")
     shape=$(head -n 1 <<< "$choice")
-    case "$shape" in default|wide|tall) ;; *) shape=default ;; esac
+    case "$shape" in default|wide|tall|wgmma) ;; *) shape=default ;; esac
     { echo "== prefill shape for the comparison: $shape"; tail -n +2 <<< "$choice"; } >> "$log"
     # Eight files are the most a call brings back, and the check alone writes eight.
     if [ -f "$checked/summary.txt" ]; then cp "$checked/summary.txt" "$out/summary.txt" || true; fi
@@ -93,7 +93,7 @@ case "${1:-run}" in
         described=$(python3 scripts/fastest_prefill.py --describe "$dry/benches-emulated.txt" "$dry/variants.txt" "$dry/sanitizer.txt")
         echo "$described"
         grep -qx "5 CUDA prefill benches" <<< "$described" && grep -q "^wide: check passed" <<< "$described" \
-            && grep -q "^tall: check passed" <<< "$described" || { echo "gpu-run: the choice no longer reads the scripts' output" >&2; exit 1; }
+            && grep -q "^tall: check passed" <<< "$described" && grep -q "^wgmma: check passed" <<< "$described" || { echo "gpu-run: the choice no longer reads the scripts' output" >&2; exit 1; }
         ;;
     *) echo "usage: scripts/gpu-run.sh [run] | --dry-run" >&2; exit 2 ;;
 esac

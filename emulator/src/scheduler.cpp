@@ -38,6 +38,8 @@ struct Fiber {
     ThreadCoords coords{};
     std::vector<Copy> copies;
     long next_group = 0;
+    std::vector<WgmmaOp> wgmma;
+    long next_wgmma_group = 0;
 };
 
 struct Warp {
@@ -59,6 +61,7 @@ struct Block {
     int at_block_barrier = 0;
     long barrier_generation = 0;  // how many times the block barrier has released
     unsigned char* dynamic_shared = nullptr;
+    uint32_t shared_window_offset = 0;  // shared_address(dynamic_shared)
     uint64_t rng = 0;  // this block's draws outside the scheduler (cp.async landing)
     Fiber* current = nullptr;
     void* scheduler_sp = nullptr;
@@ -165,6 +168,7 @@ void fiber_main(void*) {
     for (Copy& c : f.copies)
         if (c.group < 0) c.group = 0;
     complete_copies(f, f.next_group + 1);
+    if (!f.wgmma.empty()) b.failure = "a thread exited with a wgmma.mma_async it never waited for (wgmma.wait_group)";
     f.state = State::Done;
     b.live -= 1;
     Warp& warp = b.warps[f.coords.warp];
@@ -272,6 +276,7 @@ std::string run_block(const Launch& launch, uint3 idx, uint64_t& rng) {
     b.failure.clear();
     b.dynamic_shared = g_shared.reset(launch.dynamic_shared_bytes);
     b.rng = next_random(rng);
+    b.shared_window_offset = 1024 + 128 * static_cast<uint32_t>(next_random(b.rng) % 8);
     poison_static_shared();
     while (static_cast<int>(g_stacks.size()) < threads) g_stacks.push_back(std::make_unique<FiberStack>(STACK_BYTES));
     for (int t = 0; t < threads; ++t) {
@@ -321,6 +326,8 @@ const char* warp_op_name(WarpOp op) {
         case WarpOp::WmmaStore: return "wmma::store_matrix_sync";
         case WarpOp::WmmaMma: return "wmma::mma_sync";
         case WarpOp::WmmaFill: return "wmma::fill_fragment";
+        case WarpOp::Wgmma: return "wgmma.mma_async";
+        case WarpOp::WgmmaFence: return "wgmma.fence";
     }
     return "?";
 }
@@ -375,6 +382,25 @@ bool is_shared(const void* p, size_t bytes) {
         if (a >= start && a + bytes <= stop) return true;
     return false;
 }
+
+uint32_t shared_address(const void* p) {
+    const Block& b = g_block;
+    const unsigned char* a = static_cast<const unsigned char*>(p);
+    if (!(a >= b.dynamic_shared && a <= b.dynamic_shared + b.launch->dynamic_shared_bytes))
+        trap("shared address of a pointer outside the dynamic shared memory (the emulator maps only that)");
+    return b.shared_window_offset + static_cast<uint32_t>(a - b.dynamic_shared);
+}
+
+const unsigned char* shared_pointer(uint32_t address, size_t bytes) {
+    const Block& b = g_block;
+    if (address < b.shared_window_offset || address - b.shared_window_offset + bytes > b.launch->dynamic_shared_bytes)
+        trap("a wgmma operand reaches outside the dynamic shared memory");
+    return b.dynamic_shared + (address - b.shared_window_offset);
+}
+
+std::vector<WgmmaOp>& pending_wgmma() { return g_block.current->wgmma; }
+long& next_wgmma_group() { return g_block.current->next_wgmma_group; }
+uint64_t draw_random() { return next_random(g_block.rng); }
 
 unsigned char* warp_slots() { return g_block.warps[g_block.current->coords.warp].slots; }
 

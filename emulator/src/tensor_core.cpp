@@ -82,3 +82,86 @@ float exp2_ftz(float x) {
 }
 
 }  // namespace yoco_emu
+
+// ---- wgmma (sm_90a), over kernels/include/yoco_wgmma.cuh's operands ----------------------------
+
+namespace yoco_emu {
+
+namespace {
+
+// Element (mn, k) of a 16-bit operand in shared memory named by a wgmma descriptor, 128-byte
+// swizzle (the PTX ISA's canonical layouts, in bytes: K-major, row mn at (mn % 8)·128 + (mn / 8)·SBO,
+// column k at 2k; MN-major, mn at 2(mn % 64) + (mn / 64)·LBO, k at (k % 8)·128 + (k / 8)·SBO),
+// the swizzle XORing address bits 4-6 with bits 7-9 of the shared-window address.
+float operand_at(bool bf16, uint64_t desc, bool mn_major, int mn, int k) {
+    if (desc >> 62 != 1) trap("emulated wgmma: a descriptor without the 128-byte swizzle (the only layout emulated)");
+    if ((desc >> 49 & 7) != 0) trap("emulated wgmma: a descriptor with a nonzero base offset (not emulated)");
+    const uint32_t start = static_cast<uint32_t>(desc & 0x3FFF) << 4;
+    const uint32_t lbo = static_cast<uint32_t>(desc >> 16 & 0x3FFF) << 4;
+    const uint32_t sbo = static_cast<uint32_t>(desc >> 32 & 0x3FFF) << 4;
+    uint32_t address = start + (mn_major ? 2 * (mn % 64) + (mn / 64) * lbo + (k % 8) * 128 + (k / 8) * sbo
+                                         : (mn % 8) * 128 + (mn / 8) * sbo + 2 * k);
+    address ^= (address >> 7 & 7) << 4;
+    uint16_t bits;
+    memcpy(&bits, shared_pointer(address, 2), 2);
+    return bits_to_float(bf16, bits);
+}
+
+// One thread's share of a wgmma: its accumulators, rows 16·(warp % 4) + g (+ 8) of the 64, in the
+// m16n8 C layout per 8-column tile. The warp meets to see each other's A registers.
+void run_wgmma(const WgmmaOp& op) {
+    const MmaSlot mine{{op.a[0], op.a[1], op.a[2], op.a[3]}, {0, 0}};
+    const MmaSlot* all = exchange(mine, WarpOp::Wgmma, 0xffffffffu);
+    const int lane = current().lane;
+    const int row0 = 16 * (current().warp % 4);
+    const int g = lane / 4, tig = lane % 4;
+    for (int j = 0; j < op.n / 8; ++j) {
+        for (int i = 0; i < 4; ++i) {
+            const int r = g + 8 * (i / 2);
+            const int col = 8 * j + 2 * tig + i % 2;
+            float acc = op.d[4 * j + i];
+            for (int k = 0; k < 16; ++k) {
+                const float a = op.a_in_registers ? a_at(op.bf16, all, r, k) : operand_at(op.bf16, op.desc_a, false, row0 + r, k);
+                acc += a * operand_at(op.bf16, op.desc_b, op.trans_b, col, k);
+            }
+            op.d[4 * j + i] = acc;
+        }
+    }
+    release_exchange(WarpOp::Wgmma, 0xffffffffu);
+}
+
+}  // namespace
+
+void wgmma_issue(bool bf16, int n, float* d, const uint32_t* a, uint64_t desc_a, uint64_t desc_b, bool trans_b) {
+    if (block_dim().x * block_dim().y * block_dim().z % 128 != 0) trap("wgmma.mma_async in a block that is not whole warpgroups");
+    WgmmaOp op{bf16, n, d, {0, 0, 0, 0}, a != nullptr, desc_a, desc_b, trans_b, -1};
+    if (a) memcpy(op.a, a, sizeof op.a);
+    // Now or at the wait: one draw for the warp (its lanes must run it together), lane 0's. Only
+    // while nothing issued before it waits: they run in issue order, as the hardware's do.
+    const uint64_t* draws = exchange(draw_random(), WarpOp::Wgmma, 0xffffffffu);
+    const bool now = slot(draws, 0) & 1;
+    release_exchange(WarpOp::Wgmma, 0xffffffffu);
+    if (now && pending_wgmma().empty()) {
+        run_wgmma(op);
+    } else {
+        pending_wgmma().push_back(op);
+    }
+}
+
+void wgmma_fence() { sync_warp(WarpOp::WgmmaFence, 0xffffffffu); }
+
+void wgmma_commit() {
+    for (WgmmaOp& op : pending_wgmma())
+        if (op.group == -1) op.group = next_wgmma_group();
+    next_wgmma_group() += 1;
+}
+
+void wgmma_wait(int groups_pending) {
+    std::vector<WgmmaOp>& pending = pending_wgmma();
+    const long below = next_wgmma_group() - groups_pending;
+    size_t done = 0;
+    while (done < pending.size() && pending[done].group >= 0 && pending[done].group < below) run_wgmma(pending[done++]);
+    pending.erase(pending.begin(), pending.begin() + static_cast<long>(done));
+}
+
+}  // namespace yoco_emu

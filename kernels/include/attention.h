@@ -18,6 +18,11 @@
  * queries (two 16-row m-tiles each, 128 a program), with 32-key tiles at D = 128. */
 #define ATTN_PREFILL_WIDE_WARPS 8
 #define ATTN_BLOCK_N_TALL_D128 32
+/* A fourth, wgmma (sm_90a): 2 warpgroups of 64 queries (128 a program), 64-key tiles, the tiles
+ * 128-byte swizzled from a 1024-byte boundary (ATTN_WGMMA_SMEM_ALIGN more bytes of shared memory
+ * than the tiles take, for the kernel to align them). */
+#define ATTN_PREFILL_WGMMA_WARPS 8
+#define ATTN_WGMMA_SMEM_ALIGN 1024
 /* Keys per tile: 64 for head dims 64 and 128, 32 for 256 (registers: the output accumulator
  * of a 256-wide head is already 128 per thread). */
 #define ATTN_BLOCK_N_SMALL_D 64

@@ -301,7 +301,7 @@ fn kernel_choices() -> Result<Vec<String>> {
     #[allow(unused_mut)]
     let mut notes = vec![format!("gated retention's CUDA prefill ran its {} schedule ({} picks it)", schedule.name(), yoco_gated_retention::ChunkSchedule::ENV)];
     #[cfg(feature = "cuda")]
-    notes.push(format!("the attention's CUDA prefill ran its {} program shape at head dims 64 and 128 (YOCO_ATTN_PREFILL picks it: default, wide or tall)", yoco_gqa::cuda_prefill_shape()?));
+    notes.push(format!("the attention's CUDA prefill ran its {} program shape at head dims 64 and 128 (YOCO_ATTN_PREFILL picks it: default, wide, tall or wgmma)", yoco_gqa::cuda_prefill_shape()?));
     Ok(notes)
 }
 

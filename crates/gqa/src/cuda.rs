@@ -21,7 +21,7 @@ mod sys {
 use sys::{
     entry, AttentionParams, ATTN_BLOCK_N_D256, ATTN_BLOCK_N_SMALL_D, ATTN_COMBINE_THREADS, ATTN_DECODE_MAX_ROWS, ATTN_DECODE_MAX_SPLITS,
     ATTN_DECODE_MMA_BLOCK_N, ATTN_DECODE_MMA_ROWS, ATTN_DECODE_THREADS, ATTN_MASK_CAUSAL, ATTN_MASK_NONE, ATTN_MASK_WINDOW, ATTN_PREFILL_THREADS,
-    ATTN_BLOCK_N_TALL_D128, ATTN_PREFILL_WARPS, ATTN_PREFILL_WIDE_WARPS, ATTN_SMEM_PAD, MODULE,
+    ATTN_BLOCK_N_TALL_D128, ATTN_PREFILL_WARPS, ATTN_PREFILL_WGMMA_WARPS, ATTN_PREFILL_WIDE_WARPS, ATTN_SMEM_PAD, ATTN_WGMMA_SMEM_ALIGN, MODULE,
 };
 
 // SAFETY: a plain C struct (bindgen, layout-tested) passed by value as the kernels declare it.
@@ -103,7 +103,7 @@ pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, p: &Problem, out: &m
 
 /// The CUDA prefill kernel's shape of program, for head dims 64 and 128 (256 always takes
 /// [`PrefillBlock::Default`]): which is fastest is for a GPU run to say (`scripts/gpu-check.sh`
-/// measures all three), `YOCO_ATTN_PREFILL` chooses until then.
+/// measures all four), `YOCO_ATTN_PREFILL` chooses until then.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PrefillBlock {
     /// 4 warps of 16 queries (64 a program), Q's fragments in registers.
@@ -113,10 +113,13 @@ enum PrefillBlock {
     /// 4 warps of 32 queries (128 a program): each shared-memory load of K and V feeds two
     /// 16-row m-tiles, as flash-attention-2 runs D = 128; 32-key tiles at D = 128.
     Tall,
+    /// 2 warpgroups of 64 queries (128 a program) multiplying with Hopper's wgmma (sm_90a):
+    /// whole 64-key tiles per instruction from swizzled shared memory, no ldmatrix.
+    Wgmma,
 }
 
 impl PrefillBlock {
-    const ALL: [PrefillBlock; 3] = [PrefillBlock::Default, PrefillBlock::Wide, PrefillBlock::Tall];
+    const ALL: [PrefillBlock; 4] = [PrefillBlock::Default, PrefillBlock::Wide, PrefillBlock::Tall, PrefillBlock::Wgmma];
 
     /// Its `YOCO_ATTN_PREFILL` value.
     fn name(self) -> &'static str {
@@ -124,20 +127,22 @@ impl PrefillBlock {
             PrefillBlock::Default => "default",
             PrefillBlock::Wide => "wide",
             PrefillBlock::Tall => "tall",
+            PrefillBlock::Wgmma => "wgmma",
         }
     }
 }
 
-/// A prefill launch's kernel: its entry, queries and threads per program, keys per tile.
+/// A prefill launch's kernel: its entry, queries and threads per program, and dynamic shared
+/// memory (which the keys per tile size).
 struct PrefillKernel {
     name: &'static str,
     block_m: usize,
     threads: u32,
-    block_n: usize,
+    smem: usize,
 }
 
 fn prefill_kernel(d: usize, dtype: DType, block: PrefillBlock) -> Result<PrefillKernel> {
-    use PrefillBlock::{Default, Tall, Wide};
+    use PrefillBlock::{Default, Tall, Wgmma, Wide};
     let name = match (d, dtype, block) {
         (64, DType::BF16, Default) => entry::ATTENTION_PREFILL_D64_BF16,
         (128, DType::BF16, Default) => entry::ATTENTION_PREFILL_D128_BF16,
@@ -153,22 +158,35 @@ fn prefill_kernel(d: usize, dtype: DType, block: PrefillBlock) -> Result<Prefill
         (128, DType::BF16, Tall) => entry::ATTENTION_PREFILL_TALL_D128_BF16,
         (64, DType::F16, Tall) => entry::ATTENTION_PREFILL_TALL_D64_F16,
         (128, DType::F16, Tall) => entry::ATTENTION_PREFILL_TALL_D128_F16,
+        (64, DType::BF16, Wgmma) => entry::ATTENTION_PREFILL_WGMMA_D64_BF16,
+        (128, DType::BF16, Wgmma) => entry::ATTENTION_PREFILL_WGMMA_D128_BF16,
+        (64, DType::F16, Wgmma) => entry::ATTENTION_PREFILL_WGMMA_D64_F16,
+        (128, DType::F16, Wgmma) => entry::ATTENTION_PREFILL_WGMMA_D128_F16,
         _ => return Err(Error::Unsupported { op: OP, what: format!("head dim {d} in {dtype} ({block:?} prefill)") }),
     };
     let (warps, rows_per_warp) = match block {
         Default => (ATTN_PREFILL_WARPS, 16),
         Wide => (ATTN_PREFILL_WIDE_WARPS, 16),
         Tall => (ATTN_PREFILL_WARPS, 32),
+        Wgmma => (ATTN_PREFILL_WGMMA_WARPS, 16),
     };
     let block_n = match (d, block) {
         (256, _) => ATTN_BLOCK_N_D256,
         (128, Tall) => ATTN_BLOCK_N_TALL_D128,
         _ => ATTN_BLOCK_N_SMALL_D,
     };
-    Ok(PrefillKernel { name, block_m: rows_per_warp * warps as usize, threads: 32 * warps, block_n: block_n as usize })
+    let (block_m, block_n) = (rows_per_warp * warps as usize, block_n as usize);
+    // Q tile + double-buffered K and V tiles: rows padded by ATTN_SMEM_PAD elements, or (wgmma)
+    // swizzled unpadded from a 1024-byte boundary the kernel finds in ATTN_WGMMA_SMEM_ALIGN more.
+    let tiles = (block_m + 4 * block_n) * dtype.size_in_bytes();
+    let smem = match block {
+        Wgmma => tiles * d + ATTN_WGMMA_SMEM_ALIGN as usize,
+        _ => tiles * (d + ATTN_SMEM_PAD as usize),
+    };
+    Ok(PrefillKernel { name, block_m, threads: 32 * warps, smem })
 }
 
-/// The prefill program shape `YOCO_ATTN_PREFILL` asks for (`default`, `wide` or `tall`; unset is
+/// The prefill program shape `YOCO_ATTN_PREFILL` asks for (`default`, `wide`, `tall` or `wgmma`; unset is
 /// `default`), read once per process; head dim 256 takes the default whatever it says. Anything
 /// else is an error, so that a comparison cannot silently run the default twice.
 fn prefill_block(head_dim: usize) -> Result<PrefillBlock> {
@@ -177,25 +195,23 @@ fn prefill_block(head_dim: usize) -> Result<PrefillBlock> {
     Ok(if head_dim == 256 { PrefillBlock::Default } else { block })
 }
 
-/// The name of the shape [`prefill_block`] gives head dims 64 and 128: `default`, `wide` or `tall`.
+/// The name of the shape [`prefill_block`] gives head dims 64 and 128: `default`, `wide`, `tall` or `wgmma`.
 pub(crate) fn prefill_shape_name() -> Result<&'static str> {
     Ok(prefill_block(64)?.name())
 }
 
-/// A `YOCO_ATTN_PREFILL` value: unset, `default`, `wide` or `tall`.
+/// A `YOCO_ATTN_PREFILL` value: unset, `default`, `wide`, `tall` or `wgmma`.
 fn parse_prefill_block(asked: Option<&std::ffi::OsStr>) -> Result<PrefillBlock> {
     let Some(asked) = asked else { return Ok(PrefillBlock::Default) };
     PrefillBlock::ALL
         .into_iter()
         .find(|block| asked.to_str() == Some(block.name()))
-        .ok_or_else(|| Error::invalid(OP, "YOCO_ATTN_PREFILL", format!("{asked:?}: expected default, wide or tall")))
+        .ok_or_else(|| Error::invalid(OP, "YOCO_ATTN_PREFILL", format!("{asked:?}: expected default, wide, tall or wgmma")))
 }
 
 fn prefill(device: &CudaDevice, params: AttentionParams, dtype: DType, p: &Problem) -> Result<()> {
     let d = p.dims.head_dim;
-    let PrefillKernel { name, block_m, threads, block_n } = prefill_kernel(d, dtype, prefill_block(d)?)?;
-    // Q tile + double-buffered K and V tiles, rows padded by ATTN_SMEM_PAD elements.
-    let smem = (block_m + 4 * block_n) * (d + ATTN_SMEM_PAD as usize) * dtype.size_in_bytes();
+    let PrefillKernel { name, block_m, threads, smem } = prefill_kernel(d, dtype, prefill_block(d)?)?;
     let func = device.function_with_dynamic_smem(&MODULE, name, smem)?;
     let blocks = ceil_div(p.dims.q_len, block_m);
     let cfg = LaunchConfig {
@@ -386,21 +402,30 @@ mod tests {
 
     #[test]
     fn prefill_blocks_match_their_entries() {
+        // Shared memory of a padded layout: Q's rows and double-buffered K and V tiles of 2-byte
+        // elements, each row 8 elements (16 bytes) longer than the head.
+        let padded = |block_m: usize, block_n: usize, d: usize| (block_m + 4 * block_n) * (d + 8) * 2;
         for (dtype, suffix) in [(DType::BF16, "bf16"), (DType::F16, "f16")] {
             for d in [64, 128, 256] {
                 let k = prefill_kernel(d, dtype, PrefillBlock::Default).unwrap();
                 assert_eq!(k.name, format!("attention_prefill_d{d}_{suffix}"));
-                assert_eq!((k.block_m, k.threads, k.block_n), (64, 128, if d == 256 { 32 } else { 64 }));
+                assert_eq!((k.block_m, k.threads, k.smem), (64, 128, padded(64, if d == 256 { 32 } else { 64 }, d)));
             }
             for d in [64, 128] {
                 let k = prefill_kernel(d, dtype, PrefillBlock::Wide).unwrap();
                 assert_eq!(k.name, format!("attention_prefill_wide_d{d}_{suffix}"));
-                assert_eq!((k.block_m, k.threads, k.block_n), (128, 256, 64));
+                assert_eq!((k.block_m, k.threads, k.smem), (128, 256, padded(128, 64, d)));
                 let k = prefill_kernel(d, dtype, PrefillBlock::Tall).unwrap();
                 assert_eq!(k.name, format!("attention_prefill_tall_d{d}_{suffix}"));
-                assert_eq!((k.block_m, k.threads, k.block_n), (128, 128, if d == 128 { 32 } else { 64 }));
+                assert_eq!((k.block_m, k.threads, k.smem), (128, 128, padded(128, if d == 128 { 32 } else { 64 }, d)));
+                let k = prefill_kernel(d, dtype, PrefillBlock::Wgmma).unwrap();
+                assert_eq!(k.name, format!("attention_prefill_wgmma_d{d}_{suffix}"));
+                // Unpadded tiles (Q 128 rows, K and V 2 x 64 keys) and the 1 KiB the kernel aligns them in.
+                assert_eq!((k.block_m, k.threads, k.smem), (128, 256, 384 * d * 2 + 1024));
             }
-            assert!(prefill_kernel(256, dtype, PrefillBlock::Wide).is_err() && prefill_kernel(256, dtype, PrefillBlock::Tall).is_err());
+            for block in [PrefillBlock::Wide, PrefillBlock::Tall, PrefillBlock::Wgmma] {
+                assert!(prefill_kernel(256, dtype, block).is_err(), "{block:?}");
+            }
         }
     }
 
@@ -408,7 +433,7 @@ mod tests {
     fn prefill_block_values() {
         use std::ffi::OsStr;
         assert_eq!(parse_prefill_block(None).unwrap(), PrefillBlock::Default);
-        for (value, block) in [("default", PrefillBlock::Default), ("wide", PrefillBlock::Wide), ("tall", PrefillBlock::Tall)] {
+        for (value, block) in [("default", PrefillBlock::Default), ("wide", PrefillBlock::Wide), ("tall", PrefillBlock::Tall), ("wgmma", PrefillBlock::Wgmma)] {
             assert_eq!(parse_prefill_block(Some(OsStr::new(value))).unwrap(), block);
         }
         for bad in ["", "Wide", "8", "tall "] {

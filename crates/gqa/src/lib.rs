@@ -113,7 +113,7 @@ pub(crate) struct Problem {
 }
 
 /// Which program shape the CUDA prefill kernel runs at head dims 64 and 128 in this process
-/// (`YOCO_ATTN_PREFILL`: `default`, `wide` or `tall`; 256 always runs the default), for reports to
+/// (`YOCO_ATTN_PREFILL`: `default`, `wide`, `tall` or `wgmma`; 256 always runs the default), for reports to
 /// say; an unknown value is the error the first prefill would return.
 #[cfg(feature = "cuda")]
 pub fn cuda_prefill_shape() -> Result<&'static str> {

@@ -161,4 +161,14 @@ void mma_m16n8k16(bool bf16, float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
 void ldmatrix_x4(bool trans, uint32_t (&r)[4], const void* row);
 // ex2.approx.ftz.f32: 2^x with subnormal inputs and results flushed to zero.
 float exp2_ftz(float x);
+// wgmma.mma_async.sync.aligned.m64nNk16.f32.{bf16,f16}: d += A · B over the warpgroup, A from
+// registers `a` (this warp's rows) or, with a null `a`, from the K-major operand of descriptor
+// `desc_a`; B from descriptor `desc_b`, MN-major if trans_b. Runs at its issue or at the
+// wgmma.wait_group that covers it, drawn per instruction (a read of d, or a write of the
+// operands' shared memory, before the wait shows).
+void wgmma_issue(bool bf16, int n, float* d, const uint32_t* a, uint64_t desc_a, uint64_t desc_b, bool trans_b);
+// wgmma.fence / commit_group / wait_group.sync.aligned.
+void wgmma_fence();
+void wgmma_commit();
+void wgmma_wait(int groups_pending);
 }  // namespace yoco_emu

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <vector>
+
 struct uint3 {
     unsigned int x, y, z;
 };
@@ -23,7 +25,7 @@ struct dim3 {
 namespace yoco_emu {
 
 // The warp-wide operations, named so that lanes meeting at different ones is reported.
-enum class WarpOp : int { Shuffle, Vote, SyncWarp, Mma, LdMatrix, WmmaLoad, WmmaStore, WmmaMma, WmmaFill };
+enum class WarpOp : int { Shuffle, Vote, SyncWarp, Mma, LdMatrix, WmmaLoad, WmmaStore, WmmaMma, WmmaFill, Wgmma, WgmmaFence };
 const char* warp_op_name(WarpOp op);
 
 // Bytes each lane may place in its exchange slot for one warp-wide operation.
@@ -77,6 +79,33 @@ inline void release_exchange(WarpOp op, uint32_t mask) { sync_warp(op, mask); }
 void cp_async_issue(void* shared_dst, const void* global_src, size_t bytes, bool valid);
 void cp_async_commit();
 void cp_async_wait(int groups_in_flight);
+
+// The address of dynamic shared memory `p` in the emulated shared window (what wgmma descriptors
+// hold), and back (`bytes` from there must lie in the block's dynamic shared memory, else a trap).
+// The window puts the dynamic shared memory at 1 KiB plus a multiple of 128 bytes drawn per block,
+// so that a kernel aligning its tiles to the window's 1024-byte boundaries must really do so.
+uint32_t shared_address(const void* p);
+const unsigned char* shared_pointer(uint32_t address, size_t bytes);
+
+// One wgmma.mma_async a thread has issued and not yet waited for (tensor_core.cpp runs it).
+struct WgmmaOp {
+    bool bf16;
+    int n;     // the instruction's N (its M is 64, K 16)
+    float* d;  // this thread's n / 2 accumulators
+    uint32_t a[4];
+    bool a_in_registers;  // else A is read through desc_a
+    uint64_t desc_a;
+    uint64_t desc_b;
+    bool trans_b;  // B MN-major
+    long group;    // -1 until committed
+};
+// The running thread's wgmma.mma_async not yet completed, in issue order, and its next group's
+// number. A thread that exits with any left is a failure (its results would never arrive).
+std::vector<WgmmaOp>& pending_wgmma();
+long& next_wgmma_group();
+
+// A draw from the running block's random stream (the same seed gives the same draws).
+uint64_t draw_random();
 
 [[noreturn]] void trap(const char* why);
 

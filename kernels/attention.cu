@@ -331,15 +331,17 @@ __device__ __forceinline__ void scores_wgmma(float (&s)[BN / 8][4], const T* sQ,
     const int row0 = threadIdx.x / 128 * 64;  // the warpgroup's first row of the block's BM
     const uint32_t q = yoco::shared_address(sQ) + row0 * 128;
     const uint32_t k = yoco::shared_address(sK);
+    float(&d)[BN / 2] = reinterpret_cast<float(&)[BN / 2]>(s);
+    yoco::wgmma_pin(d);
     yoco::wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
         const uint32_t at = kk / 4 * 128, within = kk % 4 * 32;
-        yoco::wgmma_ss<T, BN>(reinterpret_cast<float(&)[BN / 2]>(s), yoco::wgmma_desc_sw128(q + at * BM + within, 16, 1024),
-                              yoco::wgmma_desc_sw128(k + at * BN + within, 16, 1024));
+        yoco::wgmma_ss<T, BN>(d, yoco::wgmma_desc_sw128(q + at * BM + within, 16, 1024), yoco::wgmma_desc_sw128(k + at * BN + within, 16, 1024));
     }
     yoco::wgmma_commit();
     yoco::wgmma_wait<0>();
+    yoco::wgmma_pin(d);
 }
 
 // O += P V: BN / 16 instructions m64n{D}k16, P from registers (p_fragment), V MN-major (16 keys =
@@ -350,12 +352,18 @@ __device__ __forceinline__ void accumulate_wgmma(float (&o)[D / 8][4], const flo
     uint32_t a[BN / 16][4];
 #pragma unroll
     for (int kk = 0; kk < BN / 16; ++kk) p_fragment<T>(a[kk], s[2 * kk], s[2 * kk + 1]);
+    float(&d)[D / 2] = reinterpret_cast<float(&)[D / 2]>(o);
+    yoco::wgmma_pin(d);
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) yoco::wgmma_pin(a[kk]);
     yoco::wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < BN / 16; ++kk)
-        yoco::wgmma_rs<T, D>(reinterpret_cast<float(&)[D / 2]>(o), a[kk], yoco::wgmma_desc_sw128(v + kk * 2048, BN * 128, 1024));
+    for (int kk = 0; kk < BN / 16; ++kk) yoco::wgmma_rs<T, D>(d, a[kk], yoco::wgmma_desc_sw128(v + kk * 2048, BN * 128, 1024));
     yoco::wgmma_commit();
     yoco::wgmma_wait<0>();
+    yoco::wgmma_pin(d);
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) yoco::wgmma_pin(a[kk]);
 }
 
 // WARPS warps of MT m-tiles of 16 query rows each: a block of BM = 16 · MT · WARPS queries shares

@@ -1,7 +1,7 @@
 // The emulator's own test, through the driver API as cudarc calls it: each mechanism gives the
 // right answer, and each bug the emulator claims to catch is caught (a missing barrier, lanes of a
 // warp at different operations, a deadlock, a write past an allocation, a read of cp.async data
-// before its wait, a trap). Run by emulator/build.sh --test; exits non-zero on any failure.
+// or wgmma accumulators before their wait, a misaligned swizzled tile, a trap). Run by emulator/build.sh --test; exits non-zero on any failure.
 #include <cuda.h>
 #include <math.h>
 #include <signal.h>
@@ -179,6 +179,35 @@ int main() {
                 ok = ok && fabs(got[i * 8 + j] - want) <= 1e-5 * (1 + fabs(want));
             }
         expect(ok, "ldmatrix + ldmatrix.trans + mma.sync m16n8k16 = A·B");
+    }
+    {  // wgmma.mma_async: both operand forms against a plain product; read before its wait, stale
+       // in some runs; tiles off the swizzle's 1024-byte boundary, wrong
+        Buffer in(1024 + 2048), out(64 * 128);
+        const std::vector<float> x = ramp(1024 + 2048, 0.25f);  // exact in bf16, sums exact in f32
+        in.upload(x);
+        const unsigned shared = 8192 + 8192 + 1024 + 128;  // 64 rows of 128 bytes each, aligned, then offset
+        // mode 0/2/3: B given as [n][k]; mode 1: as [k][n], N = 128.
+        const auto matches = [&](int mode) {
+            const int n = mode == 1 ? 128 : 64;
+            if (launch("selftest_wgmma", 1, 128, shared, {out.get(), in.get(), 0, mode}) != CUDA_SUCCESS) return false;
+            const std::vector<float> got = out.download();
+            for (int i = 0; i < 64; ++i)
+                for (int j = 0; j < n; ++j) {
+                    double want = 0;
+                    for (int k = 0; k < 16; ++k) want += static_cast<double>(x[i * 16 + k]) * x[1024 + (mode == 1 ? k * 128 + j : j * 16 + k)];
+                    if (got[i * n + j] != want) return false;
+                }
+            return true;
+        };
+        bool right = true, stale_seen = false, misaligned_caught = true;
+        for (int run = 0; run < 10; ++run) {
+            right = right && matches(0) && matches(1);
+            stale_seen = stale_seen || !matches(2);
+            misaligned_caught = misaligned_caught && !matches(3);
+        }
+        expect(right, "wgmma.mma_async, A and B from swizzled shared memory (K-major), and A from registers with B MN-major = A·B");
+        expect(stale_seen, "wgmma.mma_async accumulators read before the wait: stale in some runs");
+        expect(misaligned_caught, "wgmma operands swizzled from off a 1024-byte boundary: wrong in every run");
     }
     {  // the compiler keeps IEEE semantics: an f32 round trip of a double is not folded away
         Buffer in(2), out(64);

@@ -3,6 +3,7 @@
 #include <stdint.h>
 
 #include "yoco_common.cuh"
+#include "yoco_wgmma.cuh"
 
 struct SelftestParams {
     float* out;
@@ -123,6 +124,61 @@ extern "C" __global__ void selftest_mma(SelftestParams p) {
     p.out[g * 8 + 2 * tig + 1] = d[1];
     p.out[(g + 8) * 8 + 2 * tig] = d[2];
     p.out[(g + 8) * 8 + 2 * tig + 1] = d[3];
+}
+
+// One warpgroup's wgmma.mma_async from 128-byte-swizzled shared memory, out = the 64 x N product
+// (row-major). in: A (64 x 16, row-major), then B. Modes: 0, A and B K-major from shared memory
+// (B given as 64 rows of n, 16 of k), N = 64; 1, A from registers and B MN-major (given as 16 rows
+// of k, 128 of n: two 64-column blocks), N = 128; 2, mode 0 with out written before the wait; 3,
+// mode 0 with the tiles 128 bytes off the 1024-byte boundary the swizzle needs.
+extern "C" __global__ void selftest_wgmma(SelftestParams p) {
+    YOCO_DYNAMIC_SHARED(raw, 16);
+    unsigned char* base = raw + (1024 - yoco::shared_address(raw) % 1024) % 1024 + (p.mode == 3 ? 128 : 0);
+    __nv_bfloat16* sa = reinterpret_cast<__nv_bfloat16*>(base);         // 64 rows of 16: one column block
+    __nv_bfloat16* sb = reinterpret_cast<__nv_bfloat16*>(base + 8192);  // mode 1: blocks 16 rows (2 KiB) apart
+    const auto put = [](__nv_bfloat16* block, int r, int c, float v) {
+        block[(yoco::swizzled_chunk(r, c / 8) + (c % 8) * 2) / 2] = __float2bfloat16_rn(v);
+    };
+    const int t = threadIdx.x;
+    for (int e = t; e < 64 * 16; e += 128) put(sa, e / 16, e % 16, p.in[e]);
+    if (p.mode == 1) {
+        for (int e = t; e < 16 * 128; e += 128) put(sb + e % 128 / 64 * 16 * 64, e / 128, e % 64, p.in[1024 + e]);
+    } else {
+        for (int e = t; e < 64 * 16; e += 128) put(sb, e / 16, e % 16, p.in[1024 + e]);
+    }
+    yoco::fence_proxy_async_shared();
+    __syncthreads();
+    const int lane = t % 32, row0 = t / 32 * 16 + lane / 4, tig = lane % 4;
+    const uint32_t a_addr = yoco::shared_address(sa), b_addr = yoco::shared_address(sb);
+    const auto store = [&](const float* d, int n) {
+        for (int j = 0; j < n / 8; ++j)
+            for (int i = 0; i < 4; ++i) p.out[(row0 + 8 * (i / 2)) * n + 8 * j + 2 * tig + i % 2] = d[4 * j + i];
+    };
+    if (p.mode == 1) {
+        const float* a = p.in;
+        const uint32_t frag[4] = {yoco::pack2<__nv_bfloat16>(a[row0 * 16 + 2 * tig], a[row0 * 16 + 2 * tig + 1]),
+                                  yoco::pack2<__nv_bfloat16>(a[(row0 + 8) * 16 + 2 * tig], a[(row0 + 8) * 16 + 2 * tig + 1]),
+                                  yoco::pack2<__nv_bfloat16>(a[row0 * 16 + 2 * tig + 8], a[row0 * 16 + 2 * tig + 9]),
+                                  yoco::pack2<__nv_bfloat16>(a[(row0 + 8) * 16 + 2 * tig + 8], a[(row0 + 8) * 16 + 2 * tig + 9])};
+        float d[64] = {};
+        yoco::wgmma_pin(d);
+        yoco::wgmma_fence();
+        yoco::wgmma_rs<__nv_bfloat16, 128>(d, frag, yoco::wgmma_desc_sw128(b_addr, 16 * 128, 1024));
+        yoco::wgmma_commit();
+        yoco::wgmma_wait<0>();
+        yoco::wgmma_pin(d);
+        store(d, 128);
+        return;
+    }
+    float d[32] = {};
+    yoco::wgmma_pin(d);
+    yoco::wgmma_fence();
+    yoco::wgmma_ss<__nv_bfloat16, 64>(d, yoco::wgmma_desc_sw128(a_addr, 16, 1024), yoco::wgmma_desc_sw128(b_addr, 16, 1024));
+    yoco::wgmma_commit();
+    if (p.mode != 2) yoco::wgmma_wait<0>();
+    yoco::wgmma_pin(d);
+    store(d, 64);
+    yoco::wgmma_wait<0>();
 }
 
 // __trap().

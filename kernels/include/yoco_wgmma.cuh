@@ -70,6 +70,25 @@ __device__ __forceinline__ void wgmma_wait() {
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 #endif
 }
+// Pins registers to this point of the program (CUTLASS's warpgroup_fence_operand): the compiler
+// sees a wgmma.mma_async read and write its accumulators (and A registers) only at its own asm
+// statement, and could otherwise move their other writes below wgmma_fence or their reads above
+// wgmma_wait, where the hardware is still using them. Before wgmma_fence and after wgmma_wait.
+template <int N>
+__device__ __forceinline__ void wgmma_pin(float (&d)[N]) {
+#ifndef YOCO_EMULATED
+#pragma unroll
+    for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
+#endif
+}
+template <int N>
+__device__ __forceinline__ void wgmma_pin(uint32_t (&a)[N]) {
+#ifndef YOCO_EMULATED
+#pragma unroll
+    for (int i = 0; i < N; ++i) asm volatile("" : "+r"(a[i])::"memory");
+#endif
+}
+
 // Makes this thread's generic-proxy writes to shared memory (stores, cp.async that have landed)
 // visible to the async proxy, which wgmma reads its shared-memory operands through; a barrier
 // after it extends that to the other threads' wgmma.

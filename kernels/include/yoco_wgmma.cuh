@@ -91,10 +91,9 @@ __device__ __forceinline__ void wgmma_pin(uint32_t (&a)[N]) {
 
 // Makes this thread's generic-proxy writes to shared memory (stores, cp.async that have landed)
 // visible to the async proxy, which wgmma reads its shared-memory operands through; a barrier
-// after it extends that to the other threads' wgmma.
+// after it extends that to the other threads' wgmma. (The emulator has one proxy: nothing to do.)
 __device__ __forceinline__ void fence_proxy_async_shared() {
-#ifdef YOCO_EMULATED
-#else
+#ifndef YOCO_EMULATED
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
 }

@@ -62,6 +62,7 @@ struct Block {
     long barrier_generation = 0;  // how many times the block barrier has released
     unsigned char* dynamic_shared = nullptr;
     uint32_t shared_window_offset = 0;  // shared_address(dynamic_shared)
+    std::vector<std::vector<WgmmaIssue>> wgmma_issues;  // per warp
     uint64_t rng = 0;  // this block's draws outside the scheduler (cp.async landing)
     Fiber* current = nullptr;
     void* scheduler_sp = nullptr;
@@ -277,6 +278,7 @@ std::string run_block(const Launch& launch, uint3 idx, uint64_t& rng) {
     b.dynamic_shared = g_shared.reset(launch.dynamic_shared_bytes);
     b.rng = next_random(rng);
     b.shared_window_offset = 1024 + 128 * static_cast<uint32_t>(next_random(b.rng) % 8);
+    b.wgmma_issues.assign(b.warps.size(), {});
     poison_static_shared();
     while (static_cast<int>(g_stacks.size()) < threads) g_stacks.push_back(std::make_unique<FiberStack>(STACK_BYTES));
     for (int t = 0; t < threads; ++t) {
@@ -398,6 +400,7 @@ const unsigned char* shared_pointer(uint32_t address, size_t bytes) {
     return b.dynamic_shared + (address - b.shared_window_offset);
 }
 
+std::vector<WgmmaIssue>& wgmma_issues(int warp) { return g_block.wgmma_issues[static_cast<size_t>(warp)]; }
 std::vector<WgmmaOp>& pending_wgmma() { return g_block.current->wgmma; }
 long& next_wgmma_group() { return g_block.current->next_wgmma_group; }
 uint64_t draw_random() { return next_random(g_block.rng); }

@@ -130,6 +130,20 @@ void run_wgmma(const WgmmaOp& op) {
     release_exchange(WarpOp::Wgmma, 0xffffffffu);
 }
 
+// Logs this warp's issue and compares it with the k-th issue of every other warp of its
+// warpgroup that has got that far (whichever warp comes later does the comparing).
+void expect_same_across_warpgroup(const WgmmaIssue& mine) {
+    const int warp = current().warp;
+    std::vector<WgmmaIssue>& log = wgmma_issues(warp);
+    log.push_back(mine);
+    const size_t k = log.size() - 1;
+    for (int other = warp - warp % 4; other < warp - warp % 4 + 4; ++other) {
+        const std::vector<WgmmaIssue>& theirs = wgmma_issues(other);
+        if (other != warp && k < theirs.size() && !(theirs[k] == mine))
+            trap("warps of one warpgroup issued different wgmma.mma_async (shape, operand forms or descriptors)");
+    }
+}
+
 }  // namespace
 
 void wgmma_issue(bool bf16, int n, float* d, const uint32_t* a, uint64_t desc_a, uint64_t desc_b, bool trans_b) {
@@ -141,6 +155,7 @@ void wgmma_issue(bool bf16, int n, float* d, const uint32_t* a, uint64_t desc_a,
     const uint64_t* draws = exchange(draw_random(), WarpOp::Wgmma, 0xffffffffu);
     const bool now = slot(draws, 0) & 1;
     release_exchange(WarpOp::Wgmma, 0xffffffffu);
+    if (current().lane == 0) expect_same_across_warpgroup(WgmmaIssue{n, a != nullptr, trans_b, desc_a, desc_b});
     if (now && pending_wgmma().empty()) {
         run_wgmma(op);
     } else {

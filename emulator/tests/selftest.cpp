@@ -1,7 +1,8 @@
 // The emulator's own test, through the driver API as cudarc calls it: each mechanism gives the
 // right answer, and each bug the emulator claims to catch is caught (a missing barrier, lanes of a
 // warp at different operations, a deadlock, a write past an allocation, a read of cp.async data
-// or wgmma accumulators before their wait, a misaligned swizzled tile, a trap). Run by emulator/build.sh --test; exits non-zero on any failure.
+// or wgmma accumulators before their wait, a misaligned swizzled tile, a warpgroup's warps
+// disagreeing on a wgmma, a trap). Run by emulator/build.sh --test; exits non-zero on any failure.
 #include <cuda.h>
 #include <math.h>
 #include <signal.h>
@@ -208,6 +209,8 @@ int main() {
         expect(right, "wgmma.mma_async, A and B from swizzled shared memory (K-major), and A from registers with B MN-major = A·B");
         expect(stale_seen, "wgmma.mma_async accumulators read before the wait: stale in some runs");
         expect(misaligned_caught, "wgmma operands swizzled from off a 1024-byte boundary: wrong in every run");
+        expect(launch("selftest_wgmma", 1, 128, shared, {out.get(), in.get(), 0, 4}) == CUDA_ERROR_LAUNCH_FAILED,
+               "one warp of a warpgroup with another wgmma descriptor: the launch fails");
     }
     {  // the compiler keeps IEEE semantics: an f32 round trip of a double is not folded away
         Buffer in(2), out(64);

@@ -22,6 +22,8 @@
 
 #include <stdint.h>
 
+#include <type_traits>
+
 namespace yoco {
 
 // Byte offset of row r's 16-byte chunk c (c < 8) in a 128-byte-swizzled column block.
@@ -74,18 +76,18 @@ __device__ __forceinline__ void wgmma_wait() {
 // sees a wgmma.mma_async read and write its accumulators (and A registers) only at its own asm
 // statement, and could otherwise move their other writes below wgmma_fence or their reads above
 // wgmma_wait, where the hardware is still using them. Before wgmma_fence and after wgmma_wait.
-template <int N>
-__device__ __forceinline__ void wgmma_pin(float (&d)[N]) {
+template <typename E, int N>
+__device__ __forceinline__ void wgmma_pin(E (&x)[N]) {
+    static_assert(std::is_same_v<E, float> || std::is_same_v<E, uint32_t>, "accumulators (f32) or A registers (b32)");
 #ifndef YOCO_EMULATED
 #pragma unroll
-    for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
-#endif
-}
-template <int N>
-__device__ __forceinline__ void wgmma_pin(uint32_t (&a)[N]) {
-#ifndef YOCO_EMULATED
-#pragma unroll
-    for (int i = 0; i < N; ++i) asm volatile("" : "+r"(a[i])::"memory");
+    for (int i = 0; i < N; ++i) {
+        if constexpr (std::is_same_v<E, float>) {
+            asm volatile("" : "+f"(x[i])::"memory");
+        } else {
+            asm volatile("" : "+r"(x[i])::"memory");
+        }
+    }
 #endif
 }
 

@@ -6,9 +6,9 @@
 //   prefill  — flash-attention-2 on tensor cores (mma.sync m16n8k16, ldmatrix, cp.async). One
 //              program per (query block, head, batch): by default a 64-query block, 4 warps x 16
 //              queries (also 8 x 16, 4 x 32, and 2 warpgroups of 64 on wgmma for D 64 and 128,
-//              `prefill` below). Q stays in
-//              registers for D <= 128 (re-read from shared memory per k-step for D = 256, whose
-//              output accumulator alone takes 128 registers per thread). K/V tiles (64 keys;
+//              `prefill` below). Q stays in registers in the 16-query warps at D <= 128 (re-read
+//              from shared memory per k-step at D = 256, whose output accumulator alone takes 128
+//              registers per thread, by the 32-query warps, and by wgmma itself). K/V tiles (64 keys;
 //              32 for D = 256) are double-buffered in shared memory with cp.async, K and V in
 //              separate commit groups: Q Kᵀ waits only for its K tile, P·V for its V tile, and
 //              each copy is issued as soon as its buffer is free (K two tiles ahead, V one), so
@@ -196,7 +196,12 @@ __device__ __forceinline__ void load_tile(T* smem, const T* src, const T* base, 
     const int r = threadIdx.x / CHUNKS;
     const int c = threadIdx.x % CHUNKS;
     const int64_t src_step = RSTEP * stride;
-    T* dst = SWIZZLED ? smem + c / 8 * ROWS * 64 + yoco::swizzled_chunk(r, c % 8) / static_cast<int>(sizeof(T)) : smem + r * PITCH + c * 8;
+    T* dst;
+    if constexpr (SWIZZLED) {
+        dst = smem + c / 8 * ROWS * 64 + yoco::swizzled_chunk(r, c % 8) / static_cast<int>(sizeof(T));
+    } else {
+        dst = smem + r * PITCH + c * 8;
+    }
     if (row0 + ROWS <= limit) {  // every tile but the last: no row to check (block-uniform)
 #pragma unroll
         for (int it = 0; it < ROWS / RSTEP; ++it) {
@@ -336,8 +341,10 @@ __device__ __forceinline__ void scores_wgmma(float (&s)[BN / 8][4], const T* sQ,
     yoco::wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
-        const uint32_t at = kk / 4 * 128, within = kk % 4 * 32;
-        yoco::wgmma_ss<T, BN>(d, yoco::wgmma_desc_sw128(q + at * BM + within, 16, 1024), yoco::wgmma_desc_sw128(k + at * BN + within, 16, 1024));
+        // Column block kk / 4 (rows 128 bytes apart), 32 bytes (16 elements) per k-step within it.
+        const uint32_t col_block = kk / 4, within = kk % 4 * 32;
+        yoco::wgmma_ss<T, BN>(d, yoco::wgmma_desc_sw128(q + col_block * BM * 128 + within, 16, 1024),
+                              yoco::wgmma_desc_sw128(k + col_block * BN * 128 + within, 16, 1024));
     }
     yoco::wgmma_commit();
     yoco::wgmma_wait<0>();
@@ -424,6 +431,9 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
     // of tile t (Q Kᵀ of t is behind every warp), V(t+1) overwrites V(t-1) after the barrier
     // before Q Kᵀ of tile t (P·V of t-1 is behind every warp). So K has until Q Kᵀ of the tile
     // after next to land, V until P·V of the next tile, and Q Kᵀ of tile 0 does not wait for V0.
+    // (WGMMA: "done reading" holds because scores_wgmma and accumulate_wgmma wait for their
+    // products, whose shared-memory reads are asynchronous, before they return; leaving one in
+    // flight across a barrier would need that barrier to come after its wait.)
     // k_src, v_src: this thread's first chunk of the next K, V tile to load.
     const int64_t tile_step = BN * kv_stride;
     const T* k_src = tile_src<T, D>(k, kv_stride, n_begin);
@@ -465,7 +475,7 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
         const int n0 = n_begin + t * BN;
         const int buf = t & 1;
         yoco::cp_async_wait<2>();  // K(t) (and Q) landed
-        if constexpr (WGMMA) yoco::fence_proxy_async_shared();  // for wgmma's reads, after the barrier
+        if constexpr (WGMMA) yoco::fence_proxy_async_shared();  // before the barrier: wgmma reads after it
         __syncthreads();
         if constexpr (Q_IN_REGS) {
             if (t == 0) {
@@ -1112,8 +1122,10 @@ static_assert(ATTN_PREFILL_THREADS == 32 * ATTN_PREFILL_WARPS, "the default and 
         prefill<T, D, BN, ATTN_PREFILL_WARPS, 2>(p);                                                                    \
     }
 // The wgmma prefill (2 warpgroups, 128 queries a program, yoco_wgmma.cuh): sm_90a only, so the
-// module's compute_90 PTX (for other GPUs' JIT) gets a trap in its place, which the host never
-// launches there (it asks for this entry only where YOCO_ATTN_PREFILL names it).
+// module's compute_90 PTX (for other GPUs' JIT) gets a trap in its place; the host refuses the
+// shape on a GPU other than sm_90 (crates/gqa cuda.rs). 2 programs per SM at least: ptxas keeps
+// D = 128 at 127 registers (145 at 1, which would leave one 8-warp program an SM, its barriers
+// stalling all of them); shared memory (49 and 97 KB with the alignment) would allow 4 and 2.
 #if defined(YOCO_EMULATED) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define PREFILL_WGMMA_BODY(D, BN, T) prefill<T, D, BN, ATTN_PREFILL_WGMMA_WARPS, 1, true>(p);
 #else

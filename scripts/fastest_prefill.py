@@ -9,7 +9,7 @@ of the comparison's attention: YOCO-3B's Transformer twin prefills with head dim
 shape that wins on windows or at head dim 64 would not make that run faster). A shape other than
 the default is chosen only if its attention check passed every case in that call, its memcheck
 did not fail (one the call's deadline skipped is said so, not held against it: the CPU emulator
-checks every access of both shapes in CI), it was timed on every counted bench the default was,
+checks every access of every shape in CI), it was timed on every counted bench the default was,
 and its times are lower by more than MARGIN on their geometric mean: the default's benches run
 minutes before the others', and a GPU's clocks drift by a few percent over that. Otherwise the
 default stays. Prints the shape on the first line and the reason on the second.

@@ -312,6 +312,9 @@ std::string run_block(const Launch& launch, uint3 idx, uint64_t& rng) {
         }
     }
     b.current = nullptr;
+    for (size_t w = 0; w < b.wgmma_issues.size(); ++w)
+        if (b.wgmma_issues[w].size() != b.wgmma_issues[w - w % 4].size())
+            return "warps of one warpgroup issued different numbers of wgmma.mma_async in " + coords_text(b, nullptr);
     return "";
 }
 

@@ -155,7 +155,7 @@ void wgmma_issue(bool bf16, int n, float* d, const uint32_t* a, uint64_t desc_a,
     const uint64_t* draws = exchange(draw_random(), WarpOp::Wgmma, 0xffffffffu);
     const bool now = slot(draws, 0) & 1;
     release_exchange(WarpOp::Wgmma, 0xffffffffu);
-    if (current().lane == 0) expect_same_across_warpgroup(WgmmaIssue{n, a != nullptr, trans_b, desc_a, desc_b});
+    if (current().lane == 0) expect_same_across_warpgroup(WgmmaIssue{bf16, n, a != nullptr, trans_b, desc_a, desc_b});
     if (now && pending_wgmma().empty()) {
         run_wgmma(op);
     } else {

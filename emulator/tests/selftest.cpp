@@ -200,14 +200,16 @@ int main() {
                 }
             return true;
         };
-        bool right = true, stale_seen = false, misaligned_caught = true;
+        bool right = true, stale_seen = false, overwrite_seen = false, misaligned_caught = true;
         for (int run = 0; run < 10; ++run) {
             right = right && matches(0) && matches(1);
             stale_seen = stale_seen || !matches(2);
+            overwrite_seen = overwrite_seen || !matches(5);
             misaligned_caught = misaligned_caught && !matches(3);
         }
         expect(right, "wgmma.mma_async, A and B from swizzled shared memory (K-major), and A from registers with B MN-major = A·B");
         expect(stale_seen, "wgmma.mma_async accumulators read before the wait: stale in some runs");
+        expect(overwrite_seen, "a wgmma.mma_async operand overwritten before the wait: wrong in some runs");
         expect(misaligned_caught, "wgmma operands swizzled from off a 1024-byte boundary: wrong in every run");
         expect(launch("selftest_wgmma", 1, 128, shared, {out.get(), in.get(), 0, 4}) == CUDA_ERROR_LAUNCH_FAILED,
                "one warp of a warpgroup with another wgmma descriptor: the launch fails");

@@ -131,7 +131,8 @@ extern "C" __global__ void selftest_mma(SelftestParams p) {
 // (B given as 64 rows of n, 16 of k), N = 64; 1, A from registers and B MN-major (given as 16 rows
 // of k, 128 of n: two 64-column blocks), N = 128; 2, mode 0 with out written before the wait; 3,
 // mode 0 with the tiles 128 bytes off the 1024-byte boundary the swizzle needs; 4, mode 0 with
-// the last warp's B descriptor 16 bytes off the others' (the launch must fail).
+// the last warp's B descriptor 16 bytes off the others' (the launch must fail); 5, mode 0 with A
+// overwritten (by zeros) between the issue and the wait.
 extern "C" __global__ void selftest_wgmma(SelftestParams p) {
     YOCO_DYNAMIC_SHARED(raw, 16);
     unsigned char* base = raw + (1024 - yoco::shared_address(raw) % 1024) % 1024 + (p.mode == 3 ? 128 : 0);
@@ -177,6 +178,8 @@ extern "C" __global__ void selftest_wgmma(SelftestParams p) {
     const uint32_t b_skew = p.mode == 4 && t / 32 == 3 ? 16 : 0;
     yoco::wgmma_ss<__nv_bfloat16, 64>(d, yoco::wgmma_desc_sw128(a_addr, 16, 1024), yoco::wgmma_desc_sw128(b_addr + b_skew, 16, 1024));
     yoco::wgmma_commit();
+    if (p.mode == 5)
+        for (int e = t; e < 64 * 16; e += 128) put(sa, e / 16, e % 16, 0.0f);
     if (p.mode != 2) yoco::wgmma_wait<0>();
     yoco::wgmma_pin(d);
     store(d, 64);

@@ -13,7 +13,7 @@
  * program; one program per (query block, head, batch). */
 #define ATTN_PREFILL_WARPS 4
 #define ATTN_PREFILL_THREADS 128 /* 32 * ATTN_PREFILL_WARPS */
-/* Two other prefill entries for head dims 64 and 128, selected by YOCO_ATTN_PREFILL (crates/gqa
+/* Other prefill entries for head dims 64 and 128, selected by YOCO_ATTN_PREFILL (crates/gqa
  * cuda.rs): wide, 8 warps of 16 queries (128 a program); tall, ATTN_PREFILL_WARPS warps of 32
  * queries (two 16-row m-tiles each, 128 a program), with 32-key tiles at D = 128. */
 #define ATTN_PREFILL_WIDE_WARPS 8

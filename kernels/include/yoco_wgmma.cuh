@@ -24,6 +24,8 @@
 
 #include <type_traits>
 
+#include "yoco_common.cuh"  // the 16-bit types, and the emulator's declarations where it runs
+
 namespace yoco {
 
 // Byte offset of row r's 16-byte chunk c (c < 8) in a 128-byte-swizzled column block.

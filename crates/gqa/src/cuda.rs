@@ -113,8 +113,8 @@ enum PrefillBlock {
     /// 4 warps of 32 queries (128 a program): each shared-memory load of K and V feeds two
     /// 16-row m-tiles, as flash-attention-2 runs D = 128; 32-key tiles at D = 128.
     Tall,
-    /// 2 warpgroups of 64 queries (128 a program) multiplying with Hopper's wgmma (sm_90a):
-    /// whole 64-key tiles per instruction from swizzled shared memory, no ldmatrix.
+    /// 2 warpgroups of 64 queries (128 a program) multiplying with Hopper's wgmma (sm_90a) from
+    /// swizzled shared memory, no ldmatrix: Q Kᵀ a 64-key tile per instruction, P·V 16 keys.
     Wgmma,
 }
 
@@ -178,10 +178,10 @@ fn prefill_kernel(d: usize, dtype: DType, block: PrefillBlock) -> Result<Prefill
     let (block_m, block_n) = (rows_per_warp * warps as usize, block_n as usize);
     // Q tile + double-buffered K and V tiles: rows padded by ATTN_SMEM_PAD elements, or (wgmma)
     // swizzled unpadded from a 1024-byte boundary the kernel finds in ATTN_WGMMA_SMEM_ALIGN more.
-    let tiles = (block_m + 4 * block_n) * dtype.size_in_bytes();
+    let bytes_per_column = (block_m + 4 * block_n) * dtype.size_in_bytes();
     let smem = match block {
-        Wgmma => tiles * d + ATTN_WGMMA_SMEM_ALIGN as usize,
-        _ => tiles * (d + ATTN_SMEM_PAD as usize),
+        Wgmma => bytes_per_column * d + ATTN_WGMMA_SMEM_ALIGN as usize,
+        _ => bytes_per_column * (d + ATTN_SMEM_PAD as usize),
     };
     Ok(PrefillKernel { name, block_m, threads: 32 * warps, smem })
 }
@@ -200,6 +200,15 @@ pub(crate) fn prefill_shape_name() -> Result<&'static str> {
     Ok(prefill_block(64)?.name())
 }
 
+/// Whether a GPU of compute capability `cc` runs `block`: the wgmma shape's cubin is sm_90a, and
+/// its PTX (what another GPU would JIT) a trap.
+fn runs_on(block: PrefillBlock, cc: (i32, i32)) -> Result<()> {
+    if block == PrefillBlock::Wgmma && cc != (9, 0) {
+        return Err(Error::Unsupported { op: OP, what: format!("the wgmma prefill (YOCO_ATTN_PREFILL=wgmma) on sm_{}{}: it runs on sm_90 (Hopper) only", cc.0, cc.1) });
+    }
+    Ok(())
+}
+
 /// A `YOCO_ATTN_PREFILL` value: unset, `default`, `wide`, `tall` or `wgmma`.
 fn parse_prefill_block(asked: Option<&std::ffi::OsStr>) -> Result<PrefillBlock> {
     let Some(asked) = asked else { return Ok(PrefillBlock::Default) };
@@ -211,7 +220,9 @@ fn parse_prefill_block(asked: Option<&std::ffi::OsStr>) -> Result<PrefillBlock> 
 
 fn prefill(device: &CudaDevice, params: AttentionParams, dtype: DType, p: &Problem) -> Result<()> {
     let d = p.dims.head_dim;
-    let PrefillKernel { name, block_m, threads, smem } = prefill_kernel(d, dtype, prefill_block(d)?)?;
+    let block = prefill_block(d)?;
+    runs_on(block, device.compute_capability())?;
+    let PrefillKernel { name, block_m, threads, smem } = prefill_kernel(d, dtype, block)?;
     let func = device.function_with_dynamic_smem(&MODULE, name, smem)?;
     let blocks = ceil_div(p.dims.q_len, block_m);
     let cfg = LaunchConfig {
@@ -398,7 +409,7 @@ fn decode(device: &CudaDevice, on: &yoco_core::Device, mut params: AttentionPara
 
 #[cfg(test)]
 mod tests {
-    use super::{decode_kernel, parse_prefill_block, plan_splits, prefill_kernel, DType, PrefillBlock, ATTN_DECODE_MAX_SPLITS, DECODE_MAX_ROWS, MIN_KEYS_PER_SPLIT};
+    use super::{decode_kernel, parse_prefill_block, plan_splits, prefill_kernel, runs_on, DType, PrefillBlock, ATTN_DECODE_MAX_SPLITS, DECODE_MAX_ROWS, MIN_KEYS_PER_SPLIT};
 
     #[test]
     fn prefill_blocks_match_their_entries() {
@@ -426,6 +437,15 @@ mod tests {
             for block in [PrefillBlock::Wide, PrefillBlock::Tall, PrefillBlock::Wgmma] {
                 assert!(prefill_kernel(256, dtype, block).is_err(), "{block:?}");
             }
+        }
+    }
+
+    #[test]
+    fn wgmma_runs_on_hopper_only() {
+        for block in PrefillBlock::ALL {
+            assert!(runs_on(block, (9, 0)).is_ok(), "{block:?}");
+            assert_eq!(runs_on(block, (8, 9)).is_ok(), block != PrefillBlock::Wgmma, "{block:?}");
+            assert_eq!(runs_on(block, (10, 0)).is_ok(), block != PrefillBlock::Wgmma, "{block:?}");
         }
     }
 

@@ -63,8 +63,9 @@ impl Kernels {
     }
 
     /// The virtual arch of the embedded PTX (default `compute_90`, which any driver for a Hopper
-    /// or newer GPU can JIT). A module that uses sm_90a-only instructions (wgmma, TMA) must say
-    /// `compute_90a`.
+    /// or newer GPU can JIT). A module whose every kernel uses sm_90a-only instructions (wgmma,
+    /// TMA) would say `compute_90a`; one with a few such kernels can instead keep them out of the
+    /// compute_90 PTX behind `__CUDA_ARCH_FEAT_SM90_ALL`, as `kernels/attention.cu` does.
     pub fn ptx_arch(mut self, arch: &str) -> Self {
         self.ptx_arch = arch.to_string();
         self

@@ -107,16 +107,18 @@ long& next_wgmma_group();
 // What one warp of a warpgroup issued as its k-th wgmma.mma_async: the warpgroup's four warps
 // must issue the same (PTX: a descriptor's contents must be the same across the warpgroup).
 struct WgmmaIssue {
+    bool bf16;
     int n;
     bool a_in_registers;
     bool trans_b;
     uint64_t desc_a;
     uint64_t desc_b;
     bool operator==(const WgmmaIssue& o) const {
-        return n == o.n && a_in_registers == o.a_in_registers && trans_b == o.trans_b && desc_a == o.desc_a && desc_b == o.desc_b;
+        return bf16 == o.bf16 && n == o.n && a_in_registers == o.a_in_registers && trans_b == o.trans_b && desc_a == o.desc_a && desc_b == o.desc_b;
     }
 };
-// The running block's log of warp `warp`'s wgmma.mma_async issues (emptied at each block's start).
+// The running block's log of warp `warp`'s wgmma.mma_async issues (emptied at each block's start;
+// at its end, a warpgroup whose warps issued different numbers fails the launch).
 std::vector<WgmmaIssue>& wgmma_issues(int warp);
 
 // A draw from the running block's random stream (the same seed gives the same draws).

@@ -89,42 +89,64 @@ namespace yoco_emu {
 
 namespace {
 
-// Element (mn, k) of a 16-bit operand in shared memory named by a wgmma descriptor, 128-byte
-// swizzle (the PTX ISA's canonical layouts, in bytes: K-major, row mn at (mn % 8)·128 + (mn / 8)·SBO,
-// column k at 2k; MN-major, mn at 2(mn % 64) + (mn / 64)·LBO, k at (k % 8)·128 + (k / 8)·SBO),
-// the swizzle XORing address bits 4-6 with bits 7-9 of the shared-window address.
-float operand_at(bool bf16, uint64_t desc, bool mn_major, int mn, int k) {
-    if (desc >> 62 != 1) trap("emulated wgmma: a descriptor without the 128-byte swizzle (the only layout emulated)");
-    if ((desc >> 49 & 7) != 0) trap("emulated wgmma: a descriptor with a nonzero base offset (not emulated)");
-    const uint32_t start = static_cast<uint32_t>(desc & 0x3FFF) << 4;
-    const uint32_t lbo = static_cast<uint32_t>(desc >> 16 & 0x3FFF) << 4;
-    const uint32_t sbo = static_cast<uint32_t>(desc >> 32 & 0x3FFF) << 4;
-    uint32_t address = start + (mn_major ? 2 * (mn % 64) + (mn / 64) * lbo + (k % 8) * 128 + (k / 8) * sbo
-                                         : (mn % 8) * 128 + (mn / 8) * sbo + 2 * k);
-    address ^= (address >> 7 & 7) << 4;
-    uint16_t bits;
-    memcpy(&bits, shared_pointer(address, 2), 2);
-    return bits_to_float(bf16, bits);
-}
+// A 16-bit operand in shared memory named by a wgmma descriptor, 128-byte swizzle, decoded once
+// per instruction. Element (mn, k) by the PTX ISA's canonical layouts, in bytes: K-major, row mn at
+// (mn % 8)·128 + (mn / 8)·SBO, column k at 2k; MN-major, mn at 2(mn % 64) + (mn / 64)·LBO, k at
+// (k % 8)·128 + (k / 8)·SBO; the swizzle XORs address bits 4-6 with bits 7-9 of the shared-window
+// address.
+class Operand {
+  public:
+    Operand(bool bf16, uint64_t desc, bool mn_major) : bf16_(bf16), mn_major_(mn_major) {
+        if (desc >> 62 != 1) trap("emulated wgmma: a descriptor without the 128-byte swizzle (the only layout emulated)");
+        if ((desc >> 49 & 7) != 0) trap("emulated wgmma: a descriptor with a nonzero base offset (not emulated)");
+        start_ = static_cast<uint32_t>(desc & 0x3FFF) << 4;
+        lbo_ = static_cast<uint32_t>(desc >> 16 & 0x3FFF) << 4;
+        sbo_ = static_cast<uint32_t>(desc >> 32 & 0x3FFF) << 4;
+    }
 
-// One thread's share of a wgmma: its accumulators, rows 16·(warp % 4) + g (+ 8) of the 64, in the
-// m16n8 C layout per 8-column tile. The warp meets to see each other's A registers.
+    float at(int mn, int k) const {
+        uint32_t address = start_ + (mn_major_ ? 2 * (mn % 64) + (mn / 64) * lbo_ + (k % 8) * 128 + (k / 8) * sbo_
+                                               : (mn % 8) * 128 + (mn / 8) * sbo_ + 2 * k);
+        address ^= (address >> 7 & 7) << 4;
+        uint16_t bits;
+        memcpy(&bits, shared_pointer(address, 2), 2);
+        return bits_to_float(bf16_, bits);
+    }
+
+  private:
+    bool bf16_;
+    bool mn_major_;
+    uint32_t start_ = 0, lbo_ = 0, sbo_ = 0;
+};
+
+// One thread's share of a wgmma: its accumulators, rows 16·(warp % 4) + g and + 8 of the 64, in
+// the m16n8 C layout per 8-column tile. The warp meets to see each other's A registers. Its two
+// rows of A are read once, each of its columns of B once for both rows; every sum runs over k
+// in order from the accumulator, as before.
 void run_wgmma(const WgmmaOp& op) {
     const MmaSlot mine{{op.a[0], op.a[1], op.a[2], op.a[3]}, {0, 0}};
     const MmaSlot* all = exchange(mine, WarpOp::Wgmma, 0xffffffffu);
     const int lane = current().lane;
     const int row0 = 16 * (current().warp % 4);
     const int g = lane / 4, tig = lane % 4;
+    float a[2][16];
+    if (op.a_in_registers) {
+        for (int e = 0; e < 2; ++e)
+            for (int k = 0; k < 16; ++k) a[e][k] = a_at(op.bf16, all, g + 8 * e, k);
+    } else {
+        const Operand a_smem(op.bf16, op.desc_a, false);
+        for (int e = 0; e < 2; ++e)
+            for (int k = 0; k < 16; ++k) a[e][k] = a_smem.at(row0 + g + 8 * e, k);
+    }
+    const Operand b_smem(op.bf16, op.desc_b, op.trans_b);
     for (int j = 0; j < op.n / 8; ++j) {
-        for (int i = 0; i < 4; ++i) {
-            const int r = g + 8 * (i / 2);
-            const int col = 8 * j + 2 * tig + i % 2;
-            float acc = op.d[4 * j + i];
-            for (int k = 0; k < 16; ++k) {
-                const float a = op.a_in_registers ? a_at(op.bf16, all, r, k) : operand_at(op.bf16, op.desc_a, false, row0 + r, k);
-                acc += a * operand_at(op.bf16, op.desc_b, op.trans_b, col, k);
+        for (int c = 0; c < 2; ++c) {
+            float b[16];
+            for (int k = 0; k < 16; ++k) b[k] = b_smem.at(8 * j + 2 * tig + c, k);
+            for (int e = 0; e < 2; ++e) {
+                float& acc = op.d[4 * j + 2 * e + c];  // row g + 8e, column 8j + 2tig + c
+                for (int k = 0; k < 16; ++k) acc += a[e][k] * b[k];
             }
-            op.d[4 * j + i] = acc;
         }
     }
     release_exchange(WarpOp::Wgmma, 0xffffffffu);

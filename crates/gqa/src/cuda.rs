@@ -215,7 +215,10 @@ fn parse_prefill_block(asked: Option<&std::ffi::OsStr>) -> Result<PrefillBlock> 
     PrefillBlock::ALL
         .into_iter()
         .find(|block| asked.to_str() == Some(block.name()))
-        .ok_or_else(|| Error::invalid(OP, "YOCO_ATTN_PREFILL", format!("{asked:?}: expected default, wide, tall or wgmma")))
+        .ok_or_else(|| {
+            let names: Vec<&str> = PrefillBlock::ALL.iter().map(|block| block.name()).collect();
+            Error::invalid(OP, "YOCO_ATTN_PREFILL", format!("{asked:?}: expected one of {}", names.join(", ")))
+        })
 }
 
 fn prefill(device: &CudaDevice, params: AttentionParams, dtype: DType, p: &Problem) -> Result<()> {

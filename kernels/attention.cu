@@ -237,9 +237,8 @@ __device__ __forceinline__ void q_fragment(uint32_t (&a)[4], const uint32_t (&qf
 template <typename T, int D, int MT, int NT>
 __device__ __forceinline__ void scores_16_keys(float (&s)[MT][NT][4], int np, const uint32_t (&a)[MT][4], const T* sK16, int kk) {
     constexpr int SMEM_STRIDE = D + ATTN_SMEM_PAD;
-    const int lane = threadIdx.x & 31;
     uint32_t kb[4];
-    yoco::ldmatrix_x4(kb, sK16 + ((lane & 7) + ((lane >> 4) << 3)) * SMEM_STRIDE + kk * 16 + ((lane >> 3) & 1) * 8);
+    yoco::ldmatrix_x4(kb, yoco::ldmatrix_b_nk_row(sK16 + kk * 16, SMEM_STRIDE));
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
         yoco::mma_m16n8k16<T>(s[mt][2 * np], a[mt], kb[0], kb[1]);
@@ -293,37 +292,16 @@ __device__ __forceinline__ void online_softmax(float (&s)[NT][4], float (&m)[2],
     }
 }
 
-// P's C fragments of 16 keys, p0 (keys 0–7) and p1 (8–15), as the A fragment of P·V's k-step
-// over them (rounded to T: flash-attention's choice).
-template <typename T>
-__device__ __forceinline__ void p_fragment(uint32_t (&a)[4], const float (&p0)[4], const float (&p1)[4]) {
-    a[0] = yoco::pack2<T>(p0[0], p0[1]);
-    a[1] = yoco::pack2<T>(p0[2], p0[3]);
-    a[2] = yoco::pack2<T>(p1[0], p1[1]);
-    a[3] = yoco::pack2<T>(p1[2], p1[3]);
-}
-
 // O += P V for the tile's keys kk·16 .. kk·16 + 15, for each of the warp's MT m-tiles: P's C
 // fragments s[mt][2kk] (keys 0–7) and s[mt][2kk + 1] (8–15) make m-tile mt's A fragment; `sV16`
 // is the first of the 16 keys' rows in shared memory. One ldmatrix per 16 dims serves every m-tile.
 template <typename T, int D, int MT, int NT>
 __device__ __forceinline__ void accumulate_16_keys(float (&o)[MT][D / 8][4], const float (&s)[MT][NT][4], int kk, const T* sV16) {
     constexpr int SMEM_STRIDE = D + ATTN_SMEM_PAD;
-    const int lane = threadIdx.x & 31;
     uint32_t a[MT][4];
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt) p_fragment<T>(a[mt], s[mt][2 * kk], s[mt][2 * kk + 1]);
-#pragma unroll
-    for (int dp = 0; dp < D / 16; ++dp) {
-        // Keys 0..15, dims dp*16 + 0..15, transposed: r0, r1 for dim tile 2dp, r2, r3 for 2dp+1.
-        uint32_t vb[4];
-        yoco::ldmatrix_x4_trans(vb, sV16 + ((lane & 7) + (((lane >> 3) & 1) << 3)) * SMEM_STRIDE + dp * 16 + (lane >> 4) * 8);
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt) {
-            yoco::mma_m16n8k16<T>(o[mt][2 * dp], a[mt], vb[0], vb[1]);
-            yoco::mma_m16n8k16<T>(o[mt][2 * dp + 1], a[mt], vb[2], vb[3]);
-        }
-    }
+    for (int mt = 0; mt < MT; ++mt) yoco::a_from_accumulators<T>(a[mt], s[mt][2 * kk], s[mt][2 * kk + 1]);  // P rounded to T (flash-attention's choice)
+    yoco::mma_kn_block<T, MT, D>(o, a, sV16, SMEM_STRIDE);
 }
 
 // The wgmma form of the two products (WGMMA entries): the warp's warpgroup (4 warps, 64 query rows
@@ -351,14 +329,14 @@ __device__ __forceinline__ void scores_wgmma(float (&s)[BN / 8][4], const T* sQ,
     yoco::wgmma_pin(d);
 }
 
-// O += P V: BN / 16 instructions m64n{D}k16, P from registers (p_fragment), V MN-major (16 keys =
+// O += P V: BN / 16 instructions m64n{D}k16, P from registers (a_from_accumulators), V MN-major (16 keys =
 // 2048 bytes of every column block per k-step; column blocks BN · 128 bytes apart).
 template <typename T, int D, int BN>
 __device__ __forceinline__ void accumulate_wgmma(float (&o)[D / 8][4], const float (&s)[BN / 8][4], const T* sV) {
     const uint32_t v = yoco::shared_address(sV);
     uint32_t a[BN / 16][4];
 #pragma unroll
-    for (int kk = 0; kk < BN / 16; ++kk) p_fragment<T>(a[kk], s[2 * kk], s[2 * kk + 1]);
+    for (int kk = 0; kk < BN / 16; ++kk) yoco::a_from_accumulators<T>(a[kk], s[2 * kk], s[2 * kk + 1]);
     float(&d)[D / 2] = reinterpret_cast<float(&)[D / 2]>(o);
     yoco::wgmma_pin(d);
 #pragma unroll
@@ -469,7 +447,7 @@ __device__ __forceinline__ void prefill(const AttentionParams& p) {
         l[mt][0] = l[mt][1] = 0.0f;
     }
     uint32_t qf[Q_IN_REGS ? KSTEPS : 1][4];
-    const T* q_frag_row = sQ + (warp * WARP_ROWS + (lane & 15)) * SMEM_STRIDE + (lane >> 4) * 8;
+    const T* q_frag_row = yoco::ldmatrix_a_row(sQ + warp * WARP_ROWS * SMEM_STRIDE, SMEM_STRIDE);
 
     for (int t = 0; t < n_tiles; ++t) {
         const int n0 = n_begin + t * BN;
@@ -932,7 +910,7 @@ __device__ __forceinline__ void decode_mma(const AttentionParams& p) {
     float m[2] = {-INFINITY, -INFINITY};
     float l[2] = {0.0f, 0.0f};
     uint32_t qf[Q_IN_REGS ? KSTEPS : 1][4];
-    const T* q_frag_row = sQ + (lane & 15) * SMEM_STRIDE + (lane >> 4) * 8;
+    const T* q_frag_row = yoco::ldmatrix_a_row(sQ, SMEM_STRIDE);
 
     for (int t = 0; t < n_tiles; ++t) {
         const int n0 = begin + t * BN;

@@ -12,9 +12,11 @@
 // Those roundings are exactly where flash-linear-attention's chunk_simple_gla rounds; the tests'
 // "plain" reference (reference::chunkwise_plain) rounds at the same places. The per-token factors
 // e^b and s·e^(b_last − b) are computed once per token, with the gate cumsum (gate_prefix).
-// Matrix products use the WMMA API (16×16×16 bf16/f16 fragments, f32 accumulators), one output
-// tile per warp at a time so that no more than one accumulator fragment is live (no spills at
-// D = 256). A CTA owns a value block of BV columns of the state and outputs.
+// The kernels that walk the chunks multiply with the WMMA API (16×16×16 bf16/f16 fragments, f32
+// accumulators, operands and results through shared memory), one output tile per warp at a time
+// so that no more than one accumulator fragment is live (no spills at D = 256); the outputs pass
+// on mma.sync with its operands in registers (gret_outputs below). A CTA owns a value block of BV
+// columns of the state and outputs.
 //
 // Two schedules of those steps, both compiled; the host picks one (ChunkSchedule in lib.rs):
 // - Parallel, two kernels (flash-linear-attention's schedule):
@@ -22,9 +24,10 @@
 //   walks the chunks in turn doing only steps 2 (Kd) and 4, and writes each chunk's incoming state
 //   Sb (rounded) to a [batch, heads, chunks, D, D] buffer; then gret_outputs_{bf16,f16}_d{D}, one
 //   CTA per (value block of GRET_OUTPUTS_BLOCK_V, chunk, head, sequence), all independent, does
-//   steps 1–3 from that buffer. The sequential chain shrinks to the state update, and the output
-//   work (over half the FLOPs and most of the elementwise work) fills the GPU however few heads
-//   there are, for 2·D² bytes per chunk and head written and read back.
+//   steps 1–3 from that buffer, a warp per 16 tokens of the chunk. The sequential chain shrinks
+//   to the state update, and the output work (over half the FLOPs and most of the elementwise
+//   work) fills the GPU however few heads there are, for 2·D² bytes per chunk and head written
+//   and read back.
 // - Sequential, one kernel (gret_chunkwise_*): one CTA per (value block, head, sequence) does all
 //   four steps chunk by chunk, carrying the state. No buffer; its chain is the whole per-chunk
 //   work, so a launch lasts ~chunks × that. Kept as the measured alternative and the fallback.
@@ -52,9 +55,14 @@
 //      per element of Q and K before), and the parallel schedule above: at YOCO-3B's prefill span
 //      (2,048 tokens, 24 heads, D = 128) the states pass is estimated at ~1 µs per chunk on its
 //      chain and the outputs pass at ~6 waves of ~2.5 µs, ~50 µs per call against ~110 µs.
-// A mma.sync version with register-resident fragments (and ldmatrix for bf16, whose WMMA loads
-// nvcc lowers to generic 32-bit loads plus MOVM transposes) is the next step if it falls short of
-// chunk_simple_gla.
+//   7. The outputs pass on mma.sync with register-resident fragments (ldmatrix for every operand;
+//      bf16's WMMA loads were generic 32-bit loads plus MOVM transposes): the scores decayed and
+//      rounded on their accumulators, Q decayed on its fragments, no f32 staging in shared memory
+//      and one barrier instead of four, causal key groups skipped per warp; 62 KB of shared
+//      memory at D = 128 (3 CTAs an SM) against 89 KB (2). The WMMA steps remain in the kernels
+//      that walk the chunks, whose chain the state in shared memory sets.
+// The same for the kernels that walk the chunks (the state held in registers across chunks) is
+// the next step if the states pass falls short of chunk_simple_gla's.
 //
 // Decode step (entries gret_step_{f32,bf16,f16}): one CTA per (head, batch, 32 value columns);
 // each thread owns one column j and a quarter of the rows i, so every warp reads and writes 32
@@ -154,18 +162,16 @@ struct StatesLayout : Strides<D, BV> {
     static_assert(bytes <= GRET_SMEM_LIMIT, "more shared memory than an sm_90 CTA can have");
 };
 
-// The outputs pass, one chunk per CTA (no pipeline: at D ≤ 128 a second CTA on the SM hides the
-// loads): sQ, sK [C][D], sV [C][BV], sA [C][C] f32 (also the O staging), sAb [C][C], sSb [D][BV]
-// (the chunk's incoming state, rounded by the states pass), sCum, sFactors.
+// The outputs pass, one chunk per CTA (no pipeline: at D ≤ 128 two more CTAs on the SM hide the
+// loads): sQ, sK [C][D], sV [C][BV], sSb [D][BV] (the chunk's incoming state, rounded by the
+// states pass), sCum, sFactors. The scores and outputs stay in registers.
 template <int D>
 struct OutputsLayout : Strides<D, GRET_OUTPUTS_BLOCK_V> {
     using S = Strides<D, GRET_OUTPUTS_BLOCK_V>;
     static constexpr int q = 0;
     static constexpr int k = q + S::tile_qk;
     static constexpr int v = k + S::tile_qk;
-    static constexpr int a = v + S::tile_v;
-    static constexpr int ab = a + S::scores;
-    static constexpr int sb = ab + S::rounded_scores;
+    static constexpr int sb = v + S::tile_v;
     static constexpr int cum = sb + S::rounded_state;
     static constexpr int factors = cum + S::gates;
     static constexpr int bytes = factors + S::factors;
@@ -182,17 +188,17 @@ static_assert(SequentialLayout<128, 64>::stages == 2 && SequentialLayout<256, 32
 static_assert(StatesLayout<64, 32>::bytes == 39936 && StatesLayout<64, 64>::bytes == 56320, "see cuda.rs");
 static_assert(StatesLayout<128, 32>::bytes == 66560 && StatesLayout<128, 64>::bytes == 91136, "see cuda.rs");
 static_assert(StatesLayout<256, 32>::bytes == 119808 && StatesLayout<256, 64>::bytes == 160768, "see cuda.rs");
-static_assert(OutputsLayout<64>::bytes == 65536 && OutputsLayout<128>::bytes == 91136 && OutputsLayout<256>::bytes == 142336, "see cuda.rs");
+static_assert(OutputsLayout<64>::bytes == 37888 && OutputsLayout<128>::bytes == 63488 && OutputsLayout<256>::bytes == 114688, "see cuda.rs");
 
-// Starts copying ROWS rows of `cols` elements (a multiple of 8) from global (row stride `stride`
+// Starts copying ROWS rows of `cols` elements (a multiple of 8), by a block of THREADS, from global (row stride `stride`
 // elements, 16-byte aligned: whole allocations, D and the value block multiples of 8) into shared
 // (row stride `ld` elements) with 16-byte cp.async; rows from `valid` on are zero-filled (src-size
 // 0, reading nothing from row 0's address). The caller commits the group and waits for it.
-template <int ROWS, typename T>
+template <int ROWS, int THREADS = GRET_THREADS, typename T>
 __device__ __forceinline__ void load_rows_async(T* dst, int ld, const T* src, int64_t stride, int cols, int valid) {
     constexpr int N = 16 / sizeof(T);
     const int packs_per_row = cols / N;
-    for (int idx = threadIdx.x; idx < ROWS * packs_per_row; idx += GRET_THREADS) {
+    for (int idx = threadIdx.x; idx < ROWS * packs_per_row; idx += THREADS) {
         const int r = idx / packs_per_row;
         const int c = idx % packs_per_row;
         const bool in = r < valid;
@@ -535,19 +541,28 @@ __device__ void gret_states(const GretChunkParams& p) {
 
 // The parallel schedule's outputs pass: one CTA per (value block, chunk) in blockIdx.x (value
 // blocks of the same chunk adjacent, so they share its Q and K in L2) and (head, sequence) in
-// blockIdx.y, steps 1–3 from the chunk's incoming state written by the states pass.
-template <typename T, int D, int BV>
+// blockIdx.y, steps 1–3 from the chunk's incoming state written by the states pass, on mma.sync
+// with every operand in registers (unlike the WMMA steps above, which pass the scores and the
+// outputs through shared memory in f32 and decay Q there element by element). Warp w owns the
+// chunk's rows 16w .. 16w + 15, so a warp's scores are C fragments it turns into Ab's A fragments
+// itself (attention's P), and only the key groups at or before its rows are multiplied (the
+// others are masked to 0):
+//   1. A = Q Kᵀ over keys 0 .. 16w + 15: Q's A fragments and K's B fragments by ldmatrix.
+//   2. Ab = s·A·e^(b_t − b_u)·[u ≤ t] on the accumulators, rounded as the A operand of step 3.
+//   3. O = Ab V + Qd Sb: Qd's fragments are Q's, read again, each pair of elements multiplied by
+//      its row's e^(b_t) and rounded — the same value as the WMMA form's from_f32(q · e^(b_t)).
+// Outputs are stored from the accumulators, rounded, a pair of columns per 32-bit store.
+template <typename T, int D>
 __device__ void gret_outputs(const GretChunkParams& p) {
-    static_assert(BV == GRET_OUTPUTS_BLOCK_V, "the outputs pass has one value block");
+    constexpr int BV = GRET_OUTPUTS_BLOCK_V;
+    static_assert(C == 16 * GRET_OUTPUTS_THREADS / 32, "a warp per 16 rows of the chunk");
     using L = OutputsLayout<D>;
     YOCO_DYNAMIC_SHARED(smem, 128);
     if (p.smem_bytes != L::bytes) __trap();
-    T* sQ = reinterpret_cast<T*>(smem + L::q);
-    T* sK = reinterpret_cast<T*>(smem + L::k);
-    T* sV = reinterpret_cast<T*>(smem + L::v);
-    float* sA = reinterpret_cast<float*>(smem + L::a);
-    T* sAb = reinterpret_cast<T*>(smem + L::ab);
-    T* sSb = reinterpret_cast<T*>(smem + L::sb);
+    const T* sQ = reinterpret_cast<const T*>(smem + L::q);
+    const T* sK = reinterpret_cast<const T*>(smem + L::k);
+    const T* sV = reinterpret_cast<const T*>(smem + L::v);
+    const T* sSb = reinterpret_cast<const T*>(smem + L::sb);
     float* sCum = reinterpret_cast<float*>(smem + L::cum);
     float* sFactors = reinterpret_cast<float*>(smem + L::factors);
 
@@ -564,23 +579,84 @@ __device__ void gret_outputs(const GretChunkParams& p) {
     const int64_t bh = static_cast<int64_t>(b) * p.heads + h;
     const T* incoming = static_cast<const T*>(p.chunk_states) + (bh * chunks + chunk) * D * D + v0;
 
+    constexpr int THREADS = GRET_OUTPUTS_THREADS;
     const float2 gates = load_gates(p, b, h, start);
-    load_rows_async<C>(sQ, L::ld_qk, static_cast<const T*>(p.q) + first * D, row_stride, D, len);
-    load_rows_async<C>(sK, L::ld_qk, static_cast<const T*>(p.k) + first * D, row_stride, D, len);
-    load_rows_async<C>(sV, L::ld_v, static_cast<const T*>(p.v) + first * D + v0, row_stride, BV, len);
-    load_rows_async<D>(sSb, L::ld_sb, incoming, D, BV, D);
+    load_rows_async<C, THREADS>(reinterpret_cast<T*>(smem + L::q), L::ld_qk, static_cast<const T*>(p.q) + first * D, row_stride, D, len);
+    load_rows_async<C, THREADS>(reinterpret_cast<T*>(smem + L::k), L::ld_qk, static_cast<const T*>(p.k) + first * D, row_stride, D, len);
+    load_rows_async<C, THREADS>(reinterpret_cast<T*>(smem + L::v), L::ld_v, static_cast<const T*>(p.v) + first * D + v0, row_stride, BV, len);
+    load_rows_async<D, THREADS>(reinterpret_cast<T*>(smem + L::sb), L::ld_sb, incoming, D, BV, D);
     yoco::cp_async_commit();
     if (threadIdx.x < 32) gate_prefix(sCum, sFactors, gates.x, gates.y, len, p.scale);
     yoco::cp_async_wait<0>();
     __syncthreads();
 
-    chunk_scores<T, D, BV>(sQ, sK, sA);
-    __syncthreads();
-    decay_scores_and_queries<T, D, BV>(sA, sAb, sQ, sCum, sFactors, p.scale);
-    __syncthreads();
-    chunk_outputs<T, D, BV>(sAb, sV, sQ, sSb, sA);
-    __syncthreads();
-    store_outputs<T, D, BV>(static_cast<T*>(p.o), first, p.heads, v0, sA, len);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int row0 = 16 * warp;
+    const T* q_row = yoco::ldmatrix_a_row(sQ + row0 * L::ld_qk, L::ld_qk);
+
+    // Step 1: A = Q Kᵀ, key groups 0 .. warp (16 keys each; s[2j], s[2j + 1]: keys 16j .. + 7, + 8 .. + 15).
+    float s[C / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < C / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t a[4];
+        yoco::ldmatrix_x4(a, q_row + kk * 16);
+#pragma unroll
+        for (int j = 0; j < C / 16; ++j) {
+            if (j > warp) break;  // warp-uniform
+            uint32_t kb[4];
+            yoco::ldmatrix_x4(kb, yoco::ldmatrix_b_nk_row(sK + j * 16 * L::ld_qk + kk * 16, L::ld_qk));
+            yoco::mma_m16n8k16<T>(s[2 * j], a, kb[0], kb[1]);
+            yoco::mma_m16n8k16<T>(s[2 * j + 1], a, kb[2], kb[3]);
+        }
+    }
+
+    // Step 2 on the accumulators: this thread's rows t = row0 + g and row0 + g + 8 (e / 2), keys
+    // u = 8·nt + 2·tig + e % 2.
+    const int g = lane / 4, tig = lane % 4;
+    const int rows[2] = {row0 + g, row0 + g + 8};
+#pragma unroll
+    for (int nt = 0; nt < C / 8; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int t = rows[e / 2], u = 8 * nt + 2 * tig + e % 2;
+            const float m = u <= t ? expf((sCum[t] - sCum[u]) + (sCum[C + t] - sCum[C + u])) : 0.0f;
+            s[nt][e] = s[nt][e] * p.scale * m;
+        }
+    }
+
+    // Step 3: O = Ab V (key groups 0 .. warp) + Qd Sb.
+    float o[1][BV / 8][4];  // one m-tile (mma_kn_block's form)
+#pragma unroll
+    for (int nt = 0; nt < BV / 8; ++nt) o[0][nt][0] = o[0][nt][1] = o[0][nt][2] = o[0][nt][3] = 0.0f;
+#pragma unroll
+    for (int j = 0; j < C / 16; ++j) {
+        if (j > warp) break;
+        uint32_t a[1][4];
+        yoco::a_from_accumulators<T>(a[0], s[2 * j], s[2 * j + 1]);  // Ab, rounded
+        yoco::mma_kn_block<T, 1, BV>(o, a, sV + j * 16 * L::ld_v, L::ld_v);
+    }
+    const float query_factor[2] = {sFactors[C + rows[0]], sFactors[C + rows[1]]};
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t a[1][4];
+        yoco::ldmatrix_x4(a[0], q_row + kk * 16);
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {  // a0, a2: row g; a1, a3: row g + 8
+            const float2 pair = yoco::unpack2<T>(a[0][r]);
+            a[0][r] = yoco::pack2<T>(pair.x * query_factor[r % 2], pair.y * query_factor[r % 2]);
+        }
+        yoco::mma_kn_block<T, 1, BV>(o, a, sSb + kk * 16 * L::ld_sb, L::ld_sb);
+    }
+
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+        if (rows[e] >= len) continue;
+        uint32_t* out = reinterpret_cast<uint32_t*>(static_cast<T*>(p.o) + (first + static_cast<int64_t>(rows[e]) * p.heads) * D + v0);
+#pragma unroll
+        for (int nt = 0; nt < BV / 8; ++nt) out[4 * nt + tig] = yoco::pack2<T>(o[0][nt][2 * e], o[0][nt][2 * e + 1]);
+    }
 }
 
 template <typename T, int D>
@@ -613,14 +689,18 @@ __device__ void gret_step(const GretStepParams& p) {
 
 }  // namespace
 
-// One entry per dtype, head dim and value block; `kind` is chunkwise (sequential), states or
-// outputs (the parallel schedule's passes; outputs has one value block, GRET_OUTPUTS_BLOCK_V).
-// `min_ctas` per SM: the kernels that walk the chunks run one CTA per SM's worth of work; the
-// outputs pass asks for two where their shared memory allows it (D ≤ 128: ≤ 91 KB each), so that
-// one CTA's loads overlap another's products (ptxas then keeps it within 128 registers).
-#define YOCO_GRET_PREFILL(kind, suffix, T, D, BV, name_tail, min_ctas)                                       \
-    extern "C" __global__ void __launch_bounds__(GRET_THREADS, min_ctas) gret_##kind##_##suffix##_d##D##name_tail(const GretChunkParams p) { \
+// One entry per dtype, head dim and value block; `kind` is chunkwise (sequential) or states (the
+// parallel schedule's first pass), GRET_THREADS each, one CTA per SM's worth of work (they walk
+// the chunks). The outputs pass (one value block, GRET_OUTPUTS_BLOCK_V; GRET_OUTPUTS_THREADS) asks
+// for three CTAs per SM at D ≤ 128 (≤ 62 KB of shared memory each) and two at D = 256 (112 KB),
+// so that the CTAs' loads overlap the others' products.
+#define YOCO_GRET_PREFILL(kind, suffix, T, D, BV, name_tail)                                                  \
+    extern "C" __global__ void __launch_bounds__(GRET_THREADS, 1) gret_##kind##_##suffix##_d##D##name_tail(const GretChunkParams p) { \
         gret_##kind<T, D, BV>(p);                                                                          \
+    }
+#define YOCO_GRET_OUTPUTS(suffix, T, D)                                                                    \
+    extern "C" __global__ void __launch_bounds__(GRET_OUTPUTS_THREADS, D <= 128 ? 3 : 2) gret_outputs_##suffix##_d##D(const GretChunkParams p) { \
+        gret_outputs<T, D>(p);                                                                             \
     }
 #define YOCO_GRET_STEP(suffix, T, D)                                                                       \
     extern "C" __global__ void __launch_bounds__(GRET_STEP_THREADS) gret_step_##suffix##_d##D(const GretStepParams p) { \
@@ -628,13 +708,13 @@ __device__ void gret_step(const GretStepParams& p) {
     }
 // Every value block of the sequential kernel and the states pass (the names carry the widths,
 // GRET_BLOCK_V_NARROW and _WIDE, which must be literal there), and the outputs pass.
-static_assert(GRET_BLOCK_V_NARROW == 32 && GRET_BLOCK_V_WIDE == 64 && GRET_OUTPUTS_BLOCK_V == 64, "entry names below");
-#define YOCO_GRET_DTYPE_DIM(suffix, T, D)                       \
-    YOCO_GRET_PREFILL(chunkwise, suffix, T, D, 32, _v32, 1)      \
-    YOCO_GRET_PREFILL(chunkwise, suffix, T, D, 64, _v64, 1)      \
-    YOCO_GRET_PREFILL(states, suffix, T, D, 32, _v32, 1)         \
-    YOCO_GRET_PREFILL(states, suffix, T, D, 64, _v64, 1)         \
-    YOCO_GRET_PREFILL(outputs, suffix, T, D, GRET_OUTPUTS_BLOCK_V, , (D <= 128 ? 2 : 1))
+static_assert(GRET_BLOCK_V_NARROW == 32 && GRET_BLOCK_V_WIDE == 64, "entry names below");
+#define YOCO_GRET_DTYPE_DIM(suffix, T, D)                 \
+    YOCO_GRET_PREFILL(chunkwise, suffix, T, D, 32, _v32)   \
+    YOCO_GRET_PREFILL(chunkwise, suffix, T, D, 64, _v64)   \
+    YOCO_GRET_PREFILL(states, suffix, T, D, 32, _v32)      \
+    YOCO_GRET_PREFILL(states, suffix, T, D, 64, _v64)      \
+    YOCO_GRET_OUTPUTS(suffix, T, D)
 YOCO_GRET_DTYPE_DIM(bf16, __nv_bfloat16, 64)
 YOCO_GRET_DTYPE_DIM(bf16, __nv_bfloat16, 128)
 YOCO_GRET_DTYPE_DIM(bf16, __nv_bfloat16, 256)

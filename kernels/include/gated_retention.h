@@ -13,8 +13,10 @@
 #define GRET_BLOCK_V_WIDE 64
 #define GRET_BLOCK_V_NARROW 32
 #define GRET_THREADS 256
-/* Value columns per CTA of the parallel schedule's outputs pass (gret_outputs_<dtype>_d<D>). */
+/* Value columns and threads per CTA of the parallel schedule's outputs pass
+ * (gret_outputs_<dtype>_d<D>): a warp per 16 tokens of the chunk. */
 #define GRET_OUTPUTS_BLOCK_V 64
+#define GRET_OUTPUTS_THREADS 128
 /* Shared-memory row padding of the chunkwise kernel, in elements: 16-bit rows (Q, K, V, the
  * rounded scores and state) get 8 more (16 bytes), f32 rows (scores, state, output staging) 8 more
  * (32 bytes), so that the rows of a tensor-core fragment fall on different banks (see Layout in

@@ -206,6 +206,59 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
 #endif
 }
 
+// This lane's row address for one ldmatrix_x4 of a 16x16 block of a row-major tile in shared
+// memory (`block` its first element, `ld` the tile's row stride in elements), by the block's role:
+// - ldmatrix_a_row: the block as an A operand (rows m, columns k): registers a0..a3.
+// - ldmatrix_b_nk_row: the block stored [n][k] (keys by head dims, for Q Kᵀ) as the B operand of
+//   two 8-column n-tiles, with ldmatrix_x4: r0, r1 = n 0–7 (k 0–7, 8–15), r2, r3 = n 8–15. With
+//   ldmatrix_x4_trans the same addresses give the A operand of the block's transpose (a tile
+//   stored [k][m]): r0..r3 = a0..a3.
+// - ldmatrix_b_kn_row: the block stored [k][n] (keys by value columns, for P·V) as the B operand
+//   of two n-tiles, with ldmatrix_x4_trans: r0, r1 = n 0–7, r2, r3 = n 8–15.
+template <typename T>
+__device__ __forceinline__ const T* ldmatrix_a_row(const T* block, int ld) {
+    const int lane = threadIdx.x & 31;
+    return block + (lane & 15) * ld + (lane >> 4) * 8;
+}
+template <typename T>
+__device__ __forceinline__ const T* ldmatrix_b_nk_row(const T* block, int ld) {
+    const int lane = threadIdx.x & 31;
+    return block + ((lane & 7) + ((lane >> 4) << 3)) * ld + ((lane >> 3) & 1) * 8;
+}
+template <typename T>
+__device__ __forceinline__ const T* ldmatrix_b_kn_row(const T* block, int ld) {
+    const int lane = threadIdx.x & 31;
+    return block + ((lane & 7) + (((lane >> 3) & 1) << 3)) * ld + (lane >> 4) * 8;
+}
+
+// Two C fragments of 8 columns each (c_lo: columns 0–7, c_hi: 8–15 of the same 16 rows), rounded
+// to T, as the A fragment of a k-step over those 16 columns: a product's output fed to the next
+// product from registers (attention's P before P·V).
+template <typename T>
+__device__ __forceinline__ void a_from_accumulators(uint32_t (&a)[4], const float (&c_lo)[4], const float (&c_hi)[4]) {
+    a[0] = pack2<T>(c_lo[0], c_lo[1]);
+    a[1] = pack2<T>(c_lo[2], c_lo[3]);
+    a[2] = pack2<T>(c_hi[0], c_hi[1]);
+    a[3] = pack2<T>(c_hi[2], c_hi[3]);
+}
+
+// d[mt] += a[mt] · B for one k-step of 16 and each of MT m-tiles, B the 16 rows at `rows16` of a
+// tile stored [k][n] (row stride `ld`) and N columns wide: one ldmatrix_x4_trans per 16 columns
+// serves every m-tile.
+template <typename T, int MT, int N>
+__device__ __forceinline__ void mma_kn_block(float (&d)[MT][N / 8][4], const uint32_t (&a)[MT][4], const T* rows16, int ld) {
+#pragma unroll
+    for (int np = 0; np < N / 16; ++np) {
+        uint32_t b[4];  // r0, r1: columns 16np + 0–7; r2, r3: + 8–15
+        ldmatrix_x4_trans(b, ldmatrix_b_kn_row(rows16 + np * 16, ld));
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+            mma_m16n8k16<T>(d[mt][2 * np], a[mt], b[0], b[1]);
+            mma_m16n8k16<T>(d[mt][2 * np + 1], a[mt], b[2], b[3]);
+        }
+    }
+}
+
 // 16 bytes global -> shared without passing through registers; `valid == false` writes 16 zero
 // bytes instead (src-size 0: `src` is not read, but must still be a valid global address).
 __device__ __forceinline__ void cp_async_16(void* smem_dst, const void* src, bool valid) {

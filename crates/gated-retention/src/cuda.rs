@@ -57,7 +57,7 @@ enum Pass {
 /// row is padded by GRET_PAD_16BIT (storage type) or GRET_PAD_F32 (f32) elements against bank
 /// conflicts. The sequential kernel keeps Q, K and V twice (the next chunk's prefetched) where
 /// that fits under GRET_SMEM_LIMIT; the states pass keeps K and V (and no Q) twice; the outputs
-/// pass, one chunk per CTA, keeps them once and has no f32 state.
+/// pass, one chunk per CTA, keeps them once and has no f32 state, and its scores stay in registers.
 fn smem_bytes(pass: Pass, dim: usize, elem: usize, bv: usize) -> usize {
     let c = CHUNK;
     let row16 = |cols: usize| (cols + sys::GRET_PAD_16BIT as usize) * elem;
@@ -73,7 +73,7 @@ fn smem_bytes(pass: Pass, dim: usize, elem: usize, bv: usize) -> usize {
             stages * (2 * tile_qk + tile_v) + rest
         }
         Pass::States => 2 * (tile_qk + tile_v) + state + gates,
-        Pass::Outputs => 2 * tile_qk + tile_v + scores + rounded_scores + rounded_state + gates,
+        Pass::Outputs => 2 * tile_qk + tile_v + rounded_state + gates,
     }
 }
 
@@ -189,7 +189,7 @@ pub(crate) fn chunkwise(
     // (allocated above). The kernels that walk the chunks take a grid of dim / bv value blocks ×
     // heads × batch (bv divides 64, 128 and 256) with the entry compiled for bv; the outputs pass
     // takes chunks × dim / GRET_OUTPUTS_BLOCK_V blocks in x and heads × batch in y. Every block is
-    // GRET_THREADS and the dynamic shared memory the pass's layout (which each kernel checks).
+    // the pass's threads and the dynamic shared memory its layout (which each kernel checks).
     match schedule {
         ChunkSchedule::Sequential => unsafe { launch_prefill(&device, Pass::Sequential, &mut params, q.dtype(), shape.dim, bv, walking_grid) },
         ChunkSchedule::Parallel => {
@@ -213,7 +213,8 @@ unsafe fn launch_prefill(device: &CudaDevice, pass: Pass, params: &mut GretChunk
     let smem = smem_bytes(pass, dim, dtype.size_in_bytes(), bv);
     params.smem_bytes = smem as i32;
     let func = device.function_with_dynamic_smem(&MODULE, name, smem)?;
-    let cfg = LaunchConfig { grid_dim: grid, block_dim: (sys::GRET_THREADS, 1, 1), shared_mem_bytes: smem as u32 };
+    let threads = if pass == Pass::Outputs { sys::GRET_OUTPUTS_THREADS } else { sys::GRET_THREADS };
+    let cfg = LaunchConfig { grid_dim: grid, block_dim: (threads, 1, 1), shared_mem_bytes: smem as u32 };
     let mut launch = device.stream().launch_builder(&func);
     launch.arg(&*params);
     // SAFETY: the caller's contract.
@@ -269,7 +270,7 @@ mod tests {
         for (dim, bv, bytes) in [(64, 32, 39936), (64, 64, 56320), (128, 32, 66560), (128, 64, 91136), (256, 32, 119808), (256, 64, 160768)] {
             assert_eq!(smem_bytes(Pass::States, dim, 2, bv), bytes, "states, D = {dim}, BV = {bv}");
         }
-        for (dim, bytes) in [(64, 65536), (128, 91136), (256, 142336)] {
+        for (dim, bytes) in [(64, 37888), (128, 63488), (256, 114688)] {
             assert_eq!(smem_bytes(Pass::Outputs, dim, 2, OUTPUTS_BLOCK_V), bytes, "outputs, D = {dim}");
         }
     }

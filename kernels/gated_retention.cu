@@ -12,11 +12,12 @@
 // Those roundings are exactly where flash-linear-attention's chunk_simple_gla rounds; the tests'
 // "plain" reference (reference::chunkwise_plain) rounds at the same places. The per-token factors
 // e^b and s·e^(b_last − b) are computed once per token, with the gate cumsum (gate_prefix).
-// The kernels that walk the chunks multiply with the WMMA API (16×16×16 bf16/f16 fragments, f32
+// The sequential kernel multiplies with the WMMA API (16×16×16 bf16/f16 fragments, f32
 // accumulators, operands and results through shared memory), one output tile per warp at a time
-// so that no more than one accumulator fragment is live (no spills at D = 256); the outputs pass
-// on mma.sync with its operands in registers (gret_outputs below). A CTA owns a value block of BV
-// columns of the state and outputs.
+// so that no more than one accumulator fragment is live (no spills at D = 256); the parallel
+// schedule's two passes on mma.sync with their operands, and the states pass its state, in
+// registers (gret_states, gret_outputs below). A CTA owns a value block of BV columns of the
+// state and outputs.
 //
 // Two schedules of those steps, both compiled; the host picks one (ChunkSchedule in lib.rs):
 // - Parallel, two kernels (flash-linear-attention's schedule):
@@ -55,14 +56,15 @@
 //      per element of Q and K before), and the parallel schedule above: at YOCO-3B's prefill span
 //      (2,048 tokens, 24 heads, D = 128) the states pass is estimated at ~1 µs per chunk on its
 //      chain and the outputs pass at ~6 waves of ~2.5 µs, ~50 µs per call against ~110 µs.
-//   7. The outputs pass on mma.sync with register-resident fragments (ldmatrix for every operand;
-//      bf16's WMMA loads were generic 32-bit loads plus MOVM transposes): the scores decayed and
-//      rounded on their accumulators, Q decayed on its fragments, no f32 staging in shared memory
-//      and one barrier instead of four, causal key groups skipped per warp; 62 KB of shared
-//      memory at D = 128 (3 CTAs an SM) against 89 KB (2). The WMMA steps remain in the kernels
-//      that walk the chunks, whose chain the state in shared memory sets.
-// The same for the kernels that walk the chunks (the state held in registers across chunks) is
-// the next step if the states pass falls short of chunk_simple_gla's.
+//   7. The parallel schedule's passes on mma.sync with register-resident fragments (ldmatrix for
+//      every operand; bf16's WMMA loads were generic 32-bit loads plus MOVM transposes). Outputs:
+//      the scores decayed and rounded on their accumulators, Q decayed on its fragments, no f32
+//      staging in shared memory and one barrier instead of four, causal key groups skipped per
+//      warp; 62 KB of shared memory at D = 128 (3 CTAs an SM) against 89 KB (2). States: the
+//      state in the accumulators across every chunk (before, each chunk loaded and stored it
+//      between shared memory and WMMA fragments), K decayed on its fragments instead of in
+//      shared memory, two barriers a chunk instead of three. The sequential kernel keeps the WMMA
+//      steps (the measured alternative).
 //
 // Decode step (entries gret_step_{f32,bf16,f16}): one CTA per (head, batch, 32 value columns);
 // each thread owns one column j and a quarter of the rows i, so every warp reads and writes 32
@@ -148,15 +150,14 @@ struct SequentialLayout : Strides<D, BV> {
     static_assert(bytes <= GRET_SMEM_LIMIT, "more shared memory than an sm_90 CTA can have");
 };
 
-// The states pass: sK [2][C][D], sV [2][C][BV] (always two stages: at most 160 KB), sS [D][BV]
-// f32, sCum, sFactors.
+// The states pass: sK [2][C][D], sV [2][C][BV] (always two stages), sCum, sFactors; the state
+// is in registers.
 template <int D, int BV>
 struct StatesLayout : Strides<D, BV> {
     using S = Strides<D, BV>;
     static constexpr int k = 0;
     static constexpr int v = k + 2 * S::tile_qk;
-    static constexpr int s = v + 2 * S::tile_v;
-    static constexpr int cum = s + S::state;
+    static constexpr int cum = v + 2 * S::tile_v;
     static constexpr int factors = cum + S::gates;
     static constexpr int bytes = factors + S::factors;
     static_assert(bytes <= GRET_SMEM_LIMIT, "more shared memory than an sm_90 CTA can have");
@@ -185,9 +186,9 @@ static_assert(SequentialLayout<64, 32>::bytes == 91136 && SequentialLayout<64, 6
 static_assert(SequentialLayout<128, 32>::bytes == 139264 && SequentialLayout<128, 64>::bytes == 172032, "see cuda.rs");
 static_assert(SequentialLayout<256, 32>::bytes == 162816 && SequentialLayout<256, 64>::bytes == 216064, "see cuda.rs");
 static_assert(SequentialLayout<128, 64>::stages == 2 && SequentialLayout<256, 32>::stages == 1, "see cuda.rs");
-static_assert(StatesLayout<64, 32>::bytes == 39936 && StatesLayout<64, 64>::bytes == 56320, "see cuda.rs");
-static_assert(StatesLayout<128, 32>::bytes == 66560 && StatesLayout<128, 64>::bytes == 91136, "see cuda.rs");
-static_assert(StatesLayout<256, 32>::bytes == 119808 && StatesLayout<256, 64>::bytes == 160768, "see cuda.rs");
+static_assert(StatesLayout<64, 32>::bytes == 29696 && StatesLayout<64, 64>::bytes == 37888, "see cuda.rs");
+static_assert(StatesLayout<128, 32>::bytes == 46080 && StatesLayout<128, 64>::bytes == 54272, "see cuda.rs");
+static_assert(StatesLayout<256, 32>::bytes == 78848 && StatesLayout<256, 64>::bytes == 87040, "see cuda.rs");
 static_assert(OutputsLayout<64>::bytes == 37888 && OutputsLayout<128>::bytes == 63488 && OutputsLayout<256>::bytes == 114688, "see cuda.rs");
 
 // Starts copying ROWS rows of `cols` elements (a multiple of 8), by a block of THREADS, from global (row stride `stride`
@@ -475,15 +476,33 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
     store_state<D, BV>(state, sS, v0);
 }
 
+// How the states pass's warps split the D × BV state slice: each warp owns MT m-tiles of 16 rows
+// (key dims) and NW columns (value dims). D = 64: 4 row groups × 2 column halves; D = 128: 8 row
+// groups of 16; D = 256: 8 row groups of 32 (two m-tiles).
+template <int D, int BV>
+struct StateTiles {
+    static constexpr int row_tiles = D / 16;
+    static constexpr int MT = row_tiles >= WARPS ? row_tiles / WARPS : 1;
+    static constexpr int column_groups = WARPS / (row_tiles / MT);
+    static constexpr int NW = BV / column_groups;
+    static_assert(MT * (row_tiles / MT) == row_tiles && column_groups * (row_tiles / MT) == WARPS && NW % 16 == 0, "the warps tile the slice");
+};
+
 // The parallel schedule's states pass: one CTA per (value block, head, sequence) walks the chunks,
 // writing each chunk's incoming state (rounded to the storage type: step 2's Sb) to
-// p.chunk_states [batch, heads, chunks, D, D], then doing steps 2 (Kd) and 4 only.
+// p.chunk_states [batch, heads, chunks, D, D], then doing steps 2 (Kd) and 4 only. The state stays
+// in the warps' mma.sync accumulators from the first chunk to the last (StateTiles): per chunk a
+// warp writes its part of the incoming state from them, scales them by e^(b_last), and adds
+// Kdᵀ V, whose A fragments are K's, read transposed by ldmatrix and each element multiplied by its
+// token's s·e^(b_last − b_t) and rounded (the value decay_keys stores). Shared memory holds only
+// the K and V tiles and the chunk's gate sums.
 template <typename T, int D, int BV>
 __device__ void gret_states(const GretChunkParams& p) {
     using L = StatesLayout<D, BV>;
+    using Tiles = StateTiles<D, BV>;
+    constexpr int MT = Tiles::MT, NW = Tiles::NW;
     YOCO_DYNAMIC_SHARED(smem, 128);
     if (p.smem_bytes != L::bytes) __trap();
-    float* sS = reinterpret_cast<float*>(smem + L::s);
     float* sCum = reinterpret_cast<float*>(smem + L::cum);
     float* sFactors = reinterpret_cast<float*>(smem + L::factors);
 
@@ -497,7 +516,29 @@ __device__ void gret_states(const GretChunkParams& p) {
     const int64_t bh = static_cast<int64_t>(b) * p.heads + h;
     float* state = p.state + bh * D * D;
     T* chunk_states = static_cast<T*>(p.chunk_states) + bh * chunks * D * D;
-    load_state<D, BV>(sS, state, v0);
+
+    // This warp's slice: rows (key dims) i0 .. i0 + 16·MT, columns (value dims, within the block)
+    // n0 .. n0 + NW; this thread's elements of m-tile mt, n-tile nt: rows i0 + 16mt + g (+ 8),
+    // columns n0 + 8nt + 2tig (+ 1).
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
+    const int i0 = warp / Tiles::column_groups * 16 * MT;
+    const int n0 = warp % Tiles::column_groups * NW;
+    const auto element = [&](int mt, int e, int nt) {  // offset in a [D][D] matrix of pair e (row g or g + 8)
+        return static_cast<int64_t>(i0 + 16 * mt + g + 8 * e) * D + v0 + n0 + 8 * nt + 2 * tig;
+    };
+    float acc[MT][NW / 8][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int nt = 0; nt < NW / 8; ++nt) {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const float2 pair = *reinterpret_cast<const float2*>(state + element(mt, e, nt));
+                acc[mt][nt][2 * e] = pair.x;
+                acc[mt][nt][2 * e + 1] = pair.y;
+            }
+        }
+    }
 
     const auto load_tiles = [&](int start, int stage) {
         const int len = min(C, p.seq - start);
@@ -516,27 +557,57 @@ __device__ void gret_states(const GretChunkParams& p) {
         if (start + C < p.seq) load_tiles(start + C, stage ^ 1);
         yoco::cp_async_commit();
         const float2 next_gates = load_gates(p, b, h, start + C);
-        T* sK = reinterpret_cast<T*>(smem + L::k + stage * L::tile_qk);
-        T* sV = reinterpret_cast<T*>(smem + L::v + stage * L::tile_v);
+        const T* sK = reinterpret_cast<const T*>(smem + L::k + stage * L::tile_qk);
+        const T* sV = reinterpret_cast<const T*>(smem + L::v + stage * L::tile_v);
         if (threadIdx.x < 32) gate_prefix(sCum, sFactors, gates.x, gates.y, len, p.scale);
         gates = next_gates;
         yoco::cp_async_wait<1>();
         __syncthreads();
 
-        // sS (read-only until step 4, after the next barrier) is this chunk's incoming state.
-        T* incoming = chunk_states + static_cast<int64_t>(chunk) * D * D + v0;
-        for (int idx = threadIdx.x; idx < D * BV; idx += GRET_THREADS) {
-            const int i = idx / BV, j = idx % BV;
-            incoming[static_cast<int64_t>(i) * D + j] = from_f32<T>(sS[i * L::ld_s + j]);
+        // The incoming state, rounded, then S = e^(b_last) S + Kdᵀ V.
+        T* incoming = chunk_states + static_cast<int64_t>(chunk) * D * D;
+        const float decay = expf(sCum[C - 1]);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+            for (int nt = 0; nt < NW / 8; ++nt) {
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    *reinterpret_cast<uint32_t*>(incoming + element(mt, e, nt)) = yoco::pack2<T>(acc[mt][nt][2 * e], acc[mt][nt][2 * e + 1]);
+                }
+#pragma unroll
+                for (int e = 0; e < 4; ++e) acc[mt][nt][e] *= decay;
+            }
         }
-        decay_keys<T, D, BV>(sK, sFactors);
-        __syncthreads();
-
-        update_state<T, D, BV>(sS, sK, sV, expf(sCum[C - 1]));
-        __syncthreads();  // the next chunk overwrites sCum, sFactors and reads sS
+#pragma unroll
+        for (int kk = 0; kk < C / 16; ++kk) {
+            // Tokens kk·16 + 2tig, + 1 (the low and high halves of a0, a1) and + 8, + 9 (a2, a3).
+            const float2 low = reinterpret_cast<const float2*>(sFactors)[kk * 8 + tig];
+            const float2 high = reinterpret_cast<const float2*>(sFactors)[kk * 8 + 4 + tig];
+            uint32_t a[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                yoco::ldmatrix_x4_trans(a[mt], yoco::ldmatrix_b_nk_row(sK + kk * 16 * L::ld_qk + i0 + 16 * mt, L::ld_qk));  // Kᵀ
+#pragma unroll
+                for (int r = 0; r < 4; ++r) {
+                    const float2 factor = r < 2 ? low : high;
+                    const float2 pair = yoco::unpack2<T>(a[mt][r]);
+                    a[mt][r] = yoco::pack2<T>(pair.x * factor.x, pair.y * factor.y);
+                }
+            }
+            yoco::mma_kn_block<T, MT, NW>(acc, a, sV + kk * 16 * L::ld_v + n0, L::ld_v);
+        }
+        __syncthreads();  // the next chunk overwrites sCum, sFactors and this stage's tiles
     }
     yoco::cp_async_wait<0>();  // the last group is empty; say so
-    store_state<D, BV>(state, sS, v0);
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int nt = 0; nt < NW / 8; ++nt) {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) *reinterpret_cast<float2*>(state + element(mt, e, nt)) = make_float2(acc[mt][nt][2 * e], acc[mt][nt][2 * e + 1]);
+        }
+    }
 }
 
 // The parallel schedule's outputs pass: one CTA per (value block, chunk) in blockIdx.x (value

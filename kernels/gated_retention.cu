@@ -20,15 +20,16 @@
 // state and outputs.
 //
 // Two schedules of those steps, both compiled; the host picks one (ChunkSchedule in lib.rs):
-// - Parallel, two kernels (flash-linear-attention's schedule):
-//   gret_states_{bf16,f16}_d{64,128,256}_v{32,64}, one CTA per (value block, head, sequence),
-//   walks the chunks in turn doing only steps 2 (Kd) and 4, and writes each chunk's incoming state
-//   Sb (rounded) to a [batch, heads, chunks, D, D] buffer; then gret_outputs_{bf16,f16}_d{D}, one
-//   CTA per (value block of GRET_OUTPUTS_BLOCK_V, chunk, head, sequence), all independent, does
-//   steps 1–3 from that buffer, a warp per 16 tokens of the chunk. The sequential chain shrinks
-//   to the state update, and the output work (over half the FLOPs and most of the elementwise
-//   work) fills the GPU however few heads there are, for 2·D² bytes per chunk and head written
-//   and read back.
+// - Parallel, three kernels (flash-linear-attention's schedule): gret_gates, a warp per (chunk,
+//   head, sequence), scans every chunk's gates at once into a gate record per chunk (the sums and
+//   the per-token factors, 1 KB); gret_states_{bf16,f16}_d{64,128,256}_v{32,64}, one CTA per
+//   (value block, head, sequence), walks the chunks in turn doing only steps 2 (Kd) and 4, and
+//   writes each chunk's incoming state Sb (rounded) to a [batch, heads, chunks, D, D] buffer;
+//   then gret_outputs_{bf16,f16}_d{D}, one CTA per (value block of GRET_OUTPUTS_BLOCK_V, chunk,
+//   head, sequence), all independent, does steps 1–3 from that buffer, a warp per 16 tokens of
+//   the chunk. The sequential chain shrinks to the state update, and the output work (over half
+//   the FLOPs and most of the elementwise work) fills the GPU however few heads there are, for
+//   2·D² bytes per chunk and head written and read back.
 // - Sequential, one kernel (gret_chunkwise_*): one CTA per (value block, head, sequence) does all
 //   four steps chunk by chunk, carrying the state. No buffer; its chain is the whole per-chunk
 //   work, so a launch lasts ~chunks × that. Kept as the measured alternative and the fallback.
@@ -63,8 +64,10 @@
 //      warp; 62 KB of shared memory at D = 128 (3 CTAs an SM) against 89 KB (2). States: the
 //      state in the accumulators across every chunk (before, each chunk loaded and stored it
 //      between shared memory and WMMA fragments), K decayed on its fragments instead of in
-//      shared memory, two barriers a chunk instead of three. The sequential kernel keeps the WMMA
-//      steps (the measured alternative).
+//      shared memory, two barriers a chunk instead of three, and the gates scanned beforehand
+//      for every chunk at once (gret_gates: the chain had waited on one warp's f64 scan each
+//      chunk; flash-linear-attention scans them in a kernel of their own too). The sequential
+//      kernel keeps the WMMA steps and its own scan (the measured alternative).
 //
 // Decode step (entries gret_step_{f32,bf16,f16}): one CTA per (head, batch, 32 value columns);
 // each thread owns one column j and a quarter of the rows i, so every warp reads and writes 32
@@ -116,6 +119,8 @@ struct Strides {
     static constexpr int rounded_state = D * ld_sb * 2;
     static constexpr int gates = 2 * C * 4;        // sCum: the sums' f32 high parts, then low parts
     static constexpr int factors = 2 * C * 4;      // sFactors: key factors, then query factors
+    static constexpr int record = GRET_GATE_RECORD * 4;  // sCum then sFactors: a chunk's gate record
+    static_assert(record == gates + factors, "a gate record is the sums and the factors");
     static_assert(ld_o <= ld_a, "the O staging reuses sA");
     static_assert(ld_qk % 8 == 0 && ld_v % 8 == 0 && ld_ab % 8 == 0 && ld_sb % 8 == 0 && ld_a % 4 == 0 && ld_o % 4 == 0 && ld_s % 4 == 0,
                   "WMMA needs ldm a multiple of 16 bytes");
@@ -150,22 +155,22 @@ struct SequentialLayout : Strides<D, BV> {
     static_assert(bytes <= GRET_SMEM_LIMIT, "more shared memory than an sm_90 CTA can have");
 };
 
-// The states pass: sK [2][C][D], sV [2][C][BV] (always two stages), sCum, sFactors; the state
-// is in registers.
+// The states pass: sK [2][C][D], sV [2][C][BV], and the chunks' gate records [2][4C] (always two
+// stages); the state is in registers.
 template <int D, int BV>
 struct StatesLayout : Strides<D, BV> {
     using S = Strides<D, BV>;
     static constexpr int k = 0;
     static constexpr int v = k + 2 * S::tile_qk;
-    static constexpr int cum = v + 2 * S::tile_v;
-    static constexpr int factors = cum + S::gates;
-    static constexpr int bytes = factors + S::factors;
+    static constexpr int records = v + 2 * S::tile_v;
+    static constexpr int bytes = records + 2 * S::record;
     static_assert(bytes <= GRET_SMEM_LIMIT, "more shared memory than an sm_90 CTA can have");
 };
 
 // The outputs pass, one chunk per CTA (no pipeline: at D ≤ 128 two more CTAs on the SM hide the
 // loads): sQ, sK [C][D], sV [C][BV], sSb [D][BV] (the chunk's incoming state, rounded by the
-// states pass), sCum, sFactors. The scores and outputs stay in registers.
+// states pass), sCum, sFactors (the chunk's gate record). The scores and outputs stay in
+// registers.
 template <int D>
 struct OutputsLayout : Strides<D, GRET_OUTPUTS_BLOCK_V> {
     using S = Strides<D, GRET_OUTPUTS_BLOCK_V>;
@@ -186,9 +191,9 @@ static_assert(SequentialLayout<64, 32>::bytes == 91136 && SequentialLayout<64, 6
 static_assert(SequentialLayout<128, 32>::bytes == 139264 && SequentialLayout<128, 64>::bytes == 172032, "see cuda.rs");
 static_assert(SequentialLayout<256, 32>::bytes == 162816 && SequentialLayout<256, 64>::bytes == 216064, "see cuda.rs");
 static_assert(SequentialLayout<128, 64>::stages == 2 && SequentialLayout<256, 32>::stages == 1, "see cuda.rs");
-static_assert(StatesLayout<64, 32>::bytes == 29696 && StatesLayout<64, 64>::bytes == 37888, "see cuda.rs");
-static_assert(StatesLayout<128, 32>::bytes == 46080 && StatesLayout<128, 64>::bytes == 54272, "see cuda.rs");
-static_assert(StatesLayout<256, 32>::bytes == 78848 && StatesLayout<256, 64>::bytes == 87040, "see cuda.rs");
+static_assert(StatesLayout<64, 32>::bytes == 30720 && StatesLayout<64, 64>::bytes == 38912, "see cuda.rs");
+static_assert(StatesLayout<128, 32>::bytes == 47104 && StatesLayout<128, 64>::bytes == 55296, "see cuda.rs");
+static_assert(StatesLayout<256, 32>::bytes == 79872 && StatesLayout<256, 64>::bytes == 88064, "see cuda.rs");
 static_assert(OutputsLayout<64>::bytes == 37888 && OutputsLayout<128>::bytes == 63488 && OutputsLayout<256>::bytes == 114688, "see cuda.rs");
 
 // Starts copying ROWS rows of `cols` elements (a multiple of 8), by a block of THREADS, from global (row stride `stride`
@@ -213,12 +218,25 @@ __device__ __forceinline__ int64_t first_row(const GretChunkParams& p, int b, in
     return (static_cast<int64_t>(b) * p.seq + start) * p.heads + h;
 }
 
-// Warp 0's two gates of the chunk starting at token `start` (tokens start + 2·lane and
-// start + 2·lane + 1; 0 past the chunk's end, past the sequence, and in other warps).
+// Chunk `chunk`'s gate record in p.chunk_gates ([batch, heads, chunks, GRET_GATE_RECORD] f32), of
+// the (sequence, head) pair bh = b · heads + h.
+__device__ __forceinline__ float* gate_record(const GretChunkParams& p, int64_t bh, int chunks, int chunk) {
+    return p.chunk_gates + (bh * chunks + chunk) * GRET_GATE_RECORD;
+}
+
+// Starts copying a gate record into shared memory (16-byte cp.async by a block of THREADS; the
+// caller commits the group and waits for it).
+template <int THREADS>
+__device__ __forceinline__ void load_record_async(float* dst, const float* src) {
+    for (int idx = threadIdx.x; idx < GRET_GATE_RECORD / 4; idx += THREADS) yoco::cp_async_16(dst + 4 * idx, src + 4 * idx, true);
+}
+
+// A lane's two gates of the chunk starting at token `start` (tokens start + 2·lane and
+// start + 2·lane + 1; 0 past the chunk's end and past the sequence), for gate_prefix.
 __device__ __forceinline__ float2 load_gates(const GretChunkParams& p, int b, int h, int start) {
     float2 g = make_float2(0.0f, 0.0f);
-    if (threadIdx.x >= 32 || start >= p.seq) return g;
-    const int len = min(C, p.seq - start), t0 = 2 * threadIdx.x;
+    if (start >= p.seq) return g;
+    const int len = min(C, p.seq - start), t0 = 2 * (threadIdx.x % 32);
     const int64_t first = first_row(p, b, h, start);
     // Floored (GRET_GATE_FLOOR_MAGNITUDE): a decay below it is 0 in f32 anyway, and the floor
     // keeps the cumsum finite where a gate near −FLT_MAX would take it to −inf (then NaN). Not
@@ -235,8 +253,9 @@ __device__ __forceinline__ float2 load_gates(const GretChunkParams& p, int b, in
     return g;
 }
 
-// By warp 0: the inclusive cumsum b of a chunk's C = 64 gates into sCum, and the per-token
-// factors into sFactors: s·e^(b_last − b_t) (keys) in [0, C), e^(b_t) (queries) in [C, 2C).
+// By one warp: the inclusive cumsum b of a chunk's C = 64 gates into sCum, and the per-token
+// factors into sFactors: s·e^(b_last − b_t) (keys) in [0, C), e^(b_t) (queries) in [C, 2C)
+// (shared memory in the sequential kernel; a gate record in global memory in the gate pass).
 // Lane l holds the gates g0, g1 of tokens 2l and 2l + 1 (0 past `len`) and writes entries 2l and
 // 2l + 1. A shuffle scan over the pair sums, then the sum before the pair plus g0.
 //
@@ -432,7 +451,9 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
     // the barrier after the wait makes every thread's copies visible to all. With one stage the
     // chunk's own tiles are copied and waited for at the top. The gates are loaded a chunk ahead
     // into registers, out of the way of the copies.
-    float2 gates = load_gates(p, b, h, 0);
+    // Warp 0 scans the gates (gate_prefix); the others load none.
+    const bool scans = threadIdx.x < 32;
+    float2 gates = scans ? load_gates(p, b, h, 0) : float2{};
     if (STAGES == 2) {
         load_tiles(0, 0);
         yoco::cp_async_commit();
@@ -445,11 +466,11 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
             load_tiles(start, 0);
         }
         yoco::cp_async_commit();
-        const float2 next_gates = load_gates(p, b, h, start + C);
+        const float2 next_gates = scans ? load_gates(p, b, h, start + C) : float2{};
         T* sQ = reinterpret_cast<T*>(smem + L::q + stage * L::tile_qk);
         T* sK = reinterpret_cast<T*>(smem + L::k + stage * L::tile_qk);
         T* sV = reinterpret_cast<T*>(smem + L::v + stage * L::tile_v);
-        if (threadIdx.x < 32) gate_prefix(sCum, sFactors, gates.x, gates.y, len, p.scale);
+        if (scans) gate_prefix(sCum, sFactors, gates.x, gates.y, len, p.scale);
         gates = next_gates;
         yoco::cp_async_wait<STAGES - 1>();
         __syncthreads();
@@ -474,6 +495,23 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
     }
     yoco::cp_async_wait<0>();  // nothing is in flight here (the last group is empty or waited for); say so
     store_state<D, BV>(state, sS, v0);
+}
+
+// The parallel schedule's gate pass: warp w of CTA x scans chunk GATES_WARPS · x + w of (head,
+// sequence) blockIdx.y (gate_prefix) into the chunk's record in p.chunk_gates, which the states
+// and outputs passes copy beside their tiles. Off the states pass's chain, which walks the chunks
+// in turn, and done once a chunk instead of once per CTA of the outputs pass (D / 64 of them).
+__device__ void scan_gates(const GretChunkParams& p) {
+    constexpr int GATES_WARPS = GRET_GATES_THREADS / 32;
+    const int chunk = blockIdx.x * GATES_WARPS + threadIdx.x / 32;
+    const int chunks = (p.seq + C - 1) / C;
+    if (chunk >= chunks) return;  // a whole warp
+    const int h = blockIdx.y % p.heads;
+    const int b = blockIdx.y / p.heads;
+    const int start = chunk * C;
+    const float2 gates = load_gates(p, b, h, start);
+    float* record = gate_record(p, static_cast<int64_t>(b) * p.heads + h, chunks, chunk);
+    gate_prefix(record, record + 2 * C, gates.x, gates.y, min(C, p.seq - start), p.scale);
 }
 
 // How the states pass's warps split the D × BV state slice: each warp owns MT m-tiles of 16 rows
@@ -503,8 +541,6 @@ __device__ void gret_states(const GretChunkParams& p) {
     constexpr int MT = Tiles::MT, NW = Tiles::NW;
     YOCO_DYNAMIC_SHARED(smem, 128);
     if (p.smem_bytes != L::bytes) __trap();
-    float* sCum = reinterpret_cast<float*>(smem + L::cum);
-    float* sFactors = reinterpret_cast<float*>(smem + L::factors);
 
     const int v0 = blockIdx.x * BV;
     const int h = blockIdx.y;
@@ -540,27 +576,28 @@ __device__ void gret_states(const GretChunkParams& p) {
         }
     }
 
-    const auto load_tiles = [&](int start, int stage) {
+    // The K and V tiles and the gate record of chunk `chunk` into stage `stage` (copies started,
+    // not committed).
+    const auto load_chunk = [&](int chunk, int stage) {
+        const int start = chunk * C;
         const int len = min(C, p.seq - start);
         const int64_t first = first_row(p, b, h, start);
         load_rows_async<C>(reinterpret_cast<T*>(smem + L::k + stage * L::tile_qk), L::ld_qk, k + first * D, row_stride, D, len);
         load_rows_async<C>(reinterpret_cast<T*>(smem + L::v + stage * L::tile_v), L::ld_v, v + first * D + v0, row_stride, BV, len);
+        load_record_async<GRET_THREADS>(reinterpret_cast<float*>(smem + L::records + stage * L::record), gate_record(p, bh, chunks, chunk));
     };
 
-    // The sequential kernel's two-stage pipeline, over K and V only.
-    float2 gates = load_gates(p, b, h, 0);
-    load_tiles(0, 0);
+    // The sequential kernel's two-stage pipeline, over K, V and the gate records (the gate pass
+    // scanned the gates: nothing on this chain but copies, the update and two barriers).
+    load_chunk(0, 0);
     yoco::cp_async_commit();
     for (int chunk = 0, stage = 0; chunk < chunks; ++chunk, stage ^= 1) {
-        const int start = chunk * C;
-        const int len = min(C, p.seq - start);
-        if (start + C < p.seq) load_tiles(start + C, stage ^ 1);
+        if (chunk + 1 < chunks) load_chunk(chunk + 1, stage ^ 1);
         yoco::cp_async_commit();
-        const float2 next_gates = load_gates(p, b, h, start + C);
         const T* sK = reinterpret_cast<const T*>(smem + L::k + stage * L::tile_qk);
         const T* sV = reinterpret_cast<const T*>(smem + L::v + stage * L::tile_v);
-        if (threadIdx.x < 32) gate_prefix(sCum, sFactors, gates.x, gates.y, len, p.scale);
-        gates = next_gates;
+        const float* sCum = reinterpret_cast<const float*>(smem + L::records + stage * L::record);
+        const float* sFactors = sCum + 2 * C;
         yoco::cp_async_wait<1>();
         __syncthreads();
 
@@ -635,7 +672,8 @@ __device__ void gret_outputs(const GretChunkParams& p) {
     const T* sV = reinterpret_cast<const T*>(smem + L::v);
     const T* sSb = reinterpret_cast<const T*>(smem + L::sb);
     float* sCum = reinterpret_cast<float*>(smem + L::cum);
-    float* sFactors = reinterpret_cast<float*>(smem + L::factors);
+    const float* sFactors = reinterpret_cast<const float*>(smem + L::factors);
+    static_assert(L::factors == L::cum + L::gates, "the gate record is copied whole");
 
     constexpr int blocks_v = D / BV;
     const int chunk = blockIdx.x / blocks_v;
@@ -651,13 +689,12 @@ __device__ void gret_outputs(const GretChunkParams& p) {
     const T* incoming = static_cast<const T*>(p.chunk_states) + (bh * chunks + chunk) * D * D + v0;
 
     constexpr int THREADS = GRET_OUTPUTS_THREADS;
-    const float2 gates = load_gates(p, b, h, start);
+    load_record_async<THREADS>(sCum, gate_record(p, bh, chunks, chunk));  // sCum, then sFactors
     load_rows_async<C, THREADS>(reinterpret_cast<T*>(smem + L::q), L::ld_qk, static_cast<const T*>(p.q) + first * D, row_stride, D, len);
     load_rows_async<C, THREADS>(reinterpret_cast<T*>(smem + L::k), L::ld_qk, static_cast<const T*>(p.k) + first * D, row_stride, D, len);
     load_rows_async<C, THREADS>(reinterpret_cast<T*>(smem + L::v), L::ld_v, static_cast<const T*>(p.v) + first * D + v0, row_stride, BV, len);
     load_rows_async<D, THREADS>(reinterpret_cast<T*>(smem + L::sb), L::ld_sb, incoming, D, BV, D);
     yoco::cp_async_commit();
-    if (threadIdx.x < 32) gate_prefix(sCum, sFactors, gates.x, gates.y, len, p.scale);
     yoco::cp_async_wait<0>();
     __syncthreads();
 
@@ -773,6 +810,7 @@ __device__ void gret_step(const GretStepParams& p) {
     extern "C" __global__ void __launch_bounds__(GRET_OUTPUTS_THREADS, D <= 128 ? 3 : 2) gret_outputs_##suffix##_d##D(const GretChunkParams p) { \
         gret_outputs<T, D>(p);                                                                             \
     }
+extern "C" __global__ void __launch_bounds__(GRET_GATES_THREADS) gret_gates(const GretChunkParams p) { scan_gates(p); }
 #define YOCO_GRET_STEP(suffix, T, D)                                                                       \
     extern "C" __global__ void __launch_bounds__(GRET_STEP_THREADS) gret_step_##suffix##_d##D(const GretStepParams p) { \
         gret_step<T, D>(p);                                                                                \

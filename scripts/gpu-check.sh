@@ -89,8 +89,8 @@ step() {
 }
 
 # Nsight Compute on one launch of each kernel whose target is most at risk, the causal prefill
-# attention (D 128, 16K tokens; the default shape and the wgmma one) and the gated-retention prefill (parallel schedule: states, then
-# outputs), at the benches' shapes: so that a miss comes back with its reason (speed of light
+# attention (D 128, 16K tokens; the default shape and the wgmma one) and the gated-retention
+# prefill (parallel schedule: gates, states, then outputs), at the benches' shapes: so that a miss comes back with its reason (speed of light
 # against the tensor and shared-memory pipes, occupancy, stall reasons) in the same call. The
 # clocks are left as the card has them (--clock-control none; ncu would otherwise lock them to
 # base while it profiles), and the bench is stopped once its launches are profiled (--kill).
@@ -108,7 +108,7 @@ profile() {
     # The same launch on the wgmma shape (its first GPU run: where its time goes, whatever it wins).
     YOCO_ATTN_PREFILL=wgmma YOCO_BENCH_DEVICES=cuda YOCO_BENCH_PACE=short step 40 "$file" "$ncu" "${options[@]}" -k regex:attention_prefill_wgmma_d128 \
         --launch-count 1 "$bin/benches/gqa" --bench --noplot "prefill-cuda:0-bf16/B1-Nq16384-Nk16384-H24/8-D128-causal"
-    YOCO_BENCH_DEVICES=cuda YOCO_BENCH_PACE=short step 40 "$file" "$ncu" "${options[@]}" -k "regex:gret_(states|outputs)" --launch-count 2 \
+    YOCO_BENCH_DEVICES=cuda YOCO_BENCH_PACE=short step 40 "$file" "$ncu" "${options[@]}" -k "regex:gret_(gates|states|outputs)" --launch-count 3 \
         "$bin/benches/gated_retention" --bench --noplot "gated_retention_prefill/cuda:0-bf16-chunk64-parallel/16384"
 }
 

@@ -17,6 +17,12 @@
  * (gret_outputs_<dtype>_d<D>): a warp per 16 tokens of the chunk. */
 #define GRET_OUTPUTS_BLOCK_V 64
 #define GRET_OUTPUTS_THREADS 128
+/* The parallel schedule's gate pass (gret_gates): threads per CTA, a warp per chunk; and the
+ * floats of each chunk's gate record it writes: the gates' cumulative sums in the chunk as f32
+ * high parts [GRET_CHUNK], low parts [GRET_CHUNK], then the key factors s·e^(b_last − b_t)
+ * [GRET_CHUNK] and the query factors e^(b_t) [GRET_CHUNK]. */
+#define GRET_GATES_THREADS 128
+#define GRET_GATE_RECORD (4 * GRET_CHUNK)
 /* Shared-memory row padding of the chunkwise kernel, in elements: 16-bit rows (Q, K, V, the
  * rounded scores and state) get 8 more (16 bytes), f32 rows (scores, state, output staging) 8 more
  * (32 bytes), so that the rows of a tensor-core fragment fall on different banks (see Layout in
@@ -45,6 +51,10 @@ typedef struct GretChunkParams {
      * state in the storage type: written by the states pass, read by the outputs pass; unused
      * (may be null) by the sequential kernel. */
     void* chunk_states;
+    /* The parallel schedule's [batch, heads, chunks, GRET_GATE_RECORD] f32 gate records: written
+     * by the gate pass, read by the states and outputs passes; unused (may be null) by the
+     * sequential kernel. */
+    float* chunk_gates;
     int32_t batch;
     int32_t seq;
     int32_t heads;

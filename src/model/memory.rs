@@ -38,9 +38,9 @@ pub struct Workload {
     pub span: usize,
     /// Bytes per element of weights, activations and K/V (states and gates are f32).
     pub elem: usize,
-    /// Whether gated retention's prefill keeps every chunk's incoming state for the length of the
-    /// call: the CUDA kernels' parallel schedule does (`yoco_gated_retention::ChunkSchedule`),
-    /// the CPU path does not.
+    /// Whether gated retention's prefill keeps every chunk's incoming state and gate record for
+    /// the length of the call: the CUDA kernels' parallel schedule does
+    /// (`yoco_gated_retention::parallel_schedule_bytes`), the CPU path does not.
     pub retention_chunk_states: bool,
 }
 
@@ -136,9 +136,8 @@ fn predict_one_sequence(c: &ModelConfig, w: &Workload) -> MemoryEstimate {
                 match c.architecture {
                     Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { heads, head_dim } } => {
                         // Retention: x, y, q, k, v, o, the f32 gates and, on CUDA, the chunks'
-                        // incoming states ([batch, heads, chunks, D, D]); the FFN half as below.
-                        let chunks = n.div_ceil(yoco_gated_retention::DEFAULT_CHUNK);
-                        let chunk_states = if w.retention_chunk_states { b * heads * chunks * head_dim * head_dim * w.elem } else { 0 };
+                        // incoming states and gate records; the FFN half as below.
+                        let chunk_states = if w.retention_chunk_states { yoco_gated_retention::parallel_schedule_bytes(b, n, heads, head_dim, w.elem) } else { 0 };
                         (6 * e + b * n * heads * 4 + chunk_states).max(6 * e + ffn).max(7 * e)
                     }
                     _ => {

@@ -25,6 +25,11 @@ const _: () = assert!(-(sys::GRET_GATE_FLOOR_MAGNITUDE as f32) == crate::GATE_FL
 const BLOCK_V_WIDE: usize = sys::GRET_BLOCK_V_WIDE as usize;
 const BLOCK_V_NARROW: usize = sys::GRET_BLOCK_V_NARROW as usize;
 const OUTPUTS_BLOCK_V: usize = sys::GRET_OUTPUTS_BLOCK_V as usize;
+/// Floats of a chunk's gate record (the parallel schedule's gate pass writes one per chunk).
+const GATE_RECORD: usize = sys::GRET_GATE_RECORD as usize;
+const GATES_WARPS: usize = sys::GRET_GATES_THREADS as usize / 32;
+// The buffers lib.rs reports (parallel_schedule_bytes) are the ones allocated here.
+const _: () = assert!(GATE_RECORD == crate::GATE_RECORD_FLOATS && CHUNK == crate::DEFAULT_CHUNK);
 
 /// The value columns per CTA of the prefill kernels that walk the chunks (the sequential kernel
 /// and the states pass). Each CTA walks all the chunks of its (head, sequence) in turn, so a launch takes as long as one CTA's chain whenever the grid fits
@@ -39,11 +44,13 @@ fn block_v(shape: RetentionShape, multiprocessors: usize) -> usize {
     }
 }
 
-/// The chunkwise prefill's kernels: the sequential one, and the parallel schedule's two passes.
+/// The chunkwise prefill's kernels: the sequential one, and the parallel schedule's three passes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Pass {
     /// `gret_chunkwise_*`: all the steps, chunk by chunk, carrying the state.
     Sequential,
+    /// `gret_gates`: every chunk's gate record (the gates' sums and per-token factors) at once.
+    Gates,
     /// `gret_states_*`: each chunk's incoming state into the buffer, chunk by chunk.
     States,
     /// `gret_outputs_*`: every chunk's outputs from the buffer, all chunks at once.
@@ -56,9 +63,9 @@ enum Pass {
 /// f32: scores [C, C], state [D, BV], the gate cumsum [C] and two per-token factors [2, C]. Every
 /// row is padded by GRET_PAD_16BIT (storage type) or GRET_PAD_F32 (f32) elements against bank
 /// conflicts. The sequential kernel keeps Q, K and V twice (the next chunk's prefetched) where
-/// that fits under GRET_SMEM_LIMIT; the states pass keeps K and V (and no Q) twice and its state
-/// in registers; the outputs pass, one chunk per CTA, keeps them once and has no f32 state, and
-/// its scores stay in registers.
+/// that fits under GRET_SMEM_LIMIT; the states pass keeps K, V (and no Q) and the gate record
+/// twice and its state in registers; the outputs pass, one chunk per CTA, keeps them once and has
+/// no f32 state, and its scores stay in registers. The gate pass has none.
 fn smem_bytes(pass: Pass, dim: usize, elem: usize, bv: usize) -> usize {
     let c = CHUNK;
     let row16 = |cols: usize| (cols + sys::GRET_PAD_16BIT as usize) * elem;
@@ -73,7 +80,8 @@ fn smem_bytes(pass: Pass, dim: usize, elem: usize, bv: usize) -> usize {
             let stages = if 2 * (2 * tile_qk + tile_v) + rest <= sys::GRET_SMEM_LIMIT as usize { 2 } else { 1 };
             stages * (2 * tile_qk + tile_v) + rest
         }
-        Pass::States => 2 * (tile_qk + tile_v) + gates,
+        Pass::Gates => 0,
+        Pass::States => 2 * (tile_qk + tile_v + gates),
         Pass::Outputs => 2 * tile_qk + tile_v + rounded_state + gates,
     }
 }
@@ -83,6 +91,7 @@ fn smem_bytes(pass: Pass, dim: usize, elem: usize, bv: usize) -> usize {
 fn prefill_entry(pass: Pass, dtype: DType, dim: usize, bv: usize) -> Result<&'static str> {
     use Pass::*;
     Ok(match (pass, dtype, dim, bv) {
+        (Gates, _, _, _) => entry::GRET_GATES,
         (Sequential, DType::BF16, 64, 32) => entry::GRET_CHUNKWISE_BF16_D64_V32,
         (Sequential, DType::BF16, 64, 64) => entry::GRET_CHUNKWISE_BF16_D64_V64,
         (Sequential, DType::BF16, 128, 32) => entry::GRET_CHUNKWISE_BF16_D128_V32,
@@ -161,10 +170,14 @@ pub(crate) fn chunkwise(
         return Err(Error::invalid(OP, "q", format!("{} heads × {} sequences exceed the grid's 65535 per dimension", shape.heads, shape.batch)));
     }
     let chunks = shape.seq.div_ceil(CHUNK);
-    // Each chunk's incoming state, in the storage type: [batch, heads, chunks, dim, dim].
-    let mut chunk_states = match schedule {
-        ChunkSchedule::Parallel => Some(Tensor::for_overwrite([shape.batch, shape.heads, chunks, shape.dim, shape.dim], q.dtype(), q.device(), MemoryCategory::Activations)?),
-        ChunkSchedule::Sequential => None,
+    // The parallel schedule's buffers: each chunk's incoming state in the storage type [batch,
+    // heads, chunks, dim, dim], and its gate record [batch, heads, chunks, GRET_GATE_RECORD] f32.
+    let (mut chunk_states, mut chunk_gates) = match schedule {
+        ChunkSchedule::Parallel => (
+            Some(Tensor::for_overwrite([shape.batch, shape.heads, chunks, shape.dim, shape.dim], q.dtype(), q.device(), MemoryCategory::Activations)?),
+            Some(Tensor::for_overwrite([shape.batch, shape.heads, chunks, GATE_RECORD], DType::F32, q.device(), MemoryCategory::Activations)?),
+        ),
+        ChunkSchedule::Sequential => (None, None),
     };
     let mut params = GretChunkParams {
         q: q.device_ptr()?,
@@ -177,6 +190,10 @@ pub(crate) fn chunkwise(
             Some(t) => t.device_ptr_mut()?,
             None => std::ptr::null_mut(),
         },
+        chunk_gates: match chunk_gates.as_mut() {
+            Some(t) => t.device_ptr_mut()? as *mut f32,
+            None => std::ptr::null_mut(),
+        },
         batch: dim_i32(OP, "batch", shape.batch)?,
         seq: dim_i32(OP, "seq", shape.seq)?,
         heads: dim_i32(OP, "heads", shape.heads)?,
@@ -186,22 +203,28 @@ pub(crate) fn chunkwise(
     let walking_grid = ((shape.dim / bv) as u32, shape.heads as u32, shape.batch as u32);
     // SAFETY (all launches): q, k, v, o hold [batch, seq, heads, dim] elements of the entry's
     // dtype, log_decay [batch, seq, heads] f32 and state [batch, heads, dim, dim] f32 (checked by
-    // lib.rs); chunk_states, where a pass uses it, [batch, heads, chunks, dim, dim] of the dtype
-    // (allocated above). The kernels that walk the chunks take a grid of dim / bv value blocks ×
-    // heads × batch (bv divides 64, 128 and 256) with the entry compiled for bv; the outputs pass
-    // takes chunks × dim / GRET_OUTPUTS_BLOCK_V blocks in x and heads × batch in y. Every block is
-    // the pass's threads and the dynamic shared memory its layout (which each kernel checks).
+    // lib.rs); chunk_states and chunk_gates, where a pass uses them, [batch, heads, chunks, dim,
+    // dim] of the dtype and [batch, heads, chunks, GRET_GATE_RECORD] f32 (allocated above). The
+    // gate pass takes chunks / (GRET_GATES_THREADS / 32) blocks (rounded up) in x and heads ×
+    // batch in y; the kernels that walk the chunks a grid of dim / bv value blocks × heads ×
+    // batch (bv divides 64, 128 and 256) with the entry compiled for bv; the outputs pass
+    // chunks × dim / GRET_OUTPUTS_BLOCK_V blocks in x and heads × batch in y. Every block is the
+    // pass's threads and the dynamic shared memory its layout (which each kernel checks).
     match schedule {
         ChunkSchedule::Sequential => unsafe { launch_prefill(&device, Pass::Sequential, &mut params, q.dtype(), shape.dim, bv, walking_grid) },
         ChunkSchedule::Parallel => {
             // A grid's x dimension holds up to 2³¹ − 1 blocks.
             let blocks = i32::try_from(chunks * (shape.dim / OUTPUTS_BLOCK_V))
                 .map_err(|_| Error::invalid(OP, "seq", format!("{} tokens: more chunks than a grid holds", shape.seq)))? as u32;
+            let pairs = (shape.heads * shape.batch) as u32;
+            let gate_blocks = chunks.div_ceil(GATES_WARPS) as u32; // fewer than the outputs pass's blocks
+            unsafe { launch_prefill(&device, Pass::Gates, &mut params, q.dtype(), shape.dim, bv, (gate_blocks, pairs, 1))? };
             unsafe { launch_prefill(&device, Pass::States, &mut params, q.dtype(), shape.dim, bv, walking_grid)? };
-            unsafe { launch_prefill(&device, Pass::Outputs, &mut params, q.dtype(), shape.dim, OUTPUTS_BLOCK_V, (blocks, (shape.heads * shape.batch) as u32, 1)) }
+            unsafe { launch_prefill(&device, Pass::Outputs, &mut params, q.dtype(), shape.dim, OUTPUTS_BLOCK_V, (blocks, pairs, 1)) }
         }
     }
-    // chunk_states is freed here, stream-ordered after the outputs pass that reads it.
+    // chunk_states and chunk_gates are freed here, stream-ordered after the outputs pass that
+    // reads them.
 }
 
 /// Launches `pass` with `params` (its shared-memory size set to the pass's) on `grid`.
@@ -214,7 +237,11 @@ unsafe fn launch_prefill(device: &CudaDevice, pass: Pass, params: &mut GretChunk
     let smem = smem_bytes(pass, dim, dtype.size_in_bytes(), bv);
     params.smem_bytes = smem as i32;
     let func = device.function_with_dynamic_smem(&MODULE, name, smem)?;
-    let threads = if pass == Pass::Outputs { sys::GRET_OUTPUTS_THREADS } else { sys::GRET_THREADS };
+    let threads = match pass {
+        Pass::Gates => sys::GRET_GATES_THREADS,
+        Pass::Outputs => sys::GRET_OUTPUTS_THREADS,
+        Pass::Sequential | Pass::States => sys::GRET_THREADS,
+    };
     let cfg = LaunchConfig { grid_dim: grid, block_dim: (threads, 1, 1), shared_mem_bytes: smem as u32 };
     let mut launch = device.stream().launch_builder(&func);
     launch.arg(&*params);
@@ -268,7 +295,7 @@ mod tests {
         for (dim, bv, bytes) in [(64, 32, 91136), (64, 64, 111616), (128, 32, 139264), (128, 64, 172032), (256, 32, 162816), (256, 64, 216064)] {
             assert_eq!(smem_bytes(Pass::Sequential, dim, 2, bv), bytes, "sequential, D = {dim}, BV = {bv}");
         }
-        for (dim, bv, bytes) in [(64, 32, 29696), (64, 64, 37888), (128, 32, 46080), (128, 64, 54272), (256, 32, 78848), (256, 64, 87040)] {
+        for (dim, bv, bytes) in [(64, 32, 30720), (64, 64, 38912), (128, 32, 47104), (128, 64, 55296), (256, 32, 79872), (256, 64, 88064)] {
             assert_eq!(smem_bytes(Pass::States, dim, 2, bv), bytes, "states, D = {dim}, BV = {bv}");
         }
         for (dim, bytes) in [(64, 37888), (128, 63488), (256, 114688)] {

@@ -40,6 +40,18 @@ pub const DEFAULT_CHUNK: usize = 64;
 /// of each gate alone and needs no floor.
 pub const GATE_FLOOR: f32 = -128.0;
 
+/// f32 values in a chunk's gate record, which the CUDA parallel schedule keeps for every chunk
+/// during a call: the gates' cumulative sums in the chunk (as high and low f32 parts) and two
+/// per-token decay factors, one chunk of each.
+const GATE_RECORD_FLOATS: usize = 4 * DEFAULT_CHUNK;
+
+/// Bytes of the transient buffers the CUDA [`ChunkSchedule::Parallel`] allocates for one call of
+/// `seq` tokens, freed when it returns: per chunk, head and sequence, the chunk's incoming state
+/// in the storage type (`D²·elem`) and its gate record (1 KB).
+pub fn parallel_schedule_bytes(batch: usize, seq: usize, heads: usize, dim: usize, elem: usize) -> usize {
+    batch * heads * seq.div_ceil(DEFAULT_CHUNK) * (dim * dim * elem + GATE_RECORD_FLOATS * 4)
+}
+
 /// How to run the op.
 #[derive(Clone, Copy, Debug)]
 pub struct RetentionOptions {
@@ -69,10 +81,11 @@ impl Default for RetentionOptions {
 /// so some of the work is sequential either way; the schedules differ in how much.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ChunkSchedule {
-    /// Two passes, flash-linear-attention's schedule: the chunks' incoming states in order (only
-    /// the state update is sequential), then every chunk's outputs at once. Takes a transient
-    /// buffer of those states in the storage type, `2·D²` bytes per chunk, head and sequence
-    /// (25 MB for 2,048 tokens × 24 heads at D = 128 in bf16), charged as activations.
+    /// Flash-linear-attention's schedule: every chunk's gates scanned at once, the chunks'
+    /// incoming states in order (only the state update is sequential), then every chunk's outputs
+    /// at once. Takes transient buffers of those states in the storage type and of the scanned
+    /// gates, `2·D²` + 1,024 bytes per chunk, head and sequence in bf16 (25 MB for 2,048 tokens ×
+    /// 24 heads at D = 128), charged as activations ([`parallel_schedule_bytes`]).
     #[default]
     Parallel,
     /// One pass carrying the state through the chunks, all of a chunk's work on the sequential

@@ -29,7 +29,7 @@
 //   head, sequence), all independent, does steps 1–3 from that buffer, a warp per 16 tokens of
 //   the chunk. The sequential chain shrinks to the state update, and the output work (over half
 //   the FLOPs and most of the elementwise work) fills the GPU however few heads there are, for
-//   2·D² bytes per chunk and head written and read back.
+//   2·D² bytes (and a 1 KB gate record) per chunk and head written and read back.
 // - Sequential, one kernel (gret_chunkwise_*): one CTA per (value block, head, sequence) does all
 //   four steps chunk by chunk, carrying the state. No buffer; its chain is the whole per-chunk
 //   work, so a launch lasts ~chunks × that. Kept as the measured alternative and the fallback.
@@ -91,12 +91,13 @@ constexpr int WARPS = GRET_THREADS / 32;
 // is followed by padding.
 //
 // Why the padding (bank conflicts): shared memory has 32 banks of 4 bytes, so addresses 128 bytes
-// apart share banks. A tensor-core fragment load reads 8 rows of a tile per step — ldmatrix (f16:
-// 8 rows × 16 bytes per phase) or 32-bit loads (bf16, which nvcc lowers to generic loads: 8 rows ×
-// 4 lanes × 4 bytes) — and every unpadded row is 128, 256 or 512 bytes long, so those 8 rows all
-// landed on the same 4 banks: 8-way conflicts on every Q, K, V, scores and state operand. With
-// 16 bytes of padding, row r starts at bank 4r (mod 32) and the 8 rows cover all 32 banks once.
-// The f32 accumulator tiles (scores, state, output staging) are loaded and stored as 64-bit pairs,
+// apart share banks. A tensor-core fragment load reads 8 rows of a tile per step — ldmatrix (the
+// parallel schedule's passes, and WMMA's f16 loads: 8 rows × 16 bytes per phase) or 32-bit loads
+// (WMMA's bf16 loads, which nvcc lowers to generic loads: 8 rows × 4 lanes × 4 bytes) — and every
+// unpadded row is 128, 256 or 512 bytes long, so those 8 rows all landed on the same 4 banks:
+// 8-way conflicts on every Q, K, V, scores and state operand. With 16 bytes of padding, row r
+// starts at bank 4r (mod 32) and the 8 rows cover all 32 banks once. The sequential kernel's f32
+// accumulator tiles (scores, state, output staging) are loaded and stored as 64-bit pairs,
 // a half-warp (rows g..g+3 × 32 bytes) per step: 32 bytes of padding put those 4 rows on disjoint
 // banks (16 would leave 2-way conflicts). Every row offset a fragment starts at is a multiple of
 // 16 rows × a multiple of 16 bytes, so fragment pointers stay 256-bit aligned, and ldm stays a
@@ -196,17 +197,24 @@ static_assert(StatesLayout<128, 32>::bytes == 47104 && StatesLayout<128, 64>::by
 static_assert(StatesLayout<256, 32>::bytes == 79872 && StatesLayout<256, 64>::bytes == 88064, "see cuda.rs");
 static_assert(OutputsLayout<64>::bytes == 37888 && OutputsLayout<128>::bytes == 63488 && OutputsLayout<256>::bytes == 114688, "see cuda.rs");
 
-// Starts copying ROWS rows of `cols` elements (a multiple of 8), by a block of THREADS, from global (row stride `stride`
-// elements, 16-byte aligned: whole allocations, D and the value block multiples of 8) into shared
-// (row stride `ld` elements) with 16-byte cp.async; rows from `valid` on are zero-filled (src-size
-// 0, reading nothing from row 0's address). The caller commits the group and waits for it.
-template <int ROWS, int THREADS = GRET_THREADS, typename T>
-__device__ __forceinline__ void load_rows_async(T* dst, int ld, const T* src, int64_t stride, int cols, int valid) {
+// Starts copying ROWS rows of COLS elements (a multiple of 8), by a block of THREADS, from global
+// (row stride `stride` elements, 16-byte aligned: whole allocations, D and the value block
+// multiples of 8) into shared (row stride `ld` elements) with 16-byte cp.async; rows from `valid`
+// on are zero-filled (src-size 0, reading nothing from row 0's address). The caller commits the
+// group and waits for it. The sizes are compile-time so that the loop unrolls with no division:
+// it is issued on the states pass's chain once a chunk.
+template <int ROWS, int COLS, int THREADS = GRET_THREADS, typename T>
+__device__ __forceinline__ void load_rows_async(T* dst, int ld, const T* src, int64_t stride, int valid) {
     constexpr int N = 16 / sizeof(T);
-    const int packs_per_row = cols / N;
-    for (int idx = threadIdx.x; idx < ROWS * packs_per_row; idx += THREADS) {
-        const int r = idx / packs_per_row;
-        const int c = idx % packs_per_row;
+    constexpr int PACKS_PER_ROW = COLS / N;
+    static_assert(COLS % N == 0, "rows of whole 16-byte packs");
+    constexpr int PACKS = ROWS * PACKS_PER_ROW;
+#pragma unroll
+    for (int it = 0; it < (PACKS + THREADS - 1) / THREADS; ++it) {
+        const int idx = it * THREADS + static_cast<int>(threadIdx.x);
+        if (PACKS % THREADS != 0 && idx >= PACKS) break;
+        const int r = idx / PACKS_PER_ROW;
+        const int c = idx % PACKS_PER_ROW;
         const bool in = r < valid;
         yoco::cp_async_16(dst + r * ld + c * N, src + (in ? r * stride : 0) + c * N, in);
     }
@@ -340,8 +348,10 @@ __device__ __forceinline__ void decay_scores_and_queries(const float* sA, T* sAb
     using S = Strides<D, BV>;
     for (int idx = threadIdx.x; idx < C * C; idx += GRET_THREADS) {
         const int t = idx / C, u = idx % C;
-        const float m = u <= t ? expf((sCum[t] - sCum[u]) + (sCum[C + t] - sCum[C + u])) : 0.0f;
-        sAb[t * S::ld_ab + u] = from_f32<T>(sA[t * S::ld_a + u] * scale * m);
+        // Masked entries are 0, not a score times 0: a later key's inf or NaN must not reach
+        // earlier tokens' outputs (in the recurrence they never meet).
+        const float ab = u <= t ? sA[t * S::ld_a + u] * scale * expf((sCum[t] - sCum[u]) + (sCum[C + t] - sCum[C + u])) : 0.0f;
+        sAb[t * S::ld_ab + u] = from_f32<T>(ab);
     }
     for (int idx = threadIdx.x; idx < C * D; idx += GRET_THREADS) {
         const int t = idx / D, e = t * S::ld_qk + idx % D;
@@ -438,9 +448,9 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
     const auto load_tiles = [&](int start, int stage) {
         const int len = min(C, p.seq - start);
         const int64_t first = first_row(p, b, h, start);
-        load_rows_async<C>(reinterpret_cast<T*>(smem + L::q + stage * L::tile_qk), L::ld_qk, q + first * D, row_stride, D, len);
-        load_rows_async<C>(reinterpret_cast<T*>(smem + L::k + stage * L::tile_qk), L::ld_qk, k + first * D, row_stride, D, len);
-        load_rows_async<C>(reinterpret_cast<T*>(smem + L::v + stage * L::tile_v), L::ld_v, v + first * D + v0, row_stride, BV, len);
+        load_rows_async<C, D>(reinterpret_cast<T*>(smem + L::q + stage * L::tile_qk), L::ld_qk, q + first * D, row_stride, len);
+        load_rows_async<C, D>(reinterpret_cast<T*>(smem + L::k + stage * L::tile_qk), L::ld_qk, k + first * D, row_stride, len);
+        load_rows_async<C, BV>(reinterpret_cast<T*>(smem + L::v + stage * L::tile_v), L::ld_v, v + first * D + v0, row_stride, len);
     };
 
     // Pipeline. With two stages the next chunk's tiles are copied into the other stage while this
@@ -533,7 +543,7 @@ struct StateTiles {
 // warp writes its part of the incoming state from them, scales them by e^(b_last), and adds
 // Kdᵀ V, whose A fragments are K's, read transposed by ldmatrix and each element multiplied by its
 // token's s·e^(b_last − b_t) and rounded (the value decay_keys stores). Shared memory holds only
-// the K and V tiles and the chunk's gate sums.
+// the K and V tiles and the chunk's gate record (sums and factors), two stages of each.
 template <typename T, int D, int BV>
 __device__ void gret_states(const GretChunkParams& p) {
     using L = StatesLayout<D, BV>;
@@ -582,8 +592,8 @@ __device__ void gret_states(const GretChunkParams& p) {
         const int start = chunk * C;
         const int len = min(C, p.seq - start);
         const int64_t first = first_row(p, b, h, start);
-        load_rows_async<C>(reinterpret_cast<T*>(smem + L::k + stage * L::tile_qk), L::ld_qk, k + first * D, row_stride, D, len);
-        load_rows_async<C>(reinterpret_cast<T*>(smem + L::v + stage * L::tile_v), L::ld_v, v + first * D + v0, row_stride, BV, len);
+        load_rows_async<C, D>(reinterpret_cast<T*>(smem + L::k + stage * L::tile_qk), L::ld_qk, k + first * D, row_stride, len);
+        load_rows_async<C, BV>(reinterpret_cast<T*>(smem + L::v + stage * L::tile_v), L::ld_v, v + first * D + v0, row_stride, len);
         load_record_async<GRET_THREADS>(reinterpret_cast<float*>(smem + L::records + stage * L::record), gate_record(p, bh, chunks, chunk));
     };
 
@@ -690,10 +700,10 @@ __device__ void gret_outputs(const GretChunkParams& p) {
 
     constexpr int THREADS = GRET_OUTPUTS_THREADS;
     load_record_async<THREADS>(sCum, gate_record(p, bh, chunks, chunk));  // sCum, then sFactors
-    load_rows_async<C, THREADS>(reinterpret_cast<T*>(smem + L::q), L::ld_qk, static_cast<const T*>(p.q) + first * D, row_stride, D, len);
-    load_rows_async<C, THREADS>(reinterpret_cast<T*>(smem + L::k), L::ld_qk, static_cast<const T*>(p.k) + first * D, row_stride, D, len);
-    load_rows_async<C, THREADS>(reinterpret_cast<T*>(smem + L::v), L::ld_v, static_cast<const T*>(p.v) + first * D + v0, row_stride, BV, len);
-    load_rows_async<D, THREADS>(reinterpret_cast<T*>(smem + L::sb), L::ld_sb, incoming, D, BV, D);
+    load_rows_async<C, D, THREADS>(reinterpret_cast<T*>(smem + L::q), L::ld_qk, static_cast<const T*>(p.q) + first * D, row_stride, len);
+    load_rows_async<C, D, THREADS>(reinterpret_cast<T*>(smem + L::k), L::ld_qk, static_cast<const T*>(p.k) + first * D, row_stride, len);
+    load_rows_async<C, BV, THREADS>(reinterpret_cast<T*>(smem + L::v), L::ld_v, static_cast<const T*>(p.v) + first * D + v0, row_stride, len);
+    load_rows_async<D, BV, THREADS>(reinterpret_cast<T*>(smem + L::sb), L::ld_sb, incoming, D, D);
     yoco::cp_async_commit();
     yoco::cp_async_wait<0>();
     __syncthreads();
@@ -729,8 +739,8 @@ __device__ void gret_outputs(const GretChunkParams& p) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
             const int t = rows[e / 2], u = 8 * nt + 2 * tig + e % 2;
-            const float m = u <= t ? expf((sCum[t] - sCum[u]) + (sCum[C + t] - sCum[C + u])) : 0.0f;
-            s[nt][e] = s[nt][e] * p.scale * m;
+            // Masked entries are 0, not a score times 0 (see decay_scores_and_queries).
+            s[nt][e] = u <= t ? s[nt][e] * p.scale * expf((sCum[t] - sCum[u]) + (sCum[C + t] - sCum[C + u])) : 0.0f;
         }
     }
 
@@ -798,7 +808,7 @@ __device__ void gret_step(const GretStepParams& p) {
 }  // namespace
 
 // One entry per dtype, head dim and value block; `kind` is chunkwise (sequential) or states (the
-// parallel schedule's first pass), GRET_THREADS each, one CTA per SM's worth of work (they walk
+// parallel schedule's second pass), GRET_THREADS each, one CTA per SM's worth of work (they walk
 // the chunks). The outputs pass (one value block, GRET_OUTPUTS_BLOCK_V; GRET_OUTPUTS_THREADS) asks
 // for three CTAs per SM at D ≤ 128 (≤ 62 KB of shared memory each) and two at D = 256 (112 KB),
 // so that the CTAs' loads overlap the others' products.

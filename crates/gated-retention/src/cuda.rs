@@ -60,7 +60,8 @@ enum Pass {
 /// Dynamic shared memory of a prefill kernel: the same layouts as `SequentialLayout`,
 /// `StatesLayout` and `OutputsLayout` in the .cu (the kernels trap if the two disagree). Tiles in
 /// the storage type: Q, K [C, D] and V [C, BV]; the rounded scores [C, C] and state [D, BV]; in
-/// f32: scores [C, C], state [D, BV], the gate cumsum [C] and two per-token factors [2, C]. Every
+/// f32: scores [C, C], state [D, BV], the gate cumsum [2, C] (high and low parts) and two per-token
+/// factors [2, C]. Every
 /// row is padded by GRET_PAD_16BIT (storage type) or GRET_PAD_F32 (f32) elements against bank
 /// conflicts. The sequential kernel keeps Q, K and V twice (the next chunk's prefetched) where
 /// that fits under GRET_SMEM_LIMIT; the states pass keeps K, V (and no Q) and the gate record
@@ -91,6 +92,10 @@ fn smem_bytes(pass: Pass, dim: usize, elem: usize, bv: usize) -> usize {
 fn prefill_entry(pass: Pass, dtype: DType, dim: usize, bv: usize) -> Result<&'static str> {
     use Pass::*;
     Ok(match (pass, dtype, dim, bv) {
+        // Before the gate pass, which takes any dtype: an f32 call launches nothing.
+        (_, DType::F32, _, _) => {
+            return Err(Error::Unsupported { op: "gated_retention", what: "f32 on CUDA: the tensor-core prefill takes bf16 or f16 (convert q, k, v)".into() })
+        }
         (Gates, _, _, _) => entry::GRET_GATES,
         (Sequential, DType::BF16, 64, 32) => entry::GRET_CHUNKWISE_BF16_D64_V32,
         (Sequential, DType::BF16, 64, 64) => entry::GRET_CHUNKWISE_BF16_D64_V64,
@@ -122,9 +127,6 @@ fn prefill_entry(pass: Pass, dtype: DType, dim: usize, bv: usize) -> Result<&'st
         (Outputs, DType::F16, 64, OUTPUTS_BLOCK_V) => entry::GRET_OUTPUTS_F16_D64,
         (Outputs, DType::F16, 128, OUTPUTS_BLOCK_V) => entry::GRET_OUTPUTS_F16_D128,
         (Outputs, DType::F16, 256, OUTPUTS_BLOCK_V) => entry::GRET_OUTPUTS_F16_D256,
-        (_, DType::F32, _, _) => {
-            return Err(Error::Unsupported { op: "gated_retention", what: "f32 on CUDA: the tensor-core prefill takes bf16 or f16 (convert q, k, v)".into() })
-        }
         _ => return Err(Error::Unsupported { op: "gated_retention", what: format!("head dim {dim} (value block {bv}) on CUDA for {pass:?}") }),
     })
 }
@@ -301,6 +303,7 @@ mod tests {
         for (dim, bytes) in [(64, 37888), (128, 63488), (256, 114688)] {
             assert_eq!(smem_bytes(Pass::Outputs, dim, 2, OUTPUTS_BLOCK_V), bytes, "outputs, D = {dim}");
         }
+        assert_eq!(smem_bytes(Pass::Gates, 128, 2, BLOCK_V_WIDE), 0, "the gate pass has no dynamic shared memory");
     }
 
     #[test]
@@ -312,8 +315,10 @@ mod tests {
                     prefill_entry(Pass::States, dtype, dim, bv).unwrap();
                 }
                 prefill_entry(Pass::Outputs, dtype, dim, OUTPUTS_BLOCK_V).unwrap();
+                prefill_entry(Pass::Gates, dtype, dim, BLOCK_V_NARROW).unwrap();
             }
         }
+        assert!(matches!(prefill_entry(Pass::Gates, DType::F32, 128, 64), Err(Error::Unsupported { .. })));
         assert!(prefill_entry(Pass::Outputs, DType::BF16, 128, BLOCK_V_NARROW).is_err());
         assert!(matches!(prefill_entry(Pass::States, DType::F32, 128, 64), Err(Error::Unsupported { .. })));
     }

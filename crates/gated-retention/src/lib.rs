@@ -84,7 +84,7 @@ pub enum ChunkSchedule {
     /// Flash-linear-attention's schedule: every chunk's gates scanned at once, the chunks'
     /// incoming states in order (only the state update is sequential), then every chunk's outputs
     /// at once. Takes transient buffers of those states in the storage type and of the scanned
-    /// gates, `2·D²` + 1,024 bytes per chunk, head and sequence in bf16 (25 MB for 2,048 tokens ×
+    /// gates, `2·D²` + 1,024 bytes per chunk, head and sequence in bf16 (26 MB for 2,048 tokens ×
     /// 24 heads at D = 128), charged as activations ([`parallel_schedule_bytes`]).
     #[default]
     Parallel,

@@ -192,3 +192,36 @@ fn extreme_gates_decay_to_zero_without_nan() {
     check_rel_l2("extreme gates o", &o.to_f64_vec().unwrap(), &want_o, 1e-5).unwrap();
     check_rel_l2("extreme gates state", &s.to_f64_vec().unwrap(), &want_s, 1e-5).unwrap();
 }
+
+/// A non-finite key reaches its own token's outputs and later ones only, as in the recurrence:
+/// the chunkwise forms mask later keys' scores to exactly 0 instead of multiplying them by 0 (an
+/// infinite score times 0 is NaN), on every device and, on CUDA, with both schedules.
+#[test]
+fn a_non_finite_key_reaches_no_earlier_token() {
+    const SEQ: usize = 100;
+    const DIM: usize = 64;
+    const BAD_TOKEN: usize = 40; // inside the first chunk, after some of its tokens
+    let case = Case { batch: 1, seq: SEQ, heads: 1, dim: DIM, chunk: 64, gates: Gates::Model, with_state: false };
+    for device in test_devices("a_non_finite_key_reaches_no_earlier_token") {
+        let (dtypes, schedules): (&[DType], &[ChunkSchedule]) = if device.is_cpu() {
+            (&[DType::F32, DType::BF16], &[ChunkSchedule::Parallel])
+        } else {
+            (&[DType::BF16, DType::F16], &[ChunkSchedule::Parallel, ChunkSchedule::Sequential])
+        };
+        for &dtype in dtypes {
+            let mut rng = case_rng("non-finite key");
+            let inputs = Inputs::draw(&mut rng, &case, dtype, &device).unwrap();
+            let mut k = inputs.k.to_f64_vec().unwrap();
+            k[BAD_TOKEN * DIM + 3] = f64::INFINITY;
+            let k = Tensor::from_f64(&k, [1, SEQ, 1, DIM], dtype, &device, MemoryCategory::Activations).unwrap();
+            for &schedule in schedules {
+                let options = RetentionOptions { schedule, ..RetentionOptions::default() };
+                let (o, _) = gated_retention(&inputs.q, &k, &inputs.v, &inputs.log_decay, None, &options).unwrap();
+                let o = o.to_f64_vec().unwrap();
+                let label = format!("{device:?} {dtype:?} {}", schedule.name());
+                assert!(o[..BAD_TOKEN * DIM].iter().all(|x| x.is_finite()), "{label}: an output before the infinite key is not finite");
+                assert!(o[BAD_TOKEN * DIM..].iter().any(|x| !x.is_finite()), "{label}: the infinite key reached no output");
+            }
+        }
+    }
+}

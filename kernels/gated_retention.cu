@@ -572,19 +572,24 @@ __device__ void gret_states(const GretChunkParams& p) {
     const auto element = [&](int mt, int e, int nt) {  // offset in a [D][D] matrix of pair e (row g or g + 8)
         return static_cast<int64_t>(i0 + 16 * mt + g + 8 * e) * D + v0 + n0 + 8 * nt + 2 * tig;
     };
-    float acc[MT][NW / 8][4];
+    // f(mt, nt, e) for each pair of this thread's accumulators, acc[mt][nt][2e] and [2e + 1]: the
+    // elements at element(mt, e, nt) and the next one.
+    const auto each_pair = [&](auto&& f) {
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt) {
+        for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-        for (int nt = 0; nt < NW / 8; ++nt) {
+            for (int nt = 0; nt < NW / 8; ++nt) {
 #pragma unroll
-            for (int e = 0; e < 2; ++e) {
-                const float2 pair = *reinterpret_cast<const float2*>(state + element(mt, e, nt));
-                acc[mt][nt][2 * e] = pair.x;
-                acc[mt][nt][2 * e + 1] = pair.y;
+                for (int e = 0; e < 2; ++e) f(mt, nt, e);
             }
         }
-    }
+    };
+    float acc[MT][NW / 8][4];
+    each_pair([&](int mt, int nt, int e) {
+        const float2 pair = *reinterpret_cast<const float2*>(state + element(mt, e, nt));
+        acc[mt][nt][2 * e] = pair.x;
+        acc[mt][nt][2 * e + 1] = pair.y;
+    });
 
     // The K and V tiles and the gate record of chunk `chunk` into stage `stage` (copies started,
     // not committed).
@@ -614,18 +619,11 @@ __device__ void gret_states(const GretChunkParams& p) {
         // The incoming state, rounded, then S = e^(b_last) S + Kdᵀ V.
         T* incoming = chunk_states + static_cast<int64_t>(chunk) * D * D;
         const float decay = expf(sCum[C - 1]);
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt) {
-#pragma unroll
-            for (int nt = 0; nt < NW / 8; ++nt) {
-#pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                    *reinterpret_cast<uint32_t*>(incoming + element(mt, e, nt)) = yoco::pack2<T>(acc[mt][nt][2 * e], acc[mt][nt][2 * e + 1]);
-                }
-#pragma unroll
-                for (int e = 0; e < 4; ++e) acc[mt][nt][e] *= decay;
-            }
-        }
+        each_pair([&](int mt, int nt, int e) {
+            *reinterpret_cast<uint32_t*>(incoming + element(mt, e, nt)) = yoco::pack2<T>(acc[mt][nt][2 * e], acc[mt][nt][2 * e + 1]);
+            acc[mt][nt][2 * e] *= decay;
+            acc[mt][nt][2 * e + 1] *= decay;
+        });
 #pragma unroll
         for (int kk = 0; kk < C / 16; ++kk) {
             // Tokens kk·16 + 2tig, + 1 (the low and high halves of a0, a1) and + 8, + 9 (a2, a3).
@@ -647,14 +645,9 @@ __device__ void gret_states(const GretChunkParams& p) {
         __syncthreads();  // the next chunk overwrites sCum, sFactors and this stage's tiles
     }
     yoco::cp_async_wait<0>();  // the last group is empty; say so
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt) {
-#pragma unroll
-        for (int nt = 0; nt < NW / 8; ++nt) {
-#pragma unroll
-            for (int e = 0; e < 2; ++e) *reinterpret_cast<float2*>(state + element(mt, e, nt)) = make_float2(acc[mt][nt][2 * e], acc[mt][nt][2 * e + 1]);
-        }
-    }
+    each_pair([&](int mt, int nt, int e) {
+        *reinterpret_cast<float2*>(state + element(mt, e, nt)) = make_float2(acc[mt][nt][2 * e], acc[mt][nt][2 * e + 1]);
+    });
 }
 
 // The parallel schedule's outputs pass: one CTA per (value block, chunk) in blockIdx.x (value

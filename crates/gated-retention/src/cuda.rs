@@ -165,8 +165,8 @@ pub(crate) fn chunkwise(
     const OP: &str = "gated_retention (cuda)";
     let device = q.device().as_cuda(OP)?.clone();
     let bv = block_v(shape, device.sm_count());
-    // The walking kernels take heads and sequences in the grid's y and z, the outputs pass their
-    // product in y: at most 65535 each.
+    // The walking kernels take heads and sequences in the grid's y and z, the gate and outputs
+    // passes their product in y: at most 65535 each.
     let pairs_limit = if schedule == ChunkSchedule::Parallel { 65535 } else { usize::MAX };
     if shape.heads > 65535 || shape.batch > 65535 || shape.heads * shape.batch > pairs_limit {
         return Err(Error::invalid(OP, "q", format!("{} heads × {} sequences exceed the grid's 65535 per dimension", shape.heads, shape.batch)));

@@ -22,14 +22,14 @@
 // Two schedules of those steps, both compiled; the host picks one (ChunkSchedule in lib.rs):
 // - Parallel, three kernels (flash-linear-attention's schedule): gret_gates, a warp per (chunk,
 //   head, sequence), scans every chunk's gates at once into a gate record per chunk (the sums and
-//   the per-token factors, 1 KB); gret_states_{bf16,f16}_d{64,128,256}_v{32,64}, one CTA per
+//   the per-token factors, 1 KiB); gret_states_{bf16,f16}_d{64,128,256}_v{32,64}, one CTA per
 //   (value block, head, sequence), walks the chunks in turn doing only steps 2 (Kd) and 4, and
 //   writes each chunk's incoming state Sb (rounded) to a [batch, heads, chunks, D, D] buffer;
 //   then gret_outputs_{bf16,f16}_d{D}, one CTA per (value block of GRET_OUTPUTS_BLOCK_V, chunk,
 //   head, sequence), all independent, does steps 1–3 from that buffer, a warp per 16 tokens of
 //   the chunk. The sequential chain shrinks to the state update, and the output work (over half
 //   the FLOPs and most of the elementwise work) fills the GPU however few heads there are, for
-//   2·D² bytes (and a 1 KB gate record) per chunk and head written and read back.
+//   2·D² bytes (and a 1 KiB gate record) per chunk and head written and read back.
 // - Sequential, one kernel (gret_chunkwise_*): one CTA per (value block, head, sequence) does all
 //   four steps chunk by chunk, carrying the state. No buffer; its chain is the whole per-chunk
 //   work, so a launch lasts ~chunks × that. Kept as the measured alternative and the fallback.
@@ -61,7 +61,7 @@
 //      every operand; bf16's WMMA loads were generic 32-bit loads plus MOVM transposes). Outputs:
 //      the scores decayed and rounded on their accumulators, Q decayed on its fragments, no f32
 //      staging in shared memory and one barrier instead of four, causal key groups skipped per
-//      warp; 62 KB of shared memory at D = 128 (3 CTAs an SM) against 89 KB (2). States: the
+//      warp; 62 KiB of shared memory at D = 128 (3 CTAs an SM) against 89 KiB (2). States: the
 //      state in the accumulators across every chunk (before, each chunk loaded and stored it
 //      between shared memory and WMMA fragments), K decayed on its fragments instead of in
 //      shared memory, two barriers a chunk instead of three, and the gates scanned beforehand
@@ -803,7 +803,7 @@ __device__ void gret_step(const GretStepParams& p) {
 // One entry per dtype, head dim and value block; `kind` is chunkwise (sequential) or states (the
 // parallel schedule's second pass), GRET_THREADS each, one CTA per SM's worth of work (they walk
 // the chunks). The outputs pass (one value block, GRET_OUTPUTS_BLOCK_V; GRET_OUTPUTS_THREADS) asks
-// for three CTAs per SM at D ≤ 128 (≤ 62 KB of shared memory each) and two at D = 256 (112 KB),
+// for three CTAs per SM at D ≤ 128 (≤ 62 KiB of shared memory each) and two at D = 256 (112 KiB),
 // so that the CTAs' loads overlap the others' products.
 #define YOCO_GRET_PREFILL(kind, suffix, T, D, BV, name_tail)                                                  \
     extern "C" __global__ void __launch_bounds__(GRET_THREADS, 1) gret_##kind##_##suffix##_d##D##name_tail(const GretChunkParams p) { \

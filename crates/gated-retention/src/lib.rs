@@ -47,7 +47,7 @@ const GATE_RECORD_FLOATS: usize = 4 * DEFAULT_CHUNK;
 
 /// Bytes of the transient buffers the CUDA [`ChunkSchedule::Parallel`] allocates for one call of
 /// `seq` tokens, freed when it returns: per chunk, head and sequence, the chunk's incoming state
-/// in the storage type (`D²·elem`) and its gate record (1 KB).
+/// in the storage type (`D²·elem`) and its gate record (1 KiB).
 pub fn parallel_schedule_bytes(batch: usize, seq: usize, heads: usize, dim: usize, elem: usize) -> usize {
     batch * heads * seq.div_ceil(DEFAULT_CHUNK) * (dim * dim * elem + GATE_RECORD_FLOATS * 4)
 }

@@ -18,7 +18,7 @@ namespace yoco_emu {
 
 namespace {
 
-// Stacks hold the kernels' register arrays and whole 16x16 wmma tiles per lane.
+// Stacks hold the kernels' register arrays (a thread's accumulators and fragments).
 constexpr size_t STACK_BYTES = 256 * 1024;
 constexpr int WARP = 32;
 
@@ -327,10 +327,6 @@ const char* warp_op_name(WarpOp op) {
         case WarpOp::SyncWarp: return "__syncwarp";
         case WarpOp::Mma: return "mma.sync";
         case WarpOp::LdMatrix: return "ldmatrix";
-        case WarpOp::WmmaLoad: return "wmma::load_matrix_sync";
-        case WarpOp::WmmaStore: return "wmma::store_matrix_sync";
-        case WarpOp::WmmaMma: return "wmma::mma_sync";
-        case WarpOp::WmmaFill: return "wmma::fill_fragment";
         case WarpOp::Wgmma: return "wgmma.mma_async";
         case WarpOp::WgmmaFence: return "wgmma.fence";
     }

@@ -23,14 +23,12 @@
  * [GRET_CHUNK] and the query factors e^(b_t) [GRET_CHUNK]. */
 #define GRET_GATES_THREADS 128
 #define GRET_GATE_RECORD (4 * GRET_CHUNK)
-/* Shared-memory row padding of the chunkwise kernel, in elements: 16-bit rows (Q, K, V, the
- * rounded scores and state) get 8 more (16 bytes), f32 rows (scores, state, output staging) 8 more
- * (32 bytes), so that the rows of a tensor-core fragment fall on different banks (see Layout in
- * the .cu). Part of the layout the host sizes and the kernel checks. */
+/* Shared-memory row padding of the chunkwise kernels, in elements: the 16-bit rows (Q, K, V and
+ * the rounded state) get 8 more (16 bytes), so that the 8 rows an ldmatrix reads fall on
+ * different banks (see Strides in the .cu). Part of the layout the host sizes and the kernel
+ * checks. */
 #define GRET_PAD_16BIT 8
-#define GRET_PAD_F32 8
-/* The most dynamic shared memory an sm_90 CTA can have (227 KB). The chunkwise kernel keeps two
- * stages of its Q/K/V tiles (copying the next chunk's while computing) where they fit under it. */
+/* The most dynamic shared memory an sm_90 CTA can have (227 KiB): every layout fits under it. */
 #define GRET_SMEM_LIMIT 232448
 /* The chunkwise kernels take each log-decay as at least −GRET_GATE_FLOOR_MAGNITUDE, so that a
  * chunk's cumulative sum of gates stays finite (the decay is 0 in f32 either way): the CPU path's

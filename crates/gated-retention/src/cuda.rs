@@ -58,32 +58,23 @@ enum Pass {
 }
 
 /// Dynamic shared memory of a prefill kernel: the same layouts as `SequentialLayout`,
-/// `StatesLayout` and `OutputsLayout` in the .cu (the kernels trap if the two disagree). Tiles in
-/// the storage type: Q, K [C, D] and V [C, BV]; the rounded scores [C, C] and state [D, BV]; in
-/// f32: scores [C, C], state [D, BV], the gate cumsum [2, C] (high and low parts) and two per-token
-/// factors [2, C]. Every
-/// row is padded by GRET_PAD_16BIT (storage type) or GRET_PAD_F32 (f32) elements against bank
-/// conflicts. The sequential kernel keeps Q, K and V twice (the next chunk's prefetched) where
-/// that fits under GRET_SMEM_LIMIT; the states pass keeps K, V (and no Q) and the gate record
-/// twice and its state in registers; the outputs pass, one chunk per CTA, keeps them once and has
-/// no f32 state, and its scores stay in registers. The gate pass has none.
+/// `StatesLayout` and `OutputsLayout` in the .cu (the kernels trap if the two disagree), in the
+/// storage type: Q, K [C, D], V [C, BV] and the rounded state [D, BV], every row padded by
+/// GRET_PAD_16BIT elements against bank conflicts; and a chunk's gate record (the cumsum's f32
+/// high and low parts and two per-token factors, [4, C] f32). The states live in registers. The
+/// sequential kernel keeps Q, K and V twice (the next chunk's prefetched) and one rounded state
+/// and record; the states pass K, V and the record twice; the outputs pass, one chunk per CTA,
+/// everything once. The gate pass has none.
 fn smem_bytes(pass: Pass, dim: usize, elem: usize, bv: usize) -> usize {
     let c = CHUNK;
     let row16 = |cols: usize| (cols + sys::GRET_PAD_16BIT as usize) * elem;
-    let row32 = |cols: usize| (cols + sys::GRET_PAD_F32 as usize) * 4;
-    let (tile_qk, tile_v) = (c * row16(dim), c * row16(bv));
-    let (scores, rounded_scores) = (c * row32(c), c * row16(c));
-    let (state, rounded_state) = (dim * row32(bv), dim * row16(bv));
-    let gates = 4 * c * 4; // the cumsum (f32 high and low parts), the key factors, the query factors
+    let (tile_qk, tile_v, rounded_state) = (c * row16(dim), c * row16(bv), dim * row16(bv));
+    let record = GATE_RECORD * 4;
     match pass {
-        Pass::Sequential => {
-            let rest = scores + rounded_scores + state + rounded_state + gates;
-            let stages = if 2 * (2 * tile_qk + tile_v) + rest <= sys::GRET_SMEM_LIMIT as usize { 2 } else { 1 };
-            stages * (2 * tile_qk + tile_v) + rest
-        }
+        Pass::Sequential => 2 * (2 * tile_qk + tile_v) + rounded_state + record,
         Pass::Gates => 0,
-        Pass::States => 2 * (tile_qk + tile_v + gates),
-        Pass::Outputs => 2 * tile_qk + tile_v + rounded_state + gates,
+        Pass::States => 2 * (tile_qk + tile_v + record),
+        Pass::Outputs => 2 * tile_qk + tile_v + rounded_state + record,
     }
 }
 
@@ -294,7 +285,7 @@ mod tests {
     /// The kernels' layout sizes, static_asserted in gated_retention.cu with the same numbers.
     #[test]
     fn shared_memory_matches_the_kernel_layouts() {
-        for (dim, bv, bytes) in [(64, 32, 91136), (64, 64, 111616), (128, 32, 139264), (128, 64, 172032), (256, 32, 162816), (256, 64, 216064)] {
+        for (dim, bv, bytes) in [(64, 32, 53248), (64, 64, 65536), (128, 32, 91136), (128, 64, 107520), (256, 32, 166912), (256, 64, 191488)] {
             assert_eq!(smem_bytes(Pass::Sequential, dim, 2, bv), bytes, "sequential, D = {dim}, BV = {bv}");
         }
         for (dim, bv, bytes) in [(64, 32, 30720), (64, 64, 38912), (128, 32, 47104), (128, 64, 55296), (256, 32, 79872), (256, 64, 88064)] {

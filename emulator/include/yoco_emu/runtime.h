@@ -25,7 +25,7 @@ struct dim3 {
 namespace yoco_emu {
 
 // The warp-wide operations, named so that lanes meeting at different ones is reported.
-enum class WarpOp : int { Shuffle, Vote, SyncWarp, Mma, LdMatrix, WmmaLoad, WmmaStore, WmmaMma, WmmaFill, Wgmma, WgmmaFence };
+enum class WarpOp : int { Shuffle, Vote, SyncWarp, Mma, LdMatrix, Wgmma, WgmmaFence };
 const char* warp_op_name(WarpOp op);
 
 // Bytes each lane may place in its exchange slot for one warp-wide operation.

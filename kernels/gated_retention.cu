@@ -12,8 +12,8 @@
 // Those roundings are exactly where flash-linear-attention's chunk_simple_gla rounds; the tests'
 // "plain" reference (reference::chunkwise_plain) rounds at the same places. The per-token factors
 // e^b and s·e^(b_last − b) are computed once per token, with the gate cumsum (gate_prefix).
-// Every kernel multiplies on mma.sync (m16n8k16, f32 accumulators) with its operands in
-// registers, loaded by ldmatrix: the state in the accumulators of the CTA's warps from the first
+// The chunkwise kernels multiply on mma.sync (m16n8k16, f32 accumulators) with their operands
+// in registers, loaded by ldmatrix: the state in the accumulators of the CTA's warps from the first
 // chunk to the last (WarpState), a chunk's outputs computed by a warp per 16 tokens
 // (chunk_outputs). A CTA owns a value block of BV columns of the state and outputs.
 //
@@ -35,8 +35,8 @@
 //   lasts ~chunks × that. Kept as the measured alternative and the fallback.
 //
 // Versions of the sequential kernel (none measured on a GPU yet: the machines they were written on
-// have none; each was checked against a numpy emulation of its exact tiling and the f64 recurrent
-// reference):
+// have none; 1–6 were checked against a numpy emulation of their exact tiling and the f64
+// recurrent reference, 7 and 8 on the CPU emulator, emulator/, against the f64 reference):
 //   1. The first: unpadded shared memory, estimated (by review, from the SASS) at ~20 µs per
 //      chunk on H200, mostly 8-way bank conflicts on every fragment load.
 //   2. Shared-memory rows padded (Strides): conflict-free fragment and accumulator accesses, ~8×
@@ -92,10 +92,11 @@ constexpr int WARPS = GRET_THREADS / 32;
 //
 // Why the padding (bank conflicts): shared memory has 32 banks of 4 bytes, so addresses 128 bytes
 // apart share banks. An ldmatrix reads 8 rows × 16 bytes of a tile per phase, and every unpadded
-// row is 128, 256 or 512 bytes long, so those 8 rows all landed on the same 4 banks: 8-way
-// conflicts on every Q, K, V and state operand. With 16 bytes of padding, row r starts at bank
-// 4r (mod 32) and the 8 rows cover all 32 banks once; the 32-bit stores of the rounded state
-// into sSb (rows g and g + 8, columns 2·tig) fall on distinct banks for the same reason.
+// row is a multiple of 64 bytes long (64 at BV = 32, up to 512 at D = 256), so those 8 rows fell
+// on at most 2 groups of 4 banks: 4- to 8-way conflicts on every Q, K, V and state operand. With
+// 16 bytes of padding a row is an odd multiple of 16 bytes, so 8 consecutive rows start in 8
+// different groups of 4 banks and cover all 32 once; the 32-bit stores of the rounded state into
+// sSb (rows g and g + 8, columns 2·tig) fall on distinct banks for the same reason.
 template <int D, int BV>
 struct Strides {
     static constexpr int ld_qk = D + GRET_PAD_16BIT;   // sQ, sK
@@ -466,8 +467,8 @@ struct WarpState {
 // The sequential schedule: one CTA per (value block, head, sequence) carries the state through
 // the chunks, all four steps per chunk: the state (WarpState) written rounded to sSb and decayed,
 // then warps 0–3 compute the chunk's outputs from sSb (chunk_outputs) while every warp adds the
-// chunk to its part of the state. Warp 0 scans each chunk's gates (gate_prefix) itself: no
-// buffer.
+// chunk to its part of the state. The last warp, which computes no outputs, scans each chunk's
+// gates (gate_prefix) itself: no buffer.
 template <typename T, int D, int BV>
 __device__ void gret_chunkwise(const GretChunkParams& p) {
     using L = SequentialLayout<D, BV>;
@@ -503,9 +504,9 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
     // previous chunk's last barrier, so the copy is issued only after it (top of the loop). One
     // cp.async group per chunk, committed even when empty (last chunk), so that wait_group 1
     // always means "all but the newest group — this chunk's — done"; the barrier after the wait
-    // makes every thread's copies visible to all. The gates are loaded a chunk ahead into
-    // warp 0's registers, out of the way of the copies.
-    const bool scans = threadIdx.x < 32;
+    // makes every thread's copies visible to all. The gates are loaded a chunk ahead into the
+    // scanning warp's registers, out of the way of the copies.
+    const bool scans = threadIdx.x / 32 == WARPS - 1;
     float2 gates = scans ? load_gates(p, b, h, 0) : float2{};
     load_tiles(0, 0);
     yoco::cp_async_commit();
@@ -525,6 +526,7 @@ __device__ void gret_chunkwise(const GretChunkParams& p) {
         slice.store_rounded_and_decay(sSb, L::ld_sb, 0, expf(sCum[C - 1]));
         __syncthreads();  // sSb complete
 
+        static_assert(WARPS >= C / 16, "a warp per 16 tokens of the chunk for the outputs");
         if (threadIdx.x < C / 16 * 32) {
             chunk_outputs<T, D, BV>(sQ, sK, sV, sSb, sCum, sFactors, p.scale, static_cast<T*>(p.o), first_row(p, b, h, start), p.heads, v0, len);
         }

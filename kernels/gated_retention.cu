@@ -173,9 +173,9 @@ static_assert(StatesLayout<128, 32>::bytes == 47104 && StatesLayout<128, 64>::by
 static_assert(StatesLayout<256, 32>::bytes == 79872 && StatesLayout<256, 64>::bytes == 88064, "see cuda.rs");
 static_assert(OutputsLayout<64>::bytes == 37888 && OutputsLayout<128>::bytes == 63488 && OutputsLayout<256>::bytes == 114688, "see cuda.rs");
 
-// Starts copying ROWS rows of COLS elements (a multiple of 8), by a block of THREADS, from global
-// (row stride `stride` elements, 16-byte aligned: whole allocations, D and the value block
-// multiples of 8) into shared (row stride `ld` elements) with 16-byte cp.async; rows from `valid`
+// Starts copying ROWS rows of COLS elements (whole 16-byte packs), by a block of THREADS, from
+// global (row stride `stride` elements, 16-byte aligned: whole allocations, D and the value block
+// multiples of 8, gate records 1 KiB apart) into shared (row stride `ld` elements) with 16-byte cp.async; rows from `valid`
 // on are zero-filled (src-size 0, reading nothing from row 0's address). The caller commits the
 // group and waits for it. The sizes are compile-time so that the loop unrolls with no division:
 // it is issued on the states pass's chain once a chunk.
@@ -208,11 +208,10 @@ __device__ __forceinline__ float* gate_record(const GretChunkParams& p, int64_t 
     return p.chunk_gates + (bh * chunks + chunk) * GRET_GATE_RECORD;
 }
 
-// Starts copying a gate record into shared memory (16-byte cp.async by a block of THREADS; the
-// caller commits the group and waits for it).
+// Starts copying a gate record into shared memory: one row of load_rows_async.
 template <int THREADS>
 __device__ __forceinline__ void load_record_async(float* dst, const float* src) {
-    for (int idx = threadIdx.x; idx < GRET_GATE_RECORD / 4; idx += THREADS) yoco::cp_async_16(dst + 4 * idx, src + 4 * idx, true);
+    load_rows_async<1, GRET_GATE_RECORD, THREADS>(dst, 0, src, 0, 1);
 }
 
 // A lane's two gates of the chunk starting at token `start` (tokens start + 2·lane and
@@ -361,8 +360,7 @@ __device__ __forceinline__ void chunk_outputs(const T* sQ, const T* sK, const T*
         yoco::ldmatrix_x4(a[0], q_row + kk * 16);
 #pragma unroll
         for (int r = 0; r < 4; ++r) {  // a0, a2: row g; a1, a3: row g + 8
-            const float2 pair = yoco::unpack2<T>(a[0][r]);
-            a[0][r] = yoco::pack2<T>(pair.x * query_factor[r % 2], pair.y * query_factor[r % 2]);
+            a[0][r] = yoco::scale2<T>(a[0][r], query_factor[r % 2], query_factor[r % 2]);
         }
         yoco::mma_kn_block<T, 1, BV>(acc, a, sSb + kk * 16 * S::ld_sb, S::ld_sb);
     }
@@ -455,8 +453,7 @@ struct WarpState {
 #pragma unroll
                 for (int r = 0; r < 4; ++r) {
                     const float2 factor = r < 2 ? low : high;
-                    const float2 pair = yoco::unpack2<T>(a[mt][r]);
-                    a[mt][r] = yoco::pack2<T>(pair.x * factor.x, pair.y * factor.y);
+                    a[mt][r] = yoco::scale2<T>(a[mt][r], factor.x, factor.y);
                 }
             }
             yoco::mma_kn_block<T, MT, NW>(acc, a, sV + kk * 16 * S::ld_v + n0, S::ld_v);

@@ -71,6 +71,14 @@ template <> __device__ __forceinline__ float2 unpack2<__half>(uint32_t w) {
     return __half22float2(h);
 }
 
+// A word of two T elements multiplied by f_lo and f_hi (the low and the high element), rounded
+// back: a tensor-core operand scaled in registers, with the value from_f32(to_f32(x) · f) has.
+template <typename T>
+__device__ __forceinline__ uint32_t scale2(uint32_t w, float f_lo, float f_hi) {
+    const float2 v = unpack2<T>(w);
+    return pack2<T>(v.x * f_lo, v.y * f_hi);
+}
+
 // A pack's elements as f32 (to_f32 of each), and f32 values rounded into a pack (from_f32 of each).
 template <typename T>
 __device__ __forceinline__ void unpack(const uint4& p, float (&f)[Pack<T>::N]) {

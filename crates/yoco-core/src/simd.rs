@@ -87,7 +87,7 @@ pub fn store_narrowed<T: Element, V: Simd>(v: V, s: &mut [T]) {
 use x86::{Avx2, Avx512};
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
     use super::Simd;
@@ -158,21 +158,33 @@ mod x86 {
             // SAFETY: AVX-512F present; s holds 16 u16 (unaligned store). The rounding of
             // `bf16_from_f32` (dtype.rs) lane by lane: add 0x7FFF plus the kept part's lowest
             // bit, keep the top half; a NaN keeps its top half with the quiet bit set.
-            unsafe {
-                let bits = _mm512_castps_si512(self.0);
-                let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
-                let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF))));
-                let quiet_nan = _mm512_or_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(0x40));
-                let nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(bits, _mm512_set1_epi32(0x7FFF_FFFF)), _mm512_set1_epi32(0x7F80_0000));
-                let halves = _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, quiet_nan));
-                _mm256_storeu_si256(s.as_mut_ptr().cast(), halves)
-            }
+            unsafe { _mm256_storeu_si256(s.as_mut_ptr().cast(), bf16_bits(self.0)) }
         }
         #[inline(always)]
         fn store_f16(self, s: &mut [u16]) {
             let s: &mut [u16; 16] = (&mut s[..16]).try_into().expect("16 lanes");
             // SAFETY: AVX-512F present; s holds 16 u16 (unaligned store).
             unsafe { _mm256_storeu_si256(s.as_mut_ptr().cast(), _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(self.0)) }
+        }
+    }
+
+    /// The 16 lanes of `v` rounded to bf16 as `bf16_from_f32` (dtype.rs) rounds one: add 0x7FFF
+    /// plus the kept part's lowest bit, keep the top half; a NaN keeps its top half with the quiet
+    /// bit set. Also for kernels that hold their results in AVX-512 registers
+    /// (`matmul/bf16_pairs.rs`).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F (inlined into callers compiled with it).
+    #[inline(always)]
+    pub(crate) unsafe fn bf16_bits(v: __m512) -> __m256i {
+        // SAFETY: AVX-512F present (the caller's promise).
+        unsafe {
+            let bits = _mm512_castps_si512(v);
+            let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
+            let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF))));
+            let quiet_nan = _mm512_or_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(0x40));
+            let nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(bits, _mm512_set1_epi32(0x7FFF_FFFF)), _mm512_set1_epi32(0x7F80_0000));
+            _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, quiet_nan))
         }
     }
 

@@ -30,8 +30,8 @@ use rayon::prelude::*;
 use super::scratch::Scratch;
 use super::shared_out::SharedOut;
 use super::words::transpose_16;
+use crate::simd::x86::bf16_bits;
 use crate::simd::Isa;
-use crate::Element;
 
 /// The CPU has AVX512-BF16 (and the AVX-512 the other kernels use), and `YOCO_CPU_ISA` does not
 /// ask for narrower vectors. Detected once per process.
@@ -186,14 +186,15 @@ impl PanelTask<'_> {
             }
         }
         let valid = PANEL.min(self.n - self.first);
+        // Lanes of each vector below n: rounded in registers and stored under a mask.
+        let masks: [__mmask16; 2] = std::array::from_fn(|v| ((1u32 << valid.saturating_sub(16 * v).min(16)) - 1) as u16);
         for (r, acc) in acc.iter().enumerate().take(self.m.saturating_sub(r0)) {
-            let mut sums = [0f32; PANEL];
-            _mm512_storeu_ps(sums.as_mut_ptr(), acc[0]);
-            _mm512_storeu_ps(sums[16..].as_mut_ptr(), acc[1]);
             // SAFETY: row r0 + r, columns first .. first + valid belong to this task alone.
-            let to = unsafe { self.out.slice((r0 + r) * self.n + self.first, valid) };
-            for (c, &s) in to.iter_mut().zip(&sums) {
-                *c = <bf16 as Element>::from_f32(s);
+            let to = unsafe { self.out.slice((r0 + r) * self.n + self.first, valid) }.as_mut_ptr();
+            for (v, (&acc, &mask)) in acc.iter().zip(&masks).enumerate() {
+                // SAFETY: the masked store writes only the lanes below `valid`, which lie in `to`;
+                // the features are enabled in `run`, which this is inlined into.
+                unsafe { _mm256_mask_storeu_epi16(to.add(16 * v).cast(), mask, bf16_bits(acc)) };
             }
         }
     }

@@ -6,10 +6,13 @@
 //! on the Xeon with AMX the project also ran on (172 against 345), where products from 24 rows
 //! take the AMX tiles instead (`bf16_amx.rs`, which packs the weights with [`pack_panel`]).
 //!
-//! Two forms, by the number of rows:
+//! Three forms, by the number of rows (`matmul_nt_widened` chooses):
 //! - [`packed`] (many rows, prefill), here: the weights `b` packed per call into panels of 32
 //!   columns whose lanes hold a column's pair `(b[j, 2p], b[j, 2p + 1])`, and `a` into blocks of 8
 //!   rows, each pair of a row broadcast; 8 rows × 2 vectors of accumulators;
+//! - the in-place form (`bf16_pairs_in_place.rs`; from 32 rows while `a` is small): the roles
+//!   swapped, `a` packed into the same panels and the weights' pairs broadcast from where they
+//!   lie, so that the weights are not copied;
 //! - the dot form (a few rows, small batches; `dots.rs`, shared with f32): no packing; 4 rows of
 //!   `a` against 4 rows of `b`, 32 elements of each row a step, lanes summed at the end.
 //!
@@ -18,7 +21,7 @@
 //! and results as zero (its DAZ and FTZ are fixed): values below 2^-126 in magnitude, which the
 //! widening path keeps, count as 0 here, as in oneDNN's bf16 kernels.
 //!
-//! Soundness: the intrinsics need AVX-512F, BW and BF16; they are called only from
+//! Soundness: the intrinsics need AVX-512F, BW, VL and BF16; they are called only from
 //! [`available`]-checked entries compiled with those features.
 
 use std::arch::x86_64::*;
@@ -33,8 +36,8 @@ use super::words::transpose_16;
 use crate::simd::x86::bf16_bits;
 use crate::simd::Isa;
 
-/// The CPU has AVX512-BF16 (and the AVX-512 the other kernels use), and `YOCO_CPU_ISA` does not
-/// ask for narrower vectors. Detected once per process.
+/// The CPU has AVX512-BF16 (and the AVX-512 the other kernels use: F, VL, BW, DQ), and
+/// `YOCO_CPU_ISA` does not ask for narrower vectors. Detected once per process.
 pub(super) fn available() -> bool {
     static DETECTED: OnceLock<bool> = OnceLock::new();
     *DETECTED.get_or_init(|| Isa::detect() == Isa::Avx512 && is_x86_feature_detected!("avx512bf16"))
@@ -81,7 +84,7 @@ pub(super) fn packed(m: usize, n: usize, k: usize, a: &[bf16], b: &[bf16], c: &m
             let (rb, j) = (t / panels, t % panels);
             let rows = rb * ROWS..((rb + 1) * ROWS).min(m);
             let task = PanelTask { m, n, pairs, a, panel: &panels_packed[j * pairs * PANEL..][..pairs * PANEL], first: first + j * PANEL, rows, out };
-            // SAFETY: `available` (the caller's check) found AVX-512F, BW and BF16.
+            // SAFETY: `available` (the caller's check) found AVX-512F, BW, VL and BF16.
             unsafe { task.run() }
         });
     }
@@ -157,7 +160,7 @@ struct PanelTask<'a> {
 }
 
 impl PanelTask<'_> {
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
     unsafe fn run(&self) {
         for r0 in self.rows.clone().step_by(BLOCK_ROWS) {
             // SAFETY: the features are enabled here.
@@ -200,10 +203,12 @@ impl PanelTask<'_> {
     }
 }
 
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::matmul::bf16_amx::amx;
+    use crate::matmul::bf16_pairs_in_place::in_place as pairs_in_place;
     use crate::matmul::amx::STEP;
     use crate::matmul::bf16_amx_in_place::in_place;
     use crate::matmul::dots::dots;
@@ -213,7 +218,7 @@ mod tests {
 
     /// The forms this CPU runs: the AMX form where it has AMX.
     fn forms() -> Vec<(&'static str, Form)> {
-        let mut forms: Vec<(&'static str, Form)> = vec![("packed", packed), ("dots", dots::<bf16>)];
+        let mut forms: Vec<(&'static str, Form)> = vec![("packed", packed), ("in place", pairs_in_place), ("dots", dots::<bf16>)];
         if crate::matmul::amx::available() {
             forms.push(("amx", amx));
         }
@@ -256,7 +261,9 @@ mod tests {
     }
 
     /// A row of odd length ends in a pair whose high half is zero, not the next row's first
-    /// element: an ∞ there reaches its own row's sums only.
+    /// element: an ∞ there reaches its own row's sums only — in a row of a (each form packs a
+    /// or reads it in place) and in a row of the weights (the in-place form broadcasts their
+    /// pairs from where they lie).
     #[test]
     fn an_odd_row_does_not_read_the_next_row() {
         if !available() {
@@ -265,16 +272,41 @@ mod tests {
         }
         let (n, k) = (40, 33);
         for m in [5, 261] {
-            let mut a = vec![bf16::ONE; m * k];
-            a[k] = bf16::INFINITY; // row 1, element 0
-            let b = vec![bf16::ONE; n * k];
-            for (form, f) in forms() {
-                let mut c = vec![bf16::NAN; m * n];
-                f(m, n, k, &a, &b, &mut c);
-                for (i, c) in c.iter().enumerate() {
-                    let want = if i / n == 1 { f32::INFINITY } else { k as f32 };
-                    assert_eq!(c.to_f32(), want, "{form} m={m} element {i}");
+            for side in ["a", "b"] {
+                let (mut a, mut b) = (vec![bf16::ONE; m * k], vec![bf16::ONE; n * k]);
+                // Row 1, element 0 of that side: row 1 or column 1 of c.
+                let row_1 = if side == "a" { &mut a[k..] } else { &mut b[k..] };
+                row_1[0] = bf16::INFINITY;
+                for (form, f) in forms() {
+                    let mut c = vec![bf16::NAN; m * n];
+                    f(m, n, k, &a, &b, &mut c);
+                    for (i, c) in c.iter().enumerate() {
+                        let infinite = if side == "a" { i / n == 1 } else { i % n == 1 };
+                        let want = if infinite { f32::INFINITY } else { k as f32 };
+                        assert_eq!(c.to_f32(), want, "{form} m={m} ∞ in {side} element {i}");
+                    }
                 }
+            }
+        }
+    }
+
+    /// The two packed forms add the same pairs in the same order for every element of c (one
+    /// packs the weights, the other a), so they agree bit for bit: an error in either's
+    /// indexing or edges that stays within the f64 test's tolerance fails here.
+    #[test]
+    fn the_packed_forms_agree_exactly() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX512-BF16");
+            return;
+        }
+        let mut rng = Rng::new(9);
+        for (m, n, k) in [(97, 301, 64), (33, 13, 511), (300, 50, 2), (64, 4, 7)] {
+            let (a, b) = (random(&mut rng, m * k), random(&mut rng, n * k));
+            let (mut weights_packed, mut rows_packed) = (vec![bf16::NAN; m * n], vec![bf16::ZERO; m * n]);
+            packed(m, n, k, &a, &b, &mut weights_packed);
+            pairs_in_place(m, n, k, &a, &b, &mut rows_packed);
+            for (i, (x, y)) in weights_packed.iter().zip(&rows_packed).enumerate() {
+                assert_eq!(x.to_bits(), y.to_bits(), "m={m} n={n} k={k} element {i}");
             }
         }
     }

@@ -9,14 +9,11 @@
 //! at 512 × 2048 × 768 on the 2-core Zen 4 its transposes and copies took a tenth of the product
 //! (`perf`), and the product ran at ~81% of the pair rate where its register block alone ran at
 //! ~97%. Here only `a` is packed; the weights stream through the broadcasts, in the arithmetic's
-//! shadow. What it costs instead: 12 rows of weights read at once (12 streams), and a transpose
-//! of each block of sums, which a short reduction does not repay. Measured (the 2-core Zen 4,
-//! old and new binaries in turn, GFLOP/s): 512 × 2048 × 768 400–420 against 330–400, 256 rows
-//! 395–425 against 255–355 (the dot form's), 32–128 rows 350–420 against 325–375 (dot form),
-//! 1024 × 704 × 256 385–410 against 370–380; level at 2048 × 704 × 256 and 512 × 768 × 2048;
-//! 8–12% slower at 8192 × 768 × 256, 5–10% at 768–2048 rows of depth 2048, 2048³ — so the caller
-//! takes this form while `a` has fewer than [`super::PAIRS_IN_PLACE_ELEMENTS`] elements (about
-//! what the two cores' level-2 caches hold of it packed).
+//! shadow. What it costs instead: a transpose of each block of sums, which a short reduction
+//! does not repay, and 12 rows of weights read at once, which at some depths fall in one set of
+//! the level-1 cache ([`rows_crowd_a_set`]; 6 a block there). So the caller takes this form
+//! from 32 rows (the dot form's below) to `PAIRS_PACKED_ROWS` (1024; the measurements are
+//! there, in `mod.rs`).
 //!
 //! Numerics: those of `bf16_pairs.rs`, sum for sum — each lane of c adds the same pairs in the same
 //! order, so the two forms agree bit for bit (tested).
@@ -35,7 +32,9 @@ use crate::simd::x86::bf16_bits;
 /// Weight rows (columns of c) per register block: 12 × 2 vectors of accumulators, with the two
 /// vectors of a's panel and a broadcast, 27 of the 32 registers.
 const BLOCK_COLS: usize = 12;
-/// Columns of c per task: a whole number of register blocks.
+/// Weight rows per register block where [`BLOCK_COLS`] rows would crowd a cache set.
+const NARROW_BLOCK_COLS: usize = 6;
+/// Columns of c per task: a whole number of register blocks of either width.
 const TASK_COLS: usize = 8 * BLOCK_COLS;
 
 /// The in-place form: lengths checked by the caller, `m, n, k > 0`, `bf16_pairs::available`
@@ -72,16 +71,28 @@ struct InPlaceTask<'a> {
 }
 
 impl InPlaceTask<'_> {
-    /// Columns `cols` of the task's rows: register blocks of 12 columns, then of 4 (the last of
-    /// them partial).
+    /// Columns `cols` of the task's rows: register blocks of 12 columns (6 where 12 weight rows
+    /// would crowd a set of the level-1 cache, [`rows_crowd_a_set`]), then of 4 (the last of them
+    /// partial).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
     unsafe fn run(&self, cols: std::ops::Range<usize>) {
-        let twelves = cols.start + cols.len() / BLOCK_COLS * BLOCK_COLS;
-        // SAFETY (each call): the features are enabled here; the columns lie below n.
-        for j0 in (cols.start..twelves).step_by(BLOCK_COLS) {
-            unsafe { self.block::<BLOCK_COLS>(j0, BLOCK_COLS) };
+        // SAFETY (both): the features are enabled here.
+        if rows_crowd_a_set(self.k) {
+            unsafe { self.columns::<NARROW_BLOCK_COLS>(cols) }
+        } else {
+            unsafe { self.columns::<BLOCK_COLS>(cols) }
         }
-        for j0 in (twelves..cols.end).step_by(4) {
+    }
+
+    /// [`run`](Self::run)'s columns in register blocks of `J`, then of 4.
+    #[inline(always)]
+    unsafe fn columns<const J: usize>(&self, cols: std::ops::Range<usize>) {
+        let blocks_end = cols.start + cols.len() / J * J;
+        // SAFETY (each call): the features are there (`run`'s); the columns lie below n.
+        for j0 in (cols.start..blocks_end).step_by(J) {
+            unsafe { self.block::<J>(j0, J) };
+        }
+        for j0 in (blocks_end..cols.end).step_by(4) {
             unsafe { self.block::<4>(j0, (cols.end - j0).min(4)) };
         }
     }
@@ -126,11 +137,8 @@ impl InPlaceTask<'_> {
     #[inline(always)]
     unsafe fn write_transposed<const J: usize>(&self, acc: &[[__m512; 2]; J], j0: usize, count: usize) {
         let mask = ((1u32 << count) - 1) as __mmask16;
-        for v in 0..2 {
-            let first = self.r0 + 16 * v;
-            if first >= self.m {
-                break;
-            }
+        // The panel's two vectors of rows, those that start below m.
+        for (v, first) in (self.r0..self.m).step_by(16).take(2).enumerate() {
             // SAFETY: the features (this function's promise); no memory is touched.
             let rows = unsafe { transpose_words(std::array::from_fn(|j| if j < J { _mm512_castps_si512(acc[j][v]) } else { _mm512_setzero_si512() })) };
             for (i, row) in rows.iter().enumerate().take(self.m - first) {
@@ -161,6 +169,43 @@ unsafe fn step<const J: usize>(acc: &mut [[__m512; 2]; J], panel: *const u32, we
             let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(weight_pair(j)));
             acc[0] = _mm512_dpbf16_ps(acc[0], a0, x);
             acc[1] = _mm512_dpbf16_ps(acc[1], a1, x);
+        }
+    }
+}
+
+/// Whether the lines of more than 4 of a register block's [`BLOCK_COLS`] weight rows, `2k`
+/// bytes apart, fall in one set of a level-1 cache of 64 sets of 64-byte lines (Zen 4's and
+/// recent Intel cores' 32 or 48 KiB, 8 or 12 ways): where they do, the lines the block reads each
+/// step evict one another. A depth of 2048 puts every row 4 KiB from the last, all in one set:
+/// measured on the 2-core Zen 4, 512 × 768 × 2048 ran at 320–360 GFLOP/s in place, level with or
+/// below packing the weights (365–380), where a depth of 2040 ran at 390–440; in blocks of 6 rows
+/// it runs at 360–410.
+fn rows_crowd_a_set(k: usize) -> bool {
+    const LINE: usize = 64;
+    const SETS: usize = 64;
+    // The lines the block's rows start in (rows of a short k share lines, which is no crowding).
+    let mut lines: Vec<usize> = (0..BLOCK_COLS).map(|j| j * 2 * k / LINE).collect();
+    lines.dedup();
+    let mut lines_per_set = [0u8; SETS];
+    for line in lines {
+        lines_per_set[line % SETS] += 1;
+    }
+    lines_per_set.iter().any(|&lines| lines > 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Depths of 1024 and 2048 (rows 2 and 4 KiB apart) crowd a set, and their multiples; the
+    /// models' other depths and depths just off a power of two do not.
+    #[test]
+    fn which_depths_crowd_a_set() {
+        for k in [1024, 2048, 3072, 4096, 8192] {
+            assert!(rows_crowd_a_set(k), "k {k}");
+        }
+        for k in [2, 64, 256, 704, 768, 2040, 2056, 3000] {
+            assert!(!rows_crowd_a_set(k), "k {k}");
         }
     }
 }

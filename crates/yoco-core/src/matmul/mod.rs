@@ -117,20 +117,15 @@ fn weights_in_place(m: usize, k: usize) -> bool {
 /// and at 8 and 16 by 2–3×.
 const PAIRS_IN_PLACE_ROWS: usize = 32;
 
-/// Rows from which a bf16 product on AVX512-BF16 may pack its weights (`bf16_pairs.rs`), which it
-/// does where `a` holds more than [`PAIRS_IN_PLACE_ELEMENTS`] elements. Below, the in-place form
-/// whatever the depth (192 × 768 × 2048: 380–395 GFLOP/s against the dot form's 370–375).
-const PAIRS_PACKED_ROWS: usize = 256;
-
-/// Elements of `a` (m · k, 1 MiB of bf16: about one core's level-2 cache packed) up to which a
-/// bf16 product of [`PAIRS_PACKED_ROWS`] rows or more reads its weights in place. Measured on the
-/// 2-core Zen 4 (GFLOP/s, in place against packed, in turn, two or three rounds): 512 × 2048 ×
-/// 768 (m · k 393K) 400–440 against 340–390, 256 × 2048 × 768 425–430 against 355–360, 2048 ×
-/// 704 × 256 (524K) level; past it 1024 × 2048 × 768 (786K) and 512 × 768 × 2048 (1M) level,
-/// 8192 × 768 × 256 (2M) 360–365 against 395–415, 768–2048 rows of depth 2048 (1.5M–4M) 4–10%
-/// slower: the in-place form transposes each block of sums, which a short reduction does not
-/// repay, and reads 12 rows of weights at once.
-pub(super) const PAIRS_IN_PLACE_ELEMENTS: usize = 1 << 19;
+/// Rows from which a bf16 product on AVX512-BF16 packs its weights (`bf16_pairs.rs`) rather than
+/// reading them in place: packing them is repaid over many rows, and the in-place form's
+/// transposes of its sums cost the more the shorter the reduction. Measured on the 2-core Zen 4
+/// (GFLOP/s, in place against packed, in turn, the better of two rounds): 512 × 2048 × 768
+/// 400–440 against 340–390, 512 × 3072 × 8192 and 256 × 8192 × 3072 (YOCO-3B's FFN) 400–430
+/// against 340–365, 512 × 2048 × 2048 408 against 377, 768 rows of depth 768 and 2048 398–400
+/// against 381; level at 1024 × 2048 × 768, 1024 × 768 × 2048 and 2048 × 704 × 256; packed the
+/// faster by 8–12% at 8192 × 768 × 256 and 5–10% at 2048³.
+const PAIRS_PACKED_ROWS: usize = 1024;
 
 /// Rows below which an f32 product `x · wᵀ` takes the dot form (`dots.rs`) on a CPU with
 /// AVX-512. The packed GEMM packs all of the weights per call, which few rows do not repay.
@@ -221,8 +216,7 @@ pub fn bf16_unit(rows: usize, depth: usize) -> Bf16Unit {
 ///   multiplied natively, at about twice the f32 FMA rate, with no widening: dot products of the
 ///   rows below `PAIRS_IN_PLACE_ROWS` (32; a decode row reads its 2-byte weights once), then `a`
 ///   packed and the weights read in place (`bf16_pairs_in_place.rs`) below `PAIRS_PACKED_ROWS`
-///   (256) rows or up to `PAIRS_IN_PLACE_ELEMENTS` (2^19) elements of `a`, the weights packed
-///   into pairs past both. Denormal values count as zero there;
+///   (1024), the weights packed into pairs from there. Denormal values count as zero there;
 /// - f16 on a CPU with AVX-512, below `F16_DOT_ROWS` (192): the dot form (`dots.rs`), each vector
 ///   of either operand widened as it is loaded;
 /// - otherwise, fewer than `FEW_ROWS` (decode): dot products off the 16-bit rows of `b` (the
@@ -249,7 +243,7 @@ pub fn matmul_nt_widened<T: Element>(m: usize, n: usize, k: usize, a: &[T], b: &
             Bf16Unit::Tiles if weights_in_place(m, k) => bf16_amx_in_place::in_place(m, n, k, a, b, c),
             Bf16Unit::Tiles => bf16_amx::amx(m, n, k, a, b, c),
             Bf16Unit::Pairs if m < PAIRS_IN_PLACE_ROWS => dots::dots(m, n, k, a, b, c),
-            Bf16Unit::Pairs if m < PAIRS_PACKED_ROWS || m * k <= PAIRS_IN_PLACE_ELEMENTS => bf16_pairs_in_place::in_place(m, n, k, a, b, c),
+            Bf16Unit::Pairs if m < PAIRS_PACKED_ROWS => bf16_pairs_in_place::in_place(m, n, k, a, b, c),
             Bf16Unit::Pairs => bf16_pairs::packed(m, n, k, a, b, c),
             Bf16Unit::F32 => {}
         }
@@ -419,7 +413,7 @@ mod tests {
     #[test]
     fn widened_products_round_the_f32_product_once() {
         fn check<T: Element>(ulp: f64, rng: &mut Rng) {
-            let shapes = [(1, 1, 1), (3, 517, 300), (1, 2048, 64), (FEW_ROWS, 100, 70), (9, 300, 45), (MANY_ROWS, 45, 33), (MANY_ROWS + 5, 530, 257), (F16_DOT_ROWS + 1, 70, 45), (PAIRS_IN_PLACE_ROWS + 1, 70, 45), (PAIRS_PACKED_ROWS + 3, 70, 45), (PAIRS_PACKED_ROWS + 3, 70, 2049)];
+            let shapes = [(1, 1, 1), (3, 517, 300), (1, 2048, 64), (FEW_ROWS, 100, 70), (9, 300, 45), (MANY_ROWS, 45, 33), (MANY_ROWS + 5, 530, 257), (F16_DOT_ROWS + 1, 70, 45), (PAIRS_IN_PLACE_ROWS + 1, 70, 45), (PAIRS_PACKED_ROWS + 3, 70, 45)];
             for (m, n, k) in shapes {
                 let a: Vec<T> = (0..m * k).map(|_| T::from_f64(rng.normal())).collect();
                 let b: Vec<T> = (0..n * k).map(|_| T::from_f64(rng.normal())).collect();

@@ -155,9 +155,7 @@ pub(crate) mod x86 {
         #[inline(always)]
         fn store_bf16(self, s: &mut [u16]) {
             let s: &mut [u16; 16] = (&mut s[..16]).try_into().expect("16 lanes");
-            // SAFETY: AVX-512F present; s holds 16 u16 (unaligned store). The rounding of
-            // `bf16_from_f32` (dtype.rs) lane by lane: add 0x7FFF plus the kept part's lowest
-            // bit, keep the top half; a NaN keeps its top half with the quiet bit set.
+            // SAFETY: AVX-512F present; s holds 16 u16 (unaligned store).
             unsafe { _mm256_storeu_si256(s.as_mut_ptr().cast(), bf16_bits(self.0)) }
         }
         #[inline(always)]

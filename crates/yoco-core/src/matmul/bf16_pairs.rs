@@ -2,15 +2,16 @@
 //! later): `vdpbf16ps` multiplies 16 pairs of bf16 by 16 pairs and adds each pair's two products
 //! to an f32 lane, 32 multiply-adds an instruction where an f32 FMA does 16, with no widening
 //! pass. `c[m, n] = a[m, k] · b[n, k]ᵀ`, all bf16, sums in f32, `c` rounded once. Its rate is the
-//! CPU's: about twice the f32 FMA rate on Zen 5 (986 against 543 GFLOP/s on 2 cores), half of it
-//! on the Xeon with AMX the project also ran on (172 against 345), where products from 24 rows
-//! take the AMX tiles instead (`bf16_amx.rs`, which packs the weights with [`pack_panel`]).
+//! CPU's: about twice the f32 FMA rate on the 2-core Zen 5 and Zen 4 the project ran on (986
+//! against 543 GFLOP/s, 463 against 232), half of it on the Xeon with AMX it also ran on (172
+//! against 345), where products from 24 rows take the AMX tiles instead (`bf16_amx.rs`, which
+//! packs the weights with [`pack_panel`]).
 //!
 //! Three forms, by the number of rows (`matmul_nt_widened` chooses):
 //! - [`packed`] (many rows, prefill), here: the weights `b` packed per call into panels of 32
 //!   columns whose lanes hold a column's pair `(b[j, 2p], b[j, 2p + 1])`, and `a` into blocks of 8
 //!   rows, each pair of a row broadcast; 8 rows × 2 vectors of accumulators;
-//! - the in-place form (`bf16_pairs_in_place.rs`; from 32 rows while `a` is small): the roles
+//! - the in-place form (`bf16_pairs_in_place.rs`; from 32 rows to 1023): the roles
 //!   swapped, `a` packed into the same panels and the weights' pairs broadcast from where they
 //!   lie, so that the weights are not copied;
 //! - the dot form (a few rows, small batches; `dots.rs`, shared with f32): no packing; 4 rows of
@@ -202,7 +203,6 @@ impl PanelTask<'_> {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

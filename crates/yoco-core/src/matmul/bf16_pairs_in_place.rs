@@ -1,4 +1,4 @@
-//! The bf16-pairs form of `c[m, n] = a[m, k] · b[n, k]ᵀ` for products whose `a` is small
+//! The bf16-pairs form of `c[m, n] = a[m, k] · b[n, k]ᵀ` for products of 32 to 1023 rows
 //! (`bf16_pairs.rs` has the one that packs the weights): the weights `b` read where they lie, a
 //! pair of each of 12 weight rows broadcast a step, and `a`'s rows packed into the pair form's
 //! panels instead (`pack_panel`, 32 rows a panel, lanes across rows) — the operands' roles swapped,

@@ -24,7 +24,8 @@
 //!
 //! 16-bit storage ([`matmul_nt_widened`]) multiplies in f32 too (neither crate has a bf16
 //! kernel), except bf16 on CPUs with AVX512-BF16, which multiplies bf16 pairs natively
-//! (`bf16_pairs.rs`, `bf16_pairs_in_place.rs`), and bf16 on CPUs with AMX, which multiplies tiles on the matrix unit
+//! (`bf16_pairs.rs`, `bf16_pairs_in_place.rs`), and bf16 on CPUs with AMX, which multiplies
+//! tiles on the matrix unit
 //! (`amx.rs`, `bf16_amx.rs`, `bf16_amx_in_place.rs`) from 8 rows: on the 2-core Xeon with AMX,
 //! 512 × 2048 × 768 in 1.9–2.0 ms against the pairs' 11.6, 32 rows 0.15 against 0.82–1.06 (the
 //! matmul bench, operands aligned to cache lines as tensors are; 2.2–3.2 and 0.22 before the
@@ -111,7 +112,7 @@ fn weights_in_place(m: usize, k: usize) -> bool {
 
 /// Rows from which a bf16 product on AVX512-BF16 packs `a` into panels and reads the weights in
 /// place (`bf16_pairs_in_place.rs`) rather than taking dot products of its rows (`dots.rs`).
-/// Measured on the 2-core Zen 4, 2048 × 768 weights, old and new binaries in turn: 32 rows
+/// Measured on the 2-core Zen 4, 2048 × 768 weights, the two forms in turn: 32 rows
 /// 350–375 GFLOP/s against the dot form's 325–330, 64 rows 390–405 against 340–380, 128 rows
 /// 400–420 against 360–375; at 24 rows the dot form was the faster (345–365 against 155–310),
 /// and at 8 and 16 by 2–3×.

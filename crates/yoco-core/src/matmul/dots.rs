@@ -1,9 +1,10 @@
 //! The dot form of `c[m, n] = a[m, k] · b[n, k]ᵀ` with AVX-512, for few rows of `a` (decode,
 //! small batches), where packing the weights would cost more than it saves: a block of 4 rows of
 //! `a` against 4 rows of `b` (a row of `a` against 8 of `b` where there are fewer than 4), one
-//! vector of each row a step, each output's lanes summed at the end. Three element types: f32 (FMA; AVX-512F), bf16 (pairs multiplied by `vdpbf16ps`;
-//! AVX512-BF16, see `bf16_pairs.rs`) and f16 (widened by `vcvtph2ps` as it is loaded, then FMA),
-//! each row read where it lies, in its own type.
+//! vector of each row a step, each output's lanes summed at the end. Three element types: f32
+//! (FMA; AVX-512F), bf16 (pairs multiplied by `vdpbf16ps`; AVX512-BF16, see `bf16_pairs.rs`) and
+//! f16 (widened by `vcvtph2ps` as it is loaded, then FMA), each row read where it lies, in its
+//! own type.
 //!
 //! Soundness: the intrinsics are called only from each element's `run`, compiled with the
 //! features its instructions need, which the caller has detected (`available` in `bf16_pairs.rs`

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use yoco_core::bench::percent_of_ceiling;
 use yoco_core::contention::{Contention, CONTENDED};
 use yoco_core::{Error, Result};
 
@@ -196,9 +197,10 @@ impl Report {
             p.lengths.iter().map(|l| human(*l as f64)).collect::<Vec<_>>().join(", "), p.generated_tokens, p.prefill_span, p.repetitions,
             p.max_batch, bytes(p.memory_budget_bytes), p.build, p.date);
         let threads = if c.threads > 0 { format!(", {} threads", c.threads) } else { String::new() };
-        let _ = writeln!(s, "Ceilings measured in this run on {}{threads}: {} {:.0} GFLOP/s, copy {:.1} GB/s. Kernel rates ({}): GEMM {:.0} GFLOP/s ({:.0}%), causal attention {:.0} GFLOP/s ({:.0}%), gated retention {:.0} GFLOP/s ({:.0}%), RMSNorm {:.1} GB/s ({:.0}%).\n",
-            c.device, c.compute_ceiling, c.compute_gflops, c.copy_gbs, c.shapes, c.gemm_gflops, 100.0 * c.gemm_gflops / c.compute_gflops, c.attention_gflops, 100.0 * c.attention_gflops / c.compute_gflops,
-            c.retention_gflops, 100.0 * c.retention_gflops / c.compute_gflops, c.rmsnorm_gbs, 100.0 * c.rmsnorm_gbs / c.copy_gbs);
+        let of_compute = |rate: f64| percent_of_ceiling(rate, c.compute_gflops);
+        let _ = writeln!(s, "Ceilings measured in this run on {}{threads}: {} {:.0} GFLOP/s, copy {:.1} GB/s. Kernel rates ({}): GEMM {:.0} GFLOP/s ({}), causal attention {:.0} GFLOP/s ({}), gated retention {:.0} GFLOP/s ({}), RMSNorm {:.1} GB/s ({}).\n",
+            c.device, c.compute_ceiling, c.compute_gflops, c.copy_gbs, c.shapes, c.gemm_gflops, of_compute(c.gemm_gflops), c.attention_gflops, of_compute(c.attention_gflops),
+            c.retention_gflops, of_compute(c.retention_gflops), c.rmsnorm_gbs, percent_of_ceiling(c.rmsnorm_gbs, c.copy_gbs));
         if let Some(c) = c.contention.filter(|c| c.is_contended()) {
             let _ = writeln!(s, "⚠ Other work took {:.0}% of the CPUs while calibrating (other processes {:.0}%, the hypervisor {:.0}%): these rates, and the projection fed with them, read low.\n",
                 100.0 * c.elsewhere(), 100.0 * c.others, 100.0 * c.steal);

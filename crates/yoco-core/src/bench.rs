@@ -79,6 +79,18 @@ pub fn fraction_line(label: &str, seconds: f64, bound: Bound) -> String {
     }
 }
 
+/// `rate` as a percentage of `ceiling` for a sentence (`74%`), or, past [`PAST_CEILING`], the
+/// percentage with the warning the bench lines carry: the harness's report quotes its kernel
+/// rates so, as the benches' [`fraction_line`] does.
+pub fn percent_of_ceiling(rate: f64, ceiling: f64) -> String {
+    let fraction = rate / ceiling;
+    if fraction > PAST_CEILING {
+        format!("{:.0}%, {PAST_CEILING_NOTE}", 100.0 * fraction)
+    } else {
+        format!("{:.0}%", 100.0 * fraction)
+    }
+}
+
 /// A rate this far past its ceiling is not a fraction of it: the ceiling was measured in a
 /// slower minute than the kernel (the VMs' speed swings by half), or the kernel's data stayed
 /// in a cache the ceiling's did not. (Up to 5% past is a ceiling's own spread.)

@@ -124,10 +124,13 @@ fn fraction_lines_name_their_ceiling() {
 }
 
 /// A rate past its ceiling (beyond a ceiling's own 5% spread) is flagged, not quoted as a
-/// fraction; one within it is not.
+/// fraction; one within it is not: in the benches' lines and in the percentages the harness's
+/// report quotes.
 #[test]
 fn rates_past_their_ceiling_are_flagged() {
-    use yoco_core::bench::{fraction_line, Bound, Traffic, PAST_CEILING_NOTE};
+    use yoco_core::bench::{fraction_line, percent_of_ceiling, Bound, Traffic, PAST_CEILING_NOTE};
+    assert_eq!(percent_of_ceiling(74.0, 100.0), "74%");
+    assert_eq!(percent_of_ceiling(143.0, 100.0), format!("143%, {PAST_CEILING_NOTE}"));
     let memory = |gbs: f64| fraction_line("m", 1.0, Bound::Memory { bytes: gbs * 1e9, ceiling_gbs: 100.0, traffic: Traffic::Copy });
     let compute = |gflops: f64| fraction_line("c", 1.0, Bound::Compute { flops: gflops * 1e9, ceiling_gflops: 100.0, ceiling: "FMA" });
     for line in [memory(104.0), compute(104.0), memory(50.0)] {

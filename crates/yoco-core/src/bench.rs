@@ -79,9 +79,9 @@ pub fn fraction_line(label: &str, seconds: f64, bound: Bound) -> String {
     }
 }
 
-/// `rate` as a percentage of `ceiling` for a sentence (`74%`), or, past [`PAST_CEILING`], the
-/// percentage with the warning the bench lines carry: the harness's report quotes its kernel
-/// rates so, as the benches' [`fraction_line`] does.
+/// `rate` as a percentage of `ceiling` for a sentence (`74%`), or, more than 5% past it, the
+/// percentage with the warning the bench lines carry ([`PAST_CEILING_NOTE`]): the harness's
+/// report quotes its kernel rates so, as the benches' [`fraction_line`] does.
 pub fn percent_of_ceiling(rate: f64, ceiling: f64) -> String {
     let fraction = rate / ceiling;
     if fraction > PAST_CEILING {

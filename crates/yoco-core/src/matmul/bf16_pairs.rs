@@ -15,7 +15,8 @@
 //!   swapped, `a` packed into the same panels and the weights' pairs broadcast from where they
 //!   lie, so that the weights are not copied;
 //! - the dot form (a few rows, small batches; `dots.rs`, shared with f32): no packing; 4 rows of
-//!   `a` against 4 rows of `b`, 32 elements of each row a step, lanes summed at the end.
+//!   `a` against 4 rows of `b` (1 against 8 below 4 rows), 32 elements of each row a step, lanes
+//!   summed at the end.
 //!
 //! Numerics: each product of two bf16 is exact in f32, and each lane adds its two in turn, so the
 //! sums round as an f32 FMA chain's do (in another order). The instruction treats denormal inputs
@@ -190,12 +191,13 @@ impl PanelTask<'_> {
             }
         }
         let valid = PANEL.min(self.n - self.first);
-        // Lanes of each vector below n: rounded in registers and stored under a mask.
+        // Lanes of each vector below n: rounded in registers and stored under a mask; a vector
+        // wholly past n is not stored (its address would lie past the row, past c on the last).
         let masks: [__mmask16; 2] = std::array::from_fn(|v| ((1u32 << valid.saturating_sub(16 * v).min(16)) - 1) as u16);
         for (r, acc) in acc.iter().enumerate().take(self.m.saturating_sub(r0)) {
             // SAFETY: row r0 + r, columns first .. first + valid belong to this task alone.
             let to = unsafe { self.out.slice((r0 + r) * self.n + self.first, valid) }.as_mut_ptr();
-            for (v, (&acc, &mask)) in acc.iter().zip(&masks).enumerate() {
+            for (v, (&acc, &mask)) in acc.iter().zip(&masks).enumerate().take(valid.div_ceil(16)) {
                 // SAFETY: the masked store writes only the lanes below `valid`, which lie in `to`;
                 // the features are enabled in `run`, which this is inlined into.
                 unsafe { _mm256_mask_storeu_epi16(to.add(16 * v).cast(), mask, bf16_bits(acc)) };
@@ -301,7 +303,7 @@ mod tests {
             return;
         }
         let mut rng = Rng::new(9);
-        for (m, n, k) in [(97, 301, 64), (33, 13, 511), (300, 50, 2), (64, 4, 7), (45, 20, 1024)] {
+        for (m, n, k) in [(97, 301, 64), (33, 13, 511), (300, 50, 2), (64, 4, 7), (45, 20, 1024), (40, 203, 1024)] {
             let (a, b) = (random(&mut rng, m * k), random(&mut rng, n * k));
             let (mut weights_packed, mut rows_packed) = (vec![bf16::NAN; m * n], vec![bf16::ZERO; m * n]);
             packed(m, n, k, &a, &b, &mut weights_packed);

@@ -48,11 +48,11 @@ pub(super) fn in_place(m: usize, n: usize, k: usize, a: &[bf16], b: &[bf16], c: 
     panels.par_chunks_mut(pairs * PANEL).enumerate().for_each(|(i, panel)| pack_panel(panel, a, i * PANEL, m, k));
     let out = SharedOut::new(c);
     let col_tasks = n.div_ceil(TASK_COLS);
-    let panels = &panels;
+    let (panels, narrow) = (&panels, rows_crowd_a_set(k));
     // Consecutive tasks share a panel, so that a thread's run of them reads it from its cache.
     (0..m.div_ceil(PANEL) * col_tasks).into_par_iter().for_each(|t| {
         let (i, j) = (t / col_tasks, t % col_tasks);
-        let task = InPlaceTask { m, n, k, panel: &panels[i * pairs * PANEL..][..pairs * PANEL], b, r0: i * PANEL, out };
+        let task = InPlaceTask { m, n, k, panel: &panels[i * pairs * PANEL..][..pairs * PANEL], b, r0: i * PANEL, narrow, out };
         // SAFETY: `available` (the caller's check) found AVX-512F, BW, VL and BF16.
         unsafe { task.run(j * TASK_COLS..((j + 1) * TASK_COLS).min(n)) }
     });
@@ -67,6 +67,8 @@ struct InPlaceTask<'a> {
     panel: &'a [u32],
     b: &'a [u16],
     r0: usize,
+    /// Blocks of [`NARROW_BLOCK_COLS`] weight rows: [`rows_crowd_a_set`] for this depth.
+    narrow: bool,
     out: SharedOut<bf16>,
 }
 
@@ -77,7 +79,7 @@ impl InPlaceTask<'_> {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
     unsafe fn run(&self, cols: std::ops::Range<usize>) {
         // SAFETY (both): the features are enabled here.
-        if rows_crowd_a_set(self.k) {
+        if self.narrow {
             unsafe { self.columns::<NARROW_BLOCK_COLS>(cols) }
         } else {
             unsafe { self.columns::<BLOCK_COLS>(cols) }

@@ -167,8 +167,8 @@ impl<E: DotElement> DotTask<'_, E> {
         // SAFETY (each call): the features are there (this function's promise).
         if m < 4 {
             // Decode rows: 8 rows of b a block, so that more of the weights stream in at once
-            // (memory-bound: a bf16 row of 8192 × 3072 weights 1.41–1.51 ms against 1.56–1.69
-            // with 4, the 2-core Zen 4, in turn; f32 level).
+            // (memory-bound: a bf16 row of 8192 × 3072 weights 1.41–1.57 ms against 1.56–1.77
+            // with 4, the 2-core Zen 4, in turn; f32 level; f16 not measured).
             let col_end = cols.start + cols.len() / 8 * 8;
             for j0 in (cols.start..col_end).step_by(8) {
                 for i0 in 0..m {

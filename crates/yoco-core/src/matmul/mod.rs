@@ -17,7 +17,8 @@
 //! So many-row products (prefill) take the packed GEMM, which replaced matrixmultiply there, and
 //! few-row ones (decode, small batches) `gemm`, which also parallelises a single row over the
 //! output columns — except that on a CPU with AVX-512 the products `x · wᵀ` of fewer than 192
-//! rows (`DOT_ROWS`) take our dot form (`dots.rs`: 4 rows of x against 4 of w, no packing): 8
+//! rows (`DOT_ROWS`) take our dot form (`dots.rs`: 4 rows of x against 4 of w, 1 against 8 below
+//! 4 rows, no packing): 8
 //! rows 76 → 250–300 GFLOP/s, 32 rows 160 → 313, a decode row 2.9 → 2.4 ms (91–94% of the read
 //! ceiling; the gemm crate's kernel is AVX2 on stable Rust). [`gemm_serial`] (products inside
 //! already-parallel tasks) keeps both crates.

@@ -24,7 +24,7 @@ use rayon::prelude::*;
 
 use super::amx::{Tiles, STEP, TILE_ROWS};
 use super::bf16_pairs::{bits, pack_panel, PANEL};
-use super::words::transpose_words;
+use super::words::{store_rows_of_columns, Rounding};
 use super::scratch::Scratch;
 use super::shared_out::SharedOut;
 
@@ -99,26 +99,19 @@ impl InPlaceTask<'_> {
     }
 
     /// `sums[w][r]` = c[r0 + r, first + w], rounded to bf16 (as `bf16_amx.rs` rounds) into the
-    /// rows of c below m and columns below n: each 16 × 16 quarter transposed in registers.
+    /// rows of c below m and columns below n: each 16 × 16 quarter transposed in registers
+    /// (`store_rows_of_columns`).
     #[inline(always)]
     unsafe fn write_transposed(&self, sums: &[[f32; PANEL]; BLOCK], r0: usize, first: usize) {
         let (rows, cols) = (PANEL.min(self.m - r0), BLOCK.min(self.n - first));
         for rh in (0..rows).step_by(16) {
             for wh in (0..cols).step_by(16) {
-                let count = (cols - wh).min(16);
-                let mask: __mmask16 = if count == 16 { !0 } else { (1u16 << count) - 1 };
                 // SAFETY: AVX-512F, BW, VL and BF16 (the caller's); each load reads 16 f32 of a
                 // row of sums.
-                let t = unsafe { transpose_words(std::array::from_fn(|i| _mm512_castps_si512(_mm512_loadu_ps(sums[wh + i][rh..].as_ptr())))) };
-                for (p, words) in t.iter().enumerate().take(rows - rh) {
-                    // SAFETY: row r0 + rh + p < m, columns first + wh .. + count belong to this
-                    // task alone; the masked store writes those `count` elements only.
-                    unsafe {
-                        let rounded: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(_mm512_castsi512_ps(*words)));
-                        let to = self.out.slice((r0 + rh + p) * self.n + first + wh, count);
-                        _mm256_mask_storeu_epi16(to.as_mut_ptr().cast(), mask, rounded);
-                    }
-                }
+                let columns = std::array::from_fn(|i| unsafe { _mm512_castps_si512(_mm512_loadu_ps(sums[wh + i][rh..].as_ptr())) });
+                // SAFETY: the features; rows r0 + rh .. (below m) and columns first + wh ..
+                // (below n) belong to this task alone.
+                unsafe { store_rows_of_columns(&self.out, self.n, columns, (r0 + rh, rows - rh), (first + wh, (cols - wh).min(16)), Rounding::Instruction) };
             }
         }
     }

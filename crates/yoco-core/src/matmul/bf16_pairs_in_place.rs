@@ -26,8 +26,7 @@ use rayon::prelude::*;
 use super::bf16_pairs::{bits, pack_panel, PANEL};
 use super::scratch::Scratch;
 use super::shared_out::SharedOut;
-use super::words::transpose_words;
-use crate::simd::x86::bf16_bits;
+use super::words::{store_rows_of_columns, Rounding};
 
 /// Weight rows (columns of c) per register block: 12 × 2 vectors of accumulators, with the two
 /// vectors of a's panel and a broadcast, 27 of the 32 registers.
@@ -127,30 +126,19 @@ impl InPlaceTask<'_> {
 
     /// `acc[j][v]` (c[r0 + 16v + lane, j0 + j]) rounded to bf16 into the rows of c below m and
     /// the `count` columns from j0: each vector's 16 × J block transposed in registers (columns
-    /// past J zeros), a row's `count` columns stored under a mask.
-    ///
-    /// The mask is never a constant of one lane: LLVM (Rust 1.95) compiled the masked store of one
-    /// lane, constant, of a narrowed vector as a 4-byte store of the lane before narrowing, which
-    /// wrote a zero over the next element of c (caught by `every_form_matches_the_f64_product`
-    /// when blocks of one column had their own constant mask).
+    /// past J zeros) by `store_rows_of_columns`, whose mask `count` is never a constant 1.
     ///
     /// # Safety
     /// AVX-512F, BW and VL (inlined into `run`).
     #[inline(always)]
     unsafe fn write_transposed<const J: usize>(&self, acc: &[[__m512; 2]; J], j0: usize, count: usize) {
-        let mask = ((1u32 << count) - 1) as __mmask16;
         // The panel's two vectors of rows, those that start below m.
         for (v, first) in (self.r0..self.m).step_by(16).take(2).enumerate() {
-            // SAFETY: the features (this function's promise); no memory is touched.
-            let rows = unsafe { transpose_words(std::array::from_fn(|j| if j < J { _mm512_castps_si512(acc[j][v]) } else { _mm512_setzero_si512() })) };
-            for (i, row) in rows.iter().enumerate().take(self.m - first) {
-                // SAFETY: row first + i < m, columns j0 .. j0 + count ≤ n belong to this task
-                // alone; the masked store writes those `count` elements only.
-                unsafe {
-                    let to = self.out.slice((first + i) * self.n + j0, count).as_mut_ptr();
-                    _mm256_mask_storeu_epi16(to.cast(), mask, bf16_bits(_mm512_castsi512_ps(*row)));
-                }
-            }
+            // SAFETY (the casts): the features (this function's promise).
+            let columns = std::array::from_fn(|j| unsafe { if j < J { _mm512_castps_si512(acc[j][v]) } else { _mm512_setzero_si512() } });
+            // SAFETY: the features; rows first .. (below m) and columns j0 .. j0 + count ≤ n
+            // belong to this task alone.
+            unsafe { store_rows_of_columns(&self.out, self.n, columns, (first, self.m - first), (j0, count), Rounding::Exact) };
         }
     }
 }

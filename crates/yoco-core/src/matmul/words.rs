@@ -5,6 +5,11 @@
 
 use std::arch::x86_64::*;
 
+use half::bf16;
+
+use super::shared_out::SharedOut;
+use crate::simd::x86::bf16_bits;
+
 /// The 16 × 16 matrix of 32-bit words whose rows are `r`, transposed in registers: row p of the
 /// result holds word p of every row. Interleaves words, then pairs of words, then quarters of
 /// the vectors twice: 64 shuffles for 256 words.
@@ -66,6 +71,50 @@ pub(super) unsafe fn transpose_16<T: Copy, W: Copy>(rows: &[&[T]; 16], tile: &mu
             } else {
                 _mm512_mask_storeu_epi32(to.cast(), ((1u32 << width) - 1) as __mmask16, *words);
             }
+        }
+    }
+}
+
+/// How [`store_rows_of_columns`] rounds f32 sums to bf16.
+#[derive(Clone, Copy)]
+pub(super) enum Rounding {
+    /// As `bf16_from_f32` (dtype.rs), denormals kept: `simd::x86::bf16_bits` (the pair forms).
+    Exact,
+    /// `vcvtneps2bf16` (AVX512-BF16): to nearest even, denormals flushed to zero (the AMX forms).
+    Instruction,
+}
+
+/// Sixteen columns of a block of c, `columns[j]` holding c[r0 + lane, c0 + j] in f32, transposed
+/// in registers and stored as rows: of the 16 rows those below `rows`, each rounded to bf16 as
+/// `rounding` says, its first `count` (≤ 16) columns under a mask. How the in-place forms, whose
+/// registers hold blocks of cᵀ, write c (`bf16_amx_in_place.rs`, `bf16_pairs_in_place.rs`).
+///
+/// Callers pass a count that is not a constant of 1: LLVM (Rust 1.95) compiled the masked store
+/// of one lane, constant, of a narrowed vector as a 4-byte store of the lane before narrowing,
+/// which wrote a zero over the next element of c (caught by the bf16 forms' f64 test when the
+/// pair form had blocks of one column).
+///
+/// # Safety
+/// The CPU has AVX-512F, BW and VL, and BF16 for [`Rounding::Instruction`] (inlined into callers
+/// compiled with them; the rounding is an enum, not a closure, because a closure was compiled
+/// without them and called for every row); rows r0 .. r0 + min(rows, 16) and columns c0 .. c0 +
+/// count of c (`n` columns) belong to the caller's task alone.
+#[inline(always)]
+pub(super) unsafe fn store_rows_of_columns(out: &SharedOut<bf16>, n: usize, columns: [__m512i; 16], (r0, rows): (usize, usize), (c0, count): (usize, usize), rounding: Rounding) {
+    let mask = ((1u32 << count) - 1) as __mmask16;
+    // SAFETY: AVX-512F (the caller's promise); no memory is touched.
+    let rows_of_c = unsafe { transpose_words(columns) };
+    for (i, row) in rows_of_c.iter().enumerate().take(rows) {
+        // SAFETY: row r0 + i and its `count` columns from c0 are the caller's (its promise); the
+        // masked store writes those elements only; AVX-512BW and VL.
+        unsafe {
+            let to = out.slice((r0 + i) * n + c0, count).as_mut_ptr();
+            let sums = _mm512_castsi512_ps(*row);
+            let rounded = match rounding {
+                Rounding::Exact => bf16_bits(sums),
+                Rounding::Instruction => std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(sums)),
+            };
+            _mm256_mask_storeu_epi16(to.cast(), mask, rounded);
         }
     }
 }

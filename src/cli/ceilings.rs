@@ -23,7 +23,7 @@ pub fn run(devices: &[Device]) -> Result<()> {
                 // The benches' own ceilings (at the emulator's small sizes there), so that the
                 // figures here are the ones they quote against.
                 const GEMM: (usize, usize, usize) = (8192, 8192, 8192);
-                let copy = yoco_core::bench::copy_ceiling_gbs(device)?;
+                let copy = yoco_core::bench::bandwidth_ceiling_gbs(device, yoco_core::bench::Traffic::Copy)?;
                 let (gflops, what) = yoco_core::bench::compute_ceiling_gflops(device, GEMM, 10)?;
                 let (m, _, _) = yoco_core::bench::ceiling_gemm_shape(device, GEMM);
                 let rate = if gflops >= 1e3 { format!("{:.0} TFLOP/s", gflops / 1e3) } else { format!("{gflops:.1} GFLOP/s") };

@@ -1,11 +1,13 @@
 //! The ceilings of the compared device (the CPU, or a GPU) and the fractions of them this
-//! project's kernels reach, measured at the start of every comparison: the report quotes both,
+//! project's kernels reach, measured at the start of every comparison (a CPU's ceilings beside
+//! the kernels' calls, so that both belong to the same seconds): the report quotes both,
 //! and the projection is fed with the fractions.
 
 use std::time::Instant;
 
 use serde::Serialize;
-use yoco_core::ceiling::{fma_gflops, median};
+use yoco_core::bench::{Ceiling, Traffic};
+use yoco_core::ceiling::median;
 use yoco_core::contention::{Contention, Window};
 use yoco_core::rng::Rng;
 use yoco_core::{DType, Device, MemoryCategory, Result, Tensor};
@@ -36,8 +38,9 @@ pub struct Calibration {
     pub contention: Option<Contention>,
 }
 
-/// Median seconds of five calls of `f` after one warm-up, each call waited for on `device`.
-fn median_seconds(device: &Device, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+/// Median seconds of five calls of `f` after one warm-up, each call waited for on `device`, a
+/// pass of `ceiling` after each (on the CPU: the ceiling is measured in the same seconds).
+fn median_seconds(device: &Device, ceiling: &Ceiling, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     f()?;
     device.synchronize()?;
     let mut times = Vec::new();
@@ -45,7 +48,7 @@ fn median_seconds(device: &Device, mut f: impl FnMut() -> Result<()>) -> Result<
         let start = Instant::now();
         f()?;
         device.synchronize()?;
-        times.push(start.elapsed().as_secs_f64());
+        times.push(ceiling.beside(start.elapsed()).as_secs_f64());
     }
     Ok(median(&mut times))
 }
@@ -90,42 +93,41 @@ impl Sizes {
     }
 }
 
-/// The arithmetic and bandwidth ceilings of `device` (threads, label, GFLOP/s, GB/s).
-fn ceilings(device: &Device) -> Result<(usize, String, f64, f64)> {
-    match device {
-        // The two the calibration quotes against (CpuCeilings::measure would take the update and
-        // read bandwidths too, seconds of passes over hundreds of MiB for nothing).
-        Device::Cpu(_) => Ok((rayon::current_num_threads(), "f32 FMA".into(), fma_gflops(), yoco_core::bench::copy_ceiling_gbs(device)?)),
-        #[cfg(feature = "cuda")]
-        Device::Cuda(_) => {
-            // The benches' ceilings (smaller on the emulator).
-            let shape = (8192, 8192, 8192);
-            let (gemm, what) = yoco_core::bench::compute_ceiling_gflops(device, shape, 10)?;
-            let (side, _, _) = yoco_core::bench::ceiling_gemm_shape(device, shape);
-            Ok((0, format!("{what} {side}³"), gemm, yoco_core::bench::copy_ceiling_gbs(device)?))
-        }
-    }
+/// The arithmetic and bandwidth ceilings of `device`, each measured beside the kernels quoted
+/// against it (on the CPU), and the arithmetic one's label.
+fn ceilings(device: &Device) -> Result<(Ceiling, Ceiling, String)> {
+    // The benches' ceilings (smaller on the emulator).
+    let shape = (8192, 8192, 8192);
+    let compute = Ceiling::compute(device, shape, 10)?;
+    let label = if device.is_cpu() {
+        format!("f32 {}", compute.name())
+    } else {
+        let (side, _, _) = yoco_core::bench::ceiling_gemm_shape(device, shape);
+        format!("{} {side}³", compute.name())
+    };
+    Ok((compute, Ceiling::bandwidth(device, Traffic::Copy)?, label))
 }
 
 /// Measures the ceilings of `device` and the rates this project's kernels reach on it, in
 /// `dtype` (seconds on either kind of device).
 pub fn calibrate(device: &Device, dtype: DType) -> Result<Calibration> {
     let window = Window::open();
-    let (threads, compute_ceiling, compute_gflops, copy_gbs) = ceilings(device)?;
+    let threads = if device.is_cpu() { rayon::current_num_threads() } else { 0 };
+    let (compute, copy, compute_ceiling) = ceilings(device)?;
     let sizes = Sizes::for_device(device);
     let mut rng = Rng::new(11);
     let ops = Ops::new(Backend::Fast);
 
     let (m, n, k) = sizes.gemm;
     let (x, w) = (random(&mut rng, &[m, k], dtype, device)?, random(&mut rng, &[n, k], dtype, device)?);
-    let t = median_seconds(device, || ops.linear(&x, &w).map(drop))?;
+    let t = median_seconds(device, &compute, || ops.linear(&x, &w).map(drop))?;
     let gemm_gflops = 2.0 * (m * n * k) as f64 / t / 1e9;
     drop((x, w));
 
     let (seq, h, hkv, d) = sizes.attention;
     let q = random(&mut rng, &[1, seq, h, d], dtype, device)?;
     let kv = random(&mut rng, &[1, seq, hkv, d], dtype, device)?;
-    let t = median_seconds(device, || yoco_gqa::attention(&q, &kv, &kv, yoco_gqa::AttentionOptions::causal()).map(drop))?;
+    let t = median_seconds(device, &compute, || yoco_gqa::attention(&q, &kv, &kv, yoco_gqa::AttentionOptions::causal()).map(drop))?;
     let attention_gflops = 4.0 * (h * seq * seq * d) as f64 / 2.0 / t / 1e9;
     drop((q, kv));
 
@@ -135,7 +137,7 @@ pub fn calibrate(device: &Device, dtype: DType) -> Result<Calibration> {
     // As the models run it: the gates are not read back for checking (on CUDA, a wait per call),
     // and the CUDA schedule is the one they take (YOCO_GRET_SCHEDULE, else parallel).
     let options = yoco_gated_retention::RetentionOptions { check_gates: false, schedule: yoco_gated_retention::ChunkSchedule::from_env()?, ..Default::default() };
-    let t = median_seconds(device, || yoco_gated_retention::gated_retention(&q, &q, &q, &gates, None, &options).map(drop))?;
+    let t = median_seconds(device, &compute, || yoco_gated_retention::gated_retention(&q, &q, &q, &gates, None, &options).map(drop))?;
     let chunk = options.chunk;
     let retention_gflops = (h * (seq / chunk) * (4 * chunk * chunk * d + 4 * chunk * d * d)) as f64 / t / 1e9;
     drop((q, gates));
@@ -145,9 +147,11 @@ pub fn calibrate(device: &Device, dtype: DType) -> Result<Calibration> {
     let w = random(&mut rng, &[width], dtype, device)?;
     // Into a preallocated output: a fresh output per call would time the page faults (CPU).
     let mut y = Tensor::zeros([rows, width], dtype, device, MemoryCategory::Activations)?;
-    let t = median_seconds(device, || yoco_rmsnorm::rms_norm_into(&x, &w, 1e-5, &mut y))?;
+    let t = median_seconds(device, &copy, || yoco_rmsnorm::rms_norm_into(&x, &w, 1e-5, &mut y))?;
     let rmsnorm_gbs = 2.0 * (rows * width * dtype.size_in_bytes()) as f64 / t / 1e9;
 
+    // The best passes beside the kernels: the three compute-bound ones, and RMSNorm.
+    let (compute_gflops, copy_gbs) = (compute.take(), copy.take());
     Ok(Calibration { device: device.to_string(), threads, compute_ceiling, compute_gflops, copy_gbs, gemm_gflops, attention_gflops, retention_gflops, rmsnorm_gbs, shapes: sizes.describe(), contention: window.close() })
 }
 

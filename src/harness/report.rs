@@ -196,7 +196,8 @@ impl Report {
             p.yoco_config, p.transformer_config, p.backend, p.device, p.dtype,
             p.lengths.iter().map(|l| human(*l as f64)).collect::<Vec<_>>().join(", "), p.generated_tokens, p.prefill_span, p.repetitions,
             p.max_batch, bytes(p.memory_budget_bytes), p.build, p.date);
-        let threads = if c.threads > 0 { format!(", {} threads", c.threads) } else { String::new() };
+        // A CPU's ceilings are measured beside the kernels' calls (`bench::Ceiling`), a GPU's once.
+        let threads = if c.threads > 0 { format!(", {} threads, beside the kernels' calls", c.threads) } else { String::new() };
         let of_compute = |rate: f64| percent_of_ceiling(rate, c.compute_gflops);
         let _ = writeln!(s, "Ceilings measured in this run on {}{threads}: {} {:.0} GFLOP/s, copy {:.1} GB/s. Kernel rates ({}): GEMM {:.0} GFLOP/s ({}), causal attention {:.0} GFLOP/s ({}), gated retention {:.0} GFLOP/s ({}), RMSNorm {:.1} GB/s ({}).\n",
             c.device, c.compute_ceiling, c.compute_gflops, c.copy_gbs, c.shapes, c.gemm_gflops, of_compute(c.gemm_gflops), c.attention_gflops, of_compute(c.attention_gflops),

@@ -1,7 +1,7 @@
 //! Gated retention benches: chunkwise prefill at 2K..32K tokens and the decode step, on every
 //! device. Prefill FLOPs are the chunkwise form's (per chunk of C tokens and head:
 //! 2C²D for Q·Kᵀ, 2C²D for A·V, 2CD² for Q·S, 2CD² for Kᵀ·V), quoted against the FMA ceiling
-//! (CPU) measured in this run. The CPU path skips the blocks of Q·Kᵀ and A·V that the causal mask
+//! (CPU) measured beside the samples (`bench::Ceiling`). The CPU path skips the blocks of Q·Kᵀ and A·V that the causal mask
 //! zeroes (12% of the form's FLOPs at chunk 64, D 128; 17% at D 64): its rate is the form's work
 //! per second, a little more than the work it did. The decode step moves the state (read +
 //! write, 8·D² bytes per head, in place) and is quoted against the in-place update ceiling. The last lines check
@@ -10,7 +10,7 @@
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, bandwidth_ceiling_gbs, fraction_line, full_or_emulated, time_on, tokens, Bound, Draws, SampleLog, Traffic};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, fraction_line, full_or_emulated, time_on, tokens, Ceiling, Draws, SampleLog, Traffic};
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_gated_retention::{gated_retention, gated_retention_step, ChunkSchedule, RetentionOptions};
 
@@ -39,9 +39,8 @@ fn bench(c: &mut Criterion) {
     let mut draws = Draws::new(4);
     for device in bench_devices() {
         let dtype = if device.is_cpu() { DType::F32 } else { DType::BF16 };
-        let (ceiling, what) = compute_ceiling_gflops(&device, (8192, 8192, 8192), 10).unwrap();
+        let compute = Ceiling::compute(&device, (8192, 8192, 8192), 10).unwrap();
         let (heads, lengths) = full_or_emulated(&device, (HEADS, &[2048, 4096, 8192, 16384, 32768][..]), (2, &[256, 512][..]));
-        lines.push(format!("{device}: {what} ceiling {ceiling:.1} GFLOP/s"));
         // As a model calls it: the gates are not read back for checking (on CUDA that would time a
         // copy to the host and a wait for the device on every call).
         let model_options = RetentionOptions { check_gates: false, ..RetentionOptions::default() };
@@ -66,13 +65,13 @@ fn bench(c: &mut Criterion) {
                 let id = if device.is_cpu() { format!("{device}-{dtype}-chunk{chunk}") } else { format!("{device}-{dtype}-chunk{chunk}-{}", schedule.name()) };
                 group.throughput(Throughput::Elements(seq as u64));
                 group.bench_function(BenchmarkId::new(&id, seq), |b| {
-                    b.iter_custom(|iters| log.record(iters, time_on(&device, iters, || drop(gated_retention(&q, &k, &v, &g, None, &options).unwrap()))))
+                    b.iter_custom(|iters| compute.beside(log.record(iters, time_on(&device, iters, || drop(gated_retention(&q, &k, &v, &g, None, &options).unwrap())))))
                 });
                 let secs = log.take_median();
                 medians.push(secs);
                 // A filtered-out benchmark's median is NaN: no rate in its label then.
                 let rate = if secs.is_finite() { format!(" ({:.0} tokens/s)", seq as f64 / secs) } else { String::new() };
-                lines.push(fraction_line(&format!("gated_retention/prefill/{id}/H{heads}xD{DIM}/N={seq}{rate}"), secs, Bound::Compute { flops, ceiling_gflops: ceiling, ceiling: what }));
+                lines.push(fraction_line(&format!("gated_retention/prefill/{id}/H{heads}xD{DIM}/N={seq}{rate}"), secs, compute.bound(flops)));
             }
             if let ([.., n16, n32], [.., t16, t32]) = (lengths, &medians[..]) {
                 // Not for lengths filtered out (NaN medians).
@@ -90,8 +89,7 @@ fn bench(c: &mut Criterion) {
         }
         group.finish();
 
-        let update = bandwidth_ceiling_gbs(&device, Traffic::Update).unwrap();
-        lines.push(format!("{device}: in-place update ceiling {update:.1} GB/s"));
+        let update = Ceiling::bandwidth(&device, Traffic::Update).unwrap();
         let mut group = c.benchmark_group("gated_retention_step");
         let (samples, warm_up, measurement) = group_timing(false);
         group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
@@ -105,9 +103,9 @@ fn bench(c: &mut Criterion) {
             let id = format!("{device}-{dtype}-H24xD{DIM}");
             group.throughput(Throughput::Bytes(bytes as u64));
             group.bench_function(BenchmarkId::new(&id, format!("batch{batch}")), |b| {
-                b.iter_custom(|iters| log.record(iters, time_on(&device, iters, || drop(gated_retention_step(&q, &k, &v, &g, &mut state, &model_options).unwrap()))))
+                b.iter_custom(|iters| update.beside(log.record(iters, time_on(&device, iters, || drop(gated_retention_step(&q, &k, &v, &g, &mut state, &model_options).unwrap())))))
             });
-            lines.push(fraction_line(&format!("gated_retention/step/{id}/batch{batch}"), log.take_median(), Bound::Memory { bytes, ceiling_gbs: update, traffic: Traffic::Update }));
+            lines.push(fraction_line(&format!("gated_retention/step/{id}/batch{batch}"), log.take_median(), update.bound(bytes)));
         }
         group.finish();
     }

@@ -1,5 +1,6 @@
 //! Attention benches on every device: prefill in TFLOP/s (GFLOP/s on the CPU) and decode in
-//! GB/s of K/V read, each quoted as a fraction of a ceiling measured in this same run.
+//! GB/s of K/V read, each quoted as a fraction of a ceiling measured in this same run (on the
+//! CPU, beside its samples: `bench::Ceiling`).
 //!
 //! FLOPs of a prefill: `4 · B · H · D · (visible (query, key) pairs)` — two FLOPs per
 //! multiply-add in Q Kᵀ and in P V. That is `4·B·H·Nq·Nk·D` without a mask, about half of it
@@ -16,7 +17,8 @@
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, bandwidth_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, Draws, SampleLog, Traffic};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, fraction_line, full_or_emulated, time_on, Ceiling, Draws, SampleLog, Traffic};
+use yoco_core::ceiling::Arithmetic;
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_gqa::{attention_into, AttentionOptions, Mask};
 
@@ -75,15 +77,11 @@ fn bench(c: &mut Criterion) {
     let log = SampleLog::new();
     let mut draws = Draws::new(1);
     for device in bench_devices() {
-        let (compute_ceiling, ceiling_name) = compute_ceiling_gflops(&device, (8192, 8192, 8192), 10).unwrap();
-        let read_ceiling = bandwidth_ceiling_gbs(&device, Traffic::Read).unwrap();
-        lines.push(format!("{device}: {ceiling_name} ceiling {compute_ceiling:.1} GFLOP/s, read ceiling {read_ceiling:.1} GB/s"));
+        let compute = Ceiling::compute(&device, (8192, 8192, 8192), 10).unwrap();
+        let read = Ceiling::bandwidth(&device, Traffic::Read).unwrap();
         // The CPU's bf16 prefill on the AMX tile unit, where it multiplies there, against that
-        // unit's rate (measured now); else it widens to f32, against the FMA ceiling.
-        let tile_ceiling = if device.is_cpu() { yoco_core::ceiling::amx_bf16_gflops() } else { None };
-        if let Some(g) = tile_ceiling {
-            lines.push(format!("{device}: AMX bf16 tile ceiling {g:.1} GFLOP/s"));
-        }
+        // unit's rate; else it widens to f32, against the FMA ceiling.
+        let tiles = if device.is_cpu() { Ceiling::unit(Arithmetic::AmxTiles) } else { None };
         let mut group = c.benchmark_group("attention");
         let (samples, warm_up, measurement) = group_timing(true);
         group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
@@ -102,24 +100,23 @@ fn bench(c: &mut Criterion) {
                 let options = AttentionOptions { mask, scale: None };
                 let id = format!("{what}-{device}-{dtype}");
                 let shape = format!("B{b}-Nq{nq}-Nk{nk}-H{h}/{hkv}-D{d}-{}", mask.label());
-                group.bench_function(BenchmarkId::new(&id, &shape), |bencher| {
-                    bencher.iter_custom(|iters| log.record(iters, time_on(&device, iters, || attention_into(&q, &k, &v, options, &mut out).unwrap())))
-                });
                 let pairs = mask.visible_pairs(nq, nk) as f64;
                 let on_tiles = what == "prefill" && dtype == DType::BF16 && yoco_gqa::cpu::bf16_prefill_on_tiles(d);
-                let bound = if what == "prefill" {
-                    let (ceiling_gflops, ceiling) = match tile_ceiling {
-                        Some(tiles) if on_tiles => (tiles, "AMX bf16 tile"),
-                        _ => (compute_ceiling, ceiling_name),
+                let (ceiling, work) = if what == "prefill" {
+                    let ceiling = match &tiles {
+                        Some(tiles) if on_tiles => tiles,
+                        _ => &compute,
                     };
-                    Bound::Compute { flops: 4.0 * (b * h * d) as f64 * pairs, ceiling_gflops, ceiling }
+                    (ceiling, 4.0 * (b * h * d) as f64 * pairs)
                 } else {
                     // Keys read per sequence: those any of its queries sees.
                     let keys = (0..nq).map(|i| mask.key_range(i, nq, nk)).fold((nk, 0), |(lo, hi), (l, h)| (lo.min(l), hi.max(h)));
-                    let bytes = 2.0 * (b * hkv * d * (keys.1 - keys.0) * dtype.size_in_bytes()) as f64;
-                    Bound::Memory { bytes, ceiling_gbs: read_ceiling, traffic: Traffic::Read }
+                    (&read, 2.0 * (b * hkv * d * (keys.1 - keys.0) * dtype.size_in_bytes()) as f64)
                 };
-                lines.push(fraction_line(&format!("attention/{id}/{shape}"), log.take_median(), bound));
+                group.bench_function(BenchmarkId::new(&id, &shape), |bencher| {
+                    bencher.iter_custom(|iters| ceiling.beside(log.record(iters, time_on(&device, iters, || attention_into(&q, &k, &v, options, &mut out).unwrap()))))
+                });
+                lines.push(fraction_line(&format!("attention/{id}/{shape}"), log.take_median(), ceiling.bound(work)));
             }
         }
         group.finish();

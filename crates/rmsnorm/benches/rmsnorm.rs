@@ -1,13 +1,13 @@
 //! RMSNorm benches: every path (CPU f32/bf16, CUDA f32/bf16/f16 where a GPU is present), plain
 //! and fused-residual, with Throughput in bytes, then one line per bench quoting the median as a
-//! fraction of the copy bandwidth measured in this same run.
+//! fraction of the copy bandwidth measured beside its samples (`bench::Ceiling`).
 //!
 //! Bytes per call (the minimum a kernel must move): read x (and r), write y (and h), read the
 //! weight once: rows·width·s·(2 or 4) + width·s, s = bytes per element.
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, Draws, SampleLog, Traffic};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, fraction_line, full_or_emulated, time_on, Ceiling, Draws, SampleLog, Traffic};
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_rmsnorm::{rms_norm_into, rms_norm_residual_into, DEFAULT_EPS};
 
@@ -57,8 +57,7 @@ fn bench(c: &mut Criterion) {
     let log = SampleLog::new();
     let mut draws = Draws::new(1);
     for device in bench_devices() {
-        let ceiling = copy_ceiling_gbs(&device).unwrap();
-        lines.push(format!("{device}: copy ceiling {ceiling:.1} GB/s"));
+        let copy = Ceiling::bandwidth(&device, Traffic::Copy).unwrap();
         let mut group = c.benchmark_group("rmsnorm");
         let (samples, warm_up, measurement) = group_timing(false);
         group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
@@ -75,32 +74,30 @@ fn bench(c: &mut Criterion) {
                 let id = format!("{device}-{dtype}");
                 group.throughput(Throughput::Bytes(bytes));
                 group.bench_function(BenchmarkId::new(&id, &shape), |b| {
-                    b.iter_custom(|iters| log.record(iters, time_on(&device, iters, || {
+                    b.iter_custom(|iters| copy.beside(log.record(iters, time_on(&device, iters, || {
                         let o = &mut sets[next % n_sets];
                         next += 1;
                         rms_norm_into(&o.x, &w, DEFAULT_EPS, &mut o.y).unwrap()
-                    })))
+                    }))))
                 });
-                let bound = Bound::Memory { bytes: bytes as f64, ceiling_gbs: ceiling, traffic: Traffic::Copy };
-                lines.push(fraction_line(&format!("rmsnorm/{id}/{shape}"), log.take_median(), bound));
+                lines.push(fraction_line(&format!("rmsnorm/{id}/{shape}"), log.take_median(), copy.bound(bytes as f64)));
 
                 let bytes = (rows * width * s * 4 + width * s) as u64;
                 let id = format!("{device}-{dtype}-residual");
                 group.throughput(Throughput::Bytes(bytes));
                 group.bench_function(BenchmarkId::new(&id, &shape), |b| {
                     b.iter_custom(|iters| {
-                        log.record(
+                        copy.beside(log.record(
                             iters,
                             time_on(&device, iters, || {
                                 let o = &mut sets[next % n_sets];
                                 next += 1;
                                 rms_norm_residual_into(&o.x, &o.r, &w, DEFAULT_EPS, &mut o.h, &mut o.y).unwrap()
                             }),
-                        )
+                        ))
                     })
                 });
-                let bound = Bound::Memory { bytes: bytes as f64, ceiling_gbs: ceiling, traffic: Traffic::Copy };
-                lines.push(fraction_line(&format!("rmsnorm/{id}/{shape}"), log.take_median(), bound));
+                lines.push(fraction_line(&format!("rmsnorm/{id}/{shape}"), log.take_median(), copy.bound(bytes as f64)));
             }
         }
         group.finish();

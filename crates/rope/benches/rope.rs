@@ -1,9 +1,9 @@
 //! RoPE benches: every path, both variants, bytes per call = read x + write x (the table is a
-//! few hundred bytes), quoted as a fraction of the copy bandwidth measured in this same run.
+//! few hundred bytes), quoted as a fraction of the copy bandwidth measured beside its samples (`bench::Ceiling`).
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, copy_ceiling_gbs, fraction_line, full_or_emulated, time_on, Bound, Draws, SampleLog, Traffic};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, fraction_line, full_or_emulated, time_on, Ceiling, Draws, SampleLog, Traffic};
 use yoco_core::{DType, MemoryCategory, Tensor};
 use yoco_rope::{Rope, RopeVariant, DEFAULT_THETA};
 
@@ -12,8 +12,7 @@ fn bench(c: &mut Criterion) {
     let log = SampleLog::new();
     let mut draws = Draws::new(1);
     for device in bench_devices() {
-        let ceiling = copy_ceiling_gbs(&device).unwrap();
-        lines.push(format!("{device}: copy ceiling {ceiling:.1} GB/s"));
+        let copy = Ceiling::bandwidth(&device, Traffic::Copy).unwrap();
         // YOCO-3B's 24 query heads of 128 over a prefill chunk: 4096 tokens (CPU), 32K (GPU), 256
         // (the emulator).
         let seq = if device.is_cpu() { 4096 } else { full_or_emulated(&device, 32768, 256) };
@@ -33,10 +32,9 @@ fn bench(c: &mut Criterion) {
                 let shape = format!("{}x{}x{}x{}", dims[0], dims[1], dims[2], dims[3]);
                 group.throughput(Throughput::Bytes(bytes));
                 group.bench_function(BenchmarkId::new(&id, &shape), |b| {
-                    b.iter_custom(|iters| log.record(iters, time_on(&device, iters, || rope.apply_into(&x, 1000, &mut out).unwrap())))
+                    b.iter_custom(|iters| copy.beside(log.record(iters, time_on(&device, iters, || rope.apply_into(&x, 1000, &mut out).unwrap()))))
                 });
-                let bound = Bound::Memory { bytes: bytes as f64, ceiling_gbs: ceiling, traffic: Traffic::Copy };
-                lines.push(fraction_line(&format!("rope/{id}/{shape}"), log.take_median(), bound));
+                lines.push(fraction_line(&format!("rope/{id}/{shape}"), log.take_median(), copy.bound(bytes as f64)));
             }
         }
         group.finish();

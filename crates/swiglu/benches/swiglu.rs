@@ -1,17 +1,17 @@
 //! SwiGLU benches: the fused gate on every path (bytes: read gate and up, write out, 3·s per
 //! element) against the copy ceiling, and the whole FFN (FLOPs: 3 GEMMs, 6·rows·d·F) against the
-//! CPU FMA ceiling or, on a GPU, the cuBLAS bf16 GEMM rate — all measured in this same run. On
+//! CPU FMA ceiling or, on a GPU, the cuBLAS bf16 GEMM rate — all measured in this same run,
+//! on the CPU beside each bench's samples (`bench::Ceiling`). On
 //! the CPU emulator (`emulator/`) the CUDA paths run at tiny sizes.
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{group_timing, print_summary, bench_devices, compute_ceiling_gflops, copy_ceiling_gbs, bf16_ceiling_gflops, fraction_line, full_or_emulated, time_on, Bound, Draws, SampleLog, Traffic};
+use yoco_core::bench::{group_timing, print_summary, bench_devices, fraction_line, full_or_emulated, time_on, Ceiling, Draws, SampleLog, Traffic};
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_swiglu::{ffn, silu_mul_into, FfnWeights};
 
 fn bench_silu_mul(c: &mut Criterion, device: &Device, draws: &mut Draws, log: &SampleLog, lines: &mut Vec<String>) {
-    let ceiling = copy_ceiling_gbs(device).unwrap();
-    lines.push(format!("{device}: copy ceiling {ceiling:.1} GB/s"));
+    let copy = Ceiling::bandwidth(device, Traffic::Copy).unwrap();
     let (rows, f) = if device.is_cpu() { (2048, 8192) } else { full_or_emulated(device, (32768, 8192), (64, 8192)) };
     let dtypes: &[DType] = if device.is_cpu() { &[DType::F32, DType::BF16] } else { &DType::ALL };
     let mut group = c.benchmark_group("silu_mul");
@@ -36,17 +36,17 @@ fn bench_silu_mul(c: &mut Criterion, device: &Device, draws: &mut Draws, log: &S
         group.throughput(Throughput::Bytes(bytes));
         group.bench_function(BenchmarkId::new(&id, &shape), |b| {
             b.iter_custom(|iters| {
-                log.record(
+                copy.beside(log.record(
                     iters,
                     time_on(device, iters, || {
                         let (gate, up, out) = &mut sets[next % count];
                         next += 1;
                         silu_mul_into(gate, up, out).unwrap()
                     }),
-                )
+                ))
             })
         });
-        lines.push(fraction_line(&format!("silu_mul/{id}/{shape}"), log.take_median(), Bound::Memory { bytes: bytes as f64, ceiling_gbs: ceiling, traffic: Traffic::Copy }));
+        lines.push(fraction_line(&format!("silu_mul/{id}/{shape}"), log.take_median(), copy.bound(bytes as f64)));
     }
     group.finish();
 }
@@ -59,12 +59,8 @@ fn bench_ffn(c: &mut Criterion, device: &Device, draws: &mut Draws, log: &Sample
     let dtypes: &[DType] = if device.is_cpu() { &[DType::F32, DType::BF16] } else { &[DType::BF16] };
     // The GEMM ceiling at the FFN's up-projection (the shape matters only to cuBLAS's rate); on
     // the CPU, each dtype's (bf16 products may multiply on AMX tiles or bf16 pairs).
-    let (ceiling, what) = compute_ceiling_gflops(device, (rows, f, d), 20).unwrap();
-    lines.push(format!("{device}: {what} ceiling {ceiling:.1} GFLOP/s"));
-    let bf16_ceiling = if device.is_cpu() { bf16_ceiling_gflops(rows, d) } else { None };
-    if let Some((gflops, unit)) = bf16_ceiling {
-        lines.push(format!("{device}: {unit} ceiling {gflops:.1} GFLOP/s (bf16)"));
-    }
+    let f32_ceiling = Ceiling::compute(device, (rows, f, d), 20).unwrap();
+    let bf16_ceiling = if device.is_cpu() { Ceiling::bf16(rows, d) } else { None };
     let flops = 6.0 * rows as f64 * d as f64 * f as f64;
     let mut group = c.benchmark_group("ffn");
     let (samples, warm_up, measurement) = group_timing(true);
@@ -78,14 +74,14 @@ fn bench_ffn(c: &mut Criterion, device: &Device, draws: &mut Draws, log: &Sample
         let id = format!("{device}-{dtype}");
         let shape = format!("{rows}x{d}x{f}");
         group.throughput(Throughput::Elements(flops as u64));
-        group.bench_function(BenchmarkId::new(&id, &shape), |b| {
-            b.iter_custom(|iters| log.record(iters, time_on(device, iters, || drop(ffn(&x, &weights).unwrap()))))
-        });
-        let (ceiling, what) = match bf16_ceiling {
+        let ceiling = match &bf16_ceiling {
             Some(bf16) if dtype == DType::BF16 => bf16,
-            _ => (ceiling, what),
+            _ => &f32_ceiling,
         };
-        lines.push(fraction_line(&format!("ffn/{id}/{shape} (FLOPs = 6·rows·d·F)"), log.take_median(), Bound::Compute { flops, ceiling_gflops: ceiling, ceiling: what }));
+        group.bench_function(BenchmarkId::new(&id, &shape), |b| {
+            b.iter_custom(|iters| ceiling.beside(log.record(iters, time_on(device, iters, || drop(ffn(&x, &weights).unwrap())))))
+        });
+        lines.push(fraction_line(&format!("ffn/{id}/{shape} (FLOPs = 6·rows·d·F)"), log.take_median(), ceiling.bound(flops)));
     }
     group.finish();
 }

@@ -1,8 +1,9 @@
 //! Which CPU GEMM the fast CPU paths use for which shape: the `gemm` and `matrixmultiply` crates
 //! beside the project's own entry points on the shapes the models run (the table in
 //! src/matmul/mod.rs comes from here) — the FFN's projections at prefill (many rows) and decode
-//! (one row) — as GFLOP/s and a fraction of the FMA ceiling measured in this run (the bf16 pair
-//! ceiling for yoco's bf16 products where they multiply bf16 pairs natively). FLOPs per
+//! (one row) — as GFLOP/s and a fraction of the FMA ceiling measured beside the samples
+//! (`bench::Ceiling`; the bf16 pair or AMX tile ceiling for yoco's bf16 products where they
+//! multiply on those units). FLOPs per
 //! call: 2·m·n·k. The project's entry points: `matmul_nt` (f32: the packed GEMM or `gemm` by
 //! shape) and `matmul_nt_widened` on bf16 storage (the 16-bit CPU models' path); the one-row
 //! products are memory-bound and are also quoted against the read ceiling, by the bytes of their
@@ -11,7 +12,7 @@
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use yoco_core::bench::{group_timing, print_summary, fraction_line, Bound, SampleLog, Traffic};
+use yoco_core::bench::{group_timing, print_summary, fraction_line, Ceiling, SampleLog, Traffic};
 use yoco_core::aligned::AlignedVec;
 use yoco_core::half::bf16;
 use yoco_core::matmul::{matmul_nt, matmul_nt_widened};
@@ -37,10 +38,10 @@ fn bench(c: &mut Criterion) {
         println!("matmul: CPU GEMM crates only, and YOCO_BENCH_DEVICES leaves out the CPU: skipped");
         return;
     }
-    let ceiling = yoco_core::ceiling::fma_gflops();
-    let read = yoco_core::bench::bandwidth_ceiling_gbs(&yoco_core::Device::cpu(), Traffic::Read).expect("the CPU read ceiling");
+    let fma = Ceiling::fma();
+    let read = Ceiling::bandwidth(&yoco_core::Device::cpu(), Traffic::Read).expect("the CPU read ceiling");
     let log = SampleLog::new();
-    let mut lines = vec![format!("cpu: FMA ceiling {ceiling:.1} GFLOP/s on {} threads, read ceiling {read:.1} GB/s", rayon::current_num_threads())];
+    let mut lines = vec![format!("cpu: {} threads", rayon::current_num_threads())];
     let mut rng = Rng::new(3);
     let mut group = c.benchmark_group("matmul_nt");
     let (samples, warm_up, measurement) = group_timing(true);
@@ -67,11 +68,12 @@ fn bench(c: &mut Criterion) {
         let shape = format!("{m}x{n}x{k}");
         group.throughput(Throughput::Elements(flops as u64));
         // yoco's bf16 products multiply on AMX tiles, bf16 pairs or widened f32 by CPU and rows.
-        let bf16_ceiling = yoco_core::bench::bf16_ceiling_gflops(m, k);
-        if let Some((gflops, unit)) = bf16_ceiling {
-            lines.push(format!("cpu: {unit} ceiling {gflops:.1} GFLOP/s (yoco-bf16, {m} rows)"));
-        }
+        let bf16_ceiling = Ceiling::bf16(m, k);
         for name in ["gemm", "matrixmultiply", "yoco-f32", "yoco-bf16"] {
+            let ceiling = match (name, &bf16_ceiling) {
+                ("yoco-bf16", Some(bf16)) => bf16,
+                _ => &fma,
+            };
             group.bench_function(BenchmarkId::new(name, &shape), |bch| {
                 bch.iter_custom(|iters| {
                     let start = Instant::now();
@@ -84,19 +86,18 @@ fn bench(c: &mut Criterion) {
                             _ => matmul_nt_widened(m, n, k, &a16, b16, &mut out16).unwrap(),
                         }
                     }
-                    log.record(iters, start.elapsed())
+                    let elapsed = log.record(iters, start.elapsed());
+                    if m == 1 {
+                        read.beside(elapsed);
+                    }
+                    ceiling.beside(elapsed)
                 })
             });
             let secs = log.take_median();
-            let (ceiling_gflops, ceiling) = match (name, bf16_ceiling) {
-                ("yoco-bf16", Some(bf16)) => bf16,
-                _ => (ceiling, "FMA"),
-            };
-            let line = fraction_line(&format!("matmul_nt/{name}/{shape}"), secs, Bound::Compute { flops, ceiling_gflops, ceiling });
-            lines.push(line);
+            lines.push(fraction_line(&format!("matmul_nt/{name}/{shape}"), secs, ceiling.bound(flops)));
             if m == 1 {
                 let bytes = (n * k * if name == "yoco-bf16" { 2 } else { 4 }) as f64;
-                lines.push(fraction_line(&format!("matmul_nt/{name}/{shape} (weights read)"), secs, Bound::Memory { bytes, ceiling_gbs: read, traffic: Traffic::Read }));
+                lines.push(fraction_line(&format!("matmul_nt/{name}/{shape} (weights read)"), secs, read.bound(bytes)));
             }
         }
     }

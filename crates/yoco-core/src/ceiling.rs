@@ -186,11 +186,19 @@ fn widest_fma() -> (fn(u64) -> f32, usize) {
 }
 
 /// Peak f32 FMA GFLOP/s on all of rayon's threads with the widest FMA the CPU has (AVX-512,
-/// else AVX2): the best of five ~50 ms rounds, every thread running independent chains at once.
+/// else AVX2): the best of five ~13 ms rounds, every thread running independent chains at once.
 /// The GEMMs use AVX-512 where it exists, so a lower ISA's peak would not be a ceiling.
 pub fn fma_gflops() -> f64 {
+    (0..ROUNDS).map(|_| f32_fma_round_gflops()).fold(0.0, f64::max)
+}
+
+/// Rounds a peak rate is the best of.
+const ROUNDS: usize = 5;
+
+/// One round of the widest f32 FMA's chains on every thread at once, GFLOP/s.
+fn f32_fma_round_gflops() -> f64 {
     let (fma_chains, lanes) = widest_fma();
-    peak_gflops(fma_chains, CHAINS * lanes * 2)
+    one_round_gflops(&fma_chains, CHAINS * lanes * 2)
 }
 
 /// Peak bf16 GFLOP/s of `vdpbf16ps` (AVX512-BF16: 16 lanes, each adding two bf16 products to an
@@ -198,12 +206,7 @@ pub fn fma_gflops() -> f64 {
 /// products that use it (`matmul::matmul_nt_widened` on bf16 storage): about twice the f32 FMA
 /// rate where the instruction runs at full rate.
 pub fn bf16_pair_gflops() -> Option<f64> {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16") {
-        // SAFETY: the CPU supports AVX-512F and AVX512-BF16 (checked above).
-        return Some(peak_gflops(|iters| unsafe { bf16_pair_chains(iters) }, CHAINS * 16 * 4));
-    }
-    None
+    Arithmetic::Bf16Pairs.peak_gflops()
 }
 
 /// The AMX tile unit's peak bf16 rate on every rayon thread, GFLOP/s (`tdpbf16ps` on operands
@@ -211,67 +214,195 @@ pub fn bf16_pair_gflops() -> Option<f64> {
 /// it; `None` elsewhere. Measured as [`fma_gflops`] is: the ceiling of the bf16 products that
 /// multiply on tiles (`matmul::bf16_unit`).
 pub fn amx_bf16_gflops() -> Option<f64> {
-    #[cfg(target_arch = "x86_64")]
-    if crate::matmul::amx::available() {
-        // 16 × 16 × 32 multiply-adds a tdpbf16ps, four an iteration; an iteration of the loop
-        // is 16 of the chains' (a tile product takes ~16 cycles, an FMA chain's step one).
-        const FLOPS: usize = 4 * 2 * 16 * 16 * 32;
-        let operands = [0x3c00u16; 16 * 32]; // bf16 1/128: finite sums
-        return Some(peak_gflops(
-            |iters| {
-                // SAFETY: `amx::available` returned true.
-                let mut tiles = unsafe { crate::matmul::amx::Tiles::configure() };
-                tiles.peak_loop(&operands, iters / 16)
-            },
-            FLOPS / 16,
-        ));
-    }
-    None
+    Arithmetic::AmxTiles.peak_gflops()
 }
 
-/// The best of five ~50 ms rounds of `chains` on every thread at once, in GFLOP/s, each of its
-/// iterations `flops_per_iter` FLOPs.
-pub(crate) fn peak_gflops(chains: impl Fn(u64) -> f32 + Sync, flops_per_iter: usize) -> f64 {
+/// One round of `chains` on every thread at once, in GFLOP/s, each of its iterations
+/// `flops_per_iter` FLOPs: 4M iterations, ~13 ms of f32 FMAs on this project's machines.
+fn one_round_gflops(chains: &(impl Fn(u64) -> f32 + Sync), flops_per_iter: usize) -> f64 {
     let threads = rayon::current_num_threads();
     let iters: u64 = 4_000_000;
     let flops_per_thread = (iters as usize * flops_per_iter) as f64;
-    let mut best = 0.0f64;
-    for _ in 0..5 {
-        let start = Instant::now();
-        // broadcast: one run on every thread at once. A parallel iterator over `threads` items
-        // may run two of them on one thread, one after the other, and a bench once quoted
-        // itself against half the ceiling (269 of ~530 GFLOP/s) that way.
-        let sink: f32 = rayon::broadcast(|_| chains(black_box(iters))).into_iter().sum();
-        black_box(sink);
-        let secs = start.elapsed().as_secs_f64();
-        best = best.max(flops_per_thread * threads as f64 / secs / 1e9);
+    let start = Instant::now();
+    // broadcast: one run on every thread at once. A parallel iterator over `threads` items
+    // may run two of them on one thread, one after the other, and a bench once quoted
+    // itself against half the ceiling (269 of ~530 GFLOP/s) that way.
+    let sink: f32 = rayon::broadcast(|_| chains(black_box(iters))).into_iter().sum();
+    black_box(sink);
+    flops_per_thread * threads as f64 / start.elapsed().as_secs_f64() / 1e9
+}
+
+/// An arithmetic unit whose peak rate is a ceiling: what [`fma_gflops`], [`bf16_pair_gflops`]
+/// and [`amx_bf16_gflops`] measure, one round at a time ([`Arithmetic::round_gflops`]) for a
+/// bench that measures its ceiling beside its samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arithmetic {
+    /// f32 FMAs, the widest the CPU has.
+    F32Fma,
+    /// AVX512-BF16's `vdpbf16ps`.
+    Bf16Pairs,
+    /// AMX's `tdpbf16ps`.
+    AmxTiles,
+}
+
+impl Arithmetic {
+    /// Whether this CPU has the unit (and, for AMX, lets this process use it).
+    pub fn available(self) -> bool {
+        match self {
+            Arithmetic::F32Fma => true,
+            #[cfg(target_arch = "x86_64")]
+            Arithmetic::Bf16Pairs => is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16"),
+            #[cfg(target_arch = "x86_64")]
+            Arithmetic::AmxTiles => crate::matmul::amx::available(),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
     }
-    best
+
+    /// The name a fraction line gives this ceiling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arithmetic::F32Fma => "FMA",
+            Arithmetic::Bf16Pairs => "bf16-pair FMA",
+            Arithmetic::AmxTiles => "AMX bf16 tile",
+        }
+    }
+
+    /// One ~13 ms round of the unit's independent chains on every thread at once, GFLOP/s;
+    /// `None` where the CPU lacks the unit.
+    pub fn round_gflops(self) -> Option<f64> {
+        if !self.available() {
+            return None;
+        }
+        match self {
+            Arithmetic::F32Fma => Some(f32_fma_round_gflops()),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU supports AVX-512F and AVX512-BF16 (`available`).
+            Arithmetic::Bf16Pairs => Some(one_round_gflops(&|iters| unsafe { bf16_pair_chains(iters) }, CHAINS * 16 * 4)),
+            #[cfg(target_arch = "x86_64")]
+            Arithmetic::AmxTiles => {
+                // 16 × 16 × 32 multiply-adds a tdpbf16ps, four an iteration; an iteration of the
+                // loop is 16 of the chains' (a tile product takes ~16 cycles, an FMA chain's step
+                // one).
+                const FLOPS: usize = 4 * 2 * 16 * 16 * 32;
+                let operands = [0x3c00u16; 16 * 32]; // bf16 1/128: finite sums
+                let tiles = |iters: u64| {
+                    // SAFETY: `amx::available` returned true.
+                    let mut tiles = unsafe { crate::matmul::amx::Tiles::configure() };
+                    tiles.peak_loop(&operands, iters / 16)
+                };
+                Some(one_round_gflops(&tiles, FLOPS / 16))
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => None,
+        }
+    }
+
+    /// The best of five rounds, GFLOP/s; `None` where the CPU lacks the unit.
+    pub fn peak_gflops(self) -> Option<f64> {
+        (0..ROUNDS).map(|_| self.round_gflops()).try_fold(0.0, |best, round| round.map(|g| f64::max(best, g)))
+    }
+}
+
+/// How a memory-bound kernel moves its bytes, which decides the ceiling it is quoted against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Traffic {
+    /// Reads one buffer and writes another (a norm, an elementwise op).
+    Copy,
+    /// Reads a buffer and writes it back in place (a recurrent state).
+    Update,
+    /// Reads far more than it writes (a decode step over a cache, a one-row product).
+    Read,
+}
+
+impl Traffic {
+    /// The name a fraction line gives its ceiling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Traffic::Copy => "copy",
+            Traffic::Update => "in-place update",
+            Traffic::Read => "read",
+        }
+    }
+}
+
+/// The buffers of one kind of bandwidth pass over `bytes`, kept so that the pass can be run
+/// again and again: eleven times in a row for a ceiling ([`copy_bandwidth_gbs`] and its
+/// siblings), or once beside each of a bench's samples (`bench::Ceiling`).
+pub struct BandwidthPass {
+    traffic: Traffic,
+    source: Vec<f32>,
+    /// The copy's destination (empty for the other kinds).
+    destination: Vec<f32>,
+}
+
+impl BandwidthPass {
+    /// Buffers of `bytes` each (two for a copy) for passes of `traffic`.
+    pub fn new(traffic: Traffic, bytes: usize) -> Self {
+        let n = bytes / 4;
+        let mut source = vec![0f32; n];
+        source.par_chunks_mut(PIECE).enumerate().for_each(|(p, c)| c.iter_mut().enumerate().for_each(|(i, v)| *v = (p * PIECE + i) as f32));
+        let destination = if traffic == Traffic::Copy { vec![0f32; n] } else { Vec::new() };
+        BandwidthPass { traffic, source, destination }
+    }
+
+    /// The kind of traffic it moves.
+    pub fn traffic(&self) -> Traffic {
+        self.traffic
+    }
+
+    /// Bytes one pass moves: read plus written for a copy or an update, read for a read.
+    fn bytes_moved(&self) -> f64 {
+        let bytes = (self.source.len() * 4) as f64;
+        match self.traffic {
+            Traffic::Copy | Traffic::Update => 2.0 * bytes,
+            Traffic::Read => bytes,
+        }
+    }
+
+    /// One pass on all of rayon's threads, timed: GB/s.
+    pub fn run(&mut self) -> f64 {
+        let start = Instant::now();
+        match self.traffic {
+            Traffic::Copy => {
+                self.destination.par_chunks_mut(PIECE).zip(self.source.par_chunks(PIECE)).for_each(|(d, s)| d.copy_from_slice(s));
+                black_box(&mut self.destination);
+            }
+            Traffic::Update => {
+                self.source.par_chunks_mut(PIECE).for_each(|c| c.iter_mut().for_each(|v| *v *= 0.999_999));
+                black_box(&mut self.source);
+            }
+            Traffic::Read => {
+                let sum: f32 = self.source.par_chunks(PIECE).map(sum_in_streams).sum();
+                black_box(sum);
+            }
+        }
+        self.bytes_moved() / start.elapsed().as_secs_f64() / 1e9
+    }
+
+    /// The fastest of eleven passes after a warm-up, GB/s.
+    pub fn best_of_eleven(&mut self) -> f64 {
+        self.run();
+        (0..11).map(|_| self.run()).fold(0.0, f64::max)
+    }
 }
 
 /// Copy bandwidth in GB/s (read + write bytes) of a `bytes`-sized buffer copied by all of
-/// rayon's threads in contiguous pieces; the best of eleven copies after a warm-up. Use a buffer
-/// far larger than the last-level cache.
+/// rayon's threads; the best of eleven copies after a warm-up. Use a buffer far larger than the
+/// last-level cache.
 ///
 /// The best, as STREAM reports and as [`fma_gflops`] takes its ceiling: a ceiling is what the
 /// machine can do. On a shared VM the bandwidth swings by half from one moment to the next
 /// (35–70 GB/s on the 2-core machine this was written on); the median of seven had let a
-/// report's RMSNorm read 124% of the copy ceiling measured a minute earlier.
+/// report's RMSNorm read 124% of the copy ceiling measured a minute earlier. (The benches
+/// measure their ceilings beside their samples for that reason: `bench::Ceiling`.)
 ///
 /// Its stores are ordinary ones, as the kernels' are (they leave their outputs in the cache for
-/// the next operation to read): glibc's `memcpy` of pieces past its non-temporal threshold
-/// (about three quarters of a thread's share of the last-level cache) streams past the cache, and
-/// on the Xeon VM moved 32–39 GB/s over 1 GiB against 21–23 with ordinary stores. The pieces here
-/// stay under it there.
+/// the next operation to read), in 256 KiB pieces: glibc's `memcpy` of pieces past its non-temporal
+/// threshold (about three quarters of a thread's share of the last-level cache) streams past the
+/// cache, and on the Xeon VM moved 32–39 GB/s over 1 GiB against 21–23 with ordinary stores.
 pub fn copy_bandwidth_gbs(bytes: usize) -> f64 {
-    let n = bytes / 4;
-    let src: Vec<f32> = (0..n).map(|i| i as f32).collect();
-    let mut dst = vec![0f32; n];
-    let piece = piece(n);
-    best_gbs(2.0 * (n * 4) as f64, || {
-        dst.par_chunks_mut(piece).zip(src.par_chunks(piece)).for_each(|(d, s)| d.copy_from_slice(s));
-        black_box(&mut dst);
-    })
+    BandwidthPass::new(Traffic::Copy, bytes).best_of_eleven()
 }
 
 /// Bandwidth in GB/s (read + write bytes) of a `bytes`-sized buffer scaled in place by all of
@@ -280,13 +411,7 @@ pub fn copy_bandwidth_gbs(bytes: usize) -> f64 {
 /// 125 GB/s against a copy's 78 in the same minute (probably because a copy's stores go to lines
 /// not yet in the cache, which the CPU fetches first or streams past).
 pub fn update_bandwidth_gbs(bytes: usize) -> f64 {
-    let n = bytes / 4;
-    let mut x: Vec<f32> = (0..n).map(|i| i as f32).collect();
-    let piece = piece(n);
-    best_gbs(2.0 * (n * 4) as f64, || {
-        x.par_chunks_mut(piece).for_each(|c| c.iter_mut().for_each(|v| *v *= 0.999_999));
-        black_box(&mut x);
-    })
+    BandwidthPass::new(Traffic::Update, bytes).best_of_eleven()
 }
 
 /// Bandwidth in GB/s of a `bytes`-sized buffer summed by all of rayon's threads, measured as
@@ -296,14 +421,16 @@ pub fn update_bandwidth_gbs(bytes: usize) -> f64 {
 /// read 15–20 GB/s on the Xeon VM where eight read 28–30, and the decode kernels had read 23–30
 /// against the one-stream ceiling.
 pub fn read_bandwidth_gbs(bytes: usize) -> f64 {
-    let n = bytes / 4;
-    let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
-    let piece = piece(n);
-    best_gbs((n * 4) as f64, || {
-        let sum: f32 = x.par_chunks(piece).map(sum_in_streams).sum();
-        black_box(sum);
-    })
+    BandwidthPass::new(Traffic::Read, bytes).best_of_eleven()
 }
+
+/// Elements per task of the bandwidth passes (256 KiB), handed to the threads as they free up, so
+/// that they stream neighbouring addresses as the kernels' row blocks do. A quarter of each
+/// thread's share of the buffer per task (contiguous 32 MiB pieces on the 2-core Zen 4 VM) copied
+/// at 24–26 GB/s in the minutes that 256 KiB pieces copied at 28–31 and RMSNorm (read one buffer,
+/// write another) ran at 27–31 in the same process; the update
+/// and the read ran at the same rate either way.
+const PIECE: usize = 64 << 10;
 
 /// Parts of a piece [`read_bandwidth_gbs`] reads at once.
 const READ_STREAMS: usize = 8;
@@ -322,24 +449,6 @@ fn sum_in_streams(values: &[f32]) -> f32 {
     }
     let tail: f32 = values[READ_STREAMS * part..].iter().sum();
     acc.iter().flatten().sum::<f32>() + tail
-}
-
-/// Elements per task of the bandwidth passes: four contiguous pieces per thread.
-fn piece(n: usize) -> usize {
-    n.div_ceil(rayon::current_num_threads() * 4).max(1)
-}
-
-/// `bytes_moved` per pass over the fastest of eleven passes after a warm-up, in GB/s.
-fn best_gbs(bytes_moved: f64, mut pass: impl FnMut()) -> f64 {
-    pass();
-    let fastest = (0..11)
-        .map(|_| {
-            let start = Instant::now();
-            pass();
-            start.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min);
-    bytes_moved / fastest / 1e9
 }
 
 #[cfg(test)]

@@ -8,6 +8,11 @@ use std::time::Duration;
 use crate::ceiling::median;
 use crate::contention::{Window, CONTENDED};
 
+mod ceilings;
+
+pub use crate::ceiling::Traffic;
+pub use ceilings::{bandwidth_ceiling_gbs, ceiling_gemm_shape, compute_ceiling_gflops, Ceiling};
+
 /// Opened by the first [`SampleLog`], closed by [`print_summary`]: what other work took of the
 /// CPUs while the bench binary measured.
 static RUN: OnceLock<Window> = OnceLock::new();
@@ -48,7 +53,7 @@ pub enum Bound {
     /// Bytes moved per call, against the bandwidth ceiling in GB/s of that kind of traffic.
     Memory { bytes: f64, ceiling_gbs: f64, traffic: Traffic },
     /// FLOPs per call, against an arithmetic ceiling in GFLOP/s and its name ("FMA", "cuBLAS bf16
-    /// GEMM", "AMX bf16 tile": what [`compute_ceiling_gflops`] or [`bf16_ceiling_gflops`] says).
+    /// GEMM", "AMX bf16 tile": what [`Ceiling::name`] says).
     Compute { flops: f64, ceiling_gflops: f64, ceiling: &'static str },
 }
 
@@ -175,98 +180,12 @@ pub fn tokens(n: usize) -> String {
     }
 }
 
-/// The memory ceiling of `device` in GB/s, measured now: host copy bandwidth over
-/// [`crate::ceiling::memory_bytes`], or device-to-device copy bandwidth over 1 GiB (far past any
-/// L2); over 16 MiB on the emulator, as the harness's calibration measures it there.
-pub fn copy_ceiling_gbs(device: &crate::Device) -> crate::Result<f64> {
-    bandwidth_ceiling_gbs(device, Traffic::Copy)
-}
-
-/// How a memory-bound kernel moves its bytes, which decides the ceiling it is quoted against.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Traffic {
-    /// Reads one buffer and writes another (a norm, an elementwise op).
-    Copy,
-    /// Reads a buffer and writes it back in place (a recurrent state).
-    Update,
-    /// Reads far more than it writes (a decode step over a cache, a one-row product).
-    Read,
-}
-
-impl Traffic {
-    /// The name a fraction line gives its ceiling.
-    pub fn name(self) -> &'static str {
-        match self {
-            Traffic::Copy => "copy",
-            Traffic::Update => "in-place update",
-            Traffic::Read => "read",
-        }
-    }
-}
-
-/// The bandwidth ceiling of `device` for `traffic` in GB/s, measured now, over
-/// [`crate::ceiling::memory_bytes`] on the CPU (a copy, an update in place, a sum; on this
-/// project's CPU machine an update ran 1.6× a copy's rate). On a GPU every kind takes the
-/// device-to-device copy over 1 GiB (16 MiB on the emulator): a GPU's stores write whole lines,
-/// so a copy runs near its memory's peak.
-pub fn bandwidth_ceiling_gbs(device: &crate::Device, traffic: Traffic) -> crate::Result<f64> {
-    match device {
-        crate::Device::Cpu(_) => {
-            let bytes = crate::ceiling::memory_bytes();
-            Ok(match traffic {
-                Traffic::Copy => crate::ceiling::copy_bandwidth_gbs(bytes),
-                Traffic::Update => crate::ceiling::update_bandwidth_gbs(bytes),
-                Traffic::Read => crate::ceiling::read_bandwidth_gbs(bytes),
-            })
-        }
-        #[cfg(feature = "cuda")]
-        crate::Device::Cuda(d) => {
-            let _ = traffic;
-            crate::cuda::device_copy_bandwidth(d, full_or_emulated(device, 1 << 30, 1 << 24), 20)
-        }
-    }
-}
-
 /// How many operand sets of `set_bytes` each a memory-bound CPU bench rotates over: together
 /// they span what the bandwidth ceilings are measured over ([`crate::ceiling::memory_bytes`]), so
 /// that each call reads from memory rather than from a cache the previous call warmed; at least
 /// one, at most `most`.
 pub fn sets_spanning_memory(set_bytes: usize, most: usize) -> usize {
     crate::ceiling::memory_bytes().div_ceil(set_bytes.max(1)).clamp(1, most.max(1))
-}
-
-/// The `(m, n, k)` of the GEMM whose rate is `device`'s compute ceiling when `gemm` is asked
-/// for: `gemm` itself, or 256³ on the emulator.
-pub fn ceiling_gemm_shape(device: &crate::Device, gemm: (usize, usize, usize)) -> (usize, usize, usize) {
-    full_or_emulated(device, gemm, (256, 256, 256))
-}
-
-/// The arithmetic ceiling of `device` in GFLOP/s, measured now, and what it is: the f32 FMA rate
-/// on the CPU ("FMA"), the cuBLAS bf16 GEMM rate (f32 accumulation, median of `reps`) of
-/// `[m, k] · [n, k]ᵀ` on a GPU ("cuBLAS bf16 GEMM"), at [`ceiling_gemm_shape`].
-#[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
-pub fn compute_ceiling_gflops(device: &crate::Device, gemm: (usize, usize, usize), reps: usize) -> crate::Result<(f64, &'static str)> {
-    match device {
-        crate::Device::Cpu(_) => Ok((crate::ceiling::fma_gflops(), "FMA")),
-        #[cfg(feature = "cuda")]
-        crate::Device::Cuda(d) => {
-            let (m, n, k) = ceiling_gemm_shape(device, gemm);
-            Ok((1e3 * crate::cuda::cublas_gemm_tflops(d, m, n, k, reps)?, "cuBLAS bf16 GEMM"))
-        }
-    }
-}
-
-/// The ceiling of a CPU bf16 product of `rows` rows and reduction `depth`, measured now, and its
-/// name: the AMX tile rate or the bf16 pair rate, whichever unit the product multiplies on
-/// ([`crate::matmul::bf16_unit`]). `None` where it widens to f32, whose ceiling is then the f32
-/// FMA rate the bench measures anyway.
-pub fn bf16_ceiling_gflops(rows: usize, depth: usize) -> Option<(f64, &'static str)> {
-    use crate::matmul::Bf16Unit;
-    match crate::matmul::bf16_unit(rows, depth) {
-        Bf16Unit::Tiles => crate::ceiling::amx_bf16_gflops().map(|g| (g, "AMX bf16 tile")),
-        Bf16Unit::Pairs => crate::ceiling::bf16_pair_gflops().map(|g| (g, "bf16-pair FMA")),
-        Bf16Unit::F32 => None,
-    }
 }
 
 /// The devices a bench runs on: the CPU, and CUDA device 0 when there is one (else a line why).

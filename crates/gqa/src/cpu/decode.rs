@@ -10,17 +10,28 @@
 //! also keep every thread busy when there are fewer sequences × heads than threads.
 //!
 //! Within a range, tiles of [`TILE`] positions, each in three steps written in explicit vectors
-//! ([`yoco_core::simd`]), with the keys and values read in their storage type where they lie:
-//! * scores: the query rows of a K/V head's group, a few at a time, against a few keys at a time
-//!   (four with AVX-512, two with AVX2), so that every vector of a key is loaded once for those
-//!   rows and every vector of a query row once for those keys, and the rows × keys dot products
-//!   are independent accumulators: one key at a time, each dot product's chain of FMAs waited on
-//!   the one before (24/8 heads of 128, f32, N 32768: 16.5–17.2 ms against 13.1–13.3 with four
-//!   keys, interleaved in one process);
+//! ([`yoco_core::simd`]), with the keys and values read in their storage type:
+//! * scores: position by position, every K/V head's key against the query rows of its group, a
+//!   few rows at a time, so that every vector of a key is loaded once for those rows; the rows'
+//!   dot products are independent accumulators, and the next head's run beside a head's sums;
 //! * the online-softmax update of each row over the tile, with the exponentials in a plain loop
 //!   over the tile's scores (it vectorises);
 //! * `o += p · v`: a few rows' outputs held in registers across the tile's values, each vector
-//!   of a value loaded once for those rows.
+//!   of a value loaded once for those rows, from a copy of the tile's values.
+//!
+//! Why the keys position by position and the values copied: memory is read fastest front to back,
+//! one position's row of every head after the other, its arithmetic interleaved, where the
+//! hardware prefetchers keep ahead of the loads. Scoring four positions at once (each head's four
+//! keys, 4 KiB apart, for independent accumulators) and adding up the values a slice of the head
+//! dim across the tile's 32 positions read memory in pieces 512 and 128 bytes long from 4 and 32
+//! rows at once: on the 2-core Zen 4, a read in those patterns moved 24 and 16.5 GB/s where one
+//! front to back moved 31–35, and the decode step at 24/8 heads of 128 (f32, N 32768) read at
+//! 0.54 of the read bandwidth measured beside it, 0.63 with the keys position by position and the
+//! values copied (median of 15 alternations, `cargo run --release -p yoco-gqa --example
+//! decode_probe`). The copy (a `memcpy` of the tile's values, contiguous in the cache) reads
+//! front to back; the sums then read it from the level-2 cache in any order. (Four positions at
+//! once had been chosen on an earlier machine, where one at a time took 16.5–17.2 ms against
+//! 13.1–13.3 at that shape; it is worth measuring again on a new one.)
 //!
 //! A scalar version of the same loops ran at 0.25 ns per (row, key, dimension), a multiply-add
 //! a cycle (the first design: 45% of copy bandwidth at 24/8 heads of 128).
@@ -28,6 +39,7 @@
 use std::ops::Range;
 
 use rayon::prelude::*;
+use yoco_core::aligned::AlignedVec;
 use yoco_core::math::exp;
 use yoco_core::Element;
 
@@ -137,29 +149,23 @@ fn range_body<T: Element, V: Simd>(x: &Inputs<T>, b: usize, keys: Range<usize>) 
     let mut part = Partial { m: vec![f32::NEG_INFINITY; rows], l: vec![0.0; rows], o: vec![0.0; rows * dim] };
     // Scores, then probabilities, of the tile: [rows][TILE].
     let mut scores = vec![0f32; rows * TILE];
+    // The tile's values, every head's row of each position, as the cache holds them.
+    let width = d.kv_heads * dim;
+    let mut values_copy = AlignedVec::<T>::zeroed(TILE * width);
     let mut t0 = keys.start;
     while t0 < keys.end {
         let count = (keys.end - t0).min(TILE);
-        // Scores, a few keys at a time (their dot products are independent accumulators).
-        let step = score_keys::<V>();
-        let mut jj = 0;
-        while jj < count {
-            let n = step.min(count - jj);
-            for j in t0 + jj..t0 + jj + n {
-                if j + PREFETCH < keys.end {
-                    prefetch_position(x, b, j + PREFETCH);
-                }
+        for jj in 0..count {
+            let j = t0 + jj;
+            if j + PREFETCH < keys.end {
+                prefetch_position(x, b, j + PREFETCH);
             }
             for (hk, members) in group_rows.iter().enumerate() {
-                let mut k: [&[T]; MAX_SCORE_KEYS] = [&[]; MAX_SCORE_KEYS];
-                for (i, k) in k[..n].iter_mut().enumerate() {
-                    *k = x.k_row(b, t0 + jj + i, hk);
-                }
+                let key = x.k_row(b, j, hk);
                 for block in members.chunks(ROW_BLOCK) {
-                    score_block::<T, V>(&q, block, &k[..n], dim, &mut scores, jj);
+                    score_block::<T, V>(&q, block, key, dim, &mut scores[jj..]);
                 }
             }
-            jj += n;
         }
         if t0 < seen_by_all_lo || t0 + count > seen_by_all_hi {
             for (row, row_scores) in scores.chunks_exact_mut(TILE).enumerate() {
@@ -174,10 +180,12 @@ fn range_body<T: Element, V: Simd>(x: &Inputs<T>, b: usize, keys: Range<usize>) 
         for row in 0..rows {
             softmax_update(&mut part, row, &mut scores[row * TILE..][..count], dim, p.scale);
         }
+        let at = x.kv_offset(b, t0, 0);
+        values_copy[..count * width].copy_from_slice(&x.v[at..at + count * width]);
         let mut values: [&[T]; TILE] = [&[]; TILE];
         for (hk, members) in group_rows.iter().enumerate() {
             for (jj, v) in values[..count].iter_mut().enumerate() {
-                *v = x.v_row(b, t0 + jj, hk);
+                *v = &values_copy[(jj * d.kv_heads + hk) * dim..][..dim];
             }
             for block in members.chunks(ROW_BLOCK) {
                 accumulate_block::<T, V>(&mut part.o, block, &scores, &values[..count], dim);
@@ -188,70 +196,37 @@ fn range_body<T: Element, V: Simd>(x: &Inputs<T>, b: usize, keys: Range<usize>) 
     part
 }
 
-/// Keys scored together at most: their dot products with a block of rows are independent
-/// accumulators (`ROW_BLOCK` × keys), so that the FMA latency of one dot product does not bound
-/// the loop.
-const MAX_SCORE_KEYS: usize = 4;
-
-/// Keys scored together on vectors `V`: four with 32 registers (AVX-512: 16 accumulators for
-/// four rows, four key vectors, a query vector), two with 16 (AVX2).
+/// The scores of one key for the query rows `block` (at most [`ROW_BLOCK`]), into
+/// `scores[row · TILE]` (`scores` starts at the key's column of the tile).
 #[inline(always)]
-fn score_keys<V: Simd>() -> usize {
-    if V::LANES >= 16 { MAX_SCORE_KEYS } else { 2 }
-}
-
-/// The scores of keys `k` (positions `jj0 ..` of the tile) for the query rows `block` (at most
-/// [`ROW_BLOCK`]), into `scores[row][jj0 + i]`.
-#[inline(always)]
-fn score_block<T: Element, V: Simd>(q: &[f32], block: &[usize], k: &[&[T]], dim: usize, scores: &mut [f32], jj0: usize) {
-    macro_rules! rows {
-        ($keys:literal) => {
-            match block.len() {
-                1 => score_rows::<T, V, 1, $keys>(q, block, k, dim, scores, jj0),
-                2 => score_rows::<T, V, 2, $keys>(q, block, k, dim, scores, jj0),
-                3 => score_rows::<T, V, 3, $keys>(q, block, k, dim, scores, jj0),
-                _ => score_rows::<T, V, ROW_BLOCK, $keys>(q, block, k, dim, scores, jj0),
-            }
-        };
-    }
-    match k.len() {
-        1 => rows!(1),
-        2 => rows!(2),
-        3 => rows!(3),
-        _ => rows!(4),
+fn score_block<T: Element, V: Simd>(q: &[f32], block: &[usize], key: &[T], dim: usize, scores: &mut [f32]) {
+    match block.len() {
+        1 => score_rows::<T, V, 1>(q, block, key, dim, scores),
+        2 => score_rows::<T, V, 2>(q, block, key, dim, scores),
+        3 => score_rows::<T, V, 3>(q, block, key, dim, scores),
+        _ => score_rows::<T, V, ROW_BLOCK>(q, block, key, dim, scores),
     }
 }
 
-/// [`score_block`] for exactly `R` rows and `K` keys: `R × K` accumulators along the head
-/// dim, each reduced once at the end.
+/// [`score_block`] for exactly `R` rows: `R` accumulators along the head dim, each reduced once
+/// at the end.
 #[inline(always)]
-fn score_rows<T: Element, V: Simd, const R: usize, const K: usize>(q: &[f32], block: &[usize], k: &[&[T]], dim: usize, scores: &mut [f32], jj0: usize) {
+fn score_rows<T: Element, V: Simd, const R: usize>(q: &[f32], block: &[usize], key: &[T], dim: usize, scores: &mut [f32]) {
     let mut rows: [&[f32]; R] = [&[]; R];
     for (r, row) in rows.iter_mut().enumerate() {
         *row = &q[block[r] * dim..][..dim];
     }
-    let mut keys: [&[T]; K] = [&[]; K];
-    for (i, key) in keys.iter_mut().enumerate() {
-        *key = &k[i][..dim];
-    }
-    let mut acc = [[V::splat(0.0); K]; R];
+    let key = &key[..dim];
+    let mut acc = [V::splat(0.0); R];
     debug_assert_eq!(dim % V::LANES, 0, "head dim {dim} not a multiple of {}", V::LANES);
     for c in (0..dim).step_by(V::LANES) {
-        let mut kv = [V::splat(0.0); K];
-        for (kv, key) in kv.iter_mut().zip(&keys) {
-            *kv = load_widened::<T, V>(&key[c..]);
-        }
+        let kv = load_widened::<T, V>(&key[c..]);
         for r in 0..R {
-            let qv = V::load(&rows[r][c..]);
-            for i in 0..K {
-                acc[r][i] = acc[r][i].fma(qv, kv[i]);
-            }
+            acc[r] = acc[r].fma(V::load(&rows[r][c..]), kv);
         }
     }
     for r in 0..R {
-        for i in 0..K {
-            scores[block[r] * TILE + jj0 + i] = acc[r][i].sum();
-        }
+        scores[block[r] * TILE] = acc[r].sum();
     }
 }
 

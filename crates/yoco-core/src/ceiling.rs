@@ -466,6 +466,26 @@ mod tests {
         }
     }
 
+    /// Each pass moves every element of its buffers, whatever the remainder past whole pieces:
+    /// the copy leaves the destination equal to the source, the update scales every element, and
+    /// each reports a finite, positive rate.
+    #[test]
+    fn the_passes_cover_their_whole_buffers() {
+        let bytes = 4 * (2 * PIECE + 37);
+        let mut copy = BandwidthPass::new(Traffic::Copy, bytes);
+        assert!(copy.destination.iter().all(|&v| v == 0.0));
+        let rate = copy.run();
+        assert!(rate.is_finite() && rate > 0.0, "{rate}");
+        assert_eq!(copy.destination, copy.source);
+        assert_eq!(copy.source.len(), bytes / 4);
+        assert!(copy.source.iter().enumerate().all(|(i, &v)| v == i as f32), "the source counts up");
+
+        let mut update = BandwidthPass::new(Traffic::Update, bytes);
+        update.run();
+        assert!(update.source.iter().enumerate().all(|(i, &v)| v == i as f32 * 0.999_999), "every element scaled once");
+        assert!(BandwidthPass::new(Traffic::Read, bytes).best_of_eleven() > 0.0);
+    }
+
     #[test]
     fn sysfs_cache_sizes_parse() {
         assert_eq!(parse_cache_size("48K\n"), Some(48 << 10));

@@ -1,5 +1,5 @@
 //! SwiGLU benches: the fused gate on every path (bytes: read gate and up, write out, 3·s per
-//! element) against the copy ceiling, and the whole FFN (FLOPs: 3 GEMMs, 6·rows·d·F) against the
+//! element) against the bandwidth of the same traffic (two buffers read, a third written), and the whole FFN (FLOPs: 3 GEMMs, 6·rows·d·F) against the
 //! CPU FMA ceiling or, on a GPU, the cuBLAS bf16 GEMM rate — all measured in this same run,
 //! on the CPU beside each bench's samples (`bench::Ceiling`). On
 //! the CPU emulator (`emulator/`) the CUDA paths run at tiny sizes.
@@ -11,7 +11,7 @@ use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_swiglu::{ffn, silu_mul_into, FfnWeights};
 
 fn bench_silu_mul(c: &mut Criterion, device: &Device, draws: &mut Draws, log: &SampleLog, lines: &mut Vec<String>) {
-    let copy = Ceiling::bandwidth(device, Traffic::Copy).unwrap();
+    let combine = Ceiling::bandwidth(device, Traffic::Combine).unwrap();
     let (rows, f) = if device.is_cpu() { (2048, 8192) } else { full_or_emulated(device, (32768, 8192), (64, 8192)) };
     let dtypes: &[DType] = if device.is_cpu() { &[DType::F32, DType::BF16] } else { &DType::ALL };
     let mut group = c.benchmark_group("silu_mul");
@@ -19,7 +19,7 @@ fn bench_silu_mul(c: &mut Criterion, device: &Device, draws: &mut Draws, log: &S
     group.sample_size(samples).warm_up_time(warm_up).measurement_time(measurement);
     for &dtype in dtypes {
         let bytes = (3 * rows * f * dtype.size_in_bytes()) as u64;
-        // On the CPU, calls rotate over operand sets spanning what the copy ceiling is measured
+        // On the CPU, calls rotate over operand sets spanning what the bandwidth ceiling is measured
         // over (`bench::sets_spanning_memory`): one set of 192 MiB stayed partly in the Xeon
         // VM's 300 MiB last-level cache (110% of the copy ceiling).
         let count = if device.is_cpu() { yoco_core::bench::sets_spanning_memory(bytes as usize, 8) } else { 1 };
@@ -36,7 +36,7 @@ fn bench_silu_mul(c: &mut Criterion, device: &Device, draws: &mut Draws, log: &S
         group.throughput(Throughput::Bytes(bytes));
         group.bench_function(BenchmarkId::new(&id, &shape), |b| {
             b.iter_custom(|iters| {
-                copy.beside(log.record(
+                combine.beside(log.record(
                     iters,
                     time_on(device, iters, || {
                         let (gate, up, out) = &mut sets[next % count];
@@ -46,7 +46,7 @@ fn bench_silu_mul(c: &mut Criterion, device: &Device, draws: &mut Draws, log: &S
                 ))
             })
         });
-        lines.push(fraction_line(&format!("silu_mul/{id}/{shape}"), log.take_median(), copy.bound(bytes as f64)));
+        lines.push(fraction_line(&format!("silu_mul/{id}/{shape}"), log.take_median(), combine.bound(bytes as f64)));
     }
     group.finish();
 }

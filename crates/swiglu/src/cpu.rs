@@ -18,7 +18,7 @@ pub(crate) fn silu_mul(gate: &Tensor, up: &Tensor, out: &mut Tensor) -> Result<(
     fn typed<T: Element>(gate: &Tensor, up: &Tensor, out: &mut Tensor) -> Result<()> {
         let (g, u) = (gate.as_slice::<T>()?, up.as_slice::<T>()?);
         out.as_mut_slice::<T>()?.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(u.par_chunks(CHUNK)).for_each(|((out, gate), up)| {
-            dispatch(SiluMul { gate: Some(gate), up }, out);
+            gate_task(Some(gate), up, out);
         });
         Ok(())
     }
@@ -27,6 +27,67 @@ pub(crate) fn silu_mul(gate: &Tensor, up: &Tensor, out: &mut Tensor) -> Result<(
         DType::BF16 => typed::<bf16>(gate, up, out),
         DType::F16 => typed::<f16>(gate, up, out),
     }
+}
+
+/// One task's `out ← silu(gate) ⊙ up` (`gate: None`: out holds the gate, updated in place): bf16
+/// on a CPU with AVX512-BF16 in [`bf16_pair_steps`], the rest (other dtypes and CPUs, and a tail
+/// shorter than a step) by [`SiluMul`].
+fn gate_task<T: Element>(gate: Option<&[T]>, up: &[T], out: &mut [T]) {
+    let done = bf16_pair_steps(gate, up, out);
+    let (up, out) = (&up[done..], &mut out[done..]);
+    if !out.is_empty() {
+        dispatch(SiluMul { gate: gate.map(|gate| &gate[done..]), up }, out);
+    }
+}
+
+/// The gate over bf16 in whole steps of `bf16_pairs::STEP` (widened in pairs, narrowed by
+/// `vcvtne2ps2bf16`, as `yoco_core::simd::bf16_pairs` describes; the silu the same loop as
+/// [`SiluMul`]'s); returns how many elements it did: none unless T is bf16 and the CPU has
+/// AVX512-BF16. On the Zen 4 VM (both threads, the old and new builds in turn three times):
+/// 2048 × 8192 in 3.52–3.54 ms against 4.75–5.07 widened and narrowed 16 at a time, 256K
+/// elements in the level-2 cache 0.24 ns an element against 0.29.
+fn bf16_pair_steps<T: Element>(gate: Option<&[T]>, up: &[T], out: &mut [T]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use yoco_core::dtype::{as_mut_slice_of, as_slice_of};
+        use yoco_core::half::slice::HalfFloatSliceExt;
+        use yoco_core::simd::bf16_pairs::{self, narrow, widen, STEP};
+
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma")]
+        unsafe fn steps(gate: Option<&[u16]>, up: &[u16], out: &mut [u16]) -> usize {
+            let body = out.len() / STEP * STEP;
+            for (i, o) in out[..body].chunks_exact_mut(STEP).enumerate() {
+                let at = i * STEP;
+                let o: &mut [u16; STEP] = o.try_into().expect("a step");
+                // SAFETY: available() (the caller checked), compiled with its features.
+                unsafe {
+                    let g = widen(match gate {
+                        Some(gate) => gate[at..at + STEP].try_into().expect("a step"),
+                        None => o,
+                    });
+                    let u = widen(up[at..at + STEP].try_into().expect("a step"));
+                    // Into a fresh array: updating g in place kept it in memory, and the
+                    // misaligned reload stalled a fifth of the loop's time (`perf annotate`).
+                    let mut gated = [0f32; STEP];
+                    for l in 0..STEP {
+                        gated[l] = silu(g[l]) * u[l];
+                    }
+                    narrow(&gated, o);
+                }
+            }
+            body
+        }
+
+        if let (Some(up), Some(out)) = (as_slice_of::<T, bf16>(up), as_mut_slice_of::<T, bf16>(out)) {
+            if bf16_pairs::available() {
+                let gate = gate.and_then(as_slice_of::<T, bf16>).map(|gate| gate.reinterpret_cast());
+                // SAFETY: available() is true.
+                return unsafe { steps(gate, up.reinterpret_cast(), out.reinterpret_cast_mut()) };
+            }
+        }
+    }
+    let _ = (gate, up, out);
+    0
 }
 
 /// `out ← silu(gate) ⊙ up` over one task's elements (`gate: None`: out holds the gate, updated in
@@ -77,7 +138,7 @@ impl<T: Element> SimdKernel for SiluMul<'_, T> {
 /// `gate ← silu(gate) ⊙ up` in place (in f32, rounded to T once): saves the FFN a third
 /// [rows, F] buffer.
 fn silu_mul_in_place<T: Element>(gate: &mut [T], up: &[T]) {
-    gate.par_chunks_mut(CHUNK).zip(up.par_chunks(CHUNK)).for_each(|(gate, up)| dispatch(SiluMul { gate: None, up }, gate));
+    gate.par_chunks_mut(CHUNK).zip(up.par_chunks(CHUNK)).for_each(|(gate, up)| gate_task(None, up, gate));
 }
 
 /// The FFN in x's dtype: the GEMMs on `yoco_core::matmul` (f32 products; 16-bit outputs rounded

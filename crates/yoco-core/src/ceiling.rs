@@ -8,6 +8,8 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+use crate::aligned::AlignedVec;
+
 /// Median of `values` (sorted in place); NaN for an empty slice.
 pub fn median(values: &mut [f64]) -> f64 {
     if values.is_empty() {
@@ -35,6 +37,8 @@ pub struct CpuCeilings {
     pub update_gbs: f64,
     /// Bandwidth of a buffer only read, GB/s.
     pub read_gbs: f64,
+    /// Bandwidth of two buffers read and a third written, GB/s of bytes read plus written.
+    pub combine_gbs: f64,
 }
 
 impl CpuCeilings {
@@ -47,6 +51,7 @@ impl CpuCeilings {
             copy_gbs: copy_bandwidth_gbs(bytes),
             update_gbs: update_bandwidth_gbs(bytes),
             read_gbs: read_bandwidth_gbs(bytes),
+            combine_gbs: combine_bandwidth_gbs(bytes),
         }
     }
 }
@@ -313,6 +318,10 @@ pub enum Traffic {
     Update,
     /// Reads far more than it writes (a decode step over a cache, a one-row product).
     Read,
+    /// Reads two buffers and writes a third (the SwiGLU gate, `silu(a) ⊙ b`): two streams in
+    /// for each one out, which a copy's one for one does not match (the f32 gate had read 107% of
+    /// a copy ceiling measured beside its samples on the Zen 4 VM).
+    Combine,
 }
 
 impl Traffic {
@@ -322,6 +331,7 @@ impl Traffic {
             Traffic::Copy => "copy",
             Traffic::Update => "in-place update",
             Traffic::Read => "read",
+            Traffic::Combine => "two-in-one-out",
         }
     }
 }
@@ -329,21 +339,36 @@ impl Traffic {
 /// The buffers of one kind of bandwidth pass over `bytes`, kept so that the pass can be run
 /// again and again: eleven times in a row for a ceiling ([`copy_bandwidth_gbs`] and its
 /// siblings), or once beside each of a bench's samples (`bench::Ceiling`).
+///
+/// The buffers start on a cache line, as the kernels' tensors do (`aligned::AlignedVec`). In a
+/// `Vec` (16 bytes into a line under glibc) every vector store straddled two lines: on the Zen 4
+/// VM the copy ran at 46–49 GB/s against 59–62 aligned, the update 90–97 against 102–107, the
+/// read 57–58 against 60–62, and the f32 SwiGLU gate had moved 1.13–1.19 times its two-in-one-out
+/// ceiling (1.00–1.04 of the aligned one); a ceiling that low had flattered every memory-bound
+/// fraction.
 pub struct BandwidthPass {
     traffic: Traffic,
-    source: Vec<f32>,
-    /// The copy's destination (empty for the other kinds).
-    destination: Vec<f32>,
+    source: AlignedVec<f32>,
+    /// The combination's second source (empty for the other kinds).
+    second: AlignedVec<f32>,
+    /// The destination of a copy or a combination (empty for the other kinds).
+    destination: AlignedVec<f32>,
 }
 
 impl BandwidthPass {
-    /// Buffers of `bytes` each (two for a copy) for passes of `traffic`.
+    /// Buffers of `bytes` each (two for a copy, three for a combination) for passes of
+    /// `traffic`.
     pub fn new(traffic: Traffic, bytes: usize) -> Self {
         let n = bytes / 4;
-        let mut source = vec![0f32; n];
-        source.par_chunks_mut(PIECE).enumerate().for_each(|(p, c)| c.iter_mut().enumerate().for_each(|(i, v)| *v = (p * PIECE + i) as f32));
-        let destination = if traffic == Traffic::Copy { vec![0f32; n] } else { Vec::new() };
-        BandwidthPass { traffic, source, destination }
+        let counting = || {
+            let mut values = AlignedVec::zeroed(n);
+            values.par_chunks_mut(PIECE).enumerate().for_each(|(p, c)| c.iter_mut().enumerate().for_each(|(i, v)| *v = (p * PIECE + i) as f32));
+            values
+        };
+        let source = counting();
+        let second = if traffic == Traffic::Combine { counting() } else { AlignedVec::default() };
+        let destination = if matches!(traffic, Traffic::Copy | Traffic::Combine) { AlignedVec::zeroed(n) } else { AlignedVec::default() };
+        BandwidthPass { traffic, source, second, destination }
     }
 
     /// The kind of traffic it moves.
@@ -351,12 +376,14 @@ impl BandwidthPass {
         self.traffic
     }
 
-    /// Bytes one pass moves: read plus written for a copy or an update, read for a read.
+    /// Bytes one pass moves: read plus written (a buffer's bytes twice for a copy or an update,
+    /// three times for a combination), read for a read.
     fn bytes_moved(&self) -> f64 {
         let bytes = (self.source.len() * 4) as f64;
         match self.traffic {
             Traffic::Copy | Traffic::Update => 2.0 * bytes,
             Traffic::Read => bytes,
+            Traffic::Combine => 3.0 * bytes,
         }
     }
 
@@ -375,6 +402,11 @@ impl BandwidthPass {
             Traffic::Read => {
                 let sum: f32 = self.source.par_chunks(PIECE).map(sum_in_streams).sum();
                 black_box(sum);
+            }
+            Traffic::Combine => {
+                let sources = self.source.par_chunks(PIECE).zip(self.second.par_chunks(PIECE));
+                self.destination.par_chunks_mut(PIECE).zip(sources).for_each(|(d, (a, b))| d.iter_mut().zip(a).zip(b).for_each(|((d, a), b)| *d = a + b));
+                black_box(&mut self.destination);
             }
         }
         self.bytes_moved() / start.elapsed().as_secs_f64() / 1e9
@@ -424,6 +456,13 @@ pub fn read_bandwidth_gbs(bytes: usize) -> f64 {
     BandwidthPass::new(Traffic::Read, bytes).best_of_eleven()
 }
 
+/// Bandwidth in GB/s (bytes read plus written) of two `bytes`-sized buffers summed into a third
+/// by all of rayon's threads, measured as [`copy_bandwidth_gbs`]: the ceiling of kernels that
+/// read two streams for each one they write (the SwiGLU gate).
+pub fn combine_bandwidth_gbs(bytes: usize) -> f64 {
+    BandwidthPass::new(Traffic::Combine, bytes).best_of_eleven()
+}
+
 /// Elements per task of the bandwidth passes (256 KiB), handed to the threads as they free up, so
 /// that they stream neighbouring addresses as the kernels' row blocks do. A quarter of each
 /// thread's share of the buffer per task (contiguous 32 MiB pieces on the 2-core Zen 4 VM) copied
@@ -467,8 +506,8 @@ mod tests {
     }
 
     /// Each pass moves every element of its buffers, whatever the remainder past whole pieces:
-    /// the copy leaves the destination equal to the source, the update scales every element, and
-    /// each reports a finite, positive rate.
+    /// the copy leaves the destination equal to the source, the update scales every element, the
+    /// combination sums every pair, and each reports a finite, positive rate.
     #[test]
     fn the_passes_cover_their_whole_buffers() {
         let bytes = 4 * (2 * PIECE + 37);
@@ -476,7 +515,7 @@ mod tests {
         assert!(copy.destination.iter().all(|&v| v == 0.0));
         let rate = copy.run();
         assert!(rate.is_finite() && rate > 0.0, "{rate}");
-        assert_eq!(copy.destination, copy.source);
+        assert_eq!(*copy.destination, *copy.source);
         assert_eq!(copy.source.len(), bytes / 4);
         assert!(copy.source.iter().enumerate().all(|(i, &v)| v == i as f32), "the source counts up");
 
@@ -484,6 +523,10 @@ mod tests {
         update.run();
         assert!(update.source.iter().enumerate().all(|(i, &v)| v == i as f32 * 0.999_999), "every element scaled once");
         assert!(BandwidthPass::new(Traffic::Read, bytes).best_of_eleven() > 0.0);
+
+        let mut combine = BandwidthPass::new(Traffic::Combine, bytes);
+        combine.run();
+        assert!(combine.destination.iter().enumerate().all(|(i, &v)| v == 2.0 * i as f32), "every pair summed once");
     }
 
     #[test]

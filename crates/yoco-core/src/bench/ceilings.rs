@@ -48,15 +48,16 @@ enum Source {
 
 impl Ceiling {
     /// The bandwidth ceiling of `device` for `traffic`: on the CPU, passes over
-    /// [`crate::ceiling::memory_bytes`] beside the samples; on a GPU, the device-to-device copy
-    /// over 1 GiB (16 MiB on the emulator), measured now ([`bandwidth_ceiling_gbs`]).
+    /// [`crate::ceiling::memory_bytes`] beside the samples; on a GPU, for every kind of traffic,
+    /// the device-to-device copy over 1 GiB (16 MiB on the emulator), measured now
+    /// ([`bandwidth_ceiling_gbs`]).
     pub fn bandwidth(device: &crate::Device, traffic: Traffic) -> crate::Result<Ceiling> {
-        let source = match device {
-            crate::Device::Cpu(_) => Source::Bandwidth(BandwidthPass::new(traffic, crate::ceiling::memory_bytes())),
+        match device {
+            crate::Device::Cpu(_) => Ok(Ceiling::new(Kind::Bandwidth(traffic), Source::Bandwidth(BandwidthPass::new(traffic, crate::ceiling::memory_bytes())))),
+            // Named a copy in the fraction lines, whatever was asked: that is what it measures.
             #[cfg(feature = "cuda")]
-            crate::Device::Cuda(_) => Source::Fixed(bandwidth_ceiling_gbs(device, traffic)?),
-        };
-        Ok(Ceiling::new(Kind::Bandwidth(traffic), source))
+            crate::Device::Cuda(_) => Ok(Ceiling::new(Kind::Bandwidth(Traffic::Copy), Source::Fixed(bandwidth_ceiling_gbs(device, traffic)?))),
+        }
     }
 
     /// The arithmetic ceiling of `device`: the f32 FMA rate on the CPU, beside the samples; on a
@@ -157,7 +158,7 @@ impl State {
 }
 
 /// The bandwidth ceiling of `device` for `traffic` in GB/s, measured now, over
-/// [`crate::ceiling::memory_bytes`] on the CPU (a copy, an update in place, a sum; on this
+/// [`crate::ceiling::memory_bytes`] on the CPU (a copy, an update in place, a sum, two buffers summed into a third; on this
 /// project's CPU machine an update ran 1.6× a copy's rate). On a GPU every kind takes the
 /// device-to-device copy over 1 GiB (16 MiB on the emulator): a GPU's stores write whole lines,
 /// so a copy runs near its memory's peak.

@@ -9,6 +9,9 @@
 //! AVX2, FMA and F16C), inside a function compiled with those features; other CPUs get one lane
 //! (`Scalar`). Loads and stores take fixed-size arrays, so they stay in bounds.
 
+#[cfg(target_arch = "x86_64")]
+pub mod bf16_pairs;
+
 use std::sync::OnceLock;
 
 use half::slice::HalfFloatSliceExt;

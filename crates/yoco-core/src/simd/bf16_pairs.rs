@@ -12,13 +12,13 @@
 //!
 //! Rounding: `vcvtne2ps2bf16` rounds to nearest even and quiets a NaN exactly as `bf16::from_f32`
 //! does, but flushes a denormal f32 to zero; a step whose results hold one (`vfpclassps`, rare)
-//! is rounded element by element instead, so that [`narrow`] always writes `from_f32`'s bits.
+//! takes `Simd::store_bf16`'s integer rounding instead, so that [`narrow`] always writes
+//! `from_f32`'s bits.
 
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use half::bf16;
-
+use super::x86::bf16_bits;
 use super::Isa;
 
 /// Elements a step: one 64-byte vector of bf16.
@@ -72,28 +72,24 @@ pub unsafe fn narrow(v: &[f32; STEP], s: &mut [u16; STEP]) {
     unsafe {
         let [even, odd] = std::mem::transmute::<[f32; STEP], [__m512; 2]>(*v);
         const DENORMAL: i32 = 0x20;
-        if _mm512_fpclass_ps_mask::<DENORMAL>(even) | _mm512_fpclass_ps_mask::<DENORMAL>(odd) != 0 {
-            return narrow_exactly(*v, s);
-        }
-        let halves: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(odd, even));
+        // The halves in the conversion's order: the even elements' bf16 in words 0..16, the odd
+        // ones' in 16..32. A step with a denormal takes the exact integer rounding, in
+        // registers: an out-of-line fallback had made the rotate-half RoPE keep its results in
+        // memory around the call, and reload them misaligned on the common path.
+        let halves: __m512i = if _mm512_fpclass_ps_mask::<DENORMAL>(even) | _mm512_fpclass_ps_mask::<DENORMAL>(odd) != 0 {
+            _mm512_inserti64x4::<1>(_mm512_castsi256_si512(bf16_bits(even)), bf16_bits(odd))
+        } else {
+            std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(odd, even))
+        };
         let index = _mm512_loadu_si512(INTERLEAVE.as_ptr().cast());
         _mm512_storeu_si512(s.as_mut_ptr().cast(), _mm512_permutexvar_epi16(index, halves));
-    }
-}
-
-/// [`narrow`] element by element, for a step with a denormal result.
-#[cold]
-#[inline(never)]
-fn narrow_exactly(v: [f32; STEP], s: &mut [u16; STEP]) {
-    for (i, pair) in s.chunks_exact_mut(2).enumerate() {
-        pair[0] = bf16::from_f32(v[i]).to_bits();
-        pair[1] = bf16::from_f32(v[16 + i]).to_bits();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use half::bf16;
 
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     unsafe fn round_trip(values: &[f32], widened: &mut [f32], narrowed: &mut [u16]) {

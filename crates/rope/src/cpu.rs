@@ -1,7 +1,7 @@
 //! The fast CPU path: rows of `head_dim` in parallel on rayon, cos/sin of the f32 angle
 //! computed once per (position, pair), in a loop that vectorises ([`yoco_core::math::sin_cos`]),
 //! and reused across the heads of that position; bf16 on AVX512-BF16 widened and narrowed in
-//! pairs of vectors ([`rotate_bf16_pairs`]).
+//! pairs of vectors (`rotate_bf16_pairs`).
 
 use rayon::prelude::*;
 use yoco_core::half::{bf16, f16};

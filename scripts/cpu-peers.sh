@@ -100,7 +100,7 @@ summary_lines() {
 # the same minutes.
 for round in $(seq 1 "$rounds"); do
     yoco="$out/yoco.$round.txt" peers="$out/peers.$round.txt"
-    for crate in yoco-gqa yoco-swa yoco-cross-attention yoco-gated-retention yoco-rmsnorm yoco-swiglu; do
+    for crate in yoco-gqa yoco-swa yoco-cross-attention yoco-gated-retention yoco-rmsnorm yoco-swiglu yoco-rope; do
         YOCO_BENCH_DEVICES=cpu YOCO_BENCH_PACE=short cargo bench --quiet -p "$crate" 2>&1 | summary_lines >> "$yoco"
     done
     YOCO_BENCH_PACE=short cargo bench --quiet -p yoco-core --bench matmul 2>&1 | summary_lines >> "$yoco"

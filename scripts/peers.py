@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The peers a user would pick instead of yoco's kernels, timed on the same shapes as yoco's
-benches: PyTorch's rms_norm, silu*mul, linear layers and scaled_dot_product_attention (its flash
+benches: PyTorch's rms_norm, silu*mul, RoPE as users write it (Meta's LLaMA reference for interleaved
+pairs, Hugging Face's rotate-half), linear layers and scaled_dot_product_attention (its flash
 backend) for causal attention and decode, flex_attention for sliding windows, and
 flash-linear-attention for gated retention (chunk_simple_gla, its Triton kernel, on a GPU; on a
 CPU, where Triton has no backend, naive_chunk_simple_gla, its chunkwise form written in PyTorch).
@@ -172,6 +173,48 @@ def silu_mul(case):
         return F.silu(a) * b
 
     return f"silu_mul/torch-{dt}/{rows}x{f}", time_ms(call), dict(bytes_moved=3 * rows * f * element_bytes(dt))
+
+
+def rope_cases():
+    seq = shapes(32768, 4096, 16)
+    for dt in dtypes():
+        for variant in ("yoco", "llama"):
+            yield (seq, dt, variant), [f"rope/{yoco_device()}-{dt}-{variant}/1x{seq}x24x128"]
+
+
+def rope(case):
+    """RoPE as users write it in PyTorch, on yoco's bench shape (YOCO-3B's 24 heads of 128, positions
+    from 1000): interleaved pairs (YOCO's layout) as Meta's LLaMA reference rotates them, a complex
+    product in f32 (`view_as_complex(x.float()) * freqs_cis`, back to x's dtype); rotate-half pairs as
+    Hugging Face's `apply_rotary_pos_emb` does (`x * cos + rotate_half(x) * sin`, the tables in x's
+    dtype). Their tables are made once, outside the timing, as a model makes them once a forward
+    pass; yoco's computes its angles in every call."""
+    import torch
+
+    seq, dt, variant = case
+    heads, d, offset, theta = 24, 128, 1000, 1e4
+    dtype = torch_dtype(dt)
+    exponents = torch.arange(d // 2, dtype=torch.float64) / (d // 2 - 1) if variant == "yoco" else torch.arange(0, d, 2, dtype=torch.float64) / d
+    angles = torch.outer(torch.arange(offset, offset + seq, dtype=torch.float64), theta**-exponents).float().to(device())
+    elements = seq * heads * d
+    x = rotating(lambda: torch.randn(1, seq, heads, d, device=device(), dtype=dtype), 2 * elements * element_bytes(dt))
+    if variant == "yoco":
+        freqs_cis = torch.polar(torch.ones_like(angles), angles)[None, :, None, :]
+
+        def call():
+            xv = x()
+            pairs = torch.view_as_complex(xv.float().reshape(*xv.shape[:-1], -1, 2))
+            return torch.view_as_real(pairs * freqs_cis).flatten(3).type_as(xv)
+
+    else:
+        both = torch.cat((angles, angles), dim=-1)[None, :, None, :]
+        cos, sin = both.cos().to(dtype), both.sin().to(dtype)
+
+        def call():
+            xv = x()
+            return xv * cos + torch.cat((-xv[..., d // 2 :], xv[..., : d // 2]), dim=-1) * sin
+
+    return f"rope/torch-{dt}-{variant}/1x{seq}x{heads}x{d}", time_ms(call), dict(bytes_moved=2 * elements * element_bytes(dt))
 
 
 def ffn_cases():
@@ -352,6 +395,7 @@ PEERS = [
     ("decode", sdpa_decode_cases, sdpa_decode),
     ("rms_norm", rmsnorm_cases, rmsnorm),
     ("silu_mul", silu_mul_cases, silu_mul),
+    ("rope", rope_cases, rope),
     ("ffn", ffn_cases, ffn),
     ("matmul", matmul_cases, matmul),
     ("swa", flex_window_cases, flex_window),

@@ -194,8 +194,9 @@ def rope(case):
     seq, dt, variant = case
     heads, d, offset, theta = 24, 128, 1000, 1e4
     dtype = torch_dtype(dt)
-    exponents = torch.arange(d // 2, dtype=torch.float64) / (d // 2 - 1) if variant == "yoco" else torch.arange(0, d, 2, dtype=torch.float64) / d
-    angles = torch.outer(torch.arange(offset, offset + seq, dtype=torch.float64), theta**-exponents).float().to(device())
+    # The angles as Meta's and Hugging Face's code takes them: an f32 position times an f32 frequency.
+    exponents = torch.arange(d // 2).float() / (d // 2 - 1) if variant == "yoco" else torch.arange(0, d, 2).float() / d
+    angles = torch.outer(torch.arange(offset, offset + seq).float(), 1.0 / theta**exponents).to(device())
     elements = seq * heads * d
     x = rotating(lambda: torch.randn(1, seq, heads, d, device=device(), dtype=dtype), 2 * elements * element_bytes(dt))
     if variant == "yoco":

@@ -52,8 +52,8 @@ pub unsafe fn widen(s: &[u16; STEP]) -> [f32; STEP] {
 /// and stored in the row's order into `s`.
 ///
 /// # Safety
-/// [`available`] is true, and the caller is compiled with `avx512f,avx512bw,avx512bf16` (inlined
-/// into it).
+/// [`available`] is true, and the caller is compiled with `avx512f,avx512bw,avx512dq,avx512bf16`
+/// (`vfpclassps` is AVX512DQ), inlined into it.
 #[inline(always)]
 pub unsafe fn narrow(v: &[f32; STEP], s: &mut [u16; STEP]) {
     // Word j of the result: element j of the row, from word j/2 of the even half (words 0..16 of
@@ -67,7 +67,7 @@ pub unsafe fn narrow(v: &[f32; STEP], s: &mut [u16; STEP]) {
         }
         index
     };
-    // SAFETY: AVX-512F, BW and BF16 present (the caller's promise); s holds 64 bytes
+    // SAFETY: AVX-512F, BW, DQ and BF16 present (the caller's promise); s holds 64 bytes
     // (unaligned store); 32 f32 are two __m512, and __m512bh and __m512i 64 bytes of plain bits.
     unsafe {
         let [even, odd] = std::mem::transmute::<[f32; STEP], [__m512; 2]>(*v);
@@ -91,7 +91,7 @@ mod tests {
     use super::*;
     use half::bf16;
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512bf16")]
     unsafe fn round_trip(values: &[f32], widened: &mut [f32], narrowed: &mut [u16]) {
         for ((from, wide), to) in values.chunks_exact(STEP).zip(widened.chunks_exact_mut(STEP)).zip(narrowed.chunks_exact_mut(STEP)) {
             // Lanes in pairs' order: element 2i of the row in lane i, 2i + 1 in lane 16 + i.

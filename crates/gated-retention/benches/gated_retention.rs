@@ -1,12 +1,13 @@
 //! Gated retention benches: chunkwise prefill at 2K..32K tokens and the decode step, on every
 //! device. Prefill FLOPs are the chunkwise form's (per chunk of C tokens and head:
 //! 2C²D for Q·Kᵀ, 2C²D for A·V, 2CD² for Q·S, 2CD² for Kᵀ·V), quoted against the FMA ceiling
-//! (CPU) measured beside the samples (`bench::Ceiling`). The CPU path skips the blocks of Q·Kᵀ and A·V that the causal mask
-//! zeroes (12% of the form's FLOPs at chunk 64, D 128; 17% at D 64): its rate is the form's work
-//! per second, a little more than the work it did. The decode step moves the state (read +
-//! write, 8·D² bytes per head, in place) and is quoted against the in-place update ceiling. The last lines check
-//! linearity: time(32K) / time(16K) (target ≤ 2.3). On the CPU emulator (`emulator/`) the CUDA
-//! steps run at tiny sizes: 2 heads over 256 and 512 tokens, decode batches of 1 and 3.
+//! (CPU) measured beside the samples (`bench::Ceiling`). The CPU path skips the blocks of Q·Kᵀ
+//! and A·V that the causal mask zeroes (12% of the form's FLOPs at chunk 64, D 128; 17% at D
+//! 64): its rate is the form's work per second, a little more than the work it did. The decode
+//! step moves the state (read + write, 8·D² bytes per head, in place) and is quoted against the
+//! in-place update ceiling. The last lines check linearity: time(32K) / time(16K) (target ≤
+//! 2.3). On the CPU emulator (`emulator/`) the CUDA steps run at tiny sizes: 2 heads over 256
+//! and 512 tokens, decode batches of 1 and 3.
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

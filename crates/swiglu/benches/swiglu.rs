@@ -1,8 +1,8 @@
 //! SwiGLU benches: the fused gate on every path (bytes: read gate and up, write out, 3·s per
-//! element) against the bandwidth of the same traffic (two buffers read, a third written), and the whole FFN (FLOPs: 3 GEMMs, 6·rows·d·F) against the
-//! CPU FMA ceiling or, on a GPU, the cuBLAS bf16 GEMM rate — all measured in this same run,
-//! on the CPU beside each bench's samples (`bench::Ceiling`). On
-//! the CPU emulator (`emulator/`) the CUDA paths run at tiny sizes.
+//! element) against the bandwidth of the same traffic (two buffers read, a third written), and
+//! the whole FFN (FLOPs: 3 GEMMs, 6·rows·d·F) against the CPU FMA ceiling or, on a GPU, the
+//! cuBLAS bf16 GEMM rate — all measured in this same run, on the CPU beside each bench's samples
+//! (`bench::Ceiling`). On the CPU emulator (`emulator/`) the CUDA paths run at tiny sizes.
 
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

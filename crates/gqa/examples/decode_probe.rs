@@ -9,7 +9,10 @@
 //!     cargo run --release -p yoco-gqa --example decode_probe
 //!     SHAPES="1,32768,24,8,128;5,16384,4,2,64" CALLS=15 target/release/examples/decode_probe
 //!
-//! `SHAPES`: `batch,keys,heads,kv_heads,head_dim` separated by `;` (f32, causal, one query).
+//! `SHAPES`: `batch,keys,heads,kv_heads,head_dim` separated by `;` (causal, one query);
+//! `DTYPE`: the storage type of q, K and V, `f32` (the default), `bf16` or `f16`.
+//! `IN_CACHE=1` leaves the read pass out, so that a cache small enough for the last-level cache
+//! stays there from call to call: the step's rate when memory is not what holds it back.
 
 use std::time::Instant;
 
@@ -24,27 +27,32 @@ const SHAPES: &str = "1,32768,24,8,128;5,16384,4,2,64";
 fn main() {
     let shapes = std::env::var("SHAPES").unwrap_or_else(|_| SHAPES.into());
     let calls: usize = std::env::var("CALLS").ok().and_then(|c| c.parse().ok()).unwrap_or(15).max(1);
+    let in_cache = std::env::var("IN_CACHE").is_ok_and(|v| v == "1");
+    let dtype_name = std::env::var("DTYPE").unwrap_or_else(|_| "f32".into());
+    let dtype = DType::ALL.into_iter().find(|d| d.name() == dtype_name).expect("DTYPE: f32, bf16 or f16");
     let device = Device::cpu();
     let mut draws = Draws::new(1);
     let mut read = BandwidthPass::new(Traffic::Read, memory_bytes());
     for shape in shapes.split(';') {
         let dims: Vec<usize> = shape.split(',').map(|v| v.trim().parse().expect("SHAPES: batch,keys,heads,kv_heads,head_dim")).collect();
         let &[batch, keys, heads, kv_heads, head_dim] = dims.as_slice() else { panic!("SHAPES: batch,keys,heads,kv_heads,head_dim, not {shape}") };
-        let q = draws.normal(&[batch, 1, heads, head_dim], 1.0, DType::F32, &device).unwrap();
-        let k = draws.normal(&[batch, keys, kv_heads, head_dim], 1.0, DType::F32, &device).unwrap();
-        let v = draws.normal(&[batch, keys, kv_heads, head_dim], 1.0, DType::F32, &device).unwrap();
-        let mut out = Tensor::zeros(vec![batch, 1, heads, head_dim], DType::F32, &device, MemoryCategory::Activations).unwrap();
-        let bytes = 2.0 * (batch * keys * kv_heads * head_dim * 4) as f64;
+        let q = draws.normal(&[batch, 1, heads, head_dim], 1.0, dtype, &device).unwrap();
+        let k = draws.normal(&[batch, keys, kv_heads, head_dim], 1.0, dtype, &device).unwrap();
+        let v = draws.normal(&[batch, keys, kv_heads, head_dim], 1.0, dtype, &device).unwrap();
+        let mut out = Tensor::zeros(vec![batch, 1, heads, head_dim], dtype, &device, MemoryCategory::Activations).unwrap();
+        let bytes = 2.0 * (batch * keys * kv_heads * head_dim * dtype.size_in_bytes()) as f64;
         let (mut seconds, mut fractions) = (Vec::new(), Vec::new());
         for _ in 0..calls {
             let start = Instant::now();
             attention_into(&q, &k, &v, AttentionOptions::causal(), &mut out).unwrap();
             let elapsed = start.elapsed().as_secs_f64();
             seconds.push(elapsed);
-            fractions.push(bytes / elapsed / 1e9 / read.run());
+            if !in_cache {
+                fractions.push(bytes / elapsed / 1e9 / read.run());
+            }
         }
         let median = yoco_core::ceiling::median(&mut seconds);
-        let fraction = yoco_core::ceiling::median(&mut fractions);
-        println!("B{batch} N{keys} H{heads}/{kv_heads} D{head_dim}: {:.3} ms, {:.1} GB/s, {fraction:.3} of the read pass beside it", median * 1e3, bytes / median / 1e9);
+        let beside = if in_cache { String::new() } else { format!(", {:.3} of the read pass beside it", yoco_core::ceiling::median(&mut fractions)) };
+        println!("{dtype} B{batch} N{keys} H{heads}/{kv_heads} D{head_dim}: {:.3} ms, {:.1} GB/s{beside}", median * 1e3, bytes / median / 1e9);
     }
 }

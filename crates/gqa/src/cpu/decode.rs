@@ -11,27 +11,39 @@
 //!
 //! Within a range, tiles of [`TILE`] positions, each in three steps written in explicit vectors
 //! ([`yoco_core::simd`]), with the keys and values read in their storage type:
-//! * scores: position by position, every K/V head's key against the query rows of its group, a
-//!   few rows at a time, so that every vector of a key is loaded once for those rows; the rows'
-//!   dot products are independent accumulators, and the next head's run beside a head's sums;
+//! * scores: two positions at a time, every K/V head's two keys against the query rows of its
+//!   group, a few rows at a time, so that every vector of a key is loaded once for those rows
+//!   and every vector of a query row once for both keys; the dot products are independent
+//!   accumulators, and the next head's run beside a head's sums;
 //! * the online-softmax update of each row over the tile, with the exponentials in a plain loop
 //!   over the tile's scores (it vectorises);
 //! * `o += p · v`: a few rows' outputs held in registers across the tile's values, each vector
-//!   of a value loaded once for those rows, from a copy of the tile's values.
+//!   of a value loaded once for those rows, the tile's values first read once in order
+//!   ([`yoco_core::simd::touch`]).
 //!
-//! Why the keys position by position and the values copied: memory is read fastest front to back,
-//! one position's row of every head after the other, its arithmetic interleaved, where the
-//! hardware prefetchers keep ahead of the loads. Scoring four positions at once (each head's four
-//! keys, 4 KiB apart, for independent accumulators) and adding up the values a slice of the head
-//! dim across the tile's 32 positions read memory in pieces 512 and 128 bytes long from 4 and 32
-//! rows at once: on the 2-core Zen 4, a read in those patterns moved 24 and 16.5 GB/s where one
-//! front to back moved 31–35, and the decode step at 24/8 heads of 128 (f32, N 32768) read at
-//! 0.54 of the read bandwidth measured beside it, 0.63 with the keys position by position and the
-//! values copied (median of 15 alternations, `cargo run --release -p yoco-gqa --example
-//! decode_probe`). The copy (a `memcpy` of the tile's values, contiguous in the cache) reads
-//! front to back; the sums then read it from the level-2 cache in any order. (Four positions at
-//! once had been chosen on an earlier machine, where one at a time took 16.5–17.2 ms against
-//! 13.1–13.3 at that shape; it is worth measuring again on a new one.)
+//! Why the keys position by position and the values read in order first: memory is read fastest
+//! front to back, one position's row of every head after the other, its arithmetic interleaved,
+//! where the hardware prefetchers keep ahead of the loads. Scoring four positions at once (each
+//! head's four keys, 4 KiB apart, for independent accumulators) and adding up the values a slice
+//! of the head dim across the tile's 32 positions read memory in pieces 512 and 128 bytes long
+//! from 4 and 32 rows at once: on the 2-core Zen 4, a read in those patterns moved 24 and 16.5
+//! GB/s where one front to back moved 31–35. Two neighbouring positions read as one stream, and
+//! scoring them together halves the loads of query vectors. The values were at first copied to a
+//! buffer (a `memcpy`, front to back) and summed from there; a read of one element per cache
+//! line brings them in the same order without the copy's stores (a quarter of the step with the
+//! data in cache), and the sums then read the tile from the level-2 cache in any order. A
+//! software prefetch of the values ahead, as of the keys, only added to the misses in flight
+//! (no faster in f32, 0.49 against 0.53 of the read pass in bf16).
+//!
+//! Measured on the 2-core Zen 4 against the design before (one position at a time, the values
+//! copied), alternating, five rounds, medians (`cargo run --release -p yoco-gqa --example
+//! decode_probe`; `DTYPE=bf16`; `IN_CACHE=1` with `SHAPES` that fit the level-3 cache): with the
+//! K/V cache in cache, 18–25% faster (24/8 heads of 128 over 2048 keys: 0.489 → 0.367 ms in f32,
+//! 0.394 → 0.294 in bf16; 5 × 4/2 heads of 64 over 1024 keys: 0.178 → 0.145 and 0.159 → 0.131);
+//! from memory, in minutes when it gave 35 GB/s, the same (0.70–0.73 of the read pass, both), in
+//! others 0.68 → 0.77 (f32, 24/8 heads of 128 over 32768 keys). The step is held by memory or by
+//! its arithmetic as the bandwidth of the minute decides; the arithmetic now holds it at 45 GB/s
+//! (f32) where it held it at 35.
 //!
 //! A scalar version of the same loops ran at 0.25 ns per (row, key, dimension), a multiply-add
 //! a cycle (the first design: 45% of copy bandwidth at 24/8 heads of 128).
@@ -39,11 +51,10 @@
 use std::ops::Range;
 
 use rayon::prelude::*;
-use yoco_core::aligned::AlignedVec;
 use yoco_core::math::exp;
 use yoco_core::Element;
 
-use yoco_core::simd::{dispatch, load_widened, prefetch, Simd, SimdKernel};
+use yoco_core::simd::{dispatch, load_widened, prefetch, touch, Simd, SimdKernel};
 
 use super::{exponent_base, Inputs, OutRows};
 
@@ -149,23 +160,32 @@ fn range_body<T: Element, V: Simd>(x: &Inputs<T>, b: usize, keys: Range<usize>) 
     let mut part = Partial { m: vec![f32::NEG_INFINITY; rows], l: vec![0.0; rows], o: vec![0.0; rows * dim] };
     // Scores, then probabilities, of the tile: [rows][TILE].
     let mut scores = vec![0f32; rows * TILE];
-    // The tile's values, every head's row of each position, as the cache holds them.
-    let width = d.kv_heads * dim;
-    let mut values_copy = AlignedVec::<T>::zeroed(TILE * width);
     let mut t0 = keys.start;
     while t0 < keys.end {
         let count = (keys.end - t0).min(TILE);
-        for jj in 0..count {
+        let mut jj = 0;
+        while jj < count {
             let j = t0 + jj;
-            if j + PREFETCH < keys.end {
-                prefetch_position(x, b, j + PREFETCH);
+            // Two positions at once where the tile has two left: each load of a query vector
+            // then serves both keys.
+            let pair = jj + 1 < count;
+            for ahead in j + PREFETCH..(j + PREFETCH + 1 + usize::from(pair)).min(keys.end) {
+                prefetch_position(x, b, ahead);
             }
             for (hk, members) in group_rows.iter().enumerate() {
-                let key = x.k_row(b, j, hk);
-                for block in members.chunks(ROW_BLOCK) {
-                    score_block::<T, V>(&q, block, key, dim, &mut scores[jj..]);
+                if pair {
+                    let keys = [x.k_row(b, j, hk), x.k_row(b, j + 1, hk)];
+                    for block in members.chunks(ROW_BLOCK) {
+                        score_block::<T, V, 2>(&q, block, keys, dim, &mut scores[jj..]);
+                    }
+                } else {
+                    let keys = [x.k_row(b, j, hk)];
+                    for block in members.chunks(ROW_BLOCK) {
+                        score_block::<T, V, 1>(&q, block, keys, dim, &mut scores[jj..]);
+                    }
                 }
             }
+            jj += 1 + usize::from(pair);
         }
         if t0 < seen_by_all_lo || t0 + count > seen_by_all_hi {
             for (row, row_scores) in scores.chunks_exact_mut(TILE).enumerate() {
@@ -178,14 +198,15 @@ fn range_body<T: Element, V: Simd>(x: &Inputs<T>, b: usize, keys: Range<usize>) 
             }
         }
         for row in 0..rows {
-            softmax_update(&mut part, row, &mut scores[row * TILE..][..count], dim, p.scale);
+            softmax_update::<V>(&mut part, row, &mut scores[row * TILE..][..count], dim, p.scale);
         }
-        let at = x.kv_offset(b, t0, 0);
-        values_copy[..count * width].copy_from_slice(&x.v[at..at + count * width]);
+        // The tile's values are read in any order below, 32 rows at a time: read them in
+        // order first, so that they are in cache when the sums ask for them.
+        touch(&x.v[x.kv_offset(b, t0, 0)..x.kv_offset(b, t0 + count, 0)]);
         let mut values: [&[T]; TILE] = [&[]; TILE];
         for (hk, members) in group_rows.iter().enumerate() {
             for (jj, v) in values[..count].iter_mut().enumerate() {
-                *v = &values_copy[(jj * d.kv_heads + hk) * dim..][..dim];
+                *v = x.v_row(b, t0 + jj, hk);
             }
             for block in members.chunks(ROW_BLOCK) {
                 accumulate_block::<T, V>(&mut part.o, block, &scores, &values[..count], dim);
@@ -199,34 +220,41 @@ fn range_body<T: Element, V: Simd>(x: &Inputs<T>, b: usize, keys: Range<usize>) 
 /// The scores of one key for the query rows `block` (at most [`ROW_BLOCK`]), into
 /// `scores[row · TILE]` (`scores` starts at the key's column of the tile).
 #[inline(always)]
-fn score_block<T: Element, V: Simd>(q: &[f32], block: &[usize], key: &[T], dim: usize, scores: &mut [f32]) {
+fn score_block<T: Element, V: Simd, const P: usize>(q: &[f32], block: &[usize], keys: [&[T]; P], dim: usize, scores: &mut [f32]) {
     match block.len() {
-        1 => score_rows::<T, V, 1>(q, block, key, dim, scores),
-        2 => score_rows::<T, V, 2>(q, block, key, dim, scores),
-        3 => score_rows::<T, V, 3>(q, block, key, dim, scores),
-        _ => score_rows::<T, V, ROW_BLOCK>(q, block, key, dim, scores),
+        1 => score_rows::<T, V, 1, P>(q, block, keys, dim, scores),
+        2 => score_rows::<T, V, 2, P>(q, block, keys, dim, scores),
+        3 => score_rows::<T, V, 3, P>(q, block, keys, dim, scores),
+        _ => score_rows::<T, V, ROW_BLOCK, P>(q, block, keys, dim, scores),
     }
 }
 
-/// [`score_block`] for exactly `R` rows: `R` accumulators along the head dim, each reduced once
-/// at the end.
+/// [`score_block`] for exactly `R` rows and `P` keys: `R × P` accumulators along the head dim,
+/// each reduced once at the end.
 #[inline(always)]
-fn score_rows<T: Element, V: Simd, const R: usize>(q: &[f32], block: &[usize], key: &[T], dim: usize, scores: &mut [f32]) {
+fn score_rows<T: Element, V: Simd, const R: usize, const P: usize>(q: &[f32], block: &[usize], keys: [&[T]; P], dim: usize, scores: &mut [f32]) {
     let mut rows: [&[f32]; R] = [&[]; R];
     for (r, row) in rows.iter_mut().enumerate() {
         *row = &q[block[r] * dim..][..dim];
     }
-    let key = &key[..dim];
-    let mut acc = [V::splat(0.0); R];
+    let mut acc = [[V::splat(0.0); P]; R];
     debug_assert_eq!(dim % V::LANES, 0, "head dim {dim} not a multiple of {}", V::LANES);
     for c in (0..dim).step_by(V::LANES) {
-        let kv = load_widened::<T, V>(&key[c..]);
+        let mut kv = [V::splat(0.0); P];
+        for p in 0..P {
+            kv[p] = load_widened::<T, V>(&keys[p][c..]);
+        }
         for r in 0..R {
-            acc[r] = acc[r].fma(V::load(&rows[r][c..]), kv);
+            let qv = V::load(&rows[r][c..]);
+            for p in 0..P {
+                acc[r][p] = acc[r][p].fma(qv, kv[p]);
+            }
         }
     }
     for r in 0..R {
-        scores[block[r] * TILE] = acc[r].sum();
+        for p in 0..P {
+            scores[block[r] * TILE + p] = acc[r][p].sum();
+        }
     }
 }
 
@@ -237,7 +265,7 @@ fn score_rows<T: Element, V: Simd, const R: usize>(q: &[f32], block: &[usize], k
 /// scaled) weighs exactly 0 (exp saturates at ~1e-38, not 0). A row that has seen no visible key
 /// yet keeps m = −∞, l = 0, o = 0.
 #[inline(always)]
-fn softmax_update(part: &mut Partial, row: usize, scores: &mut [f32], dim: usize, scale: f32) {
+fn softmax_update<V: Simd>(part: &mut Partial, row: usize, scores: &mut [f32], dim: usize, scale: f32) {
     let tile_max = scale * scores.iter().fold(f32::NEG_INFINITY, |a, &v| if v > a { v } else { a });
     let m_old = part.m[row];
     let m_new = if tile_max > m_old { tile_max } else { m_old };
@@ -246,15 +274,16 @@ fn softmax_update(part: &mut Partial, row: usize, scores: &mut [f32], dim: usize
         let exponent = *s * scale - base;
         *s = if exponent == f32::NEG_INFINITY { 0.0 } else { exp(exponent) };
     }
-    // Summed apart from the exponentials, in partial sums: an in-order sum in the same loop
-    // would keep that loop from vectorising.
-    let mut partial = [0f32; 8];
-    for chunk in scores.chunks(8) {
-        for (p, &e) in partial.iter_mut().zip(chunk) {
-            *p += e;
-        }
+    // Summed apart from the exponentials, an explicit vector at a time: an in-order sum in the
+    // same loop would keep that loop from vectorising, and partial sums left to the compiler went
+    // through the stack by a masked store that the scalar loads after it could not forward from
+    // (8% of the step with the data in cache).
+    let mut whole = scores.chunks_exact(V::LANES);
+    let mut lanes = V::splat(0.0);
+    for chunk in whole.by_ref() {
+        lanes = lanes.add(V::load(chunk));
     }
-    let sum: f32 = partial.iter().sum();
+    let sum = whole.remainder().iter().fold(lanes.sum(), |a, &e| a + e);
     let corr = if m_old == f32::NEG_INFINITY { 0.0 } else { exp(m_old - base) };
     if corr != 1.0 {
         part.o[row * dim..][..dim].iter_mut().for_each(|v| *v *= corr);
@@ -314,11 +343,13 @@ fn accumulate_span<T: Element, V: Simd, const R: usize, const NV: usize>(o: &mut
     }
 }
 
-/// Asks for position `j`'s keys and values (every K/V head's row) to be brought into the cache:
-/// every line of them, or, where they fill a page or more, the first line of each page, the
-/// hardware prefetchers following within a page once it is touched. Measured (24/8 heads × 128,
-/// f32: 4 KiB a position): 25 GB/s with every line asked for, 32 with a line a page; at 512
-/// bytes a position (4/2 × 64) a line a position ran at half the speed of every line.
+/// Asks for position `j`'s keys (every K/V head's row) to be brought into the cache: every line
+/// of them, or, where they fill a page or more, the first line of each page, the hardware
+/// prefetchers following within a page once it is touched. Measured (keys and values then both
+/// prefetched; 24/8 heads × 128, f32: 4 KiB a position): 25 GB/s with every line asked for, 32
+/// with a line a page; at 512 bytes a position (4/2 × 64) a line a position ran at half the speed
+/// of every line. The values are read in order at the end of their tile instead (see the module
+/// documentation).
 #[inline(always)]
 fn prefetch_position<T: Element>(x: &Inputs<T>, b: usize, j: usize) {
     const PAGE_BYTES: usize = 4096;
@@ -326,11 +357,9 @@ fn prefetch_position<T: Element>(x: &Inputs<T>, b: usize, j: usize) {
     let start = x.kv_offset(b, j, 0);
     if width * std::mem::size_of::<T>() < PAGE_BYTES {
         prefetch(&x.k[start..start + width]);
-        prefetch(&x.v[start..start + width]);
     } else {
         for offset in (0..width).step_by(PAGE_BYTES / std::mem::size_of::<T>()) {
             prefetch(&x.k[start + offset..start + offset + 1]);
-            prefetch(&x.v[start + offset..start + offset + 1]);
         }
     }
 }
@@ -354,3 +383,4 @@ mod tests {
         assert_eq!(ranges_per_sequence(100, 1, 16), 1);
     }
 }
+

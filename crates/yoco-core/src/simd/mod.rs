@@ -381,6 +381,21 @@ pub fn prefetch<T>(row: &[T]) {
     let _ = row;
 }
 
+/// Reads one element of every cache line of `span`, front to back, and discards it: the lines
+/// are then in cache for reads in any order. Unlike [`prefetch`], these are loads the core waits
+/// for, issued in address order, where the hardware prefetchers run ahead of them; a prefetch is
+/// a hint that a full queue of misses may drop.
+#[inline(always)]
+pub fn touch<T: Copy>(span: &[T]) {
+    const LINE_BYTES: usize = 64;
+    let step = (LINE_BYTES / std::mem::size_of::<T>().max(1)).max(1);
+    for i in (0..span.len()).step_by(step) {
+        // SAFETY: `i` lies inside `span`, which is valid for reads; a volatile read is one the
+        // compiler keeps although its value is unused.
+        unsafe { std::ptr::read_volatile(span.as_ptr().add(i)) };
+    }
+}
+
 /// A computation written once over any [`Simd`] type, run by [`dispatch`].
 pub trait SimdKernel {
     type Output;

@@ -14,8 +14,8 @@ pub fn run(devices: &[Device]) -> Result<()> {
                 let pairs = yoco_core::ceiling::bf16_pair_gflops().map_or(String::new(), |g| format!(", bf16 pairs (AVX512-BF16) {g:.1} GFLOP/s"));
                 let tiles = yoco_core::ceiling::amx_bf16_gflops().map_or(String::new(), |g| format!(", bf16 tiles (AMX) {g:.1} GFLOP/s"));
                 println!(
-                    "cpu: {} threads, f32 FMA {:.1} GFLOP/s{pairs}{tiles}; bandwidth: copy {:.1} GB/s (read + write), in-place update {:.1} GB/s (read + write), read {:.1} GB/s, two in one out {:.1} GB/s (reads + write)",
-                    c.threads, c.fma_gflops, c.copy_gbs, c.update_gbs, c.read_gbs, c.combine_gbs
+                    "cpu: {} threads, f32 FMA {:.1} GFLOP/s{pairs}{tiles}; bandwidth: copy {:.1} GB/s (read + write), streamed copy {:.1} GB/s (read + write, non-temporal stores), in-place update {:.1} GB/s (read + write), read {:.1} GB/s, two in one out {:.1} GB/s (reads + write)",
+                    c.threads, c.fma_gflops, c.copy_gbs, c.streamed_copy_gbs, c.update_gbs, c.read_gbs, c.combine_gbs
                 );
             }
             #[cfg(feature = "cuda")]

@@ -25,8 +25,12 @@ pub struct Calibration {
     /// The arithmetic ceiling: the f32 FMA rate (CPU), or cuBLAS's bf16 GEMM at 8192³ (GPU).
     pub compute_ceiling: String,
     pub compute_gflops: f64,
-    /// The bandwidth ceiling: host copy, or device-to-device copy (bytes read plus written).
+    /// The bandwidth ceiling: host copy, or device-to-device copy (bytes read plus written);
+    /// on the CPU with its stores streamed past the caches where RMSNorm's output is streamed
+    /// (`yoco_core::simd::streams_past_cache`).
     pub copy_gbs: f64,
+    /// Which copy `copy_gbs` is: "copy" or "streamed copy".
+    pub copy_ceiling: &'static str,
     /// The kernels this project runs, at the shapes named in `shapes`: the projections (GEMM),
     /// causal attention prefill and gated-retention prefill in GFLOP/s; RMSNorm in GB/s.
     pub gemm_gflops: f64,
@@ -94,8 +98,8 @@ impl Sizes {
 }
 
 /// The arithmetic and bandwidth ceilings of `device`, each measured beside the kernels quoted
-/// against it (on the CPU), and the arithmetic one's label.
-fn ceilings(device: &Device) -> Result<(Ceiling, Ceiling, String)> {
+/// against it (on the CPU), and the arithmetic one's label; the bandwidth one of `traffic`.
+fn ceilings(device: &Device, traffic: Traffic) -> Result<(Ceiling, Ceiling, String)> {
     // The benches' ceilings (smaller on the emulator).
     let shape = (8192, 8192, 8192);
     let compute = Ceiling::compute(device, shape, 10)?;
@@ -105,7 +109,7 @@ fn ceilings(device: &Device) -> Result<(Ceiling, Ceiling, String)> {
         let (side, _, _) = yoco_core::bench::ceiling_gemm_shape(device, shape);
         format!("{} {side}³", compute.name())
     };
-    Ok((compute, Ceiling::bandwidth(device, Traffic::Copy)?, label))
+    Ok((compute, Ceiling::bandwidth(device, traffic)?, label))
 }
 
 /// Measures the ceilings of `device` and the rates this project's kernels reach on it, in
@@ -113,8 +117,11 @@ fn ceilings(device: &Device) -> Result<(Ceiling, Ceiling, String)> {
 pub fn calibrate(device: &Device, dtype: DType) -> Result<Calibration> {
     let window = Window::open();
     let threads = if device.is_cpu() { rayon::current_num_threads() } else { 0 };
-    let (compute, copy, compute_ceiling) = ceilings(device)?;
     let sizes = Sizes::for_device(device);
+    let (rows, width) = sizes.rmsnorm;
+    let streamed = device.is_cpu() && yoco_core::simd::streams_past_cache(rows * width * dtype.size_in_bytes());
+    let traffic = if streamed { Traffic::StreamedCopy } else { Traffic::Copy };
+    let (compute, copy, compute_ceiling) = ceilings(device, traffic)?;
     let mut rng = Rng::new(11);
     let ops = Ops::new(Backend::Fast);
 
@@ -142,7 +149,6 @@ pub fn calibrate(device: &Device, dtype: DType) -> Result<Calibration> {
     let retention_gflops = (h * (seq / chunk) * (4 * chunk * chunk * d + 4 * chunk * d * d)) as f64 / t / 1e9;
     drop((q, gates));
 
-    let (rows, width) = sizes.rmsnorm;
     let x = random(&mut rng, &[rows, width], dtype, device)?;
     let w = random(&mut rng, &[width], dtype, device)?;
     // Into a preallocated output: a fresh output per call would time the page faults (CPU).
@@ -152,7 +158,7 @@ pub fn calibrate(device: &Device, dtype: DType) -> Result<Calibration> {
 
     // The best passes beside the kernels: the three compute-bound ones, and RMSNorm.
     let (compute_gflops, copy_gbs) = (compute.take(), copy.take());
-    Ok(Calibration { device: device.to_string(), threads, compute_ceiling, compute_gflops, copy_gbs, gemm_gflops, attention_gflops, retention_gflops, rmsnorm_gbs, shapes: sizes.describe(), contention: window.close() })
+    Ok(Calibration { device: device.to_string(), threads, compute_ceiling, compute_gflops, copy_gbs, copy_ceiling: traffic.name(), gemm_gflops, attention_gflops, retention_gflops, rmsnorm_gbs, shapes: sizes.describe(), contention: window.close() })
 }
 
 impl Calibration {

@@ -199,8 +199,8 @@ impl Report {
         // A CPU's ceilings are measured beside the kernels' calls (`bench::Ceiling`), a GPU's once.
         let threads = if c.threads > 0 { format!(", {} threads, beside the kernels' calls", c.threads) } else { String::new() };
         let of_compute = |rate: f64| percent_of_ceiling(rate, c.compute_gflops);
-        let _ = writeln!(s, "Ceilings measured in this run on {}{threads}: {} {:.0} GFLOP/s, copy {:.1} GB/s. Kernel rates ({}): GEMM {:.0} GFLOP/s ({}), causal attention {:.0} GFLOP/s ({}), gated retention {:.0} GFLOP/s ({}), RMSNorm {:.1} GB/s ({}).\n",
-            c.device, c.compute_ceiling, c.compute_gflops, c.copy_gbs, c.shapes, c.gemm_gflops, of_compute(c.gemm_gflops), c.attention_gflops, of_compute(c.attention_gflops),
+        let _ = writeln!(s, "Ceilings measured in this run on {}{threads}: {} {:.0} GFLOP/s, {} {:.1} GB/s. Kernel rates ({}): GEMM {:.0} GFLOP/s ({}), causal attention {:.0} GFLOP/s ({}), gated retention {:.0} GFLOP/s ({}), RMSNorm {:.1} GB/s ({}).\n",
+            c.device, c.compute_ceiling, c.compute_gflops, c.copy_ceiling, c.copy_gbs, c.shapes, c.gemm_gflops, of_compute(c.gemm_gflops), c.attention_gflops, of_compute(c.attention_gflops),
             c.retention_gflops, of_compute(c.retention_gflops), c.rmsnorm_gbs, percent_of_ceiling(c.rmsnorm_gbs, c.copy_gbs));
         if let Some(c) = c.contention.filter(|c| c.is_contended()) {
             let _ = writeln!(s, "⚠ Other work took {:.0}% of the CPUs while calibrating (other processes {:.0}%, the hypervisor {:.0}%): these rates, and the projection fed with them, read low.\n",

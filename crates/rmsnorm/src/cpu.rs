@@ -170,6 +170,7 @@ fn normalize_row_f64<T: Element>(x: &[T], w: &[T], eps: f32, y: &mut [T]) {
         *yv = T::from_f32((xv.to_f32() as f64 * inv_rms) as f32 * wv.to_f32());
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::rows;

@@ -383,4 +383,3 @@ mod tests {
         assert_eq!(ranges_per_sequence(100, 1, 16), 1);
     }
 }
-

@@ -60,7 +60,7 @@ enum Command {
         #[arg(long)]
         list: bool,
     },
-    /// Measure the ceilings: CPU FMA rate (and bf16 pair rate where AVX512-BF16 is there) and bandwidth (copy, update in place, read, two buffers read and a third written); GPU copy bandwidth and cuBLAS bf16 GEMM rate.
+    /// Measure the ceilings: CPU FMA rate (and bf16 pair rate where AVX512-BF16 is there) and bandwidth (copy, the same copy with streamed stores, update in place, read, two buffers read and a third written); GPU copy bandwidth and cuBLAS bf16 GEMM rate.
     Ceilings {
         #[arg(long, value_enum, default_value = "all")]
         device: DeviceChoice,

@@ -27,7 +27,7 @@ pub struct Calibration {
     pub compute_gflops: f64,
     /// The bandwidth ceiling: host copy, or device-to-device copy (bytes read plus written);
     /// on the CPU with its stores streamed past the caches where RMSNorm's output is streamed
-    /// (`yoco_core::simd::streams_past_cache`).
+    /// (`Traffic::copy_writing`).
     pub copy_gbs: f64,
     /// Which copy `copy_gbs` is: "copy" or "streamed copy".
     pub copy_ceiling: &'static str,
@@ -119,9 +119,7 @@ pub fn calibrate(device: &Device, dtype: DType) -> Result<Calibration> {
     let threads = if device.is_cpu() { rayon::current_num_threads() } else { 0 };
     let sizes = Sizes::for_device(device);
     let (rows, width) = sizes.rmsnorm;
-    let streamed = device.is_cpu() && yoco_core::simd::streams_past_cache(rows * width * dtype.size_in_bytes());
-    let traffic = if streamed { Traffic::StreamedCopy } else { Traffic::Copy };
-    let (compute, copy, compute_ceiling) = ceilings(device, traffic)?;
+    let (compute, copy, compute_ceiling) = ceilings(device, Traffic::copy_writing(rows * width * dtype.size_in_bytes()))?;
     let mut rng = Rng::new(11);
     let ops = Ops::new(Backend::Fast);
 
@@ -158,7 +156,7 @@ pub fn calibrate(device: &Device, dtype: DType) -> Result<Calibration> {
 
     // The best passes beside the kernels: the three compute-bound ones, and RMSNorm.
     let (compute_gflops, copy_gbs) = (compute.take(), copy.take());
-    Ok(Calibration { device: device.to_string(), threads, compute_ceiling, compute_gflops, copy_gbs, copy_ceiling: traffic.name(), gemm_gflops, attention_gflops, retention_gflops, rmsnorm_gbs, shapes: sizes.describe(), contention: window.close() })
+    Ok(Calibration { device: device.to_string(), threads, compute_ceiling, compute_gflops, copy_gbs, copy_ceiling: copy.name(), gemm_gflops, attention_gflops, retention_gflops, rmsnorm_gbs, shapes: sizes.describe(), contention: window.close() })
 }
 
 impl Calibration {

@@ -9,7 +9,6 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use yoco_core::bench::{group_timing, print_summary, bench_devices, fraction_line, full_or_emulated, time_on, Ceiling, Draws, SampleLog, Traffic};
-use yoco_core::simd::streams_past_cache;
 use yoco_core::{DType, Device, MemoryCategory, Tensor};
 use yoco_rmsnorm::{rms_norm_into, rms_norm_residual_into, DEFAULT_EPS};
 
@@ -59,8 +58,9 @@ fn bench(c: &mut Criterion) {
     let log = SampleLog::new();
     let mut draws = Draws::new(1);
     for device in bench_devices() {
-        // The ceiling of a shape's own stores: a CPU output too large for the cache is streamed
-        // past it (`yoco_core::simd::streams_past_cache`), which the ordinary copy does not do.
+        // The ceiling of a shape's own stores (`Traffic::copy_writing`): a CPU output too large
+        // for the cache is streamed past it, which the ordinary copy does not do (on a GPU both
+        // are the device copy).
         let copy = Ceiling::bandwidth(&device, Traffic::Copy).unwrap();
         let streamed = Ceiling::bandwidth(&device, Traffic::StreamedCopy).unwrap();
         let mut group = c.benchmark_group("rmsnorm");
@@ -74,7 +74,10 @@ fn bench(c: &mut Criterion) {
                 let n_sets = sets.len();
                 let mut next = 0usize;
                 let shape = format!("{rows}x{width}");
-                let copy = if device.is_cpu() && streams_past_cache(rows * width * s) { &streamed } else { &copy };
+                let copy = match Traffic::copy_writing(rows * width * s) {
+                    Traffic::StreamedCopy => &streamed,
+                    _ => &copy,
+                };
 
                 let bytes = (rows * width * s * 2 + width * s) as u64;
                 let id = format!("{device}-{dtype}");

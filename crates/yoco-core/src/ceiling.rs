@@ -334,6 +334,17 @@ pub enum Traffic {
 }
 
 impl Traffic {
+    /// The ceiling of a kernel that reads one buffer and writes `output_bytes` into another: the
+    /// streamed copy where its stores stream past the caches, as
+    /// [`crate::simd::streams_past_cache`] decides for the kernels, else the copy.
+    pub fn copy_writing(output_bytes: usize) -> Traffic {
+        if crate::simd::streams_past_cache(output_bytes) {
+            Traffic::StreamedCopy
+        } else {
+            Traffic::Copy
+        }
+    }
+
     /// The name a fraction line gives its ceiling.
     pub fn name(self) -> &'static str {
         match self {

@@ -34,7 +34,7 @@ fn measured_peaks_equal_the_analytic_model() {
             // peak is the first span's, which carries no token from an earlier one).
             for (batch, prompt, span, capacity) in [(1, 64, 64, 80), (2, 100, 32, 128), (3, 40, 16, 40), (2, 60, 32, 64)] {
                 let measured = measure(&config, dtype, batch, prompt, span, capacity);
-                let p = predict(&config, &Workload { batch, capacity, prompt, span, elem: dtype.size_in_bytes(), retention_chunk_states: false });
+                let p = predict(&config, &Workload { batch, capacity, prompt, span, elem: dtype.size_in_bytes(), retention_chunk_states: false, ffn_intermediates: yoco_swiglu::ffn_intermediates(dtype, &Device::cpu()) });
                 let predicted = [p.weights, p.kv_cache, p.recurrent_state, p.activations];
                 assert_eq!(measured, predicted, "{} {dtype} batch {batch} prompt {prompt} span {span}: [weights, kv, state, activations]", config.name);
             }
@@ -47,7 +47,7 @@ fn measured_peaks_equal_the_analytic_model() {
 #[test]
 fn a_prediction_past_the_address_space_saturates() {
     let config = preset("yoco-3b").unwrap();
-    let workload = |batch| Workload { batch, capacity: 1 << 20, prompt: (1 << 20) - 1024, span: 32_768, elem: 2, retention_chunk_states: true };
+    let workload = |batch| Workload { batch, capacity: 1 << 20, prompt: (1 << 20) - 1024, span: 32_768, elem: 2, retention_chunk_states: true, ffn_intermediates: 2 };
     let one = predict(&config, &workload(1));
     let huge = predict(&config, &workload(usize::MAX / 1024));
     assert_eq!(huge.weights, one.weights);

@@ -192,7 +192,7 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
     let started = Instant::now();
     eprintln!("compare: calibrating {device}'s ceilings and kernel rates ...");
     let calibration = calibrate(&device, dtype)?;
-    let plan = RunPlan { generated: args.generate, span: args.span, repetitions: args.repetitions, budget_bytes: budget, max_batch: args.max_batch, elem: dtype.size_in_bytes(), seed: args.seed, retention_chunk_states: !device.is_cpu() };
+    let plan = RunPlan { generated: args.generate, span: args.span, repetitions: args.repetitions, budget_bytes: budget, max_batch: args.max_batch, elem: dtype.size_in_bytes(), seed: args.seed, retention_chunk_states: !device.is_cpu(), ffn_intermediates: yoco_swiglu::ffn_intermediates(dtype, &device) };
     let ops = Ops::new(args.backend);
     let mut models = Vec::new();
     for config in [&transformer_config, &yoco_config] {

@@ -121,12 +121,15 @@ pub struct RunPlan {
     pub seed: u64,
     /// The compared device keeps gated retention's chunk states during prefill (CUDA).
     pub retention_chunk_states: bool,
+    /// The FFN's `[rows, F]` intermediates on the compared device and dtype
+    /// (`yoco_swiglu::ffn_intermediates`).
+    pub ffn_intermediates: usize,
 }
 
 impl RunPlan {
     /// The memory model's view of `batch` sequences of `length` tokens (prompt and generated).
     pub fn workload(&self, batch: usize, length: usize) -> Workload {
-        Workload { batch, capacity: length, prompt: length - self.generated, span: self.span, elem: self.elem, retention_chunk_states: self.retention_chunk_states }
+        Workload { batch, capacity: length, prompt: length - self.generated, span: self.span, elem: self.elem, retention_chunk_states: self.retention_chunk_states, ffn_intermediates: self.ffn_intermediates }
     }
 }
 
@@ -304,7 +307,7 @@ mod tests {
                 AnyModel::build(c, Weights::init(c, 3, DType::F32, &device).unwrap(), Ops::new(crate::model::Backend::Fast), &device).unwrap()
             })
             .collect();
-        let plan = RunPlan { generated: 4, span: 32, repetitions: 2, budget_bytes: 256 << 20, max_batch: 2, elem: 4, seed: 9, retention_chunk_states: false };
+        let plan = RunPlan { generated: 4, span: 32, repetitions: 2, budget_bytes: 256 << 20, max_batch: 2, elem: 4, seed: 9, retention_chunk_states: false, ffn_intermediates: yoco_swiglu::ffn_intermediates(DType::F32, &Device::cpu()) };
         let measured = measure_all(&models, 64, &plan).unwrap();
         assert_eq!(measured.iter().map(|m| m.model.as_str()).collect::<Vec<_>>(), [configs[0].name.as_str(), configs[1].name.as_str()]);
         for m in &measured {

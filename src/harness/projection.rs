@@ -93,12 +93,16 @@ fn decode_step_seconds(c: &ModelConfig, context: usize, batch: usize, e: &Effici
     (weights + batch as f64 * per_seq) / (H100_BANDWIDTH * e.bandwidth)
 }
 
+/// The FFN's `[rows, F]` intermediates on a GPU in bf16 (gate and up:
+/// `yoco_swiglu::ffn_intermediates` of a CUDA device).
+const PROJECTED_FFN_INTERMEDIATES: usize = 2;
+
 /// The projection at every length, with `generated` tokens generated.
 pub fn project(lengths: &[usize], generated: usize, e: &Efficiencies) -> Vec<ProjectedPoint> {
     let yoco = preset("yoco-3b").expect("the preset exists");
     let transformer = yoco.transformer_twin();
     let span = 32_768;
-    let bytes = |c: &ModelConfig, batch: usize, n: usize| predict(c, &Workload { batch, capacity: n, prompt: n - generated, span, elem: 2, retention_chunk_states: true }).total();
+    let bytes = |c: &ModelConfig, batch: usize, n: usize| predict(c, &Workload { batch, capacity: n, prompt: n - generated, span, elem: 2, retention_chunk_states: true, ffn_intermediates: PROJECTED_FFN_INTERMEDIATES }).total();
     let best_batch = |c: &ModelConfig, n: usize| (1..=1024).take_while(|&b| bytes(c, b, n) <= H100_MEMORY).last().unwrap_or(0);
     let throughput = |c: &ModelConfig, n: usize, batch: usize| {
         if batch == 0 {

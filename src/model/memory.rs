@@ -42,6 +42,9 @@ pub struct Workload {
     /// the length of the call: the CUDA kernels' parallel schedule does
     /// (`yoco_gated_retention::parallel_schedule_bytes`), the CPU path does not.
     pub retention_chunk_states: bool,
+    /// The `[rows, F]` intermediates the FFN allocates beside its output
+    /// (`yoco_swiglu::ffn_intermediates`: one on the CPU in f32, two otherwise).
+    pub ffn_intermediates: usize,
 }
 
 /// KV cache bytes per token per sequence (SPEC.md): `2·L·Hkv·D·b` for the Transformer,
@@ -122,7 +125,7 @@ fn predict_one_sequence(c: &ModelConfig, w: &Workload) -> MemoryEstimate {
                     let e = b * n * d * w.elem;
                     let q = b * n * c.n_heads * c.head_dim * w.elem;
                     let attention = 2 * e + 2 * q + 2 * b * n * kv_row + copies;
-                    let rest = (6 * e + 2 * b * n * f * w.elem).max(7 * e);
+                    let rest = (6 * e + w.ffn_intermediates * b * n * f * w.elem).max(7 * e);
                     attention.max(rest) + if start > 0 { carried } else { 0 }
                 })
                 .max()
@@ -132,7 +135,7 @@ fn predict_one_sequence(c: &ModelConfig, w: &Workload) -> MemoryEstimate {
             // The other layers' peaks grow with the span's tokens and not with its start.
             let peak = |n: usize| {
                 let e = b * n * d * w.elem; // one [batch, n, d] tensor
-                let ffn = 2 * b * n * f * w.elem; // the FFN's gate and up
+                let ffn = w.ffn_intermediates * b * n * f * w.elem; // the FFN's gate (and up)
                 match c.architecture {
                     Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { heads, head_dim } } => {
                         // Retention: x, y, q, k, v, o, the f32 gates and, on CUDA, the chunks'

@@ -8,10 +8,11 @@ use crate::{ffn, reference, silu_mul_into, FfnWeights};
 
 /// silu_mul (rows, width): widths 1, 7, 4095, 8193; one row and many.
 pub const GATE_SHAPES: &[(usize, usize)] = &[(1, 1), (3, 7), (1, 4095), (2, 8193), (64, 8192), (1000, 24)];
-/// FFN (rows, d, F): one token, odd sizes, sizes just past GEMM tile multiples.
-/// FFN shapes (rows, d, F): few rows (decode; on the CPU, 16-bit weights widened block by block)
-/// and many (prefill; widened whole).
-pub const FFN_SHAPES: &[(usize, usize, usize)] = &[(1, 8, 16), (7, 64, 160), (33, 96, 257), (65, 128, 344), (130, 64, 96)];
+/// FFN shapes (rows, d, F): one token, odd sizes, sizes just past GEMM tile multiples; few rows
+/// (decode; on the CPU, 16-bit weights widened block by block) and many (prefill; widened whole;
+/// in f32 from 192 rows the gate made inside the packed GEMM, here over two slices of its
+/// reduction and past its groups' and panels' edges).
+pub const FFN_SHAPES: &[(usize, usize, usize)] = &[(1, 8, 16), (7, 64, 160), (33, 96, 257), (65, 128, 344), (130, 64, 96), (203, 300, 130)];
 
 /// GPU-filling shapes: YOCO-3B's FFN width over 4K tokens (the gate's reference runs on one
 /// host thread inside the GPU call's time), and odd sizes.

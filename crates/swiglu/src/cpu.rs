@@ -1,11 +1,12 @@
 //! The fast CPU path: the gate elementwise on rayon, the FFN's three GEMMs on
-//! `yoco_core::matmul` (its packed GEMM for prefill's many rows, the `gemm` crate for few; in f32
-//! for every storage dtype) with the gate applied in place between them.
+//! `yoco_core::matmul` (its packed GEMM for prefill's many rows, the dot form or the `gemm` crate
+//! for few; in f32 for every storage dtype) with the gate applied between them: in f32 inside the
+//! gate's and up's products (`gated_matmul_nt`), in 16-bit storage in place over their outputs.
 
 use rayon::prelude::*;
 use yoco_core::half::{bf16, f16};
 use yoco_core::math::silu;
-use yoco_core::matmul::linear_into;
+use yoco_core::matmul::{gated_matmul_nt, linear_into};
 use yoco_core::simd::{dispatch, load_widened, store_narrowed, Simd, SimdKernel};
 use yoco_core::{DType, Element, MemoryCategory, Result, Tensor};
 
@@ -142,12 +143,21 @@ fn silu_mul_in_place<T: Element>(gate: &mut [T], up: &[T]) {
 }
 
 /// The FFN in x's dtype: the GEMMs on `yoco_core::matmul` (f32 products; 16-bit outputs rounded
-/// once, as cuBLAS rounds them), the gate applied in place between them.
+/// once, as cuBLAS rounds them). In f32 the gate and up products and the gate between them are
+/// one call (`gated_matmul_nt`: one `[rows, F]` intermediate, as `ffn_intermediates` counts); in 16-bit
+/// storage the gate is applied in place between the two products' outputs.
 pub(crate) fn ffn(x: &Tensor, w: &FfnWeights<'_>, f: usize) -> Result<Tensor> {
     fn typed<T: Element>(x: &Tensor, w: &FfnWeights<'_>, f: usize) -> Result<Tensor> {
         let rows = x.shape().rows();
         let (device, dtype) = (x.device(), x.dtype());
         let mut gate = Tensor::zeros([rows, f], dtype, device, MemoryCategory::Activations)?;
+        if dtype == DType::F32 {
+            let mut out = Tensor::zeros(x.shape().clone(), dtype, device, MemoryCategory::Activations)?;
+            let d = x.shape().last_dim();
+            gated_matmul_nt(rows, f, d, x.as_slice()?, w.w1.as_slice()?, w.w3.as_slice()?, gate.as_mut_slice()?)?;
+            linear_into(&gate, w.w2, &mut out)?;
+            return Ok(out);
+        }
         let mut up = Tensor::zeros([rows, f], dtype, device, MemoryCategory::Activations)?;
         let mut out = Tensor::zeros(x.shape().clone(), dtype, device, MemoryCategory::Activations)?;
         linear_into(x, w.w1, &mut gate)?;

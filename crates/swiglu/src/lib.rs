@@ -12,7 +12,7 @@ pub mod cpu;
 mod cuda;
 pub mod reference;
 
-use yoco_core::{Device, Error, MemoryCategory, Result, Tensor};
+use yoco_core::{DType, Device, Error, MemoryCategory, Result, Tensor};
 
 /// `silu(gate) ⊙ up`, elementwise; `gate` and `up` of the same shape, dtype and device.
 pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
@@ -63,6 +63,17 @@ pub fn ffn(x: &Tensor, w: &FfnWeights<'_>) -> Result<Tensor> {
         Device::Cpu(_) => cpu::ffn(x, w, f),
         #[cfg(feature = "cuda")]
         Device::Cuda(_) => cuda::ffn(x, w, d, f),
+    }
+}
+
+/// The `[rows, F]` intermediates [`ffn`] allocates beside its output (the analytic memory
+/// model's count): one on the CPU in f32, whose gate is applied inside the gate's and up's
+/// products, two (gate and up, the gate then applied in place) otherwise.
+pub fn ffn_intermediates(dtype: DType, device: &Device) -> usize {
+    if device.is_cpu() && dtype == DType::F32 {
+        1
+    } else {
+        2
     }
 }
 

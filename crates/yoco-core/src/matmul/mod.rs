@@ -171,10 +171,57 @@ fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
     }
 }
 
+/// Whether an f32 product of `m` rows takes the packed GEMM: from [`PACKED_ROWS`] with AVX-512
+/// (from [`DOT_ROWS`] for `x · wᵀ`, which takes the dot form below that), from
+/// [`PACKED_ROWS_AVX2`] without. (`dots`: the product could take the dot form, `x · wᵀ` with
+/// k > 0.)
+fn takes_packed(m: usize, dots: bool) -> bool {
+    if crate::simd::Isa::detect() != crate::simd::Isa::Avx512 {
+        return m >= PACKED_ROWS_AVX2;
+    }
+    let dots = cfg!(target_arch = "x86_64") && dots;
+    m >= if dots { DOT_ROWS.max(PACKED_ROWS) } else { PACKED_ROWS }
+}
+
 /// `c[m, n] = a[m, k] · b[n, k]ᵀ`, row-major: a linear layer `x Wᵀ` with W stored `[out, in]`.
 pub fn matmul_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<()> {
     product("matmul_nt", m, n, k, a, b, true, c)
 }
+
+/// SwiGLU's gate from its two products, `c[m, n] = silu(a · gateᵀ) ⊙ (a · upᵀ)`, gate and up
+/// stored `[n, k]` (w1 and w3 of a linear layer `x Wᵀ`), in f32: the FFN's first half without its
+/// two `[m, n]` intermediates. Where [`matmul_nt`] takes the packed GEMM (many rows), both
+/// products run in it at once and the gate is applied in registers (`packed.rs`); with fewer
+/// rows, the gate's product is made in c, the up's in a buffer kept between calls, and the gate
+/// applied over them. Either way the result is bit for bit `silu(g) · u` of [`matmul_nt`]'s two
+/// products `g` and `u` (`math::silu`, in f32).
+#[allow(clippy::too_many_arguments)]
+pub fn gated_matmul_nt(m: usize, n: usize, k: usize, a: &[f32], gate: &[f32], up: &[f32], c: &mut [f32]) -> Result<()> {
+    const OP: &str = "gated_matmul_nt";
+    check_len(OP, "a", a.len(), m, k)?;
+    check_len(OP, "gate", gate.len(), n, k)?;
+    check_len(OP, "up", up.len(), n, k)?;
+    check_len(OP, "c", c.len(), m, n)?;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if takes_packed(m, k > 0) {
+        packed::gated(m, n, k, a, gate, up, c);
+        return Ok(());
+    }
+    product(OP, m, n, k, a, gate, true, c)?;
+    let mut ups = scratch::Scratch::<f32>::take(m * n);
+    product(OP, m, n, k, a, up, true, &mut ups)?;
+    c.par_chunks_mut(GATE_CHUNK).zip(ups.par_chunks(GATE_CHUNK)).for_each(|(c, ups)| {
+        for (g, u) in c.iter_mut().zip(ups) {
+            *g = crate::math::silu(*g) * u;
+        }
+    });
+    Ok(())
+}
+
+/// Elements per task of [`gated_matmul_nt`]'s gate over few rows.
+const GATE_CHUNK: usize = 16 * 1024;
 
 /// What a bf16 product of some number of rows multiplies on here ([`bf16_unit`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -363,13 +410,12 @@ fn product(op: &'static str, m: usize, n: usize, k: usize, a: &[f32], b: &[f32],
     }
     // op(b)'s (row stride, column stride) as a [k, n] matrix.
     let (b_rs, b_cs) = if b_transposed { (1, k) } else { (n, 1) };
-    let avx512 = crate::simd::Isa::detect() == crate::simd::Isa::Avx512;
     #[cfg(target_arch = "x86_64")]
-    if m < DOT_ROWS && b_transposed && k > 0 && avx512 {
+    if m < DOT_ROWS && b_transposed && k > 0 && crate::simd::Isa::detect() == crate::simd::Isa::Avx512 {
         dots::dots(m, n, k, a, b, c);
         return Ok(());
     }
-    if m >= if avx512 { PACKED_ROWS } else { PACKED_ROWS_AVX2 } {
+    if takes_packed(m, b_transposed && k > 0) {
         packed::gemm(m, n, k, a, b, b_rs, b_cs, c);
         return Ok(());
     }
@@ -461,6 +507,35 @@ mod tests {
             let c64: Vec<f64> = c2.iter().map(|&v| v as f64).collect();
             assert!(crate::testing::rel_l2(&c64, &want) < 1e-6, "nn {m}x{n}x{k}");
         }
+    }
+
+    /// SwiGLU's gate from its two products, on both sides of the packed GEMM's bound (few rows:
+    /// the two products, then the gate; many: both at once in the packed GEMM; CI runs this under
+    /// YOCO_CPU_ISA=avx2 too): against f64 on fresh random inputs, and bit for bit `silu(g) · u`
+    /// of matmul_nt's products, which the unfused FFN computes.
+    #[test]
+    fn the_gated_product_is_the_gate_of_the_two_products() {
+        let mut rng = Rng::new(13);
+        for &(m, n, k) in &[(1, 7, 5), (PACKED_ROWS, 40, 33), (DOT_ROWS - 1, 70, 64), (DOT_ROWS + 5, 530, 257), (PACKED_ROWS_AVX2 + 1, 33, 300)] {
+            let draw = |rng: &mut Rng, len: usize| -> Vec<f32> { (0..len).map(|_| rng.normal() as f32).collect() };
+            let (a, gate, up) = (draw(&mut rng, m * k), draw(&mut rng, n * k), draw(&mut rng, n * k));
+            let mut c = vec![f32::NAN; m * n];
+            gated_matmul_nt(m, n, k, &a, &gate, &up, &mut c).unwrap();
+            let (g64, u64) = (naive_nt(m, n, k, &a, &gate), naive_nt(m, n, k, &a, &up));
+            let want: Vec<f64> = g64.iter().zip(&u64).map(|(&g, &u)| g / (1.0 + (-g).exp()) * u).collect();
+            let c64: Vec<f64> = c.iter().map(|&v| v as f64).collect();
+            assert!(crate::testing::rel_l2(&c64, &want) < 1e-5, "{m}x{n}x{k}: {}", crate::testing::rel_l2(&c64, &want));
+            let (mut g, mut u) = (vec![0.0; m * n], vec![0.0; m * n]);
+            matmul_nt(m, n, k, &a, &gate, &mut g).unwrap();
+            matmul_nt(m, n, k, &a, &up, &mut u).unwrap();
+            for (i, ((&c, &g), &u)) in c.iter().zip(&g).zip(&u).enumerate() {
+                assert_eq!(c.to_bits(), (crate::math::silu(g) * u).to_bits(), "{m}x{n}x{k}, element {i}");
+            }
+        }
+        let mut c = vec![f32::NAN; 2 * 3];
+        gated_matmul_nt(2, 3, 0, &[], &[], &[], &mut c).unwrap();
+        assert!(c.iter().all(|&x| x == 0.0), "an empty reduction gives zeros");
+        assert!(matches!(gated_matmul_nt(2, 2, 2, &[0.0; 4], &[0.0; 4], &[0.0; 3], &mut c[..4]), Err(Error::ShapeMismatch { what: "up", .. })));
     }
 
     #[test]

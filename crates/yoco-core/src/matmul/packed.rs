@@ -18,6 +18,12 @@
 //! The tasks, [`GROUPS`] groups of rows against one panel, multiply them: for each slice of
 //! [`DEPTH`] of the reduction the panel's slice (32 KiB) stays in the level-1 cache across the
 //! groups, and consecutive tasks share their groups' slice in level 2.
+//!
+//! [`gated`] is SwiGLU's gate made from two products at once, `silu(a · gateᵀ) ⊙ (a · upᵀ)`:
+//! `a` packed once, both weights' panels side by side, and each register block holding both
+//! products' sums for half a group's rows (the same 24 registers), so that the gate is applied in
+//! registers and only its result is written. The two products' sums are those of [`gemm`], step
+//! for step, so the result is the unfused FFN's bit for bit.
 
 use std::ops::Range;
 
@@ -25,6 +31,7 @@ use rayon::prelude::*;
 
 use super::scratch::Scratch;
 use super::shared_out::SharedOut;
+use crate::math::silu;
 use crate::simd::{dispatch, Isa, Simd, SimdKernel};
 use crate::Element;
 
@@ -57,7 +64,19 @@ fn group_rows(isa: Isa) -> usize {
 /// type, widened to f32 as it is packed); lengths checked by the caller, `m, n > 0`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn gemm<T: Element>(m: usize, n: usize, k: usize, a: &[f32], b: &[T], b_rs: usize, b_cs: usize, c: &mut [f32]) {
+    multiply(m, n, k, a, &[Strided { b, rs: b_rs, cs: b_cs }], c);
+}
+
+/// `c[m, n] = silu(a · gateᵀ) ⊙ (a · upᵀ)`, gate and up `[n, k]` (SwiGLU's w1 and w3); lengths
+/// checked by the caller, `m, n > 0`.
+pub(super) fn gated(m: usize, n: usize, k: usize, a: &[f32], gate: &[f32], up: &[f32], c: &mut [f32]) {
+    multiply(m, n, k, a, &[Strided { b: gate, rs: 1, cs: k }, Strided { b: up, rs: 1, cs: k }], c);
+}
+
+/// [`gemm`] of one operand, [`gated`] of two (the gate's, then the up's).
+fn multiply<T: Element>(m: usize, n: usize, k: usize, a: &[f32], operands: &[Strided<'_, T>], c: &mut [f32]) {
     if k == 0 {
+        // Empty sums: zeros, and silu(0) · 0 is zero too.
         c.fill(0.0);
         return;
     }
@@ -68,18 +87,20 @@ pub(super) fn gemm<T: Element>(m: usize, n: usize, k: usize, a: &[f32], b: &[T],
     a_packed.par_chunks_mut(group * k).enumerate().for_each(|(g, to)| pack_group(to, a, g * group..((g + 1) * group).min(m), k, isa));
     let out = SharedOut::new(c);
     let row_blocks = groups.div_ceil(GROUPS);
-    let mut panels_packed = Scratch::<f32>::take(k * COLUMNS.min(n.next_multiple_of(PANEL)));
-    let b_view = Strided { b, rs: b_rs, cs: b_cs };
+    let panel_len = k * PANEL;
+    let mut panels_packed = Scratch::<f32>::take(operands.len() * k * COLUMNS.min(n.next_multiple_of(PANEL)));
     for first in (0..n).step_by(COLUMNS) {
         let panels = (n - first).min(COLUMNS).div_ceil(PANEL);
-        // Panel j holds op(b)'s columns first + j·PANEL .. as rows [k][PANEL].
-        panels_packed[..panels * k * PANEL].par_chunks_mut(k * PANEL).enumerate().for_each(|(j, panel)| pack_panel(panel, b_view, first + j * PANEL, n, k, isa));
+        // Panel (o, j) holds operand o's columns first + j·PANEL .. as rows [k][PANEL], at
+        // (o · panels + j) · k · PANEL.
+        panels_packed[..operands.len() * panels * panel_len].par_chunks_mut(panel_len).enumerate().for_each(|(i, panel)| pack_panel(panel, operands[i / panels], first + i % panels * PANEL, n, k, isa));
         let (a_packed, panels_packed) = (&a_packed, &panels_packed);
+        let panel = |o: usize, j: usize| &panels_packed[(o * panels + j) * panel_len..][..panel_len];
         (0..row_blocks * panels).into_par_iter().for_each(|t| {
             let (rb, j) = (t / panels, t % panels);
             let groups = rb * GROUPS..((rb + 1) * GROUPS).min(groups);
-            let panel = &panels_packed[j * k * PANEL..][..k * PANEL];
-            dispatch(Task { m, n, k, group, a: a_packed, panel, first: first + j * PANEL, groups, out }, &mut ());
+            let up = (operands.len() == 2).then(|| panel(1, j));
+            dispatch(Task { m, n, k, group, a: a_packed, panel: panel(0, j), up, first: first + j * PANEL, groups, out }, &mut ());
         });
     }
 }
@@ -161,7 +182,10 @@ struct Task<'a> {
     /// Rows per group of the packed `a`.
     group: usize,
     a: &'a [f32],
+    /// The panel of op(b), or of the gate's weights where `up` is some.
     panel: &'a [f32],
+    /// The up weights' panel of a [`gated`] product.
+    up: Option<&'a [f32]>,
     first: usize,
     groups: Range<usize>,
     out: SharedOut<f32>,
@@ -173,10 +197,12 @@ impl SimdKernel for Task<'_> {
 
     #[inline(always)]
     fn run<V: Simd>(self, _: &mut ()) {
-        if V::LANES >= 16 {
-            self.blocks::<V, AVX512_ROWS, 2>();
-        } else {
-            self.blocks::<V, AVX2_ROWS, 2>();
+        // A gated block holds two products' sums, for half a group's rows.
+        match (self.up, V::LANES >= 16) {
+            (None, true) => self.blocks::<V, AVX512_ROWS, 2>(),
+            (None, false) => self.blocks::<V, AVX2_ROWS, 2>(),
+            (Some(up), true) => self.gated_blocks::<V, { AVX512_ROWS / 2 }, 2, AVX512_ROWS>(up),
+            (Some(up), false) => self.gated_blocks::<V, { AVX2_ROWS / 2 }, 2, AVX2_ROWS>(up),
         }
     }
 }
@@ -204,63 +230,161 @@ impl Task<'_> {
     /// first): `a` that slice of the group [depth][R], `b` of the panel from column c0.
     #[inline(always)]
     fn block<V: Simd, const R: usize, const NV: usize>(&self, r0: usize, c0: usize, p0: usize, a: &[f32], b: &[f32]) {
-        let width = NV * V::LANES;
-        let col = self.first + c0;
-        let valid = width.min(self.n.saturating_sub(col));
-        let rows = R.min(self.m - r0);
+        let (col, valid) = self.columns(c0, NV * V::LANES);
         if valid == 0 {
             return;
         }
-        // A row of c: rows r0.. and columns col..col + valid are this task's alone (gemm).
-        // SAFETY: no other task touches these elements while this one runs, and the caller's
-        // `c` is borrowed mutably for the whole of `gemm`.
-        let c_row = |r: usize| unsafe { self.out.slice((r0 + r) * self.n + col, valid) };
-        // The last panel's columns past n go through `tile`.
-        let mut tile = [0f32; PANEL];
-        let mut acc = [[V::splat(0.0); NV]; R];
+        let rows = R.min(self.m - r0);
+        let mut acc = [[[V::splat(0.0); NV]; R]];
         if p0 > 0 {
-            for (r, row) in acc.iter_mut().enumerate().take(rows) {
-                let from: &[f32] = if valid == width {
-                    c_row(r)
-                } else {
-                    tile[..valid].copy_from_slice(c_row(r));
-                    &tile
-                };
-                for (n, x) in row.iter_mut().enumerate() {
-                    *x = V::load(&from[n * V::LANES..]);
+            // SAFETY (each c_row): the rows and columns of this block are this task's alone.
+            load_rows(&mut acc[0], rows, valid, |r| unsafe { self.c_row(r0 + r, col, valid) });
+        }
+        fma_steps::<V, R, NV, R, 1>(&mut acc, a, [b]);
+        store_rows(&acc[0], rows, valid, |r| unsafe { self.c_row(r0 + r, col, valid) });
+    }
+
+    /// A [`gated`] product's tasks: `R` × `NV` for each of the two products, `R` half the packed
+    /// group's `S` rows, each group's halves in turn. The gate's sums wait between slices of the
+    /// reduction in a buffer of the task's, the up's in c, and the last slice writes the gate.
+    #[inline(always)]
+    fn gated_blocks<V: Simd, const R: usize, const NV: usize, const S: usize>(&self, up: &[f32]) {
+        assert!(self.group == S && S == 2 * R, "a gated block takes half a packed group's rows");
+        let width = NV * V::LANES;
+        // [the task's rows][PANEL]: a group's slot for each of its rows.
+        let mut gate_sums = [0f32; GROUPS * AVX512_ROWS * PANEL];
+        for p0 in (0..self.k).step_by(DEPTH) {
+            let depth = DEPTH.min(self.k - p0);
+            let last = p0 + depth == self.k;
+            let (gate, up) = (&self.panel[p0 * PANEL..][..depth * PANEL], &up[p0 * PANEL..][..depth * PANEL]);
+            for c0 in (0..PANEL).step_by(width) {
+                for (i, g) in self.groups.clone().enumerate() {
+                    let a = &self.a[(g * self.k + p0) * S..][..depth * S];
+                    for half in 0..2 {
+                        let sums = &mut gate_sums[(i * S + half * R) * PANEL..][..R * PANEL];
+                        self.gated_block::<V, R, NV, S>(g * S + half * R, c0, (p0, last), &a[half * R..], [&gate[c0..], &up[c0..]], sums);
+                    }
                 }
             }
         }
-        fma_steps::<V, R, NV>(&mut acc, a, b);
-        for (r, row) in acc.iter().enumerate().take(rows) {
-            let to = c_row(r);
-            if valid == width {
-                for (n, x) in row.iter().enumerate() {
-                    x.store(&mut to[n * V::LANES..]);
-                }
-            } else {
-                for (n, x) in row.iter().enumerate() {
-                    x.store(&mut tile[n * V::LANES..]);
-                }
-                to.copy_from_slice(&tile[..valid]);
+    }
+
+    /// [`block`](Self::block) for both products of a [`gated`] product: `a` from the half's first
+    /// row (steps of `S`), `b` the gate's and the up's panel slices from column c0, `gate_sums`
+    /// the gate's sums of these rows between slices ([`R`][`PANEL`], at column c0).
+    #[inline(always)]
+    fn gated_block<V: Simd, const R: usize, const NV: usize, const S: usize>(&self, r0: usize, c0: usize, (p0, last): (usize, bool), a: &[f32], b: [&[f32]; 2], gate_sums: &mut [f32]) {
+        let width = NV * V::LANES;
+        let (col, valid) = self.columns(c0, width);
+        if valid == 0 || r0 >= self.m {
+            return;
+        }
+        let rows = R.min(self.m - r0);
+        let kept = |r: usize| r * PANEL + c0..r * PANEL + c0 + width;
+        let mut acc = [[[V::splat(0.0); NV]; R]; 2];
+        if p0 > 0 {
+            load_rows(&mut acc[0], rows, width, |r| &gate_sums[kept(r)]);
+            // SAFETY (each c_row): the rows and columns of this block are this task's alone.
+            load_rows(&mut acc[1], rows, valid, |r| unsafe { self.c_row(r0 + r, col, valid) });
+        }
+        fma_steps::<V, R, NV, S, 2>(&mut acc, a, b);
+        if !last {
+            let mut kept_rows = gate_sums.chunks_exact_mut(PANEL);
+            store_rows(&acc[0], rows, width, |_| &mut kept_rows.next().expect("a row of the gate's sums")[c0..c0 + width]);
+            store_rows(&acc[1], rows, valid, |r| unsafe { self.c_row(r0 + r, col, valid) });
+            return;
+        }
+        let [gates, ups] = &acc;
+        for (r, (gates, ups)) in gates.iter().zip(ups).enumerate().take(rows) {
+            let (mut gate, mut up) = ([0f32; PANEL], [0f32; PANEL]);
+            for (n, (g, u)) in gates.iter().zip(ups).enumerate() {
+                g.store(&mut gate[n * V::LANES..]);
+                u.store(&mut up[n * V::LANES..]);
             }
+            // As the unfused FFN's silu·mul (swiglu's SiluMul): a plain loop that vectorises.
+            for (g, u) in gate[..width].iter_mut().zip(&up) {
+                *g = silu(*g) * u;
+            }
+            // SAFETY: the rows and columns of this block are this task's alone.
+            unsafe { self.c_row(r0 + r, col, valid) }.copy_from_slice(&gate[..valid]);
+        }
+    }
+
+    /// A block's columns of c from panel column `c0`: the first, and how many of its `width`
+    /// lie below n (none past the last panel's edge).
+    #[inline(always)]
+    fn columns(&self, c0: usize, width: usize) -> (usize, usize) {
+        let col = self.first + c0;
+        (col, width.min(self.n.saturating_sub(col)))
+    }
+
+    /// `len` elements of row `row` of c from column `col`.
+    ///
+    /// # Safety
+    /// They lie in this task's block (its groups' rows, its panel's columns), which no other
+    /// task touches while it runs; the caller's `c` is borrowed mutably for the whole product.
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn c_row(&self, row: usize, col: usize, len: usize) -> &mut [f32] {
+        // SAFETY: the caller's promise.
+        unsafe { self.out.slice(row * self.n + col, len) }
+    }
+}
+
+/// The first `rows` of `acc` from `row(r)`, `valid` values each (the rest of the block's width
+/// zeros, through a buffer, where a row is cut short by n).
+#[inline(always)]
+fn load_rows<'a, V: Simd, const R: usize, const NV: usize>(acc: &mut [[V; NV]; R], rows: usize, valid: usize, row: impl Fn(usize) -> &'a [f32]) {
+    let mut tile = [0f32; PANEL];
+    for (r, sums) in acc.iter_mut().enumerate().take(rows) {
+        let from: &[f32] = if valid == NV * V::LANES {
+            row(r)
+        } else {
+            tile[..valid].copy_from_slice(row(r));
+            &tile
+        };
+        for (n, x) in sums.iter_mut().enumerate() {
+            *x = V::load(&from[n * V::LANES..]);
         }
     }
 }
 
-/// `acc[r][n] += Σ_p a[p][r] · b[p][n]` over the steps of `a` ([depth][R], a packed group's
-/// slice) and `b` (rows of [`PANEL`], their first `NV` vectors), each read front to back.
+/// The first `rows` of `acc` into `row(r)`, its first `valid` values each (through a buffer where
+/// a row is cut short by n).
 #[inline(always)]
-fn fma_steps<V: Simd, const R: usize, const NV: usize>(acc: &mut [[V; NV]; R], a: &[f32], b: &[f32]) {
+fn store_rows<'a, V: Simd, const R: usize, const NV: usize>(acc: &[[V; NV]; R], rows: usize, valid: usize, mut row: impl FnMut(usize) -> &'a mut [f32]) {
+    let mut tile = [0f32; PANEL];
+    for (r, sums) in acc.iter().enumerate().take(rows) {
+        let to = row(r);
+        if valid == NV * V::LANES {
+            for (n, x) in sums.iter().enumerate() {
+                x.store(&mut to[n * V::LANES..]);
+            }
+        } else {
+            for (n, x) in sums.iter().enumerate() {
+                x.store(&mut tile[n * V::LANES..]);
+            }
+            to.copy_from_slice(&tile[..valid]);
+        }
+    }
+}
+
+/// `acc[o][r][n] += Σ_p a[p · S + r] · b[o][p][n]` for each of `P` products: `a` a packed group's
+/// slice from a row of it (`S` values a step, the first `R` of them this block's) and `b[o]`
+/// operand o's panel slice (rows of [`PANEL`], their first `NV` vectors), each read front to back.
+#[inline(always)]
+fn fma_steps<V: Simd, const R: usize, const NV: usize, const S: usize, const P: usize>(acc: &mut [[[V; NV]; R]; P], a: &[f32], b: [&[f32]; P]) {
     // A local copy, so that the accumulators live in registers: through `acc` the compiler kept
     // half of them in memory, stored on every step.
     let mut sums = *acc;
-    for (a, b) in a.chunks_exact(R).zip(b.chunks(PANEL)) {
-        let b: [V; NV] = std::array::from_fn(|n| V::load(&b[n * V::LANES..]));
-        for (sums, &a) in sums.iter_mut().zip(a) {
+    for (p, a) in a.chunks(S).enumerate() {
+        let b: [[V; NV]; P] = std::array::from_fn(|o| std::array::from_fn(|n| V::load(&b[o][p * PANEL + n * V::LANES..])));
+        for (r, &a) in a[..R].iter().enumerate() {
             let a = V::splat(a);
-            for (sum, &b) in sums.iter_mut().zip(&b) {
-                *sum = sum.fma(a, b);
+            for (sums, b) in sums.iter_mut().zip(&b) {
+                for (sum, &b) in sums[r].iter_mut().zip(b) {
+                    *sum = sum.fma(a, b);
+                }
             }
         }
     }
@@ -298,6 +422,28 @@ mod tests {
                     // f32 sums of k products of unit normals: a few ulps of √k.
                     assert!((got as f64 - want).abs() <= 1e-5 * (k as f64).sqrt() * (1.0 + want.abs()), "{m}×{n}×{k} b {layout}, element {i}: {got} vs {want}");
                 }
+            }
+        }
+    }
+
+    /// The gated product is `silu(g) · u` of the two plain products bit for bit (its sums are
+    /// theirs, step for step), on fresh random inputs and shapes past every edge: half groups
+    /// (6 rows of 12; 3 of 6 with AVX2) whose second half lies past m, tasks (96, 48), panels and
+    /// column blocks, and several slices of the reduction (the gate's sums kept between them).
+    /// Buffers left full of other values by a larger product first, as above. CI runs this under
+    /// YOCO_CPU_ISA=avx2 too.
+    #[test]
+    fn gated_is_the_gate_of_the_two_products_bit_for_bit() {
+        let mut rng = Rng::new(43);
+        for (m, n, k) in [(103, 530, 520), (13, 17, 16), (1, 1, 1), (7, 40, 300), (97, 33, 257), (6, 16, 5)] {
+            let draw = |rng: &mut Rng, len: usize| -> Vec<f32> { (0..len).map(|_| rng.normal() as f32).collect() };
+            let (a, gate, up) = (draw(&mut rng, m * k), draw(&mut rng, n * k), draw(&mut rng, n * k));
+            let (mut g, mut u, mut c) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+            gemm(m, n, k, &a, &gate, 1, k, &mut g);
+            gemm(m, n, k, &a, &up, 1, k, &mut u);
+            gated(m, n, k, &a, &gate, &up, &mut c);
+            for (i, ((&c, &g), &u)) in c.iter().zip(&g).zip(&u).enumerate() {
+                assert_eq!(c.to_bits(), (silu(g) * u).to_bits(), "{m}×{n}×{k}, element {i}: {c} vs silu({g}) · {u}");
             }
         }
     }

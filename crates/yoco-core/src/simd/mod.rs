@@ -524,6 +524,25 @@ pub fn prefetch<T>(row: &[T]) {
     let _ = row;
 }
 
+/// Asks for every cache line of `row` to be brought into the (level 1) cache to be written
+/// (`prefetchw`): the core then owns the lines before its stores reach them, where a store to a
+/// line not in cache waits for the line to be read first.
+#[inline(always)]
+pub fn prefetch_for_write<T>(row: &mut [T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
+        let bytes = std::mem::size_of_val(row);
+        let base = row.as_ptr().cast::<i8>();
+        for line in (0..bytes).step_by(64) {
+            // SAFETY: a prefetch is a hint that never faults; the address lies inside `row`.
+            unsafe { _mm_prefetch::<_MM_HINT_ET0>(base.add(line)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
+}
+
 /// Reads one element of every cache line of `span`, front to back, and discards it: the lines
 /// are then in cache for reads in any order. Unlike [`prefetch`], these are loads the core waits
 /// for, issued in address order, where the hardware prefetchers run ahead of them; a prefetch is

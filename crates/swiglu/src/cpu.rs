@@ -143,9 +143,9 @@ fn silu_mul_in_place<T: Element>(gate: &mut [T], up: &[T]) {
 }
 
 /// The FFN in x's dtype: the GEMMs on `yoco_core::matmul` (f32 products; 16-bit outputs rounded
-/// once, as cuBLAS rounds them). In f32 the gate and up products and the gate between them are
-/// one call (`gated_matmul_nt`: one `[rows, F]` intermediate, as `ffn_intermediates` counts); in 16-bit
-/// storage the gate is applied in place between the two products' outputs.
+/// once, as cuBLAS rounds them). In f32 the gate's and up's products and the gate between them
+/// are one call (`gated_matmul_nt`: one `[rows, F]` intermediate, as `ffn_intermediates`
+/// counts); in 16-bit storage the gate is applied in place over the two products' outputs.
 pub(crate) fn ffn(x: &Tensor, w: &FfnWeights<'_>, f: usize) -> Result<Tensor> {
     fn typed<T: Element>(x: &Tensor, w: &FfnWeights<'_>, f: usize) -> Result<Tensor> {
         let rows = x.shape().rows();

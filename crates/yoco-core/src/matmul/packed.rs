@@ -243,6 +243,7 @@ impl Task<'_> {
             self.own_rows(r0, rows, col, valid);
         }
         fma_steps::<V, R, NV, R, 1>(&mut acc, a, [b]);
+        // SAFETY: as above.
         store_rows(&acc[0], rows, valid, |r| unsafe { self.c_row(r0 + r, col, valid) });
     }
 
@@ -295,6 +296,7 @@ impl Task<'_> {
         if !last {
             let mut kept_rows = gate_sums.chunks_exact_mut(PANEL);
             store_rows(&acc[0], rows, width, |_| &mut kept_rows.next().expect("a row of the gate's sums")[c0..c0 + width]);
+            // SAFETY: as above.
             store_rows(&acc[1], rows, valid, |r| unsafe { self.c_row(r0 + r, col, valid) });
             return;
         }

@@ -511,15 +511,7 @@ pub fn fma_block<V: Simd, const R: usize, const NV: usize>(acc: &mut [[V; NV]; R
 #[inline(always)]
 pub fn prefetch<T>(row: &[T]) {
     #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-        let bytes = std::mem::size_of_val(row);
-        let base = row.as_ptr().cast::<i8>();
-        for line in (0..bytes).step_by(64) {
-            // SAFETY: a prefetch is a hint that never faults; the address lies inside `row`.
-            unsafe { _mm_prefetch::<_MM_HINT_T1>(base.add(line)) };
-        }
-    }
+    prefetch_lines::<T, { std::arch::x86_64::_MM_HINT_T1 }>(row);
     #[cfg(not(target_arch = "x86_64"))]
     let _ = row;
 }
@@ -530,17 +522,21 @@ pub fn prefetch<T>(row: &[T]) {
 #[inline(always)]
 pub fn prefetch_for_write<T>(row: &mut [T]) {
     #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
-        let bytes = std::mem::size_of_val(row);
-        let base = row.as_ptr().cast::<i8>();
-        for line in (0..bytes).step_by(64) {
-            // SAFETY: a prefetch is a hint that never faults; the address lies inside `row`.
-            unsafe { _mm_prefetch::<_MM_HINT_ET0>(base.add(line)) };
-        }
-    }
+    prefetch_lines::<T, { std::arch::x86_64::_MM_HINT_ET0 }>(row);
     #[cfg(not(target_arch = "x86_64"))]
     let _ = row;
+}
+
+/// `_mm_prefetch` with `HINT` for every cache line of `row`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch_lines<T, const HINT: i32>(row: &[T]) {
+    let bytes = std::mem::size_of_val(row);
+    let base = row.as_ptr().cast::<i8>();
+    for line in (0..bytes).step_by(64) {
+        // SAFETY: a prefetch is a hint that never faults; the address lies inside `row`.
+        unsafe { std::arch::x86_64::_mm_prefetch::<HINT>(base.add(line)) };
+    }
 }
 
 /// Reads one element of every cache line of `span`, front to back, and discards it: the lines

@@ -1,9 +1,10 @@
 //! The tiled path: a block of up to [`BR`] rows ((query, head) pairs of one K/V head's group)
-//! against tiles of [`BC`] keys, in f32.
+//! against tiles of `KEYS` keys ([`BC_WIDE`](super::BC_WIDE), or [`BC`](super::BC) under a window
+//! mask), in f32.
 //!
 //! Layouts are chosen so that every inner loop is contiguous and vectorises along queries or
 //! along the head dim, never along a reduction (which would need horizontal sums):
-//! `Qᵀ [D][BR]`, `K, V [BC][D]`, scores and then probabilities transposed `Sᵀ [BC][BR]`, output
+//! `Qᵀ [D][BR]`, `K, V [KEYS][D]`, scores and then probabilities transposed `Sᵀ [KEYS][BR]`, output
 //! `O [BR][D]`. Then
 //! * `Sᵀ = K Qᵀ`: broadcast `K[j][d]`, multiply the vector `Qᵀ[d][i..i+C]`;
 //! * the softmax statistics per query are element-wise maxima and sums over the rows of `Sᵀ`,
@@ -19,12 +20,12 @@ use yoco_core::math::exp;
 use yoco_core::simd::{fma_block, Simd};
 use yoco_core::Element;
 
-use super::{exponent_base, Block, Inputs, OutRows, Scratch, BC, BR};
+use super::{exponent_base, Block, Inputs, OutRows, Scratch, BR};
 
 /// Inlined into the caller, so that it is compiled with the caller's target features (the
 /// AVX-512 intrinsics are only inlined into functions that have them).
 #[inline(always)]
-pub(super) fn attend<T: Element, V: Simd, const R: usize, const NV: usize>(x: &Inputs<T>, s: &mut Scratch, block: Block, out: OutRows<T>) {
+pub(super) fn attend<T: Element, V: Simd, const R: usize, const NV: usize, const KEYS: usize>(x: &Inputs<T>, s: &mut Scratch, block: Block, out: OutRows<T>) {
     let p = &x.p;
     let (d, b, n) = (p.dims.head_dim, block.b, block.rows());
     let hk = block.h0 / p.dims.group();
@@ -44,19 +45,20 @@ pub(super) fn attend<T: Element, V: Simd, const R: usize, const NV: usize>(x: &I
     let (first, end) = (s.lo[0], s.hi[BR - 1]);
     let mut j0 = first;
     while j0 < end {
-        let count = (end - j0).min(BC);
+        let count = (end - j0).min(KEYS);
         pack_keys(x, s, b, hk, j0, count);
-        scores::<V, R, NV>(&s.qt, &s.k, &mut s.st, &mut s.tile_max, d);
+        let st = &mut s.st[..KEYS * BR];
+        scores::<V, R, NV, KEYS>(&s.qt, &s.k[..KEYS * d], st, &mut s.tile_max, d);
         // Every key of the tile visible to every query: no per-element mask.
-        let full = j0 + BC <= s.hi[0] && j0 >= s.lo[BR - 1];
+        let full = j0 + KEYS <= s.hi[0] && j0 >= s.lo[BR - 1];
         if !full {
-            mask_tile(&mut s.st, j0, &s.lo, &s.hi);
+            mask_tile(st, j0, &s.lo, &s.hi);
             // The maxima `scores` took include masked keys: an upper bound, but one that could
             // sit far above every visible score and underflow their exponentials. Retaken.
-            masked_tile_max(&s.st, &mut s.tile_max);
+            masked_tile_max(st, &mut s.tile_max);
         }
-        softmax_update(s, full, p.scale);
-        accumulate::<V, R, NV>(&s.st, &s.v, &mut s.o, &s.corr, d);
+        softmax_update::<KEYS>(s, full, p.scale);
+        accumulate::<V, R, NV>(&s.st[..KEYS * BR], &s.v[..KEYS * d], &mut s.o, &s.corr, d);
         j0 += count;
     }
     for r in 0..n {
@@ -94,14 +96,14 @@ fn pack_keys<T: Element>(x: &Inputs<T>, s: &mut Scratch, b: usize, hk: usize, j0
     }
 }
 
-/// Sᵀ[BC][BR] = K[BC][D] · Qᵀ[D][BR]: blocks of R keys × NV vectors of queries; and each
+/// Sᵀ[KEYS][BR] = K[KEYS][D] · Qᵀ[D][BR]: blocks of R keys × NV vectors of queries; and each
 /// query's maximum over the tile into `tile_max` [BR], taken from the accumulators while they
 /// are in registers (a pass of its own over Sᵀ cost a tenth of the prefill).
 #[inline(always)]
-pub(super) fn scores<V: Simd, const R: usize, const NV: usize>(qt: &[f32], k: &[f32], st: &mut [f32], tile_max: &mut [f32], d: usize) {
+pub(super) fn scores<V: Simd, const R: usize, const NV: usize, const KEYS: usize>(qt: &[f32], k: &[f32], st: &mut [f32], tile_max: &mut [f32], d: usize) {
     tile_max.fill(f32::NEG_INFINITY);
     let width = NV * V::LANES;
-    for jb in (0..BC).step_by(R) {
+    for jb in (0..KEYS).step_by(R) {
         let mut krows: [&[f32]; R] = [&[]; R];
         for (r, row) in krows.iter_mut().enumerate() {
             *row = &k[(jb + r) * d..][..d];
@@ -126,7 +128,7 @@ pub(super) fn scores<V: Simd, const R: usize, const NV: usize>(qt: &[f32], k: &[
     }
 }
 
-/// Each query's maximum over a masked tile's scores Sᵀ [BC][BR] (−∞ where masked).
+/// Each query's maximum over a masked tile's scores Sᵀ [KEYS][BR] (−∞ where masked).
 #[inline(always)]
 fn masked_tile_max(st: &[f32], tile_max: &mut [f32]) {
     tile_max.fill(f32::NEG_INFINITY);
@@ -156,7 +158,7 @@ fn mask_tile(st: &mut [f32], j0: usize, lo: &[usize], hi: &[usize]) {
 /// in place of the scores, `base` as [`exponent_base`] says. An exponent of −∞ (a masked score,
 /// or one whose scaled value passes f32's range below) weighs exactly 0.
 #[inline(always)]
-fn softmax_update(s: &mut Scratch, full: bool, scale: f32) {
+fn softmax_update<const KEYS: usize>(s: &mut Scratch, full: bool, scale: f32) {
     let mut base = [0f32; BR];
     let mut every_max_finite = true;
     for (i, base) in base.iter_mut().enumerate() {
@@ -172,7 +174,7 @@ fn softmax_update(s: &mut Scratch, full: bool, scale: f32) {
     // f32's range, whose exp (~1e-38, the clamp) is as good as 0 beside the max's 1.
     let unchecked = full && every_max_finite;
     let mut sums = [0f32; BR];
-    for row in s.st.chunks_exact_mut(BR) {
+    for row in s.st[..KEYS * BR].chunks_exact_mut(BR) {
         for ((v, &m), sum) in row.iter_mut().zip(&base).zip(sums.iter_mut()) {
             let x = *v * scale - m;
             // exp saturates at ~1e-38 rather than 0; masked entries must weigh exactly nothing.
@@ -186,7 +188,7 @@ fn softmax_update(s: &mut Scratch, full: bool, scale: f32) {
     }
 }
 
-/// O[BR][D] = corr ⊙ O + Pᵀᵀ · V, with Pᵀ = `pt` [BC][BR] and V [BC][D]: blocks of R queries
+/// O[BR][D] = corr ⊙ O + Pᵀᵀ · V, with Pᵀ = `pt` [KEYS][BR] and V [KEYS][D]: blocks of R queries
 /// × NV vectors of the head dim.
 #[inline(always)]
 pub(super) fn accumulate<V: Simd, const R: usize, const NV: usize>(pt: &[f32], v: &[f32], o: &mut [f32], corr: &[f32], d: usize) {

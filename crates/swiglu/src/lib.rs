@@ -68,7 +68,9 @@ pub fn ffn(x: &Tensor, w: &FfnWeights<'_>) -> Result<Tensor> {
 
 /// The `[rows, F]` intermediates [`ffn`] allocates beside its output (the analytic memory
 /// model's count): one on the CPU in f32, whose gate is applied inside the gate's and up's
-/// products, two (gate and up, the gate then applied in place) otherwise.
+/// products, two (gate and up, the gate then applied in place) otherwise. (Below 192 rows the
+/// CPU's f32 up product waits in the GEMMs' scratch buffers, which are kept between calls and,
+/// like their packing buffers, counted in no category.)
 pub fn ffn_intermediates(dtype: DType, device: &Device) -> usize {
     if device.is_cpu() && dtype == DType::F32 {
         1

@@ -92,6 +92,28 @@ fn scores_past_f32_range_match_the_reference() {
     }
 }
 
+/// A key whose score lies far below the maximum (−1.25e29 once scaled) weighs exactly nothing,
+/// however large its value: each CPU path (decode, the few-query rows, the tiles) once gave it
+/// the weight of exp's clamp, 1.6e-38, which a value of 3e38 turned into up to 4.9 of an output
+/// whose exact value is 0.
+#[test]
+fn a_key_far_below_the_maximum_weighs_nothing() {
+    let (device, d) = (Device::cpu(), 64);
+    for q_len in [1, 3, 8, 200] {
+        let kv_len = q_len.max(2);
+        let mut q = vec![0.0; q_len * d];
+        q.iter_mut().step_by(d).for_each(|x| *x = 1e15);
+        let mut k = vec![0.0; kv_len * d];
+        k[0] = -1e15;
+        let mut v = vec![0.0; kv_len * d];
+        v[..d].fill(3e38);
+        let tensor = |values: &[f64], n: usize| Tensor::from_f64(values, [1, n, 1, d], DType::F32, &device, MemoryCategory::Activations).unwrap();
+        let out = attention(&tensor(&q, q_len), &tensor(&k, kv_len), &tensor(&v, kv_len), AttentionOptions { mask: Mask::None, scale: None }).unwrap();
+        let out = out.to_f64_vec().unwrap();
+        assert!(out.iter().all(|&x| x == 0.0), "{q_len} queries: {:?}", &out[..4]);
+    }
+}
+
 #[test]
 fn the_cache_is_charged_as_kv_cache() {
     let cpu = Device::cpu();

@@ -3,10 +3,14 @@
 //! speed; [`exp`] is branch-free arithmetic that compiles to AVX2 in a plain loop, and so is
 //! [`sin_cos`] (libm's `sincosf`, a call per pair, was most of the CPU RoPE).
 
-/// e^x in f32, relative error under 2e-7 over the whole clamped range (Cephes' `expf`
-/// polynomial after reduction by ln 2). Inputs are clamped to [-87, 88] so that the result is a
-/// normal float: `exp(-1000)` gives ~1.6e-38 instead of 0, `exp(1000)` ~1.7e38 instead of ∞,
-/// which is what the callers (silu, softmax with a subtracted maximum) need.
+/// e^x in f32, relative error under 2e-7 over [-87, 88] (Cephes' `expf` polynomial after
+/// reduction by ln 2); 0 below −87 (−∞ included), where e^x is under 1.7e-38; and above 88
+/// e^88 (~1.7e38) rather than ∞ (2ⁿ's bits need n ≤ 127). The callers take exponentials of
+/// numbers at most 0 (softmax with its maximum subtracted, decays) or, in [`silu`], of −x.
+///
+/// The flush to 0 below the range is what a weight `e^(s − max)` of a score far below the
+/// maximum must be: clamped to e^−87 instead, such a key kept a weight of 1.6e-38, which a value
+/// of 3e38 turned into 4.9 of an output whose exact value is 0.
 ///
 /// Written for the vectoriser: the reduction as fused multiply-adds, and n = round(x · log2 e)
 /// taken by adding 1.5 · 2²³, whose sum holds n in its low mantissa bits, so that 2ⁿ is those bits
@@ -16,6 +20,22 @@
 /// cache, interleaved in one process).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
+    let e = exp_clamped(x);
+    // A select, not a branch: the loops around it still vectorise. NaN is not below, and stays.
+    if x < EXP_LOWEST {
+        0.0
+    } else {
+        e
+    }
+}
+
+/// The lowest input [`exp`] computes; below it, 0.
+const EXP_LOWEST: f32 = -87.0;
+
+/// [`exp`] without its flush to 0: e^x of x clamped to [−87, 88], for [`silu`], whose quotient
+/// x / (1 + e^−x) is x either way where −x is below −87.
+#[inline(always)]
+fn exp_clamped(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split in two so that n·ln2 is exact in the first part.
     const LN2_HI: f32 = 0.693_359_4;
@@ -23,7 +43,7 @@ pub fn exp(x: f32) -> f32 {
     // Adding 1.5 · 2²³ rounds |y| < 2²² to an integer (to nearest, the default rounding) held in
     // the sum's low mantissa bits; the 1.5 keeps negative y from borrowing out of the exponent.
     const SHIFTER: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 88.0);
+    let x = x.clamp(EXP_LOWEST, 88.0);
     let shifted = x.mul_add(LOG2E, SHIFTER);
     let n = shifted - SHIFTER;
     let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
@@ -78,17 +98,28 @@ pub fn sin_cos(x: f32) -> (f32, f32) {
     (s as f32, c as f32)
 }
 
-/// silu(x) = x · sigmoid(x) = x / (1 + e^-x), vectorisable.
+/// silu(x) = x · sigmoid(x) = x / (1 + e^-x), vectorisable. Below −88 it is x · e^x, under
+/// 5.3e-37 in magnitude, as silu(−88) is: x is held at −88 there, so that the quotient vanishes
+/// as it should, where x / (1 + e^88) (the top of [`exp`]) did not for large x: silu(−3e38) came
+/// out −1.8.
 #[inline(always)]
 pub fn silu(x: f32) -> f32 {
-    x / (1.0 + exp(-x))
+    // One max (`vmaxps`), not a select after the division, which made the bf16 gate ~10% slower;
+    // NaN is not below, and stays NaN.
+    let x = if x < -88.0 { -88.0 } else { x };
+    x / (1.0 + exp_clamped(-x))
 }
 
 /// `a · b` in f32, b widened element by element: sixteen independent partial sums (two AVX2
 /// registers or one AVX-512), so the loop vectorises into fused multiply-adds; a tail shorter
 /// than sixteen is summed after them.
+///
+/// # Panics
+/// If the lengths differ (as `copy_from_slice` does): a slice-level kernel with no error type,
+/// whose callers pass rows of one length; a shorter one would otherwise be summed in part.
 #[inline(always)]
 pub fn dot<T: crate::Element>(a: &[f32], b: &[T]) -> f32 {
+    assert_eq!(a.len(), b.len(), "dot: the two rows' lengths differ");
     const LANES: usize = 16;
     let mut acc = [0f32; LANES];
     let (a_body, b_body) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
@@ -154,14 +185,27 @@ mod tests {
     }
 
     #[test]
-    fn exp_saturates_instead_of_overflowing() {
-        assert!(exp(-1000.0) > 0.0 && exp(-1000.0) < 1e-37);
-        assert!(exp(1000.0).is_finite() && exp(1000.0) > 1e38);
-        assert!((silu(-1000.0)).abs() < 1e-30);
-        assert_eq!(silu(1000.0), 1000.0);
-        // Infinities clamp like any large input; NaN stays NaN (the integer part takes no
-        // undefined conversion).
-        assert!(exp(f32::NEG_INFINITY) > 0.0 && exp(f32::INFINITY).is_finite());
+    fn exp_flushes_below_its_range_and_saturates_above() {
+        for x in [-87.001, -100.0, -1000.0, -1.25e29, f32::MIN, f32::NEG_INFINITY] {
+            assert_eq!(exp(x), 0.0, "exp({x})");
+        }
+        assert!(exp(-87.0) > 1e-38);
+        assert!(exp(1000.0).is_finite() && exp(1000.0) > 1e38 && exp(f32::INFINITY).is_finite());
+        // NaN stays NaN (the integer part takes no undefined conversion).
         assert!(exp(f32::NAN).is_nan() && silu(f32::NAN).is_nan());
+    }
+
+    /// silu against f64 over the whole f32 range, its large negative inputs included (where
+    /// e^−x passes exp's top): within 2e-7 relatively, or 2e-36 absolutely where it vanishes.
+    #[test]
+    fn silu_matches_f64_everywhere() {
+        let mut xs: Vec<f32> = (-120 * 64..100 * 64).map(|i| i as f32 / 64.0).collect();
+        xs.extend([-3.0e38, -1e30, -1e20, -1e10, -1e3, 1e3, 1e10, 1e30, 3.0e38, f32::MIN, f32::MAX, 0.0, -0.0]);
+        for x in xs {
+            let x64 = f64::from(x);
+            let want = x64 / (1.0 + (-x64).exp());
+            let got = f64::from(silu(x));
+            assert!((got - want).abs() <= 2e-7 * want.abs() + 2e-36, "silu({x}) = {got}, want {want}");
+        }
     }
 }

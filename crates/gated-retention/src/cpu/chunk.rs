@@ -203,8 +203,8 @@ impl<T: Element> Segment<'_, T> {
 }
 
 /// `A[t][u] *= e^(b_t − b_u)` for `u ≤ t`, 0 for `t < u < len`. The vectorisable exp: len² / 2
-/// of them per chunk would otherwise cost a third of the time. Its clamp at e^-87 leaves ~1e-38
-/// where the true weight underflows: harmless.
+/// of them per chunk would otherwise cost a third of the time. It gives 0 below e^-87, where the
+/// true weight is under f32's normal range.
 #[inline(always)]
 fn decay_mask(scores: &mut [f32], cum: &[f64], padded: usize) {
     let len = cum.len();

@@ -262,8 +262,8 @@ fn score_rows<T: Element, V: Simd, const R: usize, const P: usize>(q: &[f32], bl
 /// units: the scale times the raw maximum), the correction of what the row accumulated so far,
 /// and the tile's probabilities `e^(score · scale − base)` in place of its scores, `base` as
 /// [`exponent_base`] says. An exponent of −∞ (a masked score, or one below f32's range once
-/// scaled) weighs exactly 0 (exp saturates at ~1e-38, not 0). A row that has seen no visible key
-/// yet keeps m = −∞, l = 0, o = 0.
+/// scaled) weighs exactly 0, as `exp` gives it. A row that has seen no visible key yet keeps
+/// m = −∞, l = 0, o = 0.
 #[inline(always)]
 fn softmax_update<V: Simd>(part: &mut Partial, row: usize, scores: &mut [f32], dim: usize, scale: f32) {
     let tile_max = scale * scores.iter().fold(f32::NEG_INFINITY, |a, &v| if v > a { v } else { a });
@@ -271,8 +271,7 @@ fn softmax_update<V: Simd>(part: &mut Partial, row: usize, scores: &mut [f32], d
     let m_new = if tile_max > m_old { tile_max } else { m_old };
     let base = exponent_base(m_new);
     for s in scores.iter_mut() {
-        let exponent = *s * scale - base;
-        *s = if exponent == f32::NEG_INFINITY { 0.0 } else { exp(exponent) };
+        *s = exp(*s * scale - base);
     }
     // Summed apart from the exponentials, an explicit vector at a time: an in-order sum in the
     // same loop would keep that loop from vectorising, and partial sums left to the compiler went
@@ -284,7 +283,8 @@ fn softmax_update<V: Simd>(part: &mut Partial, row: usize, scores: &mut [f32], d
         lanes = lanes.add(V::load(chunk));
     }
     let sum = whole.remainder().iter().fold(lanes.sum(), |a, &e| a + e);
-    let corr = if m_old == f32::NEG_INFINITY { 0.0 } else { exp(m_old - base) };
+    // 0 where the row had no visible key yet (m_old = −∞).
+    let corr = exp(m_old - base);
     if corr != 1.0 {
         part.o[row * dim..][..dim].iter_mut().for_each(|v| *v *= corr);
     }

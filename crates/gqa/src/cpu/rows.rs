@@ -49,9 +49,8 @@ pub(super) fn attend<T: Element>(x: &Inputs<T>, s: &mut Scratch, b: usize, h: us
                 if j0 + jj + PREFETCH_ROWS < hi {
                     prefetch(x.v_row(b, j0 + jj + PREFETCH_ROWS, hk));
                 }
-                // −∞: a score below f32's range once scaled, which weighs 0.
-                let exponent = sj * p.scale - base;
-                let pj = if exponent == f32::NEG_INFINITY { 0.0 } else { exp(exponent) };
+                // −∞ (a score below f32's range once scaled) weighs 0, as `exp` gives it.
+                let pj = exp(sj * p.scale - base);
                 l += pj;
                 for (od, vd) in o.iter_mut().zip(x.v_row(b, j0 + jj, hk)) {
                     *od = pj.mul_add(vd.to_f32(), *od);

@@ -18,6 +18,7 @@
 
 use yoco_core::math::exp;
 use yoco_core::simd::{fma_block, Simd};
+use yoco_core::dtype::as_slice_of;
 use yoco_core::Element;
 
 use super::{exponent_base, Block, Inputs, OutRows, Scratch, BR};
@@ -46,9 +47,9 @@ pub(super) fn attend<T: Element, V: Simd, const R: usize, const NV: usize, const
     let mut j0 = first;
     while j0 < end {
         let count = (end - j0).min(KEYS);
-        pack_keys(x, s, b, hk, j0, count);
+        let keys = tile_rows(x, &mut s.k, b, hk, j0, count, Operand::Keys);
         let st = &mut s.st[..KEYS * BR];
-        scores::<V, R, NV, KEYS>(&s.qt, &s.k[..KEYS * d], st, &mut s.tile_max, d);
+        scores::<V, R, NV, KEYS>(&s.qt, &keys.rows::<KEYS>(), st, &mut s.tile_max, d);
         // Every key of the tile visible to every query: no per-element mask.
         let full = j0 + KEYS <= s.hi[0] && j0 >= s.lo[BR - 1];
         if !full {
@@ -57,8 +58,9 @@ pub(super) fn attend<T: Element, V: Simd, const R: usize, const NV: usize, const
             // sit far above every visible score and underflow their exponentials. Retaken.
             masked_tile_max(st, &mut s.tile_max);
         }
-        softmax_update::<KEYS>(s, full, p.scale);
-        accumulate::<V, R, NV>(&s.st[..KEYS * BR], &s.v[..KEYS * d], &mut s.o, &s.corr, d);
+        softmax_update::<KEYS>(s, p.scale);
+        let values = tile_rows(x, &mut s.v, b, hk, j0, count, Operand::Values).rows::<KEYS>();
+        accumulate::<V, R, NV>(&s.st[..count * BR], &values[..count], &mut s.o, &s.corr, d);
         j0 += count;
     }
     for r in 0..n {
@@ -81,33 +83,66 @@ fn pack_queries<T: Element>(x: &Inputs<T>, s: &mut Scratch, block: Block) {
     debug_assert_eq!(s.qt.len(), d * BR);
 }
 
-/// Keys and values `j0 .. j0 + count` of K/V head `hk` as f32 rows. Rows past `count` keep
-/// whatever finite values an earlier tile left: they are masked, so their probability is 0.
+/// Which of the two operands a tile's rows are.
+#[derive(Clone, Copy)]
+enum Operand {
+    Keys,
+    Values,
+}
+
+/// Rows of one tile's keys or values as f32: row `jj` at `data[jj · stride ..][..d]`, of which
+/// `count` are real; the rows past them repeat the last real one, whose finite values the mask
+/// gives weight 0.
+struct TileRows<'a> {
+    data: &'a [f32],
+    stride: usize,
+    d: usize,
+    count: usize,
+}
+
+impl<'a> TileRows<'a> {
+    /// The tile's `KEYS` rows as slices, looked up once per tile rather than in the products'
+    /// inner loops.
+    #[inline(always)]
+    fn rows<const KEYS: usize>(&self) -> [&'a [f32]; KEYS] {
+        std::array::from_fn(|jj| &self.data[jj.min(self.count - 1) * self.stride..][..self.d])
+    }
+}
+
+/// Keys or values `j0 .. j0 + count` of K/V head `hk` as f32 rows: where they lie when the
+/// inputs are f32 (a tile's rows are a stride of `kv_heads · d` apart, each contiguous: copying
+/// them had been ~4% of a causal prefill's samples), else widened into the scratch's tile.
 #[inline(always)]
-fn pack_keys<T: Element>(x: &Inputs<T>, s: &mut Scratch, b: usize, hk: usize, j0: usize, count: usize) {
+fn tile_rows<'s, T: Element>(x: &'s Inputs<T>, tile: &'s mut [f32], b: usize, hk: usize, j0: usize, count: usize, which: Operand) -> TileRows<'s> {
     let d = x.p.dims.head_dim;
+    let source = match which {
+        Operand::Keys => x.k,
+        Operand::Values => x.v,
+    };
+    if let Some(source) = as_slice_of::<T, f32>(source) {
+        return TileRows { data: &source[x.kv_offset(b, j0, hk)..], stride: x.p.dims.kv_heads * d, d, count };
+    }
     for jj in 0..count {
-        for (dst, src) in s.k[jj * d..][..d].iter_mut().zip(x.k_row(b, j0 + jj, hk)) {
-            *dst = src.to_f32();
-        }
-        for (dst, src) in s.v[jj * d..][..d].iter_mut().zip(x.v_row(b, j0 + jj, hk)) {
+        let row = match which {
+            Operand::Keys => x.k_row(b, j0 + jj, hk),
+            Operand::Values => x.v_row(b, j0 + jj, hk),
+        };
+        for (dst, src) in tile[jj * d..][..d].iter_mut().zip(row) {
             *dst = src.to_f32();
         }
     }
+    TileRows { data: &tile[..count * d], stride: d, d, count }
 }
 
 /// Sᵀ[KEYS][BR] = K[KEYS][D] · Qᵀ[D][BR]: blocks of R keys × NV vectors of queries; and each
 /// query's maximum over the tile into `tile_max` [BR], taken from the accumulators while they
 /// are in registers (a pass of its own over Sᵀ cost a tenth of the prefill).
 #[inline(always)]
-pub(super) fn scores<V: Simd, const R: usize, const NV: usize, const KEYS: usize>(qt: &[f32], k: &[f32], st: &mut [f32], tile_max: &mut [f32], d: usize) {
+pub(super) fn scores<V: Simd, const R: usize, const NV: usize, const KEYS: usize>(qt: &[f32], k: &[&[f32]; KEYS], st: &mut [f32], tile_max: &mut [f32], d: usize) {
     tile_max.fill(f32::NEG_INFINITY);
     let width = NV * V::LANES;
     for jb in (0..KEYS).step_by(R) {
-        let mut krows: [&[f32]; R] = [&[]; R];
-        for (r, row) in krows.iter_mut().enumerate() {
-            *row = &k[(jb + r) * d..][..d];
-        }
+        let krows: [&[f32]; R] = std::array::from_fn(|r| k[jb + r]);
         for ib in (0..BR).step_by(width) {
             let mut acc = [[V::splat(0.0); NV]; R];
             fma_block::<V, R, NV>(&mut acc, &krows, &qt[ib..], BR, d);
@@ -156,29 +191,22 @@ fn mask_tile(st: &mut [f32], j0: usize, lo: &[usize], hi: &[usize]) {
 /// scale times the raw maximum, the rounding being monotone and the scale positive), the
 /// correction of what was accumulated so far, and the probabilities `e^(score · scale − base)`
 /// in place of the scores, `base` as [`exponent_base`] says. An exponent of −∞ (a masked score,
-/// or one whose scaled value passes f32's range below) weighs exactly 0.
+/// or one whose scaled value passes f32's range below) weighs exactly 0, as [`exp`] gives it.
 #[inline(always)]
-fn softmax_update<const KEYS: usize>(s: &mut Scratch, full: bool, scale: f32) {
+fn softmax_update<const KEYS: usize>(s: &mut Scratch, scale: f32) {
     let mut base = [0f32; BR];
-    let mut every_max_finite = true;
     for (i, base) in base.iter_mut().enumerate() {
         let tile_max = scale * s.tile_max[i];
         let m_new = if tile_max > s.m[i] { tile_max } else { s.m[i] };
-        every_max_finite &= m_new.is_finite();
         *base = exponent_base(m_new);
         s.corr[i] = exp(s.m[i] - *base);
         s.l[i] *= s.corr[i];
         s.m[i] = m_new;
     }
-    // A tile every row sees whole, every row's max finite: no exponent can be −∞ but one below
-    // f32's range, whose exp (~1e-38, the clamp) is as good as 0 beside the max's 1.
-    let unchecked = full && every_max_finite;
     let mut sums = [0f32; BR];
     for row in s.st[..KEYS * BR].chunks_exact_mut(BR) {
         for ((v, &m), sum) in row.iter_mut().zip(&base).zip(sums.iter_mut()) {
-            let x = *v * scale - m;
-            // exp saturates at ~1e-38 rather than 0; masked entries must weigh exactly nothing.
-            let e = if unchecked || x != f32::NEG_INFINITY { exp(x) } else { 0.0 };
+            let e = exp(*v * scale - m);
             *v = e;
             *sum += e;
         }
@@ -188,10 +216,10 @@ fn softmax_update<const KEYS: usize>(s: &mut Scratch, full: bool, scale: f32) {
     }
 }
 
-/// O[BR][D] = corr ⊙ O + Pᵀᵀ · V, with Pᵀ = `pt` [KEYS][BR] and V [KEYS][D]: blocks of R queries
-/// × NV vectors of the head dim.
+/// O[BR][D] = corr ⊙ O + Pᵀᵀ · V, with Pᵀ = `pt` [keys][BR] and V's rows `v` [keys][D]: blocks of
+/// R queries × NV vectors of the head dim.
 #[inline(always)]
-pub(super) fn accumulate<V: Simd, const R: usize, const NV: usize>(pt: &[f32], v: &[f32], o: &mut [f32], corr: &[f32], d: usize) {
+pub(super) fn accumulate<V: Simd, const R: usize, const NV: usize>(pt: &[f32], v: &[&[f32]], o: &mut [f32], corr: &[f32], d: usize) {
     let width = NV * V::LANES;
     for ib in (0..BR).step_by(R) {
         for cb in (0..d).step_by(width) {
@@ -202,7 +230,7 @@ pub(super) fn accumulate<V: Simd, const R: usize, const NV: usize>(pt: &[f32], v
                     acc[r][n] = V::load(&o[(ib + r) * d + cb + n * V::LANES..]).mul(c);
                 }
             }
-            for (prow, vrow) in pt.chunks_exact(BR).zip(v.chunks_exact(d)) {
+            for (prow, vrow) in pt.chunks_exact(BR).zip(v) {
                 let mut vv = [V::splat(0.0); NV];
                 for n in 0..NV {
                     vv[n] = V::load(&vrow[cb + n * V::LANES..]);

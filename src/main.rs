@@ -57,7 +57,7 @@ enum Command {
         /// The preset to print.
         name: Option<String>,
         /// List every preset with its parameter count.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "name")]
         list: bool,
     },
     /// Measure the ceilings: CPU FMA rate (and bf16 pair rate where AVX512-BF16 is there) and bandwidth (copy, the same copy with streamed stores, update in place, read, two buffers read and a third written); GPU copy bandwidth and cuBLAS bf16 GEMM rate.

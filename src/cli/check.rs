@@ -1,7 +1,7 @@
 //! `yoco check`: every primitive on every chosen device and dtype against the f64 reference, on
 //! fresh random inputs (the same cases the test suites run), one line per case.
 
-use yoco_core::testing::{run_seed, Outcome};
+use yoco_core::testing::{run_seed, seed_from_env, Outcome};
 use yoco_core::{Device, Error, Result};
 
 /// Which shapes to check at.
@@ -63,6 +63,8 @@ fn selected<'a>(sweeps: Vec<Sweep<'a>>, only: &[String]) -> Result<Vec<Sweep<'a>
 /// time, so that a run stopped from outside (a GPU call's time limit) still shows the groups it
 /// finished; a group with failures is followed by the command that replays it.
 pub fn run(devices: &[Device], scale: Scale, verbose: bool, only: &[String]) -> Result<usize> {
+    // An error here, rather than `run_seed`'s panic.
+    seed_from_env()?;
     println!("check: seed {} (YOCO_TEST_SEED replays it)", run_seed());
     let mut failed = 0;
     for device in devices {

@@ -50,9 +50,8 @@ impl ModelArgs {
         let config = self.config()?;
         let device = Device::parse(&self.device)?;
         let dtype = parse_dtype(&self.dtype)?;
-        if self.backend == Backend::Reference && !device.is_cpu() {
-            return Err(Error::invalid("--backend", "backend", "the reference backend runs on the CPU only"));
-        }
+        // Before the weights are drawn or read, which can take a while.
+        self.backend.check(dtype, &device)?;
         let weights = match &self.weights {
             Some(path) => Weights::load(&config, path, dtype, &device)?,
             None => Weights::init(&config, self.seed, dtype, &device)?,

@@ -58,7 +58,8 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// A run under a minute: lengths 512..2048, 8 generated tokens, one repetition (so it
-    /// refuses those flags rather than overriding them).
+    /// refuses those flags rather than overriding them), and batches of at most 4 (a smaller
+    /// --max-batch is kept).
     #[arg(long, conflicts_with_all = ["lengths", "generate", "repetitions"])]
     pub quick: bool,
     /// Replace report files in --out even where they are not an earlier yoco report's.
@@ -137,6 +138,10 @@ fn predict_seconds(history: &[(usize, f64)], n: usize) -> Option<f64> {
 /// Runs the comparison and writes the report; returns the report.
 pub fn run(args: &CompareArgs) -> Result<Report> {
     let mut args = args.clone();
+    // Checked before --quick lowers it, so that a value out of range is refused either way.
+    if args.max_batch == 0 || args.max_batch > LARGEST_BATCH_SOUGHT {
+        return Err(Error::invalid("--max-batch", "max_batch", format!("{}: expected 1..={LARGEST_BATCH_SOUGHT} sequences", args.max_batch)));
+    }
     if args.quick {
         args.lengths = vec![512, 1024, 2048];
         args.generate = 8;
@@ -154,6 +159,8 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
         None if device.is_cpu() => DType::F32,
         None => DType::BF16,
     };
+    // Before the calibration, which takes a while.
+    args.backend.check(dtype, &device)?;
     let budget = parse_bytes(&args.budget)?;
     // Shortest first: the deadline's prediction scales each length from the one before it.
     args.lengths.sort_unstable();
@@ -172,15 +179,15 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
     if args.span == 0 {
         return Err(Error::invalid("--span", "span", "0: expected a positive number of tokens per prefill step"));
     }
-    if args.max_batch == 0 || args.max_batch > LARGEST_BATCH_SOUGHT {
-        return Err(Error::invalid("--max-batch", "max_batch", format!("{}: expected 1..={LARGEST_BATCH_SOUGHT} sequences", args.max_batch)));
-    }
     for &n in &args.lengths {
         if n <= args.generate || n > yoco_config.max_seq_len {
             return Err(Error::invalid("--lengths", "length", format!("{n}: expected more than the {} generated tokens and at most max_seq_len = {}", args.generate, yoco_config.max_seq_len)));
         }
     }
     // Fail before measuring anything if the report cannot be written.
+    if args.out.exists() && !args.out.is_dir() {
+        return Err(Error::invalid("--out", "out", format!("{}: expected a folder (or a path to create one at), found a file", args.out.display())));
+    }
     std::fs::create_dir_all(&args.out).map_err(|e| Error::invalid("--out", "out", format!("{}: {e}", args.out.display())))?;
     let probe = args.out.join(format!(".write-test-{}", std::process::id()));
     std::fs::write(&probe, b"").map_err(|e| Error::invalid("--out", "out", format!("{} is not writable: {e}", args.out.display())))?;

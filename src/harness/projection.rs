@@ -54,7 +54,7 @@ fn prefill_flops(c: &ModelConfig, prompt: f64) -> (f64, f64, f64) {
     let ffn = 6.0 * d * f;
     let causal = |n: f64| 4.0 * h * hd * n * n / 2.0;
     match c.architecture {
-        Architecture::Transformer => {
+        Architecture::Transformer {} => {
             let l = c.n_layers as f64;
             (l * prompt * (attn_proj + ffn), l * causal(prompt), 0.0)
         }

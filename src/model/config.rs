@@ -11,7 +11,7 @@ pub const SUPPORTED_HEAD_DIMS: [usize; 3] = [64, 128, 256];
 
 /// The token mixer of YOCO's self-decoder.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SelfDecoder {
     /// Gated retention with `heads` heads of `head_dim` (heads · head_dim = d_model: its q, k, v,
     /// g projections are d → d).
@@ -22,13 +22,14 @@ pub enum SelfDecoder {
 
 /// Which model.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Architecture {
     /// Self-decoder (layers 1..L/2, `self_decoder` mixers), then cross-decoder (layers
     /// L/2+1..L) over one shared K̂/V̂ cache.
     Yoco { self_decoder: SelfDecoder },
-    /// Llama-style: every layer GQA attention with its own K/V cache.
-    Transformer,
+    /// Llama-style: every layer GQA attention with its own K/V cache. (A struct variant with no
+    /// fields rather than a unit one, so that a config giving it fields is refused.)
+    Transformer {},
 }
 
 /// A model's shape. The attention fields describe the cross-decoder (YOCO), the SWA layers, and
@@ -125,8 +126,11 @@ impl ModelConfig {
                     }
                 }
                 SelfDecoder::SlidingWindow { window } => {
-                    if window == 0 || window > 1 << 27 {
-                        return Err(bad("self_decoder.window", format!("{window}: expected a window of 1..={} tokens", 1 << 27)));
+                    // The ring holds the window whatever the context: one past max_seq_len would
+                    // hold slots no sequence reaches (64 GiB for a window of 2^27 at tiny-yoco's
+                    // width).
+                    if window == 0 || window > self.max_seq_len {
+                        return Err(bad("self_decoder.window", format!("{window}: expected a window of 1..={} tokens (max_seq_len)", self.max_seq_len)));
                     }
                 }
             }
@@ -136,7 +140,7 @@ impl ModelConfig {
 
     /// The Transformer of the same shape (same width, depth, heads, FFN, GQA, vocabulary).
     pub fn transformer_twin(&self) -> ModelConfig {
-        ModelConfig { name: format!("{}-transformer", self.name.trim_end_matches("-yoco")), architecture: Architecture::Transformer, ..self.clone() }
+        ModelConfig { name: format!("{}-transformer", self.name.trim_end_matches("-yoco")), architecture: Architecture::Transformer {}, ..self.clone() }
     }
 
     pub fn is_yoco(&self) -> bool {
@@ -184,7 +188,7 @@ impl ModelConfig {
         let d = self.d_model;
         let embedding = 2 * self.vocab_size * d;
         let layers = match self.architecture {
-            Architecture::Transformer => self.n_layers * (self.attention_params() + self.ffn_params()),
+            Architecture::Transformer {} => self.n_layers * (self.attention_params() + self.ffn_params()),
             Architecture::Yoco { self_decoder } => {
                 let half = self.n_layers / 2;
                 let mixer = match self_decoder {
@@ -297,9 +301,9 @@ mod tests {
             c.transformer_twin().validate().unwrap();
             assert_eq!(ModelConfig::from_json(&c.to_json()).unwrap(), c);
         }
-        assert_eq!(preset("yoco-3b-transformer").unwrap().architecture, Architecture::Transformer);
+        assert_eq!(preset("yoco-3b-transformer").unwrap().architecture, Architecture::Transformer {});
         assert_eq!(preset("tiny-transformer").unwrap().d_model, 256);
-        assert_eq!(preset("tiny-swa-transformer").unwrap().architecture, Architecture::Transformer);
+        assert_eq!(preset("tiny-swa-transformer").unwrap().architecture, Architecture::Transformer {});
     }
 
     #[test]
@@ -310,6 +314,7 @@ mod tests {
             ("n_layers", ModelConfig { n_layers: 5, ..base.clone() }),
             ("head_dim", ModelConfig { head_dim: 48, ..base.clone() }),
             ("self_decoder.window", ModelConfig { architecture: Architecture::Yoco { self_decoder: SelfDecoder::SlidingWindow { window: 0 } }, ..base.clone() }),
+            ("self_decoder.window", ModelConfig { architecture: Architecture::Yoco { self_decoder: SelfDecoder::SlidingWindow { window: 1025 } }, max_seq_len: 1024, ..base.clone() }),
             ("self_decoder.heads", ModelConfig { architecture: Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { heads: 3, head_dim: 64 } }, ..base.clone() }),
             ("vocab_size", ModelConfig { vocab_size: 0, ..base.clone() }),
             // Sizes past the limits (the product of heads and head_dim would wrap), and an eps
@@ -325,6 +330,22 @@ mod tests {
             }
         }
         assert!(ModelConfig::from_json("{\"name\": 1}").is_err());
+        // A field the architecture or its self-decoder does not have is refused, not dropped (a
+        // window in a Transformer's architecture had built full attention).
+        let json = base.to_json();
+        for (from, to) in [
+            ("\"kind\": \"gated_retention\"", "\"kind\": \"gated_retention\", \"window\": 4"),
+            ("\"architecture\": {", "\"architecture\": {\"window\": 4, "),
+        ] {
+            assert!(json.contains(from), "{from} in {json}");
+            let err = ModelConfig::from_json(&json.replacen(from, to, 1)).unwrap_err().to_string();
+            assert!(err.contains("window"), "{to}: {err}");
+        }
+        let transformer = base.transformer_twin().to_json();
+        assert!(ModelConfig::from_json(&transformer).is_ok());
+        let with_decoder = transformer.replacen("\"kind\": \"transformer\"", "\"kind\": \"transformer\", \"self_decoder\": {\"kind\": \"sliding_window\", \"window\": 4}", 1);
+        assert_ne!(with_decoder, transformer);
+        assert!(ModelConfig::from_json(&with_decoder).unwrap_err().to_string().contains("self_decoder"), "{with_decoder}");
         assert!(preset("nope").unwrap_err().to_string().contains("yoco-3b"));
     }
 }

@@ -58,7 +58,7 @@ pub fn kv_bytes_per_token(c: &ModelConfig, elem: usize) -> usize {
 /// sliding-window rings.
 pub fn state_bytes_per_sequence(c: &ModelConfig, elem: usize) -> usize {
     match c.architecture {
-        Architecture::Transformer => 0,
+        Architecture::Transformer {} => 0,
         Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { heads, head_dim } } => c.self_layers() * heads * head_dim * head_dim * 4,
         Architecture::Yoco { self_decoder: SelfDecoder::SlidingWindow { window } } => c.self_layers() * 2 * window * c.n_kv_heads * c.head_dim * elem,
     }
@@ -88,7 +88,7 @@ fn predict_one_sequence(c: &ModelConfig, w: &Workload) -> MemoryEstimate {
     // tables (f32, head_dim / 2 each) and, for gated retention, the unit weight of its per-head norm.
     let rope_table = |head_dim: usize| head_dim / 2 * 4;
     let extra = match c.architecture {
-        Architecture::Transformer => rope_table(c.head_dim),
+        Architecture::Transformer {} => rope_table(c.head_dim),
         Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { head_dim, .. } } => rope_table(head_dim) + rope_table(c.head_dim) + head_dim * w.elem,
         Architecture::Yoco { self_decoder: SelfDecoder::SlidingWindow { .. } } => rope_table(c.head_dim),
     };

@@ -24,6 +24,24 @@ pub enum Backend {
     Reference,
 }
 
+impl Backend {
+    /// Errors unless this backend runs a model stored in `dtype` on `device`. The references run
+    /// on the CPU, in f64 with f32 tensors between operations and in the caches, so they take f32
+    /// storage only (bf16 or f16 weights load exactly into f32).
+    pub fn check(self, dtype: DType, device: &Device) -> Result<()> {
+        match self {
+            Backend::Fast => Ok(()),
+            Backend::Reference if !device.is_cpu() => Err(Error::invalid("--backend", "backend", "the reference backend runs on the CPU only")),
+            Backend::Reference if dtype != DType::F32 => Err(Error::invalid(
+                "--backend",
+                "backend",
+                format!("the reference backend keeps f32 activations and caches, so it runs f32 models only, not {dtype} (a bf16 or f16 weights file loads exactly into f32)"),
+            )),
+            Backend::Reference => Ok(()),
+        }
+    }
+}
+
 /// The operations, on one backend.
 #[derive(Clone, Copy, Debug)]
 pub struct Ops {

@@ -49,7 +49,8 @@ impl TransformerCache {
 impl Transformer {
     pub fn new(config: &ModelConfig, weights: Weights, ops: Ops, device: &Device) -> Result<Transformer> {
         config.validate()?;
-        if config.architecture != Architecture::Transformer {
+        ops.backend.check(weights.dtype(), device)?;
+        if config.architecture != (Architecture::Transformer {}) {
             return Err(Error::invalid("Transformer::new", "architecture", "a YOCO config: use Yoco::new"));
         }
         Ok(Transformer { rope: Rope::new(RopeVariant::Llama, config.head_dim, config.rope_theta, device)?, config: config.clone(), weights, ops, device: device.clone() })

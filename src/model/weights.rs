@@ -77,7 +77,7 @@ pub fn tensor_specs(c: &ModelConfig) -> Vec<TensorSpec> {
     let d = c.d_model;
     let mut out = vec![spec("embed".into(), &[c.vocab_size, d], Init::Normal { std: (d as f64).powf(-0.5) })];
     match c.architecture {
-        Architecture::Transformer => {
+        Architecture::Transformer {} => {
             for l in 0..c.n_layers {
                 out.push(spec(format!("layers.{l}.attn_norm"), &[d], Init::Ones));
                 attention_specs(&mut out, &format!("layers.{l}.attn"), c);
@@ -126,14 +126,15 @@ pub fn tensor_specs(c: &ModelConfig) -> Vec<TensorSpec> {
 /// Draws one tensor's values, in parallel blocks (`rng::par_fill`): generators seeded from the
 /// model seed, the tensor's name and the block index, so that a tensor's values do not depend on
 /// which others exist, their order, or the thread count.
-fn draw(spec: &TensorSpec, seed: u64) -> Vec<f64> {
+fn draw(spec: &TensorSpec, seed: u64) -> Result<Vec<f64>> {
     let n: usize = spec.dims.iter().product();
     let name_hash = spec.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x1000_0000_01b3));
     let (fan_out, fan_in) = match spec.dims[..] {
         [out, inp] => (out as f64, inp as f64),
         _ => (1.0, 1.0),
     };
-    let mut values = vec![0.0; n];
+    let mut values = host_values("Weights::init", &spec.name, n)?;
+    values.resize(n, 0.0);
     let seed = seed ^ name_hash;
     match spec.init {
         Init::Ones => values.fill(1.0),
@@ -147,7 +148,20 @@ fn draw(spec: &TensorSpec, seed: u64) -> Vec<f64> {
             par_fill(&mut values, seed, |rng| rng.uniform_in(-bound, bound));
         }
     }
-    values
+    Ok(values)
+}
+
+/// An empty buffer with room for tensor `name`'s `n` values in f64, or the typed error a refused
+/// allocation deserves: a config within `validate`'s limits can still ask for more memory than
+/// there is, and `vec!` would abort the process there.
+fn host_values(op: &'static str, name: &str, n: usize) -> Result<Vec<f64>> {
+    let mut values = Vec::new();
+    values.try_reserve_exact(n).map_err(|_| Error::OutOfMemory {
+        op,
+        what: format!("the values of '{name}' ({n} of them, in f64)"),
+        reason: format!("the allocator refused {} bytes", n.saturating_mul(std::mem::size_of::<f64>())),
+    })?;
+    Ok(values)
 }
 
 /// A model's tensors by name, on one device, in one dtype, charged as weights.
@@ -162,7 +176,7 @@ impl Weights {
     pub fn init(config: &ModelConfig, seed: u64, dtype: DType, device: &Device) -> Result<Weights> {
         let mut tensors = BTreeMap::new();
         for s in tensor_specs(config) {
-            let t = Tensor::from_f64(&draw(&s, seed), s.dims.clone(), dtype, device, MemoryCategory::Weights)?;
+            let t = Tensor::from_f64(&draw(&s, seed)?, s.dims.clone(), dtype, device, MemoryCategory::Weights)?;
             tensors.insert(s.name, t);
         }
         Ok(Weights { tensors, dtype })
@@ -242,12 +256,13 @@ impl Weights {
                 return Err(Error::ShapeMismatch { op: OP, what: "tensor", expected: format!("'{}' {:?}", s.name, s.dims), got: format!("{:?}", view.shape()) });
             }
             let data = view.data();
-            let values: Vec<f64> = match view.dtype() {
-                safetensors::Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64).collect(),
-                safetensors::Dtype::BF16 => data.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f64()).collect(),
-                safetensors::Dtype::F16 => data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f64()).collect(),
+            let mut values = host_values(OP, &s.name, s.dims.iter().product())?;
+            match view.dtype() {
+                safetensors::Dtype::F32 => values.extend(data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)),
+                safetensors::Dtype::BF16 => values.extend(data.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f64())),
+                safetensors::Dtype::F16 => values.extend(data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f64())),
                 other => return Err(Error::invalid(OP, "tensor", format!("'{}' is {other:?}: expected F32, BF16 or F16", s.name))),
-            };
+            }
             tensors.insert(s.name, Tensor::from_f64(&values, s.dims, dtype, device, MemoryCategory::Weights)?);
         }
         Ok(Weights { tensors, dtype })

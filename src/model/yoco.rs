@@ -82,6 +82,7 @@ impl Yoco {
     /// Builds the model from `weights` (whose dtype is the model's) on `device`.
     pub fn new(config: &ModelConfig, weights: Weights, ops: Ops, device: &Device) -> Result<Yoco> {
         config.validate()?;
+        ops.backend.check(weights.dtype(), device)?;
         let mixer = match config.architecture {
             Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { heads, head_dim } } => Mixer::Retention {
                 heads,
@@ -90,7 +91,7 @@ impl Yoco {
                 unit_norm: Tensor::from_f64(&vec![1.0; head_dim], [head_dim], weights.dtype(), device, MemoryCategory::Weights)?,
             },
             Architecture::Yoco { self_decoder: SelfDecoder::SlidingWindow { window } } => Mixer::Window { window },
-            Architecture::Transformer => return Err(Error::invalid("Yoco::new", "architecture", "a Transformer config: use Transformer::new")),
+            Architecture::Transformer {} => return Err(Error::invalid("Yoco::new", "architecture", "a Transformer config: use Transformer::new")),
         };
         Ok(Yoco {
             mixer,

@@ -23,11 +23,16 @@ impl Shape {
     /// (their count was checked when they were made); [`checked_numel`](Self::checked_numel)
     /// for any other.
     pub fn numel(&self) -> usize {
-        self.0.iter().product()
+        self.checked_numel().expect("the element count of an existing tensor's shape fits a usize")
     }
 
-    /// Number of elements, or `None` where the product of the dimensions overflows `usize`.
+    /// Number of elements, or `None` where the product of the dimensions overflows `usize`. A
+    /// shape with a dimension of 0 holds none, whatever the others (`[usize::MAX, 2, 0]` as well
+    /// as `[0, usize::MAX, 2]`).
     pub fn checked_numel(&self) -> Option<usize> {
+        if self.0.contains(&0) {
+            return Some(0);
+        }
         self.0.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
     }
 
@@ -79,5 +84,22 @@ impl From<&[usize]> for Shape {
 impl<const N: usize> From<[usize; N]> for Shape {
     fn from(v: [usize; N]) -> Self {
         Shape(v.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A zero dimension anywhere makes no elements, even past an overflowing product; an
+    /// overflowing product of non-zero dimensions is none.
+    #[test]
+    fn checked_numel_sees_a_zero_anywhere() {
+        for dims in [vec![usize::MAX, 2, 0], vec![0, usize::MAX, 2], vec![3, 0]] {
+            assert_eq!(Shape::from(dims.clone()).checked_numel(), Some(0), "{dims:?}");
+        }
+        assert_eq!(Shape::from(vec![usize::MAX, 2]).checked_numel(), None);
+        assert_eq!(Shape::from(vec![2, 3, 4]).checked_numel(), Some(24));
+        assert_eq!(Shape::from(Vec::<usize>::new()).checked_numel(), Some(1));
     }
 }

@@ -148,12 +148,26 @@ pub fn cuda_device_or_skip(test: &str) -> Option<Device> {
     }
 }
 
+/// `YOCO_TEST_SEED` as a seed: `None` where it is not set, an error where it is set to anything
+/// but a decimal u64 (a replay that silently drew a fresh seed would replay nothing).
+pub fn seed_from_env() -> crate::Result<Option<u64>> {
+    match std::env::var("YOCO_TEST_SEED") {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Ok(text) => text.trim().parse().map(Some).map_err(|_| crate::Error::invalid("YOCO_TEST_SEED", "seed", format!("'{text}': expected a decimal number in 0..={}", u64::MAX))),
+        Err(std::env::VarError::NotUnicode(text)) => Err(crate::Error::invalid("YOCO_TEST_SEED", "seed", format!("{text:?}: expected a decimal number"))),
+    }
+}
+
 /// The base seed of this test run: `YOCO_TEST_SEED` if set, otherwise drawn from the clock so
 /// every run sees fresh inputs. Failure messages print it; set the variable to replay a failure.
+///
+/// # Panics
+/// Where `YOCO_TEST_SEED` is not a seed ([`seed_from_env`], which `yoco check` calls first to
+/// say so as an error).
 pub fn run_seed() -> u64 {
     static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *SEED.get_or_init(|| {
-        std::env::var("YOCO_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        seed_from_env().unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
         })
     })

@@ -379,13 +379,26 @@ fn weight_block_rows(k: usize) -> usize {
     ((128 * 1024 / 4 / k.max(1)) / 16 * 16).max(16)
 }
 
-/// `out = x · wᵀ` for tensors on the CPU: x `[.., k]`, w `[n, k]`, out `[.., n]`, one dtype.
+/// `out = x · wᵀ` for tensors on the CPU: x `[.., k]`, w `[n, k]`, out `[.., n]` with as many
+/// rows as x (its leading dims may group them otherwise), one dtype.
 pub fn linear_into(x: &Tensor, w: &Tensor, out: &mut Tensor) -> Result<()> {
+    const OP: &str = "linear_into";
     fn widened<T: Element>(x: &Tensor, w: &Tensor, out: &mut Tensor, (m, n, k): (usize, usize, usize)) -> Result<()> {
         matmul_nt_widened(m, n, k, x.as_slice::<T>()?, w.as_slice::<T>()?, out.as_mut_slice::<T>()?)
     }
-    // A w of the wrong size fails the length checks (with a typed error) rather than indexing.
-    let mnk = (x.shape().rows(), w.dims().first().copied().unwrap_or(0), x.shape().last_dim());
+    if x.dims().is_empty() {
+        return Err(Error::ShapeMismatch { op: OP, what: "x", expected: "[.., k]".into(), got: x.shape().to_string() });
+    }
+    let (n, k) = (w.dims().first().copied().unwrap_or(0), x.shape().last_dim());
+    w.expect_dims(OP, "w", &[n, k])?;
+    let rows = x.shape().rows();
+    if out.dims().is_empty() || out.shape().last_dim() != n || out.shape().rows() != rows {
+        return Err(Error::ShapeMismatch { op: OP, what: "out", expected: format!("[.., {n}] of {rows} rows"), got: out.shape().to_string() });
+    }
+    for (what, t) in [("w", w), ("out", &*out)] {
+        t.expect_dtype(OP, what, x.dtype())?;
+    }
+    let mnk = (rows, n, k);
     match x.dtype() {
         DType::F32 => matmul_nt(mnk.0, mnk.1, mnk.2, x.as_slice()?, w.as_slice()?, out.as_mut_slice()?),
         DType::BF16 => widened::<half::bf16>(x, w, out, mnk),
@@ -551,6 +564,25 @@ mod tests {
     fn wrong_lengths_are_errors() {
         let mut c = vec![0.0; 4];
         assert!(matches!(matmul_nt(2, 2, 2, &[0.0; 3], &[0.0; 4], &mut c), Err(Error::ShapeMismatch { what: "a", .. })));
+    }
+
+    /// `linear_into` checks shapes, not only element counts: an `out` of x's rows laid out
+    /// otherwise, or a `w` of another rank, holding the right number of elements, is refused.
+    #[test]
+    fn linear_into_checks_shapes_and_dtypes() {
+        use crate::{Device, MemoryCategory};
+        let t = |dims: &[usize], dtype| Tensor::zeros(dims.to_vec(), dtype, &Device::cpu(), MemoryCategory::Activations).unwrap();
+        let (x, w) = (t(&[2, 3], DType::F32), t(&[4, 3], DType::F32));
+        linear_into(&x, &w, &mut t(&[2, 4], DType::F32)).unwrap();
+        for (w, mut out, what) in [
+            (t(&[4, 3], DType::F32), t(&[4, 2], DType::F32), "out"),
+            (t(&[4, 3], DType::F32), t(&[8], DType::F32), "out"),
+            (t(&[4, 1, 3], DType::F32), t(&[2, 4], DType::F32), "w"),
+            (t(&[4, 2], DType::F32), t(&[2, 4], DType::F32), "w"),
+        ] {
+            assert!(matches!(linear_into(&x, &w, &mut out), Err(Error::ShapeMismatch { what: w, .. }) if w == what), "{:?} · {:?}ᵀ → {:?}", x.dims(), w.dims(), out.dims());
+        }
+        assert!(matches!(linear_into(&x, &t(&[4, 3], DType::BF16), &mut t(&[2, 4], DType::F32)), Err(Error::DTypeMismatch { .. })));
     }
 }
 

@@ -151,19 +151,15 @@ pub(crate) fn ffn(x: &Tensor, w: &FfnWeights<'_>, f: usize) -> Result<Tensor> {
         let rows = x.shape().rows();
         let (device, dtype) = (x.device(), x.dtype());
         let mut gate = Tensor::zeros([rows, f], dtype, device, MemoryCategory::Activations)?;
-        if dtype == DType::F32 {
-            let mut out = Tensor::zeros(x.shape().clone(), dtype, device, MemoryCategory::Activations)?;
-            let d = x.shape().last_dim();
-            gated_matmul_nt(rows, f, d, x.as_slice()?, w.w1.as_slice()?, w.w3.as_slice()?, gate.as_mut_slice()?)?;
-            linear_into(&gate, w.w2, &mut out)?;
-            return Ok(out);
-        }
-        let mut up = Tensor::zeros([rows, f], dtype, device, MemoryCategory::Activations)?;
         let mut out = Tensor::zeros(x.shape().clone(), dtype, device, MemoryCategory::Activations)?;
-        linear_into(x, w.w1, &mut gate)?;
-        linear_into(x, w.w3, &mut up)?;
-        silu_mul_in_place::<T>(gate.as_mut_slice()?, up.as_slice()?);
-        drop(up);
+        if dtype == DType::F32 {
+            gated_matmul_nt(rows, f, x.shape().last_dim(), x.as_slice()?, w.w1.as_slice()?, w.w3.as_slice()?, gate.as_mut_slice()?)?;
+        } else {
+            let mut up = Tensor::zeros([rows, f], dtype, device, MemoryCategory::Activations)?;
+            linear_into(x, w.w1, &mut gate)?;
+            linear_into(x, w.w3, &mut up)?;
+            silu_mul_in_place::<T>(gate.as_mut_slice()?, up.as_slice()?);
+        }
         linear_into(&gate, w.w2, &mut out)?;
         Ok(out)
     }

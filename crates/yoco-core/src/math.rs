@@ -11,13 +11,6 @@
 /// The flush to 0 below the range is what a weight `e^(s − max)` of a score far below the
 /// maximum must be: clamped to e^−87 instead, such a key kept a weight of 1.6e-38, which a value
 /// of 3e38 turned into 4.9 of an output whose exact value is 0.
-///
-/// Written for the vectoriser: the reduction as fused multiply-adds, and n = round(x · log2 e)
-/// taken by adding 1.5 · 2²³, whose sum holds n in its low mantissa bits, so that 2ⁿ is those bits
-/// shifted into the exponent: no floor, no float-to-int conversion and no NaN select (a NaN input
-/// stays NaN through the polynomial, whatever the bits of 2ⁿ). 27–30% faster per element than
-/// `floor` and a converted n in the SwiGLU gate (0.40–0.58 against 0.55–0.77 ns, in the level-1
-/// cache, interleaved in one process).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     let e = exp_clamped(x);
@@ -34,6 +27,13 @@ const EXP_LOWEST: f32 = -87.0;
 
 /// [`exp`] without its flush to 0: e^x of x clamped to [−87, 88], for [`silu`], whose quotient
 /// x / (1 + e^−x) is x either way where −x is below −87.
+///
+/// Written for the vectoriser: the reduction as fused multiply-adds, and n = round(x · log2 e)
+/// taken by adding 1.5 · 2²³, whose sum holds n in its low mantissa bits, so that 2ⁿ is those bits
+/// shifted into the exponent: no floor, no float-to-int conversion and no NaN select (a NaN input
+/// stays NaN through the polynomial, whatever the bits of 2ⁿ). 27–30% faster per element than
+/// `floor` and a converted n in the SwiGLU gate (0.40–0.58 against 0.55–0.77 ns, in the level-1
+/// cache, interleaved in one process).
 #[inline(always)]
 fn exp_clamped(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;

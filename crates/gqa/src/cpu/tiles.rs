@@ -47,7 +47,7 @@ pub(super) fn attend<T: Element, V: Simd, const R: usize, const NV: usize, const
     let mut j0 = first;
     while j0 < end {
         let count = (end - j0).min(KEYS);
-        let keys = tile_rows(x, &mut s.k, b, hk, j0, count, Operand::Keys);
+        let keys = tile_rows(x, x.k, &mut s.k, b, hk, j0, count);
         let st = &mut s.st[..KEYS * BR];
         scores::<V, R, NV, KEYS>(&s.qt, &keys.rows::<KEYS>(), st, &mut s.tile_max, d);
         // Every key of the tile visible to every query: no per-element mask.
@@ -59,7 +59,7 @@ pub(super) fn attend<T: Element, V: Simd, const R: usize, const NV: usize, const
             masked_tile_max(st, &mut s.tile_max);
         }
         softmax_update::<KEYS>(s, p.scale);
-        let values = tile_rows(x, &mut s.v, b, hk, j0, count, Operand::Values).rows::<KEYS>();
+        let values = tile_rows(x, x.v, &mut s.v, b, hk, j0, count).rows::<KEYS>();
         accumulate::<V, R, NV>(&s.st[..count * BR], &values[..count], &mut s.o, &s.corr, d);
         j0 += count;
     }
@@ -83,13 +83,6 @@ fn pack_queries<T: Element>(x: &Inputs<T>, s: &mut Scratch, block: Block) {
     debug_assert_eq!(s.qt.len(), d * BR);
 }
 
-/// Which of the two operands a tile's rows are.
-#[derive(Clone, Copy)]
-enum Operand {
-    Keys,
-    Values,
-}
-
 /// Rows of one tile's keys or values as f32: row `jj` at `data[jj · stride ..][..d]`, of which
 /// `count` are real; the rows past them repeat the last real one, whose finite values the mask
 /// gives weight 0.
@@ -109,24 +102,19 @@ impl<'a> TileRows<'a> {
     }
 }
 
-/// Keys or values `j0 .. j0 + count` of K/V head `hk` as f32 rows: where they lie when the
-/// inputs are f32 (a tile's rows are a stride of `kv_heads · d` apart, each contiguous: copying
-/// them had been ~4% of a causal prefill's samples), else widened into the scratch's tile.
+/// Rows `j0 .. j0 + count` of K/V head `hk` of `source` (the call's keys or values) as f32: where
+/// they lie when the inputs are f32 (a tile's rows are a stride of `kv_heads · d` apart, each
+/// contiguous: copying them had been ~4% of a causal prefill's samples), else widened into the
+/// scratch's `tile`.
 #[inline(always)]
-fn tile_rows<'s, T: Element>(x: &'s Inputs<T>, tile: &'s mut [f32], b: usize, hk: usize, j0: usize, count: usize, which: Operand) -> TileRows<'s> {
+#[allow(clippy::too_many_arguments)]
+fn tile_rows<'s, T: Element>(x: &Inputs<T>, source: &'s [T], tile: &'s mut [f32], b: usize, hk: usize, j0: usize, count: usize) -> TileRows<'s> {
     let d = x.p.dims.head_dim;
-    let source = match which {
-        Operand::Keys => x.k,
-        Operand::Values => x.v,
-    };
     if let Some(source) = as_slice_of::<T, f32>(source) {
         return TileRows { data: &source[x.kv_offset(b, j0, hk)..], stride: x.p.dims.kv_heads * d, d, count };
     }
     for jj in 0..count {
-        let row = match which {
-            Operand::Keys => x.k_row(b, j0 + jj, hk),
-            Operand::Values => x.v_row(b, j0 + jj, hk),
-        };
+        let row = &source[x.kv_offset(b, j0 + jj, hk)..][..d];
         for (dst, src) in tile[jj * d..][..d].iter_mut().zip(row) {
             *dst = src.to_f32();
         }

@@ -31,8 +31,9 @@ fn measured_peaks_equal_the_analytic_model() {
     for config in [tiny.clone(), tiny.transformer_twin(), swa] {
         for dtype in [DType::F32, DType::BF16] {
             // One span; whole spans and a short last one; one whole span and a short one (the
-            // peak is the first span's, which carries no token from an earlier one).
-            for (batch, prompt, span, capacity) in [(1, 64, 64, 80), (2, 100, 32, 128), (3, 40, 16, 40), (2, 60, 32, 64)] {
+            // peak is the first span's, which carries no token from an earlier one); a capacity
+            // below the window (the rings then hold only that many slots).
+            for (batch, prompt, span, capacity) in [(1, 64, 64, 80), (2, 100, 32, 128), (3, 40, 16, 40), (2, 60, 32, 64), (2, 12, 8, 16)] {
                 let measured = measure(&config, dtype, batch, prompt, span, capacity);
                 let p = predict(&config, &Workload { batch, capacity, prompt, span, elem: dtype.size_in_bytes(), retention_chunk_states: false, ffn_intermediates: yoco_swiglu::ffn_intermediates(dtype, &Device::cpu()) });
                 let predicted = [p.weights, p.kv_cache, p.recurrent_state, p.activations];

@@ -89,7 +89,7 @@ fn prefill_seconds(c: &ModelConfig, prompt: usize, batch: usize, e: &Efficiencie
 /// and state once, at the bandwidth ceiling times its efficiency (decode is memory-bound).
 fn decode_step_seconds(c: &ModelConfig, context: usize, batch: usize, e: &Efficiencies) -> f64 {
     let weights = c.parameter_count().total() as f64 * 2.0;
-    let per_seq = (context * kv_bytes_per_token(c, 2) + crate::model::memory::state_bytes_per_sequence(c, 2)) as f64;
+    let per_seq = (context * kv_bytes_per_token(c, 2) + crate::model::memory::state_bytes_per_sequence(c, context, 2)) as f64;
     (weights + batch as f64 * per_seq) / (H100_BANDWIDTH * e.bandwidth)
 }
 

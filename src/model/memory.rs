@@ -55,12 +55,13 @@ pub fn kv_bytes_per_token(c: &ModelConfig, elem: usize) -> usize {
 }
 
 /// Per-sequence state bytes that do not grow with the context: gated-retention states (f32) or
-/// sliding-window rings.
-pub fn state_bytes_per_sequence(c: &ModelConfig, elem: usize) -> usize {
+/// sliding-window rings, for a cache of `capacity` tokens (a ring has `min(W, capacity)` slots:
+/// a sequence shorter than the window never fills the rest).
+pub fn state_bytes_per_sequence(c: &ModelConfig, capacity: usize, elem: usize) -> usize {
     match c.architecture {
         Architecture::Transformer {} => 0,
         Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { heads, head_dim } } => c.self_layers() * heads * head_dim * head_dim * 4,
-        Architecture::Yoco { self_decoder: SelfDecoder::SlidingWindow { window } } => c.self_layers() * 2 * window * c.n_kv_heads * c.head_dim * elem,
+        Architecture::Yoco { self_decoder: SelfDecoder::SlidingWindow { window } } => c.self_layers() * 2 * window.min(capacity) * c.n_kv_heads * c.head_dim * elem,
     }
 }
 
@@ -97,10 +98,10 @@ fn predict_one_sequence(c: &ModelConfig, w: &Workload) -> MemoryEstimate {
     // A prefill span replaces each retention state with a new one: one layer's worth extra
     // (sliding-window rings are written in place).
     let per_layer_state = match c.architecture {
-        Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { .. } } => state_bytes_per_sequence(c, w.elem) / c.self_layers(),
+        Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { .. } } => state_bytes_per_sequence(c, w.capacity, w.elem) / c.self_layers(),
         _ => 0,
     };
-    let recurrent_state = b * (state_bytes_per_sequence(c, w.elem) + per_layer_state);
+    let recurrent_state = b * (state_bytes_per_sequence(c, w.capacity, w.elem) + per_layer_state);
 
     // Activations: the most bytes live at once inside one span (see yoco.rs / transformer.rs /
     // blocks.rs for the tensors counted), plus, from the second span on, the previous span's last

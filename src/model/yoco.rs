@@ -119,7 +119,7 @@ impl Yoco {
                 (Mixer::Retention { heads, head_dim, .. }, _) => {
                     SelfState::Retention(Tensor::zeros([batch, *heads, *head_dim, *head_dim], DType::F32, &self.device, MemoryCategory::RecurrentState)?)
                 }
-                (Mixer::Window { window }, Backend::Fast) => SelfState::Window(SwaCache::new(batch, *window, c.n_kv_heads, c.head_dim, dtype, &self.device)?),
+                (Mixer::Window { window }, Backend::Fast) => SelfState::Window(SwaCache::with_capacity(batch, *window, capacity, c.n_kv_heads, c.head_dim, dtype, &self.device)?),
                 (Mixer::Window { .. }, Backend::Reference) => SelfState::WindowReference(KvCache::new(batch, capacity, c.n_kv_heads, c.head_dim, dtype, &self.device)?),
             })
         };

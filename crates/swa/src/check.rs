@@ -10,13 +10,15 @@ use yoco_gqa::{Dims, Mask};
 
 use crate::SwaCache;
 
-/// One ring case: sizes of the whole sequence, the window, and how the sequence is fed (chunk
-/// lengths summing to `dims.kv_len`; `dims.q_len` is ignored).
+/// One ring case: sizes of the whole sequence, the window, how the sequence is fed (chunk
+/// lengths summing to `dims.kv_len`; `dims.q_len` is ignored), and whether the ring is made
+/// [`SwaCache::with_capacity`] this many positions (else [`SwaCache::new`]).
 #[derive(Clone, Debug)]
 pub struct RingCase {
     pub dims: Dims,
     pub window: usize,
     pub chunks: Vec<usize>,
+    pub capacity: Option<usize>,
 }
 
 /// A prefill of `first` positions, then decode steps to `total`.
@@ -25,16 +27,22 @@ pub fn prefill_then_decode(first: usize, total: usize) -> Vec<usize> {
 }
 
 /// Windows below, at and above the prefill and total lengths; decode from the first token;
-/// chunks after a prefix longer and shorter than the window.
+/// chunks after a prefix longer and shorter than the window; rings bounded by a capacity of
+/// exactly the sequence, with fewer, as many and more slots than the window.
 pub fn ring_cases() -> Vec<RingCase> {
     let dims = |batch, total, heads, kv_heads, head_dim| Dims { batch, q_len: 0, kv_len: total, heads, kv_heads, head_dim };
     let mut cases = Vec::new();
     for window in [1, 7, 19, 20, 21, 45, 46, 47] {
-        cases.push(RingCase { dims: dims(2, 46, 4, 2, 64), window, chunks: prefill_then_decode(20, 46) });
+        cases.push(RingCase { dims: dims(2, 46, 4, 2, 64), window, chunks: prefill_then_decode(20, 46), capacity: None });
     }
-    cases.push(RingCase { dims: dims(1, 30, 3, 1, 128), window: 8, chunks: prefill_then_decode(1, 30) });
-    cases.push(RingCase { dims: dims(1, 90, 2, 2, 64), window: 16, chunks: vec![13, 13, 1, 13, 40, 1, 9] });
-    cases.push(RingCase { dims: dims(2, 70, 8, 1, 256), window: 64, chunks: vec![65, 1, 1, 3] });
+    for window in [19, 46, 47, 200] {
+        cases.push(RingCase { dims: dims(2, 46, 4, 2, 64), window, chunks: prefill_then_decode(20, 46), capacity: Some(46) });
+    }
+    cases.push(RingCase { dims: dims(1, 30, 3, 1, 128), window: 8, chunks: prefill_then_decode(1, 30), capacity: None });
+    for (window, capacity) in [(16, None), (128, Some(90))] {
+        cases.push(RingCase { dims: dims(1, 90, 2, 2, 64), window, chunks: vec![13, 13, 1, 13, 40, 1, 9], capacity });
+    }
+    cases.push(RingCase { dims: dims(2, 70, 8, 1, 256), window: 64, chunks: vec![65, 1, 1, 3], capacity: None });
     cases
 }
 
@@ -44,12 +52,15 @@ pub fn ring_case(device: &Device, dtype: DType, c: &RingCase) -> Result<Vec<Outc
     let d = c.dims;
     let full = Dims { q_len: d.kv_len, ..d };
     let label = format!(
-        "swa ring {device} {dtype} B={} N={} H={}/{} D={} W={} chunks={:?}",
-        d.batch, d.kv_len, d.heads, d.kv_heads, d.head_dim, c.window, c.chunks
+        "swa ring {device} {dtype} B={} N={} H={}/{} D={} W={} chunks={:?} capacity={:?}",
+        d.batch, d.kv_len, d.heads, d.kv_heads, d.head_dim, c.window, c.chunks, c.capacity
     );
     let x = Inputs::random(&label, full, dtype, device)?;
     let (want, plain) = x.expected(full, Mask::Window(c.window), dtype);
-    let mut ring = SwaCache::new(d.batch, c.window, d.kv_heads, d.head_dim, dtype, device)?;
+    let mut ring = match c.capacity {
+        Some(capacity) => SwaCache::with_capacity(d.batch, c.window, capacity, d.kv_heads, d.head_dim, dtype, device)?,
+        None => SwaCache::new(d.batch, c.window, d.kv_heads, d.head_dim, dtype, device)?,
+    };
     let mut outcomes = Vec::new();
     let row = d.heads * d.head_dim;
     let mut pos = 0;

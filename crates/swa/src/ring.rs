@@ -7,8 +7,12 @@
 //! needs the keys in order, so [`SwaCache::forward`] lays the last `W − 1` held positions out
 //! chronologically in front of the chunk and runs windowed attention over both.
 //!
-//! The buffers, `[batch, W, kv_heads, head_dim]` each, are charged as
+//! The buffers, `[batch, S, kv_heads, head_dim]` each, are charged as
 //! [`MemoryCategory::RecurrentState`]: per-sequence state that does not grow with the context.
+//! `S`, the slots, is `W`, or `min(W, capacity)` for a ring made [`with_capacity`]: a sequence
+//! that never reaches `W` positions never wraps, so it needs no slot beyond its last position.
+//!
+//! [`with_capacity`]: SwaCache::with_capacity
 
 use yoco_core::{DType, Device, Error, MemoryCategory, Result, Tensor};
 use yoco_gqa::{attention_prefix_into, check_attention, AttentionOptions};
@@ -20,21 +24,41 @@ pub struct SwaCache {
     k: Tensor,
     v: Tensor,
     window: usize,
+    /// The most positions it may be written (`usize::MAX`: unbounded).
+    capacity: usize,
     /// Positions written so far (the absolute position of the next one).
     positions: usize,
 }
 
 impl SwaCache {
-    /// An empty ring of `window` slots for `batch` sequences of `kv_heads` heads of `head_dim`.
+    /// An empty ring of `window` slots for `batch` sequences of `kv_heads` heads of `head_dim`,
+    /// written for as long as the caller likes (the oldest slot is overwritten).
     pub fn new(batch: usize, window: usize, kv_heads: usize, head_dim: usize, dtype: DType, device: &Device) -> Result<SwaCache> {
-        check_window("SwaCache::new", window)?;
-        if batch == 0 || kv_heads == 0 || head_dim == 0 {
-            return Err(Error::invalid("SwaCache::new", "shape", format!("[{batch}, {window}, {kv_heads}, {head_dim}]: every dimension must be >= 1")));
+        Self::allocate("SwaCache::new", [batch, window, kv_heads, head_dim], usize::MAX, dtype, device)
+    }
+
+    /// An empty ring for sequences of at most `capacity` positions: `min(window, capacity)`
+    /// slots, so that a context shorter than the window holds no slot it never fills. Writing
+    /// past `capacity` positions is an error (with fewer slots than the window, a wrap would drop
+    /// keys the window still sees).
+    pub fn with_capacity(batch: usize, window: usize, capacity: usize, kv_heads: usize, head_dim: usize, dtype: DType, device: &Device) -> Result<SwaCache> {
+        const OP: &str = "SwaCache::with_capacity";
+        if capacity == 0 {
+            return Err(Error::invalid(OP, "capacity", "0: a ring must hold at least one position"));
         }
-        let dims = vec![batch, window, kv_heads, head_dim];
+        Self::allocate(OP, [batch, window, kv_heads, head_dim], capacity, dtype, device)
+    }
+
+    /// Checks `[batch, window, kv_heads, head_dim]` and allocates `min(window, capacity)` slots.
+    fn allocate(op: &'static str, [batch, window, kv_heads, head_dim]: [usize; 4], capacity: usize, dtype: DType, device: &Device) -> Result<SwaCache> {
+        check_window(op, window)?;
+        if batch == 0 || kv_heads == 0 || head_dim == 0 {
+            return Err(Error::invalid(op, "shape", format!("[{batch}, {window}, {kv_heads}, {head_dim}]: every dimension must be >= 1")));
+        }
+        let dims = vec![batch, window.min(capacity), kv_heads, head_dim];
         let k = Tensor::zeros(dims.clone(), dtype, device, MemoryCategory::RecurrentState)?;
         let v = Tensor::zeros(dims, dtype, device, MemoryCategory::RecurrentState)?;
-        Ok(SwaCache { k, v, window, positions: 0 })
+        Ok(SwaCache { k, v, window, capacity, positions: 0 })
     }
 
     pub fn window(&self) -> usize {
@@ -46,9 +70,15 @@ impl SwaCache {
         self.positions
     }
 
-    /// Positions held: `min(positions, window)`.
+    /// The most positions it may be written: `usize::MAX` for a ring made with [`new`](Self::new).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Positions held: `min(positions, window)` (a ring with fewer slots than its window never
+    /// passes its slots).
     pub fn len(&self) -> usize {
-        self.positions.min(self.window)
+        self.positions.min(self.geometry()[1])
     }
 
     pub fn is_empty(&self) -> bool {
@@ -60,7 +90,7 @@ impl SwaCache {
         self.k.size_in_bytes() + self.v.size_in_bytes()
     }
 
-    /// The ring buffers in slot order, `[batch, window, kv_heads, head_dim]`.
+    /// The ring buffers in slot order, `[batch, slots, kv_heads, head_dim]`.
     pub fn slots(&self) -> (&Tensor, &Tensor) {
         (&self.k, &self.v)
     }
@@ -71,6 +101,7 @@ impl SwaCache {
 
     /// Writes `n` new positions, `k`, `v`: `[batch, n, kv_heads, head_dim]`. Only the last
     /// `window` of them can be held; earlier ones are skipped, as they would be overwritten.
+    /// Errors, changing nothing, past the capacity or on keys and values that do not match.
     pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<()> {
         const OP: &str = "SwaCache::append";
         let n = self.check_new(OP, k, v)?;
@@ -133,7 +164,7 @@ impl SwaCache {
         if n == 1 {
             let options = AttentionOptions { mask: yoco_gqa::Mask::None, scale };
             // Checked before the ring changes: a call that errors must not overwrite its oldest key.
-            check_attention(q, &self.k, &self.v, (self.positions + 1).min(self.window), options)?;
+            check_attention(q, &self.k, &self.v, (self.positions + 1).min(self.geometry()[1]), options)?;
             self.append(k, v)?;
             attention_prefix_into(q, &self.k, &self.v, self.len(), options, &mut out)?;
         } else {
@@ -151,7 +182,7 @@ impl SwaCache {
         Ok(out)
     }
 
-    /// [batch, window, elements per position].
+    /// [batch, slots, elements per position].
     fn geometry(&self) -> [usize; 3] {
         let d = self.k.dims();
         [d[0], d[1], d[2] * d[3]]
@@ -169,6 +200,9 @@ impl SwaCache {
         }
         if n == 0 {
             return Err(Error::Empty { op, what: "k", shape: k.shape().to_string() });
+        }
+        if n > self.capacity - self.positions {
+            return Err(Error::invalid(op, "k", format!("{n} positions after {} overflow the capacity of {}", self.positions, self.capacity)));
         }
         Ok(n)
     }

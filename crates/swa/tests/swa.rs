@@ -25,6 +25,30 @@ fn ring_memory_is_constant_and_recurrent_state() {
     assert_eq!(cpu.memory().current(MemoryCategory::RecurrentState) - before, bytes);
 }
 
+/// A ring bounded by a capacity below its window holds only that many slots, and refuses a
+/// position past the capacity (a wrap would drop a key the window still sees) without changing.
+#[test]
+fn a_bounded_ring_has_no_slot_past_its_capacity() {
+    let cpu = Device::cpu();
+    let before = cpu.memory().current(MemoryCategory::RecurrentState);
+    let mut ring = SwaCache::with_capacity(1, 1024, 16, 2, 64, DType::BF16, &cpu).unwrap();
+    let bytes = 2 * 16 * 2 * 64 * 2;
+    assert_eq!((ring.size_in_bytes(), ring.slots().0.dims()[1], ring.capacity()), (bytes, 16, 16));
+    assert_eq!(cpu.memory().current(MemoryCategory::RecurrentState) - before, bytes);
+    let kv = |n: usize| Tensor::zeros([1, n, 2, 64], DType::BF16, &cpu, MemoryCategory::Activations).unwrap();
+    ring.append(&kv(15), &kv(15)).unwrap();
+    assert!(matches!(ring.append(&kv(2), &kv(2)), Err(Error::InvalidArgument { what: "k", .. })));
+    assert!(matches!(ring.forward(&kv(2), &kv(2), &kv(2), None), Err(Error::InvalidArgument { what: "k", .. })));
+    assert_eq!((ring.len(), ring.positions()), (15, 15));
+    ring.forward(&kv(1), &kv(1), &kv(1), None).unwrap();
+    assert_eq!((ring.len(), ring.positions()), (16, 16));
+    assert!(matches!(ring.forward(&kv(1), &kv(1), &kv(1), None), Err(Error::InvalidArgument { what: "k", .. })));
+    // A capacity past the window leaves the window's slots.
+    let wide = SwaCache::with_capacity(1, 8, 100, 2, 64, DType::BF16, &cpu).unwrap();
+    assert_eq!((wide.slots().0.dims()[1], wide.capacity()), (8, 100));
+    assert!(matches!(SwaCache::with_capacity(1, 8, 0, 2, 64, DType::BF16, &cpu), Err(Error::InvalidArgument { what: "capacity", .. })));
+}
+
 #[test]
 fn bad_input_is_a_typed_error() {
     let cpu = Device::cpu();

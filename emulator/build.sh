@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the CUDA emulator (emulator/README.md): libcuda.so.1 (the driver API, with every kernel of
-# kernels/*.cu compiled in as host C++) and libcublas.so.13, into target/emulator/ (or $1).
+# Builds the CUDA emulator (README.md, "CUDA kernels on a machine without a GPU: the emulator"):
+# libcuda.so.1 (the driver API, with every kernel of kernels/*.cu compiled in as host C++) and
+# libcublas.so.13, into target/emulator/ (or $1).
 # Needs g++ and cuda.h from the toolkit scripts/setup-cuda.sh installs; no GPU, no nvcc run.
 #
 # Use: LD_LIBRARY_PATH=target/emulator cargo test --workspace --features cuda

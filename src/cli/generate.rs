@@ -15,7 +15,7 @@ pub struct ModelArgs {
     /// A JSON config file instead of a preset.
     #[arg(long)]
     pub config_file: Option<PathBuf>,
-    /// A safetensors file with the model's weights (names in ARCHITECTURE.md); random if absent.
+    /// A safetensors file with the model's weights (names in src/model/weights.rs); random if absent.
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// Seed of the random weights.

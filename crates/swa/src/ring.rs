@@ -75,8 +75,8 @@ impl SwaCache {
         self.capacity
     }
 
-    /// Positions held: `min(positions, window)` (a ring with fewer slots than its window never
-    /// passes its slots).
+    /// Positions held: `min(positions, slots)`, the slots being the window, or the capacity where
+    /// that is smaller (such a ring is never written past its slots).
     pub fn len(&self) -> usize {
         self.positions.min(self.geometry()[1])
     }

@@ -16,7 +16,9 @@
 use std::ops::Range;
 
 use yoco_core::math::exp;
-use yoco_core::simd::{prefetch, Simd, SimdKernel};
+#[cfg(target_arch = "x86_64")]
+use yoco_core::matmul::transpose_16;
+use yoco_core::simd::{prefetch, store_narrowed, stream_fence, stream_narrowed, Isa, Simd, SimdKernel};
 use yoco_core::Element;
 
 use super::product::{product, Blocks, Start, Term, PAD};
@@ -74,6 +76,8 @@ pub(super) struct Segment<'a, T> {
     pub chunk: usize,
     pub start: usize,
     pub end: usize,
+    /// Whether `out` is streamed past the caches ([`yoco_core::simd::streams_past_cache`]).
+    pub stream: bool,
 }
 
 impl<T: Element> SimdKernel for Segment<'_, T> {
@@ -130,12 +134,7 @@ impl<T: Element> Segment<'_, T> {
             product::<V, R, NV>(&mut w.out, dim, len, dim, Start::Zero, &[intra, inter], Blocks::All);
             self.prefetch_part(&next, 2);
             for (t, row) in w.out[..len * dim].chunks_exact(dim).enumerate() {
-                let dst = self.row(start + t);
-                for (j, &x) in row.iter().enumerate() {
-                    // SAFETY: this task alone writes the elements of (b, h); dst + j < o.len()
-                    // because o has q's shape and dst indexes a row of q.
-                    unsafe { *self.out.ptr().add(dst + j) = T::from_f32(x) };
-                }
+                self.write_row::<V>(start + t, row);
             }
 
             self.prefetch_part(&next, 3);
@@ -149,7 +148,30 @@ impl<T: Element> Segment<'_, T> {
             product::<V, R, NV>(&mut w.state, dim, dim, dim, Start::Scaled(last.exp() as f32), &[update], Blocks::All);
             start += len;
         }
+        if self.stream {
+            stream_fence();
+        }
         self.state.copy_from_slice(&w.state);
+    }
+
+    /// Token `n`'s output row of this head from `row` (f32), in vectors, narrowed to the
+    /// storage type and streamed past the caches where the output is too large to stay there.
+    /// Written an element at a time, these stores had waited on memory for a sixth of the prefill
+    /// (each line read in before it was written; `perf` at 4K tokens, 8 heads of 128).
+    #[inline(always)]
+    fn write_row<V: Simd>(&self, n: usize, row: &[f32]) {
+        let dim = self.shape.dim;
+        // SAFETY: this task alone writes the elements of (b, h), and row(n) .. + dim is token n's
+        // row of this head in o, which has q's shape.
+        let out = unsafe { std::slice::from_raw_parts_mut(self.out.ptr().add(self.row(n)), dim) };
+        // The head dims are multiples of PAD, so of every vector width.
+        for (to, from) in out.chunks_exact_mut(V::LANES).zip(row.chunks_exact(V::LANES)) {
+            if self.stream {
+                stream_narrowed(V::load(from), to);
+            } else {
+                store_narrowed(V::load(from), to);
+            }
+        }
     }
 
     /// Part `part` of [`PREFETCH_PARTS`] of the rows of `next` (the next chunk), asked for ahead
@@ -178,7 +200,8 @@ impl<T: Element> Segment<'_, T> {
 
     /// The chunk's rows of this head widened to f32: q and v as rows, k scaled and then
     /// transposed from the scratch (transposing as it was read, one scalar load per element, took
-    /// a fifth of the prefill waiting on memory).
+    /// a fifth of the prefill waiting on memory), 16 × 16 at a time in registers with AVX-512
+    /// (an element at a time, the transpose's strided stores took a tenth of the prefill).
     #[inline(always)]
     fn gather(&self, w: &mut Scratch, start: usize, len: usize, padded: usize) {
         let dim = self.shape.dim;
@@ -194,7 +217,20 @@ impl<T: Element> Segment<'_, T> {
                 *dst = x.to_f32();
             }
         }
-        for (t, row) in w.k[..len * dim].chunks_exact(dim).enumerate() {
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if Isa::detect() == Isa::Avx512 {
+            done = len - len % 16;
+            for t0 in (0..done).step_by(16) {
+                for i0 in (0..dim).step_by(16) {
+                    let rows: [&[f32]; 16] = std::array::from_fn(|r| &w.k[(t0 + r) * dim + i0..][..16]);
+                    // SAFETY: AVX-512F was detected; each row holds 16 words, and kt from (i0,
+                    // t0) 16 rows of `padded` (t0 + 16 <= len <= padded, i0 + 16 <= dim).
+                    unsafe { transpose_16(&rows, &mut w.kt[i0 * padded + t0..], padded, 16) };
+                }
+            }
+        }
+        for (t, row) in w.k[..len * dim].chunks_exact(dim).enumerate().skip(done) {
             for (i, &x) in row.iter().enumerate() {
                 w.kt[i * padded + t] = x;
             }

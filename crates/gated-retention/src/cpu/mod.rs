@@ -43,6 +43,7 @@ fn chunkwise_typed<T: Element>(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &T
     let RetentionShape { seq, dim, .. } = shape;
     let (q, k, v) = (q.as_slice::<T>()?, k.as_slice::<T>()?, v.as_slice::<T>()?);
     let gates = log_decay.as_slice::<f32>()?;
+    let stream = yoco_core::simd::streams_past_cache(o.size_in_bytes());
     let out = SharedOut(o.as_mut_slice::<T>()?.as_mut_ptr());
     let chunk = chunk.min(seq);
     // The sequence is walked in segments, all (batch, head) tasks through one segment before the
@@ -56,7 +57,7 @@ fn chunkwise_typed<T: Element>(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &T
     for start in (0..seq).step_by(segment) {
         let end = (start + segment).min(seq);
         states.par_chunks_mut(dim * dim).zip(scratch.par_iter_mut()).enumerate().for_each(|(bh, (state, w))| {
-            dispatch(Segment { q, k, v, gates, out: &out, state, shape, bh, scale, chunk, start, end }, w);
+            dispatch(Segment { q, k, v, gates, out: &out, state, shape, bh, scale, chunk, start, end, stream }, w);
         });
     }
     Ok(())

@@ -52,12 +52,13 @@ pub unsafe fn transpose_words(r: [__m512i; 16]) -> [__m512i; 16] {
 
 /// The first 64 bytes of each of `rows` as 16 words, transposed: word p of rows `0 .. width`
 /// into `tile[p · stride ..][..width]`, for p in 0 .. 16. Rows from `width` on are read but not
-/// stored (a group of fewer than 16 rows passes any 16).
+/// stored (a group of fewer than 16 rows passes any 16). Public for the other crates' packing
+/// (the CPU gated retention transposes its chunk's keys with it).
 ///
 /// # Safety
 /// The CPU has AVX-512F.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn transpose_16<T: Copy, W: Copy>(rows: &[&[T]; 16], tile: &mut [W], stride: usize, width: usize) {
+pub unsafe fn transpose_16<T: Copy, W: Copy>(rows: &[&[T]; 16], tile: &mut [W], stride: usize, width: usize) {
     assert!(size_of::<W>() == 4 && width <= 16, "16 words of 4 bytes");
     assert!(rows.iter().all(|r| size_of_val(*r) >= 64) && tile.len() >= 15 * stride + width, "a whole tile");
     // SAFETY: each load reads 64 bytes of a row, each store `width` words of the tile, all in

@@ -17,8 +17,8 @@ use std::ops::Range;
 
 use yoco_core::math::exp;
 #[cfg(target_arch = "x86_64")]
-use yoco_core::matmul::transpose_16;
-use yoco_core::simd::{prefetch, store_narrowed, stream_fence, stream_narrowed, Isa, Simd, SimdKernel};
+use yoco_core::{matmul::transpose_16, simd::Isa};
+use yoco_core::simd::{prefetch, store_narrowed, stream_fence, stream_narrowed, Simd, SimdKernel};
 use yoco_core::Element;
 
 use super::product::{product, Blocks, Start, Term, PAD};

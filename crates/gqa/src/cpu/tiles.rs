@@ -107,7 +107,6 @@ impl<'a> TileRows<'a> {
 /// contiguous: copying them had been ~4% of a causal prefill's samples), else widened into the
 /// scratch's `tile`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn tile_rows<'s, T: Element>(x: &Inputs<T>, source: &'s [T], tile: &'s mut [f32], b: usize, hk: usize, j0: usize, count: usize) -> TileRows<'s> {
     let d = x.p.dims.head_dim;
     if let Some(source) = as_slice_of::<T, f32>(source) {

@@ -195,7 +195,6 @@ pub fn matmul_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f3
 /// rows, the gate's product is made in c, the up's in a buffer kept between calls, and the gate
 /// applied over them. Either way the result is bit for bit `silu(g) · u` of [`matmul_nt`]'s two
 /// products `g` and `u` (`math::silu`, in f32).
-#[allow(clippy::too_many_arguments)]
 pub fn gated_matmul_nt(m: usize, n: usize, k: usize, a: &[f32], gate: &[f32], up: &[f32], c: &mut [f32]) -> Result<()> {
     const OP: &str = "gated_matmul_nt";
     check_len(OP, "a", a.len(), m, k)?;

@@ -5,7 +5,8 @@
 #   scripts/gpu-check.sh prepare   here (no GPU): build the release binaries with the kernels
 #                                  embedded (--features cuda) and stage what travels in stage/
 #                                  (git-ignored): the yoco binary, the bench executables, the
-#                                  peers scripts, and the flash-linear-attention wheels
+#                                  peers scripts, the witness (scripts/witness), and the
+#                                  flash-linear-attention wheels
 #   scripts/gpu-check.sh run       on the GPU machine (CUDA, PyTorch, Triton; no Rust), from the
 #                                  repository root with `carry: ["stage"]`: every step under its
 #                                  own time limit, results to $OUT (at most 8 files come back)
@@ -45,6 +46,8 @@ for line in sys.stdin:
     while read -r name path; do cp "$path" "$build/benches/$name"; done < "$root/target/bench-executables.txt"
     strip "$build/yoco" "$build"/benches/* 2>/dev/null || true
     cp scripts/peers.py scripts/side_by_side.py "$build/"
+    cp -r scripts/witness "$build/witness"
+    rm -rf "$build/witness/__pycache__"
     # flash-linear-attention for the gated-retention peer (pure Python; Triton and PyTorch are
     # there), with the two pure-Python packages its import needs besides them: einops (imported by
     # fla.ops for every op) and packaging (fla.utils), which the image may lack.
@@ -141,9 +144,16 @@ run() {
     # then racecheck and initcheck (slowest; the
     # sanitizers are refused on some runtimes). On the GPU: GPU-filling shapes, CUDA-only benches
     # at the short pace. In the dry run: the small shapes and criterion's test mode (each bench once).
-    local large=--large bench_args="--bench --noplot"
+    local large=--large bench_args="--bench --noplot" witness_python="${YOCO_WITNESS_PYTHON:-python3}"
     if [ "$device" != cuda ]; then large=""; bench_args=""; fi
     step 150 "$out/check.txt" "$bin/yoco" check --device "$device" $large
+    # The models end to end against the second implementation (scripts/witness: NumPy, f64, from
+    # the spec): the CUDA models in bf16 and f16 (the dry run: the CPU's every backend and dtype).
+    if "$witness_python" -c "import numpy" 2>/dev/null; then
+        step 40 "$out/check.txt" "$witness_python" "$bin/witness/check.py" --yoco "$bin/yoco" --device "$device"
+    else
+        echo "== witness not run: $witness_python has no NumPy" >> "$out/check.txt"
+    fi
     # memcheck right after the check (at its small shapes): if the check failed, it names the line.
     local sanitize=no
     if [ "$device" = cuda ] && [ -n "$sanitizer" ]; then
@@ -217,7 +227,7 @@ run() {
         step 90 "$out/sanitizer.txt" "$sanitizer" --tool initcheck --error-exitcode 9 "$bin/yoco" check --device cuda
     fi
     # One summary: every bench fraction line and every peer line, for the commit under reports/gpu/.
-    grep -hE "^(check|cuda|cpu|peer/|[a-z_]+/.*(GB/s|GFLOP/s|TFLOP/s)|== )" "$out"/{check,benches,peers,sanitizer,variants}.txt > "$out/summary.txt" || true
+    grep -hE "^(check|cuda|cpu|peer/|witness|(ok|FAIL) .*relative L2|[0-9]+ passed|[a-z_]+/.*(GB/s|GFLOP/s|TFLOP/s)|== )" "$out"/{check,benches,peers,sanitizer,variants}.txt > "$out/summary.txt" || true
     # ncu says why it profiled nothing (counters restricted to admins, no kernel matched) in its
     # ==WARNING== and ==ERROR== lines.
     grep -hE "^ *(attention_prefill|gret_)|^== |^==(WARNING|ERROR)==|Duration|Throughput|Achieved Occupancy|Registers Per Thread" "$out/profile.txt" >> "$out/summary.txt" || true
@@ -240,7 +250,11 @@ case "${1:-}" in
     run) run cuda ;;
     --dry-run)
         prepare
-        # The same steps with the CPU standing in for the GPU, benches filtered to a quick subset.
+        # The same steps with the CPU standing in for the GPU, benches filtered to a quick subset;
+        # the witness with scripts/witness.sh's NumPy where this machine's python3 has none.
+        if ! python3 -c "import numpy" 2>/dev/null && [ -x "$root/.venv-witness/bin/python" ]; then
+            export YOCO_WITNESS_PYTHON="$root/.venv-witness/bin/python"
+        fi
         OUT="$root/target/gpu-check-dry-run" run cpu
         # A step the deadline skipped would pass unnoticed: the dry run must run every one.
         if grep -h "^== skipped" "$root/target/gpu-check-dry-run"/*.txt; then
@@ -251,6 +265,9 @@ case "${1:-}" in
         # emulator (emulator/, README): every CUDA case at the small shapes.
         bash emulator/build.sh >/dev/null
         LD_LIBRARY_PATH="$root/target/emulator" target/release/yoco check --device cuda | tee "$root/target/gpu-check-dry-run/check-emulated.txt"
+        # And its witness step, the CUDA models' bf16 and f16 cases, on the emulator.
+        LD_LIBRARY_PATH="$root/target/emulator" "${YOCO_WITNESS_PYTHON:-python3}" scripts/witness/check.py --yoco target/release/yoco --device cuda \
+            | tee "$root/target/gpu-check-dry-run/witness-emulated.txt"
         # The GPU run's bench step with the bench executables that travel, on the emulator: each
         # benchmark once (criterion's test mode), at the tiny shapes and ceilings the benches take
         # there (yoco_core::bench::full_or_emulated), so that no bench's CUDA path meets the GPU

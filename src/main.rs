@@ -35,22 +35,7 @@ enum Command {
         only: Vec<String>,
     },
     /// Generate tokens from token ids with YOCO or its Transformer twin.
-    Generate {
-        #[command(flatten)]
-        model: cli::generate::ModelArgs,
-        /// Token ids, comma-separated; sequences of a batch separated by ';' (equal lengths).
-        #[arg(long)]
-        prompt: String,
-        /// Tokens to generate per sequence.
-        #[arg(long, default_value_t = 16)]
-        new_tokens: usize,
-        /// 0 for greedy decoding.
-        #[arg(long, default_value_t = 0.0)]
-        temperature: f64,
-        /// Prefill span: prompt tokens per sequence processed per step.
-        #[arg(long, default_value_t = 2048)]
-        span: usize,
-    },
+    Generate(cli::generate::GenerateArgs),
     /// Print a preset as a JSON config (a starting point for your own) with its parameter count,
     /// or list the presets.
     Config {
@@ -76,7 +61,7 @@ fn run(args: Args) -> yoco_core::Result<bool> {
             let scale = if large { Scale::Large } else { Scale::Small };
             Ok(cli::check::run(&device.open()?, scale, verbose, &only)? == 0)
         }
-        Some(Command::Generate { model, prompt, new_tokens, temperature, span }) => cli::generate::run(&model, &prompt, new_tokens, temperature, span).map(|_| true),
+        Some(Command::Generate(args)) => cli::generate::run(&args).map(|_| true),
         Some(Command::Config { name, list }) => cli::config::run(name.as_deref(), list).map(|_| true),
         Some(Command::Ceilings { device }) => cli::ceilings::run(&device.open()?).map(|_| true),
         // The main job: the comparison with its defaults.

@@ -1,10 +1,12 @@
-//! `yoco generate`: token ids in, token ids out, with the time to first token and decode rate.
+//! `yoco generate`: token ids in, token ids out, with the time to first token and decode rate;
+//! on request the weights and every step's logits written out, for another implementation to check.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
-use yoco_core::{DType, Device, Error, Result};
+use yoco_core::{DType, Device, Error, Result, Tensor};
 
-use crate::model::{generate, preset, AnyModel, Backend, ModelConfig, Ops, Sampler, Weights};
+use crate::model::{generate, generate_observed, preset, AnyModel, Backend, ModelConfig, Ops, Sampler, Weights};
 
 /// Where a model comes from: a preset or a config file, and a weights file or a seed.
 #[derive(Clone, Debug, clap::Args)]
@@ -45,18 +47,73 @@ impl ModelArgs {
         }
     }
 
-    /// Builds the model these arguments describe.
-    pub fn build(&self) -> Result<AnyModel> {
-        let config = self.config()?;
+    /// The weights these arguments describe: read from `--weights`, or drawn from `--seed`.
+    pub fn weights(&self, config: &ModelConfig) -> Result<Weights> {
         let device = Device::parse(&self.device)?;
         let dtype = parse_dtype(&self.dtype)?;
         // Before the weights are drawn or read, which can take a while.
         self.backend.check(dtype, &device)?;
-        let weights = match &self.weights {
-            Some(path) => Weights::load(&config, path, dtype, &device)?,
-            None => Weights::init(&config, self.seed, dtype, &device)?,
-        };
-        AnyModel::build(&config, weights, Ops::new(self.backend), &device)
+        match &self.weights {
+            Some(path) => Weights::load(config, path, dtype, &device),
+            None => Weights::init(config, self.seed, dtype, &device),
+        }
+    }
+
+    /// Builds the model these arguments describe, from `weights`.
+    pub fn build(&self, config: &ModelConfig, weights: Weights) -> Result<AnyModel> {
+        AnyModel::build(config, weights, Ops::new(self.backend), &Device::parse(&self.device)?)
+    }
+}
+
+/// `yoco generate`'s arguments.
+#[derive(Clone, Debug, clap::Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Token ids, comma-separated; sequences of a batch separated by ';' (equal lengths).
+    #[arg(long)]
+    pub prompt: String,
+    /// Tokens to generate per sequence.
+    #[arg(long, default_value_t = 16)]
+    pub new_tokens: usize,
+    /// 0 for greedy decoding.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Prefill span: prompt tokens per sequence processed per step.
+    #[arg(long, default_value_t = 2048)]
+    pub span: usize,
+    /// Also write the weights the run used to this safetensors file (in the run's dtype), e.g.
+    /// the random ones, for another implementation to load.
+    #[arg(long, value_name = "PATH")]
+    pub save_weights: Option<PathBuf>,
+    /// Also write every step's logits to this safetensors file: `logits` f32
+    /// `[new_tokens, batch, vocab]` (the prefill's last token, then each decode step) and
+    /// `tokens` u32 `[batch, new_tokens]`. Copying them to the host counts in the timings.
+    #[arg(long, value_name = "PATH")]
+    pub save_logits: Option<PathBuf>,
+    /// Replace the files --save-weights and --save-logits name if they exist.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl GenerateArgs {
+    /// The files to write, refused before anything runs if one exists and --force is not given,
+    /// or if both name the same file.
+    fn check_outputs(&self) -> Result<()> {
+        let outputs = [("--save-weights", &self.save_weights), ("--save-logits", &self.save_logits)];
+        for (flag, path) in outputs {
+            if let Some(path) = path {
+                if path.exists() && !self.force {
+                    return Err(Error::invalid(flag, "path", format!("{} exists; pass --force to replace it", path.display())));
+                }
+            }
+        }
+        if let (Some(a), Some(b)) = (&self.save_weights, &self.save_logits) {
+            if a == b {
+                return Err(Error::invalid("--save-logits", "path", format!("{} is also --save-weights' file", b.display())));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -73,15 +130,73 @@ pub fn parse_prompt(text: &str) -> Result<(Vec<u32>, usize)> {
     Ok((rows.concat(), rows.len()))
 }
 
+/// Every step's logits, gathered on the host as f32, and written as a safetensors file.
+struct StepLogits {
+    values: Vec<f32>,
+    steps: usize,
+    rows: usize,
+    vocab: usize,
+}
+
+impl StepLogits {
+    fn new() -> Self {
+        StepLogits { values: Vec::new(), steps: 0, rows: 0, vocab: 0 }
+    }
+
+    fn push(&mut self, logits: &Tensor) -> Result<()> {
+        let vocab = logits.shape().last_dim();
+        self.values.extend(logits.to_f64_vec()?.into_iter().map(|v| v as f32));
+        self.rows = logits.numel() / vocab.max(1);
+        self.vocab = vocab;
+        self.steps += 1;
+        Ok(())
+    }
+
+    fn save(&self, path: &Path, tokens: &[Vec<u32>], metadata: HashMap<String, String>) -> Result<()> {
+        const OP: &str = "--save-logits";
+        let logits: Vec<u8> = self.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let ids: Vec<u8> = tokens.iter().flatten().flat_map(|t| t.to_le_bytes()).collect();
+        let views = [
+            ("logits", safetensors::Dtype::F32, vec![self.steps, self.rows, self.vocab], &logits),
+            ("tokens", safetensors::Dtype::U32, vec![tokens.len(), self.steps], &ids),
+        ]
+        .into_iter()
+        .map(|(name, dtype, dims, bytes)| safetensors::tensor::TensorView::new(dtype, dims, bytes).map(|v| (name, v)))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::invalid(OP, "logits", e.to_string()))?;
+        safetensors::serialize_to_file(views, Some(metadata), path).map_err(|e| Error::invalid(OP, "path", format!("{}: {e}", path.display())))
+    }
+}
+
 /// Runs a generation and prints it.
-pub fn run(model: &ModelArgs, prompt: &str, new_tokens: usize, temperature: f64, span: usize) -> Result<()> {
-    let m = model.build()?;
-    let (tokens, batch) = parse_prompt(prompt)?;
-    let mut sampler = Sampler::new(temperature, model.seed)?;
-    let g = generate(&m, &tokens, batch, new_tokens, &mut sampler, span)?;
+pub fn run(args: &GenerateArgs) -> Result<()> {
+    args.check_outputs()?;
+    let config = args.model.config()?;
+    let (tokens, batch) = parse_prompt(&args.prompt)?;
+    let weights = args.model.weights(&config)?;
+    if let Some(path) = &args.save_weights {
+        weights.save(path, args.force)?;
+    }
+    let m = args.model.build(&config, weights)?;
+    let mut sampler = Sampler::new(args.temperature, args.model.seed)?;
+    let mut step_logits = StepLogits::new();
+    let g = match args.save_logits {
+        Some(_) => generate_observed(&m, &tokens, batch, args.new_tokens, &mut sampler, args.span, &mut |l| step_logits.push(l))?,
+        None => generate(&m, &tokens, batch, args.new_tokens, &mut sampler, args.span)?,
+    };
+    if let Some(path) = &args.save_logits {
+        let metadata = HashMap::from([
+            ("config".to_string(), config.name.clone()),
+            ("dtype".to_string(), args.model.dtype.clone()),
+            ("backend".to_string(), format!("{:?}", args.model.backend).to_lowercase()),
+            ("span".to_string(), args.span.to_string()),
+        ]);
+        step_logits.save(path, &g.tokens, metadata)?;
+    }
     for (i, seq) in g.tokens.iter().enumerate() {
         println!("sequence {i}: {}", seq.iter().map(u32::to_string).collect::<Vec<_>>().join(","));
     }
+    let new_tokens = args.new_tokens;
     let per_step = if new_tokens > 1 { g.decode_seconds / (new_tokens - 1) as f64 } else { 0.0 };
     println!(
         "{}: prefill {:.3} s (time to first token), decode {:.2} ms/step, {:.1} tokens/s",

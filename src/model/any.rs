@@ -178,6 +178,21 @@ fn sample(sampler: &mut Sampler, logits: &Tensor) -> Result<Vec<u32>> {
 /// Prefills `prompt` (`batch` equal-length sequences, row-major) and generates `new_tokens` per
 /// sequence. The cache is sized for exactly prompt + new tokens.
 pub fn generate(model: &AnyModel, prompt: &[u32], batch: usize, new_tokens: usize, sampler: &mut Sampler, span: usize) -> Result<Generation> {
+    generate_observed(model, prompt, batch, new_tokens, sampler, span, &mut |_| Ok(()))
+}
+
+/// [`generate`], handing `observe` each step's logits `[batch, 1, vocab]` (the prefill's, then
+/// each decode step's) before a token is drawn from them. What `observe` does counts in the
+/// phase's time, so a timed run passes a closure that does nothing.
+pub fn generate_observed(
+    model: &AnyModel,
+    prompt: &[u32],
+    batch: usize,
+    new_tokens: usize,
+    sampler: &mut Sampler,
+    span: usize,
+    observe: &mut dyn FnMut(&Tensor) -> Result<()>,
+) -> Result<Generation> {
     if new_tokens == 0 {
         return Err(Error::invalid("generate", "new_tokens", "0: expected at least one token to generate"));
     }
@@ -191,6 +206,7 @@ pub fn generate(model: &AnyModel, prompt: &[u32], batch: usize, new_tokens: usiz
     let mut cache = model.new_cache(batch, capacity)?;
     let start = Instant::now();
     let logits = model.prefill(&mut cache, prompt, span)?;
+    observe(&logits)?;
     let mut next = sample(sampler, &logits)?;
     model.device().synchronize()?;
     let prefill_seconds = start.elapsed().as_secs_f64();
@@ -199,6 +215,7 @@ pub fn generate(model: &AnyModel, prompt: &[u32], batch: usize, new_tokens: usiz
     let start = Instant::now();
     for _ in 1..new_tokens {
         let logits = model.decode(&mut cache, &next)?;
+        observe(&logits)?;
         next = sample(sampler, &logits)?;
         for (seq, &t) in tokens.iter_mut().zip(&next) {
             seq.push(t);

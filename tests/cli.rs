@@ -1,0 +1,92 @@
+//! `yoco generate`'s files for another implementation: the weights it used and every step's
+//! logits, written where asked and never over an existing file unless --force.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use yoco::model::{preset, Weights};
+use yoco_core::{DType, Device};
+
+fn yoco(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_yoco")).args(args).output().expect("the yoco binary runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("yoco-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn path_arg(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The token lines `yoco generate` printed, one list per sequence.
+fn printed_tokens(out: &Output) -> Vec<Vec<u32>> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("sequence ").and_then(|l| l.split_once(": ")))
+        .map(|(_, ids)| ids.split(',').map(|t| t.parse().unwrap()).collect())
+        .collect()
+}
+
+#[test]
+fn generate_writes_the_weights_it_used_and_every_steps_logits() {
+    let dir = scratch("files");
+    let (weights, logits) = (dir.join("w.safetensors"), dir.join("l.safetensors"));
+    let args = ["generate", "--prompt", "1,2,3;4,5,6", "--new-tokens", "3", "--seed", "7", "--save-weights", path_arg(&weights), "--save-logits", path_arg(&logits)];
+    let out = yoco(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // The weights are the seed's, and load back as the model's.
+    let config = preset("tiny-yoco").unwrap();
+    let cpu = Device::cpu();
+    let saved = Weights::load(&config, &weights, DType::F32, &cpu).unwrap();
+    let drawn = Weights::init(&config, 7, DType::F32, &cpu).unwrap();
+    for name in ["embed", "self.0.gret.wq", "cross.wk", "lm_head"] {
+        assert_eq!(saved.get(name).unwrap().to_f64_vec().unwrap(), drawn.get(name).unwrap().to_f64_vec().unwrap(), "{name}");
+    }
+
+    // logits [steps, batch, vocab] and tokens [batch, steps], the tokens those printed and each
+    // the argmax of its step's logits (greedy).
+    let bytes = std::fs::read(&logits).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let l = file.tensor("logits").unwrap();
+    assert_eq!((l.dtype(), l.shape()), (safetensors::Dtype::F32, &[3, 2, config.vocab_size][..]));
+    let t = file.tensor("tokens").unwrap();
+    assert_eq!((t.dtype(), t.shape()), (safetensors::Dtype::U32, &[2, 3][..]));
+    let values: Vec<f32> = l.data().chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    let ids: Vec<u32> = t.data().chunks(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect();
+    let printed = printed_tokens(&out);
+    assert_eq!(printed.concat(), ids);
+    for step in 0..3 {
+        for seq in 0..2 {
+            let row = &values[(step * 2 + seq) * config.vocab_size..][..config.vocab_size];
+            let best = row.iter().enumerate().fold(0, |best, (i, v)| if *v > row[best] { i } else { best });
+            assert_eq!(best as u32, ids[seq * 3 + step], "step {step}, sequence {seq}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn generate_never_replaces_a_file_unless_forced() {
+    let dir = scratch("refuse");
+    let (weights, logits) = (dir.join("w.safetensors"), dir.join("l.safetensors"));
+    std::fs::write(&logits, b"a user's file").unwrap();
+    let out = yoco(&["generate", "--prompt", "1,2", "--new-tokens", "2", "--save-weights", path_arg(&weights), "--save-logits", path_arg(&logits)]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exists; pass --force"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(&logits).unwrap(), b"a user's file", "the existing file is untouched");
+    assert!(!weights.exists(), "nothing is written when one output is refused");
+
+    let out = yoco(&["generate", "--prompt", "1,2", "--new-tokens", "2", "--save-weights", path_arg(&logits), "--save-logits", path_arg(&logits), "--force"]);
+    assert!(!out.status.success(), "one file cannot be both outputs");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("also --save-weights"));
+
+    let out = yoco(&["generate", "--prompt", "1,2", "--new-tokens", "2", "--save-logits", path_arg(&logits), "--force"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ne!(std::fs::read(&logits).unwrap(), b"a user's file", "--force replaces it");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -31,7 +31,8 @@ fi
 out="${1:-$root/reports/cpu-peers}"
 venv="${YOCO_PEERS_VENV:-$root/.venv-peers}"
 # Pinned so that a rerun measures the same peers; fla-core's naive form needs einops.
-packages=(torch==2.15.0 fla-core==0.6.0 einops==0.8.2 packaging)
+# NumPy for the model-level peer's file reading (scripts/witness/torch_peer.py).
+packages=(torch==2.15.0 fla-core==0.6.0 einops==0.8.2 packaging numpy==2.3.5)
 
 # summary.md from OUT's rounds: each side's fastest round per shape (scripts/side_by_side.py).
 write_summary() {
@@ -62,6 +63,17 @@ write_summary() {
         for round in $(seq 1 "$rounds"); do
             grep -h "other work took" "$out/yoco.$round.txt" "$out/peers.$round.txt" | sed "s/^/- round $round: /"
         done
+        if [ -f "$out/models.md" ]; then
+            echo
+            echo "## The whole models beside the same models in PyTorch (models.md)"
+            echo
+            echo "\`scripts/witness/torch_peer.py\`: tiny-yoco and tiny-transformer in PyTorch, eager, with the"
+            echo "caches inference needs (fla's chunkwise gated retention and a recurrent step, one K̂/V̂"
+            echo "cache and early exit; SDPA), on the weights \`yoco generate\` used, its logits checked equal"
+            echo "to yoco's before either side is timed. The ratio columns are the peer's time over yoco's."
+            echo
+            cat "$out/models.md"
+        fi
     } > "$out/summary.md"
 }
 
@@ -71,7 +83,7 @@ if $summary_only; then
     exit 0
 fi
 
-if ! "$venv/bin/python" -c "import torch, fla, einops" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import torch, fla, einops, numpy" 2>/dev/null; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --upgrade pip
     "$venv/bin/pip" install --quiet "${packages[@]}"
@@ -79,7 +91,7 @@ fi
 
 mkdir -p "$out"
 rounds="${YOCO_PEERS_ROUNDS:-2}"
-rm -f "$out"/{machine.txt,yoco.txt,peers.txt,summary.md} "$out"/yoco.*.txt "$out"/peers.*.txt "$out"/peers.stderr.*.txt
+rm -f "$out"/{machine.txt,yoco.txt,peers.txt,summary.md,models.md,models.stderr.txt} "$out"/yoco.*.txt "$out"/peers.*.txt "$out"/peers.stderr.*.txt
 cargo build --release --quiet
 {
     date -u
@@ -108,6 +120,11 @@ for round in $(seq 1 "$rounds"); do
     # The stderr of a run is kept only where a peer failed (its traceback).
     grep -q "skipped" "$peers" || rm -f "$out/peers.stderr.$round.txt"
 done
+
+# The whole models beside the same models in PyTorch (same weights, their logits checked equal
+# first): prefill and decode, YOCO and the Transformer.
+PYTHONUNBUFFERED=1 "$venv/bin/python" -W ignore scripts/witness/torch_peer.py --yoco target/release/yoco > "$out/models.md" 2> "$out/models.stderr.txt" || true
+[ -s "$out/models.stderr.txt" ] || rm -f "$out/models.stderr.txt"
 
 write_summary
 echo "cpu-peers: results in $out"

@@ -9,6 +9,11 @@ tokens) and prefill spans that do not line up, a sliding window the sequence out
 and in decode, a batch of two different prompts, and every backend and dtype.
 
     python3 scripts/witness/check.py [--yoco PATH] [--device cpu|cuda] [--seed N] [--only TEXT]
+        [--config-file MODEL.json [--weights MODEL.safetensors]]
+
+With --config-file, the model checked is yours (its weights, or random ones from the seed), on
+a 100-token prompt in one span and in spans of 37, every backend and dtype of the device; the
+witness holds it in f64, so it must fit in memory eight times over in bytes per parameter.
 
 Passes when, in every case, the relative L2 error of yoco's logits (all steps together) is under
 the case's tolerance, and every token yoco chose is the witness's most likely one, or within the
@@ -51,6 +56,7 @@ class Case:
     prompt_len: int
     new_tokens: int
     span: int
+    weights: str = None  # a safetensors file of the user's; None: yoco draws them from the seed
 
     def name(self):
         return f"{self.label} {self.device} {self.dtype} {self.backend} B={self.batch} prompt={self.prompt_len} new={self.new_tokens} span={self.span}"
@@ -61,6 +67,25 @@ def preset(yoco, name):
     return json.loads(out.stdout)
 
 
+def runs_on(device):
+    """(dtype, backend) pairs: CUDA stores bf16 or f16 (tensor cores); the reference backend runs
+    on the CPU."""
+    return [("f32", "fast"), ("f32", "reference"), ("bf16", "fast"), ("f16", "fast")] if device == "cpu" else [("bf16", "fast"), ("f16", "fast")]
+
+
+def users_cases(config_file, weights, device):
+    """A user's model (config and, if given, weights) on a prompt that fills a retention chunk and
+    a half, in one span and in spans that cut across the chunks."""
+    with open(config_file) as f:
+        config = json.load(f)
+    prompt = min(100, config["max_seq_len"] - 8)
+    out = []
+    for dtype, backend in runs_on(device):
+        for span in (2048, 37):
+            out.append(Case(config["name"], config, dtype, backend, device, 2, prompt, 6, span, weights))
+    return out
+
+
 def cases(yoco, device):
     gret = preset(yoco, "tiny-yoco")
     # A window of 24 so that a 50-token prompt outgrows it in prefill and its ring wraps in decode.
@@ -68,9 +93,7 @@ def cases(yoco, device):
     swa["architecture"] = {"kind": "yoco", "self_decoder": {"kind": "sliding_window", "window": 24}}
     twin = preset(yoco, "tiny-transformer")
     out = []
-    # CUDA stores bf16 or f16 (tensor cores); the reference backend runs on the CPU.
-    runs = [("f32", "fast"), ("f32", "reference"), ("bf16", "fast"), ("f16", "fast")] if device == "cpu" else [("bf16", "fast"), ("f16", "fast")]
-    for dtype, backend in runs:
+    for dtype, backend in runs_on(device):
         # 150 prompt tokens: retention chunks of 64, 64 and 22; spans of 37 cut across them.
         out.append(Case("tiny-yoco (gated retention)", gret, dtype, backend, device, 2, 150, 6, 2048))
         out.append(Case("witness-swa-yoco (window 24)", swa, dtype, backend, device, 2, 50, 8, 20))
@@ -93,6 +116,8 @@ def run_yoco(yoco, case, prompt, seed, folder):
         "--dtype", case.dtype, "--backend", case.backend, "--prompt", prompt_text, "--new-tokens", str(case.new_tokens),
         "--span", str(case.span), "--save-weights", weights_path, "--save-logits", logits_path, "--force",
     ]
+    if case.weights:
+        command += ["--weights", case.weights]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"yoco generate failed ({done.returncode}): {done.stderr.strip()}")
@@ -138,13 +163,19 @@ def main():
     parser.add_argument("--seed", type=int, default=None, help="seed of the prompts and weights (default: fresh)")
     parser.add_argument("--device", default="cpu", help="cpu (every backend and dtype) or cuda (bf16 and f16)")
     parser.add_argument("--only", default=None, help="only the cases whose name contains this")
+    parser.add_argument("--config-file", default=None, help="check this model (a yoco JSON config) instead of the built-in cases")
+    parser.add_argument("--weights", default=None, help="with --config-file: its weights (safetensors, yoco's names); default: random from the seed")
     args = parser.parse_args()
+    if args.weights and not args.config_file:
+        sys.exit("witness: --weights needs --config-file (the model they belong to)")
     if not os.path.exists(args.yoco):
         sys.exit(f"witness: no yoco binary at {args.yoco} (cargo build --release, or pass --yoco)")
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
-    print(f"witness: seed {seed} (replay: bash scripts/witness.sh {args.yoco} --device {args.device} --seed {seed})")
+    model = f" --config-file {args.config_file}" + (f" --weights {args.weights}" if args.weights else "") if args.config_file else ""
+    print(f"witness: seed {seed} (replay: bash scripts/witness.sh {args.yoco} --device {args.device}{model} --seed {seed})")
     passed = failed = 0
-    for i, case in enumerate(cases(args.yoco, args.device)):
+    chosen = users_cases(args.config_file, args.weights, args.device) if args.config_file else cases(args.yoco, args.device)
+    for i, case in enumerate(chosen):
         if args.only and args.only not in case.name():
             continue
         try:

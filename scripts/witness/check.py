@@ -152,7 +152,7 @@ def check(yoco, case, seed):
             step_error = np.max(np.abs(logits[s, b] - row))
             if row[chosen] < row.max() - 2 * step_error:
                 disagreements.append(f"step {s} sequence {b}: yoco chose {chosen}, the witness {int(row.argmax())} by {row.max() - row[chosen]:.3g}")
-    passed = error < tolerance and not disagreements and np.isfinite(error)
+    passed = error < tolerance and not disagreements  # a NaN error is not below
     message = f"relative L2 {error:.2e} (tolerance {tolerance:.0e}), {steps * case.batch - len(disagreements)}/{steps * case.batch} tokens agree"
     if disagreements:
         message += "; " + "; ".join(disagreements[:3])

@@ -19,7 +19,6 @@ is faster) and the logits' agreement. f32 on the CPU, batch 1, torch's threads a
 """
 
 import argparse
-import json
 import os
 import re
 import statistics
@@ -33,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 import safetensors_io
+from check import preset
 
 
 def rms_norm(x, weight, eps):
@@ -211,7 +211,7 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|")
     rng = np.random.default_rng(args.seed)
     for name in args.configs.split(","):
-        config = json.loads(subprocess.run([args.yoco, "config", name], check=True, capture_output=True, text=True).stdout)
+        config = preset(args.yoco, name)
         for length in map(int, args.lengths.split(",")):
             prompt = rng.integers(0, config["vocab_size"], size=length).tolist()
             with tempfile.TemporaryDirectory() as folder:

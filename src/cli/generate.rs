@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use yoco_core::{DType, Device, Error, Result, Tensor};
 
+use crate::model::weights::write_safetensors;
 use crate::model::{generate, generate_observed, preset, AnyModel, Backend, ModelConfig, Ops, Sampler, Weights};
 
 /// Where a model comes from: a preset or a config file, and a weights file or a seed.
@@ -153,18 +154,13 @@ impl StepLogits {
     }
 
     fn save(&self, path: &Path, tokens: &[Vec<u32>], metadata: HashMap<String, String>) -> Result<()> {
-        const OP: &str = "--save-logits";
         let logits: Vec<u8> = self.values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let ids: Vec<u8> = tokens.iter().flatten().flat_map(|t| t.to_le_bytes()).collect();
-        let views = [
-            ("logits", safetensors::Dtype::F32, vec![self.steps, self.rows, self.vocab], &logits),
-            ("tokens", safetensors::Dtype::U32, vec![tokens.len(), self.steps], &ids),
-        ]
-        .into_iter()
-        .map(|(name, dtype, dims, bytes)| safetensors::tensor::TensorView::new(dtype, dims, bytes).map(|v| (name, v)))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::invalid(OP, "logits", e.to_string()))?;
-        safetensors::serialize_to_file(views, Some(metadata), path).map_err(|e| Error::invalid(OP, "path", format!("{}: {e}", path.display())))
+        let tensors = [
+            ("logits", safetensors::Dtype::F32, vec![self.steps, self.rows, self.vocab], &logits[..]),
+            ("tokens", safetensors::Dtype::U32, vec![tokens.len(), self.steps], &ids[..]),
+        ];
+        write_safetensors("--save-logits", path, tensors, Some(metadata))
     }
 }
 

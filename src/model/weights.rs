@@ -164,6 +164,22 @@ fn host_values(op: &'static str, name: &str, n: usize) -> Result<Vec<f64>> {
     Ok(values)
 }
 
+/// Writes `tensors` (name, dtype, dims, little-endian bytes) and `metadata` to a safetensors
+/// file at `path`, replacing it; errors name `op`.
+pub(crate) fn write_safetensors<'a>(
+    op: &'static str,
+    path: &Path,
+    tensors: impl IntoIterator<Item = (&'a str, safetensors::Dtype, Vec<usize>, &'a [u8])>,
+    metadata: Option<std::collections::HashMap<String, String>>,
+) -> Result<()> {
+    let views = tensors
+        .into_iter()
+        .map(|(name, dtype, dims, bytes)| safetensors::tensor::TensorView::new(dtype, dims, bytes).map(|v| (name, v)))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::invalid(op, "tensor", e.to_string()))?;
+    safetensors::serialize_to_file(views, metadata, path).map_err(|e| Error::invalid(op, "path", format!("{}: {e}", path.display())))
+}
+
 /// A model's tensors by name, on one device, in one dtype, charged as weights.
 #[derive(Debug)]
 pub struct Weights {
@@ -226,12 +242,7 @@ impl Weights {
             DType::BF16 => safetensors::Dtype::BF16,
             DType::F16 => safetensors::Dtype::F16,
         };
-        let views = blobs
-            .iter()
-            .map(|(name, dims, bytes)| safetensors::tensor::TensorView::new(st_dtype, dims.clone(), bytes).map(|v| (name.clone(), v)))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::invalid(OP, "tensor", e.to_string()))?;
-        safetensors::serialize_to_file(views, None, path).map_err(|e| Error::invalid(OP, "path", format!("{}: {e}", path.display())))
+        write_safetensors(OP, path, blobs.iter().map(|(name, dims, bytes)| (name.as_str(), st_dtype, dims.clone(), &bytes[..])), None)
     }
 
     /// Reads a safetensors file and checks it holds exactly the tensors `config` needs with the

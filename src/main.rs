@@ -95,6 +95,9 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Every CPU operation then runs on this thread and the pool's others, without handing its
+    // work to them and sleeping (yoco_core::threads: a third of a small model's decode step).
+    yoco_core::threads::make_this_thread_a_worker();
     match run(Args::parse()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {

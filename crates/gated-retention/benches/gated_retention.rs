@@ -35,6 +35,8 @@ fn chunkwise_flops(seq: usize, chunk: usize, heads: usize, dim: usize) -> f64 {
 }
 
 fn bench(c: &mut Criterion) {
+    // As the yoco command runs them: this thread one of the pool's workers (yoco_core::threads).
+    yoco_core::threads::make_this_thread_a_worker();
     let mut lines = Vec::new();
     let log = SampleLog::new();
     let mut draws = Draws::new(4);

@@ -54,6 +54,8 @@ fn operand_sets(draws: &mut Draws, rows: usize, width: usize, dtype: DType, devi
 }
 
 fn bench(c: &mut Criterion) {
+    // As the yoco command runs them: this thread one of the pool's workers (yoco_core::threads).
+    yoco_core::threads::make_this_thread_a_worker();
     let mut lines = Vec::new();
     let log = SampleLog::new();
     let mut draws = Draws::new(1);

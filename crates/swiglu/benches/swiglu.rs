@@ -87,6 +87,8 @@ fn bench_ffn(c: &mut Criterion, device: &Device, draws: &mut Draws, log: &Sample
 }
 
 fn bench(c: &mut Criterion) {
+    // As the yoco command runs them: this thread one of the pool's workers (yoco_core::threads).
+    yoco_core::threads::make_this_thread_a_worker();
     let mut lines = Vec::new();
     let log = SampleLog::new();
     let mut draws = Draws::new(2);

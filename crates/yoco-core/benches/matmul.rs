@@ -34,6 +34,8 @@ fn gemm_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
 }
 
 fn bench(c: &mut Criterion) {
+    // As the yoco command runs them: this thread one of the pool's workers (yoco_core::threads).
+    yoco_core::threads::make_this_thread_a_worker();
     if !yoco_core::bench::device_wanted("cpu") {
         println!("matmul: CPU GEMM crates only, and YOCO_BENCH_DEVICES leaves out the CPU: skipped");
         return;

@@ -18,6 +18,8 @@
 //!   can be quoted as a fraction of a ceiling measured in the same run.
 //! * `cuda` (feature `cuda`): context creation that never panics without a driver, loading of the
 //!   cubin/PTX that yoco-build embeds, launching, cuBLAS, and a CUDA-event timer.
+//! * [`threads`]: the calling thread as a worker of rayon's pool, which the CPU kernels split
+//!   their work over (a parallel call from outside the pool costs two thread wake-ups).
 //! * [`testing`]: random inputs and the tolerance rules that every crate's tests share.
 
 pub mod aligned;
@@ -36,6 +38,7 @@ pub mod shape;
 pub mod simd;
 pub mod tensor;
 pub mod testing;
+pub mod threads;
 
 #[cfg(feature = "cuda")]
 pub mod cuda;

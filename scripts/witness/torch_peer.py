@@ -198,7 +198,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--yoco", default="target/release/yoco")
     parser.add_argument("--configs", default="tiny-yoco,tiny-transformer")
-    parser.add_argument("--lengths", default="4096,16384")
+    parser.add_argument("--lengths", default="300,1024,4096,16384")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)

@@ -21,9 +21,9 @@ model: at most twice the error of a plain implementation in the same storage typ
 again, every operation's result rounded to bf16 or f16: model.rounding_to), plus a floor.
 
 Passes when, in every case, the relative L2 error of yoco's logits (all steps together) is under
-the case's tolerance (f32: a fixed one; bf16 and f16: twice the error of a plain implementation
-in the same storage type, below), and every token yoco chose is the witness's most likely one, or within the
-step's own error of it (a near tie). Prints one line per case, then `N passed, M failed`; exits
+the case's tolerance (f32: a fixed one; bf16 and f16: from the plain implementation, above), and
+every token yoco chose is the witness's most likely one, or within the step's own error of it
+(a near tie). Prints one line per case, then `N passed, M failed`; exits
 1 if any failed. A failed run replays with the --seed it printed.
 """
 

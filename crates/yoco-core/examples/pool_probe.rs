@@ -6,8 +6,8 @@
 //!
 //!     cargo run --release -p yoco-core --example pool_probe
 //!
-//! Measured on the 2-core Zen 4 VM: `1 × 1024 × 256` 16–20 µs from outside, 8 µs from a
-//! worker, 14 µs on one thread; `1 × 256 × 256` 9–19, 2.7 and 3.1 µs.
+//! Measured on the 2-core Zen 4 VM, two runs: `1 × 1024 × 256` 20–27 µs from outside, 8–10 µs
+//! from a worker, 14 µs on one thread; `1 × 256 × 256` 18–20, 3.0–3.7 and 3.1–3.2 µs.
 
 use std::time::Instant;
 

@@ -6,9 +6,10 @@
 //! takes its share of the work itself and only the other workers are woken. A decode step of a
 //! small model is some fifty operations of a few microseconds each, so the hand-offs were a third
 //! of it or more. Measured on the 2-core Zen 4 VM (`examples/pool_probe.rs`): a decode row's
-//! product `1 × 1024 × 256` (f32) took 16–20 µs called from outside the pool, 8 µs from a
-//! worker, 14 µs on one thread; tiny-yoco's decode step at 4K tokens 0.62–0.68 ms against
-//! 0.37–0.39, tiny-transformer's 1.14–1.19 ms against 0.72.
+//! product `1 × 1024 × 256` (f32) took 20–27 µs called from outside the pool, 8–10 µs from a
+//! worker, 14 µs on one thread; with the `yoco` command's main thread a worker, tiny-yoco's
+//! decode step at 4K tokens took 0.37–0.46 ms against 0.68–0.85 before, tiny-transformer's
+//! 0.66–0.84 against 1.15–1.21 (ARCHITECTURE.md).
 //!
 //! The `yoco` command makes its main thread a worker before anything runs. A program that uses
 //! the models or kernels from one thread can do the same with [`make_this_thread_a_worker`], or

@@ -90,3 +90,36 @@ fn generate_never_replaces_a_file_unless_forced() {
     assert_ne!(std::fs::read(&logits).unwrap(), b"a user's file", "--force replaces it");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One file under two spellings, or two names (a hard link), is one file: the logits would
+/// replace the weights written moments before. A prompt the model refuses, or a folder that does
+/// not exist, is found before anything is written.
+#[test]
+fn generate_refuses_one_file_however_named_and_writes_nothing_for_a_refused_run() {
+    let dir = scratch("same");
+    let weights = dir.join("w.safetensors");
+    let respelled = dir.join(".").join("w.safetensors");
+    let refused = |args: &[&str], why: &str| {
+        let out = yoco(args);
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    };
+    let both = |w: &Path, l: &Path| ["generate", "--prompt", "1,2", "--new-tokens", "2", "--save-weights", path_arg(w), "--save-logits", path_arg(l), "--force"].map(String::from);
+    let args = both(&weights, &respelled);
+    refused(&args.iter().map(String::as_str).collect::<Vec<_>>(), "also --save-weights");
+    assert!(!weights.exists(), "nothing written");
+
+    std::fs::write(&weights, b"a user's file").unwrap();
+    let link = dir.join("link.safetensors");
+    std::fs::hard_link(&weights, &link).unwrap();
+    let args = both(&weights, &link);
+    refused(&args.iter().map(String::as_str).collect::<Vec<_>>(), "also --save-weights");
+    assert_eq!(std::fs::read(&weights).unwrap(), b"a user's file");
+
+    let fresh = dir.join("fresh.safetensors");
+    refused(&["generate", "--prompt", "1,5000", "--save-weights", path_arg(&fresh)], "outside the vocabulary");
+    assert!(!fresh.exists(), "the weights are not written for a prompt the model refuses");
+    refused(&["generate", "--prompt", "1,2", "--save-logits", path_arg(&dir.join("no-such-folder").join("l.safetensors"))], "does not exist");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use yoco_core::{DType, Device, Error, Result, Tensor};
 
 use crate::model::weights::write_safetensors;
+use crate::model::yoco::check_tokens;
 use crate::model::{generate, generate_observed, preset, AnyModel, Backend, ModelConfig, Ops, Sampler, Weights};
 
 /// Where a model comes from: a preset or a config file, and a weights file or a seed.
@@ -99,7 +100,9 @@ pub struct GenerateArgs {
 
 impl GenerateArgs {
     /// The files to write, refused before anything runs if one exists and --force is not given,
-    /// or if both name the same file.
+    /// if its folder does not exist, or if both name the same file (however spelled: `y.st` and
+    /// `./y.st`, a link). The files are written whole or not at all, and one made by something
+    /// else while the model runs is not replaced without --force either (`write_whole`).
     fn check_outputs(&self) -> Result<()> {
         let outputs = [("--save-weights", &self.save_weights), ("--save-logits", &self.save_logits)];
         for (flag, path) in outputs {
@@ -107,14 +110,42 @@ impl GenerateArgs {
                 if path.exists() && !self.force {
                     return Err(Error::invalid(flag, "path", format!("{} exists; pass --force to replace it", path.display())));
                 }
+                let folder = folder_of(path);
+                if !folder.is_dir() {
+                    return Err(Error::invalid(flag, "path", format!("{}: the folder {} does not exist", path.display(), folder.display())));
+                }
             }
         }
         if let (Some(a), Some(b)) = (&self.save_weights, &self.save_logits) {
-            if a == b {
-                return Err(Error::invalid("--save-logits", "path", format!("{} is also --save-weights' file", b.display())));
+            if same_file(a, b) {
+                return Err(Error::invalid("--save-logits", "path", format!("{} is also --save-weights' file ({})", b.display(), a.display())));
             }
         }
         Ok(())
+    }
+}
+
+/// The folder a file path names its file in (`.` for a bare name).
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => folder,
+        _ => Path::new("."),
+    }
+}
+
+/// Whether two paths name one file: where both exist, the same file (device and inode, so links
+/// count); else the same name in the same folder once the folders' `.`, `..` and links are
+/// resolved.
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    if let (Ok(a), Ok(b)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        use std::os::unix::fs::MetadataExt;
+        return (a.dev(), a.ino()) == (b.dev(), b.ino());
+    }
+    let place = |p: &Path| Some((std::fs::canonicalize(folder_of(p)).ok()?, p.file_name()?.to_owned()));
+    match (place(a), place(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => a == b,
     }
 }
 
@@ -153,14 +184,14 @@ impl StepLogits {
         Ok(())
     }
 
-    fn save(&self, path: &Path, tokens: &[Vec<u32>], metadata: HashMap<String, String>) -> Result<()> {
+    fn save(&self, path: &Path, tokens: &[Vec<u32>], metadata: HashMap<String, String>, overwrite: bool) -> Result<()> {
         let logits: Vec<u8> = self.values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let ids: Vec<u8> = tokens.iter().flatten().flat_map(|t| t.to_le_bytes()).collect();
         let tensors = [
             ("logits", safetensors::Dtype::F32, vec![self.steps, self.rows, self.vocab], &logits[..]),
             ("tokens", safetensors::Dtype::U32, vec![tokens.len(), self.steps], &ids[..]),
         ];
-        write_safetensors("--save-logits", path, tensors, Some(metadata))
+        write_safetensors("--save-logits", path, tensors, Some(metadata), overwrite)
     }
 }
 
@@ -169,6 +200,8 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     args.check_outputs()?;
     let config = args.model.config()?;
     let (tokens, batch) = parse_prompt(&args.prompt)?;
+    // Before the weights are written: a prompt the model refuses leaves no file behind.
+    check_tokens(&config, &tokens, batch, 0, usize::MAX)?;
     let weights = args.model.weights(&config)?;
     if let Some(path) = &args.save_weights {
         weights.save(path, args.force)?;
@@ -187,7 +220,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             ("backend".to_string(), format!("{:?}", args.model.backend).to_lowercase()),
             ("span".to_string(), args.span.to_string()),
         ]);
-        step_logits.save(path, &g.tokens, metadata)?;
+        step_logits.save(path, &g.tokens, metadata, args.force)?;
     }
     for (i, seq) in g.tokens.iter().enumerate() {
         println!("sequence {i}: {}", seq.iter().map(u32::to_string).collect::<Vec<_>>().join(","));

@@ -165,19 +165,49 @@ fn host_values(op: &'static str, name: &str, n: usize) -> Result<Vec<f64>> {
 }
 
 /// Writes `tensors` (name, dtype, dims, little-endian bytes) and `metadata` to a safetensors
-/// file at `path`, replacing it; errors name `op`.
+/// file at `path`, refusing an existing file unless `overwrite` ([`write_whole`]); errors name
+/// `op`.
 pub(crate) fn write_safetensors<'a>(
     op: &'static str,
     path: &Path,
     tensors: impl IntoIterator<Item = (&'a str, safetensors::Dtype, Vec<usize>, &'a [u8])>,
     metadata: Option<std::collections::HashMap<String, String>>,
+    overwrite: bool,
 ) -> Result<()> {
     let views = tensors
         .into_iter()
         .map(|(name, dtype, dims, bytes)| safetensors::tensor::TensorView::new(dtype, dims, bytes).map(|v| (name, v)))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::invalid(op, "tensor", e.to_string()))?;
-    safetensors::serialize_to_file(views, metadata, path).map_err(|e| Error::invalid(op, "path", format!("{}: {e}", path.display())))
+    write_whole(op, path, overwrite, |partial| safetensors::serialize_to_file(views, metadata, partial).map_err(|e| e.to_string()))
+}
+
+/// A file at `path` that `write` makes whole or not at all: `write` fills a file beside it (in
+/// the same folder, so that it can be moved there in one step), which then takes `path`'s name
+/// only if no file has it — decided at that moment, so that a file made since an earlier check
+/// (during a long generation) is not replaced — or, with `overwrite`, in place of the one there.
+/// A write that fails leaves any earlier file as it was, and no partial one.
+pub(crate) fn write_whole(op: &'static str, path: &Path, overwrite: bool, write: impl FnOnce(&Path) -> std::result::Result<(), String>) -> Result<()> {
+    let failed = |reason: String| Error::invalid(op, "path", format!("{}: {reason}", path.display()));
+    let name = path.file_name().ok_or_else(|| failed("not a file name".into()))?;
+    let mut partial_name = std::ffi::OsString::from(".");
+    partial_name.push(name);
+    partial_name.push(format!(".partial-{}", std::process::id()));
+    let partial = path.with_file_name(partial_name);
+    let placed = write(&partial).and_then(|()| {
+        if overwrite {
+            return std::fs::rename(&partial, path).map_err(|e| e.to_string());
+        }
+        // A hard link is made only where no file has the name (POSIX `link`): the check and the
+        // naming in one step.
+        std::fs::hard_link(&partial, path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => "exists; replacing it was not asked for (--force)".to_string(),
+            _ => e.to_string(),
+        })
+    });
+    // The partial file: renamed away, or linked (the file's other name), or left by a failure.
+    let _ = std::fs::remove_file(&partial);
+    placed.map_err(failed)
 }
 
 /// A model's tensors by name, on one device, in one dtype, charged as weights.
@@ -222,12 +252,10 @@ impl Weights {
         self.tensors.values().map(Tensor::numel).sum()
     }
 
-    /// Writes a safetensors file. Refuses to replace an existing file unless `overwrite`.
+    /// Writes a safetensors file, whole or not at all. Refuses to replace an existing file unless
+    /// `overwrite`.
     pub fn save(&self, path: &Path, overwrite: bool) -> Result<()> {
         const OP: &str = "Weights::save";
-        if path.exists() && !overwrite {
-            return Err(Error::invalid(OP, "path", format!("{} exists; pass overwrite to replace it", path.display())));
-        }
         let mut blobs = Vec::with_capacity(self.tensors.len());
         for (name, t) in &self.tensors {
             let bytes: Vec<u8> = match t.dtype() {
@@ -242,7 +270,7 @@ impl Weights {
             DType::BF16 => safetensors::Dtype::BF16,
             DType::F16 => safetensors::Dtype::F16,
         };
-        write_safetensors(OP, path, blobs.iter().map(|(name, dims, bytes)| (name.as_str(), st_dtype, dims.clone(), &bytes[..])), None)
+        write_safetensors(OP, path, blobs.iter().map(|(name, dims, bytes)| (name.as_str(), st_dtype, dims.clone(), &bytes[..])), None, overwrite)
     }
 
     /// Reads a safetensors file and checks it holds exactly the tensors `config` needs with the
@@ -310,6 +338,29 @@ mod tests {
         // Same seed, same weights; the accounting sees them.
         let again = Weights::init(&c, 7, DType::F32, &Device::cpu()).unwrap();
         assert_eq!(again.get("cross.wk").unwrap().to_f64_vec().unwrap(), w.get("cross.wk").unwrap().to_f64_vec().unwrap());
+    }
+
+    /// A file that appears after any earlier check (another program's, during a long run) is
+    /// not replaced unless asked, nor is an earlier file by a write that fails; neither leaves a
+    /// partial file.
+    #[test]
+    fn write_whole_refuses_a_file_made_meanwhile_and_keeps_it_on_failure() {
+        let dir = std::env::temp_dir().join(format!("yoco-write-whole-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.bin");
+        let write = |bytes: &'static [u8]| move |partial: &Path| std::fs::write(partial, bytes).map_err(|e| e.to_string());
+        write_whole("test", &path, false, write(b"first")).unwrap();
+        let err = write_whole("test", &path, false, write(b"second")).unwrap_err().to_string();
+        assert!(err.contains("exists"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        let err = write_whole("test", &path, true, |_| Err("the disk is full".into())).unwrap_err().to_string();
+        assert!(err.contains("the disk is full"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"first", "a failed write leaves the file as it was");
+        write_whole("test", &path, true, write(b"second")).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second", "replaced when asked");
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["out.bin"], "no partial file is left");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

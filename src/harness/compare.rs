@@ -11,7 +11,7 @@ use yoco_core::{DType, Device, Error, Result};
 use super::calibrate::calibrate;
 use super::measure::{batch_for_budget, measure_all, RunPlan, LARGEST_BATCH_SOUGHT};
 use super::projection::project;
-use super::report::{bytes, check_replaceable, KvRow, Protocol, Report};
+use super::report::{bytes, check_names_free_for_files, check_replaceable, KvRow, Protocol, Report};
 use crate::cli::generate::parse_dtype;
 use crate::model::memory::{kv_bytes_per_token, predict};
 use crate::model::{preset, presets, AnyModel, Backend, Ops, Weights};
@@ -192,6 +192,7 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
     let probe = args.out.join(format!(".write-test-{}", std::process::id()));
     std::fs::write(&probe, b"").map_err(|e| Error::invalid("--out", "out", format!("{} is not writable: {e}", args.out.display())))?;
     let _ = std::fs::remove_file(&probe);
+    check_names_free_for_files(&args.out)?;
     if !args.force {
         check_replaceable(&args.out)?;
     }

@@ -100,6 +100,43 @@ pub fn check_replaceable(dir: &Path) -> Result<()> {
     ))
 }
 
+/// That none of the report's file names in `dir` is taken by something other than a file (a
+/// folder named `summary.md`): a report's file cannot be moved over it, and a run would find that
+/// out only after measuring. Checked before anything is measured, with or without --force, and
+/// again before the first file is moved into place.
+pub fn check_names_free_for_files(dir: &Path) -> Result<()> {
+    for name in FILE_NAMES {
+        let path = dir.join(name);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
+            return Err(io(&path, "is not a file (a folder?): a report's file cannot replace it; move it away or choose another --out"));
+        }
+    }
+    Ok(())
+}
+
+/// The files written into `staging` moved into `dir`, after checking that each is one of the
+/// report's and that `dir` has no folder by its name; returns where they went, sorted.
+fn move_into_place(staging: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut staged = Vec::new();
+    for entry in std::fs::read_dir(staging).map_err(|e| io(staging, e))? {
+        staged.push(entry.map_err(|e| io(staging, e))?.path());
+    }
+    // check_replaceable knows the report's files by FILE_NAMES: a new one must join it.
+    // Checked for every file before the first is moved, so nothing is half-replaced.
+    if let Some(unknown) = staged.iter().find(|from| !FILE_NAMES.iter().any(|known| from.file_name().is_some_and(|name| name == *known))) {
+        return Err(io(unknown, "a report file missing from report::FILE_NAMES"));
+    }
+    check_names_free_for_files(dir)?;
+    let mut written = Vec::new();
+    for from in staged {
+        let to = dir.join(from.file_name().expect("a file in the staging folder"));
+        std::fs::rename(&from, &to).map_err(|e| io(&to, e))?;
+        written.push(to);
+    }
+    written.sort();
+    Ok(written)
+}
+
 fn io(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::invalid("report", "output", format!("{}: {e}", path.display()))
 }
@@ -111,38 +148,19 @@ impl Report {
     }
 
     /// Writes every file into `dir`, first into a hidden staging folder beside them, then moved
-    /// into place, so that a failure leaves no half-written report behind. Only the report's own
-    /// files ([`FILE_NAMES`]) are replaced; nothing else in `dir` is touched. Callers check the
-    /// folder with [`check_replaceable`] first.
+    /// into place once all are written and every name is known free for a file, so that a
+    /// failure to write leaves no half-written report behind (a move refused after those checks,
+    /// by the file system, would still leave the moved files new and the rest old). Only the
+    /// report's own files ([`FILE_NAMES`]) are replaced; nothing else in `dir` is touched, and
+    /// the staging folder is removed whatever happens. Callers check the folder with
+    /// [`check_names_free_for_files`] and [`check_replaceable`] first.
     pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         let staging = dir.join(format!(".partial-{}", std::process::id()));
         std::fs::create_dir_all(&staging).map_err(|e| io(&staging, e))?;
-        let result = self.write_all(&staging);
-        let mut written = Vec::new();
-        if result.is_ok() {
-            let mut staged = Vec::new();
-            for entry in std::fs::read_dir(&staging).map_err(|e| io(&staging, e))? {
-                staged.push(entry.map_err(|e| io(&staging, e))?.path());
-            }
-            // check_replaceable knows the report's files by FILE_NAMES: a new one must join it.
-            // Checked for every file before the first is moved, so nothing is half-replaced.
-            if let Some(unknown) = staged.iter().find(|from| !FILE_NAMES.iter().any(|known| from.file_name().is_some_and(|name| name == *known))) {
-                let error = io(unknown, "a report file missing from report::FILE_NAMES");
-                let _ = std::fs::remove_dir_all(&staging);
-                return Err(error);
-            }
-            for from in staged {
-                let to = dir.join(from.file_name().expect("a file in the staging folder"));
-                std::fs::rename(&from, &to).map_err(|e| io(&to, e))?;
-                written.push(to);
-            }
-        }
+        let result = self.write_all(&staging).and_then(|()| move_into_place(&staging, dir));
         let _ = std::fs::remove_dir_all(&staging);
-        result.map(|_| {
-            written.sort();
-            written
-        })
+        result
     }
 
     fn write_all(&self, dir: &Path) -> Result<()> {
@@ -498,7 +516,7 @@ pub fn bytes(v: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::check_replaceable;
+    use super::{check_names_free_for_files, check_replaceable, move_into_place};
 
     fn folder(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("yoco-report-{name}-{}", std::process::id()));
@@ -524,6 +542,30 @@ mod tests {
         // An earlier report's results.json marks the folder as a report to replace.
         std::fs::write(dir.join("results.json"), r#"{"protocol": {"yoco_config": "tiny-yoco"}, "measurements": []}"#).unwrap();
         assert!(check_replaceable(&dir).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A folder by a report file's name is refused before measuring (--force or not) and again
+    /// before the first file moves: the run had replaced some files, failed on that one, and
+    /// left the rest old.
+    #[test]
+    fn a_folder_by_a_report_files_name_stops_the_report_before_any_file_moves() {
+        let dir = folder("folder-name");
+        std::fs::write(dir.join("results.json"), "old").unwrap();
+        std::fs::create_dir(dir.join("summary.md")).unwrap();
+        let message = check_names_free_for_files(&dir).unwrap_err().to_string();
+        assert!(message.contains("summary.md") && message.contains("not a file"), "{message}");
+        let staging = dir.join(".partial-test");
+        std::fs::create_dir(&staging).unwrap();
+        for name in ["results.json", "summary.md"] {
+            std::fs::write(staging.join(name), "new").unwrap();
+        }
+        assert!(move_into_place(&staging, &dir).is_err());
+        assert_eq!(std::fs::read_to_string(dir.join("results.json")).unwrap(), "old", "nothing moved");
+        std::fs::remove_dir(dir.join("summary.md")).unwrap();
+        let written = move_into_place(&staging, &dir).unwrap();
+        assert_eq!(written, [dir.join("results.json"), dir.join("summary.md")]);
+        assert_eq!(std::fs::read_to_string(dir.join("results.json")).unwrap(), "new");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -302,6 +302,12 @@ impl Weights {
                 safetensors::Dtype::F16 => values.extend(data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f64())),
                 other => return Err(Error::invalid(OP, "tensor", format!("'{}' is {other:?}: expected F32, BF16 or F16", s.name))),
             }
+            // A NaN, an infinity or a value past the run's dtype would surface only as
+            // non-finite logits, naming neither the tensor nor the cause.
+            if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !dtype.round(**v).is_finite()) {
+                let what = if v.is_finite() { format!("{v}, past {}'s largest value", dtype.name()) } else { format!("{v}") };
+                return Err(Error::invalid(OP, "tensor", format!("'{}' in {} holds {what} (element {i})", s.name, path.display())));
+            }
             tensors.insert(s.name, Tensor::from_f64(&values, s.dims, dtype, device, MemoryCategory::Weights)?);
         }
         Ok(Weights { tensors, dtype })
@@ -383,6 +389,29 @@ mod tests {
         wider.ffn_dim = 768;
         let err = Weights::load(&wider, &path, DType::F32, &cpu).unwrap_err().to_string();
         assert!(err.contains("ffn.w1") && err.contains("768"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A value the run's dtype cannot hold, or a NaN, is named with its tensor at load: it had
+    /// surfaced as "a logit is NaN or infinite" at the first step.
+    #[test]
+    fn load_names_the_tensor_holding_a_value_the_dtype_cannot_hold() {
+        let dir = std::env::temp_dir().join(format!("yoco-weights-range-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (c, cpu) = (preset("tiny-yoco").unwrap(), Device::cpu());
+        for (value, fits_f32) in [(70_000.0, true), (f64::NAN, false)] {
+            let mut w = Weights::init(&c, 1, DType::F32, &cpu).unwrap();
+            let norm = w.get("final_norm").unwrap();
+            let mut values = norm.to_f64_vec().unwrap();
+            values[3] = value;
+            let altered = Tensor::from_f64(&values, norm.dims().to_vec(), DType::F32, &cpu, MemoryCategory::Weights).unwrap();
+            w.tensors.insert("final_norm".into(), altered);
+            let path = dir.join(format!("altered-{fits_f32}.safetensors"));
+            w.save(&path, true).unwrap();
+            assert_eq!(Weights::load(&c, &path, DType::F32, &cpu).is_ok(), fits_f32, "{value} in f32");
+            let err = Weights::load(&c, &path, DType::F16, &cpu).unwrap_err().to_string();
+            assert!(err.contains("'final_norm'") && err.contains("element 3"), "{err}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,5 +1,6 @@
-//! `yoco generate`'s files for another implementation: the weights it used and every step's
-//! logits, written where asked and never over an existing file unless --force.
+//! The `yoco` command's files: `generate`'s weights and every step's logits for another
+//! implementation, written where asked and never over an existing file unless --force; and what
+//! `compare` refuses before it measures.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -121,5 +122,23 @@ fn generate_refuses_one_file_however_named_and_writes_nothing_for_a_refused_run(
     refused(&["generate", "--prompt", "1,5000", "--save-weights", path_arg(&fresh)], "outside the vocabulary");
     assert!(!fresh.exists(), "the weights are not written for a prompt the model refuses");
     refused(&["generate", "--prompt", "1,2", "--save-logits", path_arg(&dir.join("no-such-folder").join("l.safetensors"))], "does not exist");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `yoco compare` refuses, before measuring anything, what its report could not hold honestly or
+/// at all: one generated token (no decode step to time: the report had shown a decode time of
+/// zero), and a folder by a report file's name (found after the measuring, it had left the
+/// report half replaced).
+#[test]
+fn compare_refuses_before_measuring() {
+    let dir = scratch("compare");
+    let out = yoco(&["compare", "--lengths", "600", "--generate", "1", "--out", path_arg(&dir)]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 2 generated tokens"), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::create_dir(dir.join("summary.md")).unwrap();
+    let out = yoco(&["compare", "--lengths", "600", "--generate", "4", "--out", path_arg(&dir), "--force"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a file"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "nothing written beside it");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -70,6 +70,8 @@ pub struct CompareArgs {
     /// previous length's time by the lengths' ratio to the power the last two lengths showed
     /// (between 1 and 2; 2 after the first length), with a quarter more for safety. The report is
     /// rewritten after every length, so a run stopped from outside keeps the lengths it finished.
+    /// The first length always runs (nothing predicts it): a run that ends past the deadline says
+    /// so in the report's notes.
     #[arg(long)]
     pub deadline: Option<f64>,
 }
@@ -170,8 +172,10 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
             return Err(Error::invalid("--deadline", "deadline", format!("{deadline}: expected a positive number of seconds")));
         }
     }
-    if args.generate == 0 {
-        return Err(Error::invalid("--generate", "generate", "0: expected at least one generated token"));
+    if args.generate < 2 {
+        // The first token comes from the prefill: one alone leaves no decode step to time, and
+        // the report would show a decode time of zero that nothing measured.
+        return Err(Error::invalid("--generate", "generate", format!("{}: expected at least 2 generated tokens (the first is the prefill's; a decode step is timed from the second)", args.generate)));
     }
     if args.repetitions == 0 {
         return Err(Error::invalid("--repetitions", "repetitions", "0: expected at least one timed run per length"));
@@ -264,6 +268,11 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
         if !skipped.is_empty() {
             let list = skipped.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
             notes.push(format!("lengths {list} not measured: their predicted time would have run past the {:.0} s deadline", args.deadline.unwrap_or(0.0)));
+        }
+        if let Some(deadline) = args.deadline.filter(|&d| elapsed > d) {
+            notes.push(format!(
+                "⚠ the run took {elapsed:.0} s, past the {deadline:.0} s deadline: the first length runs whatever its time (nothing before it predicts that), the calibration before it counts, and a prediction can fall short"
+            ));
         }
         notes
     };

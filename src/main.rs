@@ -53,6 +53,7 @@ enum Command {
 }
 
 fn run(args: Args) -> yoco_core::Result<bool> {
+    yoco_core::simd::Isa::check_request()?;
     // On stderr: stdout carries what a command produces (`yoco config` prints JSON to save).
     eprintln!("{}", yoco::build_info());
     match args.command {

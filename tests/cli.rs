@@ -142,3 +142,11 @@ fn compare_refuses_before_measuring() {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "nothing written beside it");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A `YOCO_CPU_ISA` the kernels do not know is refused, not run as the widest set silently.
+#[test]
+fn an_unknown_instruction_set_request_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_yoco")).args(["config", "--list"]).env("YOCO_CPU_ISA", "AVX2").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'AVX2': expected avx2 or scalar"), "{}", String::from_utf8_lossy(&out.stderr));
+}

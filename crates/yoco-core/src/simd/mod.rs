@@ -579,9 +579,25 @@ pub enum Isa {
     Scalar,
 }
 
+/// The values `YOCO_CPU_ISA` may take.
+const ISA_REQUESTS: [&str; 2] = ["avx2", "scalar"];
+
 impl Isa {
+    /// An error naming `YOCO_CPU_ISA`'s value if it is set to one [`Isa::detect`] does not know
+    /// (a typo, `AVX2`), which would otherwise run the widest instruction set without a word: the
+    /// `yoco` command checks it before anything runs.
+    pub fn check_request() -> crate::Result<()> {
+        match std::env::var("YOCO_CPU_ISA") {
+            Ok(asked) if !asked.is_empty() && !ISA_REQUESTS.contains(&asked.as_str()) => {
+                Err(crate::Error::invalid("YOCO_CPU_ISA", "value", format!("'{asked}': expected {} (or unset: the widest this CPU has)", ISA_REQUESTS.join(" or "))))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The widest the CPU has, detected once per process, unless `YOCO_CPU_ISA` asks for a
-    /// narrower one (`avx2` or `scalar`: how those kernels are tested on an AVX-512 machine).
+    /// narrower one (`avx2` or `scalar`: how those kernels are tested on an AVX-512 machine;
+    /// [`Isa::check_request`] refuses other values).
     pub fn detect() -> Isa {
         static DETECTED: OnceLock<Isa> = OnceLock::new();
         *DETECTED.get_or_init(|| {

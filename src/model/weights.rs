@@ -199,11 +199,12 @@ pub(crate) fn write_whole(op: &'static str, path: &Path, overwrite: bool, write:
             return std::fs::rename(&partial, path).map_err(|e| e.to_string());
         }
         // A hard link is made only where no file has the name (POSIX `link`): the check and the
-        // naming in one step.
-        std::fs::hard_link(&partial, path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => "exists; replacing it was not asked for (--force)".to_string(),
-            _ => e.to_string(),
-        })
+        // naming in one step. A file system without hard links gets the check, then the move.
+        match std::fs::hard_link(&partial, path) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err("exists; replacing it was not asked for (--force)".to_string()),
+            Err(_) if !path.exists() => std::fs::rename(&partial, path).map_err(|e| e.to_string()),
+            linked => linked.map_err(|e| e.to_string()),
+        }
     });
     // The partial file: renamed away, or linked (the file's other name), or left by a failure.
     let _ = std::fs::remove_file(&partial);

@@ -106,16 +106,16 @@ fn generate_refuses_one_file_however_named_and_writes_nothing_for_a_refused_run(
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(why), "{args:?}: {stderr}");
     };
-    let both = |w: &Path, l: &Path| ["generate", "--prompt", "1,2", "--new-tokens", "2", "--save-weights", path_arg(w), "--save-logits", path_arg(l), "--force"].map(String::from);
-    let args = both(&weights, &respelled);
-    refused(&args.iter().map(String::as_str).collect::<Vec<_>>(), "also --save-weights");
+    fn both<'a>(weights: &'a Path, logits: &'a Path) -> [&'a str; 10] {
+        ["generate", "--prompt", "1,2", "--new-tokens", "2", "--save-weights", path_arg(weights), "--save-logits", path_arg(logits), "--force"]
+    }
+    refused(&both(&weights, &respelled), "also --save-weights");
     assert!(!weights.exists(), "nothing written");
 
     std::fs::write(&weights, b"a user's file").unwrap();
     let link = dir.join("link.safetensors");
     std::fs::hard_link(&weights, &link).unwrap();
-    let args = both(&weights, &link);
-    refused(&args.iter().map(String::as_str).collect::<Vec<_>>(), "also --save-weights");
+    refused(&both(&weights, &link), "also --save-weights");
     assert_eq!(std::fs::read(&weights).unwrap(), b"a user's file");
 
     let fresh = dir.join("fresh.safetensors");

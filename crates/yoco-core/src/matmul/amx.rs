@@ -91,6 +91,15 @@ pub const TILE_ROWS: usize = 16;
 /// Elements of a bf16 product's reduction a tile row holds: a step of the AMX forms.
 pub const STEP: usize = ROW_BYTES / 2;
 
+/// The quarters (0 .. 4) of the block of sums before that are written out after step `s` of
+/// `steps` while the tiles fill the next block: spread evenly, so that each step's vector work
+/// has tile products to overlap, every quarter by the last step. The AMX forms write a block's
+/// sums so (written after the tiles, the tile unit idle meanwhile, they had taken a third of a
+/// product's time on one thread: `bf16_amx_in_place.rs`).
+pub(super) fn quarters_after_step(s: usize, steps: usize) -> std::ops::Range<usize> {
+    (4 * s).div_ceil(steps)..(4 * (s + 1)).div_ceil(steps)
+}
+
 /// The tile configuration `ldtilecfg` reads.
 #[repr(C, align(64))]
 struct TileConfig {
@@ -250,5 +259,21 @@ impl Drop for Tiles {
     fn drop(&mut self) {
         // SAFETY: the tiles were configured; releasing them returns the state to its initial one.
         unsafe { asm!("tilerelease", options(nostack, nomem)) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every quarter of the block before is written once, in order, by the last step, however
+    /// few steps there are (one step writes all four).
+    #[test]
+    fn each_quarter_is_written_once_by_the_last_step() {
+        for steps in 1..=40 {
+            let written: Vec<usize> = (0..steps).flat_map(|s| super::quarters_after_step(s, steps)).collect();
+            assert_eq!(written, [0, 1, 2, 3], "{steps} steps");
+            if steps >= 4 {
+                assert!((0..steps).all(|s| super::quarters_after_step(s, steps).len() <= 1), "{steps} steps: one quarter a step at most");
+            }
+        }
     }
 }

@@ -93,9 +93,10 @@ pub const STEP: usize = ROW_BYTES / 2;
 
 /// The quarters (0 .. 4) of the block of sums before that are written out after step `s` of
 /// `steps` while the tiles fill the next block: spread evenly, so that each step's vector work
-/// has tile products to overlap, every quarter by the last step. The AMX forms write a block's
-/// sums so (written after the tiles, the tile unit idle meanwhile, they had taken a third of a
-/// product's time on one thread: `bf16_amx_in_place.rs`).
+/// has tile products to overlap, every quarter by the last step. The in-place AMX form writes
+/// its sums so (`bf16_amx_in_place.rs`: written after the tiles, the tile unit idle meanwhile,
+/// they had taken a third of its time on one thread; the packed form, with no transposes on the
+/// way out, was level so).
 pub(super) fn quarters_after_step(s: usize, steps: usize) -> std::ops::Range<usize> {
     (4 * s).div_ceil(steps)..(4 * (s + 1)).div_ceil(steps)
 }

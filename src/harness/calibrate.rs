@@ -139,9 +139,9 @@ pub fn calibrate(device: &Device, dtype: DType) -> Result<Calibration> {
     let (seq, h, d) = sizes.retention;
     let q = random(&mut rng, &[1, seq, h, d], dtype, device)?;
     let gates = Tensor::from_f64(&vec![-0.05; seq * h], vec![1, seq, h], DType::F32, device, MemoryCategory::Activations)?;
-    // As the models run it: the gates are not read back for checking (on CUDA, a wait per call),
-    // and the CUDA schedule is the one they take (YOCO_GRET_SCHEDULE, else parallel).
-    let options = yoco_gated_retention::RetentionOptions { check_gates: false, schedule: yoco_gated_retention::ChunkSchedule::from_env()?, ..Default::default() };
+    // As the models run it: the gates checked on the CPU only (on CUDA, a wait per call), and the
+    // CUDA schedule the one they take (YOCO_GRET_SCHEDULE, else parallel).
+    let options = crate::model::ops::prefill_retention_options(device, yoco_gated_retention::DEFAULT_CHUNK)?;
     let t = median_seconds(device, &compute, || yoco_gated_retention::gated_retention(&q, &q, &q, &gates, None, &options).map(drop))?;
     let chunk = options.chunk;
     let retention_gflops = (h * (seq / chunk) * (4 * chunk * chunk * d + 4 * chunk * d * d)) as f64 / t / 1e9;

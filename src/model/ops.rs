@@ -5,7 +5,9 @@
 //! * [`Backend::Reference`]: each operation through its crate's f64 reference, with f32 tensors
 //!   between operations, on the CPU. Slow and simple: the oracle of the model tests.
 //!
-//! Both take and return [`Tensor`]s, so the model code above is written once.
+//! Both take and return [`Tensor`]s, so the model code above is written once, and both refuse
+//! the same inputs with the same errors: the reference arms run the primitive crates' `check_*`
+//! functions (every check of the fast path, without running it) before they compute.
 
 use rayon::prelude::*;
 use yoco_core::{DType, Device, Element, Error, MemoryCategory, Result, Tensor};
@@ -66,12 +68,12 @@ impl Ops {
         }
         let (k, n) = (x.shape().last_dim(), w.dims().first().copied().unwrap_or(0));
         w.expect_dims(OP, "w", &[n, k])?;
+        w.expect_dtype(OP, "w", x.dtype())?;
         let mut dims = x.dims().to_vec();
         *dims.last_mut().expect("x has a last dim (checked)") = n;
         match (self.backend, x.device()) {
             (Backend::Reference, _) => act(&yoco_swiglu::reference::linear(&x.to_f64_vec()?, &w.to_f64_vec()?, k), dims, x.device()),
             (Backend::Fast, Device::Cpu(_)) => {
-                w.expect_dtype(OP, "w", x.dtype())?;
                 let mut out = Tensor::zeros(dims, x.dtype(), x.device(), MemoryCategory::Activations)?;
                 yoco_core::matmul::linear_into(x, w, &mut out)?;
                 Ok(out)
@@ -85,7 +87,10 @@ impl Ops {
     pub fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
         let _timer = OpTimer::start("rms_norm", x.device());
         match self.backend {
-            Backend::Reference => act(&yoco_rmsnorm::reference::rms_norm(&x.to_f64_vec()?, &w.to_f64_vec()?, eps), x.dims().to_vec(), x.device()),
+            Backend::Reference => {
+                yoco_rmsnorm::check_rms_norm(x, None, w, eps as f32)?;
+                act(&yoco_rmsnorm::reference::rms_norm(&x.to_f64_vec()?, &w.to_f64_vec()?, eps), x.dims().to_vec(), x.device())
+            }
             Backend::Fast => yoco_rmsnorm::rms_norm(x, w, eps as f32),
         }
     }
@@ -95,6 +100,7 @@ impl Ops {
         let _timer = OpTimer::start("add_rms_norm", x.device());
         match self.backend {
             Backend::Reference => {
+                yoco_rmsnorm::check_rms_norm(x, Some(r), w, eps as f32)?;
                 let (h, y) = yoco_rmsnorm::reference::rms_norm_residual(&x.to_f64_vec()?, &r.to_f64_vec()?, &w.to_f64_vec()?, eps);
                 Ok((act(&h, x.dims().to_vec(), x.device())?, act(&y, x.dims().to_vec(), x.device())?))
             }
@@ -105,13 +111,15 @@ impl Ops {
     /// The SwiGLU FFN.
     pub fn ffn(&self, x: &Tensor, w1: &Tensor, w3: &Tensor, w2: &Tensor) -> Result<Tensor> {
         let _timer = OpTimer::start("ffn", x.device());
+        let weights = yoco_swiglu::FfnWeights { w1, w3, w2 };
         match self.backend {
             Backend::Reference => {
+                yoco_swiglu::check_ffn(x, &weights)?;
                 let d = x.shape().last_dim();
                 let y = yoco_swiglu::reference::ffn(&x.to_f64_vec()?, &w1.to_f64_vec()?, &w3.to_f64_vec()?, &w2.to_f64_vec()?, d);
                 act(&y, x.dims().to_vec(), x.device())
             }
-            Backend::Fast => yoco_swiglu::ffn(x, &yoco_swiglu::FfnWeights { w1, w3, w2 }),
+            Backend::Fast => yoco_swiglu::ffn(x, &weights),
         }
     }
 
@@ -119,7 +127,10 @@ impl Ops {
     pub fn silu_mul(&self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
         let _timer = OpTimer::start("silu_mul", gate.device());
         match self.backend {
-            Backend::Reference => act(&yoco_swiglu::reference::silu_mul(&gate.to_f64_vec()?, &up.to_f64_vec()?), gate.dims().to_vec(), gate.device()),
+            Backend::Reference => {
+                yoco_swiglu::check_silu_mul(gate, up)?;
+                act(&yoco_swiglu::reference::silu_mul(&gate.to_f64_vec()?, &up.to_f64_vec()?), gate.dims().to_vec(), gate.device())
+            }
             Backend::Fast => yoco_swiglu::silu_mul(gate, up),
         }
     }
@@ -131,7 +142,8 @@ impl Ops {
         let _timer = OpTimer::start("rope", &device);
         match self.backend {
             Backend::Reference => {
-                let dims: [usize; 4] = x.dims().try_into().map_err(|_| Error::invalid("rope", "x", "expected [batch, seq, heads, head_dim]"))?;
+                rope.check(&x, offset)?;
+                let dims: [usize; 4] = x.dims().try_into().expect("x is [batch, seq, heads, head_dim] (checked)");
                 act(&yoco_rope::reference::rope(&x.to_f64_vec()?, dims, rope.variant(), rope.inv_freq(), offset), x.dims().to_vec(), x.device())
             }
             Backend::Fast => {
@@ -197,20 +209,27 @@ impl Ops {
         if q.dims().len() != 4 {
             return Err(Error::ShapeMismatch { op: "gated_retention", what: "q", expected: "[batch, seq, heads, head_dim]".into(), got: q.shape().to_string() });
         }
-        match self.backend {
+        let one_token = q.dims()[1] == 1;
+        match (self.backend, one_token) {
             // One token per sequence: the recurrent step, updating the state in place.
-            // The gates come from `log_decay` (logsigmoid / 16: ≤ 0), so they are not read back
-            // for checking, which would wait for the device at every call; a non-finite gate
-            // would make the logits non-finite, which sampling refuses.
-            Backend::Fast if q.dims()[1] == 1 => yoco_gated_retention::gated_retention_step(q, k, v, log_decay, state, &RetentionOptions { check_gates: false, ..RetentionOptions::default() }),
-            Backend::Fast => {
-                let options = RetentionOptions { chunk, check_gates: false, schedule: ChunkSchedule::from_env()?, ..RetentionOptions::default() };
+            (Backend::Fast, true) => {
+                let options = RetentionOptions { check_gates: gates_checked_on(q.device()), ..RetentionOptions::default() };
+                yoco_gated_retention::gated_retention_step(q, k, v, log_decay, state, &options)
+            }
+            (Backend::Fast, false) => {
+                let options = prefill_retention_options(q.device(), chunk)?;
                 let (o, s) = yoco_gated_retention::gated_retention(q, k, v, log_decay, Some(state), &options)?;
                 *state = s;
                 Ok(o)
             }
-            Backend::Reference => {
-                let [batch, seq, heads, dim]: [usize; 4] = q.dims().try_into().map_err(|_| Error::invalid("gated_retention", "q", "expected 4 dims"))?;
+            (Backend::Reference, _) => {
+                let options = RetentionOptions { chunk, ..RetentionOptions::default() };
+                if one_token {
+                    yoco_gated_retention::check_gated_retention_step(q, k, v, log_decay, state, &options)?;
+                } else {
+                    yoco_gated_retention::check_gated_retention(q, k, v, log_decay, Some(state), &options)?;
+                }
+                let [batch, seq, heads, dim]: [usize; 4] = q.dims().try_into().expect("q has 4 dims (checked)");
                 let (qv, kv, vv, gv, sv) = (q.to_f64_vec()?, k.to_f64_vec()?, v.to_f64_vec()?, log_decay.to_f64_vec()?, state.to_f64_vec()?);
                 let p = gret_ref::Problem { q: &qv, k: &kv, v: &vv, log_decay: &gv, state: Some(&sv), batch, seq, heads, dim, scale: 1.0 / (dim as f64).sqrt() };
                 let (o, s) = gret_ref::recurrent(&p);
@@ -227,7 +246,8 @@ impl Ops {
         match self.backend {
             Backend::Fast => cache.attend(q, AttentionOptions { mask, scale: None }),
             Backend::Reference => {
-                let [batch, q_len, heads, head_dim]: [usize; 4] = q.dims().try_into().map_err(|_| Error::invalid("attend", "q", "expected 4 dims"))?;
+                cache.check_attend(q, AttentionOptions { mask, scale: None })?;
+                let [batch, q_len, heads, head_dim]: [usize; 4] = q.dims().try_into().expect("q has 4 dims (checked)");
                 let kv_heads = cache.keys().dims()[2];
                 let (cap, len) = (cache.capacity(), cache.len());
                 // The first `len` positions of each sequence of the [B, capacity, Hkv, D] buffers.
@@ -242,6 +262,21 @@ impl Ops {
             }
         }
     }
+}
+
+/// The options the fast backend runs a span of gated retention with on `device`, in chunks of
+/// `chunk` tokens (the harness's calibration times the op with them too).
+pub fn prefill_retention_options(device: &Device, chunk: usize) -> Result<RetentionOptions> {
+    Ok(RetentionOptions { chunk, check_gates: gates_checked_on(device), schedule: ChunkSchedule::from_env()?, ..RetentionOptions::default() })
+}
+
+/// Whether the fast backend checks the gates' values (finite, ≤ 0) on `device`: on the CPU,
+/// where that is a pass over `[batch, seq, heads]` floats beside the retention's heads·dim² work
+/// per token. On CUDA it would be a copy to the host and a wait for the device at every call;
+/// there the gates come from [`Ops::log_decay`] (logsigmoid / 16: ≤ 0), and a non-finite one
+/// would make the logits non-finite, which sampling refuses.
+fn gates_checked_on(device: &Device) -> bool {
+    device.is_cpu()
 }
 
 /// Rows `tokens` of `table` `[vocab, d]` times `scale` into `out` `[.., d]`, in the table's dtype:

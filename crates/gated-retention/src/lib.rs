@@ -141,16 +141,8 @@ pub struct RetentionShape {
 /// `[batch, heads, dim, dim]` f32 charged as recurrent state. `state` is the incoming state
 /// (zeros if `None`), so a long prompt can be fed in pieces.
 pub fn gated_retention(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, state: Option<&Tensor>, options: &RetentionOptions) -> Result<(Tensor, Tensor)> {
-    const OP: &str = "gated_retention";
-    let shape = validate(OP, q, k, v, log_decay, options)?;
-    if options.chunk == 0 {
-        return Err(Error::invalid(OP, "chunk", "0: expected a positive chunk length"));
-    }
+    let (shape, scale) = validate_span(q, k, v, log_decay, state, options)?;
     let state_dims = [shape.batch, shape.heads, shape.dim, shape.dim];
-    if let Some(s) = state {
-        expect_state(OP, s, q, &state_dims)?;
-    }
-    let scale = key_scale(OP, options.scale, shape.dim)?;
     let mut o = Tensor::for_overwrite(q.shape().clone(), q.dtype(), q.device(), MemoryCategory::Activations)?;
     let mut state_out = match state {
         Some(s) => s.to_device(q.device())?,
@@ -160,12 +152,7 @@ pub fn gated_retention(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, s
     match q.device() {
         Device::Cpu(_) => cpu::chunkwise(q, k, v, log_decay, &mut state_out, &mut o, shape, scale, options.chunk)?,
         #[cfg(feature = "cuda")]
-        Device::Cuda(_) => {
-            if options.chunk != cuda::CHUNK {
-                return Err(Error::Unsupported { op: OP, what: format!("chunk {} on CUDA: the kernel's chunk is {}", options.chunk, cuda::CHUNK) });
-            }
-            cuda::chunkwise(q, k, v, log_decay, &mut state_out, &mut o, shape, scale, options.schedule)?
-        }
+        Device::Cuda(_) => cuda::chunkwise(q, k, v, log_decay, &mut state_out, &mut o, shape, scale, options.schedule)?,
     }
     Ok((o, state_out))
 }
@@ -174,13 +161,7 @@ pub fn gated_retention(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, s
 /// heads]`): updates `state` in place (`S ← γ S + kᵀ v`) and returns `o = q S`. Of `options`, the
 /// step reads `scale` and `check_gates` (it has no chunks).
 pub fn gated_retention_step(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, state: &mut Tensor, options: &RetentionOptions) -> Result<Tensor> {
-    const OP: &str = "gated_retention_step";
-    let shape = validate(OP, q, k, v, log_decay, options)?;
-    if shape.seq != 1 {
-        return Err(Error::ShapeMismatch { op: OP, what: "q", expected: "one token per sequence ([batch, 1, heads, dim])".into(), got: q.shape().to_string() });
-    }
-    expect_state(OP, state, q, &[shape.batch, shape.heads, shape.dim, shape.dim])?;
-    let scale = key_scale(OP, options.scale, shape.dim)?;
+    let (shape, scale) = validate_step(q, k, v, log_decay, state, options)?;
     let mut o = Tensor::for_overwrite(q.shape().clone(), q.dtype(), q.device(), MemoryCategory::Activations)?;
     match q.device() {
         Device::Cpu(_) => cpu::step(q, k, v, log_decay, state, &mut o, shape, scale)?,
@@ -188,6 +169,48 @@ pub fn gated_retention_step(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tens
         Device::Cuda(_) => cuda::step(q, k, v, log_decay, state, &mut o, shape, scale)?,
     }
     Ok(o)
+}
+
+/// Every check [`gated_retention`] makes of its inputs (the gates' values too, unless
+/// `options.check_gates` is off), without running it: for callers that compute the result
+/// another way (the models' reference backend) and must refuse what the fast path refuses, with
+/// the same error.
+pub fn check_gated_retention(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, state: Option<&Tensor>, options: &RetentionOptions) -> Result<()> {
+    validate_span(q, k, v, log_decay, state, options).map(|_| ())
+}
+
+/// Every check [`gated_retention_step`] makes of its inputs, without running it (for the same
+/// callers as [`check_gated_retention`]).
+pub fn check_gated_retention_step(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, state: &Tensor, options: &RetentionOptions) -> Result<()> {
+    validate_step(q, k, v, log_decay, state, options).map(|_| ())
+}
+
+/// Every check of a [`gated_retention`] call; returns the sizes and the key scale.
+fn validate_span(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, state: Option<&Tensor>, options: &RetentionOptions) -> Result<(RetentionShape, f32)> {
+    const OP: &str = "gated_retention";
+    let shape = validate(OP, q, k, v, log_decay, options)?;
+    if options.chunk == 0 {
+        return Err(Error::invalid(OP, "chunk", "0: expected a positive chunk length"));
+    }
+    #[cfg(feature = "cuda")]
+    if !q.device().is_cpu() && options.chunk != cuda::CHUNK {
+        return Err(Error::Unsupported { op: OP, what: format!("chunk {} on CUDA: the kernel's chunk is {}", options.chunk, cuda::CHUNK) });
+    }
+    if let Some(s) = state {
+        expect_state(OP, s, q, &[shape.batch, shape.heads, shape.dim, shape.dim])?;
+    }
+    Ok((shape, key_scale(OP, options.scale, shape.dim)?))
+}
+
+/// Every check of a [`gated_retention_step`] call; returns the sizes and the key scale.
+fn validate_step(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, state: &Tensor, options: &RetentionOptions) -> Result<(RetentionShape, f32)> {
+    const OP: &str = "gated_retention_step";
+    let shape = validate(OP, q, k, v, log_decay, options)?;
+    if shape.seq != 1 {
+        return Err(Error::ShapeMismatch { op: OP, what: "q", expected: "one token per sequence ([batch, 1, heads, dim])".into(), got: q.shape().to_string() });
+    }
+    expect_state(OP, state, q, &[shape.batch, shape.heads, shape.dim, shape.dim])?;
+    Ok((shape, key_scale(OP, options.scale, shape.dim)?))
 }
 
 fn key_scale(op: &'static str, scale: Option<f32>, dim: usize) -> Result<f32> {

@@ -106,10 +106,23 @@ impl KvCache {
 
     /// [`attend`](Self::attend) into a preallocated `out`.
     pub fn attend_into(&self, q: &Tensor, options: AttentionOptions, out: &mut Tensor) -> Result<()> {
+        self.expect_nonempty()?;
+        attention_prefix_into(q, &self.k, &self.v, self.len, options, out)
+    }
+
+    /// Every check [`attend`](Self::attend) makes of its inputs, without running it: for callers
+    /// that compute the attention another way (the models' reference backend) and must refuse
+    /// what the fast path refuses, with the same error.
+    pub fn check_attend(&self, q: &Tensor, options: AttentionOptions) -> Result<()> {
+        self.expect_nonempty()?;
+        crate::check_attention(q, &self.k, &self.v, self.len, options)
+    }
+
+    fn expect_nonempty(&self) -> Result<()> {
         if self.len == 0 {
             return Err(Error::Empty { op: "KvCache::attend", what: "cache", shape: self.k.shape().to_string() });
         }
-        attention_prefix_into(q, &self.k, &self.v, self.len, options, out)
+        Ok(())
     }
 
     /// Appends `k`, `v` (the new positions of `q`) and attends `q` over everything held: one

@@ -59,6 +59,13 @@ pub fn rms_norm_residual_into(x: &Tensor, residual: &Tensor, weight: &Tensor, ep
     }
 }
 
+/// Every check [`rms_norm`] (`residual` `None`) or [`rms_norm_residual`] makes of its inputs,
+/// without running it: for callers that compute the result another way (the models' reference
+/// backend) and must refuse what the fast path refuses, with the same error.
+pub fn check_rms_norm(x: &Tensor, residual: Option<&Tensor>, weight: &Tensor, eps: f32) -> Result<()> {
+    validate(if residual.is_some() { "rms_norm_residual" } else { "rms_norm" }, x, residual, weight, eps)
+}
+
 fn validate(op: &'static str, x: &Tensor, residual: Option<&Tensor>, weight: &Tensor, eps: f32) -> Result<()> {
     x.expect_nonempty(op, "x")?;
     if !(eps > 0.0 && eps.is_finite()) {

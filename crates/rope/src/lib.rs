@@ -150,6 +150,13 @@ impl Rope {
         }
     }
 
+    /// Every check [`apply_inplace`](Self::apply_inplace) makes of its inputs, without running
+    /// it: for callers that compute the rotation another way (the models' reference backend)
+    /// and must refuse what the fast path refuses, with the same error.
+    pub fn check(&self, x: &Tensor, offset: usize) -> Result<()> {
+        self.validate("rope", x, offset)
+    }
+
     fn validate(&self, op: &'static str, x: &Tensor, offset: usize) -> Result<()> {
         x.expect_nonempty(op, "x")?;
         let dims = x.dims();

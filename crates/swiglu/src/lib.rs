@@ -23,15 +23,22 @@ pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
 
 /// [`silu_mul`] into a preallocated `out`.
 pub fn silu_mul_into(gate: &Tensor, up: &Tensor, out: &mut Tensor) -> Result<()> {
-    const OP: &str = "silu_mul";
-    gate.expect_nonempty(OP, "gate")?;
-    expect_like(OP, "up", up, gate)?;
-    expect_like(OP, "out", out, gate)?;
+    check_silu_mul(gate, up)?;
+    expect_like("silu_mul", "out", out, gate)?;
     match gate.device() {
         Device::Cpu(_) => cpu::silu_mul(gate, up, out),
         #[cfg(feature = "cuda")]
         Device::Cuda(_) => cuda::silu_mul(gate, up, out),
     }
+}
+
+/// Every check [`silu_mul`] makes of its inputs, without running it: for callers that compute
+/// the result another way (the models' reference backend) and must refuse what the fast path
+/// refuses, with the same error.
+pub fn check_silu_mul(gate: &Tensor, up: &Tensor) -> Result<()> {
+    const OP: &str = "silu_mul";
+    gate.expect_nonempty(OP, "gate")?;
+    expect_like(OP, "up", up, gate)
 }
 
 /// The SwiGLU FFN's weights: `w1`, `w3`: `[ffn_dim, model_dim]`, `w2`: `[model_dim, ffn_dim]`.
@@ -47,6 +54,22 @@ pub struct FfnWeights<'a> {
 /// gated product) and output rounded to the storage type: cuBLAS on CUDA, `yoco_core::matmul`
 /// on the CPU.
 pub fn ffn(x: &Tensor, w: &FfnWeights<'_>) -> Result<Tensor> {
+    let f = validate_ffn(x, w)?;
+    match x.device() {
+        Device::Cpu(_) => cpu::ffn(x, w, f),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => cuda::ffn(x, w, x.shape().last_dim(), f),
+    }
+}
+
+/// Every check [`ffn`] makes of its inputs, without running it (for the same callers as
+/// [`check_silu_mul`]).
+pub fn check_ffn(x: &Tensor, w: &FfnWeights<'_>) -> Result<()> {
+    validate_ffn(x, w).map(|_| ())
+}
+
+/// Every check of an [`ffn`] call; returns the FFN's width `F`.
+fn validate_ffn(x: &Tensor, w: &FfnWeights<'_>) -> Result<usize> {
     const OP: &str = "ffn";
     x.expect_nonempty(OP, "x")?;
     let d = x.shape().last_dim();
@@ -59,11 +82,7 @@ pub fn ffn(x: &Tensor, w: &FfnWeights<'_>) -> Result<Tensor> {
         t.expect_dtype(OP, what, x.dtype())?;
         t.expect_device_of(OP, what, x)?;
     }
-    match x.device() {
-        Device::Cpu(_) => cpu::ffn(x, w, f),
-        #[cfg(feature = "cuda")]
-        Device::Cuda(_) => cuda::ffn(x, w, d, f),
-    }
+    Ok(f)
 }
 
 /// The `[rows, F]` intermediates [`ffn`] allocates beside its output (the analytic memory

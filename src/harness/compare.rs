@@ -212,8 +212,8 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
         let scope = Device::parse(&args.device)?;
         let model = AnyModel::build(config, Weights::init(config, args.seed, dtype, &scope)?, ops, &scope)?;
         for &n in &args.lengths {
-            if batch_for_budget(&model, n, &plan).is_none() {
-                let need = predict(config, &plan.workload(1, n)).total();
+            if batch_for_budget(&model, n, &plan)?.is_none() {
+                let need = predict(config, &plan.workload(1, n))?.total();
                 eprintln!("compare: {} at {n} tokens needs {} at batch 1, more than the {} budget: no throughput run there", config.name, bytes(need), bytes(budget));
             }
         }
@@ -228,7 +228,7 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
     kv_per_token.sort_by_key(|k| k.parameters);
     let efficiencies = calibration.efficiencies();
     let projection_generated = super::paper::GENERATED_TOKENS;
-    let projection = project(&[32 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20], projection_generated, &efficiencies);
+    let projection = project(&[32 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20], projection_generated, &efficiencies)?;
     // Which of the kernels' alternatives ran, where the device has them (kept through every
     // rewrite of the notes below).
     let device_notes = if device.is_cpu() { Vec::new() } else { kernel_choices()? };

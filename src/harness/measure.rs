@@ -138,15 +138,20 @@ fn random_prompt(rng: &mut Rng, n: usize, vocab: usize) -> Vec<u32> {
 }
 
 /// The largest batch (≤ `limit`) whose predicted peak fits the budget, and that peak.
-fn largest_batch(model: &AnyModel, length: usize, plan: &RunPlan, limit: usize) -> Option<(usize, usize)> {
-    (1..=limit)
-        .map(|batch| (batch, predict(model.config(), &plan.workload(batch, length)).total()))
-        .take_while(|&(_, bytes)| bytes <= plan.budget_bytes)
-        .last()
+fn largest_batch(model: &AnyModel, length: usize, plan: &RunPlan, limit: usize) -> Result<Option<(usize, usize)>> {
+    let mut largest = None;
+    for batch in 1..=limit {
+        let bytes = predict(model.config(), &plan.workload(batch, length))?.total();
+        if bytes > plan.budget_bytes {
+            break;
+        }
+        largest = Some((batch, bytes));
+    }
+    Ok(largest)
 }
 
 /// The largest batch (≤ `plan.max_batch`) whose predicted peak fits the budget, and that peak.
-pub fn batch_for_budget(model: &AnyModel, length: usize, plan: &RunPlan) -> Option<(usize, usize)> {
+pub fn batch_for_budget(model: &AnyModel, length: usize, plan: &RunPlan) -> Result<Option<(usize, usize)>> {
     largest_batch(model, length, plan, plan.max_batch)
 }
 
@@ -206,14 +211,14 @@ pub fn measure_all(models: &[AnyModel], length: usize, plan: &RunPlan) -> Result
         let model = run.model;
         let config = model.config();
         let phases = profiled(model, &run.tokens, plan)?;
-        let predicted = Breakdown::from_estimate(&predict(config, &plan.workload(1, length)));
-        let throughput = match batch_for_budget(model, length, plan) {
+        let predicted = Breakdown::from_estimate(&predict(config, &plan.workload(1, length))?);
+        let throughput = match batch_for_budget(model, length, plan)? {
             Some((batch, predicted_bytes)) => {
                 let prompts = random_prompt(&mut run.rng, batch * prompt, config.vocab_size);
                 let g = generate(model, &prompts, batch, plan.generated, &mut Sampler::Greedy, plan.span)?;
                 Some(Throughput {
                     batch,
-                    fits: largest_batch(model, length, plan, LARGEST_BATCH_SOUGHT).map_or(batch, |(b, _)| b),
+                    fits: largest_batch(model, length, plan, LARGEST_BATCH_SOUGHT)?.map_or(batch, |(b, _)| b),
                     predicted_bytes,
                     prefill_seconds: g.prefill_seconds,
                     decode_seconds: g.decode_seconds,

@@ -7,7 +7,9 @@
 
 use serde::Serialize;
 
-use crate::model::config::{Architecture, ModelConfig, SelfDecoder};
+use yoco_core::{Error, Result};
+
+use crate::model::config::{Architecture, ModelConfig, SelfDecoder, MAX_SEQ_LEN_LIMIT};
 use crate::model::memory::{kv_bytes_per_token, predict, Workload};
 use crate::model::preset;
 
@@ -97,12 +99,18 @@ fn decode_step_seconds(c: &ModelConfig, context: usize, batch: usize, e: &Effici
 /// `yoco_swiglu::ffn_intermediates` of a CUDA device).
 const PROJECTED_FFN_INTERMEDIATES: usize = 2;
 
-/// The projection at every length, with `generated` tokens generated.
-pub fn project(lengths: &[usize], generated: usize, e: &Efficiencies) -> Vec<ProjectedPoint> {
+/// The projection at every length, with `generated` tokens generated: each length must exceed
+/// `generated` and be at most [`MAX_SEQ_LEN_LIMIT`] (the memory model's longest cache).
+pub fn project(lengths: &[usize], generated: usize, e: &Efficiencies) -> Result<Vec<ProjectedPoint>> {
+    if let Some(bad) = lengths.iter().find(|&&n| n <= generated || n > MAX_SEQ_LEN_LIMIT) {
+        return Err(Error::invalid("project", "lengths", format!("{bad}: expected a length above the {generated} generated tokens and at most {MAX_SEQ_LEN_LIMIT}")));
+    }
     let yoco = preset("yoco-3b").expect("the preset exists");
     let transformer = yoco.transformer_twin();
     let span = 32_768;
-    let bytes = |c: &ModelConfig, batch: usize, n: usize| predict(c, &Workload { batch, capacity: n, prompt: n - generated, span, elem: 2, retention_chunk_states: true, ffn_intermediates: PROJECTED_FFN_INTERMEDIATES }).total();
+    let bytes = |c: &ModelConfig, batch: usize, n: usize| predict(c, &Workload { batch, capacity: n, prompt: n - generated, span, elem: 2, retention_chunk_states: true, ffn_intermediates: PROJECTED_FFN_INTERMEDIATES })
+        .expect("yoco-3b and its twin are valid configs, and the lengths were checked above")
+        .total();
     let best_batch = |c: &ModelConfig, n: usize| (1..=1024).take_while(|&b| bytes(c, b, n) <= H100_MEMORY).last().unwrap_or(0);
     let throughput = |c: &ModelConfig, n: usize, batch: usize| {
         if batch == 0 {
@@ -111,7 +119,7 @@ pub fn project(lengths: &[usize], generated: usize, e: &Efficiencies) -> Vec<Pro
         let decode: f64 = (0..generated).map(|g| decode_step_seconds(c, n - generated + g, batch, e)).sum();
         (batch * generated) as f64 / (prefill_seconds(c, n - generated, batch, e) + decode)
     };
-    lengths
+    let points = lengths
         .iter()
         .map(|&n| {
             let (tb, yb) = (best_batch(&transformer, n), best_batch(&yoco, n));
@@ -128,5 +136,6 @@ pub fn project(lengths: &[usize], generated: usize, e: &Efficiencies) -> Vec<Pro
                 yoco_tokens_per_second: throughput(&yoco, n, yb),
             }
         })
-        .collect()
+        .collect();
+    Ok(points)
 }

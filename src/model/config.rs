@@ -55,6 +55,11 @@ pub struct ModelConfig {
     pub max_seq_len: usize,
 }
 
+/// The longest `max_seq_len` a config may declare (and the longest cache the memory model
+/// predicts): far above any published model, and low enough that every size computed from it
+/// stays inside a usize.
+pub const MAX_SEQ_LEN_LIMIT: usize = 1 << 27;
+
 fn bad(field: &'static str, reason: impl Into<String>) -> Error {
     Error::invalid("ModelConfig", field, reason)
 }
@@ -88,7 +93,7 @@ impl ModelConfig {
             ("n_heads", self.n_heads, 1 << 12),
             ("n_kv_heads", self.n_kv_heads, 1 << 12),
             ("ffn_dim", self.ffn_dim, 1 << 22),
-            ("max_seq_len", self.max_seq_len, 1 << 27),
+            ("max_seq_len", self.max_seq_len, MAX_SEQ_LEN_LIMIT),
         ] {
             if v == 0 || v > limit {
                 return Err(bad(field, format!("{v}: expected 1..={limit}")));

@@ -4,8 +4,9 @@
 //! live at once), so that `tests/memory.rs` can require the accounting to match it exactly.
 
 use serde::Serialize;
+use yoco_core::{Error, Result};
 
-use super::config::{Architecture, ModelConfig, SelfDecoder};
+use super::config::{Architecture, ModelConfig, SelfDecoder, MAX_SEQ_LEN_LIMIT};
 
 /// Predicted peak bytes by category during prefill (the peak of the whole run: decode's
 /// transient activations are a single token's and lower).
@@ -48,36 +49,50 @@ pub struct Workload {
 }
 
 /// KV cache bytes per token per sequence (SPEC.md): `2·L·Hkv·D·b` for the Transformer,
-/// `2·Hkv·D·b` for YOCO's one shared cache.
+/// `2·Hkv·D·b` for YOCO's one shared cache. Saturates at `usize::MAX` (a size no budget fits)
+/// for fields past [`ModelConfig::validate`]'s bounds, inside which it cannot.
 pub fn kv_bytes_per_token(c: &ModelConfig, elem: usize) -> usize {
     let layers = if c.is_yoco() { 1 } else { c.n_layers };
-    2 * layers * c.n_kv_heads * c.head_dim * elem
+    saturating_product(&[2, layers, c.n_kv_heads, c.head_dim, elem])
 }
 
 /// Per-sequence state bytes that do not grow with the context: gated-retention states (f32) or
 /// sliding-window rings, for a cache of `capacity` tokens (a ring has `min(W, capacity)` slots:
-/// a sequence shorter than the window never fills the rest).
+/// a sequence shorter than the window never fills the rest). Saturates as
+/// [`kv_bytes_per_token`] does.
 pub fn state_bytes_per_sequence(c: &ModelConfig, capacity: usize, elem: usize) -> usize {
     match c.architecture {
         Architecture::Transformer {} => 0,
-        Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { heads, head_dim } } => c.self_layers() * heads * head_dim * head_dim * 4,
-        Architecture::Yoco { self_decoder: SelfDecoder::SlidingWindow { window } } => c.self_layers() * 2 * window.min(capacity) * c.n_kv_heads * c.head_dim * elem,
+        Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { heads, head_dim } } => saturating_product(&[c.self_layers(), heads, head_dim, head_dim, 4]),
+        Architecture::Yoco { self_decoder: SelfDecoder::SlidingWindow { window } } => saturating_product(&[c.self_layers(), 2, window.min(capacity), c.n_kv_heads, c.head_dim, elem]),
     }
 }
 
-/// The predicted peaks of a prefill of `w.prompt` tokens in spans of `w.span`, for a config that
-/// [`ModelConfig::validate`] accepts (presets and `from_json` configs are). Its bounds keep a
-/// batch-1 prediction inside a usize; every category but the weights grows with the batch, and
-/// one that would pass `usize::MAX` saturates there (a size no memory budget fits) instead of
-/// wrapping round to a small number that would seem to fit.
-pub fn predict(c: &ModelConfig, w: &Workload) -> MemoryEstimate {
+fn saturating_product(factors: &[usize]) -> usize {
+    factors.iter().fold(1, |product: usize, &f| product.saturating_mul(f))
+}
+
+/// The predicted peaks of a prefill of `w.prompt` tokens in spans of `w.span`. Refuses a config
+/// that [`ModelConfig::validate`] refuses, and a workload whose prompt is longer than its cache
+/// or whose cache is longer than [`MAX_SEQ_LEN_LIMIT`]: within those bounds a batch-1 prediction
+/// stays inside a usize. Every category but the weights grows with the batch, and one that would
+/// pass `usize::MAX` saturates there (a size no memory budget fits) instead of wrapping round to
+/// a small number that would seem to fit.
+pub fn predict(c: &ModelConfig, w: &Workload) -> Result<MemoryEstimate> {
+    c.validate()?;
+    if w.capacity > MAX_SEQ_LEN_LIMIT {
+        return Err(Error::invalid("memory::predict", "capacity", format!("{}: expected at most {MAX_SEQ_LEN_LIMIT} tokens", w.capacity)));
+    }
+    if w.prompt > w.capacity {
+        return Err(Error::invalid("memory::predict", "prompt", format!("{} tokens: longer than the cache's {}", w.prompt, w.capacity)));
+    }
     let one = predict_one_sequence(c, w);
-    MemoryEstimate {
+    Ok(MemoryEstimate {
         weights: one.weights,
         kv_cache: one.kv_cache.saturating_mul(w.batch),
         recurrent_state: one.recurrent_state.saturating_mul(w.batch),
         activations: one.activations.saturating_mul(w.batch),
-    }
+    })
 }
 
 /// [`predict`] for a batch of one sequence (`w.batch` is not read): every category but the weights

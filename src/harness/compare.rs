@@ -76,28 +76,40 @@ pub struct CompareArgs {
     pub deadline: Option<f64>,
 }
 
-/// Parses "512MiB", "4GiB", "80GB", "1000000".
+/// Parses "512MiB", "4GiB", "1.5GiB", "80GB", "1000000": a decimal number, exactly (no binary
+/// floating point), times its unit, which must come to a whole number of bytes from 1 B to
+/// 1 EiB ("1.5" or "0.3KiB" is refused, not rounded).
 pub fn parse_bytes(text: &str) -> Result<usize> {
+    let refuse = |reason: String| Error::invalid("--budget", "budget", format!("'{text}': {reason}"));
     let t = text.trim();
     let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num.trim().parse().map_err(|_| Error::invalid("--budget", "budget", format!("'{text}': expected a size such as 512MiB or 4GiB")))?;
-    let scale = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kib" => 1024.0,
-        "mib" => 1024.0 * 1024.0,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        "kb" => 1e3,
-        "mb" => 1e6,
-        "gb" => 1e9,
-        other => return Err(Error::invalid("--budget", "budget", format!("unknown unit '{other}': use B, KiB, MiB, GiB, KB, MB or GB"))),
+    let (number, unit) = t.split_at(split);
+    let scale: u128 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => return Err(refuse(format!("unknown unit '{other}': use B, KiB, MiB, GiB, KB, MB or GB"))),
     };
-    let bytes = value * scale;
-    // Checked before the cast, which would saturate or truncate silently.
-    if !(bytes >= 1.0 && bytes <= (1u64 << 60) as f64) {
-        return Err(Error::invalid("--budget", "budget", format!("'{text}': expected a size from 1 B to 1 EiB")));
+    // The number as digits / 10^decimals: at most 30 digits keeps digits · scale inside a u128.
+    let (whole, fraction) = number.trim().split_once('.').unwrap_or((number.trim(), ""));
+    let digits = format!("{whole}{fraction}");
+    if digits.is_empty() || digits.len() > 30 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(refuse("expected a size such as 512MiB, 1.5GiB or 80GB".into()));
     }
-    Ok(bytes.round() as usize)
+    let numerator = digits.parse::<u128>().expect("1 to 30 ASCII digits") * scale;
+    let denominator = 10u128.pow(fraction.len() as u32);
+    if !numerator.is_multiple_of(denominator) {
+        return Err(refuse("not a whole number of bytes".into()));
+    }
+    let bytes = numerator / denominator;
+    if !(1..=1 << 60).contains(&bytes) {
+        return Err(refuse("expected a size from 1 B to 1 EiB".into()));
+    }
+    Ok(bytes as usize)
 }
 
 /// What ran the comparison: the host CPU, and for CUDA the card and its driver first.
@@ -331,7 +343,11 @@ mod tests {
         assert_eq!(parse_bytes("512MiB").unwrap(), 512 << 20);
         assert_eq!(parse_bytes("80GB").unwrap(), 80_000_000_000);
         assert_eq!(parse_bytes("1B").unwrap(), 1);
-        for bad in ["0.5B", "0", "-1GiB", "99999999999999999999GiB", "NaNMiB", "12XB", "MiB"] {
+        assert_eq!(parse_bytes(" 1.5GiB ").unwrap(), 3 << 29);
+        assert_eq!(parse_bytes("0.3GB").unwrap(), 300_000_000);
+        assert_eq!(parse_bytes("1.25 KiB").unwrap(), 1280);
+        assert_eq!(parse_bytes("1073741824GiB").unwrap(), 1 << 60);
+        for bad in ["0.5B", "1.5", "0.3KiB", "0", "-1GiB", "1e9", "1.2.3GB", ".", "99999999999999999999GiB", "1073741825GiB", "NaNMiB", "12XB", "MiB"] {
             assert!(parse_bytes(bad).is_err(), "{bad}");
         }
     }

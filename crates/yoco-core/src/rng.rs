@@ -48,9 +48,12 @@ impl Rng {
         values
     }
 
-    /// An integer in [0, n).
+    /// An integer in [0, n). Panics if `n` is 0 (the range is empty: there is no value to
+    /// return).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.uniform() * n as f64) as usize % n.max(1)
+        assert!(n > 0, "Rng::below(0): the range [0, 0) holds no integer");
+        // Past 2^53 the product can round up to n itself.
+        ((self.uniform() * n as f64) as usize).min(n - 1)
     }
 }
 
@@ -74,6 +77,15 @@ pub fn par_fill<T: Send>(out: &mut [T], seed: u64, draw: impl Fn(&mut Rng) -> T 
 #[cfg(test)]
 mod tests {
     use super::{par_fill, Rng, DRAW_BLOCK};
+
+    #[test]
+    fn below_stays_in_its_range_and_refuses_an_empty_one() {
+        let mut rng = Rng::new(5);
+        for n in [1, 2, 7, 1 << 40, usize::MAX] {
+            assert!((0..1000).all(|_| rng.below(n) < n), "{n}");
+        }
+        assert!(std::panic::catch_unwind(move || rng.below(0)).is_err());
+    }
 
     /// Block `i` of a parallel fill is what one generator seeded for block `i` draws in turn.
     #[test]

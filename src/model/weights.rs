@@ -186,7 +186,9 @@ pub(crate) fn write_safetensors<'a>(
 /// the same folder, so that it can be moved there in one step), which then takes `path`'s name
 /// only if no file has it — decided at that moment, so that a file made since an earlier check
 /// (during a long generation) is not replaced — or, with `overwrite`, in place of the one there.
-/// A write that fails leaves any earlier file as it was, and no partial one.
+/// A write that fails leaves any earlier file as it was, and no partial one. The file gets the
+/// permissions of any new file here (the process's umask applied), whatever file `write` made:
+/// safetensors writes through a temporary file of its own, which is private (mode 600).
 pub(crate) fn write_whole(op: &'static str, path: &Path, overwrite: bool, write: impl FnOnce(&Path) -> std::result::Result<(), String>) -> Result<()> {
     let failed = |reason: String| Error::invalid(op, "path", format!("{}: {reason}", path.display()));
     let name = path.file_name().ok_or_else(|| failed("not a file name".into()))?;
@@ -194,7 +196,9 @@ pub(crate) fn write_whole(op: &'static str, path: &Path, overwrite: bool, write:
     partial_name.push(name);
     partial_name.push(format!(".partial-{}", std::process::id()));
     let partial = path.with_file_name(partial_name);
-    let placed = write(&partial).and_then(|()| {
+    // Made first to learn a new file's permissions; `write` may replace it with its own file.
+    let permissions = std::fs::File::create(&partial).and_then(|f| f.metadata()).map(|m| m.permissions()).map_err(|e| failed(e.to_string()))?;
+    let placed = write(&partial).and_then(|()| std::fs::set_permissions(&partial, permissions).map_err(|e| e.to_string())).and_then(|()| {
         if overwrite {
             return std::fs::rename(&partial, path).map_err(|e| e.to_string());
         }
@@ -381,6 +385,10 @@ mod tests {
         let w = Weights::init(&c, 1, DType::BF16, &cpu).unwrap();
         w.save(&path, false).unwrap();
         assert!(w.save(&path, false).is_err(), "an existing file is not overwritten silently");
+        // Readable as any new file is (safetensors' own temporary file is private, mode 600).
+        let fresh = dir.join("fresh");
+        std::fs::write(&fresh, b"").unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions(), std::fs::metadata(&fresh).unwrap().permissions());
         let back = Weights::load(&c, &path, DType::BF16, &cpu).unwrap();
         assert_eq!(back.get("self.1.gret.wo").unwrap().to_f64_vec().unwrap(), w.get("self.1.gret.wo").unwrap().to_f64_vec().unwrap());
         // The Transformer twin's names are not YOCO's: the first one missing is named.

@@ -38,7 +38,8 @@ pub struct CompareArgs {
     /// of each length, so that the throughput weighs decoding as the paper's does.
     #[arg(long, default_value_t = super::paper::GENERATED_TOKENS)]
     pub generate: usize,
-    /// Memory budget for the throughput runs, e.g. 512MiB, 4GiB, 80GB.
+    /// Memory budget for the throughput runs, e.g. 512MiB, 1.5GiB, 80GB: a whole number of
+    /// bytes (units B, KiB, MiB, GiB, KB, MB, GB).
     #[arg(long, default_value = "512MiB")]
     pub budget: String,
     /// Largest batch tried for throughput.

@@ -121,6 +121,14 @@ fn generate_refuses_one_file_however_named_and_writes_nothing_for_a_refused_run(
     let fresh = dir.join("fresh.safetensors");
     refused(&["generate", "--prompt", "1,5000", "--save-weights", path_arg(&fresh)], "outside the vocabulary");
     assert!(!fresh.exists(), "the weights are not written for a prompt the model refuses");
+    // Nor for a run refused for its other arguments, and a user's file is kept even with --force
+    // (these were refused only after the weights had been written).
+    for (flag, why) in [("--temperature=-1", "temperature"), ("--new-tokens=0", "new_tokens"), ("--span=0", "span"), ("--new-tokens=131071", "max_seq_len")] {
+        refused(&["generate", "--prompt", "1,2", flag, "--save-weights", path_arg(&fresh)], why);
+        assert!(!fresh.exists(), "{flag}: the weights are not written for a run the model refuses");
+        refused(&["generate", "--prompt", "1,2", flag, "--save-weights", path_arg(&weights), "--force"], why);
+        assert_eq!(std::fs::read(&weights).unwrap(), b"a user's file", "{flag}");
+    }
     refused(&["generate", "--prompt", "1,2", "--save-logits", path_arg(&dir.join("no-such-folder").join("l.safetensors"))], "does not exist");
     let _ = std::fs::remove_dir_all(&dir);
 }

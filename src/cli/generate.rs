@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use yoco_core::{DType, Device, Error, Result, Tensor};
 
 use crate::model::weights::write_safetensors;
-use crate::model::yoco::check_tokens;
-use crate::model::{generate, generate_observed, preset, AnyModel, Backend, ModelConfig, Ops, Sampler, Weights};
+use crate::model::{check_generation, generate, generate_observed, preset, AnyModel, Backend, ModelConfig, Ops, Sampler, Weights};
 
 /// Where a model comes from: a preset or a config file, and a weights file or a seed.
 #[derive(Clone, Debug, clap::Args)]
@@ -200,14 +199,14 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     args.check_outputs()?;
     let config = args.model.config()?;
     let (tokens, batch) = parse_prompt(&args.prompt)?;
-    // Before the weights are written: a prompt the model refuses leaves no file behind.
-    check_tokens(&config, &tokens, batch, 0, usize::MAX)?;
+    // Before the weights are written: a run the model refuses leaves no file behind.
+    check_generation(&config, &tokens, batch, args.new_tokens, args.span)?;
+    let mut sampler = Sampler::new(args.temperature, args.model.seed)?;
     let weights = args.model.weights(&config)?;
     if let Some(path) = &args.save_weights {
         weights.save(path, args.force)?;
     }
     let m = args.model.build(&config, weights)?;
-    let mut sampler = Sampler::new(args.temperature, args.model.seed)?;
     let mut step_logits = StepLogits::new();
     let g = match args.save_logits {
         Some(_) => generate_observed(&m, &tokens, batch, args.new_tokens, &mut sampler, args.span, &mut |l| step_logits.push(l))?,

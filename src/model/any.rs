@@ -177,6 +177,29 @@ fn sample(sampler: &mut Sampler, logits: &Tensor) -> Result<Vec<u32>> {
 
 /// Prefills `prompt` (`batch` equal-length sequences, row-major) and generates `new_tokens` per
 /// sequence. The cache is sized for exactly prompt + new tokens.
+/// Every check [`generate`] makes of its arguments (but the sampler, which [`Sampler::new`]
+/// checks), without running it: for callers that must not act first on a run that will be
+/// refused (`yoco generate` writes the weights it used before it generates). Returns the cache
+/// capacity the run takes: the prompt's tokens per sequence plus `new_tokens`.
+pub fn check_generation(config: &ModelConfig, prompt: &[u32], batch: usize, new_tokens: usize, span: usize) -> Result<usize> {
+    if new_tokens == 0 {
+        return Err(Error::invalid("generate", "new_tokens", "0: expected at least one token to generate"));
+    }
+    if span == 0 {
+        return Err(Error::invalid("generate", "span", "0: expected a positive number of tokens per prefill span"));
+    }
+    if batch == 0 || !prompt.len().is_multiple_of(batch) {
+        return Err(Error::invalid("generate", "prompt", format!("{} tokens do not split into {batch} equal sequences", prompt.len())));
+    }
+    let per_sequence = prompt.len() / batch;
+    let capacity = per_sequence
+        .checked_add(new_tokens)
+        .filter(|&capacity| capacity <= config.max_seq_len)
+        .ok_or_else(|| Error::invalid("generate", "new_tokens", format!("{new_tokens}: {per_sequence} prompt tokens plus these exceed max_seq_len = {}", config.max_seq_len)))?;
+    super::yoco::check_tokens(config, prompt, batch, 0, capacity)?;
+    Ok(capacity)
+}
+
 pub fn generate(model: &AnyModel, prompt: &[u32], batch: usize, new_tokens: usize, sampler: &mut Sampler, span: usize) -> Result<Generation> {
     generate_observed(model, prompt, batch, new_tokens, sampler, span, &mut |_| Ok(()))
 }
@@ -193,16 +216,7 @@ pub fn generate_observed(
     span: usize,
     observe: &mut dyn FnMut(&Tensor) -> Result<()>,
 ) -> Result<Generation> {
-    if new_tokens == 0 {
-        return Err(Error::invalid("generate", "new_tokens", "0: expected at least one token to generate"));
-    }
-    if batch == 0 || !prompt.len().is_multiple_of(batch) {
-        return Err(Error::invalid("generate", "prompt", format!("{} tokens do not split into {batch} equal sequences", prompt.len())));
-    }
-    let per_sequence = prompt.len() / batch;
-    let capacity = per_sequence
-        .checked_add(new_tokens)
-        .ok_or_else(|| Error::invalid("generate", "new_tokens", format!("{new_tokens}: {per_sequence} prompt tokens plus these overflow a count of positions")))?;
+    let capacity = check_generation(model.config(), prompt, batch, new_tokens, span)?;
     let mut cache = model.new_cache(batch, capacity)?;
     let start = Instant::now();
     let logits = model.prefill(&mut cache, prompt, span)?;

@@ -13,7 +13,7 @@ pub mod transformer;
 pub mod weights;
 pub mod yoco;
 
-pub use any::{generate, generate_observed, AnyCache, AnyModel, Generation, Sampler};
+pub use any::{check_generation, generate, generate_observed, AnyCache, AnyModel, Generation, Sampler};
 pub use config::{preset, presets, Architecture, ModelConfig, ParameterCount, SelfDecoder};
 pub use ops::{Backend, Ops};
 pub use transformer::{Transformer, TransformerCache};

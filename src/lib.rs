@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod harness;
 pub mod model;
+mod scratch;
 
 /// What built this binary: commit, profile, and whether the CUDA kernels are embedded.
 pub fn build_info() -> String {

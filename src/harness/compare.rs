@@ -206,8 +206,7 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
         return Err(Error::invalid("--out", "out", format!("{}: expected a folder (or a path to create one at), found a file", args.out.display())));
     }
     std::fs::create_dir_all(&args.out).map_err(|e| Error::invalid("--out", "out", format!("{}: {e}", args.out.display())))?;
-    let probe = args.out.join(format!(".write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"").map_err(|e| Error::invalid("--out", "out", format!("{} is not writable: {e}", args.out.display())))?;
+    let (probe, _) = crate::scratch::create_fresh_file(&args.out, ".write-test").map_err(|e| Error::invalid("--out", "out", format!("{} is not writable: {e}", args.out.display())))?;
     let _ = std::fs::remove_file(&probe);
     check_names_free_for_files(&args.out)?;
     if !args.force {

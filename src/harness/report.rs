@@ -156,8 +156,7 @@ impl Report {
     /// [`check_names_free_for_files`] and [`check_replaceable`] first.
     pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let staging = dir.join(format!(".partial-{}", std::process::id()));
-        std::fs::create_dir_all(&staging).map_err(|e| io(&staging, e))?;
+        let (staging, ()) = crate::scratch::create_fresh(dir, ".partial", |path| std::fs::create_dir(path)).map_err(|e| io(dir, e))?;
         let result = self.write_all(&staging).and_then(|()| move_into_place(&staging, dir));
         let _ = std::fs::remove_dir_all(&staging);
         result

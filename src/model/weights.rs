@@ -192,12 +192,12 @@ pub(crate) fn write_safetensors<'a>(
 pub(crate) fn write_whole(op: &'static str, path: &Path, overwrite: bool, write: impl FnOnce(&Path) -> std::result::Result<(), String>) -> Result<()> {
     let failed = |reason: String| Error::invalid(op, "path", format!("{}: {reason}", path.display()));
     let name = path.file_name().ok_or_else(|| failed("not a file name".into()))?;
-    let mut partial_name = std::ffi::OsString::from(".");
-    partial_name.push(name);
-    partial_name.push(format!(".partial-{}", std::process::id()));
-    let partial = path.with_file_name(partial_name);
-    // Made first to learn a new file's permissions; `write` may replace it with its own file.
-    let permissions = std::fs::File::create(&partial).and_then(|f| f.metadata()).map(|m| m.permissions()).map_err(|e| failed(e.to_string()))?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    // Made first, under a free name, which also tells a new file's permissions; `write` may
+    // replace it with a file of its own.
+    let (partial, file) = crate::scratch::create_fresh_file(dir, &format!(".{}.partial", name.to_string_lossy())).map_err(|e| failed(e.to_string()))?;
+    let permissions = file.metadata().map(|m| m.permissions()).map_err(|e| failed(e.to_string()))?;
+    drop(file);
     let placed = write(&partial).and_then(|()| std::fs::set_permissions(&partial, permissions).map_err(|e| e.to_string())).and_then(|()| {
         if overwrite {
             return std::fs::rename(&partial, path).map_err(|e| e.to_string());

@@ -215,6 +215,19 @@ pub(crate) fn write_whole(op: &'static str, path: &Path, overwrite: bool, write:
     placed.map_err(failed)
 }
 
+/// Errors unless every one of `values` (the tensor `what`) is finite in `dtype`: a NaN, an
+/// infinity or a value past the dtype's largest would surface only as non-finite logits, naming
+/// neither the tensor nor the cause.
+fn expect_representable(op: &'static str, what: &str, values: &[f64], dtype: DType) -> Result<()> {
+    match values.iter().enumerate().find(|(_, v)| !dtype.round(**v).is_finite()) {
+        Some((i, v)) => {
+            let held = if v.is_finite() { format!("{v}, past {}'s largest value", dtype.name()) } else { format!("{v}") };
+            Err(Error::invalid(op, "tensor", format!("{what} holds {held} (element {i})")))
+        }
+        None => Ok(()),
+    }
+}
+
 /// A model's tensors by name, on one device, in one dtype, charged as weights.
 #[derive(Debug)]
 pub struct Weights {
@@ -234,11 +247,13 @@ impl Weights {
     }
 
     /// A copy of every tensor in `dtype` on `device` (the same values, rounded once more if the
-    /// dtype is narrower).
+    /// dtype is narrower); refuses a value the narrower dtype cannot hold, naming its tensor.
     pub fn converted(&self, dtype: DType, device: &Device) -> Result<Weights> {
         let mut tensors = BTreeMap::new();
         for (name, t) in &self.tensors {
-            tensors.insert(name.clone(), Tensor::from_f64(&t.to_f64_vec()?, t.dims().to_vec(), dtype, device, MemoryCategory::Weights)?);
+            let values = t.to_f64_vec()?;
+            expect_representable("Weights::converted", &format!("'{name}'"), &values, dtype)?;
+            tensors.insert(name.clone(), Tensor::from_f64(&values, t.dims().to_vec(), dtype, device, MemoryCategory::Weights)?);
         }
         Ok(Weights { tensors, dtype })
     }
@@ -307,12 +322,7 @@ impl Weights {
                 safetensors::Dtype::F16 => values.extend(data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f64())),
                 other => return Err(Error::invalid(OP, "tensor", format!("'{}' is {other:?}: expected F32, BF16 or F16", s.name))),
             }
-            // A NaN, an infinity or a value past the run's dtype would surface only as
-            // non-finite logits, naming neither the tensor nor the cause.
-            if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !dtype.round(**v).is_finite()) {
-                let what = if v.is_finite() { format!("{v}, past {}'s largest value", dtype.name()) } else { format!("{v}") };
-                return Err(Error::invalid(OP, "tensor", format!("'{}' in {} holds {what} (element {i})", s.name, path.display())));
-            }
+            expect_representable(OP, &format!("'{}' in {}", s.name, path.display()), &values, dtype)?;
             tensors.insert(s.name, Tensor::from_f64(&values, s.dims, dtype, device, MemoryCategory::Weights)?);
         }
         Ok(Weights { tensors, dtype })
@@ -419,6 +429,9 @@ mod tests {
             w.save(&path, true).unwrap();
             assert_eq!(Weights::load(&c, &path, DType::F32, &cpu).is_ok(), fits_f32, "{value} in f32");
             let err = Weights::load(&c, &path, DType::F16, &cpu).unwrap_err().to_string();
+            assert!(err.contains("'final_norm'") && err.contains("element 3"), "{err}");
+            // The same refusal converting weights already held (it had rounded to infinity).
+            let err = w.converted(DType::F16, &cpu).unwrap_err().to_string();
             assert!(err.contains("'final_norm'") && err.contains("element 3"), "{err}");
         }
         std::fs::remove_dir_all(&dir).unwrap();

@@ -56,9 +56,10 @@ pub struct ModelConfig {
 }
 
 /// The longest `max_seq_len` a config may declare (and the longest cache the memory model
-/// predicts): far above any published model, and low enough that every size computed from it
-/// stays inside a usize.
-pub const MAX_SEQ_LEN_LIMIT: usize = 1 << 27;
+/// predicts): the positions RoPE takes exactly in f32 (2^24, `yoco_rope::MAX_POSITION`; past it
+/// a prefill would be refused part way, its caches already written), far above any published
+/// model, and low enough that every size computed from it stays inside a usize.
+pub const MAX_SEQ_LEN_LIMIT: usize = yoco_rope::MAX_POSITION;
 
 fn bad(field: &'static str, reason: impl Into<String>) -> Error {
     Error::invalid("ModelConfig", field, reason)
@@ -327,6 +328,8 @@ mod tests {
             ("vocab_size", ModelConfig { vocab_size: 1_000_000_000_000_000, ..base.clone() }),
             ("self_decoder.heads", ModelConfig { architecture: Architecture::Yoco { self_decoder: SelfDecoder::GatedRetention { heads: (1 << 58) + 4, head_dim: 64 } }, ..base.clone() }),
             ("norm_eps", ModelConfig { norm_eps: 1e-50, ..base.clone() }),
+            // Positions RoPE cannot take exactly (a prefill there was refused part way).
+            ("max_seq_len", ModelConfig { max_seq_len: (1 << 24) + 1, ..base.clone() }),
         ];
         for (field, c) in cases {
             match c.validate() {

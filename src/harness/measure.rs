@@ -180,7 +180,9 @@ pub fn measure_all(models: &[AnyModel], length: usize, plan: &RunPlan) -> Result
     if plan.repetitions == 0 {
         return Err(yoco_core::Error::invalid("measure", "repetitions", "0: expected at least one timed run"));
     }
-    let prompt = length - plan.generated;
+    let prompt = length.checked_sub(plan.generated).filter(|&prompt| prompt > 0).ok_or_else(|| {
+        yoco_core::Error::invalid("measure", "length", format!("{length}: expected more than the {} generated tokens (a prompt of at least one)", plan.generated))
+    })?;
     let window = Window::open();
     let mut runs: Vec<BatchOne> = models
         .iter()

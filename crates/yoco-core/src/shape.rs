@@ -42,9 +42,10 @@ impl Shape {
     }
 
     /// The product of all dimensions but the last: the number of rows of a row-wise op.
+    /// Saturates at `usize::MAX`: only a shape of no elements (a last dim of 0) has more rows.
     pub fn rows(&self) -> usize {
         match self.0.split_last() {
-            Some((_, outer)) => outer.iter().product(),
+            Some((_, outer)) => outer.iter().fold(1, |rows: usize, &d| rows.saturating_mul(d)),
             None => 1,
         }
     }
@@ -101,5 +102,14 @@ mod tests {
         assert_eq!(Shape::from(vec![usize::MAX, 2]).checked_numel(), None);
         assert_eq!(Shape::from(vec![2, 3, 4]).checked_numel(), Some(24));
         assert_eq!(Shape::from(Vec::<usize>::new()).checked_numel(), Some(1));
+    }
+
+    /// Rows are counted without overflow: a zero among them makes none, and the one shape whose
+    /// rows pass a usize (no elements, by a last dim of 0) saturates.
+    #[test]
+    fn rows_never_overflow() {
+        assert_eq!(Shape::from(vec![usize::MAX, 2, 0, 4]).rows(), 0);
+        assert_eq!(Shape::from(vec![usize::MAX, 2, 0]).rows(), usize::MAX);
+        assert_eq!(Shape::from(vec![2, 3, 4]).rows(), 6);
     }
 }

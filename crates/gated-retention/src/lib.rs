@@ -32,6 +32,13 @@ pub const SUPPORTED_HEAD_DIMS: [usize; 3] = [64, 128, 256];
 /// Chunk length of the chunkwise prefill when none is given (flash-linear-attention's).
 pub const DEFAULT_CHUNK: usize = 64;
 
+/// The longest chunk the CPU chunkwise form takes. Each (sequence, head) task keeps a chunk's
+/// scores, `chunk²` f32 (4 MiB at 1024), so a chunk as long as a long sequence would allocate
+/// gigabytes per task (or abort the process when it cannot); past this the chunkwise form's point,
+/// chunks much shorter than the sequence, is gone anyway (the reference's `parallel` form is
+/// the whole-sequence one).
+pub const MAX_CHUNK: usize = 1024;
+
 /// The chunkwise forms (CPU and CUDA) take each log-decay as at least this. Below it a decay is
 /// already 0 to f32 (e^−128 is under the smallest subnormal), so the outputs do not change;
 /// what it saves is the chunk's cumulative sum of gates, which a gate near f32's lowest value
@@ -57,7 +64,7 @@ pub fn parallel_schedule_bytes(batch: usize, seq: usize, heads: usize, dim: usiz
 pub struct RetentionOptions {
     /// Multiplies k; `None` for 1/√D.
     pub scale: Option<f32>,
-    /// Chunk length of the chunkwise form (CPU: any positive length; CUDA: 64).
+    /// Chunk length of the chunkwise form (CPU: 1 to [`MAX_CHUNK`]; CUDA: 64).
     pub chunk: usize,
     /// How the CUDA prefill orders its work over the chunks. Both schedules give the same
     /// results (the same products, rounded at the same places); the CPU path always walks the
@@ -189,8 +196,8 @@ pub fn check_gated_retention_step(q: &Tensor, k: &Tensor, v: &Tensor, log_decay:
 fn validate_span(q: &Tensor, k: &Tensor, v: &Tensor, log_decay: &Tensor, state: Option<&Tensor>, options: &RetentionOptions) -> Result<(RetentionShape, f32)> {
     const OP: &str = "gated_retention";
     let shape = validate(OP, q, k, v, log_decay, options)?;
-    if options.chunk == 0 {
-        return Err(Error::invalid(OP, "chunk", "0: expected a positive chunk length"));
+    if options.chunk == 0 || options.chunk > MAX_CHUNK {
+        return Err(Error::invalid(OP, "chunk", format!("{}: expected a chunk length of 1 to {MAX_CHUNK}", options.chunk)));
     }
     #[cfg(feature = "cuda")]
     if !q.device().is_cpu() && options.chunk != cuda::CHUNK {

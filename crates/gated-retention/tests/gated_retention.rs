@@ -5,7 +5,7 @@
 use yoco_core::testing::{assert_all_passed, case_rng, check_rel_l2, rel_l2, test_devices};
 use yoco_core::{DType, Device, Error, MemoryCategory, Tensor};
 use yoco_gated_retention::check::{self, problem, Case, Gates, Inputs};
-use yoco_gated_retention::{gated_retention, gated_retention_step, reference, ChunkSchedule, RetentionOptions};
+use yoco_gated_retention::{gated_retention, gated_retention_step, reference, ChunkSchedule, RetentionOptions, MAX_CHUNK};
 
 #[test]
 fn parallel_recurrent_and_chunkwise_forms_agree_in_f64() {
@@ -113,7 +113,9 @@ fn bad_input_is_a_typed_error() {
     assert!(matches!(run(&q, &q, &t(&[1, 4, 2, 64], DType::BF16, 0.1), &g, None, &o), Err(Error::DTypeMismatch { what: "v", .. })));
     assert!(matches!(run(&q, &q, &q, &t(&[1, 4, 2], DType::BF16, -0.1), None, &o), Err(Error::DTypeMismatch { what: "log_decay", .. })));
     assert!(matches!(run(&q, &q, &q, &g, Some(&t(&[1, 2, 64, 32], DType::F32, 0.0)), &o), Err(Error::ShapeMismatch { what: "state", .. })));
-    assert!(matches!(run(&q, &q, &q, &g, None, &RetentionOptions { chunk: 0, ..RetentionOptions::default() }), Err(Error::InvalidArgument { what: "chunk", .. })));
+    for chunk in [0, MAX_CHUNK + 1] {
+        assert!(matches!(run(&q, &q, &q, &g, None, &RetentionOptions { chunk, ..RetentionOptions::default() }), Err(Error::InvalidArgument { what: "chunk", .. })), "{chunk}");
+    }
     let q48 = t(&[1, 4, 2, 48], DType::F32, 0.1);
     let err = run(&q48, &q48, &q48, &g, None, &o).unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }) && err.to_string().contains("[64, 128, 256]"), "{err}");

@@ -331,5 +331,10 @@ mod tests {
         }
         let none = RunPlan { repetitions: 0, ..plan };
         assert!(measure_all(&models, 64, &none).is_err());
+        // No prompt left beside the generated tokens (the length had wrapped round).
+        for length in [4, 3] {
+            let error = measure_all(&models, length, &plan).unwrap_err().to_string();
+            assert!(error.contains("generated tokens"), "{length}: {error}");
+        }
     }
 }

@@ -59,14 +59,19 @@ impl RopeVariant {
     }
 }
 
+/// The widest head [`inv_freq`] takes: far past any model's (the kernels take 64 to 256), and a
+/// table of a few hundred KiB; a head dim near `usize::MAX` had asked for a table past the
+/// address space.
+pub const MAX_HEAD_DIM: usize = 1 << 16;
+
 /// The inverse frequencies of `variant` for `head_dim`, computed in f64 and rounded to f32 once.
-/// Errors unless `head_dim` is even (and at least 4 for YOCO, whose exponent divides by D/2−1)
-/// and `theta` is finite and > 1.
+/// Errors unless `head_dim` is even, at most [`MAX_HEAD_DIM`] (and at least 4 for YOCO, whose
+/// exponent divides by D/2−1) and `theta` is finite and > 1.
 pub fn inv_freq(variant: RopeVariant, head_dim: usize, theta: f64) -> Result<Vec<f32>> {
     const OP: &str = "rope";
     let min = if variant == RopeVariant::Yoco { 4 } else { 2 };
-    if !head_dim.is_multiple_of(2) || head_dim < min {
-        return Err(Error::invalid(OP, "head_dim", format!("{head_dim}: expected an even head dim >= {min} for the {} variant", variant.name())));
+    if !head_dim.is_multiple_of(2) || !(min..=MAX_HEAD_DIM).contains(&head_dim) {
+        return Err(Error::invalid(OP, "head_dim", format!("{head_dim}: expected an even head dim from {min} to {MAX_HEAD_DIM} for the {} variant", variant.name())));
     }
     if !(theta.is_finite() && theta > 1.0) {
         return Err(Error::invalid(OP, "theta", format!("{theta}: expected a finite value > 1")));

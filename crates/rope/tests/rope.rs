@@ -3,7 +3,7 @@
 
 use yoco_core::testing::{assert_all_passed, case_rng, test_devices};
 use yoco_core::{DType, Device, Error, MemoryCategory, Tensor};
-use yoco_rope::{check, inv_freq, Rope, RopeVariant, DEFAULT_THETA, MAX_POSITION};
+use yoco_rope::{check, inv_freq, Rope, RopeVariant, DEFAULT_THETA, MAX_HEAD_DIM, MAX_POSITION};
 
 fn tensor(values: &[f64], dims: &[usize], device: &Device) -> Tensor {
     Tensor::from_f64(values, dims.to_vec(), DType::F32, device, MemoryCategory::Activations).unwrap()
@@ -57,6 +57,10 @@ fn bad_input_is_a_typed_error() {
     let cpu = Device::cpu();
     assert!(matches!(Rope::new(RopeVariant::Llama, 63, DEFAULT_THETA, &cpu), Err(Error::InvalidArgument { what: "head_dim", .. })));
     assert!(matches!(Rope::new(RopeVariant::Yoco, 2, DEFAULT_THETA, &cpu), Err(Error::InvalidArgument { what: "head_dim", .. })));
+    // A head past any table's size (it had panicked on a capacity overflow).
+    for huge in [MAX_HEAD_DIM + 2, usize::MAX - 1] {
+        assert!(matches!(Rope::new(RopeVariant::Llama, huge, DEFAULT_THETA, &cpu), Err(Error::InvalidArgument { what: "head_dim", .. })), "{huge}");
+    }
     assert!(matches!(Rope::new(RopeVariant::Yoco, 64, 0.5, &cpu), Err(Error::InvalidArgument { what: "theta", .. })));
     let rope = Rope::new(RopeVariant::Yoco, 8, DEFAULT_THETA, &cpu).unwrap();
     let wrong_dim = tensor(&[0.0; 16], &[1, 1, 1, 16], &cpu);

@@ -188,16 +188,13 @@ pub fn check_generation(config: &ModelConfig, prompt: &[u32], batch: usize, new_
     if span == 0 {
         return Err(Error::invalid("generate", "span", "0: expected a positive number of tokens per prefill span"));
     }
-    if batch == 0 || !prompt.len().is_multiple_of(batch) {
-        return Err(Error::invalid("generate", "prompt", format!("{} tokens do not split into {batch} equal sequences", prompt.len())));
-    }
+    // The prompt alone (ids, equal non-empty sequences, within max_seq_len); then with the new tokens.
+    super::yoco::check_tokens(config, prompt, batch, 0, usize::MAX)?;
     let per_sequence = prompt.len() / batch;
-    let capacity = per_sequence
+    per_sequence
         .checked_add(new_tokens)
         .filter(|&capacity| capacity <= config.max_seq_len)
-        .ok_or_else(|| Error::invalid("generate", "new_tokens", format!("{new_tokens}: {per_sequence} prompt tokens plus these exceed max_seq_len = {}", config.max_seq_len)))?;
-    super::yoco::check_tokens(config, prompt, batch, 0, capacity)?;
-    Ok(capacity)
+        .ok_or_else(|| Error::invalid("generate", "new_tokens", format!("{new_tokens}: {per_sequence} prompt tokens plus these exceed max_seq_len = {}", config.max_seq_len)))
 }
 
 pub fn generate(model: &AnyModel, prompt: &[u32], batch: usize, new_tokens: usize, sampler: &mut Sampler, span: usize) -> Result<Generation> {

@@ -133,16 +133,48 @@ fn generate_refuses_one_file_however_named_and_writes_nothing_for_a_refused_run(
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// --force replaces an earlier output, never a file the run reads: saving the weights over the
+/// --weights file they were read from (in the run's dtype: f32 weights replaced by their bf16
+/// rounding) or the logits over it, or either over the --config-file, had replaced the user's
+/// input for good.
+#[test]
+fn generate_never_replaces_its_own_input_even_forced() {
+    let dir = scratch("input");
+    let (weights, config) = (dir.join("w.safetensors"), dir.join("c.json"));
+    let out = yoco(&["generate", "--prompt", "1,2", "--new-tokens", "2", "--seed", "3", "--save-weights", path_arg(&weights)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let saved = std::fs::read(&weights).unwrap();
+    let respelled = dir.join(".").join("w.safetensors");
+    for output in ["--save-weights", "--save-logits"] {
+        for target in [&weights, &respelled] {
+            let out = yoco(&["generate", "--prompt", "1,2", "--new-tokens", "2", "--weights", path_arg(&weights), "--dtype", "bf16", output, path_arg(target), "--force"]);
+            assert!(!out.status.success(), "{output} {target:?}");
+            assert!(String::from_utf8_lossy(&out.stderr).contains("the --weights file this run reads"), "{}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(std::fs::read(&weights).unwrap(), saved, "{output}: the input is untouched");
+        }
+    }
+    let out = yoco(&["config", "tiny-yoco"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(&config, &out.stdout).unwrap();
+    let out = yoco(&["generate", "--prompt", "1,2", "--new-tokens", "2", "--config-file", path_arg(&config), "--save-logits", path_arg(&config), "--force"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the --config-file file this run reads"), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `yoco compare` refuses, before measuring anything, what its report could not hold honestly or
 /// at all: one generated token (no decode step to time: the report had shown a decode time of
-/// zero), and a folder by a report file's name (found after the measuring, it had left the
-/// report half replaced).
+/// zero), a length listed twice (it had been merged away without a word), and a folder by a
+/// report file's name (found after the measuring, it had left the report half replaced).
 #[test]
 fn compare_refuses_before_measuring() {
     let dir = scratch("compare");
     let out = yoco(&["compare", "--lengths", "600", "--generate", "1", "--out", path_arg(&dir)]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 2 generated tokens"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = yoco(&["compare", "--lengths", "600,1200,600", "--generate", "4", "--out", path_arg(&dir)]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("600 is listed twice"), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::create_dir(dir.join("summary.md")).unwrap();
     let out = yoco(&["compare", "--lengths", "600", "--generate", "4", "--out", path_arg(&dir), "--force"]);
     assert!(!out.status.success());

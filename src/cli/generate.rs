@@ -99,11 +99,15 @@ pub struct GenerateArgs {
 
 impl GenerateArgs {
     /// The files to write, refused before anything runs if one exists and --force is not given,
-    /// if its folder does not exist, or if both name the same file (however spelled: `y.st` and
-    /// `./y.st`, a link). The files are written whole or not at all, and one made by something
-    /// else while the model runs is not replaced without --force either (`write_whole`).
+    /// if its folder does not exist, if it is a file the run reads (--weights, --config-file:
+    /// --force replaces an earlier output, never the run's own input, which the weights in another
+    /// dtype would have replaced for good), or if both name the same file (however spelled:
+    /// `y.st` and `./y.st`, a link). The files are written whole or not at all, and one made by
+    /// something else while the model runs is not replaced without --force either
+    /// (`write_whole`).
     fn check_outputs(&self) -> Result<()> {
         let outputs = [("--save-weights", &self.save_weights), ("--save-logits", &self.save_logits)];
+        let inputs = [("--weights", &self.model.weights), ("--config-file", &self.model.config_file)];
         for (flag, path) in outputs {
             if let Some(path) = path {
                 if path.exists() && !self.force {
@@ -112,6 +116,11 @@ impl GenerateArgs {
                 let folder = folder_of(path);
                 if !folder.is_dir() {
                     return Err(Error::invalid(flag, "path", format!("{}: the folder {} does not exist", path.display(), folder.display())));
+                }
+                for (input_flag, input) in inputs {
+                    if input.as_deref().is_some_and(|input| same_file(path, input)) {
+                        return Err(Error::invalid(flag, "path", format!("{} is the {input_flag} file this run reads; it is never replaced, --force or not", path.display())));
+                    }
                 }
             }
         }

@@ -179,7 +179,11 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
     let budget = parse_bytes(&args.budget)?;
     // Shortest first: the deadline's prediction scales each length from the one before it.
     args.lengths.sort_unstable();
-    args.lengths.dedup();
+    // A length listed twice is a slip (a typo for another length, most likely), not a request to
+    // measure it twice: said, not merged away.
+    if let Some(twice) = args.lengths.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(Error::invalid("--lengths", "length", format!("{} is listed twice: expected distinct lengths (--repetitions repeats each)", twice[0])));
+    }
     if let Some(deadline) = args.deadline {
         if !(deadline > 0.0 && deadline.is_finite()) {
             return Err(Error::invalid("--deadline", "deadline", format!("{deadline}: expected a positive number of seconds")));

@@ -13,7 +13,9 @@
 //!
 //! Both go into buffers kept from call to call (`scratch.rs`), and with AVX-512 both are
 //! transposed 16 × 16 words at a time in registers (`words.rs`): a word at a time, packing took a
-//! quarter of a 512 × 768 × 2048 product on one thread.
+//! quarter of a 512 × 768 × 2048 product on one thread. With AVX2 (or from 16-bit storage) the
+//! weights of `x · wᵀ` are transposed 8 × 8 (widened as they are loaded): on the Zen 3, packing
+//! them had taken a quarter of that product too, a column at a time, each from a line of its own.
 //!
 //! The tasks, [`GROUPS`] groups of rows against one panel, multiply them: for each slice of
 //! [`DEPTH`] of the reduction the panel's slice (32 KiB) stays in the level-1 cache across the
@@ -21,8 +23,9 @@
 //!
 //! [`gated`] is SwiGLU's gate made from two products at once, `silu(a · gateᵀ) ⊙ (a · upᵀ)`:
 //! `a` packed once, both weights' panels side by side, and each register block holding both
-//! products' sums for half a group's rows (the same 24 registers), so that the gate is applied in
-//! registers and only its result is written. The two products' sums are those of [`gemm`], step
+//! products' sums (for half a group's rows with AVX-512, in the same 24 registers; for a whole
+//! group one vector wide with AVX2), so that the gate is applied in registers and only its result
+//! is written. The two products' sums are those of [`gemm`], step
 //! for step, so the result is the unfused FFN's bit for bit.
 
 use std::ops::Range;
@@ -143,8 +146,9 @@ struct Strided<'a, T> {
 
 /// Columns `first ..` (those below n) of op(b) into `panel` [k][PANEL], a tile of
 /// [`PACK_STEPS`] × PANEL at a time; columns past n are left as they were (their products are
-/// not stored). Where b is f32 stored `[n, k]` (the weights of `x · wᵀ`) on AVX-512, whole tiles
-/// of 16 columns are transposed in registers.
+/// not stored). Where b is stored `[n, k]` (the weights of `x · wᵀ`), whole tiles of 16 columns
+/// are transposed in registers: 16 × 16 words where b is f32 on AVX-512, else 8 × 8 lanes,
+/// widened from 16-bit storage as they are loaded (`words::transpose_8_widened`).
 fn pack_panel<T: Element>(panel: &mut [f32], op_b: Strided<'_, T>, first: usize, n: usize, k: usize, isa: Isa) {
     let Strided { b, rs, cs } = op_b;
     let cols = PANEL.min(n - first);
@@ -161,6 +165,17 @@ fn pack_panel<T: Element>(panel: &mut [f32], op_b: Strided<'_, T>, first: usize,
                 // SAFETY: Isa::Avx512 was detected; each row holds 16 words, and the tile 16
                 // steps of PANEL from column c0 + 16 ≤ PANEL.
                 unsafe { super::words::transpose_16(&rows, &mut tile[c0..], PANEL, 16) };
+                continue;
+            }
+            #[cfg(target_arch = "x86_64")]
+            if isa != Isa::Scalar && rs == 1 && steps == PACK_STEPS && c0 + 16 <= cols {
+                for (s, c) in [(0, 0), (0, 8), (8, 0), (8, 8)] {
+                    let rows: [&[T]; 8] = std::array::from_fn(|i| &b[(first + c0 + c + i) * cs + p0 + s..][..8]);
+                    // SAFETY: AVX2 and F16C, which Isa::Avx2 and Isa::Avx512 were detected with;
+                    // each row holds 8 elements, and the tile 8 steps of PANEL from column
+                    // c0 + c + 8 ≤ PANEL.
+                    unsafe { super::words::transpose_8_widened(&rows, &mut tile[s * PANEL + c0 + c..], PANEL) };
+                }
                 continue;
             }
             for col in c0..(c0 + 16).min(cols) {
@@ -197,12 +212,17 @@ impl SimdKernel for Task<'_> {
 
     #[inline(always)]
     fn run<V: Simd>(self, _: &mut ()) {
-        // A gated block holds two products' sums, for half a group's rows.
+        // A gated block holds two products' sums: for half a group's rows with AVX-512 (6 × 2
+        // vectors each, 24 of the 32 registers); with AVX2, for a whole group's rows, one vector
+        // wide (6 × 1 each, 12 of the 16). Half a group two vectors wide had needed 17 registers
+        // there (12 sums, 4 of the panels' vectors, a broadcast): one sum lived on the stack,
+        // stored and reloaded on every step, and the fused FFN ran at half the rate of its
+        // unfused products.
         match (self.up, V::LANES >= 16) {
             (None, true) => self.blocks::<V, AVX512_ROWS, 2>(),
             (None, false) => self.blocks::<V, AVX2_ROWS, 2>(),
             (Some(up), true) => self.gated_blocks::<V, { AVX512_ROWS / 2 }, 2, AVX512_ROWS>(up),
-            (Some(up), false) => self.gated_blocks::<V, { AVX2_ROWS / 2 }, 2, AVX2_ROWS>(up),
+            (Some(up), false) => self.gated_blocks::<V, AVX2_ROWS, 1, AVX2_ROWS>(up),
         }
     }
 }
@@ -247,12 +267,13 @@ impl Task<'_> {
         store_rows(&acc[0], rows, valid, |r| unsafe { self.c_row(r0 + r, col, valid) });
     }
 
-    /// A [`gated`] product's tasks: `R` × `NV` for each of the two products, `R` half the packed
-    /// group's `S` rows, each group's halves in turn. The gate's sums wait between slices of the
-    /// reduction in a buffer of the task's, the up's in c, and the last slice writes the gate.
+    /// A [`gated`] product's tasks: `R` × `NV` for each of the two products, `R` the packed
+    /// group's `S` rows or a part of them, each group's parts in turn. The gate's sums wait
+    /// between slices of the reduction in a buffer of the task's, the up's in c, and the last
+    /// slice writes the gate.
     #[inline(always)]
     fn gated_blocks<V: Simd, const R: usize, const NV: usize, const S: usize>(&self, up: &[f32]) {
-        assert!(self.group == S && S == 2 * R, "a gated block takes half a packed group's rows");
+        assert!(self.group == S && S % R == 0, "a gated block takes a packed group's rows, or a part of them");
         let width = NV * V::LANES;
         // [the task's rows][PANEL]: a group's slot for each of its rows.
         let mut gate_sums = [0f32; GROUPS * AVX512_ROWS * PANEL];
@@ -263,16 +284,16 @@ impl Task<'_> {
             for c0 in (0..PANEL).step_by(width) {
                 for (i, g) in self.groups.clone().enumerate() {
                     let a = &self.a[(g * self.k + p0) * S..][..depth * S];
-                    for half in 0..2 {
-                        let sums = &mut gate_sums[(i * S + half * R) * PANEL..][..R * PANEL];
-                        self.gated_block::<V, R, NV, S>(g * S + half * R, c0, (p0, last), &a[half * R..], [&gate[c0..], &up[c0..]], sums);
+                    for part in 0..S / R {
+                        let sums = &mut gate_sums[(i * S + part * R) * PANEL..][..R * PANEL];
+                        self.gated_block::<V, R, NV, S>(g * S + part * R, c0, (p0, last), &a[part * R..], [&gate[c0..], &up[c0..]], sums);
                     }
                 }
             }
         }
     }
 
-    /// [`block`](Self::block) for both products of a [`gated`] product: `a` from the half's first
+    /// [`block`](Self::block) for both products of a [`gated`] product: `a` from the part's first
     /// row (steps of `S`), `b` the gate's and the up's panel slices from column c0, `gate_sums`
     /// the gate's sums of these rows between slices ([`R`][`PANEL`], at column c0).
     #[inline(always)]
@@ -446,8 +467,8 @@ mod tests {
 
     /// The gated product is `silu(g) · u` of the two plain products bit for bit (its sums are
     /// theirs, step for step), on fresh random inputs and shapes past every edge: half groups
-    /// (6 rows of 12; 3 of 6 with AVX2) whose second half lies past m, tasks (96, 48), panels and
-    /// column blocks, and several slices of the reduction (the gate's sums kept between them).
+    /// (6 rows of 12 with AVX-512) whose second half lies past m, groups (6 rows with AVX2) partly
+    /// past m, tasks (96, 48), panels and column blocks (4 of 8 columns a panel with AVX2), and several slices of the reduction (the gate's sums kept between them).
     /// Buffers left full of other values by a larger product first, as above. CI runs this under
     /// YOCO_CPU_ISA=avx2 too.
     #[test]

@@ -1,14 +1,16 @@
-//! 16 × 16 matrices of 32-bit words transposed in AVX-512 registers: how the packed products lay
-//! out their operands (the f32 GEMM's panels and row groups, the bf16 pairs' panels) and the CPU
-//! attention its keys. A word at a time took several instructions each, and packing was a sixth
-//! of a 512-row product.
+//! 16 × 16 matrices of 32-bit words transposed in AVX-512 registers, and 8 × 8 in AVX2's: how the
+//! packed products lay out their operands (the f32 GEMM's panels and row groups, the bf16 pairs'
+//! panels) and the CPU attention its keys. A word at a time took several instructions each, and
+//! packing was a sixth of a 512-row product (a quarter on the Zen 3 with AVX2).
 
 use std::arch::x86_64::*;
 
-use half::bf16;
+use half::{bf16, f16};
 
 use super::shared_out::SharedOut;
+use crate::dtype::as_slice_of;
 use crate::simd::x86::bf16_bits;
+use crate::Element;
 
 /// The 16 × 16 matrix of 32-bit words whose rows are `r`, transposed in registers: row p of the
 /// result holds word p of every row. Interleaves words, then pairs of words, then quarters of
@@ -72,6 +74,78 @@ pub unsafe fn transpose_16<T: Copy, W: Copy>(rows: &[&[T]; 16], tile: &mut [W], 
             } else {
                 _mm512_mask_storeu_epi32(to.cast(), ((1u32 << width) - 1) as __mmask16, *words);
             }
+        }
+    }
+}
+
+/// The 8 × 8 matrix of f32 lanes whose rows are `r`, transposed in AVX registers: row p of the
+/// result holds lane p of every row. Interleaves lanes, then pairs of lanes, then halves: 24
+/// shuffles for 64 words.
+///
+/// # Safety
+/// The CPU has AVX (the caller is compiled with it).
+#[inline(always)]
+unsafe fn transpose_lanes_8(r: [__m256; 8]) -> [__m256; 8] {
+    // SAFETY: AVX (the caller's promise); no memory is touched.
+    unsafe {
+        let t: [__m256; 8] = std::array::from_fn(|i| {
+            let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+            if i % 2 == 0 { _mm256_unpacklo_ps(a, b) } else { _mm256_unpackhi_ps(a, b) }
+        });
+        // u[4q + j]: lanes j (of each 128-bit half) of rows 4q .. 4q + 4.
+        let u: [__m256; 8] = std::array::from_fn(|i| {
+            let (q, j) = (i / 4, i % 4);
+            let (a, b) = (t[4 * q + j / 2], t[4 * q + 2 + j / 2]);
+            if j % 2 == 0 { _mm256_shuffle_ps::<0x44>(a, b) } else { _mm256_shuffle_ps::<0xEE>(a, b) }
+        });
+        std::array::from_fn(|p| if p < 4 { _mm256_permute2f128_ps::<0x20>(u[p], u[p + 4]) } else { _mm256_permute2f128_ps::<0x31>(u[p - 4], u[p]) })
+    }
+}
+
+/// Eight elements of `row` from its start, widened to f32 (f32, bf16 or f16; another type a lane
+/// at a time).
+///
+/// # Safety
+/// The CPU has AVX2 and F16C (inlined into callers compiled with them).
+#[inline(always)]
+unsafe fn load_8_widened<T: Element>(row: &[T]) -> __m256 {
+    assert!(row.len() >= 8, "eight elements");
+    // SAFETY: each load reads the row's first 8 elements (asserted); AVX2 and F16C (the caller's
+    // promise).
+    unsafe {
+        if let Some(row) = as_slice_of::<T, f32>(row) {
+            _mm256_loadu_ps(row.as_ptr())
+        } else if let Some(row) = as_slice_of::<T, bf16>(row) {
+            // A bf16 is the high half of the f32 it rounds.
+            let halves = _mm256_cvtepu16_epi32(_mm_loadu_si128(row.as_ptr().cast()));
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(halves))
+        } else if let Some(row) = as_slice_of::<T, f16>(row) {
+            _mm256_cvtph_ps(_mm_loadu_si128(row.as_ptr().cast()))
+        } else {
+            let wide: [f32; 8] = std::array::from_fn(|i| row[i].to_f32());
+            _mm256_loadu_ps(wide.as_ptr())
+        }
+    }
+}
+
+/// The first 8 elements of each of `rows`, widened to f32 and transposed: element p of every row
+/// into `tile[p · stride ..][..8]`, for p in 0 .. 8. How the packed f32 GEMM lays out op(b)
+/// stored `[n, k]` in 16-bit or f32 storage where the 16 × 16 transpose of f32 words does not
+/// serve it (AVX2; or 16-bit storage): a word at a time, each column's steps were read from a
+/// line of its own in turn, and packing the weights took a quarter of a 512 × 768 × 2048 product
+/// on one thread of the Zen 3.
+///
+/// # Safety
+/// The CPU has AVX2 and F16C.
+#[target_feature(enable = "avx2,f16c")]
+pub(super) unsafe fn transpose_8_widened<T: Element>(rows: &[&[T]; 8], tile: &mut [f32], stride: usize) {
+    assert!(tile.len() >= 7 * stride + 8, "a whole tile");
+    // SAFETY: AVX2 and F16C (the caller's promise); each store writes 8 words of the tile, in
+    // bounds (asserted).
+    unsafe {
+        let words = transpose_lanes_8(std::array::from_fn(|i| load_8_widened(rows[i])));
+        for (p, words) in words.iter().enumerate() {
+            _mm256_storeu_ps(tile[p * stride..].as_mut_ptr(), *words);
         }
     }
 }

@@ -25,8 +25,8 @@
 //! `a` packed once, both weights' panels side by side, and each register block holding both
 //! products' sums (for half a group's rows with AVX-512, in the same 24 registers; for a whole
 //! group one vector wide with AVX2), so that the gate is applied in registers and only its result
-//! is written. The two products' sums are those of [`gemm`], step
-//! for step, so the result is the unfused FFN's bit for bit.
+//! is written. The two products' sums are those of [`gemm`], step for step, so the result is the
+//! unfused FFN's bit for bit.
 
 use std::ops::Range;
 
@@ -468,7 +468,8 @@ mod tests {
     /// The gated product is `silu(g) · u` of the two plain products bit for bit (its sums are
     /// theirs, step for step), on fresh random inputs and shapes past every edge: half groups
     /// (6 rows of 12 with AVX-512) whose second half lies past m, groups (6 rows with AVX2) partly
-    /// past m, tasks (96, 48), panels and column blocks (4 of 8 columns a panel with AVX2), and several slices of the reduction (the gate's sums kept between them).
+    /// past m, tasks (96, 48), panels and column blocks (8 columns each with AVX2, 4 a panel),
+    /// and several slices of the reduction (the gate's sums kept between them).
     /// Buffers left full of other values by a larger product first, as above. CI runs this under
     /// YOCO_CPU_ISA=avx2 too.
     #[test]

@@ -273,7 +273,7 @@ impl Task<'_> {
     /// slice writes the gate.
     #[inline(always)]
     fn gated_blocks<V: Simd, const R: usize, const NV: usize, const S: usize>(&self, up: &[f32]) {
-        assert!(self.group == S && S % R == 0, "a gated block takes a packed group's rows, or a part of them");
+        assert!(self.group == S && S.is_multiple_of(R), "a gated block takes a packed group's rows, or a part of them");
         let width = NV * V::LANES;
         // [the task's rows][PANEL]: a group's slot for each of its rows.
         let mut gate_sums = [0f32; GROUPS * AVX512_ROWS * PANEL];

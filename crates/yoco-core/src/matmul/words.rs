@@ -5,11 +5,10 @@
 
 use std::arch::x86_64::*;
 
-use half::{bf16, f16};
+use half::bf16;
 
 use super::shared_out::SharedOut;
-use crate::dtype::as_slice_of;
-use crate::simd::x86::bf16_bits;
+use crate::simd::x86::{bf16_bits, load_8_widened};
 use crate::Element;
 
 /// The 16 × 16 matrix of 32-bit words whose rows are `r`, transposed in registers: row p of the
@@ -102,32 +101,6 @@ unsafe fn transpose_lanes_8(r: [__m256; 8]) -> [__m256; 8] {
     }
 }
 
-/// Eight elements of `row` from its start, widened to f32 (f32, bf16 or f16; another type a lane
-/// at a time).
-///
-/// # Safety
-/// The CPU has AVX2 and F16C (inlined into callers compiled with them).
-#[inline(always)]
-unsafe fn load_8_widened<T: Element>(row: &[T]) -> __m256 {
-    assert!(row.len() >= 8, "eight elements");
-    // SAFETY: each load reads the row's first 8 elements (asserted); AVX2 and F16C (the caller's
-    // promise).
-    unsafe {
-        if let Some(row) = as_slice_of::<T, f32>(row) {
-            _mm256_loadu_ps(row.as_ptr())
-        } else if let Some(row) = as_slice_of::<T, bf16>(row) {
-            // A bf16 is the high half of the f32 it rounds.
-            let halves = _mm256_cvtepu16_epi32(_mm_loadu_si128(row.as_ptr().cast()));
-            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(halves))
-        } else if let Some(row) = as_slice_of::<T, f16>(row) {
-            _mm256_cvtph_ps(_mm_loadu_si128(row.as_ptr().cast()))
-        } else {
-            let wide: [f32; 8] = std::array::from_fn(|i| row[i].to_f32());
-            _mm256_loadu_ps(wide.as_ptr())
-        }
-    }
-}
-
 /// The first 8 elements of each of `rows`, widened to f32 and transposed: element p of every row
 /// into `tile[p · stride ..][..8]`, for p in 0 .. 8. How the packed f32 GEMM lays out op(b)
 /// stored `[n, k]` in 16-bit or f32 storage where the 16 × 16 transpose of f32 words does not
@@ -140,8 +113,9 @@ unsafe fn load_8_widened<T: Element>(row: &[T]) -> __m256 {
 #[target_feature(enable = "avx2,f16c")]
 pub(super) unsafe fn transpose_8_widened<T: Element>(rows: &[&[T]; 8], tile: &mut [f32], stride: usize) {
     assert!(tile.len() >= 7 * stride + 8, "a whole tile");
-    // SAFETY: AVX2 and F16C (the caller's promise); each store writes 8 words of the tile, in
-    // bounds (asserted).
+    // SAFETY: AVX2 and F16C (the caller's promise); each load reads a row's first 8 elements
+    // (`load_widened` slices them, checked), each store writes 8 words of the tile, in bounds
+    // (asserted).
     unsafe {
         let words = transpose_lanes_8(std::array::from_fn(|i| load_8_widened(rows[i])));
         for (p, words) in words.iter().enumerate() {

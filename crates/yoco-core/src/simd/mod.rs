@@ -408,6 +408,17 @@ pub(crate) mod x86 {
         }
     }
 
+    /// `s`'s first 8 elements widened to f32 ([`super::load_widened`] on AVX2), as a register:
+    /// for kernels written in AVX2's intrinsics rather than in [`Simd`]
+    /// (`matmul/words.rs`, which transposes them).
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and F16C (inlined into callers compiled with them).
+    #[inline(always)]
+    pub(crate) unsafe fn load_8_widened<T: crate::Element>(s: &[T]) -> __m256 {
+        super::load_widened::<T, Avx2>(s).0
+    }
+
     /// 8 words into `s`'s first 8, streamed where they start on 16 bytes.
     #[inline(always)]
     fn stream_eight_words(s: &mut [u16], words: __m128i) {

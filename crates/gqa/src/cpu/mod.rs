@@ -38,6 +38,10 @@ use crate::{Mask, Problem};
 /// 256 at 356; 128 keeps a task's scratch (128 KiB at D 64) within the level-2 cache at every
 /// head dim and pads a short prefill less.
 pub const BR: usize = 128;
+/// Floats from one row of Qᵀ or Sᵀ to the next in the tiled path: [`BR`] and one cache line. At
+/// BR's 512 bytes the rows a micro-kernel walks down (one block of queries over the head dim, or
+/// over the tile's keys) fell in 8 of the level-1 cache's 64 sets, and outgrew them.
+pub(crate) const ROW_STRIDE: usize = BR + 16;
 /// Keys per tile of the row path, and of the tiled path under a window mask, whose tiles at the
 /// window's two edges are partly masked (at 128 keys, 8192 tokens under a window of 1024 ran
 /// 3–4% slower than at 64).
@@ -157,13 +161,15 @@ fn exponent_base(max: f32) -> f32 {
 /// Per-thread scratch: the packed tiles and the running softmax state of one task. The tiles are
 /// aligned to cache lines (a 64-byte load from a row split over two lines costs two).
 pub(crate) struct Scratch {
-    /// Qᵀ of the block: [head_dim][BR].
+    /// Qᵀ of the block: [head_dim][BR], rows [`ROW_STRIDE`] apart.
     qt: AlignedVec<f32>,
-    /// K and V tiles: [BC_WIDE][head_dim] (the row path's and a window's tiles use the first
+    /// K tile, widened from bf16 or f16: [BC_WIDE][head_dim] (a window's tiles use the first
     /// [`BC`] rows).
     k: AlignedVec<f32>,
+    /// V tile in column panels (`tiles::pack_value_panels`): BC_WIDE × head_dim floats.
     v: AlignedVec<f32>,
-    /// Scores, then probabilities, transposed: [BC_WIDE][BR] (or [BC][BR]).
+    /// Scores, then probabilities, transposed: [BC_WIDE][BR] (or [BC][BR]), rows [`ROW_STRIDE`]
+    /// apart.
     st: AlignedVec<f32>,
     /// Unnormalised output: [BR][head_dim].
     o: AlignedVec<f32>,
@@ -184,10 +190,10 @@ pub(crate) struct Scratch {
 impl Scratch {
     fn new(head_dim: usize) -> Self {
         Scratch {
-            qt: AlignedVec::zeroed(head_dim * BR),
+            qt: AlignedVec::zeroed(head_dim * ROW_STRIDE),
             k: AlignedVec::zeroed(BC_WIDE * head_dim),
             v: AlignedVec::zeroed(BC_WIDE * head_dim),
-            st: AlignedVec::zeroed(BC_WIDE * BR),
+            st: AlignedVec::zeroed(BC_WIDE * ROW_STRIDE),
             o: AlignedVec::zeroed(BR * head_dim),
             tile_max: vec![0.0; BR],
             m: vec![0.0; BR],
@@ -285,7 +291,7 @@ impl<T: Element> SimdKernel for Task<'_, T> {
     type Scratch = Scratch;
 
     /// `R` × `NV`, the register block of the micro-kernels (rows broadcast × vectors of `V`):
-    /// 8 × 2 with AVX-512 (16 of its 32 registers), 4 × 2 with AVX2's 16.
+    /// 8 × 2 with AVX-512 (16 of its 32 registers), 6 × 2 with AVX2's 16.
     #[inline(always)]
     fn run<V: Simd>(self, s: &mut Scratch) {
         let Task { x, block, out, .. } = self;
@@ -305,8 +311,8 @@ impl<T: Element> SimdKernel for Task<'_, T> {
         match (V::LANES >= 16, window) {
             (true, false) => tiles::attend::<T, V, 8, 2, BC_WIDE>(x, s, block, out),
             (true, true) => tiles::attend::<T, V, 8, 2, BC>(x, s, block, out),
-            (false, false) => tiles::attend::<T, V, 4, 2, BC_WIDE>(x, s, block, out),
-            (false, true) => tiles::attend::<T, V, 4, 2, BC>(x, s, block, out),
+            (false, false) => tiles::attend::<T, V, 6, 2, BC_WIDE>(x, s, block, out),
+            (false, true) => tiles::attend::<T, V, 6, 2, BC>(x, s, block, out),
         }
     }
 }

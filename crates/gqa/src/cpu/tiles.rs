@@ -14,14 +14,15 @@
 //! * `O = corr ⊙ O + Pᵀᵀ V`: broadcast `Sᵀ[j][i]`, multiply the vector `V[j][c..c+C]`.
 //!
 //! Each micro-kernel keeps an `R × NV` block of vector accumulators in registers over its whole
-//! reduction (8 × 2 with AVX-512: 16 of the 32 zmm registers; 4 × 2 with AVX2).
+//! reduction (8 × 2 with AVX-512: 16 of the 32 zmm registers; 6 × 2 with AVX2: 12 of its 16, the
+//! two vectors and the broadcast taking three more).
 
 use yoco_core::math::exp;
-use yoco_core::simd::{fma_block, Simd};
+use yoco_core::simd::{fma_block, prefetch, Simd};
 use yoco_core::dtype::as_slice_of;
 use yoco_core::Element;
 
-use super::{exponent_base, Block, Inputs, OutRows, Scratch, BR};
+use super::{exponent_base, Block, Inputs, OutRows, Scratch, BR, ROW_STRIDE};
 
 /// Inlined into the caller, so that it is compiled with the caller's target features (the
 /// AVX-512 intrinsics are only inlined into functions that have them).
@@ -47,8 +48,17 @@ pub(super) fn attend<T: Element, V: Simd, const R: usize, const NV: usize, const
     let mut j0 = first;
     while j0 < end {
         let count = (end - j0).min(KEYS);
-        let keys = tile_rows(x, x.k, &mut s.k, b, hk, j0, count);
-        let st = &mut s.st[..KEYS * BR];
+        // Asked for now, to be in level 2 when they are read: this tile's values, read after
+        // its scores, and the next tile's keys. Read at first touch, each row's lines had come
+        // from level 3 one wait at a time, a fifth of the path's time in packing the values.
+        for jj in j0..j0 + count {
+            prefetch(x.v_row(b, jj, hk));
+        }
+        for jj in j0 + count..(j0 + count + KEYS).min(end) {
+            prefetch(x.k_row(b, jj, hk));
+        }
+        let keys = key_rows(x, &mut s.k, b, hk, j0, count);
+        let st = &mut s.st[..KEYS * ROW_STRIDE];
         scores::<V, R, NV, KEYS>(&s.qt, &keys.rows::<KEYS>(), st, &mut s.tile_max, d);
         // Every key of the tile visible to every query: no per-element mask.
         let full = j0 + KEYS <= s.hi[0] && j0 >= s.lo[BR - 1];
@@ -59,8 +69,9 @@ pub(super) fn attend<T: Element, V: Simd, const R: usize, const NV: usize, const
             masked_tile_max(st, &mut s.tile_max);
         }
         softmax_update::<KEYS>(s, p.scale);
-        let values = tile_rows(x, x.v, &mut s.v, b, hk, j0, count).rows::<KEYS>();
-        accumulate::<V, R, NV>(&s.st[..count * BR], &values[..count], &mut s.o, &s.corr, d);
+        let width = NV * V::LANES;
+        pack_value_panels::<T, KEYS>(x, &mut s.v, b, hk, j0, count, width);
+        accumulate::<V, R, NV>(&s.st[..count * ROW_STRIDE], Panels { data: &s.v, keys: count, stride: KEYS * width }, &mut s.o, &s.corr, d);
         j0 += count;
     }
     for r in 0..n {
@@ -77,13 +88,13 @@ fn pack_queries<T: Element>(x: &Inputs<T>, s: &mut Scratch, block: Block) {
     for r in 0..block.rows() {
         let (i, h) = block.row(r);
         for (c, v) in x.q_row(block.b, i, h).iter().enumerate() {
-            s.qt[c * BR + r] = v.to_f32();
+            s.qt[c * ROW_STRIDE + r] = v.to_f32();
         }
     }
-    debug_assert_eq!(s.qt.len(), d * BR);
+    debug_assert_eq!(s.qt.len(), d * ROW_STRIDE);
 }
 
-/// Rows of one tile's keys or values as f32: row `jj` at `data[jj · stride ..][..d]`, of which
+/// Rows of one tile's keys as f32: row `jj` at `data[jj · stride ..][..d]`, of which
 /// `count` are real; the rows past them repeat the last real one, whose finite values the mask
 /// gives weight 0.
 struct TileRows<'a> {
@@ -102,13 +113,12 @@ impl<'a> TileRows<'a> {
     }
 }
 
-/// Rows `j0 .. j0 + count` of K/V head `hk` of `source` (the call's keys or values) as f32: where
-/// they lie when the inputs are f32 (a tile's rows are a stride of `kv_heads · d` apart, each
-/// contiguous: copying them had been ~4% of a causal prefill's samples), else widened into the
-/// scratch's `tile`.
+/// Rows `j0 .. j0 + count` of K head `hk` as f32: where they lie when the inputs are f32 (a
+/// tile's rows are a stride of `kv_heads · d` apart, each contiguous: copying them had been ~4%
+/// of a causal prefill's samples), else widened into the scratch's `tile`.
 #[inline(always)]
-fn tile_rows<'s, T: Element>(x: &Inputs<T>, source: &'s [T], tile: &'s mut [f32], b: usize, hk: usize, j0: usize, count: usize) -> TileRows<'s> {
-    let d = x.p.dims.head_dim;
+fn key_rows<'s, T: Element>(x: &'s Inputs<T>, tile: &'s mut [f32], b: usize, hk: usize, j0: usize, count: usize) -> TileRows<'s> {
+    let (d, source) = (x.p.dims.head_dim, x.k);
     if let Some(source) = as_slice_of::<T, f32>(source) {
         return TileRows { data: &source[x.kv_offset(b, j0, hk)..], stride: x.p.dims.kv_heads * d, d, count };
     }
@@ -121,32 +131,71 @@ fn tile_rows<'s, T: Element>(x: &Inputs<T>, source: &'s [T], tile: &'s mut [f32]
     TileRows { data: &tile[..count * d], stride: d, d, count }
 }
 
-/// Sᵀ[KEYS][BR] = K[KEYS][D] · Qᵀ[D][BR]: blocks of R keys × NV vectors of queries; and each
-/// query's maximum over the tile into `tile_max` [BR], taken from the accumulators while they
-/// are in registers (a pass of its own over Sᵀ cost a tenth of the prefill).
+/// Rows `j0 .. j0 + count` of V head `hk` as f32 in panels of `width` columns: panel `c` holds
+/// columns `c · width ..` of every row, `width` floats a row, panels `KEYS · width` apart. The
+/// output block of [`accumulate`] walks one panel down the tile's keys, for every block of
+/// queries: contiguous, a panel stays in the level-1 cache from one block to the next, where the
+/// rows read in place (f32 V is `kv_heads · d` floats a row, 2 KiB at 8 heads of 64) fell in two
+/// of its sets and were read from level 2 every time (half of the path's level-1 misses).
+#[inline(always)]
+fn pack_value_panels<T: Element, const KEYS: usize>(x: &Inputs<T>, panels: &mut [f32], b: usize, hk: usize, j0: usize, count: usize, width: usize) {
+    for jj in 0..count {
+        let row = x.v_row(b, j0 + jj, hk);
+        if let Some(row) = as_slice_of::<T, f32>(row) {
+            // A copy, in vectors (the conversion below is not vectorised for f32).
+            for (c, columns) in row.chunks_exact(width).enumerate() {
+                panels[(c * KEYS + jj) * width..][..width].copy_from_slice(columns);
+            }
+            continue;
+        }
+        for (c, columns) in row.chunks_exact(width).enumerate() {
+            for (dst, src) in panels[(c * KEYS + jj) * width..][..width].iter_mut().zip(columns) {
+                *dst = src.to_f32();
+            }
+        }
+    }
+}
+
+/// Sᵀ[KEYS][BR] = K[KEYS][D] · Qᵀ[D][BR]: blocks of R keys × NV vectors of queries (the keys
+/// past the last whole block of R one at a time), a column of blocks (one block of queries down
+/// the tile's keys) at a time, so that the block's slice of Qᵀ stays in the level-1 cache while
+/// the keys stream past (over the keys first, the whole of Qᵀ had been read again for each block
+/// of keys, from level 2); and each query's maximum over the tile into `tile_max` [BR], taken
+/// from the accumulators while they are in registers (a pass of its own over Sᵀ cost a tenth of
+/// the prefill).
 #[inline(always)]
 pub(super) fn scores<V: Simd, const R: usize, const NV: usize, const KEYS: usize>(qt: &[f32], k: &[&[f32]; KEYS], st: &mut [f32], tile_max: &mut [f32], d: usize) {
     tile_max.fill(f32::NEG_INFINITY);
-    let width = NV * V::LANES;
-    for jb in (0..KEYS).step_by(R) {
-        let krows: [&[f32]; R] = std::array::from_fn(|r| k[jb + r]);
-        for ib in (0..BR).step_by(width) {
-            let mut acc = [[V::splat(0.0); NV]; R];
-            fma_block::<V, R, NV>(&mut acc, &krows, &qt[ib..], BR, d);
-            for r in 0..R {
-                for n in 0..NV {
-                    acc[r][n].store(&mut st[(jb + r) * BR + ib + n * V::LANES..]);
-                }
-            }
-            for n in 0..NV {
-                let mut most = acc[0][n];
-                for row in &acc[1..] {
-                    most = most.max(row[n]);
-                }
-                let slot = &mut tile_max[ib + n * V::LANES..];
-                V::load(slot).max(most).store(slot);
-            }
+    let whole = KEYS - KEYS % R;
+    for ib in (0..BR).step_by(NV * V::LANES) {
+        for jb in (0..whole).step_by(R) {
+            score_block::<V, R, NV>(qt, &k[jb..], jb, ib, st, tile_max, d);
         }
+        for jb in whole..KEYS {
+            score_block::<V, 1, NV>(qt, &k[jb..], jb, ib, st, tile_max, d);
+        }
+    }
+}
+
+/// Rows `jb .. jb + R`, columns `ib ..` (NV vectors) of Sᵀ, from the key rows `k[..R]`, and
+/// their part of those queries' maxima.
+#[inline(always)]
+fn score_block<V: Simd, const R: usize, const NV: usize>(qt: &[f32], k: &[&[f32]], jb: usize, ib: usize, st: &mut [f32], tile_max: &mut [f32], d: usize) {
+    let krows: [&[f32]; R] = std::array::from_fn(|r| k[r]);
+    let mut acc = [[V::splat(0.0); NV]; R];
+    fma_block::<V, R, NV>(&mut acc, &krows, &qt[ib..], ROW_STRIDE, d);
+    for r in 0..R {
+        for n in 0..NV {
+            acc[r][n].store(&mut st[(jb + r) * ROW_STRIDE + ib + n * V::LANES..]);
+        }
+    }
+    for n in 0..NV {
+        let mut most = acc[0][n];
+        for row in &acc[1..] {
+            most = most.max(row[n]);
+        }
+        let slot = &mut tile_max[ib + n * V::LANES..];
+        V::load(slot).max(most).store(slot);
     }
 }
 
@@ -154,7 +203,7 @@ pub(super) fn scores<V: Simd, const R: usize, const NV: usize, const KEYS: usize
 #[inline(always)]
 fn masked_tile_max(st: &[f32], tile_max: &mut [f32]) {
     tile_max.fill(f32::NEG_INFINITY);
-    for row in st.chunks_exact(BR) {
+    for row in st.chunks_exact(ROW_STRIDE) {
         for (t, &v) in tile_max.iter_mut().zip(row) {
             *t = if v > *t { v } else { *t };
         }
@@ -164,7 +213,7 @@ fn masked_tile_max(st: &[f32], tile_max: &mut [f32]) {
 /// −∞ where key `j0 + jj` is outside query `i`'s range (the diagonal and window-edge tiles).
 #[inline(always)]
 fn mask_tile(st: &mut [f32], j0: usize, lo: &[usize], hi: &[usize]) {
-    for (jj, row) in st.chunks_exact_mut(BR).enumerate() {
+    for (jj, row) in st.chunks_exact_mut(ROW_STRIDE).enumerate() {
         let j = j0 + jj;
         for ((v, &l), &h) in row.iter_mut().zip(lo).zip(hi) {
             if j < l || j >= h {
@@ -191,7 +240,7 @@ fn softmax_update<const KEYS: usize>(s: &mut Scratch, scale: f32) {
         s.m[i] = m_new;
     }
     let mut sums = [0f32; BR];
-    for row in s.st[..KEYS * BR].chunks_exact_mut(BR) {
+    for row in s.st[..KEYS * ROW_STRIDE].chunks_exact_mut(ROW_STRIDE) {
         for ((v, &m), sum) in row.iter_mut().zip(&base).zip(sums.iter_mut()) {
             let e = exp(*v * scale - m);
             *v = e;
@@ -203,38 +252,60 @@ fn softmax_update<const KEYS: usize>(s: &mut Scratch, scale: f32) {
     }
 }
 
-/// O[BR][D] = corr ⊙ O + Pᵀᵀ · V, with Pᵀ = `pt` [keys][BR] and V's rows `v` [keys][D]: blocks of
-/// R queries × NV vectors of the head dim.
+/// A tile's values in column panels ([`pack_value_panels`]): `keys` rows of panel `c` from
+/// `data[c · stride ..]`.
+#[derive(Clone, Copy)]
+pub(super) struct Panels<'a> {
+    pub data: &'a [f32],
+    pub keys: usize,
+    pub stride: usize,
+}
+
+/// O[BR][D] = corr ⊙ O + Pᵀᵀ · V, with Pᵀ = `pt` [keys][BR] and V in `values`' panels: blocks of
+/// R queries × NV vectors of the head dim (one panel; the queries past the last whole block of R
+/// one at a time), a panel at a time.
 #[inline(always)]
-pub(super) fn accumulate<V: Simd, const R: usize, const NV: usize>(pt: &[f32], v: &[&[f32]], o: &mut [f32], corr: &[f32], d: usize) {
+pub(super) fn accumulate<V: Simd, const R: usize, const NV: usize>(pt: &[f32], values: Panels, o: &mut [f32], corr: &[f32], d: usize) {
     let width = NV * V::LANES;
-    for ib in (0..BR).step_by(R) {
-        for cb in (0..d).step_by(width) {
-            let mut acc = [[V::splat(0.0); NV]; R];
-            for r in 0..R {
-                let c = V::splat(corr[ib + r]);
-                for n in 0..NV {
-                    acc[r][n] = V::load(&o[(ib + r) * d + cb + n * V::LANES..]).mul(c);
-                }
+    let whole = BR - BR % R;
+    for cb in (0..d).step_by(width) {
+        let panel = &values.data[(cb / width) * values.stride..][..values.keys * width];
+        for ib in (0..whole).step_by(R) {
+            accumulate_block::<V, R, NV>(pt, panel, o, corr, d, ib, cb);
+        }
+        for ib in whole..BR {
+            accumulate_block::<V, 1, NV>(pt, panel, o, corr, d, ib, cb);
+        }
+    }
+}
+
+/// Rows `ib .. ib + R`, columns `cb ..` (NV vectors, the columns of `panel`) of [`accumulate`]'s O.
+#[inline(always)]
+fn accumulate_block<V: Simd, const R: usize, const NV: usize>(pt: &[f32], panel: &[f32], o: &mut [f32], corr: &[f32], d: usize, ib: usize, cb: usize) {
+    let width = NV * V::LANES;
+    let mut acc = [[V::splat(0.0); NV]; R];
+    for r in 0..R {
+        let c = V::splat(corr[ib + r]);
+        for n in 0..NV {
+            acc[r][n] = V::load(&o[(ib + r) * d + cb + n * V::LANES..]).mul(c);
+        }
+    }
+    for (prow, vrow) in pt.chunks_exact(ROW_STRIDE).zip(panel.chunks_exact(width)) {
+        let mut vv = [V::splat(0.0); NV];
+        for n in 0..NV {
+            vv[n] = V::load(&vrow[n * V::LANES..]);
+        }
+        let pv = &prow[ib..ib + R];
+        for r in 0..R {
+            let p = V::splat(pv[r]);
+            for n in 0..NV {
+                acc[r][n] = acc[r][n].fma(p, vv[n]);
             }
-            for (prow, vrow) in pt.chunks_exact(BR).zip(v) {
-                let mut vv = [V::splat(0.0); NV];
-                for n in 0..NV {
-                    vv[n] = V::load(&vrow[cb + n * V::LANES..]);
-                }
-                let pv = &prow[ib..ib + R];
-                for r in 0..R {
-                    let p = V::splat(pv[r]);
-                    for n in 0..NV {
-                        acc[r][n] = acc[r][n].fma(p, vv[n]);
-                    }
-                }
-            }
-            for r in 0..R {
-                for n in 0..NV {
-                    acc[r][n].store(&mut o[(ib + r) * d + cb + n * V::LANES..]);
-                }
-            }
+        }
+    }
+    for r in 0..R {
+        for n in 0..NV {
+            acc[r][n].store(&mut o[(ib + r) * d + cb + n * V::LANES..]);
         }
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! Layouts are chosen so that every inner loop is contiguous and vectorises along queries or
 //! along the head dim, never along a reduction (which would need horizontal sums):
-//! `Qᵀ [D][BR]`, `K, V [KEYS][D]`, scores and then probabilities transposed `Sᵀ [KEYS][BR]`, output
-//! `O [BR][D]`. Then
+//! `Qᵀ [D][BR]`, `K [KEYS][D]`, V in column panels `[D / C][KEYS][C]` (`C` the columns of a
+//! register block), scores and then probabilities transposed `Sᵀ [KEYS][BR]`, output `O [BR][D]`
+//! (the rows of Qᵀ and Sᵀ [`ROW_STRIDE`] floats apart). Then
 //! * `Sᵀ = K Qᵀ`: broadcast `K[j][d]`, multiply the vector `Qᵀ[d][i..i+C]`;
 //! * the softmax statistics per query are element-wise maxima and sums over the rows of `Sᵀ`,
 //!   the scale applied to the scores there (the exponents are `s · scale − max`), not folded
@@ -49,8 +50,9 @@ pub(super) fn attend<T: Element, V: Simd, const R: usize, const NV: usize, const
     while j0 < end {
         let count = (end - j0).min(KEYS);
         // Asked for now, to be in level 2 when they are read: this tile's values, read after
-        // its scores, and the next tile's keys. Read at first touch, each row's lines had come
-        // from level 3 one wait at a time, a fifth of the path's time in packing the values.
+        // its scores, and the next tile's keys. Without it, packing the values (their first
+        // touch) had taken a fifth of the path's samples, most of them on the rows' loads (perf,
+        // AVX2, 4096 tokens, 8 heads of 64).
         for jj in j0..j0 + count {
             prefetch(x.v_row(b, jj, hk));
         }
@@ -164,7 +166,7 @@ fn pack_value_panels<T: Element, const KEYS: usize>(x: &Inputs<T>, panels: &mut 
 /// from the accumulators while they are in registers (a pass of its own over Sᵀ cost a tenth of
 /// the prefill).
 #[inline(always)]
-pub(super) fn scores<V: Simd, const R: usize, const NV: usize, const KEYS: usize>(qt: &[f32], k: &[&[f32]; KEYS], st: &mut [f32], tile_max: &mut [f32], d: usize) {
+fn scores<V: Simd, const R: usize, const NV: usize, const KEYS: usize>(qt: &[f32], k: &[&[f32]; KEYS], st: &mut [f32], tile_max: &mut [f32], d: usize) {
     tile_max.fill(f32::NEG_INFINITY);
     let whole = KEYS - KEYS % R;
     for ib in (0..BR).step_by(NV * V::LANES) {
@@ -255,17 +257,17 @@ fn softmax_update<const KEYS: usize>(s: &mut Scratch, scale: f32) {
 /// A tile's values in column panels ([`pack_value_panels`]): `keys` rows of panel `c` from
 /// `data[c · stride ..]`.
 #[derive(Clone, Copy)]
-pub(super) struct Panels<'a> {
-    pub data: &'a [f32],
-    pub keys: usize,
-    pub stride: usize,
+struct Panels<'a> {
+    data: &'a [f32],
+    keys: usize,
+    stride: usize,
 }
 
 /// O[BR][D] = corr ⊙ O + Pᵀᵀ · V, with Pᵀ = `pt` [keys][BR] and V in `values`' panels: blocks of
 /// R queries × NV vectors of the head dim (one panel; the queries past the last whole block of R
 /// one at a time), a panel at a time.
 #[inline(always)]
-pub(super) fn accumulate<V: Simd, const R: usize, const NV: usize>(pt: &[f32], values: Panels, o: &mut [f32], corr: &[f32], d: usize) {
+fn accumulate<V: Simd, const R: usize, const NV: usize>(pt: &[f32], values: Panels, o: &mut [f32], corr: &[f32], d: usize) {
     let width = NV * V::LANES;
     let whole = BR - BR % R;
     for cb in (0..d).step_by(width) {

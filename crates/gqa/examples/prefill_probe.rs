@@ -1,10 +1,10 @@
 //! The CPU prefill (the tiled path) at the bench's shapes, each call followed by one round of the
 //! FMA ceiling (`yoco_core::ceiling::Arithmetic::F32Fma`), so that every call's rate can be set
 //! beside the arithmetic rate of the same seconds: on the shared VMs this project runs on, one
-//! product's time swings by a sixth from one minute to the next, more than most changes to a
-//! micro-kernel are worth. Prints, per shape, the median and the best time and the median of the
-//! calls' fractions of the round beside them; run two builds in turn, several times, and compare the
-//! fractions.
+//! build's median at N 4096 ranged over 147–281 ms from one minute to the next (a 2-core Zen 4,
+//! AVX2), more than most changes to a micro-kernel are worth. Prints, per shape, the median and
+//! the best time and the median of the calls' fractions of the round beside them; run two builds
+//! in turn, several times, and compare the fractions.
 //!
 //!     cargo run --release -p yoco-gqa --example prefill_probe
 //!     SHAPES="4096,8,8,64,0;8192,4,2,64,1024" CALLS=9 target/release/examples/prefill_probe

@@ -17,7 +17,7 @@ use std::ops::Range;
 
 use yoco_core::math::exp;
 #[cfg(target_arch = "x86_64")]
-use yoco_core::{matmul::transpose_16, simd::Isa};
+use yoco_core::{matmul::transpose_16_strip, simd::Isa};
 use yoco_core::simd::{prefetch, store_narrowed, stream_fence, stream_narrowed, Simd, SimdKernel};
 use yoco_core::Element;
 
@@ -222,12 +222,11 @@ impl<T: Element> Segment<'_, T> {
         if Isa::detect() == Isa::Avx512 {
             done = len - len % 16;
             for t0 in (0..done).step_by(16) {
-                for i0 in (0..dim).step_by(16) {
-                    let rows: [&[f32]; 16] = std::array::from_fn(|r| &w.k[(t0 + r) * dim + i0..][..16]);
-                    // SAFETY: AVX-512F was detected; each row holds 16 words, and kt from (i0,
-                    // t0) 16 rows of `padded` (t0 + 16 <= len <= padded, i0 + 16 <= dim).
-                    unsafe { transpose_16(&rows, &mut w.kt[i0 * padded + t0..], padded, 16) };
-                }
+                let rows: [&[f32]; 16] = std::array::from_fn(|r| &w.k[(t0 + r) * dim..][..dim]);
+                // SAFETY: AVX-512F was detected; each row holds dim words (a multiple of 16, one
+                // of SUPPORTED_HEAD_DIMS), and kt from column t0 dim rows of `padded`
+                // (t0 + 16 <= len <= padded).
+                unsafe { transpose_16_strip(&rows, dim / 16, &mut w.kt[t0..], padded, 16) };
             }
         }
         for (t, row) in w.k[..len * dim].chunks_exact(dim).enumerate().skip(done) {

@@ -34,7 +34,7 @@ use rayon::prelude::*;
 
 use super::scratch::Scratch;
 use super::shared_out::SharedOut;
-use super::words::transpose_16;
+use super::words::transpose_16_strip;
 use crate::simd::x86::bf16_bits;
 use crate::simd::Isa;
 
@@ -53,9 +53,9 @@ const COLUMNS: usize = 512;
 const ROWS: usize = 64;
 /// Rows of `a` per register block of the packed form.
 const BLOCK_ROWS: usize = 8;
-/// Pairs of a panel packed per pass (the tile written stays in the level-1 cache).
+/// Pairs of a panel's tile: 16 × 16 words (`words.rs`).
 const PACK_PAIRS: usize = 16;
-// `transpose_16` packs a tile's pairs 16 columns at a time.
+// `transpose_16_strip` packs a tile's pairs 16 columns at a time.
 const _: () = assert!(PACK_PAIRS == 16 && PANEL.is_multiple_of(16));
 
 /// bf16 bits as the u16 the intrinsics take (bf16 is `repr(transparent)` over u16).
@@ -117,31 +117,30 @@ fn pack_rows(packed: &mut [u32], a: &[u16], first: usize, m: usize, k: usize) {
 }
 
 /// Columns `first ..` of `bᵀ` (rows of b) into `panel` [pairs][PANEL] as bf16 pairs; columns
-/// past n are zeros (their products are not stored, and zeros keep them finite). A tile of
-/// [`PACK_PAIRS`] pairs at a time, so that the tile written stays in the level-1 cache; a tile's
-/// 16 × 16 words of whole pairs and valid columns are transposed in registers (`transpose_16`),
-/// the edges word by word.
+/// past n are zeros (their products are not stored, and zeros keep them finite). Each 16 valid
+/// columns' whole tiles of [`PACK_PAIRS`] pairs are transposed in registers, a strip of them a
+/// call (`transpose_16_strip`); the edges (a last part tile, the columns of a part group of 16)
+/// word by word, a tile at a time.
 pub(super) fn pack_panel(panel: &mut [u32], b: &[u16], first: usize, n: usize, k: usize) {
     let pairs = k.div_ceil(2);
     let cols = PANEL.min(n - first);
+    // Pairs of the first `whole` columns the strips pack.
+    let (strip, whole) = (k / 2 - k / 2 % PACK_PAIRS, cols - cols % 16);
+    for c0 in (0..whole).step_by(16).filter(|_| strip > 0) {
+        let rows: [&[u16]; 16] = std::array::from_fn(|i| &b[(first + c0 + i) * k..][..2 * strip]);
+        // SAFETY: `packed` runs only where `available` found AVX-512; each row holds the strip's
+        // whole pairs, and the panel `pairs` ≥ strip steps of PANEL from column c0 + 16 ≤ PANEL.
+        unsafe { transpose_16_strip(&rows, strip / PACK_PAIRS, &mut panel[c0..], PANEL, 16) };
+    }
     for p0 in (0..pairs).step_by(PACK_PAIRS) {
         let count = PACK_PAIRS.min(pairs - p0);
         let tile = &mut panel[p0 * PANEL..][..count * PANEL];
         let span = 2 * p0..(2 * (p0 + count)).min(k);
-        for c0 in (0..PANEL).step_by(16) {
-            if p0 + PACK_PAIRS <= k / 2 && c0 + 16 <= cols {
-                let rows: [&[u16]; 16] = std::array::from_fn(|i| &b[(first + c0 + i) * k..][span.clone()]);
-                // SAFETY: `packed` runs only where `available` found AVX-512; each row holds the
-                // tile's 16 whole pairs (p0 + 16 ≤ k / 2).
-                unsafe { transpose_16(&rows, &mut tile[c0..], PANEL, 16) };
-                continue;
-            }
-            for col in c0..c0 + 16 {
-                if col < cols {
-                    pairs_of_row(&mut tile[col..], PANEL, &b[(first + col) * k..][span.clone()]);
-                } else {
-                    tile[col..].iter_mut().step_by(PANEL).for_each(|w| *w = 0);
-                }
+        for col in (0..PANEL).filter(|&col| p0 >= strip || col >= whole) {
+            if col < cols {
+                pairs_of_row(&mut tile[col..], PANEL, &b[(first + col) * k..][span.clone()]);
+            } else {
+                tile[col..].iter_mut().step_by(PANEL).for_each(|w| *w = 0);
             }
         }
     }

@@ -53,7 +53,7 @@ mod shared_out;
 mod words;
 
 #[cfg(target_arch = "x86_64")]
-pub use words::{transpose_16, transpose_words};
+pub use words::{transpose_16_strip, transpose_words};
 
 use gemm::Parallelism;
 use rayon::prelude::*;

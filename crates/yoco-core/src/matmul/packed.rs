@@ -121,11 +121,10 @@ fn pack_group(to: &mut [f32], a: &[f32], rows: Range<usize>, k: usize, isa: Isa)
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 {
         done = k - k % PACK_STEPS;
-        for p0 in (0..done).step_by(PACK_STEPS) {
-            let tile: [&[f32]; 16] = std::array::from_fn(|r| &rows[r][p0..p0 + PACK_STEPS]);
-            // SAFETY: Isa::Avx512 was detected; each row holds 16 words and `to` the tile's
-            // steps p0 .. p0 + 16 of `group` words each.
-            unsafe { super::words::transpose_16(&tile, &mut to[p0 * group..], group, group) };
+        if done > 0 {
+            // SAFETY: Isa::Avx512 was detected; each row holds k ≥ done words, and `to` k steps
+            // of `group` words each.
+            unsafe { super::words::transpose_16_strip(&rows, done / PACK_STEPS, to, group, group) };
         }
     }
     let _ = isa;
@@ -152,19 +151,24 @@ struct Strided<'a, T> {
 fn pack_panel<T: Element>(panel: &mut [f32], op_b: Strided<'_, T>, first: usize, n: usize, k: usize, isa: Isa) {
     let Strided { b, rs, cs } = op_b;
     let cols = PANEL.min(n - first);
+    // Steps of the panel's first `whole` columns already packed, a strip of tiles at a time.
+    let (mut packed, mut whole) = (0, 0);
     #[cfg(target_arch = "x86_64")]
-    let words = (isa == Isa::Avx512 && rs == 1).then(|| crate::dtype::as_slice_of::<T, f32>(b)).flatten();
+    if let Some(b) = (isa == Isa::Avx512 && rs == 1).then(|| crate::dtype::as_slice_of::<T, f32>(b)).flatten() {
+        (packed, whole) = (k - k % PACK_STEPS, cols - cols % 16);
+        for c0 in (0..whole).step_by(16).filter(|_| packed > 0) {
+            let rows: [&[f32]; 16] = std::array::from_fn(|i| &b[(first + c0 + i) * cs..][..packed]);
+            // SAFETY: Isa::Avx512 was detected; each row holds `packed` words, and the panel k
+            // steps of PANEL from column c0 + 16 ≤ PANEL.
+            unsafe { super::words::transpose_16_strip(&rows, packed / PACK_STEPS, &mut panel[c0..], PANEL, 16) };
+        }
+    }
     let _ = isa;
     for p0 in (0..k).step_by(PACK_STEPS) {
         let steps = PACK_STEPS.min(k - p0);
         let tile = &mut panel[p0 * PANEL..][..steps * PANEL];
         for c0 in (0..cols).step_by(16) {
-            #[cfg(target_arch = "x86_64")]
-            if let Some(b) = words.filter(|_| steps == PACK_STEPS && c0 + 16 <= cols) {
-                let rows: [&[f32]; 16] = std::array::from_fn(|i| &b[(first + c0 + i) * cs + p0..][..PACK_STEPS]);
-                // SAFETY: Isa::Avx512 was detected; each row holds 16 words, and the tile 16
-                // steps of PANEL from column c0 + 16 ≤ PANEL.
-                unsafe { super::words::transpose_16(&rows, &mut tile[c0..], PANEL, 16) };
+            if p0 < packed && c0 < whole {
                 continue;
             }
             #[cfg(target_arch = "x86_64")]

@@ -51,27 +51,37 @@ pub unsafe fn transpose_words(r: [__m512i; 16]) -> [__m512i; 16] {
     }
 }
 
-/// The first 64 bytes of each of `rows` as 16 words, transposed: word p of rows `0 .. width`
-/// into `tile[p · stride ..][..width]`, for p in 0 .. 16. Rows from `width` on are read but not
-/// stored (a group of fewer than 16 rows passes any 16). Public for the other crates' packing
-/// (the CPU gated retention transposes its chunk's keys with it).
+/// The first `64 · tiles` bytes of each of `rows` as 16 words a tile, transposed: word p of rows
+/// `0 .. width` into `to[p · stride ..][..width]`, for p in 0 .. 16 · tiles (tile t's 16 × 16
+/// words from `to[16 t · stride ..]`). Rows from `width` on are read but not stored (a group of
+/// fewer than 16 rows passes any 16). Public for the other crates' packing (the CPU gated
+/// retention transposes its chunk's keys with it).
+///
+/// A strip of tiles a call: a call a tile had cost about as much again as the tile's shuffles
+/// (the call, its checks, and the 16 slices built for it, whose stores the function read back as
+/// vectors and waited on; perf of the packed GEMM on the Zen 4).
 ///
 /// # Safety
 /// The CPU has AVX-512F.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn transpose_16<T: Copy, W: Copy>(rows: &[&[T]; 16], tile: &mut [W], stride: usize, width: usize) {
+pub unsafe fn transpose_16_strip<T: Copy, W: Copy>(rows: &[&[T]; 16], tiles: usize, to: &mut [W], stride: usize, width: usize) {
     assert!(size_of::<W>() == 4 && width <= 16, "16 words of 4 bytes");
-    assert!(rows.iter().all(|r| size_of_val(*r) >= 64) && tile.len() >= 15 * stride + width, "a whole tile");
-    // SAFETY: each load reads 64 bytes of a row, each store `width` words of the tile, all in
-    // bounds (asserted).
-    unsafe {
-        let words = transpose_words(std::array::from_fn(|i| _mm512_loadu_si512(rows[i].as_ptr().cast())));
-        for (p, words) in words.iter().enumerate() {
-            let to = tile[p * stride..].as_mut_ptr();
-            if width == 16 {
-                _mm512_storeu_si512(to.cast(), *words);
-            } else {
-                _mm512_mask_storeu_epi32(to.cast(), ((1u32 << width) - 1) as __mmask16, *words);
+    assert!(tiles > 0 && rows.iter().all(|r| size_of_val(*r) >= 64 * tiles) && to.len() >= (16 * tiles - 1) * stride + width, "whole tiles");
+    let mask = ((1u32 << width) - 1) as __mmask16;
+    let rows: [*const u8; 16] = std::array::from_fn(|i| rows[i].as_ptr().cast());
+    let to = to.as_mut_ptr();
+    for t in 0..tiles {
+        // SAFETY: each load reads bytes 64 t .. 64 (t + 1) of a row, each store `width` words
+        // from word (16 t + p) · stride of `to`, all in bounds (asserted).
+        unsafe {
+            let words = transpose_words(std::array::from_fn(|i| _mm512_loadu_si512(rows[i].add(64 * t).cast())));
+            for (p, words) in words.iter().enumerate() {
+                let at = to.add((16 * t + p) * stride);
+                if width == 16 {
+                    _mm512_storeu_si512(at.cast(), *words);
+                } else {
+                    _mm512_mask_storeu_epi32(at.cast(), mask, *words);
+                }
             }
         }
     }

@@ -126,7 +126,7 @@ pub(super) fn pack_panel(panel: &mut [u32], b: &[u16], first: usize, n: usize, k
     let cols = PANEL.min(n - first);
     // Pairs of the first `whole` columns the strips pack.
     let (strip, whole) = (k / 2 - k / 2 % PACK_PAIRS, cols - cols % 16);
-    for c0 in (0..whole).step_by(16).filter(|_| strip > 0) {
+    for c0 in (0..whole).step_by(16) {
         let rows: [&[u16]; 16] = std::array::from_fn(|i| &b[(first + c0 + i) * k..][..2 * strip]);
         // SAFETY: `packed` runs only where `available` found AVX-512; each row holds the strip's
         // whole pairs, and the panel `pairs` ≥ strip steps of PANEL from column c0 + 16 ≤ PANEL.

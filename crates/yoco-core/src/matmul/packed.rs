@@ -121,11 +121,9 @@ fn pack_group(to: &mut [f32], a: &[f32], rows: Range<usize>, k: usize, isa: Isa)
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 {
         done = k - k % PACK_STEPS;
-        if done > 0 {
-            // SAFETY: Isa::Avx512 was detected; each row holds k ≥ done words, and `to` k steps
-            // of `group` words each.
-            unsafe { super::words::transpose_16_strip(&rows, done / PACK_STEPS, to, group, group) };
-        }
+        // SAFETY: Isa::Avx512 was detected; each row holds k ≥ done words, and `to` k steps of
+        // `group` words each.
+        unsafe { super::words::transpose_16_strip(&rows, done / PACK_STEPS, to, group, group) };
     }
     let _ = isa;
     for (p, to) in to.chunks_exact_mut(group).enumerate().skip(done) {
@@ -156,7 +154,7 @@ fn pack_panel<T: Element>(panel: &mut [f32], op_b: Strided<'_, T>, first: usize,
     #[cfg(target_arch = "x86_64")]
     if let Some(b) = (isa == Isa::Avx512 && rs == 1).then(|| crate::dtype::as_slice_of::<T, f32>(b)).flatten() {
         (packed, whole) = (k - k % PACK_STEPS, cols - cols % 16);
-        for c0 in (0..whole).step_by(16).filter(|_| packed > 0) {
+        for c0 in (0..whole).step_by(16) {
             let rows: [&[f32]; 16] = std::array::from_fn(|i| &b[(first + c0 + i) * cs..][..packed]);
             // SAFETY: Isa::Avx512 was detected; each row holds `packed` words, and the panel k
             // steps of PANEL from column c0 + 16 ≤ PANEL.

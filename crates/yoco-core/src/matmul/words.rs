@@ -59,14 +59,17 @@ pub unsafe fn transpose_words(r: [__m512i; 16]) -> [__m512i; 16] {
 ///
 /// A strip of tiles a call: a call a tile had cost about as much again as the tile's shuffles
 /// (the call, its checks, and the 16 slices built for it, whose stores the function read back as
-/// vectors and waited on; perf of the packed GEMM on the Zen 4).
+/// vectors and waited on; `perf` of the packed GEMM on the 2-core Zen 5). No tiles, no work.
 ///
 /// # Safety
 /// The CPU has AVX-512F.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn transpose_16_strip<T: Copy, W: Copy>(rows: &[&[T]; 16], tiles: usize, to: &mut [W], stride: usize, width: usize) {
     assert!(size_of::<W>() == 4 && width <= 16, "16 words of 4 bytes");
-    assert!(tiles > 0 && rows.iter().all(|r| size_of_val(*r) >= 64 * tiles) && to.len() >= (16 * tiles - 1) * stride + width, "whole tiles");
+    if tiles == 0 {
+        return;
+    }
+    assert!(rows.iter().all(|r| size_of_val(*r) >= 64 * tiles) && to.len() >= (16 * tiles - 1) * stride + width, "whole tiles");
     let mask = ((1u32 << width) - 1) as __mmask16;
     let rows: [*const u8; 16] = std::array::from_fn(|i| rows[i].as_ptr().cast());
     let to = to.as_mut_ptr();
@@ -174,6 +177,37 @@ pub(super) unsafe fn store_rows_of_columns(out: &SharedOut<bf16>, n: usize, colu
                 Rounding::Instruction => std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(sums)),
             };
             _mm256_mask_storeu_epi16(to.cast(), mask, rounded);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// A strip of tiles puts word p of row r at `to[p · stride + r]`, for the rows below the
+    /// width and the strip's words only: the words of the rows past the width, of the gaps
+    /// between steps and of the rows' tails past the strip are not written, and no tiles write
+    /// nothing.
+    #[test]
+    fn a_strip_is_the_transpose_of_its_rows() {
+        if !is_x86_feature_detected!("avx512f") {
+            eprintln!("skipped: this CPU has no AVX-512F");
+            return;
+        }
+        let mut rng = Rng::new(61);
+        for (tiles, stride, width) in [(0, 16, 16), (1, 16, 16), (3, 12, 12), (2, 32, 16), (4, 20, 7)] {
+            let rows: Vec<Vec<f32>> = (0..16).map(|_| (0..16 * tiles + 5).map(|_| rng.normal() as f32).collect()).collect();
+            let mut to = vec![f32::NAN; 16 * tiles * stride + 16];
+            let slices: [&[f32]; 16] = std::array::from_fn(|r| rows[r].as_slice());
+            // SAFETY: AVX-512F was detected.
+            unsafe { transpose_16_strip(&slices, tiles, &mut to, stride, width) };
+            for (i, got) in to.iter().enumerate() {
+                let (p, r) = (i / stride, i % stride);
+                let want = if p < 16 * tiles && r < width { rows[r][p] } else { f32::NAN };
+                assert_eq!(got.to_bits(), want.to_bits(), "{tiles} tiles, stride {stride}, width {width}: word {i}");
+            }
         }
     }
 }

@@ -239,8 +239,8 @@ mod tests {
     /// of the stored values: one rounding to bf16 plus the f32 sums' error. Shapes past every
     /// edge: rows past a register block (8, 4, AMX's 32) and a task (64, 128), columns past a
     /// panel (32), a block of columns (512) and a dot task (64), odd k (the last pair's high
-    /// half), k below and past a step of 32, a depth whose weight rows crowd a cache set (the
-    /// in-place form's narrow blocks), whole blocks of rows and columns last (the AMX in-place
+    /// half), k below and past a step of 32, depths whose weight rows crowd a cache set (the
+    /// in-place form's narrow blocks, over two panels of a and over a last one alone), whole blocks of rows and columns last (the AMX in-place
     /// form writes a block's last quarter after the loop).
     #[test]
     fn every_form_matches_the_f64_product() {
@@ -249,7 +249,7 @@ mod tests {
             return;
         }
         let mut rng = Rng::new(5);
-        for (m, n, k) in [(1, 1, 1), (4, 100, 70), (9, 300, 45), (70, 33, 2), (133, 530, 257), (261, 45, 33), (8, 2048, 31), (5, 64, 96), (300, 40, 100), (70, 530, 64), (33, 100, 32), (40, 30, 2048), (2, 300, 45), (64, 64, 128), (96, 50, 96)] {
+        for (m, n, k) in [(1, 1, 1), (4, 100, 70), (9, 300, 45), (70, 33, 2), (133, 530, 257), (261, 45, 33), (8, 2048, 31), (5, 64, 96), (300, 40, 100), (70, 530, 64), (33, 100, 32), (40, 30, 2048), (70, 45, 1024), (2, 300, 45), (64, 64, 128), (96, 50, 96)] {
             let (a, b) = (random(&mut rng, m * k), random(&mut rng, n * k));
             let want: Vec<f64> = (0..m * n).map(|idx| (0..k).map(|p| a[idx / n * k + p].to_f64() * b[idx % n * k + p].to_f64()).sum()).collect();
             for (form, f) in forms().into_iter().chain(in_place_form(k)) {
@@ -303,7 +303,7 @@ mod tests {
             return;
         }
         let mut rng = Rng::new(9);
-        for (m, n, k) in [(97, 301, 64), (33, 13, 511), (300, 50, 2), (64, 4, 7), (45, 20, 1024), (40, 203, 1024)] {
+        for (m, n, k) in [(97, 301, 64), (33, 13, 511), (300, 50, 2), (64, 4, 7), (45, 20, 1024), (40, 203, 1024), (70, 45, 1024), (130, 9, 2048)] {
             let (a, b) = (random(&mut rng, m * k), random(&mut rng, n * k));
             let (mut weights_packed, mut rows_packed) = (vec![bf16::NAN; m * n], vec![bf16::ZERO; m * n]);
             packed(m, n, k, &a, &b, &mut weights_packed);

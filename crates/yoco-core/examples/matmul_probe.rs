@@ -31,6 +31,16 @@ fn aligned<T: Element>(rng: &mut Rng, len: usize) -> (Vec<T>, usize) {
     (buffer, offset)
 }
 
+/// A call of `product` (`c = a · bᵀ`) on operands of `m × k`, `n × k` and `m × n` values from
+/// `rng`, each starting on a line, made once.
+fn on_fresh_operands<T: Element>(rng: &mut Rng, (m, n, k): (usize, usize, usize), product: Product<T>) -> Box<dyn FnMut()> {
+    let ((a, a_at), (b, b_at), (mut c, c_at)) = (aligned::<T>(rng, m * k), aligned::<T>(rng, n * k), aligned::<T>(rng, m * n));
+    Box::new(move || product(m, n, k, &a[a_at..], &b[b_at..], &mut c[c_at..]).expect("the shapes agree"))
+}
+
+/// `matmul_nt_widened` or `matmul_nt`: `(m, n, k, a, b, c)`.
+type Product<T> = fn(usize, usize, usize, &[T], &[T], &mut [T]) -> yoco_core::Result<()>;
+
 fn main() {
     let shapes = std::env::var("SHAPES").unwrap_or_else(|_| SHAPES.into());
     let calls: usize = std::env::var("CALLS").ok().and_then(|c| c.parse().ok()).unwrap_or(15).max(1);
@@ -43,15 +53,9 @@ fn main() {
         let dims: Vec<usize> = shape.split(',').map(|v| v.trim().parse().expect("SHAPES: m,n,k")).collect();
         let &[m, n, k] = dims.as_slice() else { panic!("SHAPES: m,n,k, not {shape}") };
         let flops = 2.0 * (m * n * k) as f64;
-        let mut product: Box<dyn FnMut()> = match dtype.as_str() {
-            "bf16" => {
-                let ((a, a_at), (b, b_at), (mut c, c_at)) = (aligned::<bf16>(&mut rng, m * k), aligned::<bf16>(&mut rng, n * k), aligned::<bf16>(&mut rng, m * n));
-                Box::new(move || matmul_nt_widened(m, n, k, &a[a_at..], &b[b_at..], &mut c[c_at..]).expect("the shapes agree"))
-            }
-            "f32" => {
-                let ((a, a_at), (b, b_at), (mut c, c_at)) = (aligned::<f32>(&mut rng, m * k), aligned::<f32>(&mut rng, n * k), aligned::<f32>(&mut rng, m * n));
-                Box::new(move || matmul_nt(m, n, k, &a[a_at..], &b[b_at..], &mut c[c_at..]).expect("the shapes agree"))
-            }
+        let mut product = match dtype.as_str() {
+            "bf16" => on_fresh_operands::<bf16>(&mut rng, (m, n, k), matmul_nt_widened),
+            "f32" => on_fresh_operands::<f32>(&mut rng, (m, n, k), matmul_nt),
             other => panic!("DTYPE: bf16 or f32, not {other}"),
         };
         let (mut seconds, mut fractions) = (Vec::new(), Vec::new());

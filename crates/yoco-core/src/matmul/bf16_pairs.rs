@@ -240,8 +240,9 @@ mod tests {
     /// edge: rows past a register block (8, 4, AMX's 32) and a task (64, 128), columns past a
     /// panel (32), a block of columns (512) and a dot task (64), odd k (the last pair's high
     /// half), k below and past a step of 32, depths whose weight rows crowd a cache set (the
-    /// in-place form's narrow blocks, over two panels of a and over a last one alone), whole blocks of rows and columns last (the AMX in-place
-    /// form writes a block's last quarter after the loop).
+    /// in-place form's narrow blocks, over two panels of a and over a last one alone), whole
+    /// blocks of rows and columns last (the AMX in-place form writes a block's last quarter
+    /// after the loop).
     #[test]
     fn every_form_matches_the_f64_product() {
         if !available() {

@@ -83,9 +83,13 @@ struct Inputs<'a, T> {
 }
 
 impl<T> Inputs<'_, T> {
-    fn q_row(&self, b: usize, i: usize, h: usize) -> &[T] {
+    fn q_offset(&self, b: usize, i: usize, h: usize) -> usize {
         let d = &self.p.dims;
-        &self.q[((b * d.q_len + i) * d.heads + h) * d.head_dim..][..d.head_dim]
+        ((b * d.q_len + i) * d.heads + h) * d.head_dim
+    }
+
+    fn q_row(&self, b: usize, i: usize, h: usize) -> &[T] {
+        &self.q[self.q_offset(b, i, h)..][..self.p.dims.head_dim]
     }
 
     fn kv_offset(&self, b: usize, j: usize, hk: usize) -> usize {

@@ -19,6 +19,8 @@
 //! two vectors and the broadcast taking three more).
 
 use yoco_core::math::exp;
+#[cfg(target_arch = "x86_64")]
+use yoco_core::{matmul::transpose_16_strip, simd::Isa};
 use yoco_core::simd::{fma_block, prefetch, Simd};
 use yoco_core::dtype::as_slice_of;
 use yoco_core::Element;
@@ -82,18 +84,40 @@ pub(super) fn attend<T: Element, V: Simd, const R: usize, const NV: usize, const
     }
 }
 
-/// Qᵀ of the block's rows, zero in the padding columns.
+/// Qᵀ of the block's rows, zero in the padding columns. With AVX-512 and f32 queries, 16 rows at
+/// a time are transposed 16 × 16 words in registers (`transpose_16_strip`): a word at a time,
+/// each query row's loads waited on its first touch (the rows are `heads · d` floats apart) and
+/// took ~6% of a causal prefill's samples (perf, 2-core Zen 5, N 4096, 8 heads of 64).
 #[inline(always)]
 fn pack_queries<T: Element>(x: &Inputs<T>, s: &mut Scratch, block: Block) {
-    let d = x.p.dims.head_dim;
-    s.qt.fill(0.0);
-    for r in 0..block.rows() {
+    let (d, n) = (x.p.dims.head_dim, block.rows());
+    debug_assert_eq!(s.qt.len(), d * ROW_STRIDE);
+    if n < BR {
+        s.qt.fill(0.0);
+    }
+    let mut done = 0;
+    // Every supported head dim is a whole number of tiles.
+    #[cfg(target_arch = "x86_64")]
+    if Isa::detect() == Isa::Avx512 && d.is_multiple_of(16) {
+        if let Some(q) = as_slice_of::<T, f32>(x.q) {
+            done = n - n % 16;
+            for r0 in (0..done).step_by(16) {
+                let rows: [&[f32]; 16] = std::array::from_fn(|r| {
+                    let (i, h) = block.row(r0 + r);
+                    &q[x.q_offset(block.b, i, h)..][..d]
+                });
+                // SAFETY: AVX-512F was detected; each row holds d words, d / 16 tiles, and Qᵀ
+                // from column r0 holds d rows of ROW_STRIDE ≥ r0 + 16 words.
+                unsafe { transpose_16_strip(&rows, d / 16, &mut s.qt[r0..], ROW_STRIDE, 16) };
+            }
+        }
+    }
+    for r in done..n {
         let (i, h) = block.row(r);
         for (c, v) in x.q_row(block.b, i, h).iter().enumerate() {
             s.qt[c * ROW_STRIDE + r] = v.to_f32();
         }
     }
-    debug_assert_eq!(s.qt.len(), d * ROW_STRIDE);
 }
 
 /// Rows of one tile's keys as f32: row `jj` at `data[jj · stride ..][..d]`, of which

@@ -168,7 +168,8 @@ pub(crate) struct Scratch {
     /// Qᵀ of the block: [head_dim][BR], rows [`ROW_STRIDE`] apart.
     qt: AlignedVec<f32>,
     /// K tile, widened from bf16 or f16: [BC_WIDE][head_dim] (a window's tiles use the first
-    /// [`BC`] rows).
+    /// [`BC`] rows); before the tiles, 16 of the block's query rows at a time, widened to be
+    /// transposed (`tiles::pack_queries`).
     k: AlignedVec<f32>,
     /// V tile in column panels (`tiles::pack_value_panels`): BC_WIDE × head_dim floats.
     v: AlignedVec<f32>,

@@ -2,35 +2,46 @@
 //! GotoBLAS: both operands packed, then a register-blocked micro-kernel ([`fma_steps`]) that
 //! reads each in one stream, front to back.
 //!
-//! - `a` is packed once per call into groups of `R` rows, the register block's rows (12 with
-//!   AVX-512, 6 with AVX2): each step of the reduction holds its `R` values side by side, so the
-//!   broadcasts need no address arithmetic, and the register block has 12 rows where 8 row
-//!   pointers were all the registers held. In the level-1 cache, interleaved in one process on
-//!   one thread of the 2-core Xeon, the packed 12 × 2 block ran 12–15% faster than the 8 × 2 one
-//!   reading rows where they lay (and at up to 98% of the FMA rate in a quiet minute).
+//! - `a` is packed into groups of `R` rows, the register block's rows (12 with AVX-512, 6 with
+//!   AVX2): each step of the reduction holds its `R` values side by side, so the broadcasts need
+//!   no address arithmetic, and the register block has 12 rows where 8 row pointers were all the
+//!   registers held. In the level-1 cache, interleaved in one process on one thread of the 2-core
+//!   Xeon, the packed 12 × 2 block ran 12–15% faster than the 8 × 2 one reading rows where they
+//!   lay (and at up to 98% of the FMA rate in a quiet minute).
 //! - `op(b)` is packed into panels of [`PANEL`] columns (widened there from 16-bit storage),
-//!   [`COLUMNS`] at a time, in parallel.
+//!   [`COLUMNS`] at a time, in parallel, into buffers kept from call to call (`scratch.rs`).
 //!
-//! Both go into buffers kept from call to call (`scratch.rs`), and with AVX-512 both are
-//! transposed 16 × 16 words at a time in registers (`words.rs`): a word at a time, packing took a
-//! quarter of a 512 × 768 × 2048 product on one thread. With AVX2 (or from 16-bit storage) the
-//! weights of `x · wᵀ` are transposed 8 × 8 (widened as they are loaded): on the Zen 3, packing
-//! them had taken a quarter of that product too, a column at a time, each from a line of its own.
+//! With AVX-512 both are transposed 16 × 16 words at a time in registers (`words.rs`): a word at
+//! a time, packing took a quarter of a 512 × 768 × 2048 product on one thread. With AVX2 (or
+//! from 16-bit storage) the weights of `x · wᵀ` are transposed 8 × 8 (widened as they are
+//! loaded): on the Zen 3, packing them had taken a quarter of that product too, a column at a
+//! time, each from a line of its own.
 //!
-//! The tasks, [`GROUPS`] groups of rows against one panel, multiply them: for each slice of
-//! [`DEPTH`] of the reduction the panel's slice (32 KiB) stays in the level-1 cache across the
-//! groups, and consecutive tasks share their groups' slice in level 2.
+//! The tasks, [`GROUPS`] groups of rows (a row block) against one panel, multiply them: for each
+//! slice of [`DEPTH`] of the reduction the panel's slice (32 KiB) stays in the level-1 cache
+//! across the groups. Consecutive tasks share their row block, and each thread packs the block
+//! of its task into a buffer of its own ([`with_row_block`]: 96 × k floats with AVX-512, kept for
+//! the thread's life), once for the run of tasks that share it, so the packed rows are written
+//! to and read from that thread's level-2 cache. They had been packed all at once before the
+//! tasks, into a buffer of m × k (2 MiB at 2048 × 256, twice a core's level-2 cache): written out
+//! and read back from the last-level cache or memory. Measured on the 2-core Zen 5, the
+//! two builds in turn, five rounds, fractions of the FMA round beside each call
+//! (`examples/matmul_probe.rs`, `DTYPE=f32`), both threads: 2048 × 256 × 256 (m × n × k)
+//! 0.62 → 0.71, 2048 × 704 × 256 0.71 → 0.74, 2048 × 256 × 704 0.56 → 0.74, 512 × 2048 × 768
+//! 0.65 → 0.66, 512 × 768 × 2048 0.58 → 0.64; one thread, four rounds, 0.64 → 0.76, 0.72 → 0.79,
+//! 0.61 → 0.78, 0.75 → 0.80, 0.66 → 0.75. The blocks are packed again for each [`COLUMNS`] of
+//! n (4 times at n 2048), which those figures include.
 //!
-//! Where the time goes, on one thread of the 2-core Zen 5 (`examples/matmul_probe.rs` with
-//! `DTYPE=f32`, and a throwaway harness around [`fma_steps`]): the register block alone, a
-//! 256-step slice of 8 to 64 groups streamed from level 2 and a panel from 256 in the last-level
-//! cache for every 8 blocks, ran at 0.97–1.0 of the FMA round beside it; the whole products at
-//! 0.65–0.80. Packing takes ~8% of them: `a` and the panels come from memory, ~7–12 GB/s where a
-//! copy between buffers out of cache ran at ~15 (2048 × 256 of `a` in ~300 µs, ~50 µs from
-//! cache). Tried there and level within the probe's noise (five and six rounds of the builds in
-//! turn, ±0.02): the step loop without its bounds checks, `a` packed slice by slice so that a
-//! task's groups are one stream, a software prefetch of `a` 384 and 768 words ahead, slices of
-//! 128 and 192 steps, and (to see what they cost) no stores of c at all.
+//! Where the time went before that, on one thread of the 2-core Zen 5 (a throwaway harness
+//! around [`fma_steps`]): the register block alone, a 256-step slice of 8 to 64 groups streamed
+//! from level 2 and a panel from 256 in the last-level cache for every 8 blocks, ran at 0.97–1.0
+//! of the FMA round beside it; the whole products at 0.65–0.80. Packing `a` and the panels from
+//! memory took ~8% of them (a 2048 × 256 `a` in ~300 µs, ~50 µs from cache); at 2048 × 256 × 256
+//! on both threads, `perf` put a fifth of the product's samples in the packing, most of them on
+//! the loads of `a`'s rows. Tried then and level within the probe's noise (five and six rounds
+//! of the builds in turn, ±0.02): the step loop without its bounds checks, `a` packed slice by
+//! slice so that a task's groups are one stream, a software prefetch of `a` 384 and 768 words
+//! ahead, slices of 128 and 192 steps, and (to see what they cost) no stores of c at all.
 //!
 //! [`gated`] is SwiGLU's gate made from two products at once, `silu(a · gateᵀ) ⊙ (a · upᵀ)`:
 //! `a` packed once, both weights' panels side by side, and each register block holding both
@@ -39,12 +50,15 @@
 //! is written. The two products' sums are those of [`gemm`], step for step, so the result is the
 //! unfused FFN's bit for bit.
 
+use std::cell::RefCell;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
 use super::scratch::Scratch;
 use super::shared_out::SharedOut;
+use crate::aligned::AlignedVec;
 use crate::math::silu;
 use crate::simd::{dispatch, prefetch_for_write, Isa, Simd, SimdKernel};
 use crate::Element;
@@ -97,26 +111,62 @@ fn multiply<T: Element>(m: usize, n: usize, k: usize, a: &[f32], operands: &[Str
     let isa = Isa::detect();
     let group = group_rows(isa);
     let groups = m.div_ceil(group);
-    let mut a_packed = Scratch::<f32>::take(groups * group * k);
-    a_packed.par_chunks_mut(group * k).enumerate().for_each(|(g, to)| pack_group(to, a, g * group..((g + 1) * group).min(m), k, isa));
     let out = SharedOut::new(c);
     let row_blocks = groups.div_ceil(GROUPS);
     let panel_len = k * PANEL;
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
     let mut panels_packed = Scratch::<f32>::take(operands.len() * k * COLUMNS.min(n.next_multiple_of(PANEL)));
     for first in (0..n).step_by(COLUMNS) {
         let panels = (n - first).min(COLUMNS).div_ceil(PANEL);
         // Panel (o, j) holds operand o's columns first + j·PANEL .. as rows [k][PANEL], at
         // (o · panels + j) · k · PANEL.
         panels_packed[..operands.len() * panels * panel_len].par_chunks_mut(panel_len).enumerate().for_each(|(i, panel)| pack_panel(panel, operands[i / panels], first + i % panels * PANEL, n, k, isa));
-        let (a_packed, panels_packed) = (&a_packed, &panels_packed);
+        let panels_packed = &panels_packed;
         let panel = |o: usize, j: usize| &panels_packed[(o * panels + j) * panel_len..][..panel_len];
         (0..row_blocks * panels).into_par_iter().for_each(|t| {
             let (rb, j) = (t / panels, t % panels);
             let groups = rb * GROUPS..((rb + 1) * GROUPS).min(groups);
             let up = (operands.len() == 2).then(|| panel(1, j));
-            dispatch(Task { m, n, k, group, a: a_packed, panel: panel(0, j), up, first: first + j * PANEL, groups, out }, &mut ());
+            with_row_block((call, rb), groups.clone(), (a, m, k), group, isa, |a| {
+                dispatch(Task { m, n, k, group, a, panel: panel(0, j), up, first: first + j * PANEL, groups, out }, &mut ());
+            });
         });
     }
+}
+
+/// Products begun: a thread's packed row block is tagged with its product's number.
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// Which row block a thread's buffer holds: (product, block).
+type RowBlockTag = Option<(u64, usize)>;
+
+thread_local! {
+    /// The row block of `a` this thread packed last, tagged (product, block), and its groups
+    /// ([`GROUPS`] × the group's rows × k floats at most; kept for the thread's life, as the
+    /// panels' buffers are kept between products).
+    static ROW_BLOCK: RefCell<(RowBlockTag, AlignedVec<f32>)> = RefCell::new((None, AlignedVec::zeroed(0)));
+}
+
+/// `work` on row block `tag.1` of `a` (`[m, k]`), its `groups` packed by [`pack_group`] one after
+/// the other: this thread's packing, when its last was of that block of this product (`tag`),
+/// else packed now. Consecutive tasks share their row block, so a thread packs each block it
+/// takes once (twice, where another thread took part of its run of tasks), while the block's
+/// rows are in its own cache, and multiplies it from there.
+fn with_row_block(tag: (u64, usize), groups: Range<usize>, (a, m, k): (&[f32], usize, usize), group: usize, isa: Isa, work: impl FnOnce(&[f32])) {
+    ROW_BLOCK.with(|packed| {
+        let mut packed = packed.borrow_mut();
+        let (packed_tag, buffer) = &mut *packed;
+        if *packed_tag != Some(tag) {
+            if buffer.len() < GROUPS * group * k {
+                *buffer = AlignedVec::zeroed(GROUPS * group * k);
+            }
+            for (g, to) in groups.zip(buffer.chunks_exact_mut(group * k)) {
+                pack_group(to, a, g * group..((g + 1) * group).min(m), k, isa);
+            }
+            *packed_tag = Some(tag);
+        }
+        work(buffer);
+    });
 }
 
 /// `a`'s `rows` (at most a group) into `to` [k][group], each step's values side by side; the
@@ -251,7 +301,7 @@ impl Task<'_> {
             let slice = &self.panel[p0 * PANEL..][..depth * PANEL];
             for c0 in (0..PANEL).step_by(width) {
                 for g in self.groups.clone() {
-                    let a = &self.a[(g * self.k + p0) * R..][..depth * R];
+                    let a = &self.a[((g - self.groups.start) * self.k + p0) * R..][..depth * R];
                     self.block::<V, R, NV>(g * R, c0, p0, a, &slice[c0..]);
                 }
             }
@@ -296,7 +346,7 @@ impl Task<'_> {
             let (gate, up) = (&self.panel[p0 * PANEL..][..depth * PANEL], &up[p0 * PANEL..][..depth * PANEL]);
             for c0 in (0..PANEL).step_by(width) {
                 for (i, g) in self.groups.clone().enumerate() {
-                    let a = &self.a[(g * self.k + p0) * S..][..depth * S];
+                    let a = &self.a[((g - self.groups.start) * self.k + p0) * S..][..depth * S];
                     for part in 0..S / R {
                         let sums = &mut gate_sums[(i * S + part * R) * PANEL..][..R * PANEL];
                         self.gated_block::<V, R, NV, S>(g * S + part * R, c0, (p0, last), &a[part * R..], [&gate[c0..], &up[c0..]], sums);

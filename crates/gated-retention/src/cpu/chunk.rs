@@ -164,12 +164,16 @@ impl<T: Element> Segment<'_, T> {
         // SAFETY: this task alone writes the elements of (b, h), and row(n) .. + dim is token n's
         // row of this head in o, which has q's shape.
         let out = unsafe { std::slice::from_raw_parts_mut(self.out.ptr().add(self.row(n)), dim) };
-        // The head dims are multiples of PAD, so of every vector width.
-        for (to, from) in out.chunks_exact_mut(V::LANES).zip(row.chunks_exact(V::LANES)) {
+        // The head dims are multiples of PAD, so of every vector width. Indexed, not a zip of
+        // `chunks_exact`: that zip's constructor was not inlined, and its two divisions (the
+        // chunks' counts) took ~7% of a prefill at 4 heads of 64 (perf, one thread; 2-core Zen 5,
+        // both threads, six rounds in turn: 2.76 → 2.25 ms at 4K tokens).
+        for c in (0..dim).step_by(V::LANES) {
+            let (to, from) = (&mut out[c..c + V::LANES], V::load(&row[c..]));
             if self.stream {
-                stream_narrowed(V::load(from), to);
+                stream_narrowed(from, to);
             } else {
-                store_narrowed(V::load(from), to);
+                store_narrowed(from, to);
             }
         }
     }

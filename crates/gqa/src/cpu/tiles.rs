@@ -328,12 +328,14 @@ fn accumulate_block<V: Simd, const R: usize, const NV: usize>(pt: &[f32], panel:
             acc[r][n] = V::load(&o[(ib + r) * d + cb + n * V::LANES..]).mul(c);
         }
     }
-    for (prow, vrow) in pt.chunks_exact(ROW_STRIDE).zip(panel.chunks_exact(width)) {
+    // Indexed, not a zip of `chunks_exact`, whose constructor (two divisions) was not inlined.
+    for j in 0..panel.len() / width {
+        let vrow = &panel[j * width..][..width];
         let mut vv = [V::splat(0.0); NV];
         for n in 0..NV {
             vv[n] = V::load(&vrow[n * V::LANES..]);
         }
-        let pv = &prow[ib..ib + R];
+        let pv = &pt[j * ROW_STRIDE + ib..][..R];
         for r in 0..R {
             let p = V::splat(pv[r]);
             for n in 0..NV {

@@ -219,9 +219,10 @@ fn scores<V: Simd, const R: usize, const NV: usize, const KEYS: usize>(qt: &[f32
 /// their part of those queries' maxima.
 #[inline(always)]
 fn score_block<V: Simd, const R: usize, const NV: usize>(qt: &[f32], k: &[&[f32]], jb: usize, ib: usize, st: &mut [f32], tile_max: &mut [f32], d: usize) {
-    let krows: [&[f32]; R] = std::array::from_fn(|r| k[r]);
+    // A view of the rows, not `array::from_fn`, which was a call per block, not inlined.
+    let krows: &[&[f32]; R] = k[..R].try_into().expect("R key rows");
     let mut acc = [[V::splat(0.0); NV]; R];
-    fma_block::<V, R, NV>(&mut acc, &krows, &qt[ib..], ROW_STRIDE, d);
+    fma_block::<V, R, NV>(&mut acc, krows, &qt[ib..], ROW_STRIDE, d);
     for r in 0..R {
         for n in 0..NV {
             acc[r][n].store(&mut st[(jb + r) * ROW_STRIDE + ib + n * V::LANES..]);

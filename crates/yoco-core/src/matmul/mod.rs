@@ -49,6 +49,7 @@ mod dots;
 mod packed;
 mod scratch;
 mod shared_out;
+mod thread_block;
 #[cfg(target_arch = "x86_64")]
 mod words;
 

@@ -20,7 +20,7 @@
 //! The tasks, [`GROUPS`] groups of rows (a row block) against one panel, multiply them: for each
 //! slice of [`DEPTH`] of the reduction the panel's slice (32 KiB) stays in the level-1 cache
 //! across the groups. Consecutive tasks share their row block, and each thread packs the block
-//! of its task into a buffer of its own ([`with_row_block`]: 96 × k floats with AVX-512, kept for
+//! of its task into a buffer of its own (`thread_block.rs`: 96 × k floats with AVX-512, kept for
 //! the thread's life), once for the run of tasks that share it, so the packed rows are written
 //! to and read from that thread's level-2 cache. They had been packed all at once before the
 //! tasks, into a buffer of m × k (2 MiB at 2048 × 256, twice a core's level-2 cache): written out
@@ -50,15 +50,13 @@
 //! is written. The two products' sums are those of [`gemm`], step for step, so the result is the
 //! unfused FFN's bit for bit.
 
-use std::cell::RefCell;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
 use super::scratch::Scratch;
 use super::shared_out::SharedOut;
-use crate::aligned::AlignedVec;
+use super::thread_block::{product_number, with_block};
 use crate::math::silu;
 use crate::simd::{dispatch, prefetch_for_write, Isa, Simd, SimdKernel};
 use crate::Element;
@@ -114,7 +112,7 @@ fn multiply<T: Element>(m: usize, n: usize, k: usize, a: &[f32], operands: &[Str
     let out = SharedOut::new(c);
     let row_blocks = groups.div_ceil(GROUPS);
     let panel_len = k * PANEL;
-    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    let product = product_number();
     let mut panels_packed = Scratch::<f32>::take(operands.len() * k * COLUMNS.min(n.next_multiple_of(PANEL)));
     for first in (0..n).step_by(COLUMNS) {
         let panels = (n - first).min(COLUMNS).div_ceil(PANEL);
@@ -127,46 +125,16 @@ fn multiply<T: Element>(m: usize, n: usize, k: usize, a: &[f32], operands: &[Str
             let (rb, j) = (t / panels, t % panels);
             let groups = rb * GROUPS..((rb + 1) * GROUPS).min(groups);
             let up = (operands.len() == 2).then(|| panel(1, j));
-            with_row_block((call, rb), groups.clone(), (a, m, k), group, isa, |a| {
-                dispatch(Task { m, n, k, group, a, panel: panel(0, j), up, first: first + j * PANEL, groups, out }, &mut ());
+            let pack = |to: &mut [f32]| {
+                for (g, to) in groups.clone().zip(to.chunks_exact_mut(group * k)) {
+                    pack_group(to, a, g * group..((g + 1) * group).min(m), k, isa);
+                }
+            };
+            with_block((product, rb), groups.len() * group * k, pack, |a| {
+                dispatch(Task { m, n, k, group, a, panel: panel(0, j), up, first: first + j * PANEL, groups: groups.clone(), out }, &mut ());
             });
         });
     }
-}
-
-/// Products begun: a thread's packed row block is tagged with its product's number.
-static CALLS: AtomicU64 = AtomicU64::new(0);
-
-/// Which row block a thread's buffer holds: (product, block).
-type RowBlockTag = Option<(u64, usize)>;
-
-thread_local! {
-    /// The row block of `a` this thread packed last, tagged (product, block), and its groups
-    /// ([`GROUPS`] × the group's rows × k floats at most; kept for the thread's life, as the
-    /// panels' buffers are kept between products).
-    static ROW_BLOCK: RefCell<(RowBlockTag, AlignedVec<f32>)> = RefCell::new((None, AlignedVec::zeroed(0)));
-}
-
-/// `work` on row block `tag.1` of `a` (`[m, k]`), its `groups` packed by [`pack_group`] one after
-/// the other: this thread's packing, when its last was of that block of this product (`tag`),
-/// else packed now. Consecutive tasks share their row block, so a thread packs each block it
-/// takes once (twice, where another thread took part of its run of tasks), while the block's
-/// rows are in its own cache, and multiplies it from there.
-fn with_row_block(tag: (u64, usize), groups: Range<usize>, (a, m, k): (&[f32], usize, usize), group: usize, isa: Isa, work: impl FnOnce(&[f32])) {
-    ROW_BLOCK.with(|packed| {
-        let mut packed = packed.borrow_mut();
-        let (packed_tag, buffer) = &mut *packed;
-        if *packed_tag != Some(tag) {
-            if buffer.len() < GROUPS * group * k {
-                *buffer = AlignedVec::zeroed(GROUPS * group * k);
-            }
-            for (g, to) in groups.zip(buffer.chunks_exact_mut(group * k)) {
-                pack_group(to, a, g * group..((g + 1) * group).min(m), k, isa);
-            }
-            *packed_tag = Some(tag);
-        }
-        work(buffer);
-    });
 }
 
 /// `a`'s `rows` (at most a group) into `to` [k][group], each step's values side by side; the

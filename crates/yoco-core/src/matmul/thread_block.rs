@@ -52,6 +52,8 @@ pub(super) fn with_block<T: Plain, R>(tag: (u64, usize), len: usize, pack: impl 
             if words.len() < need {
                 *words = AlignedVec::zeroed(need);
             }
+            // Untagged while it packs: a `pack` that panics part way leaves no block to take.
+            *packed = None;
             #[cfg(test)]
             words.fill(u32::MAX);
             // SAFETY: the buffer holds at least `len` elements' bytes, aligned to 64 ≥ T's

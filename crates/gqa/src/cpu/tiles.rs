@@ -110,9 +110,7 @@ fn pack_queries<T: Element>(x: &Inputs<T>, s: &mut Scratch, block: Block) {
                 None => {
                     for (r, widened) in s.k[..16 * d].chunks_exact_mut(d).enumerate() {
                         let (i, h) = block.row(r0 + r);
-                        for (dst, src) in widened.iter_mut().zip(x.q_row(block.b, i, h)) {
-                            *dst = src.to_f32();
-                        }
+                        widen(x.q_row(block.b, i, h), widened);
                     }
                     std::array::from_fn(|r| &s.k[r * d..][..d])
                 }
@@ -159,10 +157,7 @@ fn key_rows<'s, T: Element>(x: &'s Inputs<T>, tile: &'s mut [f32], b: usize, hk:
         return TileRows { data: &source[x.kv_offset(b, j0, hk)..], stride: x.p.dims.kv_heads * d, d, count };
     }
     for jj in 0..count {
-        let row = &source[x.kv_offset(b, j0 + jj, hk)..][..d];
-        for (dst, src) in tile[jj * d..][..d].iter_mut().zip(row) {
-            *dst = src.to_f32();
-        }
+        widen(&source[x.kv_offset(b, j0 + jj, hk)..][..d], &mut tile[jj * d..][..d]);
     }
     TileRows { data: &tile[..count * d], stride: d, d, count }
 }
@@ -187,10 +182,17 @@ fn pack_value_panels<T: Element, const KEYS: usize>(x: &Inputs<T>, panels: &mut 
             continue;
         }
         for (c, columns) in row.chunks_exact(width).enumerate() {
-            for (dst, src) in panels[(c * KEYS + jj) * width..][..width].iter_mut().zip(columns) {
-                *dst = src.to_f32();
-            }
+            widen(columns, &mut panels[(c * KEYS + jj) * width..][..width]);
         }
+    }
+}
+
+/// `src` widened to f32 into `dst` (as long), an element at a time: the queries', keys' and
+/// values' 16-bit rows (f32 ones are read in place or copied).
+#[inline(always)]
+fn widen<T: Element>(src: &[T], dst: &mut [f32]) {
+    for (dst, src) in dst.iter_mut().zip(src) {
+        *dst = src.to_f32();
     }
 }
 

@@ -30,6 +30,8 @@ fn main() {
     let in_cache = std::env::var("IN_CACHE").is_ok_and(|v| v == "1");
     let dtype_name = std::env::var("DTYPE").unwrap_or_else(|_| "f32".into());
     let dtype = DType::ALL.into_iter().find(|d| d.name() == dtype_name).expect("DTYPE: f32, bf16 or f16");
+    // As the bench does: the parallel work runs on this thread and the pool's other workers.
+    yoco_core::threads::make_this_thread_a_worker();
     let device = Device::cpu();
     let mut draws = Draws::new(1);
     let mut read = BandwidthPass::new(Traffic::Read, memory_bytes());

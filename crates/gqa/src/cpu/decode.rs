@@ -21,6 +21,15 @@
 //!   of a value loaded once for those rows, the tile's values first read once in order
 //!   ([`yoco_core::simd::touch`]).
 //!
+//! The head dim goes in spans of two vectors, each key's, value's and query's span widened by
+//! one [`load_widened_pair`]: bf16 comes out in pairs' order (the even elements, then the odd
+//! ones: a shift and a mask a vector, where the row's order takes a zero-extension and a shift),
+//! which the dot products do not see, and the outputs stay in that order until the range is
+//! done ([`unpair`]). On the 2-core Zen 5, with the cache in cache, one thread, alternating,
+//! five rounds: 24/8 heads of 128 over 512 keys 0.120 → 0.104 ms (f32, the queries no longer
+//! collected through a flattened iterator) and 0.087 → 0.083 (bf16); 5 × 4/2 heads of 64,
+//! 0.076 → 0.071 and 0.063 → 0.060.
+//!
 //! Why the keys position by position and the values read in order first: memory is read fastest
 //! front to back, one position's row of every head after the other, its arithmetic interleaved,
 //! where the hardware prefetchers keep ahead of the loads. Scoring four positions at once (each
@@ -47,6 +56,18 @@
 //!
 //! A scalar version of the same loops ran at 0.25 ns per (row, key, dimension), a multiply-add
 //! a cycle (the first design: 45% of copy bandwidth at 24/8 heads of 128).
+//!
+//! Tried on the 2-core Zen 5 and not kept (`decode_probe`, from memory, fractions of the read
+//! pass beside each call, alternating, four or five rounds; 24/8 heads of 128 over 32768 keys
+//! and 5 × 4/2 of 64 over 16384, f32): the values summed a tile behind the keys, in the same
+//! loop, a few positions at a time, so that both streams overlap the arithmetic (8 positions:
+//! slower in cache; 16 or 32: 0.53–0.49 and 0.68–0.64 against 0.65 and 0.81); the values asked
+//! for a tile ahead beside the keys with the pass in order dropped (0.56 against 0.68) or kept
+//! (the same); tiles of 16 or 64 positions and requests 8 or 32 positions ahead (the same or
+//! slower); the tile's maximum a vector at a time (the same, within the noise). The scores'
+//! lane sums are not what holds the scores back: a build without them ran no faster. With the
+//! cache in cache, the scores are ~40% of a step, the sums of the values ~25%, and the softmax's
+//! bookkeeping most of the rest.
 
 use std::ops::Range;
 
@@ -54,7 +75,7 @@ use rayon::prelude::*;
 use yoco_core::math::exp;
 use yoco_core::Element;
 
-use yoco_core::simd::{dispatch, load_widened, prefetch, touch, Simd, SimdKernel};
+use yoco_core::simd::{dispatch, load_widened_pair, prefetch, touch, unpair, Simd, SimdKernel};
 
 use super::{exponent_base, Inputs, OutRows};
 
@@ -65,11 +86,9 @@ const MIN_RANGE: usize = 512;
 /// Positions requested ahead of their use.
 const PREFETCH: usize = 16;
 /// Query rows served together: their dot products share each load of a key vector, their
-/// outputs each load of a value vector. Four rows' outputs over two vectors of the head dim are
-/// 8 of the 16 (AVX2) or 32 (AVX-512) vector registers.
+/// outputs each load of a value vector. Four rows' outputs over a span of the head dim (two
+/// vectors, one [`load_widened_pair`]) are 8 of the 16 (AVX2) or 32 (AVX-512) vector registers.
 const ROW_BLOCK: usize = 4;
-/// Vectors of the head dim per output block.
-const OUT_VECTORS: usize = 2;
 
 /// The running softmax of every (query, head) over one key range: max, sum and unnormalised
 /// output, `[q_len][heads]` (`o`: `[q_len][heads][head_dim]`).
@@ -151,7 +170,19 @@ fn range_body<T: Element, V: Simd>(x: &Inputs<T>, b: usize, keys: Range<usize>) 
     let p = &x.p;
     let d = p.dims;
     let (dim, group, rows) = (d.head_dim, d.group(), d.q_len * d.heads);
-    let q: Vec<f32> = (0..rows).flat_map(|row| x.q_row(b, row / d.heads, row % d.heads).iter().map(|v| v.to_f32())).collect();
+    // The query rows widened as the keys and values are (`load_widened_pair`): in pairs' order
+    // for bf16, the outputs laid out so too until the end.
+    let span = 2 * V::LANES;
+    debug_assert_eq!(dim % span, 0, "head dim {dim} not a multiple of {span}");
+    let mut q = vec![0f32; rows * dim];
+    for (row, widened) in q.chunks_exact_mut(dim).enumerate() {
+        let from = x.q_row(b, row / d.heads, row % d.heads);
+        for c in (0..dim).step_by(span) {
+            let [first, second] = load_widened_pair::<T, V>(&from[c..]);
+            first.store(&mut widened[c..]);
+            second.store(&mut widened[c + V::LANES..]);
+        }
+    }
     let visible: Vec<(usize, usize)> = (0..d.q_len).map(|i| p.mask.key_range(i, d.q_len, d.kv_len)).collect();
     // Keys every query sees: a tile inside them needs no mask.
     let (seen_by_all_lo, seen_by_all_hi) = visible.iter().fold((0, usize::MAX), |(lo, hi), &(l, h)| (lo.max(l), hi.min(h)));
@@ -214,6 +245,9 @@ fn range_body<T: Element, V: Simd>(x: &Inputs<T>, b: usize, keys: Range<usize>) 
         }
         t0 += count;
     }
+    for chunk in part.o.chunks_exact_mut(span) {
+        unpair::<T, V>(chunk);
+    }
     part
 }
 
@@ -238,16 +272,15 @@ fn score_rows<T: Element, V: Simd, const R: usize, const P: usize>(q: &[f32], bl
         *row = &q[block[r] * dim..][..dim];
     }
     let mut acc = [[V::splat(0.0); P]; R];
-    debug_assert_eq!(dim % V::LANES, 0, "head dim {dim} not a multiple of {}", V::LANES);
-    for c in (0..dim).step_by(V::LANES) {
-        let mut kv = [V::splat(0.0); P];
+    for c in (0..dim).step_by(2 * V::LANES) {
+        let mut kv = [[V::splat(0.0); 2]; P];
         for p in 0..P {
-            kv[p] = load_widened::<T, V>(&keys[p][c..]);
+            kv[p] = load_widened_pair::<T, V>(&keys[p][c..]);
         }
         for r in 0..R {
-            let qv = V::load(&rows[r][c..]);
+            let qv = [V::load(&rows[r][c..]), V::load(&rows[r][c + V::LANES..])];
             for p in 0..P {
-                acc[r][p] = acc[r][p].fma(qv, kv[p]);
+                acc[r][p] = acc[r][p].fma(qv[0], kv[p][0]).fma(qv[1], kv[p][1]);
             }
         }
     }
@@ -303,41 +336,37 @@ fn accumulate_block<T: Element, V: Simd>(o: &mut [f32], block: &[usize], probs: 
     }
 }
 
-/// [`accumulate_block`] for exactly `R` rows: the head dim in spans of [`OUT_VECTORS`] vectors
-/// (the supported head dims, 64, 128 and 256, are multiples of every span), each span's `R`
-/// outputs held in registers across the tile's values.
+/// [`accumulate_block`] for exactly `R` rows: the head dim in spans of two vectors, one
+/// [`load_widened_pair`] of each value (the supported head dims, 64, 128 and 256, are multiples
+/// of every span), each span's `R` outputs held in registers across the tile's values.
 #[inline(always)]
 fn accumulate_rows<T: Element, V: Simd, const R: usize>(o: &mut [f32], block: &[usize], probs: &[f32], values: &[&[T]], dim: usize) {
-    let span = OUT_VECTORS * V::LANES;
-    debug_assert_eq!(dim % span, 0, "head dim {dim} not a multiple of {span}");
-    for c in (0..dim).step_by(span) {
-        accumulate_span::<T, V, R, OUT_VECTORS>(o, block, probs, values, dim, c);
+    for c in (0..dim).step_by(2 * V::LANES) {
+        accumulate_span::<T, V, R>(o, block, probs, values, dim, c);
     }
 }
 
-/// Dims `c .. c + NV · LANES` of the `R` rows' outputs.
+/// Dims `c .. c + 2 · LANES` of the `R` rows' outputs, laid out as [`load_widened_pair`] lays
+/// out the values.
 #[inline(always)]
-fn accumulate_span<T: Element, V: Simd, const R: usize, const NV: usize>(o: &mut [f32], block: &[usize], probs: &[f32], values: &[&[T]], dim: usize, c: usize) {
-    let mut acc = [[V::splat(0.0); NV]; R];
+fn accumulate_span<T: Element, V: Simd, const R: usize>(o: &mut [f32], block: &[usize], probs: &[f32], values: &[&[T]], dim: usize, c: usize) {
+    let mut acc = [[V::splat(0.0); 2]; R];
     for r in 0..R {
-        for n in 0..NV {
+        for n in 0..2 {
             acc[r][n] = V::load(&o[block[r] * dim + c + n * V::LANES..]);
         }
     }
     for (jj, v) in values.iter().enumerate() {
-        let mut vv = [V::splat(0.0); NV];
-        for n in 0..NV {
-            vv[n] = load_widened::<T, V>(&v[c + n * V::LANES..]);
-        }
+        let vv = load_widened_pair::<T, V>(&v[c..]);
         for r in 0..R {
             let pj = V::splat(probs[block[r] * TILE + jj]);
-            for n in 0..NV {
+            for n in 0..2 {
                 acc[r][n] = acc[r][n].fma(pj, vv[n]);
             }
         }
     }
     for r in 0..R {
-        for n in 0..NV {
+        for n in 0..2 {
             acc[r][n].store(&mut o[block[r] * dim + c + n * V::LANES..]);
         }
     }

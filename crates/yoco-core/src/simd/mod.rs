@@ -39,6 +39,9 @@ pub trait Simd: Copy {
     fn load_bf16(s: &[u16]) -> Self;
     /// `LANES` f16 values, given as their bits, widened to f32.
     fn load_f16(s: &[u16]) -> Self;
+    /// `2 · LANES` bf16 values, given as their bits, widened to f32 in pairs' order: the even
+    /// elements, then the odd ones (see [`load_widened_pair`]).
+    fn load_bf16_pairs(s: &[u16]) -> [Self; 2];
     /// The lanes rounded to bf16 (to nearest even, a NaN kept a quiet NaN: as `Element::from_f32`
     /// for bf16), stored as their bits in `s`'s first `LANES`.
     fn store_bf16(self, s: &mut [u16]);
@@ -77,6 +80,37 @@ pub fn load_widened<T: Element, V: Simd>(s: &[T]) -> V {
         }
         V::load(&wide)
     }
+}
+
+/// `2 · V::LANES` elements of `s` (from its start) widened to f32 as two vectors: for bf16 in
+/// pairs' order, the even elements in the first vector and the odd ones in the second (a shift
+/// and a mask, where widening in the row's order takes a zero-extension and a shift a vector);
+/// for the other types in the row's order. A computation that loads every operand of a chunk
+/// this way and combines them lane by lane, or sums its lanes, does not see the order; [`unpair`]
+/// puts a chunk of results back into the row's order.
+#[inline(always)]
+pub fn load_widened_pair<T: Element, V: Simd>(s: &[T]) -> [V; 2] {
+    match as_slice_of::<T, bf16>(s) {
+        Some(s) => V::load_bf16_pairs(s.reinterpret_cast()),
+        None => [load_widened(s), load_widened(&s[V::LANES..])],
+    }
+}
+
+/// Puts a chunk of `2 · V::LANES` results laid out as [`load_widened_pair`] lays out T's
+/// elements back into the row's order (for bf16: `[e0 .. e(L−1), o0 .. o(L−1)]` becomes
+/// `[e0, o0, e1, o1, …]`; nothing to do for the other types).
+#[inline(always)]
+pub fn unpair<T: Element, V: Simd>(chunk: &mut [f32]) {
+    if T::DTYPE != crate::DType::BF16 {
+        return;
+    }
+    let lanes = V::LANES;
+    let mut row_order = [0f32; 32];
+    for k in 0..lanes {
+        row_order[2 * k] = chunk[k];
+        row_order[2 * k + 1] = chunk[lanes + k];
+    }
+    chunk[..2 * lanes].copy_from_slice(&row_order[..2 * lanes]);
 }
 
 /// `v` rounded to T (once, as `T::from_f32`) into `s`'s first `V::LANES` elements: the other
@@ -208,6 +242,19 @@ pub(crate) mod x86 {
             // SAFETY: AVX-512F present; s holds 16 u16 (unaligned load). bf16 is the top half
             // of an f32: zero-extend, shift into place.
             Avx512(unsafe { _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(s.as_ptr().cast())))) })
+        }
+        #[inline(always)]
+        fn load_bf16_pairs(s: &[u16]) -> [Self; 2] {
+            let s: &[u16; 32] = s[..32].try_into().expect("32 elements");
+            // SAFETY: AVX-512F present; s holds 32 u16 (unaligned load). Each 32-bit word holds
+            // an even element in its low half and the next, odd one in its high half: the odd
+            // one is an f32 once the low half is cleared, the even one once shifted up.
+            unsafe {
+                let words = _mm512_loadu_si512(s.as_ptr().cast());
+                let even = _mm512_slli_epi32::<16>(words);
+                let odd = _mm512_and_si512(words, _mm512_set1_epi32(0xFFFF_0000u32 as i32));
+                [Avx512(_mm512_castsi512_ps(even)), Avx512(_mm512_castsi512_ps(odd))]
+            }
         }
         #[inline(always)]
         fn load_f16(s: &[u16]) -> Self {
@@ -346,6 +393,18 @@ pub(crate) mod x86 {
             Avx2(unsafe { _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(s.as_ptr().cast())))) })
         }
         #[inline(always)]
+        fn load_bf16_pairs(s: &[u16]) -> [Self; 2] {
+            let s: &[u16; 16] = s[..16].try_into().expect("16 elements");
+            // SAFETY: AVX2 present (module comment); s holds 16 u16 (unaligned load). As on
+            // AVX-512: the even element shifted up, the odd one with the low half cleared.
+            unsafe {
+                let words = _mm256_loadu_si256(s.as_ptr().cast());
+                let even = _mm256_slli_epi32::<16>(words);
+                let odd = _mm256_and_si256(words, _mm256_set1_epi32(0xFFFF_0000u32 as i32));
+                [Avx2(_mm256_castsi256_ps(even)), Avx2(_mm256_castsi256_ps(odd))]
+            }
+        }
+        #[inline(always)]
         fn load_f16(s: &[u16]) -> Self {
             let s: &[u16; 8] = s[..8].try_into().expect("8 lanes");
             // SAFETY: F16C present (module comment); s holds 8 u16 (unaligned load).
@@ -480,6 +539,10 @@ impl Simd for Scalar {
     #[inline(always)]
     fn load_f16(s: &[u16]) -> Self {
         Scalar(f16::from_bits(s[0]).to_f32())
+    }
+    #[inline(always)]
+    fn load_bf16_pairs(s: &[u16]) -> [Self; 2] {
+        [Self::load_bf16(s), Self::load_bf16(&s[1..])]
     }
     #[inline(always)]
     fn store_bf16(self, s: &mut [u16]) {

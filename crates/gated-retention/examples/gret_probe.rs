@@ -23,6 +23,8 @@ fn setting(name: &str, default: usize) -> usize {
 fn main() {
     let (seq, heads, dim, chunk) = (setting("SEQ", 4096), setting("HEADS", 8), setting("DIM", 128), setting("CHUNK", 64));
     let calls = setting("CALLS", 30).max(1);
+    // As the bench does: the parallel work runs on this thread and the pool's other workers.
+    yoco_core::threads::make_this_thread_a_worker();
     let device = Device::cpu();
     let mut draws = Draws::new(4);
     let dims = [1, seq, heads, dim];

@@ -28,6 +28,8 @@ fn main() {
     let calls: usize = std::env::var("CALLS").ok().and_then(|c| c.parse().ok()).unwrap_or(9).max(1);
     let dtype_name = std::env::var("DTYPE").unwrap_or_else(|_| "f32".into());
     let dtype = DType::ALL.into_iter().find(|d| d.name() == dtype_name).expect("DTYPE: f32, bf16 or f16");
+    // As the bench does: the parallel work runs on this thread and the pool's other workers.
+    yoco_core::threads::make_this_thread_a_worker();
     let device = Device::cpu();
     let mut draws = Draws::new(1);
     for shape in shapes.split(';') {

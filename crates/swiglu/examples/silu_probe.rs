@@ -22,6 +22,8 @@ const IN_CACHE: (usize, usize) = (64, 4096);
 
 fn main() {
     let calls: usize = std::env::var("CALLS").ok().and_then(|c| c.parse().ok()).unwrap_or(15).max(1);
+    // As the bench does: the parallel work runs on this thread and the pool's other workers.
+    yoco_core::threads::make_this_thread_a_worker();
     let device = Device::cpu();
     let mut draws = Draws::new(1);
     let mut combine = BandwidthPass::new(Traffic::Combine, memory_bytes());

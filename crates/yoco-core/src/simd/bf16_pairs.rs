@@ -18,8 +18,8 @@
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::x86::bf16_bits;
-use super::Isa;
+use super::x86::{bf16_bits, Avx512};
+use super::{Isa, Simd};
 
 /// Elements a step: one 64-byte vector of bf16.
 pub const STEP: usize = 32;
@@ -38,14 +38,11 @@ pub fn available() -> bool {
 /// [`available`] is true, and the caller is compiled with `avx512f` (inlined into it).
 #[inline(always)]
 pub unsafe fn widen(s: &[u16; STEP]) -> [f32; STEP] {
-    // SAFETY: AVX-512F present (the caller's promise); s holds 64 bytes (unaligned load); two
-    // __m512i are the bits of 32 f32 (a value, which LLVM keeps in registers).
-    unsafe {
-        let words = _mm512_loadu_si512(s.as_ptr().cast());
-        let even = _mm512_slli_epi32::<16>(words);
-        let odd = _mm512_and_si512(words, _mm512_set1_epi32(0xFFFF_0000u32 as i32));
-        std::mem::transmute::<[__m512i; 2], [f32; STEP]>([even, odd])
-    }
+    // AVX-512F present (the caller's promise): the vectors' own widening.
+    let pairs = <Avx512 as Simd>::load_bf16_pairs(s);
+    // SAFETY: Avx512 is a transparent __m512, so two are the bits of 32 f32 (a value, which
+    // LLVM keeps in registers).
+    unsafe { std::mem::transmute::<[Avx512; 2], [f32; STEP]>(pairs) }
 }
 
 /// `v`, in pairs' order (as [`widen`] gives them), rounded to bf16 as `bf16::from_f32` rounds

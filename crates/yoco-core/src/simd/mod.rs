@@ -189,7 +189,9 @@ pub(crate) mod x86 {
 
     use super::Simd;
 
+    /// Transparent, so that `bf16_pairs` may take two of them as the 32 f32 they hold.
     #[derive(Clone, Copy)]
+    #[repr(transparent)]
     pub(super) struct Avx512(__m512);
 
     impl Simd for Avx512 {

@@ -190,3 +190,54 @@ fn an_unknown_instruction_set_request_is_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("'AVX2': expected avx2 or scalar"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A prompt read from a file (one sequence a line, or `;` as on the command line; `-` for
+/// standard input) generates what the same prompt given with --prompt does; a file that cannot
+/// be read, a prompt given both ways or a ragged batch is refused with a message that says so.
+#[test]
+fn generate_reads_a_prompt_file() {
+    let dir = scratch("prompt-file");
+    let from_flag = yoco(&["generate", "--prompt", "1,2,3;4,5,6", "--new-tokens", "3", "--seed", "5"]);
+    assert!(from_flag.status.success(), "{}", String::from_utf8_lossy(&from_flag.stderr));
+    let want = printed_tokens(&from_flag);
+    assert_eq!(want.len(), 2);
+
+    let lines = dir.join("prompt.txt");
+    std::fs::write(&lines, "1, 2, 3\n\n4,5,6\n").unwrap();
+    let semicolons = dir.join("prompt-semicolons.txt");
+    std::fs::write(&semicolons, "1,2,3;4,5,6").unwrap();
+    for file in [&lines, &semicolons] {
+        let out = yoco(&["generate", "--prompt-file", path_arg(file), "--new-tokens", "3", "--seed", "5"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(printed_tokens(&out), want, "{}", file.display());
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_yoco"))
+        .args(["generate", "--prompt-file", "-", "--new-tokens", "3", "--seed", "5"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"1,2,3\n4,5,6\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(printed_tokens(&out), want, "standard input");
+
+    let refused = |args: &[&str], why: &str| {
+        let out = yoco(args);
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    };
+    let missing = dir.join("no-such-prompt.txt");
+    refused(&["generate", "--prompt-file", path_arg(&missing)], "no-such-prompt.txt");
+    refused(&["generate", "--prompt", "1,2", "--prompt-file", path_arg(&lines)], "cannot be used with");
+    refused(&["generate"], "--prompt");
+    let ragged = dir.join("ragged.txt");
+    std::fs::write(&ragged, "1,2,3\n4,5\n").unwrap();
+    refused(&["generate", "--prompt-file", path_arg(&ragged)], "sequence 0 has 3 tokens, sequence 1 2");
+    let _ = std::fs::remove_dir_all(&dir);
+}

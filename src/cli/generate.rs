@@ -72,8 +72,12 @@ pub struct GenerateArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Token ids, comma-separated; sequences of a batch separated by ';' (equal lengths).
-    #[arg(long)]
-    pub prompt: String,
+    #[arg(long, required_unless_present = "prompt_file", conflicts_with = "prompt_file")]
+    pub prompt: Option<String>,
+    /// The prompt from a file instead (`-`: standard input), for prompts longer than a command
+    /// line holds: as --prompt, and a line break also ends a sequence (blank lines are skipped).
+    #[arg(long, value_name = "PATH")]
+    pub prompt_file: Option<PathBuf>,
     /// Tokens to generate per sequence.
     #[arg(long, default_value_t = 16)]
     pub new_tokens: usize,
@@ -98,6 +102,21 @@ pub struct GenerateArgs {
 }
 
 impl GenerateArgs {
+    /// The prompt's tokens (row-major) and batch, from --prompt or --prompt-file.
+    fn prompt(&self) -> Result<(Vec<u32>, usize)> {
+        match (&self.prompt, &self.prompt_file) {
+            (Some(text), _) => parse_prompt("--prompt", text),
+            (None, Some(path)) => {
+                let read = if path.as_os_str() == "-" { std::io::read_to_string(std::io::stdin()) } else { std::fs::read_to_string(path) };
+                let text = read.map_err(|e| Error::invalid("--prompt-file", "path", format!("{}: {e}", path.display())))?;
+                let sequences: Vec<&str> = text.lines().map(str::trim).filter(|line| !line.is_empty()).collect();
+                parse_prompt("--prompt-file", &sequences.join(";"))
+            }
+            // clap requires one of the two.
+            (None, None) => Err(Error::invalid("--prompt", "prompt", "give --prompt or --prompt-file")),
+        }
+    }
+
     /// The files to write, refused before anything runs if one exists and --force is not given,
     /// if its folder does not exist, if it is a file the run reads (--weights, --config-file:
     /// --force replaces an earlier output, never the run's own input, which the weights in another
@@ -157,15 +176,15 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Parses "1,2,3;4,5,6" into (row-major tokens, batch).
-pub fn parse_prompt(text: &str) -> Result<(Vec<u32>, usize)> {
+/// Parses "1,2,3;4,5,6" into (row-major tokens, batch); `flag` names the argument in errors.
+pub fn parse_prompt(flag: &'static str, text: &str) -> Result<(Vec<u32>, usize)> {
     let rows: Vec<Vec<u32>> = text
         .split(';')
-        .map(|row| row.split(',').map(|t| t.trim().parse::<u32>().map_err(|_| Error::invalid("--prompt", "token", format!("'{t}' is not a token id")))).collect())
+        .map(|row| row.split(',').map(|t| t.trim().parse::<u32>().map_err(|_| Error::invalid(flag, "token", format!("'{t}' is not a token id")))).collect())
         .collect::<Result<_>>()?;
     let n = rows[0].len();
-    if rows.iter().any(|r| r.len() != n) {
-        return Err(Error::invalid("--prompt", "prompt", "every sequence of a batch must have the same length"));
+    if let Some((i, row)) = rows.iter().enumerate().find(|(_, r)| r.len() != n) {
+        return Err(Error::invalid(flag, "prompt", format!("every sequence of a batch must have the same length: sequence 0 has {n} tokens, sequence {i} {}", row.len())));
     }
     Ok((rows.concat(), rows.len()))
 }
@@ -207,7 +226,7 @@ impl StepLogits {
 pub fn run(args: &GenerateArgs) -> Result<()> {
     args.check_outputs()?;
     let config = args.model.config()?;
-    let (tokens, batch) = parse_prompt(&args.prompt)?;
+    let (tokens, batch) = args.prompt()?;
     // Before the weights are written: a run the model refuses leaves no file behind.
     check_generation(&config, &tokens, batch, args.new_tokens, args.span)?;
     let mut sampler = Sampler::new(args.temperature, args.model.seed)?;

@@ -239,5 +239,8 @@ fn generate_reads_a_prompt_file() {
     let ragged = dir.join("ragged.txt");
     std::fs::write(&ragged, "1,2,3\n4,5\n").unwrap();
     refused(&["generate", "--prompt-file", path_arg(&ragged)], "sequence 0 has 3 tokens, sequence 1 2");
+    let blank = dir.join("blank.txt");
+    std::fs::write(&blank, "\n  \n").unwrap();
+    refused(&["generate", "--prompt-file", path_arg(&blank)], "holds no token ids");
     let _ = std::fs::remove_dir_all(&dir);
 }

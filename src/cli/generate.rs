@@ -110,6 +110,9 @@ impl GenerateArgs {
                 let read = if path.as_os_str() == "-" { std::io::read_to_string(std::io::stdin()) } else { std::fs::read_to_string(path) };
                 let text = read.map_err(|e| Error::invalid("--prompt-file", "path", format!("{}: {e}", path.display())))?;
                 let sequences: Vec<&str> = text.lines().map(str::trim).filter(|line| !line.is_empty()).collect();
+                if sequences.is_empty() {
+                    return Err(Error::invalid("--prompt-file", "prompt", format!("{} holds no token ids", path.display())));
+                }
                 parse_prompt("--prompt-file", &sequences.join(";"))
             }
             // clap requires one of the two.

@@ -63,7 +63,7 @@
 //! loop, a few positions at a time, so that both streams overlap the arithmetic (8 positions:
 //! slower in cache; 16 or 32: 0.53–0.49 and 0.68–0.64 against 0.65 and 0.81); the values asked
 //! for a tile ahead beside the keys with the pass in order dropped (0.56 against 0.68) or kept
-//! (the same); tiles of 16 or 64 positions and requests 8 or 32 positions ahead (the same or
+//! (level to slightly slower); tiles of 16 or 64 positions and requests 8 or 32 positions ahead (the same or
 //! slower); the tile's maximum a vector at a time (the same, within the noise). The scores'
 //! lane sums are not what holds the scores back: a build without them ran no faster. With the
 //! cache in cache, the scores are ~40% of a step, the sums of the values ~25%, and the softmax's

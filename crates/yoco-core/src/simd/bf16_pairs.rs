@@ -2,7 +2,7 @@
 //! elements to a 64-byte vector, widened as two f32 vectors, the even elements and the odd ones
 //! (a shift and a mask), and narrowed by one `vcvtne2ps2bf16` and one word permute. Widening 16
 //! at a time takes a zero-extension and a shift per 16, and the exact integer rounding of
-//! [`Simd::store_bf16`](super::Simd::store_bf16) nine operations per 16: in the SwiGLU gate, whose
+//! [`Simd::store_bf16`] nine operations per 16: in the SwiGLU gate, whose
 //! silu is ~25 vector operations, those were a third of the loop (on the Zen 4 VM, 0.28–0.29
 //! ns an element on bf16 in the level-2 cache against 0.18–0.20 on f32; 0.24 in pairs).
 //!

@@ -23,6 +23,14 @@ fn path_arg(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Runs `yoco` with `args`, which it must refuse with a message containing `why`.
+fn refused(args: &[&str], why: &str) {
+    let out = yoco(args);
+    assert!(!out.status.success(), "{args:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(why), "{args:?}: {stderr}");
+}
+
 /// The token lines `yoco generate` printed, one list per sequence.
 fn printed_tokens(out: &Output) -> Vec<Vec<u32>> {
     String::from_utf8_lossy(&out.stdout)
@@ -100,12 +108,6 @@ fn generate_refuses_one_file_however_named_and_writes_nothing_for_a_refused_run(
     let dir = scratch("same");
     let weights = dir.join("w.safetensors");
     let respelled = dir.join(".").join("w.safetensors");
-    let refused = |args: &[&str], why: &str| {
-        let out = yoco(args);
-        assert!(!out.status.success(), "{args:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(why), "{args:?}: {stderr}");
-    };
     fn both<'a>(weights: &'a Path, logits: &'a Path) -> [&'a str; 10] {
         ["generate", "--prompt", "1,2", "--new-tokens", "2", "--save-weights", path_arg(weights), "--save-logits", path_arg(logits), "--force"]
     }
@@ -226,12 +228,6 @@ fn generate_reads_a_prompt_file() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(printed_tokens(&out), want, "standard input");
 
-    let refused = |args: &[&str], why: &str| {
-        let out = yoco(args);
-        assert!(!out.status.success(), "{args:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(why), "{args:?}: {stderr}");
-    };
     let missing = dir.join("no-such-prompt.txt");
     refused(&["generate", "--prompt-file", path_arg(&missing)], "no-such-prompt.txt");
     refused(&["generate", "--prompt", "1,2", "--prompt-file", path_arg(&lines)], "cannot be used with");

@@ -17,7 +17,6 @@
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::scratch::Plain;
 use crate::aligned::AlignedVec;
 
 /// Products begun: each tags the blocks its tasks pack with a number of its own, so that a
@@ -28,10 +27,10 @@ static PRODUCTS: AtomicU64 = AtomicU64::new(0);
 type Tag = Option<(u64, usize)>;
 
 thread_local! {
-    /// The block this thread packed last, and its buffer (4-byte words, 64-byte aligned, grown
-    /// to the largest block the thread has packed and kept for its life, as the panels' buffers
-    /// are kept between products: 96 × k floats for the f32 GEMM with AVX-512).
-    static BLOCK: RefCell<(Tag, AlignedVec<u32>)> = RefCell::new((None, AlignedVec::zeroed(0)));
+    /// The block this thread packed last, and its buffer (64-byte aligned, grown to the largest
+    /// block the thread has packed and kept for its life, as the panels' buffers are kept
+    /// between products: 96 × k floats for the f32 GEMM with AVX-512).
+    static BLOCK: RefCell<(Tag, AlignedVec<f32>)> = RefCell::new((None, AlignedVec::zeroed(0)));
 }
 
 /// A number for a product about to start, for the tags of its blocks.
@@ -41,28 +40,24 @@ pub(super) fn product_number() -> u64 {
 
 /// `work` on `len` elements of block `tag` (product, block): those this thread packed last if
 /// they were of that block, else `pack` writes them into the thread's buffer first (every one
-/// of them: in unit tests the buffer holds NaN bits before it packs). `work` must not take a
-/// block itself (it runs with the thread's buffer borrowed).
-pub(super) fn with_block<T: Plain, R>(tag: (u64, usize), len: usize, pack: impl FnOnce(&mut [T]), work: impl FnOnce(&[T]) -> R) -> R {
+/// of them: in unit tests the buffer holds NaN before it packs). `work` must not take a block
+/// itself (it runs with the thread's buffer borrowed).
+pub(super) fn with_block<R>(tag: (u64, usize), len: usize, pack: impl FnOnce(&mut [f32]), work: impl FnOnce(&[f32]) -> R) -> R {
     BLOCK.with(|block| {
         let mut block = block.borrow_mut();
-        let (packed, words) = &mut *block;
-        let need = (len * size_of::<T>()).div_ceil(4);
+        let (packed, buffer) = &mut *block;
         if *packed != Some(tag) {
-            if words.len() < need {
-                *words = AlignedVec::zeroed(need);
+            if buffer.len() < len {
+                *buffer = AlignedVec::zeroed(len);
             }
             // Untagged while it packs: a `pack` that panics part way leaves no block to take.
             *packed = None;
             #[cfg(test)]
-            words.fill(u32::MAX);
-            // SAFETY: the buffer holds at least `len` elements' bytes, aligned to 64 ≥ T's
-            // alignment (Plain); any bits are a T (Plain); borrowed as `block` is.
-            pack(unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<T>(), len) });
+            buffer.fill(f32::NAN);
+            pack(&mut buffer[..len]);
             *packed = Some(tag);
         }
-        // SAFETY: as above, and the block's `len` elements were written by `pack` for this tag.
-        work(unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<T>(), len) })
+        work(&buffer[..len])
     })
 }
 
@@ -90,8 +85,8 @@ mod tests {
             assert_eq!(read, vec![value; 5], "{tag:?}");
         }
         assert_eq!(packings, 3);
-        // Larger and of 2-byte elements: the buffer grows, an odd count takes a whole word.
-        let read = with_block((second, 2), 1001, |block: &mut [u16]| block.fill(7), |block| block.iter().all(|&w| w == 7) && block.len() == 1001);
+        // Larger: the buffer grows, and the block is as long as asked.
+        let read = with_block((second, 2), 1001, |block| block.fill(7.0), |block| block.iter().all(|&w| w == 7.0) && block.len() == 1001);
         assert!(read);
     }
 }

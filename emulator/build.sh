@@ -32,7 +32,10 @@ flags=(-std=c++17 -O2 -g -fPIC -ffp-contract=off -fno-strict-aliasing -fno-tree-
 # -fsanitize=alignment: a load or store through a pointer misaligned for its type (a uint4 pack
 # off a 16-byte boundary) stops the process with the source line, where the GPU would fault.
 sanitize=(-fsanitize=alignment -fno-sanitize-recover=alignment)
-kernel_flags=("${flags[@]}" "${sanitize[@]}" -I "$root/kernels/include" -include yoco_emu/device.h)
+# -fsanitize=thread: a call before every load and store of the kernels, which racecheck.cpp
+# answers (no sanitizer runtime is linked): shared-memory hazards, as compute-sanitizer's racecheck.
+racecheck=(-fsanitize=thread --param=tsan-instrument-func-entry-exit=0)
+kernel_flags=("${flags[@]}" "${sanitize[@]}" "${racecheck[@]}" -I "$root/kernels/include" -include yoco_emu/device.h)
 
 objects=()
 pids=()
@@ -67,7 +70,7 @@ for cu in "$root"/kernels/*.cu; do
   compile_kernels "$cu" &
   pids+=($!)
 done
-for src in fiber scheduler tensor_core cubin; do
+for src in fiber scheduler tensor_core cubin racecheck; do
   obj="$out/obj/$src.o"
   objects+=("$obj")
   "$cxx" "${flags[@]}" -c "$root/emulator/src/$src.cpp" -o "$obj" &

@@ -36,6 +36,7 @@ constexpr size_t TOTAL_MEMORY = 80ull << 30;
 constexpr const char* DEVICE_NAME = "yoco CPU emulator of an sm_90 GPU (not a GPU: times are CPU times)";
 
 std::mutex g_mutex;  // the API is callable from any thread; kernels run one launch at a time
+std::string g_last_failure;  // the last launch's (yoco_emu_last_failure)
 
 // ---- device memory -------------------------------------------------------------------------------
 struct Mapping {
@@ -465,11 +466,19 @@ CUresult CUDAAPI cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, 
     install_fault_report();
     const yoco_emu::Launch launch{fn->kernel, dim3(gx, gy, gz), dim3(bx, by, bz), shared, params[0], schedule_seed()};
     const std::string failure = yoco_emu::run_grid(launch);
+    g_last_failure = failure;
     if (!failure.empty()) {
         fprintf(stderr, "yoco emulator: %s\n", failure.c_str());
         return CUDA_ERROR_LAUNCH_FAILED;
     }
     return CUDA_SUCCESS;
+}
+
+// What the last launch's failure said ("" if it ran to the end), for the self-test to tell one
+// failure from another. Not part of the driver API.
+const char* yoco_emu_last_failure() {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    return g_last_failure.c_str();
 }
 
 CUresult CUDAAPI cuGetErrorName(CUresult error, const char** name) {

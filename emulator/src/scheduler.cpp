@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "fiber.h"
+#include "racecheck.h"
 
 namespace yoco_emu {
 
@@ -29,7 +30,8 @@ struct Copy {
     const void* src;
     size_t bytes;
     bool valid;
-    long group;  // -1 until committed
+    long group;   // -1 until committed
+    bool landed;  // already (at its issue); still in flight until the wait that covers it
 };
 
 struct Fiber {
@@ -130,11 +132,12 @@ void land(const Copy& c) {
 }
 
 // Lands the thread's committed copies of groups below `below_group`, in place (a wait runs for
-// every tile a kernel loads).
+// every tile a kernel loads), those that have not landed at their issue.
 void complete_copies(Fiber& f, long below_group) {
     auto landed = [&](const Copy& c) {
         if (c.group < 0 || c.group >= below_group) return false;
-        land(c);
+        if (!c.landed) land(c);
+        racecheck::copy_landed(c.dst, c.bytes);
         return true;
     };
     f.copies.erase(std::remove_if(f.copies.begin(), f.copies.end(), landed), f.copies.end());
@@ -147,6 +150,7 @@ void release_block_barrier_if_complete() {
         if (f.state == State::AtBlockBarrier) f.state = State::Runnable;
     b.at_block_barrier = 0;
     b.barrier_generation += 1;
+    racecheck::block_barrier();
 }
 
 void release_warp_if_complete(int w) {
@@ -158,6 +162,8 @@ void release_warp_if_complete(int w) {
     for (int i = first; i < end; ++i)
         if (b.fibers[i].state == State::AtWarpBarrier) b.fibers[i].state = State::Runnable;
     warp.arrived = 0;
+    // Of the warp-wide operations, only __syncwarp orders the lanes' memory accesses.
+    if (warp.op == WarpOp::SyncWarp) racecheck::warp_barrier(w);
 }
 
 void fiber_main(void*) {
@@ -263,8 +269,9 @@ class WarpPlan {
     std::vector<int> running_;
 };
 
-// Runs one block to completion (or to its first failure).
-std::string run_block(const Launch& launch, uint3 idx, uint64_t& rng) {
+// Runs one block to completion (or to its first failure), its shared memory's accesses checked
+// (racecheck.h) if `checked`.
+std::string run_block(const Launch& launch, uint3 idx, uint64_t& rng, bool checked) {
     Block& b = g_block;
     const int threads = static_cast<int>(launch.block.x * launch.block.y * launch.block.z);
     b.launch = &launch;
@@ -280,6 +287,10 @@ std::string run_block(const Launch& launch, uint3 idx, uint64_t& rng) {
     b.shared_window_offset = 1024 + 128 * static_cast<uint32_t>(next_random(b.rng) % 8);
     b.wgmma_issues.assign(b.warps.size(), {});
     poison_static_shared();
+    if (checked) racecheck::begin_block(b.dynamic_shared, launch.dynamic_shared_bytes, threads);
+    struct EndChecks {
+        ~EndChecks() { racecheck::end_block(); }
+    } end_checks;
     while (static_cast<int>(g_stacks.size()) < threads) g_stacks.push_back(std::make_unique<FiberStack>(STACK_BYTES));
     for (int t = 0; t < threads; ++t) {
         Fiber& f = b.fibers[t];
@@ -413,12 +424,13 @@ void cp_async_issue(void* dst, const void* src, size_t bytes, bool valid) {
     if (reinterpret_cast<uintptr_t>(dst) % bytes != 0 || reinterpret_cast<uintptr_t>(src) % bytes != 0)
         trap("cp.async with an address not aligned to its copy size");
     if (!is_shared(dst, bytes)) trap("cp.async destination outside shared memory");
-    Copy copy{dst, src, bytes, valid, -1};
+    racecheck::copy_issued(dst, bytes);
+    Copy copy{dst, src, bytes, valid, -1, false};
     if (next_random(g_block.rng) & 1) {
         land(copy);
-    } else {
-        g_block.current->copies.push_back(copy);
+        copy.landed = true;
     }
+    g_block.current->copies.push_back(copy);
 }
 
 void cp_async_commit() {
@@ -450,8 +462,9 @@ std::string run_grid(const Launch& launch) {
         for (unsigned y = 0; y < launch.grid.y; ++y)
             for (unsigned x = 0; x < launch.grid.x; ++x) blocks.push_back(uint3{x, y, z});
     for (size_t i = blocks.size(); i > 1; --i) std::swap(blocks[i - 1], blocks[next_random(rng) % i]);
+    const bool checked = racecheck::enabled();
     for (const uint3& idx : blocks) {
-        std::string failure = run_block(launch, idx, rng);
+        std::string failure = run_block(launch, idx, rng, checked);
         if (!failure.empty()) {
             g_block.current = nullptr;
             g_block.launch = nullptr;
@@ -478,7 +491,10 @@ std::map<std::string, KernelEntry>& registry() {
 void register_kernel(const KernelEntry& entry) { registry()[entry.name] = entry; }
 
 void register_shared_section(unsigned char* start, unsigned char* stop) {
-    if (start && stop > start) shared_sections()[start] = stop;
+    if (start && stop > start) {
+        shared_sections()[start] = stop;
+        racecheck::static_section(start, stop);
+    }
 }
 
 const KernelEntry* find_kernel(const char* name) {

@@ -8,6 +8,8 @@
 
 #include "yoco_emu/device.h"
 
+#include "racecheck.h"
+
 namespace yoco_emu {
 
 namespace {
@@ -59,6 +61,8 @@ void mma_m16n8k16(bool bf16, float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
 void ldmatrix_x4(bool trans, uint32_t (&r)[4], const void* row) {
     if (reinterpret_cast<uintptr_t>(row) % 16 != 0) trap("ldmatrix row address not 16-byte aligned");
     if (!is_shared(row, 16)) trap("ldmatrix row address outside shared memory");
+    // The warp reads the row; it is this lane's to name, and its read as far as hazards go.
+    racecheck::read(row, 16);
     const void* const* all = exchange(row, WarpOp::LdMatrix, 0xffffffffu);
     const int lane = current().lane;
     for (int m = 0; m < 4; ++m) {
@@ -105,12 +109,17 @@ class Operand {
     }
 
     float at(int mn, int k) const {
+        uint16_t bits;
+        memcpy(&bits, element(mn, k), 2);
+        return bits_to_float(bf16_, bits);
+    }
+
+    // Where element (mn, k) lies in shared memory.
+    const unsigned char* element(int mn, int k) const {
         uint32_t address = start_ + (mn_major_ ? 2 * (mn % 64) + (mn / 64) * lbo_ + (k % 8) * 128 + (k / 8) * sbo_
                                                : (mn % 8) * 128 + (mn / 8) * sbo_ + 2 * k);
         address ^= (address >> 7 & 7) << 4;
-        uint16_t bits;
-        memcpy(&bits, shared_pointer(address, 2), 2);
-        return bits_to_float(bf16_, bits);
+        return shared_pointer(address, 2);
     }
 
   private:
@@ -118,6 +127,24 @@ class Operand {
     bool mn_major_;
     uint32_t start_ = 0, lbo_ = 0, sbo_ = 0;
 };
+
+// Calls `each(element)` for each operand element in shared memory that the running thread's share
+// of `op` reads (run_wgmma's): its two rows of A, each of its columns of B.
+template <typename F>
+void for_each_operand_element(const WgmmaOp& op, F each) {
+    const int lane = current().lane;
+    const int row0 = 16 * (current().warp % 4);
+    const int g = lane / 4, tig = lane % 4;
+    if (!op.a_in_registers) {
+        const Operand a_smem(op.bf16, op.desc_a, false);
+        for (int e = 0; e < 2; ++e)
+            for (int k = 0; k < 16; ++k) each(a_smem.element(row0 + g + 8 * e, k));
+    }
+    const Operand b_smem(op.bf16, op.desc_b, op.trans_b);
+    for (int j = 0; j < op.n / 8; ++j)
+        for (int c = 0; c < 2; ++c)
+            for (int k = 0; k < 16; ++k) each(b_smem.element(8 * j + 2 * tig + c, k));
+}
 
 // One thread's share of a wgmma: its accumulators, rows 16·(warp % 4) + g and + 8 of the 64, in
 // the m16n8 C layout per 8-column tile. The warp meets to see each other's A registers. Its two
@@ -170,7 +197,7 @@ void expect_same_across_warpgroup(const WgmmaIssue& mine) {
 
 void wgmma_issue(bool bf16, int n, float* d, const uint32_t* a, uint64_t desc_a, uint64_t desc_b, bool trans_b) {
     if (block_dim().x * block_dim().y * block_dim().z % 128 != 0) trap("wgmma.mma_async in a block that is not whole warpgroups");
-    WgmmaOp op{bf16, n, d, {0, 0, 0, 0}, a != nullptr, desc_a, desc_b, trans_b, -1};
+    WgmmaOp op{bf16, n, d, {0, 0, 0, 0}, a != nullptr, desc_a, desc_b, trans_b, -1, false};
     if (a) memcpy(op.a, a, sizeof op.a);
     // Now or at the wait: one draw for the warp (its lanes must run it together), lane 0's. Only
     // while nothing issued before it waits: they run in issue order, as the hardware's do.
@@ -178,11 +205,14 @@ void wgmma_issue(bool bf16, int n, float* d, const uint32_t* a, uint64_t desc_a,
     const bool now = slot(draws, 0) & 1;
     release_exchange(WarpOp::Wgmma, 0xffffffffu);
     if (current().lane == 0) expect_same_across_warpgroup(WgmmaIssue{bf16, n, a != nullptr, trans_b, desc_a, desc_b});
-    if (now && pending_wgmma().empty()) {
+    for_each_operand_element(op, [](const unsigned char* e) { racecheck::operand_issued(e, 2); });
+    bool earlier_waiting = false;
+    for (const WgmmaOp& p : pending_wgmma()) earlier_waiting = earlier_waiting || !p.ran;
+    if (now && !earlier_waiting) {
         run_wgmma(op);
-    } else {
-        pending_wgmma().push_back(op);
+        op.ran = true;
     }
+    pending_wgmma().push_back(op);
 }
 
 void wgmma_fence() { sync_warp(WarpOp::WgmmaFence, 0xffffffffu); }
@@ -197,7 +227,10 @@ void wgmma_wait(int groups_pending) {
     std::vector<WgmmaOp>& pending = pending_wgmma();
     const long below = next_wgmma_group() - groups_pending;
     size_t done = 0;
-    while (done < pending.size() && pending[done].group >= 0 && pending[done].group < below) run_wgmma(pending[done++]);
+    for (; done < pending.size() && pending[done].group >= 0 && pending[done].group < below; ++done) {
+        if (!pending[done].ran) run_wgmma(pending[done]);
+        for_each_operand_element(pending[done], [](const unsigned char* e) { racecheck::operand_retired(e, 2); });
+    }
     pending.erase(pending.begin(), pending.begin() + static_cast<long>(done));
 }
 

@@ -2,7 +2,9 @@
 // right answer, and each bug the emulator claims to catch is caught (a missing barrier, lanes of a
 // warp at different operations, a deadlock, a write past an allocation, a read of cp.async data
 // or wgmma accumulators before their wait, a misaligned swizzled tile, a warpgroup's warps
-// disagreeing on a wgmma, a trap). Run by emulator/build.sh --test; exits non-zero on any failure.
+// disagreeing on a wgmma, a trap), and racecheck reports each kind of shared-memory hazard, those
+// the results show and those they do not, and nothing in the correct kernels. Run by
+// emulator/build.sh --test; exits non-zero on any failure.
 #include <cuda.h>
 #include <math.h>
 #include <signal.h>
@@ -25,6 +27,12 @@ struct SelftestParams {
 };
 
 int g_failures = 0;
+
+extern "C" const char* yoco_emu_last_failure();  // driver.cpp
+
+// Turns racecheck off (its hazards fail the launch, where these checks look for wrong results)
+// or back on, for the launches that follow.
+void set_racecheck(bool on) { setenv("YOCO_EMU_RACECHECK", on ? "1" : "0", 1); }
 
 void expect(bool ok, const char* what) {
     printf("%s %s\n", ok ? "ok  " : "FAIL", what);
@@ -93,6 +101,18 @@ void expect_barrier_needed(const char* kernel, int threads, int shift, const cha
     expect(!without_barrier, (std::string(what) + " without __syncthreads: caught").c_str());
 }
 
+// With racecheck on: `kernel` in mode `clean` runs, and in mode `racy` fails with a racecheck
+// report that contains `kind`.
+void expect_hazard(const char* kernel, unsigned threads, unsigned shared, int racy, int clean, const char* kind, const char* what) {
+    Buffer in(threads), out(threads);
+    in.upload(ramp(threads, 1.0f));
+    const bool clean_runs = launch(kernel, 1, threads, shared, {out.get(), in.get(), static_cast<int>(threads), clean}) == CUDA_SUCCESS;
+    const bool racy_fails = launch(kernel, 1, threads, shared, {out.get(), in.get(), static_cast<int>(threads), racy}) == CUDA_ERROR_LAUNCH_FAILED;
+    const std::string said = yoco_emu_last_failure();
+    const bool named = said.find("racecheck: ") != std::string::npos && said.find(kind) != std::string::npos;
+    expect(clean_runs && racy_fails && named, (std::string("racecheck: ") + what).c_str());
+}
+
 // Runs `body` in a child process; its wait status.
 int child_status(const std::function<void()>& body) {
     fflush(stdout);
@@ -131,8 +151,10 @@ int main() {
         }
         expect(ok, "block_sum over shuffles and shared memory");
     }
-    // A missing __syncthreads shows under shuffled schedules; a warp overwriting what another
-    // has yet to read shows when warps run at different paces. With the barrier, every run is right.
+    // The schedules alone, racecheck off: a missing __syncthreads shows under shuffled
+    // schedules; a warp overwriting what another has yet to read shows when warps run at
+    // different paces. With the barrier, every run is right.
+    set_racecheck(false);
     expect_barrier_needed("selftest_neighbour", 64, 1, "neighbour exchange");
     expect_barrier_needed("selftest_overwrite", 128, 32, "a warp's overwrite of a slot other warps read");
     {  // static shared memory starts every block as NaN, not as the last block left it
@@ -166,6 +188,13 @@ int main() {
         expect(stale_seen, "cp.async read before its wait: stale (poison) in some runs");
         expect(waited_right, "cp.async read after its wait: the copied data in every run");
     }
+    set_racecheck(true);
+    // racecheck: each kind of hazard fails the launch, whether or not the results show it.
+    expect_hazard("selftest_neighbour", 64, 64 * 4, 0, 1, "hazard", "a read of another thread's write with no barrier between");
+    expect_hazard("selftest_overwrite", 128, 128 * 4, 0, 1, "hazard", "a warp's overwrite of what other warps read, no barrier between");
+    expect_hazard("selftest_hidden_race", 64, 16, 0, 1, "write-after-write", "every thread writing one flag (no result shows it)");
+    expect_hazard("selftest_hidden_race", 64, 16, 2, 3, "one warp with no __syncwarp", "lanes reading a lane's write after a shuffle, not a __syncwarp");
+    expect_hazard("selftest_cp_async", 32, 16, 0, 1, "a cp.async is still writing", "a read of cp.async data before its wait");
     {  // ldmatrix (plain and transposed) and mma.sync against a plain product
         Buffer in(256 + 128), out(128);
         std::vector<float> x = ramp(256 + 128, 0.25f);  // exact in bf16
@@ -201,6 +230,7 @@ int main() {
             return true;
         };
         bool right = true, stale_seen = false, overwrite_seen = false, misaligned_caught = true;
+        set_racecheck(false);  // mode 5's overwrite is a hazard: here its results are looked at
         for (int run = 0; run < 10; ++run) {
             right = right && matches(0) && matches(1);
             stale_seen = stale_seen || !matches(2);
@@ -211,6 +241,11 @@ int main() {
         expect(stale_seen, "wgmma.mma_async accumulators read before the wait: stale in some runs");
         expect(overwrite_seen, "a wgmma.mma_async operand overwritten before the wait: wrong in some runs");
         expect(misaligned_caught, "wgmma operands swizzled from off a 1024-byte boundary: wrong in every run");
+        set_racecheck(true);
+        const bool racecheck_clean = matches(0) && matches(1);
+        const bool overwrite_fails = launch("selftest_wgmma", 1, 128, shared, {out.get(), in.get(), 0, 5}) == CUDA_ERROR_LAUNCH_FAILED;
+        expect(racecheck_clean && overwrite_fails && strstr(yoco_emu_last_failure(), "a wgmma.mma_async still reads"),
+               "racecheck: a wgmma.mma_async operand overwritten before the wait (and both operand forms clean)");
         expect(launch("selftest_wgmma", 1, 128, shared, {out.get(), in.get(), 0, 4}) == CUDA_ERROR_LAUNCH_FAILED,
                "one warp of a warpgroup with another wgmma descriptor: the launch fails");
     }

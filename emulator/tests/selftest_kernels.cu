@@ -101,6 +101,31 @@ extern "C" __global__ void selftest_cp_async(SelftestParams p) {
     }
 }
 
+// Races that no result shows, for racecheck. Mode 0: every thread writes the same value to one
+// static __shared__ flag (a write-after-write hazard between warps; the value is right in any
+// order); mode 1: thread 0 alone writes it (clean). Mode 2: lane 0 of each warp writes a slot that
+// the lanes of its warp read after a shuffle, without a __syncwarp (the emulator's shuffle meets
+// the whole warp, so the value is right here; CUDA's memory model does not order the two); mode 3:
+// with the __syncwarp (clean).
+extern "C" __global__ void selftest_hidden_race(SelftestParams p) {
+    __shared__ float flag[1];
+    YOCO_DYNAMIC_SHARED(smem, 16);
+    float* s = reinterpret_cast<float*>(smem);
+    const int t = threadIdx.x, warp = t / 32;
+    float v;
+    if (p.mode < 2) {
+        if (p.mode == 0 || t == 0) flag[0] = 1.0f;
+        __syncthreads();
+        v = flag[0];
+    } else {
+        if (t % 32 == 0) s[warp] = p.in[warp];
+        const float one = __shfl_sync(0xffffffffu, 1.0f, 0);
+        if (p.mode == 3) __syncwarp();
+        v = s[warp] * one;
+    }
+    p.out[t] = v;
+}
+
 // A 16x8x16 product on the tensor-core path: A and B from shared memory through ldmatrix (B
 // transposed, as the attention kernel loads V), mma.sync, out = A·B (16x8, row-major).
 extern "C" __global__ void selftest_mma(SelftestParams p) {

@@ -98,8 +98,9 @@ struct WgmmaOp {
     uint64_t desc_b;
     bool trans_b;  // B MN-major
     long group;    // -1 until committed
+    bool ran;      // at its issue; still in flight (its operands read) until the wait that covers it
 };
-// The running thread's wgmma.mma_async not yet completed, in issue order, and its next group's
+// The running thread's wgmma.mma_async not yet waited for, in issue order, and its next group's
 // number. A thread that exits with any left is a failure (its results would never arrive).
 std::vector<WgmmaOp>& pending_wgmma();
 long& next_wgmma_group();

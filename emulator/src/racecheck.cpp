@@ -61,14 +61,14 @@ bool unordered(uint16_t them, uint64_t their_warp_syncs, uint16_t me) {
 uint16_t me() { return static_cast<uint16_t>(current().warp * WARP + current().lane); }
 
 // Ends the launch: `what`, then the other thread (if known) and, for a hazard between two
-// threads' accesses (`unordered`), the barrier that would have ordered them.
-[[noreturn]] void report(const char* what, const Region& r, size_t offset, uint16_t other, bool unordered = true) {
+// threads' accesses (`hazard`), the barrier that would have ordered them.
+[[noreturn]] void report(const char* what, const Region& r, size_t offset, uint16_t other, bool hazard = true) {
     const char* where = r.dynamic ? "dynamic shared memory" : "a __shared__ variable";
     if (other == NOBODY) {
         snprintf(g_message, sizeof g_message, "racecheck: %s (byte %zu of %s)", what, offset, where);
     } else {
         const bool one_warp = warp_of(other) == warp_of(me());
-        const char* missing = !unordered ? "" : one_warp ? ", one warp with no __syncwarp or __syncthreads between" : ", no __syncthreads between";
+        const char* missing = !hazard ? "" : one_warp ? ", one warp with no __syncwarp or __syncthreads between" : ", no __syncthreads between";
         snprintf(g_message, sizeof g_message, "racecheck: %s thread %u (warp %d, lane %d)%s (byte %zu of %s)", what, other,
                  warp_of(other), other % WARP, missing, offset, where);
     }
@@ -104,9 +104,9 @@ void check_write(Region& r, size_t offset, uint16_t t) {
     if (c.read_interval == g_interval) {
         const uint32_t other_warps = c.reader_warps & ~(1u << warp_of(t));
         if (other_warps) {
-            const uint16_t other = c.reader != NOBODY && warp_of(c.reader) != warp_of(t) ? c.reader : c.other_reader;
-            report("write-after-read hazard: a write over what was read by", r, offset,
-                   other != NOBODY && warp_of(other) != warp_of(t) ? other : NOBODY);
+            for (const uint16_t other : {c.reader, c.other_reader})
+                if (other != NOBODY && warp_of(other) != warp_of(t)) report("write-after-read hazard: a write over what was read by", r, offset, other);
+            report("write-after-read hazard: a write, with no __syncthreads between, over what a thread of another warp read", r, offset, NOBODY);
         }
         if (unordered(c.reader, c.reader_warp_syncs, t))
             report("write-after-read hazard: a write over what was read by", r, offset, c.reader);
@@ -142,15 +142,16 @@ bool enabled() {
 void static_section(unsigned char* start, unsigned char* stop) {
     for (const Region& r : regions())
         if (r.start == reinterpret_cast<uintptr_t>(start)) return;
-    const size_t bytes = static_cast<size_t>(stop - start);
-    regions().push_back(Region{reinterpret_cast<uintptr_t>(start), bytes, false, std::vector<Cell>(bytes)});
+    // Its cells come with the first checked block: a process that checks nothing spends nothing.
+    regions().push_back(Region{reinterpret_cast<uintptr_t>(start), static_cast<size_t>(stop - start), false, {}});
 }
 
 void begin_block(const unsigned char* dynamic_start, size_t dynamic, int threads) {
     Region& d = regions()[0];
     d.start = reinterpret_cast<uintptr_t>(dynamic_start);
     d.bytes = dynamic;
-    if (d.cells.size() < dynamic) d.cells.resize(dynamic);
+    for (Region& r : regions())
+        if (r.cells.size() < r.bytes) r.cells.resize(r.bytes);
     if (g_in_flight != 0) {  // a block that failed with copies or operand reads in flight
         for (Region& r : regions())
             for (Cell& c : r.cells) c.copying = NOBODY, c.operand_reads = 0;

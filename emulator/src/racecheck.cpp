@@ -29,6 +29,7 @@ struct Cell {
     uint16_t other_reader = NOBODY;  // the last one before that, another thread
     uint16_t copying = NOBODY;       // the thread whose cp.async to it is in flight
     uint16_t operand_reads = 0;      // wgmma.mma_async reads of it in flight
+    uint32_t writer_fences = 0;      // the writer's fence.proxy.async count at the write
 };
 
 struct Region {
@@ -45,9 +46,11 @@ std::vector<Region>& regions() {  // [0]: the dynamic shared memory; then each s
 
 bool g_active = false;
 uint64_t g_interval = 0;             // numbers every barrier interval of every block, from 1
+uint64_t g_block_start = 0;          // the running block's first interval
 uint64_t g_warp_sync_count = 0;      // numbers every __syncwarp release
 std::vector<uint64_t> g_warp_syncs;  // each warp's last release
 long g_in_flight = 0;                // cells with a copy or an operand read in flight
+std::vector<std::vector<uint64_t>> g_fences;  // per thread, the interval of each fence.proxy.async
 char g_message[512];
 
 int warp_of(uint16_t thread) { return thread / WARP; }
@@ -116,6 +119,20 @@ void check_write(Region& r, size_t offset, uint16_t t) {
     c.write_interval = g_interval;
     c.writer = t;
     c.write_warp_syncs = g_warp_syncs[warp_of(t)];
+    c.writer_fences = static_cast<uint32_t>(g_fences[t].size());
+}
+
+// The async proxy (a wgmma operand) reads the byte: its last write in this block must be visible
+// to it, by the writer's fence.proxy.async after the write and a barrier after that fence (or
+// program order, where the writer itself issues the wgmma).
+void check_proxy_read(Region& r, size_t offset, uint16_t t) {
+    const Cell& c = r.cells[offset];
+    if (c.writer == NOBODY || c.write_interval < g_block_start) return;
+    const std::vector<uint64_t>& fences = g_fences[c.writer];
+    const bool fenced = c.writer_fences < fences.size() && (c.writer == t || fences[c.writer_fences] < g_interval);
+    if (!fenced)
+        report("a wgmma.mma_async operand read of shared memory whose last write had no fence.proxy.async, then a barrier, after it: written by",
+               r, offset, c.writer, false);
 }
 
 // Calls `each(region, offset)` for every byte of [p, p + bytes) in shared memory.
@@ -158,8 +175,10 @@ void begin_block(const unsigned char* dynamic_start, size_t dynamic, int threads
         g_in_flight = 0;
     }
     g_warp_syncs.assign(static_cast<size_t>((threads + WARP - 1) / WARP), 0);
+    g_fences.assign(static_cast<size_t>(threads), {});
     for (uint64_t& s : g_warp_syncs) s = ++g_warp_sync_count;
     g_interval += 1;
+    g_block_start = g_interval;
     g_active = true;
 }
 
@@ -213,9 +232,14 @@ void operand_issued(const void* p, size_t bytes) {
     const uint16_t t = me();
     for_shared_bytes(p, bytes, [&](Region& r, size_t o) {
         check_read(r, o, t);
+        check_proxy_read(r, o, t);
         r.cells[o].operand_reads += 1;
         g_in_flight += 1;
     });
+}
+
+void proxy_fence() {
+    if (g_active) g_fences[me()].push_back(g_interval);
 }
 
 void operand_retired(const void* p, size_t bytes) {

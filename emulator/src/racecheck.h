@@ -45,8 +45,13 @@ void copy_issued(const void* p, size_t bytes);
 void copy_landed(const void* p, size_t bytes);
 
 // The running thread's wgmma.mma_async reads [p, p + bytes) of shared memory from its issue
-// (checked as a read, then in flight: a write to it is a hazard) to the wait that covers it.
+// (checked as a read, then in flight: a write to it is a hazard) to the wait that covers it. The
+// async proxy reads it: the last write to each byte must have been followed by its writer's
+// fence.proxy.async, and that by a barrier unless the writer is the running thread.
 void operand_issued(const void* p, size_t bytes);
 void operand_retired(const void* p, size_t bytes);
+
+// The running thread's fence.proxy.async.shared::cta.
+void proxy_fence();
 
 }  // namespace yoco_emu::racecheck

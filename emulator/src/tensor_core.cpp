@@ -215,6 +215,8 @@ void wgmma_issue(bool bf16, int n, float* d, const uint32_t* a, uint64_t desc_a,
     pending_wgmma().push_back(op);
 }
 
+void fence_proxy_async() { racecheck::proxy_fence(); }
+
 void wgmma_fence() { sync_warp(WarpOp::WgmmaFence, 0xffffffffu); }
 
 void wgmma_commit() {

@@ -246,6 +246,9 @@ int main() {
         const bool overwrite_fails = launch("selftest_wgmma", 1, 128, shared, {out.get(), in.get(), 0, 5}) == CUDA_ERROR_LAUNCH_FAILED;
         expect(racecheck_clean && overwrite_fails && strstr(yoco_emu_last_failure(), "a wgmma.mma_async still reads"),
                "racecheck: a wgmma.mma_async operand overwritten before the wait (and both operand forms clean)");
+        const bool unfenced_fails = launch("selftest_wgmma", 1, 128, shared, {out.get(), in.get(), 0, 6}) == CUDA_ERROR_LAUNCH_FAILED;
+        expect(unfenced_fails && strstr(yoco_emu_last_failure(), "no fence.proxy.async"),
+               "racecheck: wgmma operands stored with no fence.proxy.async before the barrier");
         expect(launch("selftest_wgmma", 1, 128, shared, {out.get(), in.get(), 0, 4}) == CUDA_ERROR_LAUNCH_FAILED,
                "one warp of a warpgroup with another wgmma descriptor: the launch fails");
     }

@@ -157,7 +157,8 @@ extern "C" __global__ void selftest_mma(SelftestParams p) {
 // of k, 128 of n: two 64-column blocks), N = 128; 2, mode 0 with out written before the wait; 3,
 // mode 0 with the tiles 128 bytes off the 1024-byte boundary the swizzle needs; 4, mode 0 with
 // the last warp's B descriptor 16 bytes off the others' (the launch must fail); 5, mode 0 with A
-// overwritten (by zeros) between the issue and the wait.
+// overwritten (by zeros) between the issue and the wait; 6, mode 0 without the fence.proxy.async
+// between the operands' stores and the barrier (right here; the GPU's wgmma may not see them).
 extern "C" __global__ void selftest_wgmma(SelftestParams p) {
     YOCO_DYNAMIC_SHARED(raw, 16);
     unsigned char* base = raw + (1024 - yoco::shared_address(raw) % 1024) % 1024 + (p.mode == 3 ? 128 : 0);
@@ -173,7 +174,7 @@ extern "C" __global__ void selftest_wgmma(SelftestParams p) {
     } else {
         for (int e = t; e < 64 * 16; e += 128) put(sb, e / 16, e % 16, p.in[1024 + e]);
     }
-    yoco::fence_proxy_async_shared();
+    if (p.mode != 6) yoco::fence_proxy_async_shared();
     __syncthreads();
     const int lane = t % 32, row0 = t / 32 * 16 + lane / 4, tig = lane % 4;
     const uint32_t a_addr = yoco::shared_address(sa), b_addr = yoco::shared_address(sb);

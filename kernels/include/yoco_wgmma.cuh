@@ -95,9 +95,12 @@ __device__ __forceinline__ void wgmma_pin(E (&x)[N]) {
 
 // Makes this thread's generic-proxy writes to shared memory (stores, cp.async that have landed)
 // visible to the async proxy, which wgmma reads its shared-memory operands through; a barrier
-// after it extends that to the other threads' wgmma. (The emulator has one proxy: nothing to do.)
+// after it extends that to the other threads' wgmma. (The emulator has one proxy; its racecheck
+// fails a wgmma that reads a write no such fence and barrier followed.)
 __device__ __forceinline__ void fence_proxy_async_shared() {
-#ifndef YOCO_EMULATED
+#ifdef YOCO_EMULATED
+    yoco_emu::fence_proxy_async();
+#else
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
 }

@@ -167,6 +167,9 @@ float exp2_ftz(float x);
 // wgmma.wait_group that covers it, drawn per instruction (a read of d, or a write of the
 // operands' shared memory, before the wait shows).
 void wgmma_issue(bool bf16, int n, float* d, const uint32_t* a, uint64_t desc_a, uint64_t desc_b, bool trans_b);
+// fence.proxy.async.shared::cta: this thread's writes to shared memory so far become visible to
+// wgmma's operand reads (racecheck.h checks that each operand byte's writer fenced after writing).
+void fence_proxy_async();
 // wgmma.fence / commit_group / wait_group.sync.aligned.
 void wgmma_fence();
 void wgmma_commit();

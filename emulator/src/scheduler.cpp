@@ -42,6 +42,7 @@ struct Fiber {
     long next_group = 0;
     std::vector<WgmmaOp> wgmma;
     long next_wgmma_group = 0;
+    bool wgmma_fenced = false;
 };
 
 struct Warp {
@@ -413,6 +414,7 @@ const unsigned char* shared_pointer(uint32_t address, size_t bytes) {
 std::vector<WgmmaIssue>& wgmma_issues(int warp) { return g_block.wgmma_issues[static_cast<size_t>(warp)]; }
 std::vector<WgmmaOp>& pending_wgmma() { return g_block.current->wgmma; }
 long& next_wgmma_group() { return g_block.current->next_wgmma_group; }
+bool& wgmma_fenced() { return g_block.current->wgmma_fenced; }
 uint64_t draw_random() { return next_random(g_block.rng); }
 
 unsigned char* warp_slots() { return g_block.warps[g_block.current->coords.warp].slots; }

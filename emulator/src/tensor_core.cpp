@@ -197,6 +197,11 @@ void expect_same_across_warpgroup(const WgmmaIssue& mine) {
 
 void wgmma_issue(bool bf16, int n, float* d, const uint32_t* a, uint64_t desc_a, uint64_t desc_b, bool trans_b) {
     if (block_dim().x * block_dim().y * block_dim().z % 128 != 0) trap("wgmma.mma_async in a block that is not whole warpgroups");
+    // PTX: a wgmma.fence before the first wgmma.mma_async, and between the threads' accesses to
+    // the accumulator or A registers and a wgmma.mma_async that uses them. Asked here after every
+    // wait, where the kernels read their accumulators (stricter than PTX only where nothing
+    // touched them between a wait and the next issue).
+    if (!wgmma_fenced()) trap("wgmma.mma_async issued with no wgmma.fence since the thread started or last waited (wgmma.wait_group)");
     WgmmaOp op{bf16, n, d, {0, 0, 0, 0}, a != nullptr, desc_a, desc_b, trans_b, -1, false};
     if (a) memcpy(op.a, a, sizeof op.a);
     // Now or at the wait: one draw for the warp (its lanes must run it together), lane 0's. Only
@@ -217,7 +222,10 @@ void wgmma_issue(bool bf16, int n, float* d, const uint32_t* a, uint64_t desc_a,
 
 void fence_proxy_async() { racecheck::proxy_fence(); }
 
-void wgmma_fence() { sync_warp(WarpOp::WgmmaFence, 0xffffffffu); }
+void wgmma_fence() {
+    sync_warp(WarpOp::WgmmaFence, 0xffffffffu);
+    wgmma_fenced() = true;
+}
 
 void wgmma_commit() {
     for (WgmmaOp& op : pending_wgmma())
@@ -226,6 +234,7 @@ void wgmma_commit() {
 }
 
 void wgmma_wait(int groups_pending) {
+    wgmma_fenced() = false;
     std::vector<WgmmaOp>& pending = pending_wgmma();
     const long below = next_wgmma_group() - groups_pending;
     size_t done = 0;

@@ -251,6 +251,9 @@ int main() {
                "racecheck: wgmma operands stored with no fence.proxy.async before the barrier");
         expect(launch("selftest_wgmma", 1, 128, shared, {out.get(), in.get(), 0, 4}) == CUDA_ERROR_LAUNCH_FAILED,
                "one warp of a warpgroup with another wgmma descriptor: the launch fails");
+        expect(launch("selftest_wgmma", 1, 128, shared, {out.get(), in.get(), 0, 7}) == CUDA_ERROR_LAUNCH_FAILED &&
+                   strstr(yoco_emu_last_failure(), "no wgmma.fence"),
+               "a wgmma.mma_async with no wgmma.fence before it: the launch fails");
     }
     {  // the compiler keeps IEEE semantics: an f32 round trip of a double is not folded away
         Buffer in(2), out(64);

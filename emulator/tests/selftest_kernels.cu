@@ -158,7 +158,8 @@ extern "C" __global__ void selftest_mma(SelftestParams p) {
 // mode 0 with the tiles 128 bytes off the 1024-byte boundary the swizzle needs; 4, mode 0 with
 // the last warp's B descriptor 16 bytes off the others' (the launch must fail); 5, mode 0 with A
 // overwritten (by zeros) between the issue and the wait; 6, mode 0 without the fence.proxy.async
-// between the operands' stores and the barrier (right here; the GPU's wgmma may not see them).
+// between the operands' stores and the barrier (right here; the GPU's wgmma may not see them); 7,
+// mode 0 without the wgmma.fence before the issue (the launch must fail).
 extern "C" __global__ void selftest_wgmma(SelftestParams p) {
     YOCO_DYNAMIC_SHARED(raw, 16);
     unsigned char* base = raw + (1024 - yoco::shared_address(raw) % 1024) % 1024 + (p.mode == 3 ? 128 : 0);
@@ -200,7 +201,7 @@ extern "C" __global__ void selftest_wgmma(SelftestParams p) {
     }
     float d[32] = {};
     yoco::wgmma_pin(d);
-    yoco::wgmma_fence();
+    if (p.mode != 7) yoco::wgmma_fence();
     const uint32_t b_skew = p.mode == 4 && t / 32 == 3 ? 16 : 0;
     yoco::wgmma_ss<__nv_bfloat16, 64>(d, yoco::wgmma_desc_sw128(a_addr, 16, 1024), yoco::wgmma_desc_sw128(b_addr + b_skew, 16, 1024));
     yoco::wgmma_commit();

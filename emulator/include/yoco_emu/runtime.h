@@ -104,6 +104,9 @@ struct WgmmaOp {
 // number. A thread that exits with any left is a failure (its results would never arrive).
 std::vector<WgmmaOp>& pending_wgmma();
 long& next_wgmma_group();
+// Whether the running thread has passed a wgmma.fence since it started or last waited
+// (wgmma.wait_group): a wgmma.mma_async issued without one fails the launch.
+bool& wgmma_fenced();
 
 // What one warp of a warpgroup issued as its k-th wgmma.mma_async: the warpgroup's four warps
 // must issue the same (PTX: a descriptor's contents must be the same across the warpgroup).

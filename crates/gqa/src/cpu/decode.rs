@@ -68,6 +68,14 @@
 //! lane sums are not what holds the scores back: a build without them ran no faster. With the
 //! cache in cache, the scores are ~40% of a step, the sums of the values ~25%, and the softmax's
 //! bookkeeping most of the rest.
+//!
+//! Also tried there and not kept: bf16 scores by AVX512-BF16's pair product (`vdpbf16ps`, keys
+//! and query rows read as they lie, half the instructions of widening and FMA; the kernel run
+//! inside a function compiled with the feature). One thread, with the cache in cache, three
+//! rounds: 24/8 heads of 128 over 512 keys 0.078–0.083 → 0.076–0.078 ms, 5 × 4/2 of 64
+//! 0.056–0.058 → 0.058–0.060; from memory, 0.565–0.574 → 0.565–0.581 and 0.696–0.703 →
+//! 0.679–0.733 of the read pass. The scores' 16-lane sums, one per score, were then a tenth of
+//! the step, and the sums of the values and the in-order read of them the most of it.
 
 use std::ops::Range;
 

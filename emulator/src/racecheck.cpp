@@ -81,6 +81,7 @@ uint16_t me() { return static_cast<uint16_t>(current().warp * WARP + current().l
 void check_read(Region& r, size_t offset, uint16_t t) {
     Cell& c = r.cells[offset];
     if (c.copying != NOBODY) report("a read of shared memory that a cp.async is still writing, issued by", r, offset, c.copying, false);
+    if (c.write_interval < g_block_start) report("a read of shared memory that no thread of this block has written", r, offset, NOBODY, false);
     if (c.write_interval == g_interval && unordered(c.writer, c.write_warp_syncs, t))
         report("read-after-write hazard: a read of what was written by", r, offset, c.writer);
     const uint64_t syncs = g_warp_syncs[warp_of(t)];

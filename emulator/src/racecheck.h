@@ -2,7 +2,9 @@
 // block touching the same byte of shared memory, at least one of them writing, with nothing that
 // orders the two (no __syncthreads between them, or, for two lanes of one warp, no __syncwarp
 // either), and any access to shared memory that an asynchronous copy is still writing or a
-// wgmma.mma_async is still reading. Each is a failure of the launch, whatever the results.
+// wgmma.mma_async is still reading. Besides: a read of shared memory no thread of the block has
+// written, and a wgmma operand whose last write its writer did not fence for the async proxy
+// (fence.proxy.async, then a barrier). Each is a failure of the launch, whatever the results.
 //
 // The kernel files are compiled with GCC's thread-sanitizer instrumentation (build.sh), whose
 // calls before every load and store (`__tsan_read4`, …) land here rather than in a sanitizer

@@ -70,7 +70,7 @@ for cu in "$root"/kernels/*.cu; do
   compile_kernels "$cu" &
   pids+=($!)
 done
-for src in fiber scheduler tensor_core cubin racecheck; do
+for src in fiber scheduler tensor_core cubin racecheck symbols; do
   obj="$out/obj/$src.o"
   objects+=("$obj")
   "$cxx" "${flags[@]}" -c "$root/emulator/src/$src.cpp" -o "$obj" &

@@ -2,9 +2,10 @@
 // block touching the same byte of shared memory, at least one of them writing, with nothing that
 // orders the two (no __syncthreads between them, or, for two lanes of one warp, no __syncwarp
 // either), and any access to shared memory that an asynchronous copy is still writing or a
-// wgmma.mma_async is still reading. Besides: a read of shared memory no thread of the block has
-// written, and a wgmma operand whose last write its writer did not fence for the async proxy
-// (fence.proxy.async, then a barrier). Each is a failure of the launch, whatever the results.
+// wgmma.mma_async is still reading, and any wgmma operand whose last write no fence.proxy.async
+// made visible to the async proxy. Each is a failure of the launch, whatever the results (where
+// compute-sanitizer grades some hazards as warnings: one value written by many threads, hazards
+// within a warp).
 //
 // The kernel files are compiled with GCC's thread-sanitizer instrumentation (build.sh), whose
 // calls before every load and store (`__tsan_read4`, …) land here rather than in a sanitizer
@@ -13,7 +14,8 @@
 //
 // A byte's history is kept per barrier interval: the last writer, and the warps and (two of the)
 // threads that read it since the last __syncthreads, each with its warp's __syncwarp count at
-// the time. Intervals are numbered across blocks and launches, so nothing is cleared between them.
+// the time. Intervals are numbered across blocks and launches, so the shadow is cleared only
+// after a block that failed with copies or operand reads in flight.
 #pragma once
 
 #include <stddef.h>

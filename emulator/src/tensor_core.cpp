@@ -128,50 +128,57 @@ class Operand {
     uint32_t start_ = 0, lbo_ = 0, sbo_ = 0;
 };
 
+// The running thread's share of a wgmma: rows row0 + g and + 8 of A's 64 (row0 = 16·(warp % 4)),
+// and columns 8j + 2·tig + c (c = 0, 1) of B's every 8-column tile j, with g = lane / 4 and
+// tig = lane % 4: what run_wgmma reads, and what racecheck is told it reads.
+struct Share {
+    int row0 = 16 * (current().warp % 4);
+    int g = current().lane / 4;
+    int tig = current().lane % 4;
+    int a_row(int e) const { return row0 + g + 8 * e; }
+    int b_column(int j, int c) const { return 8 * j + 2 * tig + c; }
+};
+
 // Calls `each(element)` for each operand element in shared memory that the running thread's share
-// of `op` reads (run_wgmma's): its two rows of A, each of its columns of B.
+// of `op` reads: its two rows of A (if A is in shared memory), each of its columns of B.
 template <typename F>
 void for_each_operand_element(const WgmmaOp& op, F each) {
-    const int lane = current().lane;
-    const int row0 = 16 * (current().warp % 4);
-    const int g = lane / 4, tig = lane % 4;
+    const Share share;
     if (!op.a_in_registers) {
         const Operand a_smem(op.bf16, op.desc_a, false);
         for (int e = 0; e < 2; ++e)
-            for (int k = 0; k < 16; ++k) each(a_smem.element(row0 + g + 8 * e, k));
+            for (int k = 0; k < 16; ++k) each(a_smem.element(share.a_row(e), k));
     }
     const Operand b_smem(op.bf16, op.desc_b, op.trans_b);
     for (int j = 0; j < op.n / 8; ++j)
         for (int c = 0; c < 2; ++c)
-            for (int k = 0; k < 16; ++k) each(b_smem.element(8 * j + 2 * tig + c, k));
+            for (int k = 0; k < 16; ++k) each(b_smem.element(share.b_column(j, c), k));
 }
 
-// One thread's share of a wgmma: its accumulators, rows 16·(warp % 4) + g and + 8 of the 64, in
-// the m16n8 C layout per 8-column tile. The warp meets to see each other's A registers. Its two
-// rows of A are read once, each of its columns of B once for both rows; every sum runs over k
-// in order from the accumulator, as before.
+// One thread's share of a wgmma (Share): its accumulators, in the m16n8 C layout per 8-column
+// tile. The warp meets to see each other's A registers. Its two rows of A are read once, each of
+// its columns of B once for both rows; every sum runs over k in order from the accumulator.
 void run_wgmma(const WgmmaOp& op) {
     const MmaSlot mine{{op.a[0], op.a[1], op.a[2], op.a[3]}, {0, 0}};
     const MmaSlot* all = exchange(mine, WarpOp::Wgmma, 0xffffffffu);
-    const int lane = current().lane;
-    const int row0 = 16 * (current().warp % 4);
-    const int g = lane / 4, tig = lane % 4;
+    const Share share;
     float a[2][16];
     if (op.a_in_registers) {
+        // This warp's 16 rows are the registers' m16 fragment: row a_row(e) − row0 of it.
         for (int e = 0; e < 2; ++e)
-            for (int k = 0; k < 16; ++k) a[e][k] = a_at(op.bf16, all, g + 8 * e, k);
+            for (int k = 0; k < 16; ++k) a[e][k] = a_at(op.bf16, all, share.a_row(e) - share.row0, k);
     } else {
         const Operand a_smem(op.bf16, op.desc_a, false);
         for (int e = 0; e < 2; ++e)
-            for (int k = 0; k < 16; ++k) a[e][k] = a_smem.at(row0 + g + 8 * e, k);
+            for (int k = 0; k < 16; ++k) a[e][k] = a_smem.at(share.a_row(e), k);
     }
     const Operand b_smem(op.bf16, op.desc_b, op.trans_b);
     for (int j = 0; j < op.n / 8; ++j) {
         for (int c = 0; c < 2; ++c) {
             float b[16];
-            for (int k = 0; k < 16; ++k) b[k] = b_smem.at(8 * j + 2 * tig + c, k);
+            for (int k = 0; k < 16; ++k) b[k] = b_smem.at(share.b_column(j, c), k);
             for (int e = 0; e < 2; ++e) {
-                float& acc = op.d[4 * j + 2 * e + c];  // row g + 8e, column 8j + 2tig + c
+                float& acc = op.d[4 * j + 2 * e + c];  // row a_row(e), column b_column(j, c)
                 for (int k = 0; k < 16; ++k) acc += a[e][k] * b[k];
             }
         }

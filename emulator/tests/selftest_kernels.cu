@@ -159,7 +159,8 @@ extern "C" __global__ void selftest_mma(SelftestParams p) {
 // the last warp's B descriptor 16 bytes off the others' (the launch must fail); 5, mode 0 with A
 // overwritten (by zeros) between the issue and the wait; 6, mode 0 without the fence.proxy.async
 // between the operands' stores and the barrier (right here; the GPU's wgmma may not see them); 7,
-// mode 0 without the wgmma.fence before the issue (the launch must fail).
+// mode 0 without the wgmma.fence before the issue (the launch must fail); 8, mode 0 with the
+// fence.proxy.async after the barrier, by the threads that issue the wgmma (as good as before).
 extern "C" __global__ void selftest_wgmma(SelftestParams p) {
     YOCO_DYNAMIC_SHARED(raw, 16);
     unsigned char* base = raw + (1024 - yoco::shared_address(raw) % 1024) % 1024 + (p.mode == 3 ? 128 : 0);
@@ -175,8 +176,9 @@ extern "C" __global__ void selftest_wgmma(SelftestParams p) {
     } else {
         for (int e = t; e < 64 * 16; e += 128) put(sb, e / 16, e % 16, p.in[1024 + e]);
     }
-    if (p.mode != 6) yoco::fence_proxy_async_shared();
+    if (p.mode != 6 && p.mode != 8) yoco::fence_proxy_async_shared();
     __syncthreads();
+    if (p.mode == 8) yoco::fence_proxy_async_shared();
     const int lane = t % 32, row0 = t / 32 * 16 + lane / 4, tig = lane % 4;
     const uint32_t a_addr = yoco::shared_address(sa), b_addr = yoco::shared_address(sb);
     const auto store = [&](const float* d, int n) {

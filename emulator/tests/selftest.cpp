@@ -195,6 +195,9 @@ int main() {
     expect_hazard("selftest_hidden_race", 64, 16, 0, 1, "write-after-write", "every thread writing one flag (no result shows it)");
     expect_hazard("selftest_hidden_race", 64, 16, 2, 3, "one warp with no __syncwarp", "lanes reading a lane's write after a shuffle, not a __syncwarp");
     expect_hazard("selftest_cp_async", 32, 16, 0, 1, "a cp.async is still writing", "a read of cp.async data before its wait");
+    expect_hazard("selftest_async_hazards", 32, 16, 0, 1, "a write to shared memory that a cp.async is still writing",
+                  "a write over a cp.async destination before its wait");
+    expect_hazard("selftest_async_hazards", 64, 512, 2, 3, "hazard", "an ldmatrix read of another warp's stores with no barrier between");
     {  // ldmatrix (plain and transposed) and mma.sync against a plain product
         Buffer in(256 + 128), out(128);
         std::vector<float> x = ramp(256 + 128, 0.25f);  // exact in bf16
@@ -244,7 +247,10 @@ int main() {
         set_racecheck(true);
         const bool racecheck_clean = matches(0) && matches(1);
         const bool overwrite_fails = launch("selftest_wgmma", 1, 128, shared, {out.get(), in.get(), 0, 5}) == CUDA_ERROR_LAUNCH_FAILED;
-        expect(racecheck_clean && overwrite_fails && strstr(yoco_emu_last_failure(), "a wgmma.mma_async still reads"),
+        // Caught as a write over an operand in flight, or, where a warp that has not yet issued
+        // reads what another warp overwrote, as a read-after-write hazard.
+        const char* said = yoco_emu_last_failure();
+        expect(racecheck_clean && overwrite_fails && (strstr(said, "a wgmma.mma_async still reads") || strstr(said, "read-after-write hazard")),
                "racecheck: a wgmma.mma_async operand overwritten before the wait (and both operand forms clean)");
         const bool unfenced_fails = launch("selftest_wgmma", 1, 128, shared, {out.get(), in.get(), 0, 6}) == CUDA_ERROR_LAUNCH_FAILED;
         expect(unfenced_fails && strstr(yoco_emu_last_failure(), "no fence.proxy.async"),

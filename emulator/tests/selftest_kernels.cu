@@ -126,6 +126,39 @@ extern "C" __global__ void selftest_hidden_race(SelftestParams p) {
     p.out[t] = v;
 }
 
+// Hazards on the accesses the emulator reports on a thread's behalf, for racecheck. Mode 0: lane 1
+// writes over the destination of lane 0's cp.async before its wait (the launch must fail); mode
+// 1: after the wait (clean; a __syncwarp orders the two lanes in both, another keeps lane 0 from
+// exiting, which lands its copies, before lane 1 writes). Mode 2: warp 1 stores a
+// 16x16 tile that warp 0 reads by ldmatrix, with no barrier between (must fail); mode 3: with one
+// (clean).
+extern "C" __global__ void selftest_async_hazards(SelftestParams p) {
+    YOCO_DYNAMIC_SHARED(smem, 16);
+    const int t = threadIdx.x;
+    if (p.mode < 2) {
+        float* s = reinterpret_cast<float*>(smem);
+        if (t == 0) {
+            yoco::cp_async_16(s, p.in, true);
+            yoco::cp_async_commit();
+            if (p.mode == 1) yoco::cp_async_wait<0>();
+        }
+        __syncwarp();
+        if (t == 1) s[0] = 2.0f;
+        __syncwarp();
+        p.out[t] = 0.0f;
+        return;
+    }
+    __nv_bfloat16* tile = reinterpret_cast<__nv_bfloat16*>(smem);
+    if (t >= 32)
+        for (int e = t - 32; e < 256; e += 32) tile[e] = __float2bfloat16_rn(p.in[e % p.n]);
+    if (p.mode == 3) __syncthreads();
+    if (t < 32) {
+        uint32_t r[4];
+        yoco::ldmatrix_x4(r, &tile[(t % 16) * 16 + (t / 16) * 8]);
+        p.out[t] = __uint_as_float(r[0]);
+    }
+}
+
 // A 16x8x16 product on the tensor-core path: A and B from shared memory through ldmatrix (B
 // transposed, as the attention kernel loads V), mma.sync, out = A·B (16x8, row-major).
 extern "C" __global__ void selftest_mma(SelftestParams p) {

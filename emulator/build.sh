@@ -82,7 +82,8 @@ pids+=($!)
 pids+=($!)
 for pid in "${pids[@]}"; do wait "$pid"; done
 
-"$cxx" -shared "${sanitize[@]}" -o "$out/libcuda.so.1" -Wl,-soname,libcuda.so.1 "$out/obj/driver.o" "${objects[@]}"
+# -z defs: a symbol the kernels need that nothing defines (a __tsan_atomic* hook, say) fails here, not at load.
+"$cxx" -shared "${sanitize[@]}" -Wl,-z,defs -o "$out/libcuda.so.1" -Wl,-soname,libcuda.so.1 "$out/obj/driver.o" "${objects[@]}"
 ln -sf libcuda.so.1 "$out/libcuda.so"
 "$cxx" -shared -o "$out/libcublas.so.13" -Wl,-soname,libcublas.so.13 "$out/obj/cublas.o"
 ln -sf libcublas.so.13 "$out/libcublas.so"

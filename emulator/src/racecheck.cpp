@@ -75,7 +75,6 @@ uint64_t g_warp_sync_count = 0;      // numbers every __syncwarp release
 std::vector<uint64_t> g_warp_syncs;  // each warp's last release
 long g_in_flight = 0;                // copies' and operand reads' marks on cells
 std::vector<std::vector<uint64_t>> g_fences;  // per thread, the interval of each fence.proxy.async
-char g_message[768];
 
 Who me() { return who(current().warp * WARP + current().lane); }
 
@@ -105,8 +104,7 @@ std::string place(const Region& r, size_t offset) {
             text += warp_of(other) == warp_of(me()) ? ", one warp with no __syncwarp or __syncthreads between" : ", no __syncthreads between";
     }
     text += " (" + place(r, offset) + ")";
-    snprintf(g_message, sizeof g_message, "%s", text.c_str());
-    trap(g_message);
+    trap(text.c_str());  // which copies it before the fiber stops for good
 }
 
 void check_read(Region& r, size_t offset, Who t) {
